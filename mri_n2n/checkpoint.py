@@ -1,0 +1,92 @@
+"""Checkpoints: one self-describing file that holds everything inference needs.
+
+A checkpoint is a plain ``dict`` of tensors, numbers, strings, lists and dicts, so it
+loads with ``torch.load(weights_only=True)``: a checkpoint can never run code. Keys:
+
+- ``format`` (``"mri_n2n-checkpoint"``) and ``version``;
+- ``task``: ``"mri"`` or ``"image"``;
+- ``model_spec``: ``{"name": ..., "kwargs": {...}}`` for :func:`mri_n2n.models.build_model`;
+- ``model``: the state dict;
+- ``config``: the full resolved run configuration (a nested dict);
+- optional training state: ``optimizer``, ``scheduler``, ``step``, ``epoch``, ``rng``,
+  ``best_metric``, ``metrics``.
+
+Files are written atomically (see :mod:`mri_n2n.io`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .io import atomic_torch_save
+
+__all__ = ["FORMAT", "VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint", "model_from_checkpoint"]
+
+FORMAT = "mri_n2n-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable mri_n2n checkpoint (the message names the file and why)."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write a checkpoint atomically. ``state`` must contain ``task``, ``model_spec`` and ``model``."""
+    missing = [k for k in ("task", "model_spec", "model") if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint state lacks {missing}")
+    atomic_torch_save({"format": FORMAT, "version": VERSION, **state}, path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, *, map_location: str | torch.device = "cpu", task: str | None = None
+) -> dict[str, Any]:
+    """Load and validate a checkpoint with ``torch.load(weights_only=True)``.
+
+    Args:
+        path: checkpoint file.
+        map_location: where tensors are loaded.
+        task: when given (``"mri"`` or ``"image"``), refuse checkpoints of another task.
+
+    Raises:
+        CheckpointError: the file is missing, not a torch file, would need to run code
+            to load, is not an mri_n2n checkpoint, or belongs to another task.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
+        raise CheckpointError(
+            f"{path}: refused: loading it would need arbitrary Python objects ({first[:160]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({msg[:160]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an mri_n2n checkpoint (no '{FORMAT}' format tag)")
+    if int(ckpt.get("version", 0)) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is newer than this mri_n2n")
+    if task is not None and ckpt.get("task") != task:
+        raise CheckpointError(
+            f"{path}: this is a checkpoint for task '{ckpt.get('task')}', but a '{task}' checkpoint is needed"
+        )
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], *, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Build the model described by ``ckpt['model_spec']`` and load its weights (eval mode)."""
+    from .models import build_model
+
+    spec = ckpt["model_spec"]
+    model = build_model(spec["name"], **spec.get("kwargs", {}))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
