@@ -26,7 +26,14 @@ import torch
 
 from .io import atomic_torch_save
 
-__all__ = ["FORMAT", "VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint", "model_from_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "model_from_checkpoint",
+]
 
 FORMAT = "mri_n2n-checkpoint"
 VERSION = 1

@@ -78,3 +78,145 @@ class Corruption(abc.ABC):
     def config(self) -> dict:
         """A JSON-serialisable description, stored in checkpoints."""
         return {"name": type(self).__name__}
+
+
+# --------------------------------------------------------------------------------------
+# MRI: Bernoulli undersampling of k-space (paper, section 3.4)
+# --------------------------------------------------------------------------------------
+
+
+def _to_complex(x: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W) real/imag channels -> (B, 1, H, W) complex."""
+    return torch.complex(x[:, 0:1].float(), x[:, 1:2].float())
+
+
+def _to_channels(z: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) complex -> (B, 2, H, W) real/imag channels."""
+    return torch.cat([z.real, z.imag], dim=1)
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Circularly translate each image of ``(B, C, H, W)`` by its own random offset in
+    ``[-max_shift, max_shift]`` along both axes (the paper's augmentation; no flips)."""
+    if max_shift <= 0:
+        return x
+    offsets = torch.randint(
+        -max_shift, max_shift + 1, (x.shape[0], 2), generator=generator, device=generator.device
+    )
+    offsets = offsets.tolist()
+    return torch.stack(
+        [torch.roll(x[i], shifts=(dy, dx), dims=(-2, -1)) for i, (dy, dx) in enumerate(offsets)]
+    )
+
+
+class MRIUndersampling(Corruption):
+    """The paper's MRI corruption: random Bernoulli undersampling of k-space.
+
+    For each sample and every call a fresh mask is drawn from ``density`` (Hermitian for
+    real images, so the zero-filled image is real). The network input is the zero-filled
+    reconstruction with ``1/p`` density compensation; the Noise2Noise target is the same
+    slice under a second, independent mask processed the same way; the Noise2Clean target
+    is the clean slice. :meth:`project` (data consistency with the input's own measured
+    k-space) belongs to the graph in training and at inference.
+
+    Args:
+        density: keep probabilities ``(H, W)`` (see :mod:`mri_n2n.sampling`).
+        max_shift: training augmentation, random circular shifts up to this many pixels.
+        complex_data: images are ``(B, 2, H, W)`` real/imag channels (masks not Hermitian).
+        lines: ``None`` for 2-D Bernoulli masks; ``"random"`` or ``"equispaced"`` for 1-D
+            Cartesian line masks with ``acceleration`` and ``center_fraction``.
+    """
+
+    task = "mri"
+
+    def __init__(
+        self,
+        density: torch.Tensor,
+        *,
+        max_shift: int = 0,
+        complex_data: bool = False,
+        lines: str | None = None,
+        acceleration: float = 4.0,
+        center_fraction: float = 0.08,
+    ) -> None:
+        self.density = density.float()
+        self.max_shift = int(max_shift)
+        self.complex_data = complex_data
+        self.lines = lines
+        self.acceleration = acceleration
+        self.center_fraction = center_fraction
+
+    def draw_masks(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """Draw ``batch`` independent masks ``(B, H, W)`` on the generator's device."""
+        from .sampling import bernoulli_mask, line_mask
+
+        hermitian = not self.complex_data
+        if self.lines is None:
+            density = self.density.to(generator.device)
+            return bernoulli_mask(density, generator=generator, batch_size=batch, hermitian=hermitian)
+        return line_mask(
+            tuple(self.density.shape),
+            acceleration=self.acceleration,
+            center_fraction=self.center_fraction,
+            kind=self.lines,
+            generator=generator,
+            batch_size=batch,
+            hermitian=hermitian and self.lines == "random",
+            device=generator.device,
+        )
+
+    def _observe(self, k: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Measured k-space and the compensated zero-filled image (as model channels)."""
+        from .physics import SpectralSampling
+
+        op = SpectralSampling(mask)
+        y = k * op._m(k)
+        z = op.zero_filled(y, self.density.to(k.device))
+        img = _to_channels(z) if self.complex_data else z.real
+        return y, img
+
+    def _spectrum(self, clean: torch.Tensor) -> torch.Tensor:
+        from .fft import fft2c
+
+        return fft2c(_to_complex(clean) if self.complex_data else clean.float())
+
+    def measure(self, clean: torch.Tensor, mask: torch.Tensor) -> Pair:
+        """Undersample ``clean`` with given masks; the target is the clean batch."""
+        y, img = self._observe(self._spectrum(clean), mask.to(clean.device))
+        return Pair(img, clean, {"mask": mask.to(clean.device), "kspace": y})
+
+    def pair(self, clean: torch.Tensor, *, generator: torch.Generator, target: str = "noisy") -> Pair:
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got '{target}'")
+        clean = random_shift(clean, self.max_shift, generator)
+        k = self._spectrum(clean)
+        b = clean.shape[0]
+        mask = self.draw_masks(b, generator)
+        y, inp = self._observe(k, mask)
+        if target == "noisy":
+            _, tgt = self._observe(k, self.draw_masks(b, generator))
+        else:
+            tgt = clean
+        return Pair(inp, tgt, {"mask": mask, "kspace": y})
+
+    def validation_pair(self, clean: torch.Tensor, seeds: torch.Tensor) -> Pair:
+        masks = torch.cat(
+            [self.draw_masks(1, seeded_generator(int(s), clean.device)) for s in seeds.tolist()], dim=0
+        )
+        return self.measure(clean, masks)
+
+    def project(self, output: torch.Tensor, context: dict[str, torch.Tensor]) -> torch.Tensor:
+        from .physics import SpectralSampling
+
+        op = SpectralSampling(context["mask"])
+        if self.complex_data:
+            return _to_channels(op.project(_to_complex(output), context["kspace"]))
+        return op.project(output.float(), context["kspace"]).to(output.dtype)
+
+    def config(self) -> dict:
+        return {
+            "name": "MRIUndersampling",
+            "max_shift": self.max_shift,
+            "complex_data": self.complex_data,
+            "lines": self.lines,
+        }

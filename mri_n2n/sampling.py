@@ -1,0 +1,304 @@
+"""k-space sampling densities and Bernoulli masks.
+
+Conventions: k-space is centred (DC at ``(H // 2, W // 2)``, see :mod:`mri_n2n.fft`);
+a *density* is a float tensor ``(H, W)`` of keep probabilities in (0, 1]; a *mask* is a
+bool tensor ``(H, W)`` or ``(B, H, W)``.
+
+The paper's density is :func:`exp_decay_density`: ``p(r) = exp(-lambda * r)`` with ``r``
+the distance from the centre in frequency bins, ``lambda`` chosen so that ``p`` equals
+``edge = 0.025`` at the edge of the axis (``lambda = ln(40) / 127`` at 256x256, mean
+density about 0.10), or solved for a given mean ``fraction``.
+
+Masks drawn with ``hermitian=True`` are conjugate-symmetric about the DC bin
+(``mask[k] == mask[-k]``, the Nyquist row/column of even sizes being its own partner),
+so the zero-filled reconstruction of a real image is real. Symmetrising a mask drawn
+with probability ``p`` by OR-ing it with its mirror would raise the keep rate to
+``2p - p^2``; instead one uniform draw is shared by each pair of partner bins, so
+every bin is still kept with probability exactly ``p(k)`` (for a symmetric density;
+an asymmetric one is symmetrised by averaging ``p(k)`` and ``p(-k)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+__all__ = [
+    "radius_grid",
+    "exp_decay_density",
+    "gaussian_density",
+    "uniform_density",
+    "line_density",
+    "bernoulli_mask",
+    "line_mask",
+    "hermitian_partner",
+    "make_density",
+    "DENSITIES",
+]
+
+
+def _shape2(shape: tuple[int, int] | int) -> tuple[int, int]:
+    if isinstance(shape, int):
+        return (shape, shape)
+    h, w = (int(s) for s in shape)
+    if h < 1 or w < 1:
+        raise ValueError(f"invalid k-space shape {shape}")
+    return h, w
+
+
+def radius_grid(shape: tuple[int, int] | int, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Distance of each bin from the k-space centre ``(H // 2, W // 2)``, in bins."""
+    h, w = _shape2(shape)
+    ky = torch.arange(h, dtype=dtype) - h // 2
+    kx = torch.arange(w, dtype=dtype) - w // 2
+    return torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
+
+
+def _edge_radius(h: int, w: int) -> int:
+    # Distance from the centre to the last bin of the shorter axis: 127 for 256 or 255.
+    return max((min(h, w) - 1) // 2, 1)
+
+
+def _solve_monotone(
+    fn: Callable[[float], float], target: float, lo: float, hi: float, iters: int = 100
+) -> float:
+    """Bisection for a decreasing ``fn`` on [lo, hi] with fn(lo) >= target >= fn(hi)."""
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if fn(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _check_fraction(fraction: float, h: int, w: int) -> None:
+    if not (1.0 / (h * w) < fraction <= 1.0):
+        raise ValueError(f"sampling fraction must lie in (1/(H*W), 1], got {fraction}")
+
+
+def exp_decay_density(
+    shape: tuple[int, int] | int, *, edge: float = 0.025, fraction: float | None = None
+) -> torch.Tensor:
+    """The paper's density ``p(r) = exp(-lambda * r)`` (float32, DC value 1).
+
+    Args:
+        shape: k-space size ``(H, W)``.
+        edge: keep probability at the edge of the (shorter) axis, used when ``fraction``
+            is ``None``: ``lambda = -ln(edge) / ((min(H, W) - 1) // 2)``; at 256x256 this is
+            the paper's ``ln(40) / 127`` with a mean density of about 0.10.
+        fraction: if given, ``lambda`` is solved (bisection) so that the mean density
+            equals ``fraction``.
+
+    Returns:
+        Density ``(H, W)``, values in (0, 1].
+    """
+    h, w = _shape2(shape)
+    r = radius_grid((h, w))
+    if fraction is None:
+        if not 0.0 < edge <= 1.0:
+            raise ValueError(f"edge density must lie in (0, 1], got {edge}")
+        lam = -math.log(edge) / _edge_radius(h, w)
+    else:
+        _check_fraction(fraction, h, w)
+        if fraction >= 1.0:
+            return torch.ones(h, w)
+        lam = _solve_monotone(lambda l: torch.exp(-l * r).mean().item(), fraction, 0.0, 50.0)
+    return torch.exp(-lam * r).float()
+
+
+def gaussian_density(
+    shape: tuple[int, int] | int, *, fraction: float = 0.1, floor: float = 0.0
+) -> torch.Tensor:
+    """2-D Gaussian variable density ``p = floor + (1 - floor) exp(-r^2 / (2 sigma^2))``.
+
+    ``sigma`` (in bins) is solved so that the mean density equals ``fraction``; DC is 1.
+    """
+    h, w = _shape2(shape)
+    _check_fraction(fraction, h, w)
+    if not 0.0 <= floor < fraction:
+        raise ValueError(f"floor must lie in [0, fraction), got {floor}")
+    r2 = radius_grid((h, w)) ** 2
+
+    def dens(inv_sigma: float) -> torch.Tensor:
+        return floor + (1.0 - floor) * torch.exp(-0.5 * r2 * inv_sigma**2)
+
+    inv = _solve_monotone(lambda s: dens(s).mean().item(), fraction, 0.0, 50.0)
+    return dens(inv).float()
+
+
+def uniform_density(shape: tuple[int, int] | int, *, fraction: float = 0.1) -> torch.Tensor:
+    """Uniform density: every bin kept with probability ``fraction``."""
+    h, w = _shape2(shape)
+    _check_fraction(fraction, h, w)
+    return torch.full((h, w), float(fraction))
+
+
+def _center_lines(w: int, center_fraction: float) -> tuple[int, int]:
+    n = max(1, int(round(w * center_fraction)))
+    start = (w - n + 1) // 2
+    return start, n
+
+
+def line_density(
+    shape: tuple[int, int] | int, *, acceleration: float = 4.0, center_fraction: float = 0.08
+) -> torch.Tensor:
+    """Density of 1-D Cartesian masks: whole phase-encode columns (last dim), fastMRI style.
+
+    The ``round(W * center_fraction)`` central columns are always kept; every other column is
+    kept with the probability that makes the expected fraction of columns ``1 / acceleration``.
+    Returned as ``(H, W)`` (constant along the first dim).
+    """
+    h, w = _shape2(shape)
+    if acceleration < 1:
+        raise ValueError(f"acceleration must be >= 1, got {acceleration}")
+    start, n = _center_lines(w, center_fraction)
+    if n > w / acceleration:
+        raise ValueError(
+            f"center_fraction {center_fraction} keeps more than 1/acceleration "
+            f"= {1 / acceleration:.3f} of the lines"
+        )
+    p_outer = (w / acceleration - n) / max(w - n, 1)
+    col = torch.full((w,), p_outer)
+    col[start : start + n] = 1.0
+    return col.expand(h, w).clone()
+
+
+def hermitian_partner(n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Index of the frequency ``-f`` for each centred bin of a length-``n`` axis.
+
+    Bin ``i`` holds frequency ``i - n // 2``; its partner is ``(2 * (n // 2) - i) % n``. For
+    even ``n`` the Nyquist bin 0 is its own partner, as is the DC bin ``n // 2``.
+    """
+    c = n // 2
+    return (2 * c - torch.arange(n, device=device)) % n
+
+
+def _symmetrise(u: torch.Tensor) -> torch.Tensor:
+    """Make ``u[..., k] == u[..., -k]`` by copying each canonical bin's value to its partner."""
+    h, w = u.shape[-2:]
+    pi = hermitian_partner(h, u.device)
+    pj = hermitian_partner(w, u.device)
+    lin = torch.arange(h * w, device=u.device).reshape(h, w)
+    lin_partner = lin[pi][:, pj]
+    mirrored = u[..., pi, :][..., :, pj]
+    return torch.where(lin <= lin_partner, u, mirrored)
+
+
+def bernoulli_mask(
+    density: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+    hermitian: bool = False,
+) -> torch.Tensor:
+    """Draw independent Bernoulli masks: bin ``k`` is kept with probability ``density[k]``.
+
+    Args:
+        density: keep probabilities ``(H, W)``, on the device where masks are drawn.
+        generator: a :class:`torch.Generator` on that device (``None``: the global RNG).
+        batch_size: draw ``(B, H, W)`` independent masks; ``None`` draws one ``(H, W)`` mask.
+        hermitian: make each mask conjugate-symmetric about DC (one draw per partner pair),
+            which keeps the expected keep rate equal to the density.
+
+    Returns:
+        A bool mask ``(H, W)`` or ``(B, H, W)``.
+    """
+    if density.ndim != 2:
+        raise ValueError(f"density must be (H, W), got shape {tuple(density.shape)}")
+    shape = density.shape if batch_size is None else (batch_size, *density.shape)
+    u = torch.rand(shape, generator=generator, device=density.device, dtype=torch.float32)
+    p = density.to(torch.float32)
+    if hermitian:
+        u = _symmetrise(u)
+        p = _sym_density(p)
+    return u < p
+
+
+def _sym_density(p: torch.Tensor) -> torch.Tensor:
+    """Average each bin's probability with its Hermitian partner's."""
+    h, w = p.shape
+    pi = hermitian_partner(h, p.device)
+    pj = hermitian_partner(w, p.device)
+    return 0.5 * (p + p[pi][:, pj])
+
+
+def line_mask(
+    shape: tuple[int, int] | int,
+    *,
+    acceleration: float = 4.0,
+    center_fraction: float = 0.08,
+    kind: str = "random",
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+    hermitian: bool = False,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """1-D Cartesian masks of whole columns (phase-encode lines along the last dim).
+
+    ``kind="random"``: the centre columns plus each other column kept with the probability of
+    :func:`line_density` (expected fraction ``1 / acceleration``). ``kind="equispaced"``: the centre
+    columns plus every ``acceleration``-th column from a random offset, with the spacing adjusted
+    so that the total is about ``W / acceleration`` (as fastMRI's equispaced masks).
+    ``hermitian=True`` keeps column ``f`` exactly when ``-f`` is kept (random kind only).
+    """
+    h, w = _shape2(shape)
+    b = 1 if batch_size is None else batch_size
+    start, n = _center_lines(w, center_fraction)
+    if kind == "random":
+        col_p = line_density((1, w), acceleration=acceleration, center_fraction=center_fraction)[0]
+        col_p = col_p.to(device)
+        u = torch.rand((b, w), generator=generator, device=device)
+        if hermitian:
+            pj = hermitian_partner(w, u.device)
+            idx = torch.arange(w, device=u.device)
+            u = torch.where(idx <= pj, u, u[:, pj])
+            col_p = 0.5 * (col_p + col_p[pj])
+        cols = u < col_p
+    elif kind == "equispaced":
+        if hermitian:
+            raise ValueError("hermitian equispaced line masks are not supported")
+        n_target = w / acceleration
+        spacing = max((w - n) / max(n_target - n, 1e-9), 1.0)
+        offsets = torch.randint(0, max(int(round(spacing)), 1), (b,), generator=generator, device=device)
+        cols = torch.zeros((b, w), dtype=torch.bool, device=device)
+        for i in range(b):
+            picks = torch.round(torch.arange(offsets[i].item(), w, spacing, dtype=torch.float64)).long()
+            picks = picks[picks < w]
+            cols[i, picks] = True
+    else:
+        raise ValueError(f"unknown line mask kind '{kind}' (choose random or equispaced)")
+    cols[:, start : start + n] = True
+    if hermitian:  # an even-sized centre block is one column short of symmetric
+        cols = cols | cols[:, hermitian_partner(w, cols.device)]
+    mask = cols[:, None, :].expand(b, h, w).clone()
+    return mask[0] if batch_size is None else mask
+
+
+#: Named densities for configs and CLIs.
+DENSITIES = ("exp", "gaussian", "uniform", "lines_random", "lines_equispaced")
+
+
+def make_density(
+    kind: str,
+    shape: tuple[int, int] | int,
+    *,
+    fraction: float | None = 0.1,
+    edge: float = 0.025,
+    acceleration: float = 4.0,
+    center_fraction: float = 0.08,
+) -> torch.Tensor:
+    """Build a named density: ``exp`` (the paper's; ``fraction=None`` uses ``edge``),
+    ``gaussian``, ``uniform``, ``lines_random`` / ``lines_equispaced`` (1-D, from
+    ``acceleration`` and ``center_fraction``)."""
+    if kind == "exp":
+        return exp_decay_density(shape, edge=edge, fraction=fraction)
+    if kind == "gaussian":
+        return gaussian_density(shape, fraction=0.1 if fraction is None else fraction)
+    if kind == "uniform":
+        return uniform_density(shape, fraction=0.1 if fraction is None else fraction)
+    if kind in ("lines_random", "lines_equispaced"):
+        return line_density(shape, acceleration=acceleration, center_fraction=center_fraction)
+    raise ValueError(f"unknown density '{kind}' (choose from {', '.join(DENSITIES)})")

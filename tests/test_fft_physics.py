@@ -1,0 +1,123 @@
+"""FFT and spectral sampling operator: unitarity, adjointness, data-consistency exactness."""
+
+import pytest
+import torch
+
+from mri_n2n.fft import fft2c, ifft2c
+from mri_n2n.physics import SpectralSampling
+from mri_n2n.sampling import bernoulli_mask, exp_decay_density
+
+SIZES = [(16, 16), (15, 17), (32, 21)]
+
+
+def _cplx(*shape, g):
+    return torch.complex(
+        torch.randn(*shape, generator=g, dtype=torch.float64),
+        torch.randn(*shape, generator=g, dtype=torch.float64),
+    )
+
+
+@pytest.mark.parametrize("hw", SIZES)
+def test_fft_roundtrip_and_parseval(hw):
+    g = torch.Generator().manual_seed(1)
+    x = _cplx(2, 3, *hw, g=g)
+    k = fft2c(x)
+    assert torch.allclose(ifft2c(k), x, atol=1e-12)
+    assert torch.allclose(k.abs().pow(2).sum(), x.abs().pow(2).sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("hw", SIZES)
+def test_fft_is_centred(hw):
+    h, w = hw
+    x = torch.ones(h, w, dtype=torch.float64)  # constant image: all energy at DC
+    k = fft2c(x)
+    assert k.abs().argmax().item() == (h // 2) * w + (w // 2)
+    assert torch.isclose(k[h // 2, w // 2].real, torch.tensor((h * w) ** 0.5, dtype=torch.float64))
+
+
+def test_fft_accepts_real_and_leading_dims():
+    x = torch.randn(2, 3, 4, 8, 8)
+    assert fft2c(x).shape == x.shape and fft2c(x).is_complex()
+    assert torch.allclose(ifft2c(fft2c(x)).real, x, atol=1e-5)
+
+
+@pytest.mark.parametrize("hw", SIZES)
+def test_operator_adjoint_identity(hw):
+    g = torch.Generator().manual_seed(2)
+    mask = bernoulli_mask(exp_decay_density(hw), generator=g, batch_size=3)
+    op = SpectralSampling(mask)
+    x = _cplx(3, 1, *hw, g=g)
+    y = _cplx(3, 1, *hw, g=g)
+    lhs = torch.vdot(op.forward(x).flatten(), y.flatten())
+    rhs = torch.vdot(x.flatten(), op.adjoint(y).flatten())
+    assert torch.allclose(lhs, rhs, atol=1e-10)
+    # A A* = M: a projection
+    assert torch.allclose(op.forward(op.adjoint(y)), y * mask[:, None], atol=1e-10)
+
+
+@pytest.mark.parametrize("hw", SIZES)
+def test_projection_exact_idempotent_and_leaves_unsampled(hw):
+    g = torch.Generator().manual_seed(3)
+    mask = bernoulli_mask(exp_decay_density(hw), generator=g, batch_size=2, hermitian=True)
+    op = SpectralSampling(mask)
+    truth = torch.rand(2, 1, *hw, generator=g, dtype=torch.float64)
+    y = op.forward(truth)
+    net_out = torch.randn(2, 1, *hw, generator=g, dtype=torch.float64)
+    proj = op.project(net_out, y)
+    assert not proj.is_complex()
+    kp = fft2c(proj)
+    m = mask[:, None]
+    # exact on sampled frequencies
+    assert torch.allclose(kp[m.expand_as(kp)], y[m.expand_as(y)], atol=1e-10)
+    # unsampled frequencies of the network output are untouched
+    ko = fft2c(net_out)
+    assert torch.allclose(kp[~m.expand_as(kp)], ko[~m.expand_as(ko)], atol=1e-10)
+    # idempotent
+    assert torch.allclose(op.project(proj, y), proj, atol=1e-10)
+
+
+def test_projection_complex_any_mask():
+    g = torch.Generator().manual_seed(4)
+    mask = bernoulli_mask(exp_decay_density((20, 20)), generator=g, batch_size=2)
+    op = SpectralSampling(mask)
+    y = op.forward(_cplx(2, 1, 20, 20, g=g))
+    x = _cplx(2, 1, 20, 20, g=g)
+    p = op.project(x, y)
+    assert p.is_complex()
+    assert torch.allclose(op.forward(p), y, atol=1e-10)
+    assert torch.allclose(op.project(p, y), p, atol=1e-10)
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (63, 65)])
+def test_zero_filled_of_real_image_is_real(hw):
+    g = torch.Generator().manual_seed(5)
+    d = exp_decay_density(hw)
+    mask = bernoulli_mask(d, generator=g, batch_size=4, hermitian=True)
+    op = SpectralSampling(mask)
+    x = torch.rand(4, 1, *hw, generator=g, dtype=torch.float64)
+    z = op.zero_filled(op.forward(x), d)
+    assert z.imag.norm() < 1e-5 * z.norm()
+    assert op.adjoint(op.forward(x)).imag.norm() < 1e-5 * x.norm()
+
+
+def test_zero_filled_density_compensation_is_unbiased():
+    # E_mask[F^-1(M F x / p)] = x: average over many masks approaches the image.
+    g = torch.Generator().manual_seed(6)
+    d = exp_decay_density((32, 32), fraction=0.3)
+    x = torch.rand(1, 1, 32, 32, generator=g, dtype=torch.float64)
+    n = 4000
+    mask = bernoulli_mask(d, generator=g, batch_size=n, hermitian=True)
+    z = SpectralSampling(mask).zero_filled(fft2c(x).expand(n, 1, 32, 32), d).real
+    err = (z.mean(0) - x[0]).norm() / x.norm()
+    single = (z[0] - x[0]).norm() / x.norm()
+    assert err < 0.05 and err < single / 10
+
+
+def test_projection_is_differentiable():
+    g = torch.Generator().manual_seed(7)
+    mask = bernoulli_mask(exp_decay_density((16, 16)), generator=g, batch_size=1, hermitian=True)
+    op = SpectralSampling(mask)
+    y = op.forward(torch.rand(1, 1, 16, 16))
+    x = torch.randn(1, 1, 16, 16, requires_grad=True)
+    op.project(x, y).pow(2).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
