@@ -1,0 +1,57 @@
+"""Network architectures and a name-based registry.
+
+Every model carries a JSON-serialisable ``spec = {"name": ..., "kwargs": {...}}`` such that
+``build_model(spec["name"], **spec["kwargs"])`` rebuilds the same architecture; checkpoints store
+it (see :mod:`mri_n2n.checkpoint`).
+
+Registered names:
+
+- ``"unet_paper"`` -- :meth:`UNet.paper` (kwargs ``in_channels``, ``out_channels``, ``width``):
+  the paper's Table 2 network;
+- ``"unet"`` -- :meth:`UNet.plain` (kwargs ``in_channels``, ``out_channels``, ``base``, ``depth``):
+  the conventional, faster U-Net (CPU default);
+- ``"unet_custom"`` -- :class:`UNet` with an explicit layout (the spec of a directly built UNet);
+- ``"red30"`` -- :class:`RED30` (kwargs ``in_channels``, ``out_channels``, ``features``,
+  ``num_layers``): the RED30 network of the paper's Gaussian row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from .red import RED30
+from .unet import UNet
+
+__all__ = ["UNet", "RED30", "build_model", "MODEL_NAMES"]
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {
+    "unet_paper": UNet.paper,
+    "unet": UNet.plain,
+    "unet_custom": UNet,
+    "red30": RED30,
+}
+
+MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+"""Names accepted by :func:`build_model`."""
+
+
+def build_model(name: str, **kwargs: object) -> nn.Module:
+    """Build a registered model by name, e.g. ``build_model("unet_paper", in_channels=1)``.
+
+    Args:
+        name: one of :data:`MODEL_NAMES`.
+        **kwargs: keyword arguments of that model's constructor (its ``spec["kwargs"]``).
+
+    Returns:
+        The model, freshly initialised; its ``spec`` rebuilds it.
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the known names).
+    """
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}") from None
+    return factory(**kwargs)
