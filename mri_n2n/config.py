@@ -52,7 +52,7 @@ class Config:
     model: str | None = None  # "unet" (plain) or "unet_paper"
     width: float = 1.0  # unet_paper width multiplier
     base: int = 16  # plain unet base channels
-    depth: int = 4  # plain unet levels
+    depth: int = 3  # plain unet: number of 2x poolings (3 = a 4-level U-Net, 16-32-64-128)
     # optimisation (paper: Adam 0.9/0.99/1e-8, lr 1e-3, ramp-up and ramp-down)
     batch_size: int | None = None
     lr: float = 1e-3
@@ -61,7 +61,7 @@ class Config:
     epochs: int | None = None
     max_steps: int | None = None
     steps_per_epoch: int | None = None
-    max_minutes: float | None = None
+    stop_after: int | None = None  # stop this invocation after N steps (resumable)
     grad_clip: float | None = None
     seed: int = 0
     # hardware

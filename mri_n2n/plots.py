@@ -1,0 +1,103 @@
+"""Figures a person would rather look at than read (matplotlib, headless Agg backend)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .io import atomic_path
+
+__all__ = ["image_panel", "reconstruction_panel"]
+
+
+def _np(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().float().cpu().numpy()
+    x = np.asarray(x)
+    while x.ndim > 2 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim == 3 and x.shape[0] in (2, 3):  # (C,H,W): magnitude of real/imag, or RGB
+        x = np.sqrt((x**2).sum(0)) if x.shape[0] == 2 else np.moveaxis(x, 0, -1)
+    return x
+
+
+def image_panel(
+    images: Sequence[torch.Tensor | np.ndarray],
+    titles: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    vmax: float | None = 1.0,
+    cmaps: Sequence[str | None] | None = None,
+    vmaxes: Sequence[float | None] | None = None,
+    suptitle: str | None = None,
+) -> None:
+    """Save a row of images with titles as a PNG (written atomically).
+
+    Grey images are shown on ``[0, vmax]`` (per image ``vmaxes`` override it; ``None``
+    autoscales); RGB images are clipped to [0, 1].
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 3.3), squeeze=False)
+    for i, (img, title) in enumerate(zip(images, titles)):
+        ax = axes[0, i]
+        arr = _np(img)
+        cmap = (cmaps[i] if cmaps else None) or "gray"
+        top = vmaxes[i] if vmaxes is not None else vmax
+        if arr.ndim == 3:
+            ax.imshow(np.clip(arr, 0, 1), interpolation="nearest")
+        else:
+            ax.imshow(arr, interpolation="nearest", cmap=cmap, vmin=0.0, vmax=top)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def reconstruction_panel(
+    path: str | os.PathLike,
+    *,
+    mask: torch.Tensor | np.ndarray | None,
+    zero_filled: torch.Tensor | np.ndarray,
+    reconstruction: torch.Tensor | np.ndarray,
+    reference: torch.Tensor | np.ndarray | None = None,
+    extra: dict[str, torch.Tensor | np.ndarray] | None = None,
+    psnrs: dict[str, float] | None = None,
+    title: str | None = None,
+) -> None:
+    """The standard MRI panel: mask, zero-filled, (extra methods), reconstruction, reference, error map.
+
+    ``psnrs`` maps panel names (``"zero-filled"``, ``"reconstruction"``, extra names) to PSNR values
+    shown in the titles. The error map is ``|reconstruction - reference|`` scaled to 1/4 of the peak.
+    """
+    psnrs = psnrs or {}
+
+    def t(name: str) -> str:
+        return f"{name}\n{psnrs[name]:.2f} dB" if name in psnrs else name
+
+    peak = float(np.max(_np(reference if reference is not None else zero_filled))) or 1.0
+    panels: list[tuple[object, str, str, float | None]] = []
+    if mask is not None:
+        m = _np(mask).astype(np.float32)
+        panels.append((m, f"mask ({m.mean() * 100:.1f} %)", "gray", 1.0))
+    panels.append((zero_filled, t("zero-filled"), "gray", peak))
+    for name, img in (extra or {}).items():
+        panels.append((img, t(name), "gray", peak))
+    panels.append((reconstruction, t("reconstruction"), "gray", peak))
+    if reference is not None:
+        panels.append((reference, "reference", "gray", peak))
+        err = np.abs(_np(reconstruction) - _np(reference))
+        panels.append((err, "|error| (x4)", "magma", peak / 4))
+    images, titles, cmaps, vmaxes = zip(*panels)
+    image_panel(images, titles, path, cmaps=cmaps, vmaxes=vmaxes, suptitle=title)

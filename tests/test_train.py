@@ -1,0 +1,171 @@
+"""The trainer: learning happens, run folder contents, exact resume, DDP, clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mri_n2n.checkpoint import load_checkpoint
+from mri_n2n.config import Config
+from mri_n2n.train import Trainer, TrainingError, learning_rate, main, resolve_config, train
+
+pytest.importorskip("nilearn")
+
+TINY = dict(preset="tiny", dataset="mni152", size=32, quiet=True, tensorboard=False, val_limit=8)
+
+
+def _cfg(tmp_path, **kw):
+    return Config(**{**TINY, "out": str(tmp_path / "run"), **kw})
+
+
+def test_schedule_ramps():
+    cfg = Config(lr=1e-3, rampup=0.1, rampdown=0.3)
+    lrs = [learning_rate(s, 1000, cfg) for s in range(1000)]
+    assert lrs[0] < 1e-4 and lrs[99] < 1e-3 and lrs[150] == pytest.approx(1e-3)
+    assert lrs[500] == pytest.approx(1e-3) and lrs[999] < 1e-6
+    assert all(a <= b + 1e-15 for a, b in zip(lrs[:100], lrs[1:101]))  # monotone ramp-up
+    assert all(a >= b - 1e-15 for a, b in zip(lrs[700:-1], lrs[701:]))  # monotone ramp-down
+
+
+def test_presets_resolve():
+    cfg, why = resolve_config(Config(device="cpu"))
+    assert cfg.preset in ("cpu", "paper") and "preset" in why
+    cfg, _ = resolve_config(Config(preset="paper"))
+    assert cfg.model == "unet_paper" and cfg.size == 256 and cfg.epochs == 300
+    cfg, _ = resolve_config(Config(preset="cpu", epochs=3))
+    assert cfg.epochs == 3 and cfg.max_steps is None
+
+
+def test_training_learns_and_writes_run_folder(tmp_path):
+    # with clean targets the loss has no irreducible noise floor, so its decrease is clear
+    cfg, _ = resolve_config(
+        _cfg(tmp_path, target="clean", max_steps=80, steps_per_epoch=40, rampup=0.0, batch_size=8)
+    )
+    trainer = Trainer(cfg)
+    losses = []
+    batches = trainer._batches()
+    for _ in range(60):
+        clean, _ = next(batches)
+        losses.append(trainer.train_step(clean))
+    assert sum(losses[-15:]) / 15 < 0.7 * sum(losses[:15]) / 15
+    summary = train(_cfg(tmp_path, max_steps=80, steps_per_epoch=40))
+    run = tmp_path / "run"
+    for f in (
+        "config.yaml",
+        "metrics.csv",
+        "summary.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "figures/validation.png",
+    ):
+        assert (run / f).is_file(), f
+    s = json.loads((run / "summary.json").read_text())
+    for k in ("val_psnr", "val_ssim", "val_psnr_input", "val_ssim_input", "epochs", "train_seconds"):
+        assert s[k] is not None, k
+    assert s["epochs"] == 2 and summary["steps"] == 80
+    assert s["val_psnr"] > s["val_psnr_input"]  # data consistency + a little learning beats zero-filling
+    rows = (run / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,step")
+    ck = load_checkpoint(run / "checkpoints" / "last.pt", task="mri")
+    assert ck["config"]["size"] == 32 and ck["step"] == 80
+    torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+
+
+def test_resume_is_bit_exact(tmp_path):
+    kw = dict(max_steps=12, steps_per_epoch=5, batch_size=4, figures=False)
+    full = train(_cfg(tmp_path / "a", **kw))
+    part = train(_cfg(tmp_path / "b", stop_after=7, **kw))
+    assert part["steps"] == 7 and not part["finished"]
+    resumed = train(_cfg(tmp_path / "b", **kw), resume=True)
+    assert resumed["steps"] == 12 and resumed["finished"] and full["finished"]
+    a = load_checkpoint(tmp_path / "a" / "run" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "run" / "checkpoints" / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_non_finite_loss_stops_clearly_and_keeps_last_checkpoint(tmp_path):
+    cfg, _ = resolve_config(_cfg(tmp_path, max_steps=20, steps_per_epoch=5, figures=False))
+    trainer = Trainer(cfg)
+    real_loss = trainer.loss_fn
+
+    def poisoned(out, target, ctx, progress):
+        loss = real_loss(out, target, ctx, progress)
+        return loss * float("nan") if trainer.step >= 7 else loss
+
+    trainer.loss_fn = poisoned
+    with pytest.raises(TrainingError, match="non-finite loss"):
+        trainer.fit()
+    ck = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert ck["step"] == 5 and all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
+def test_n2c_target_runs(tmp_path):
+    s = train(_cfg(tmp_path, target="clean", max_steps=6, steps_per_epoch=6, figures=False))
+    assert s["target"] == "clean" and s["val_psnr"] is not None
+
+
+@pytest.mark.parametrize(
+    "argv, code, text",
+    [
+        (["--dataset", "nope"], 2, "unknown"),
+        (["--dataset", "nifti", "--data-dir", "/nonexistent/dir"], 1, "/nonexistent/dir"),
+        (["--target", "mean"], 2, "--target"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, capsys, argv, code, text):
+    rc = main(argv + ["--preset", "tiny", "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == code
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and text in err
+
+
+def test_cli_bad_flag_exits_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--no-such-flag"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--no-such-flag" in err
+
+
+def test_ddp_gloo_two_processes_hold_identical_weights(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "mri_n2n.train",
+        "--preset",
+        "tiny",
+        "--size",
+        "32",
+        "--max-steps",
+        "4",
+        "--steps-per-epoch",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-figures",
+        "--no-tensorboard",
+        "--val-limit",
+        "4",
+    ]
+    r = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent
+    )
+    assert r.returncode == 0, r.stderr[:4000]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["world_size"] == 2
+    sums = s["rank_param_checksums"]
+    assert len(sums) == 2 and sums[0] == sums[1]
