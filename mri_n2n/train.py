@@ -213,7 +213,7 @@ def build_experiment(cfg: Config) -> Experiment:
             axis=cfg.axis,
             normalize=cfg.normalize,
             complex_kspace=complex_data,
-            seed=cfg.seed,
+            seed=0,  # the train/validation split must not change with the training seed
         )
         corruption = build_mri_corruption(cfg, (cfg.size, cfg.size), complex_data=complex_data)
         return Experiment(train_set, valid_set, corruption, cfg.loss or "l2", 2 if complex_data else 1)

@@ -1,0 +1,716 @@
+"""Volume readers: NIfTI files and DICOM series -> :class:`Volume`.
+
+Every reader returns a :class:`Volume` whose ``array`` is float32 in *NIfTI voxel order*
+``(i, j, k)`` and whose ``affine`` maps voxel indices to RAS+ millimetres exactly as
+nibabel defines it (``xyz = affine @ [i, j, k, 1]``).
+
+DICOM conventions (the same as dcm2niix before its optional row flip):
+
+- ``i`` indexes the DICOM *columns* (it moves along the row direction cosine
+  ``ImageOrientationPatient[:3]``, step ``PixelSpacing[1]``);
+- ``j`` indexes the DICOM *rows* (along the column direction cosine
+  ``ImageOrientationPatient[3:]``, step ``PixelSpacing[0]``);
+- ``k`` indexes the slices, sorted by ``ImagePositionPatient`` projected on the slice
+  normal ``row_cosine x column_cosine`` (ascending), or by ``InstanceNumber`` when the
+  positions are missing.
+
+So ``array[:, :, k] == pixel_array_k.T`` (after RescaleSlope/Intercept), and the affine is
+built in DICOM's LPS patient frame then converted to RAS by negating x and y.
+
+Every failure (unreadable, truncated, non-image, inconsistent, NaN) raises one
+:class:`VolumeError` (a :class:`ValueError`) whose message names the file and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Volume",
+    "VolumeError",
+    "VolumeSource",
+    "load_volume",
+    "load_nifti",
+    "load_dicom_series",
+    "find_volumes",
+    "is_nifti_path",
+    "is_dicom_file",
+    "LPS_TO_RAS",
+]
+
+#: Multiply a DICOM (LPS) affine on the left by this matrix to get a RAS+ affine.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+_PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+class VolumeError(ValueError):
+    """A volume could not be read; the message names the file and the reason."""
+
+
+@dataclass
+class Volume:
+    """A 3-D image volume with its geometry.
+
+    Attributes:
+        array: float32 ``(I, J, K)`` voxel values in NIfTI voxel order (rescaling applied).
+        affine: ``(4, 4)`` float64, voxel ``(i, j, k)`` -> RAS+ millimetres (nibabel's convention).
+        meta: what a writer needs to produce a matching file. Always has ``format``
+            (``"nifti"`` or ``"dicom"``) and ``source`` (path). NIfTI: ``header`` (a copy of the
+            nibabel header). DICOM: ``series_uid``, ``files`` and ``frames`` (file and frame index
+            of each slice ``k``), ``positions`` (``(K, 3)`` ImagePositionPatient, LPS),
+            ``orientation`` (ImageOrientationPatient, 6 values), ``pixel_spacing`` (row, column),
+            ``slice_spacing``, ``slice_thickness``, ``rescale`` (``(K, 2)`` slope, intercept),
+            ``uniform_spacing``, ``multiframe`` and ``dataset`` (the representative
+            :class:`pydicom.Dataset` header of the first slice, without pixel data).
+        name: a short, stable identifier (file name without suffix, or the series UID).
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The array shape ``(I, J, K)``."""
+        return tuple(self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def zooms(self) -> tuple[float, float, float]:
+        """Voxel sizes in mm along ``i``, ``j``, ``k`` (column norms of the affine)."""
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class VolumeSource:
+    """A volume found on disk by :func:`find_volumes`; :meth:`load` reads it.
+
+    Attributes:
+        kind: ``"nifti"`` or ``"dicom"``.
+        paths: the file(s) holding the volume (one NIfTI file, or the series' DICOM files).
+        key: a stable identifier: the path relative to the searched folder (NIfTI) or the
+            SeriesInstanceUID (DICOM). Used for provenance and deterministic splits.
+        description: a human-readable label.
+    """
+
+    kind: str
+    paths: tuple[str, ...]
+    key: str
+    description: str = ""
+
+    def load(self) -> Volume:
+        """Read the volume (see :func:`load_volume`)."""
+        if self.kind == "nifti":
+            return load_nifti(self.paths[0])
+        return load_dicom_series(self.paths, series_uid=self.key)
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+
+
+def is_nifti_path(path: str | os.PathLike) -> bool:
+    """True when the file name ends in ``.nii`` or ``.nii.gz`` (case-insensitive)."""
+    return str(path).lower().endswith(_NIFTI_SUFFIXES)
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """True when the file carries the DICOM Part 10 magic (``DICM`` at byte 128).
+
+    Files without the 128-byte preamble (old ACR-NEMA style) are not recognised.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _strip_nifti_suffix(name: str) -> str:
+    low = name.lower()
+    for suf in (".nii.gz", ".nii"):
+        if low.endswith(suf):
+            return name[: -len(suf)]
+    return name
+
+
+def _check_finite(array: np.ndarray, where: str) -> None:
+    finite = np.isfinite(array)
+    if not finite.all():
+        n_nan = int(np.isnan(array).sum())
+        n_inf = int(array.size - finite.sum() - n_nan)
+        parts = [f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else ""]
+        raise VolumeError(f"{where}: contains {' and '.join(p for p in parts if p)} voxel values")
+
+
+def _describe(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------
+# NIfTI
+
+
+def load_nifti(
+    path: str | os.PathLike | None = None, *, data: bytes | None = None, name: str | None = None
+) -> Volume:
+    """Read a NIfTI-1/2 file (``.nii`` or ``.nii.gz``) with nibabel.
+
+    Args:
+        path: the file. Ignored when ``data`` is given (then it only labels messages).
+        data: the file's bytes (gzip-compressed or not), e.g. a tar member.
+        name: the label used in messages and as :attr:`Volume.name` (default: file stem).
+
+    Returns:
+        A :class:`Volume`; scaling (``scl_slope``/``scl_inter``) is applied, trailing
+        singleton dimensions are dropped, a 2-D image becomes ``(I, J, 1)``, and complex data
+        become their magnitude.
+
+    Raises:
+        VolumeError: missing, unreadable or truncated file, more than 3 non-singleton
+            dimensions, or NaN/infinite voxels.
+    """
+    import gzip
+
+    import nibabel as nib
+
+    where = str(path) if path is not None else (name or "<NIfTI bytes>")
+    label = name or _strip_nifti_suffix(Path(str(path if path is not None else "volume")).name)
+    try:
+        if data is not None:
+            raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+            img = (
+                nib.Nifti1Image.from_bytes(raw)
+                if raw[344:348] != b"n+2\0"
+                else nib.Nifti2Image.from_bytes(raw)
+            )
+        else:
+            if path is None:
+                raise VolumeError("load_nifti needs a path or data")
+            p = Path(path)
+            if not p.exists():
+                raise VolumeError(f"{where}: file not found")
+            if not p.is_file():
+                raise VolumeError(f"{where}: not a file")
+            img = nib.load(str(p))
+        if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise VolumeError(f"{where}: not a NIfTI image ({type(img).__name__})")
+        arr = np.asanyarray(img.dataobj)
+    except VolumeError:
+        raise
+    except Exception as exc:  # nibabel raises many types for bad files (EOFError, zlib.error, ...)
+        raise VolumeError(
+            f"{where}: cannot read NIfTI (truncated or corrupt file?) ({_describe(exc)})"
+        ) from None
+    if arr.dtype.fields is not None:
+        raise VolumeError(f"{where}: RGB/structured NIfTI data ({arr.dtype}) are not supported")
+    arr = np.abs(arr) if np.iscomplexobj(arr) else arr
+    arr = np.asarray(arr, dtype=np.float32)
+    while arr.ndim > 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise VolumeError(
+            f"{where}: expected a 3-D volume, got shape {tuple(arr.shape)} (pass one 3-D volume)"
+        )
+    if arr.size == 0:
+        raise VolumeError(f"{where}: empty volume (shape {tuple(arr.shape)})")
+    _check_finite(arr, where)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    meta = {
+        "format": "nifti",
+        "source": where,
+        "header": img.header.copy(),
+        "zooms": tuple(float(z) for z in img.header.get_zooms()[:3]),
+    }
+    return Volume(array=np.ascontiguousarray(arr), affine=affine, meta=meta, name=label)
+
+
+# --------------------------------------------------------------------------------------
+# DICOM
+
+
+@dataclass
+class _Frame:
+    """Geometry and scaling of one 2-D frame of a DICOM series (no pixels)."""
+
+    path: str
+    frame: int | None  # frame index in a multi-frame file, None for single-frame files
+    rows: int
+    cols: int
+    iop: np.ndarray | None
+    ipp: np.ndarray | None
+    spacing: np.ndarray | None  # (row spacing, column spacing)
+    slope: float
+    intercept: float
+    order: float  # InstanceNumber / in-stack position fallback
+    thickness: float | None
+    between: float | None
+    series_uid: str
+
+
+def _floats(value: Any, n: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    try:
+        out = np.asarray([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return out if out.shape == (n,) and np.isfinite(out).all() else None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+def _seq_attr(groups: Sequence[Any], seq: str, attr: str) -> Any:
+    """First ``groups[g].<seq>[0].<attr>`` found (per-frame group first, then shared)."""
+    for g in groups:
+        if g is None:
+            continue
+        s = g.get(seq)
+        if s:
+            v = s[0].get(attr)
+            if v is not None:
+                return v
+    return None
+
+
+def _frames_of(ds: Any, path: str) -> list[_Frame]:
+    """Describe every frame of a DICOM dataset (single- or multi-frame)."""
+    uid = str(ds.get("SeriesInstanceUID", "") or "")
+    rows, cols = ds.get("Rows"), ds.get("Columns")
+    if rows is None or cols is None:
+        raise VolumeError(
+            f"{path}: not an image DICOM, or truncated (no Rows/Columns; "
+            f"SOP class {ds.get('SOPClassUID', '?')})"
+        )
+    rows, cols = int(rows), int(cols)
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared[0] if shared else None
+    per = ds.get("PerFrameFunctionalGroupsSequence")
+    top_iop = _floats(ds.get("ImageOrientationPatient"), 6)
+    top_ipp = _floats(ds.get("ImagePositionPatient"), 3)
+    top_spacing = _floats(ds.get("PixelSpacing"), 2)
+    top_slope = _float(ds.get("RescaleSlope"))
+    top_inter = _float(ds.get("RescaleIntercept"))
+    top_thick = _float(ds.get("SliceThickness"))
+    top_between = _float(ds.get("SpacingBetweenSlices"))
+    instance = _float(ds.get("InstanceNumber"))
+    frames = []
+    if n_frames == 1 and not per:
+        frames.append(
+            _Frame(
+                path,
+                None,
+                rows,
+                cols,
+                top_iop,
+                top_ipp,
+                top_spacing,
+                1.0 if top_slope is None else top_slope,
+                0.0 if top_inter is None else top_inter,
+                0.0 if instance is None else instance,
+                top_thick,
+                top_between,
+                uid,
+            )
+        )
+        return frames
+    if per is not None and len(per) != n_frames:
+        raise VolumeError(f"{path}: {len(per)} per-frame functional groups for {n_frames} frames")
+    normal = np.cross(top_iop[:3], top_iop[3:]) if top_iop is not None else None
+    legacy_step = top_between or top_thick
+    for f in range(n_frames):
+        groups = [per[f] if per is not None else None, shared]
+        iop = _floats(_seq_attr(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+        ipp = _floats(_seq_attr(groups, "PlanePositionSequence", "ImagePositionPatient"), 3)
+        spacing = _floats(_seq_attr(groups, "PixelMeasuresSequence", "PixelSpacing"), 2)
+        thick = _float(_seq_attr(groups, "PixelMeasuresSequence", "SliceThickness"))
+        between = _float(_seq_attr(groups, "PixelMeasuresSequence", "SpacingBetweenSlices"))
+        slope = _float(_seq_attr(groups, "PixelValueTransformationSequence", "RescaleSlope"))
+        inter = _float(_seq_attr(groups, "PixelValueTransformationSequence", "RescaleIntercept"))
+        order = _float(_seq_attr(groups, "FrameContentSequence", "InStackPositionNumber"))
+        if iop is None:
+            iop = top_iop
+        if ipp is None and top_ipp is not None and normal is not None and legacy_step:
+            ipp = top_ipp + f * legacy_step * normal  # legacy multi-frame: frames stacked along the normal
+        frames.append(
+            _Frame(
+                path,
+                f,
+                rows,
+                cols,
+                iop,
+                ipp,
+                spacing if spacing is not None else top_spacing,
+                slope if slope is not None else (1.0 if top_slope is None else top_slope),
+                inter if inter is not None else (0.0 if top_inter is None else top_inter),
+                float(f) if order is None else order,
+                thick if thick is not None else top_thick,
+                between if between is not None else top_between,
+                uid,
+            )
+        )
+    return frames
+
+
+def _read_header(path: str) -> Any:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError as exc:
+        raise VolumeError(f"{path}: not a DICOM file ({_describe(exc)})") from None
+    except Exception as exc:
+        raise VolumeError(
+            f"{path}: cannot read DICOM header (truncated or corrupt?) ({_describe(exc)})"
+        ) from None
+
+
+def _read_pixels(path: str) -> np.ndarray:
+    """Raw pixel array of a DICOM file: ``(rows, cols)`` or ``(frames, rows, cols)``."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as exc:
+        raise VolumeError(
+            f"{path}: cannot read DICOM file (truncated or corrupt?) ({_describe(exc)})"
+        ) from None
+    if not any(t in ds for t in _PIXEL_TAGS):
+        raise VolumeError(
+            f"{path}: no PixelData (not an image DICOM, or a truncated file; "
+            f"SOP class {ds.get('SOPClassUID', '?')})"
+        )
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise VolumeError(
+            f"{path}: colour DICOM ({ds.get('PhotometricInterpretation', '?')}) is not supported"
+        )
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        hint = f"; transfer syntax {ts.name if ts is not None else '?'}"
+        raise VolumeError(f"{path}: cannot decode pixel data ({_describe(exc)}{hint})") from None
+    return np.asarray(arr)
+
+
+def _unique_or_error(values: list[np.ndarray], what: str, where: str, atol: float) -> np.ndarray:
+    ref = values[0]
+    for v in values[1:]:
+        if not np.allclose(v, ref, atol=atol):
+            raise VolumeError(
+                f"{where}: inconsistent {what} in series ({np.round(ref, 4).tolist()} vs "
+                f"{np.round(v, 4).tolist()})"
+            )
+    return ref
+
+
+def _assemble(frames: list[_Frame], where: str, uid: str) -> tuple[list[_Frame], np.ndarray, dict[str, Any]]:
+    """Check consistency, order the frames and build the RAS affine."""
+    sizes = sorted({(f.rows, f.cols) for f in frames})
+    if len(sizes) > 1:
+        desc = "rows x columns " + ", ".join(f"{r}x{c}" for r, c in sizes)
+        raise VolumeError(f"{where}: mixed matrix sizes in series {uid or '?'} ({desc})")
+    have_iop = all(f.iop is not None for f in frames)
+    iop = (
+        _unique_or_error([f.iop for f in frames], "ImageOrientationPatient", where, 1e-4)
+        if have_iop
+        else None
+    )
+    have_spacing = all(f.spacing is not None for f in frames)
+    spacing = (
+        _unique_or_error([f.spacing for f in frames], "PixelSpacing", where, 1e-4)
+        if have_spacing
+        else np.array([1.0, 1.0])
+    )
+    notes = []
+    if iop is None:
+        iop = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+        notes.append("no ImageOrientationPatient: axial orientation assumed")
+    if not have_spacing:
+        notes.append("no PixelSpacing: 1 mm assumed")
+    row_dir, col_dir = iop[:3], iop[3:]
+    normal = np.cross(row_dir, col_dir)
+    have_ipp = all(f.ipp is not None for f in frames)
+    if have_ipp:
+        dist = np.array([float(f.ipp @ normal) for f in frames])
+        order = sorted(range(len(frames)), key=lambda n: (dist[n], frames[n].order))
+        d_sorted = dist[order]
+        if len(frames) > 1 and np.min(np.diff(d_sorted)) < 1e-3:
+            n_unique = 1 + int(np.sum(np.diff(d_sorted) >= 1e-3))
+            raise VolumeError(
+                f"{where}: {len(frames)} slices at only {n_unique} distinct positions in series {uid or '?'} "
+                "(several echoes, time points or stacks in one series are not supported)"
+            )
+    else:
+        order = sorted(range(len(frames)), key=lambda n: frames[n].order)
+        notes.append("no ImagePositionPatient: slices ordered by InstanceNumber")
+    frames = [frames[n] for n in order]
+    k = len(frames)
+    first = frames[0]
+    uniform = True
+    if have_ipp and k > 1:
+        pos = np.stack([f.ipp for f in frames])
+        steps = np.diff(pos, axis=0)
+        step = (pos[-1] - pos[0]) / (k - 1)
+        dev = np.max(np.linalg.norm(steps - step, axis=1))
+        if dev > max(1e-2, 0.01 * float(np.linalg.norm(step))):
+            uniform = False
+            notes.append(f"non-uniform slice spacing (max deviation {dev:.3g} mm): mean spacing used")
+    else:
+        fallback = first.between or first.thickness or 1.0
+        step = normal * fallback
+    lps = np.eye(4)
+    lps[:3, 0] = row_dir * spacing[1]
+    lps[:3, 1] = col_dir * spacing[0]
+    lps[:3, 2] = step
+    lps[:3, 3] = first.ipp if first.ipp is not None else 0.0
+    affine = LPS_TO_RAS @ lps
+    for n in notes:
+        warnings.warn(f"{where}: {n}", stacklevel=3)
+    meta = {
+        "positions": np.stack([f.ipp for f in frames]) if have_ipp else None,
+        "orientation": iop.copy(),
+        "pixel_spacing": (float(spacing[0]), float(spacing[1])),
+        "slice_spacing": float(np.linalg.norm(step)),
+        "slice_thickness": first.thickness,
+        "rescale": np.array([[f.slope, f.intercept] for f in frames], dtype=np.float64),
+        "uniform_spacing": uniform,
+        "notes": notes,
+    }
+    return frames, affine, meta
+
+
+def _dicom_files_in(folder: Path) -> list[str]:
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for fn in sorted(files):
+            if fn.startswith(".") or is_nifti_path(fn):
+                continue
+            p = os.path.join(root, fn)
+            if is_dicom_file(p):
+                out.append(p)
+    return out
+
+
+def _scan_dicom(paths: Iterable[str], *, strict: bool) -> dict[str, list[_Frame]]:
+    """Read headers and group frames by SeriesInstanceUID.
+
+    With ``strict`` every file must be an image DICOM; otherwise non-image DICOMs
+    (structured reports, presentation states, DICOMDIR) are skipped.
+    """
+    series: dict[str, list[_Frame]] = {}
+    for p in paths:
+        ds = _read_header(p)
+        if str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")) == _DICOMDIR_CLASS:
+            if strict:
+                raise VolumeError(f"{p}: a DICOMDIR index, not an image (pass its folder instead)")
+            continue
+        if not strict and (ds.get("Rows") is None or ds.get("Columns") is None):
+            continue
+        for fr in _frames_of(ds, p):
+            series.setdefault(fr.series_uid, []).append(fr)
+    return series
+
+
+def load_dicom_series(
+    paths: str | os.PathLike | Sequence[str | os.PathLike], *, series_uid: str | None = None
+) -> Volume:
+    """Read a DICOM series into a :class:`Volume`.
+
+    Args:
+        paths: a folder (searched recursively; non-DICOM and non-image DICOM files are
+            skipped), one file (single-frame: a one-slice volume; enhanced multi-frame: all
+            its frames), or an explicit list of files.
+        series_uid: which series to read when the files hold several.
+
+    Raises:
+        VolumeError: no image DICOM, several series and no ``series_uid``, mixed matrix sizes,
+            inconsistent orientation or spacing, duplicate slice positions, undecodable or
+            missing pixel data, NaN values.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        p = Path(paths)
+        if not p.exists():
+            raise VolumeError(f"{p}: not found")
+        if p.is_dir():
+            where = str(p)
+            files = _dicom_files_in(p)
+            if not files:
+                raise VolumeError(f"{where}: no DICOM files found (files need the 'DICM' Part 10 header)")
+            series = _scan_dicom(files, strict=False)
+            if not series:
+                raise VolumeError(f"{where}: no image DICOM files (only non-image objects such as reports)")
+        else:
+            where = str(p)
+            series = _scan_dicom([str(p)], strict=True)
+    else:
+        files = [str(x) for x in paths]
+        if not files:
+            raise VolumeError("load_dicom_series: empty file list")
+        where = files[0] if len(files) == 1 else f"{os.path.dirname(files[0]) or '.'} ({len(files)} files)"
+        series = _scan_dicom(files, strict=len(files) == 1)
+        if not series:
+            raise VolumeError(f"{where}: no image DICOM files")
+    if series_uid is not None:
+        if series_uid not in series:
+            raise VolumeError(f"{where}: series {series_uid} not found (have: {', '.join(sorted(series))})")
+        uid = series_uid
+    elif len(series) > 1:
+        raise VolumeError(
+            f"{where}: {len(series)} series found ({', '.join(sorted(series))}); "
+            "pass series_uid= or use find_volumes()"
+        )
+    else:
+        uid = next(iter(series))
+    frames, affine, geo = _assemble(series[uid], where, uid)
+
+    cache: dict[str, np.ndarray] = {}
+    planes = []
+    for fr in frames:
+        if fr.path not in cache:
+            if len(cache) and frames[0].frame is None:
+                cache.clear()  # single-frame files: keep memory flat
+            cache[fr.path] = _read_pixels(fr.path)
+        raw = cache[fr.path]
+        if fr.frame is None:
+            if raw.ndim != 2:
+                raise VolumeError(f"{fr.path}: expected one frame, pixel data has shape {raw.shape}")
+            plane = raw
+        else:
+            if raw.ndim == 2 and fr.frame == 0:
+                raw = raw[None]
+            if raw.ndim != 3 or raw.shape[0] <= fr.frame:
+                raise VolumeError(f"{fr.path}: frame {fr.frame} missing from pixel data of shape {raw.shape}")
+            plane = raw[fr.frame]
+        if plane.shape != (fr.rows, fr.cols):
+            raise VolumeError(
+                f"{fr.path}: pixel data shape {plane.shape} != Rows x Columns {(fr.rows, fr.cols)}"
+            )
+        planes.append(plane.astype(np.float64) * fr.slope + fr.intercept)
+    stack = np.stack(planes, axis=-1)  # (rows, cols, K)
+    array = np.ascontiguousarray(
+        np.transpose(stack, (1, 0, 2)).astype(np.float32)
+    )  # (cols, rows, K) = (i, j, k)
+    _check_finite(array, where)
+    header = _read_header(frames[0].path)
+    meta = {
+        "format": "dicom",
+        "source": where,
+        "series_uid": uid,
+        "files": [fr.path for fr in frames],
+        "frames": [fr.frame for fr in frames],
+        "multiframe": frames[0].frame is not None,
+        "dataset": header,
+        **geo,
+    }
+    desc = str(header.get("SeriesDescription", "") or "")
+    return Volume(array=array, affine=affine, meta=meta, name=uid or desc or Path(frames[0].path).stem)
+
+
+def load_volume(path: str | os.PathLike | VolumeSource, *, series_uid: str | None = None) -> Volume:
+    """Read a NIfTI file, a DICOM file or a DICOM series folder.
+
+    Args:
+        path: a ``.nii``/``.nii.gz`` file, a DICOM file (an enhanced multi-frame file gives a
+            volume; a single-frame file a one-slice volume), a folder holding one DICOM
+            series, or a :class:`VolumeSource` from :func:`find_volumes`.
+        series_uid: the series to read from a folder holding several.
+
+    Returns:
+        The :class:`Volume` (float32 array in NIfTI voxel order, RAS+ affine, metadata).
+
+    Raises:
+        VolumeError: with the file and the reason (see :func:`load_nifti`,
+            :func:`load_dicom_series`).
+    """
+    if isinstance(path, VolumeSource):
+        return path.load()
+    p = Path(path)
+    if not p.exists():
+        raise VolumeError(f"{p}: not found")
+    if p.is_dir():
+        if not _dicom_files_in(p):
+            nifti = sorted(q.name for q in p.rglob("*") if is_nifti_path(q))
+            if nifti:
+                raise VolumeError(
+                    f"{p}: a folder of {len(nifti)} NIfTI file(s), not a DICOM series; "
+                    "pass one file, or list them with find_volumes()"
+                )
+        return load_dicom_series(p, series_uid=series_uid)
+    if is_nifti_path(p):
+        return load_nifti(p)
+    if is_dicom_file(p):
+        return load_dicom_series(p, series_uid=series_uid)
+    raise VolumeError(f"{p}: unknown format (expected .nii, .nii.gz, a DICOM file or a DICOM folder)")
+
+
+def find_volumes(
+    folder: str | os.PathLike, *, kinds: Sequence[str] = ("nifti", "dicom")
+) -> list[VolumeSource]:
+    """Walk ``folder`` recursively and list its volumes.
+
+    NIfTI files (``.nii``, ``.nii.gz``) are one volume each; DICOM files (recognised by their
+    ``DICM`` header) are grouped by SeriesInstanceUID, one volume per series. Hidden files
+    and folders and non-image DICOM objects are skipped.
+
+    Args:
+        folder: the folder to search (a single file is accepted too).
+        kinds: which kinds to list.
+
+    Returns:
+        Sources sorted by kind then ``key`` (relative NIfTI path or series UID).
+
+    Raises:
+        VolumeError: ``folder`` does not exist, or a DICOM header cannot be read.
+    """
+    root = Path(folder)
+    if not root.exists():
+        raise VolumeError(f"{root}: not found")
+    nifti: list[VolumeSource] = []
+    dicom_files: list[str] = []
+    if root.is_file():
+        candidates = [(str(root), root.name)]
+    else:
+        candidates = []
+        for base, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for fn in sorted(files):
+                if not fn.startswith("."):
+                    p = os.path.join(base, fn)
+                    candidates.append((p, os.path.relpath(p, root)))
+    for p, rel in candidates:
+        if is_nifti_path(p):
+            if "nifti" in kinds:
+                nifti.append(VolumeSource("nifti", (p,), rel.replace(os.sep, "/"), rel))
+        elif "dicom" in kinds and is_dicom_file(p):
+            dicom_files.append(p)
+    dicom: list[VolumeSource] = []
+    if dicom_files:
+        for uid, frames in _scan_dicom(dicom_files, strict=False).items():
+            files = tuple(sorted({f.path for f in frames}))
+            rel = os.path.relpath(os.path.dirname(files[0]), root) if root.is_dir() else files[0]
+            dicom.append(VolumeSource("dicom", files, uid, f"{rel} ({len(frames)} slices)"))
+    return sorted(nifti, key=lambda s: s.key) + sorted(dicom, key=lambda s: s.key)
