@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 FORMAT = "mri_n2n-checkpoint"
+_TASKS = {"mri": "MRI reconstruction", "image": "photographic denoising"}
 VERSION = 1
 
 
@@ -68,12 +70,16 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (not a torch.save zip archive)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
+        culprit = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), "")
+        culprit = re.sub(r"\s+", " ", culprit)[:160]
         raise CheckpointError(
-            f"{path}: refused: loading it would need arbitrary Python objects ({first[:160]})"
+            f"{path}: refused: loading it would run or import arbitrary Python code"
+            + (f" ({culprit})" if culprit else "")
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -83,8 +89,10 @@ def load_checkpoint(
     if int(ckpt.get("version", 0)) > VERSION:
         raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is newer than this mri_n2n")
     if task is not None and ckpt.get("task") != task:
+        have = ckpt.get("task")
         raise CheckpointError(
-            f"{path}: this is a checkpoint for task '{ckpt.get('task')}', but a '{task}' checkpoint is needed"
+            f"{path}: this is a checkpoint of task '{have}' ({_TASKS.get(have, '?')}), "
+            f"but this command needs task '{task}' ({_TASKS.get(task, '?')})"
         )
     return ckpt
 
