@@ -10,7 +10,7 @@ import torch
 
 from .io import atomic_path
 
-__all__ = ["image_panel", "reconstruction_panel"]
+__all__ = ["image_panel", "reconstruction_panel", "comparison_grid", "psnr_histogram", "training_curves"]
 
 
 def _np(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -101,3 +101,89 @@ def reconstruction_panel(
         panels.append((err, "|error| (x4)", "magma", peak / 4))
     images, titles, cmaps, vmaxes = zip(*panels)
     image_panel(images, titles, path, cmaps=cmaps, vmaxes=vmaxes, suptitle=title)
+
+
+def comparison_grid(
+    path: str | os.PathLike,
+    *,
+    reference: torch.Tensor | np.ndarray,
+    methods: dict[str, torch.Tensor | np.ndarray],
+    psnrs: dict[str, float] | None = None,
+    mask: torch.Tensor | np.ndarray | None = None,
+    error_scale: float = 4.0,
+) -> None:
+    """Two rows: the reference and each method (top), the mask and each method's error map (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    psnrs = psnrs or {}
+    ref = _np(reference)
+    peak = float(ref.max()) or 1.0
+    n = len(methods) + 1
+    fig, axes = plt.subplots(2, n, figsize=(2.8 * n, 5.8), squeeze=False)
+    axes[0, 0].imshow(ref, cmap="gray", vmin=0, vmax=peak)
+    axes[0, 0].set_title("reference", fontsize=9)
+    if mask is not None:
+        m = _np(mask).astype(np.float32)
+        axes[1, 0].imshow(m, cmap="gray", vmin=0, vmax=1)
+        axes[1, 0].set_title(f"mask ({m.mean() * 100:.1f} %)", fontsize=9)
+    for i, (name, img) in enumerate(methods.items(), start=1):
+        arr = _np(img)
+        title = f"{name}\n{psnrs[name]:.2f} dB" if name in psnrs else name
+        axes[0, i].imshow(arr, cmap="gray", vmin=0, vmax=peak)
+        axes[0, i].set_title(title, fontsize=9)
+        axes[1, i].imshow(np.abs(arr - ref), cmap="magma", vmin=0, vmax=peak / error_scale)
+        axes[1, i].set_title(f"|error| (x{error_scale:g})", fontsize=9)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def psnr_histogram(path: str | os.PathLike, values: dict[str, Sequence[float]], *, bins: int = 20) -> None:
+    """Overlaid histograms of per-slice PSNR, one per method."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    allv = np.concatenate([np.asarray(v, dtype=float) for v in values.values()])
+    edges = np.linspace(np.floor(allv.min()), np.ceil(allv.max()) + 1e-9, bins + 1)
+    for name, v in values.items():
+        ax.hist(v, bins=edges, alpha=0.5, label=f"{name} ({np.mean(v):.2f} dB)")
+    ax.set_xlabel("PSNR per slice (dB)")
+    ax.set_ylabel("slices")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def training_curves(
+    path: str | os.PathLike, runs: dict[str, Sequence[dict]], *, key: str = "val_psnr"
+) -> None:
+    """Validation curves (``key`` against step) of several runs' ``metrics.csv`` rows."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, rows in runs.items():
+        pts = [(float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(key.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
