@@ -1,0 +1,215 @@
+"""CS-TV baseline: data consistency, quality over zero-filling, convergence, batching, layouts."""
+
+import pytest
+import torch
+
+from mri_n2n.baselines import (
+    DEFAULT_TV_LAM,
+    _grad,
+    _grad_adj,
+    _laplacian_symbol,
+    total_variation,
+    tune_tv_lambda,
+    tv_objective,
+    tv_reconstruct,
+)
+from mri_n2n.corruptions import MRIUndersampling
+from mri_n2n.fft import fft2c
+from mri_n2n.metrics import psnr
+from mri_n2n.physics import SpectralSampling
+from mri_n2n.sampling import bernoulli_mask, exp_decay_density
+
+SIZE = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # 64x64 images: per-op work is tiny, and a second intra-op thread only adds contention
+    # (it made these tests up to 100x slower on a busy 2-core machine).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def camera() -> torch.Tensor:
+    """scikit-image's camera man, 64x64, scaled to max 1, as (1, 1, H, W)."""
+    skd = pytest.importorskip("skimage.data")
+    skt = pytest.importorskip("skimage.transform")
+    img = skt.resize(skd.camera().astype("float64") / 255.0, (SIZE, SIZE), anti_aliasing=True)
+    x = torch.from_numpy(img).float()
+    return (x / x.max())[None, None]
+
+
+@pytest.fixture(scope="module")
+def measured(camera):
+    """Three 10 % Hermitian exp-decay masks (seeded) of the camera man: (clean, pair)."""
+    clean = camera.repeat(3, 1, 1, 1)
+    corruption = MRIUndersampling(exp_decay_density((SIZE, SIZE), fraction=0.1))
+    pair = corruption.validation_pair(clean, torch.tensor([11, 12, 13]))
+    return clean, pair
+
+
+def _psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    return psnr(x.clamp(0, 1), ref, data_range=1.0, reduction="none")
+
+
+def test_tv_operators_adjoint_and_fourier_symbol():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 9, 12, generator=g, dtype=torch.float64)
+    px, py = torch.randn(2, 2, 1, 9, 12, generator=g, dtype=torch.float64)
+    gx, gy = _grad(x)
+    assert torch.allclose((gx * px).sum() + (gy * py).sum(), (x * _grad_adj(px, py)).sum())
+    # grad^T grad is diagonal in (unshifted) Fourier space with the symbol used by the solver
+    lap = _grad_adj(*_grad(x))
+    sym = _laplacian_symbol(9, 12, half=False, dtype=torch.float64, device=x.device)
+    assert torch.allclose(torch.fft.fft2(lap), sym * torch.fft.fft2(x), atol=1e-10)
+    # TV: constant image has none; a unit step has (perimeter) = 2 * H for a vertical band
+    assert total_variation(torch.ones(3, 5, 5)).abs().max() == 0
+    band = torch.zeros(8, 8)
+    band[:, 2:5] = 1.0
+    assert total_variation(band).item() == pytest.approx(16.0)
+
+
+def test_exact_on_sampled_frequencies_and_real(measured):
+    clean, pair = measured
+    y, mask = pair.context["kspace"], pair.context["mask"]
+    out = tv_reconstruct(y, mask, iters=30)
+    assert out.shape == clean.shape and out.dtype == torch.float32 and not out.is_complex()
+    k = fft2c(out)
+    m = mask[:, None]
+    err = (k - y)[m.expand_as(k)].abs().max()
+    assert err < 1e-4 * y.abs().max()
+
+
+def test_beats_zero_filled_by_a_clear_margin(measured):
+    clean, pair = measured
+    y, mask = pair.context["kspace"], pair.context["mask"]
+    zf_comp = _psnr(pair.input, clean)  # 1/p compensated: measured 12.0-12.8 dB
+    zf_plain = _psnr(SpectralSampling(mask).adjoint(y).real, clean)  # measured 14.0-16.2 dB
+    tv = _psnr(tv_reconstruct(y, mask), clean)  # measured 19.2-22.5 dB
+    assert (tv > zf_plain + 3.5).all(), (tv, zf_plain)  # measured margin >= 5.2 dB
+    assert (tv > zf_comp + 5.0).all(), (tv, zf_comp)  # measured margin >= 7.1 dB
+    # the default weight is not far from the best of a coarse grid on this image either
+    best = max(_psnr(tv_reconstruct(y, mask, lam=lam), clean).mean() for lam in (1e-4, 1e-3, 1e-2))
+    assert tv.mean() > best - 0.5
+
+
+def test_objective_decreases(measured):
+    clean, pair = measured
+    y, mask = pair.context["kspace"], pair.context["mask"]
+    lam = 1e-3
+    values = [
+        tv_objective(tv_reconstruct(y, mask, lam=lam, iters=n), y, mask, lam).sum().item()
+        for n in (0, 2, 5, 20, 100)
+    ]
+    # iters=0 is the zero-filled image; every output is data-consistent, so this is lam * TV
+    assert values[-1] < 0.85 * values[0]  # measured ratio 0.78
+    assert all(b <= a * 1.01 for a, b in zip(values, values[1:])), values
+
+
+def test_admm_and_pdhg_reach_the_same_minimiser(camera):
+    # A 32x32 crop keeps PDHG's many iterations cheap; float64 for a tight comparison.
+    clean = camera[..., 16:48, 16:48].double()
+    mask = bernoulli_mask(
+        exp_decay_density((32, 32), fraction=0.25), generator=torch.Generator().manual_seed(5)
+    )
+    y = SpectralSampling(mask).forward(clean)
+    lam = 1e-2
+    a = tv_reconstruct(y, mask, lam=lam, iters=300)
+    b = tv_reconstruct(y, mask, lam=lam, iters=1500, method="pdhg")
+    assert a.dtype == torch.float64
+    assert (a - b).abs().max() < 5e-3
+    fa = tv_objective(a, y, mask, lam).item()
+    fb = tv_objective(b, y, mask, lam).item()
+    assert fa <= fb * 1.001
+
+
+def test_full_sampling_returns_the_image(camera):
+    full = torch.ones(1, SIZE, SIZE, dtype=torch.bool)
+    y = fft2c(camera)
+    for lam in (0.0, DEFAULT_TV_LAM):
+        out = tv_reconstruct(y, full, lam=lam, iters=10)
+        assert torch.allclose(out, camera, atol=1e-5)
+
+
+def test_lam_zero_is_the_zero_filled_image(measured):
+    _, pair = measured
+    y, mask = pair.context["kspace"], pair.context["mask"]
+    out = tv_reconstruct(y, mask, lam=0.0)
+    assert torch.allclose(out, SpectralSampling(mask).adjoint(y).real, atol=1e-6)
+
+
+def test_batched_equals_per_sample(measured):
+    _, pair = measured
+    y, mask = pair.context["kspace"], pair.context["mask"]
+    batched = tv_reconstruct(y, mask, iters=40)
+    for i in range(y.shape[0]):
+        single = tv_reconstruct(y[i : i + 1], mask[i : i + 1], iters=40)
+        assert torch.allclose(batched[i : i + 1], single, atol=1e-5)
+
+
+def test_layouts_and_shared_mask(measured):
+    _, pair = measured
+    y, mask = pair.context["kspace"], pair.context["mask"]
+    four = tv_reconstruct(y, mask, iters=20)
+    three = tv_reconstruct(y[:, 0], mask, iters=20)
+    assert three.shape == y[:, 0].shape
+    assert torch.allclose(three, four[:, 0], atol=1e-6)
+    also = tv_reconstruct(y, mask[:, None], iters=20)
+    assert torch.allclose(also, four, atol=1e-6)
+    # one (H, W) mask shared by the batch
+    shared = mask[0]
+    ys = y * shared
+    a = tv_reconstruct(ys, shared, iters=20)
+    b = tv_reconstruct(ys, shared.expand_as(mask), iters=20)
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_complex_mode_agrees_for_real_data(measured):
+    _, pair = measured
+    y, mask = pair.context["kspace"], pair.context["mask"]
+    real = tv_reconstruct(y, mask, lam=1e-3, iters=60)
+    cplx = tv_reconstruct(y, mask, lam=1e-3, iters=60, real=False)
+    assert cplx.is_complex() and cplx.shape == real.shape
+    # Hermitian mask + real image: the complex problem has the real solution
+    assert (cplx.real - real).abs().max() < 1e-4
+    assert cplx.imag.abs().max() < 1e-4
+
+
+def test_x0_tol_and_errors(measured):
+    clean, pair = measured
+    y, mask = pair.context["kspace"], pair.context["mask"]
+    # iters=0 returns the projected start: the clean image is already consistent
+    assert torch.allclose(tv_reconstruct(y, mask, iters=0, x0=clean), clean, atol=1e-5)
+    assert torch.allclose(tv_reconstruct(y[:, 0], mask, iters=0, x0=clean[:, 0]), clean[:, 0], atol=1e-5)
+    # a huge tolerance stops at the first test (iteration 10)
+    assert torch.allclose(tv_reconstruct(y, mask, tol=1e9), tv_reconstruct(y, mask, iters=10))
+    with pytest.raises(ValueError, match="method"):
+        tv_reconstruct(y, mask, method="fista")
+    with pytest.raises(ValueError, match="lam"):
+        tv_reconstruct(y, mask, lam=-1.0)
+    with pytest.raises(TypeError, match="complex"):
+        tv_reconstruct(y.real, mask)
+    with pytest.raises(ValueError, match="mask"):
+        tv_reconstruct(y, mask[:, None, None])
+
+
+def test_tune_tv_lambda_prefers_a_sensible_weight(camera):
+    clean = torch.cat([camera, camera.flip(-1)])
+    best, table = tune_tv_lambda(clean, lams=(1e-3, 0.3), iters=30, seeds=torch.tensor([3, 4]))
+    assert best == 1e-3  # 0.3 wipes out the image
+    assert [row["lam"] for row in table] == [1e-3, 0.3]
+    assert table[0]["psnr"] > table[1]["psnr"] + 2
+    assert set(table[0]) == {"lam", "psnr", "psnr_std", "psnr_median", "seconds_per_slice"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(measured):
+    _, pair = measured
+    y, mask = pair.context["kspace"], pair.context["mask"]
+    cpu = tv_reconstruct(y, mask, iters=30)
+    gpu = tv_reconstruct(y.cuda(), mask.cuda(), iters=30)
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-4)
