@@ -1,0 +1,100 @@
+"""Smoke test of the photographic quality benchmark: a micro budget, the result's structure, and the
+JSON / Markdown files written by ``write_results``. (Quality itself is measured by the benchmark,
+not asserted here.)"""
+
+import json
+
+import pytest
+
+from mri_n2n.bench import write_results
+from mri_n2n.bench.images import (
+    BUDGETS,
+    PAPER_KODAK,
+    bench_image_quality,
+    image_quality_markdown,
+    image_quality_rows,
+)
+
+
+def test_rows_cover_the_paper_table():
+    quick = image_quality_rows(quick=True)
+    full = image_quality_rows(quick=False)
+    assert len(quick) == 10 and len(full) == 13
+    assert {(r.noise, r.method, r.loss) for r in quick} <= {(r.noise, r.method, r.loss) for r in full}
+    for noise in ("gaussian", "poisson", "bernoulli"):
+        assert {(r.method, r.target) for r in quick if r.noise == noise} == {
+            ("N2C", "clean"),
+            ("N2N", "noisy"),
+        }
+    assert {r.loss for r in quick if r.noise == "text"} == {"l1", "l2"}
+    assert {r.loss for r in quick if r.noise == "impulse"} == {"l1", "l0"}
+    # every row of the full table has the paper's number next to it
+    assert all((r.noise, r.method, r.loss) in PAPER_KODAK for r in full)
+    assert set(BUDGETS) == {"quick", "full"}
+    with pytest.raises(ValueError, match="unknown noise"):
+        image_quality_rows(noises=["speckle"])
+
+
+def test_micro_benchmark_writes_json_and_markdown(tmp_path):
+    result = bench_image_quality(
+        quick=True,
+        out_dir=str(tmp_path),
+        device="cpu",
+        steps=3,
+        size=32,
+        batch_size=2,
+        noises=["gaussian"],
+        val_limit=1,
+        workers=1,
+    )
+    rows = result["rows"]
+    assert [(r["noise"], r["method"], r["target"]) for r in rows] == [
+        ("gaussian", "N2C", "clean"),
+        ("gaussian", "N2N", "noisy"),
+    ]
+    for r in rows:
+        assert set(r) >= {"noise", "method", "loss", "target", "val_psnr_input", "val_psnr", "seconds"}
+        assert r["loss"] == "l2" and r["steps"] == 3
+        assert isinstance(r["val_psnr"], float) and isinstance(r["val_psnr_input"], float)
+        assert r["seconds"] > 0
+    # same seed, same validation noise: both rows see the same input
+    assert rows[0]["val_psnr_input"] == pytest.approx(rows[1]["val_psnr_input"])
+    (goal,) = result["goals"]
+    assert goal["threshold_db"] == -0.5 and isinstance(goal["passed"], bool)
+    assert goal["value_db"] == pytest.approx(rows[1]["val_psnr"] - rows[0]["val_psnr"])
+    s = result["settings"]
+    assert (s["steps"], s["size"], s["batch_size"], s["seed"], s["val_limit"]) == (3, 32, 2, 0, 1)
+    assert result["machine"]["device"] == "cpu"
+    assert (tmp_path / "image_quality_runs" / "quick" / "gaussian_n2n_l2" / "summary.json").is_file()
+
+    md = image_quality_markdown(result)
+    assert "| noise |" in md and "32.48" in md and "within 0.5 dB" in md
+    path = write_results(tmp_path, "image_quality", result, md)
+    data = json.loads(path.read_text())
+    assert data["rows"][1]["method"] == "N2N" and data["settings"]["mode"] == "quick"
+    text = (tmp_path / "image_quality.md").read_text()
+    assert text.startswith("# image_quality") and "| gaussian | N2N | L2 | noisy |" in text
+
+
+def test_text_rows_report_the_tiled_diagnostic(tmp_path):
+    result = bench_image_quality(
+        quick=True,
+        out_dir=str(tmp_path),
+        device="cpu",
+        steps=2,
+        size=32,
+        batch_size=2,
+        noises=["text"],
+        val_limit=1,
+        workers=1,
+    )
+    l2, l1 = result["rows"]
+    assert (l2["loss"], l1["loss"]) == ("l2", "l1")
+    for r in (l2, l1):
+        assert isinstance(r["val_psnr_tiles"], float) and isinstance(r["val_psnr_input_tiles"], float)
+    assert l2["val_psnr_input_tiles"] == pytest.approx(l1["val_psnr_input_tiles"])
+    (goal,) = result["goals"]
+    assert goal["threshold_db"] == 2.0 and goal["value_db"] == pytest.approx(l1["val_psnr"] - l2["val_psnr"])
+    (diag,) = result["diagnostics"]
+    assert diag["value_db"] == pytest.approx(l1["val_psnr_tiles"] - l2["val_psnr_tiles"])
+    assert "Diagnostic: text validated on 32-px tiles" in image_quality_markdown(result)
