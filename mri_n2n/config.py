@@ -103,7 +103,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the paper's MRI setting: full U-Net of Table 2, 256x256, batch 16, 300 epochs
     "paper": {"model": "unet_paper", "size": 256, "batch_size": 16, "epochs": 300},
     # CPU default: chosen by measured time-to-quality (see README)
-    "cpu": {"model": "unet", "size": 128, "batch_size": 8, "max_steps": 1500},
+    "cpu": {"model": "unet", "size": 128, "batch_size": 8, "max_steps": 1500, "steps_per_epoch": 100},
     # tests and smoke runs
     "tiny": {"model": "unet", "size": 32, "batch_size": 4, "max_steps": 20, "base": 8, "depth": 2},
 }
