@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from .devices import resolve_device
 from .io import atomic_path
 
 __all__ = ["main", "denoise_tensor"]
@@ -52,20 +53,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--force", action="store_true", help="allow --out to be the folder of an input")
     return p
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device: bad device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    return device
 
 
 def _in_channels(ckpt: dict) -> int:
@@ -171,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     try:
-        device = _device(args.device)
+        device = resolve_device(args.device)
     except ValueError as e:
         return fail(str(e))
     try:

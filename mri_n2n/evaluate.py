@@ -32,17 +32,12 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from .config import Config
+from .devices import resolve_device
 from .io import atomic_write_json, atomic_write_text
 
 __all__ = ["evaluate_mri", "write_evaluation", "evaluation_markdown", "main"]
 
 METRICS = ("psnr", "ssim", "nmse")
-
-
-def _device(name: str) -> torch.device:
-    from .train import resolve_device
-
-    return resolve_device(name)
 
 
 def _method_name(path: Path, ckpt: dict[str, Any], taken: set[str]) -> str:
@@ -85,7 +80,7 @@ def evaluate_mri(
 
     if not checkpoints:
         raise ValueError("give at least one --checkpoint")
-    dev = _device(device)
+    dev = resolve_device(device)
     ckpts = [(Path(p), load_checkpoint(p, task="mri", map_location="cpu")) for p in checkpoints]
     cfg = Config.from_dict(ckpts[0][1]["config"])
     cfg = cfg.replace(

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m mri_n2n.reconstruct --checkpoint runs/default/checkpoints/best.pt \\
+    python -m mri_n2n.reconstruct --checkpoint runs/mni152/checkpoints/best.pt \\
         scans/ extra.h5 --out recon/ [--format same|nifti|dicom] \\
         [--simulate DENSITY --seed S] [--device auto|cpu|cuda] [--batch-size 8] [--figures] [--force]
 
@@ -100,6 +100,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from .corruptions import MRIUndersampling, seeded_generator
+from .devices import resolve_device
 from .fft import fft2c, ifft2c
 from .physics import SpectralSampling
 
@@ -900,33 +901,12 @@ def simulate_kspace(
 # the checkpoint-bound API
 
 
-def resolve_device(name: str | torch.device) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cpu``; ``cuda``/``cuda:N`` (must exist).
-
-    Raises:
-        ValueError: an unknown device name, or CUDA asked for but absent.
-    """
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name != "cpu" and not str(name).startswith("cuda"):
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device: bad device {name!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: no CUDA device is available")
-    return dev
-
-
 class Reconstructor:
     """A trained MRI checkpoint ready for reconstruction (the API behind the CLI).
 
     Example::
 
-        rec = Reconstructor.from_checkpoint("runs/default/checkpoints/best.pt")
+        rec = Reconstructor.from_checkpoint("runs/mni152/checkpoints/best.pt")
         out = rec.kspace(kspace, mask)                      # k-space -> magnitude volume
         study = rec.simulate(volume.array, fraction=0.1)    # retrospective, with metrics
 
@@ -1581,10 +1561,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _default_checkpoint() -> Path | None:
+    """The README's quick-start run (``runs/mni152``), else the trainer's default ``runs/latest``."""
     for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        p = base / "runs" / "default" / "checkpoints" / "best.pt"
-        if p.is_file():
-            return p
+        for run in ("mni152", "latest"):
+            p = base / "runs" / run / "checkpoints" / "best.pt"
+            if p.is_file():
+                return p
     return None
 
 
@@ -1606,8 +1588,9 @@ def bench_reconstruct(
     network, data consistency, magnitude), after one warm-up batch.
 
     Args:
-        checkpoint: an MRI checkpoint; default ``runs/default/checkpoints/best.pt`` when present,
-            else an untrained model of the CPU preset (the same speed).
+        checkpoint: an MRI checkpoint; default ``runs/mni152/checkpoints/best.pt`` (or
+            ``runs/latest/...``) when present, else an untrained model of the CPU preset (the same
+            speed).
         size: slice side.
         slices: number of slices.
         batch_size: slices per network call.

@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import PRESETS, Config, load_yaml, save_yaml
 from .corruptions import Corruption, MRIUndersampling, seeded_generator
+from .devices import resolve_device
 from .io import atomic_write_json, atomic_write_text
 from .losses import get_loss
 
@@ -75,19 +76,6 @@ IMAGE_DATASETS = ("images", "folder", "pairs", "montecarlo")
 
 def _cuda_available() -> bool:
     return torch.cuda.is_available()
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU (with DDP, the local rank's GPU)."""
-    if name == "auto":
-        name = "cuda" if _cuda_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not _cuda_available():
-            raise ValueError("--device cuda was asked for, but no CUDA device is available")
-        if dev.index is None:
-            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return dev
 
 
 def resolve_config(cfg: Config) -> tuple[Config, str]:

@@ -361,7 +361,7 @@ def bench_image_quality(
         PSNRs); each goal ``goal, description, value_db, threshold_db, passed``; diagnostics are
         checks that are not goals (``check, description, value_db, threshold_db, passed``).
     """
-    from ..train import resolve_device
+    from ..devices import resolve_device
 
     mode = "quick" if quick else "full"
     settings: dict[str, Any] = dict(BUDGETS[mode])
