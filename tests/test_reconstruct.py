@@ -466,3 +466,14 @@ def test_phase_estimate_for_complex_images():
     head = imgs > 0.3 * imgs.max()
     err = np.angle(np.exp(1j * (est - phase[None])))[head]
     assert np.abs(err).mean() < 0.15
+
+
+def test_bench_cli_reconstruct_writes_json_and_markdown(ckpt, tmp_path):
+    from mri_n2n.bench.__main__ import main as bench_main
+
+    assert bench_main(["reconstruct", "--quick", "--checkpoint", str(ckpt), "--results", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "reconstruct_quick.json").read_text())
+    assert res["shape"] == [256, 256, 16] and res["slices_per_s"] > 0
+    assert res["machine"]["device"] == "cpu"
+    md = (tmp_path / "reconstruct_quick.md").read_text()
+    assert "slices/s" in md and "Command: `python -m mri_n2n.bench" in md

@@ -1,4 +1,4 @@
-"""``python -m mri_n2n.bench {speed,quality} [--quick] [--results DIR]``."""
+"""``python -m mri_n2n.bench {speed,quality,reconstruct} [--quick] [--results DIR]``."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _speed(args) -> int:
 def _quality(args) -> int:
     from .quality import bench_mri_quality, mri_quality_markdown
 
-    name = "quality_quick" if args.quick else "quality"
+    name = "quality" + (f"_{args.only}" if args.only else "") + ("_quick" if args.quick else "")
     res: dict = {"machine": machine_info(args.device if args.device != "auto" else "cpu")}
     parts = []
     if args.only in (None, "mri"):
@@ -55,6 +55,30 @@ def _quality(args) -> int:
     return 0
 
 
+def _reconstruct(args) -> int:
+    from ..reconstruct import bench_reconstruct
+
+    slices = 16 if args.quick else 64
+    res = bench_reconstruct(args.checkpoint, size=256, slices=slices, device=args.device)
+    res["machine"] = machine_info(res["device"])
+    row = {
+        "volume": "x".join(str(v) for v in res["shape"]),
+        "batch": res["batch_size"],
+        "device": res["device"],
+        "threads": res["threads"],
+        "slices/s": res["slices_per_s"],
+        "checkpoint": res["checkpoint"],
+    }
+    md = markdown_table([row], list(row))
+    md += (
+        "\n\nOne k-space volume through `Reconstructor.kspace`: zero-filling, normalisation, the "
+        "network, data consistency and the magnitude, after one warm-up batch."
+    )
+    write_results(args.results, "reconstruct_quick" if args.quick else "reconstruct", res, md)
+    print(md)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a benchmark and write ``<results>/<name>.json`` and ``.md``."""
     from ..train import OneLineParser
@@ -64,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_ in (
         ("speed", "training-step and inference throughput"),
         ("quality", "the paper's tables"),
+        ("reconstruct", "volume reconstruction throughput (slices/s, 256x256 k-space)"),
     ):
         s = sub.add_parser(name, help=help_)
         s.add_argument(
@@ -73,8 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--results", default="results", help="folder for JSON and Markdown results")
         if name == "quality":
             s.add_argument("--only", choices=("mri", "images"), help="run one part only")
+        if name == "reconstruct":
+            s.add_argument(
+                "--checkpoint",
+                help="MRI checkpoint (default: runs/mni152 or runs/latest best.pt, else an untrained "
+                "CPU-preset model, which has the same speed)",
+            )
     args = p.parse_args(argv)
-    return _speed(args) if args.which == "speed" else _quality(args)
+    return {"speed": _speed, "quality": _quality, "reconstruct": _reconstruct}[args.which](args)
 
 
 if __name__ == "__main__":  # pragma: no cover
