@@ -74,27 +74,3 @@ def test_micro_benchmark_writes_json_and_markdown(tmp_path):
     assert data["rows"][1]["method"] == "N2N" and data["settings"]["mode"] == "quick"
     text = (tmp_path / "image_quality.md").read_text()
     assert text.startswith("# image_quality") and "| gaussian | N2N | L2 | noisy |" in text
-
-
-def test_text_rows_report_the_tiled_diagnostic(tmp_path):
-    result = bench_image_quality(
-        quick=True,
-        out_dir=str(tmp_path),
-        device="cpu",
-        steps=2,
-        size=32,
-        batch_size=2,
-        noises=["text"],
-        val_limit=1,
-        workers=1,
-    )
-    l2, l1 = result["rows"]
-    assert (l2["loss"], l1["loss"]) == ("l2", "l1")
-    for r in (l2, l1):
-        assert isinstance(r["val_psnr_tiles"], float) and isinstance(r["val_psnr_input_tiles"], float)
-    assert l2["val_psnr_input_tiles"] == pytest.approx(l1["val_psnr_input_tiles"])
-    (goal,) = result["goals"]
-    assert goal["threshold_db"] == 2.0 and goal["value_db"] == pytest.approx(l1["val_psnr"] - l2["val_psnr"])
-    (diag,) = result["diagnostics"]
-    assert diag["value_db"] == pytest.approx(l1["val_psnr_tiles"] - l2["val_psnr_tiles"])
-    assert "Diagnostic: text validated on 32-px tiles" in image_quality_markdown(result)

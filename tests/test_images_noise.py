@@ -149,6 +149,26 @@ def test_text_coverage_at_test_level():
     assert cov.max() < 0.52 and cov.min() < 0.3
 
 
+def test_text_glyph_size_does_not_depend_on_the_image_size():
+    """A training crop and a whole photograph get glyphs of the same size distribution, so a network
+    trained on crops sees at test time the corruption it was trained on."""
+    from mri_n2n.images.text import render_text_overlay
+
+    def mean_string_area(side: int) -> float:
+        areas = []
+        for seed in range(6):
+            mask, colours = render_text_overlay(side, side, 3, 0.25, seed)
+            # every string has its own random colour: distinct colours count the visible strings
+            n = len(torch.from_numpy(colours[mask]).unique(dim=0))
+            areas.append(mask.sum() / n)
+        return float(sum(areas) / len(areas))
+
+    small, large = mean_string_area(64), mean_string_area(512)
+    # strings clipped by the 64-px border lose part of their area, hence the tolerance; glyphs that
+    # scaled with the image would make the 512-px strings about (512 / 64)^2 = 64 times larger
+    assert 0.5 < large / small < 4.0
+
+
 @pytest.mark.parametrize("name", SYNTHETIC)
 def test_input_and_target_are_independent(name):
     clean = torch.full((16, 3, 32, 32), 0.5)

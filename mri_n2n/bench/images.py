@@ -30,7 +30,6 @@ otherwise idle CPU cores, the full mode about 20-30 minutes.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import math
 import multiprocessing as mp
 import os
 import time
@@ -173,55 +172,6 @@ def _row_config(
     )
 
 
-@torch.no_grad()
-def _tiled_psnr(
-    run_dir: Path, noise: str, tile: int, val_limit: int | None, device: str
-) -> tuple[float, float]:
-    """Input and output PSNR with the validation photographs cut into ``tile x tile`` tiles.
-
-    Each tile is corrupted on its own at the test level (seeded from the image's identity and the
-    tile's index) and denoised on its own; the PSNR of each image is taken over all its tiles
-    (clipped to [0, 1], peak 1.0) and averaged over images. For ``text`` this renders the overlay
-    with the glyph sizes of the training crops (the overlay's font sizes scale with the image).
-    """
-    from ..checkpoint import load_checkpoint
-    from ..corruptions import seeded_generator
-    from ..images import build_image_datasets, make_corruption
-    from ..models import build_model
-
-    ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt", task="image")
-    model = build_model(ckpt["model_spec"]["name"], **ckpt["model_spec"]["kwargs"])
-    model.load_state_dict(ckpt["model"])
-    model.to(device).eval()
-    corruption = make_corruption(noise)
-    _, valid = build_image_datasets("images", crop=tile, noise=noise)
-    n = len(valid) if val_limit is None else min(len(valid), val_limit)
-    psnr_in, psnr_out = [], []
-    for i in range(n):
-        img, ident = valid[i]
-        c, h, w = img.shape
-        rows, cols = h // tile, w // tile
-        top, left = (h - rows * tile) // 2, (w - cols * tile) // 2
-        tiles = (
-            img[:, top : top + rows * tile, left : left + cols * tile]
-            .unfold(1, tile, tile)
-            .unfold(2, tile, tile)  # (C, rows, cols, tile, tile)
-            .permute(1, 2, 0, 3, 4)
-            .reshape(rows * cols, c, tile, tile)
-            .to(device)
-        )
-        seeds = [
-            int(torch.randint(0, 2**62, (), generator=seeded_generator(ident + 1 + k)))
-            for k in range(len(tiles))
-        ]
-        pair = corruption.validation_pair(tiles, seeds)
-        out = model(pair.input).float().clamp(0, 1)
-        for acc, x in ((psnr_in, pair.input.clamp(0, 1)), (psnr_out, out)):
-            mse = torch.mean((x - tiles) ** 2).item()
-            acc.append(10.0 * math.log10(1.0 / max(mse, 1e-20)))
-    return sum(psnr_in) / n, sum(psnr_out) / n
-
-
 def _run_row(row: ImageRow, settings: dict[str, Any], out: str, device: str, threads: int | None) -> dict:
     """Train and validate one row (in a worker process or in this one); returns its table row."""
     from ..train import train
@@ -229,10 +179,6 @@ def _run_row(row: ImageRow, settings: dict[str, Any], out: str, device: str, thr
     t0 = time.perf_counter()
     cfg = _row_config(row, settings, Path(out), device, threads)
     summary = train(cfg)
-    tiles: dict[str, float] = {}
-    if row.noise == "text" and settings.get("text_tiles", True):
-        tin, tout = _tiled_psnr(Path(cfg.out), row.noise, cfg.size, cfg.val_limit, summary["device"])
-        tiles = {"val_psnr_input_tiles": tin, "val_psnr_tiles": tout}
     return {
         "noise": row.noise,
         "method": row.method,
@@ -242,7 +188,6 @@ def _run_row(row: ImageRow, settings: dict[str, Any], out: str, device: str, thr
         "val_psnr": summary["val_psnr"],
         "val_ssim": summary["val_ssim"],
         "steps": summary["steps"],
-        **tiles,
         "seconds": time.perf_counter() - t0,
     }
 
@@ -297,24 +242,6 @@ def _goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return goals
 
 
-def _diagnostics(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Checks that are not goals: the text comparison with glyphs of the training size (tiled validation)."""
-    l1, l2 = _find(rows, "text", "N2N", "l1"), _find(rows, "text", "N2N", "l2")
-    if l1 is None or l2 is None or "val_psnr_tiles" not in l1 or "val_psnr_tiles" not in l2:
-        return []
-    diff = float(l1["val_psnr_tiles"] - l2["val_psnr_tiles"])
-    return [
-        {
-            "check": "text, tiled validation: L1 - L2 >= 2 dB",
-            "description": "text: L1 beats L2 by at least 2 dB, validation photographs cut into tiles of the "
-            "training crop size (overlay glyphs as large as in training)",
-            "value_db": diff,
-            "threshold_db": 2.0,
-            "passed": diff >= 2.0,
-        }
-    ]
-
-
 def _workers(device: torch.device, n_rows: int, workers: int | None) -> int:
     if device.type != "cpu":
         return 1
@@ -334,7 +261,6 @@ def bench_image_quality(
     noises: tuple[str, ...] | list[str] | None = None,
     val_limit: int | None = None,
     workers: int | None = None,
-    text_tiles: bool = True,
 ) -> dict[str, Any]:
     """Reproduce the paper's photographic table at small scale; same budget and seed for every row.
 
@@ -348,18 +274,13 @@ def bench_image_quality(
         val_limit: validate on at most this many of the (three) validation photographs.
         workers: parallel worker processes on CPU (default: one per CPU core, at most one per
             row; each uses one thread). ``1`` runs the rows in this process.
-        text_tiles: also validate the text rows on tiles of the training crop size
-            (``val_psnr_input_tiles``, ``val_psnr_tiles`` and ``result["diagnostics"]``): the text
-            overlay's glyph sizes scale with the image, so whole-image validation shows much larger
-            glyphs than the training crops did.
 
     Returns:
-        ``{"rows": [...], "goals": [...], "diagnostics": [...], "settings": {...},
+        ``{"rows": [...], "goals": [...], "settings": {...},
         "machine": machine_info(...), "seconds": total wall time, "paper_reference": [...]}``.
         Each row holds ``noise, method, loss, target, val_psnr_input, val_psnr, val_ssim, steps,
-        seconds`` (wall time of the row: data, training and validation; text rows also the tiled
-        PSNRs); each goal ``goal, description, value_db, threshold_db, passed``; diagnostics are
-        checks that are not goals (``check, description, value_db, threshold_db, passed``).
+        seconds`` (wall time of the row: data, training and validation); each goal ``goal,
+        description, value_db, threshold_db, passed``.
     """
     from ..devices import resolve_device
 
@@ -368,9 +289,7 @@ def bench_image_quality(
     for key, value in (("steps", steps), ("size", size), ("batch_size", batch_size)):
         if value is not None:
             settings[key] = int(value)
-    settings.update(
-        mode=mode, seed=0, val_limit=val_limit, dataset="images", model="unet", text_tiles=bool(text_tiles)
-    )
+    settings.update(mode=mode, seed=0, val_limit=val_limit, dataset="images", model="unet")
     rows_spec = image_quality_rows(quick=quick, noises=noises)
     dev = resolve_device(device)
     n_workers = _workers(dev, len(rows_spec), workers)
@@ -396,7 +315,6 @@ def bench_image_quality(
         "benchmark": "image_quality",
         "rows": results,
         "goals": _goals(results),
-        "diagnostics": _diagnostics(results),
         "settings": settings,
         "machine": machine_info(dev),
         "seconds": total,
@@ -472,43 +390,4 @@ def image_quality_markdown(result: dict[str, Any]) -> str:
         if goal_rows
         else "(no goal applies to the noises that were run)",
     ]
-    diags = result.get("diagnostics", [])
-    if diags:
-        text_rows = [
-            {
-                "method": r["method"],
-                "loss": r["loss"].upper(),
-                "input PSNR (tiles)": r.get("val_psnr_input_tiles"),
-                "PSNR (tiles)": r.get("val_psnr_tiles"),
-                "PSNR (whole images)": r["val_psnr"],
-            }
-            for r in result["rows"]
-            if r["noise"] == "text" and "val_psnr_tiles" in r
-        ]
-        diag_rows = [
-            {
-                "check": d["description"],
-                "ours (dB)": d["value_db"],
-                "threshold (dB)": d["threshold_db"],
-                "passed": "yes" if d["passed"] else "**no**",
-            }
-            for d in diags
-        ]
-        lines += [
-            "",
-            f"### Diagnostic: text validated on {s.get('size')}-px tiles",
-            "",
-            "The text overlay's font sizes scale with the image (about 1/24 to 1/5 of its shorter side), "
-            f"so whole validation photographs carry much larger glyphs than the {s.get('size')}-px training "
-            "crops. Cutting the validation photographs into tiles of the training size and corrupting "
-            "each tile on its own shows the glyphs the networks were trained on (PSNR per image over its "
-            "tiles, averaged). Not a goal of the issue; reported to separate the loss comparison from "
-            "the glyph-size mismatch.",
-            "",
-            markdown_table(
-                text_rows, ["method", "loss", "input PSNR (tiles)", "PSNR (tiles)", "PSNR (whole images)"]
-            ),
-            "",
-            markdown_table(diag_rows, ["check", "ours (dB)", "threshold (dB)", "passed"]),
-        ]
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 """Random text overlays (the paper's text-removal experiment), rendered with Pillow on the CPU.
 
-Strings of random length (ASCII letters, digits, punctuation, spaces), random font size,
-colour and position are drawn one over the other until the requested fraction of pixels
-(the *coverage*) is covered. Later strings occlude earlier ones; each string is opaque and
+Strings of random length (ASCII letters, digits, punctuation, spaces), random font size
+(:data:`FONT_SIZES` pixels, the same for a training crop and a whole photograph), colour and
+position are drawn one over the other until the requested fraction of pixels (the *coverage*)
+is covered. Later strings occlude earlier ones; each string is opaque and
 drawn without anti-aliasing, so every pixel is either the clean value or the colour of one
 string, and the coverage is exact. A string that would overshoot the target coverage is kept
 only when it brings the coverage closer to the target than leaving it out.
@@ -27,7 +28,7 @@ import string
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["render_text_overlay", "font_size_range", "ALPHABET"]
+__all__ = ["render_text_overlay", "FONT_SIZES", "ALPHABET"]
 
 #: Characters the random strings are drawn from.
 ALPHABET = string.ascii_letters + string.digits + string.punctuation + " "
@@ -36,12 +37,11 @@ MAX_STRINGS = 20000
 _BITMAP_SIZE = 11  # nominal pixel size of Pillow's legacy bitmap default font
 
 
-def font_size_range(height: int, width: int) -> tuple[int, int]:
-    """Font sizes (pixels, inclusive) used for an image: about 1/24 to 1/5 of its shorter side."""
-    s = min(height, width)
-    lo = max(6, s // 24)
-    hi = max(lo + 2, s // 5)
-    return lo, hi
+#: Default font sizes in pixels (inclusive). They do not depend on the image size, so the random
+#: 64- or 256-pixel training crops and the whole photographs of validation or inference carry glyphs
+#: of the same distribution (sizes that scaled with the image made validation glyphs several times
+#: larger than anything seen in training).
+FONT_SIZES = (8, 24)
 
 
 @functools.lru_cache(maxsize=256)
@@ -111,7 +111,8 @@ def render_text_overlay(
         channels: colour channels (1 grey, 3 RGB); each string has one uniform random colour.
         coverage: target fraction of covered pixels in [0, 1).
         seed: seeds every random choice (strings, sizes, positions, colours).
-        sizes: inclusive font size range in pixels (default :func:`font_size_range`).
+        sizes: inclusive font size range in pixels (default :data:`FONT_SIZES`, whatever the
+            image size).
         length: inclusive string length range.
 
     Returns:
@@ -119,7 +120,7 @@ def render_text_overlay(
         ``colours`` a float32 ``(H, W, channels)`` array in [0, 1] (zero where not covered).
     """
     rng = np.random.default_rng(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
-    lo, hi = sizes if sizes is not None else font_size_range(height, width)
+    lo, hi = sizes if sizes is not None else FONT_SIZES
     target = float(coverage) * height * width
     labels = np.zeros((height, width), dtype=np.int32)  # which string covers each pixel (0: none)
     covered = 0
