@@ -18,17 +18,15 @@ from mri_n2n.data import (
     find_volumes,
     load_volume,
 )
-from mri_n2n.data.synthetic import DicomGeometry, phantom_volume, write_dicom_series, write_enhanced_dicom
-
-# An oblique orientation whose direction cosines are exact decimals (3-4-5 triangles):
-# row x col = (-0.48, -0.36, 0.8).
-OBLIQUE = DicomGeometry(
-    row_cosine=(0.64, 0.48, 0.6),
-    col_cosine=(-0.6, 0.8, 0.0),
-    origin=(-10.5, 20.25, 3.0),
-    pixel_spacing=(0.9, 1.1),
-    slice_step=2.5,
+from mri_n2n.data.synthetic import (
+    OBLIQUE_GEOMETRY,
+    DicomGeometry,
+    phantom_volume,
+    write_dicom_series,
+    write_enhanced_dicom,
 )
+
+OBLIQUE = OBLIQUE_GEOMETRY  # exact-decimal direction cosines (3-4-5 triangles)
 
 
 def _phantom(shape=(20, 24, 9), seed=0, peak=3000.0):

@@ -13,7 +13,12 @@ import pydicom
 import pytest
 
 from mri_n2n.data import load_volume
-from mri_n2n.data.synthetic import DicomGeometry, phantom_volume, write_dicom_series, write_enhanced_dicom
+from mri_n2n.data.synthetic import (
+    OBLIQUE_GEOMETRY,
+    phantom_volume,
+    write_dicom_series,
+    write_enhanced_dicom,
+)
 from mri_n2n.writers import (
     RAS_TO_LPS,
     dicom_geometry_from_affine,
@@ -23,14 +28,7 @@ from mri_n2n.writers import (
     write_dicom_series as write_recon_series,
 )
 
-# oblique, exact-decimal direction cosines (3-4-5 triangles), as in the reader tests
-OBLIQUE = DicomGeometry(
-    row_cosine=(0.64, 0.48, 0.6),
-    col_cosine=(-0.6, 0.8, 0.0),
-    origin=(-10.5, 20.25, 3.0),
-    pixel_spacing=(0.9, 1.1),
-    slice_step=2.5,
-)
+OBLIQUE = OBLIQUE_GEOMETRY  # exact-decimal direction cosines (3-4-5 triangles)
 
 
 def _nib_wrapper(path):

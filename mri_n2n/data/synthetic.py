@@ -32,6 +32,7 @@ __all__ = [
     "write_synthetic_ixi",
     "write_ixi_tar",
     "DicomGeometry",
+    "OBLIQUE_GEOMETRY",
     "write_dicom_series",
     "write_enhanced_dicom",
     "write_fastmri_h5",
@@ -167,6 +168,17 @@ class DicomGeometry:
         lps[:3, 2] = self.normal * self.slice_step
         lps[:3, 3] = self.origin
         return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
+#: An oblique orientation whose direction cosines are exact decimals (3-4-5 triangles), so that
+#: geometry round trips can be checked tightly: ``row x col = (-0.48, -0.36, 0.8)``.
+OBLIQUE_GEOMETRY = DicomGeometry(
+    row_cosine=(0.64, 0.48, 0.6),
+    col_cosine=(-0.6, 0.8, 0.0),
+    origin=(-10.5, 20.25, 3.0),
+    pixel_spacing=(0.9, 1.1),
+    slice_step=2.5,
+)
 
 
 def _ds(values: Sequence[float]) -> list[str]:
