@@ -19,9 +19,11 @@ name           corruption of a clean image ``x`` in [0,1]  training range   test
 
 **Levels.** Each example of a training batch draws its own level uniformly from the training
 range, independently for the input and for the target (the target's corruption stays zero-mean,
-zero-median or mode-preserving whatever its level). Noise2Noise needs input and target corrupted
-independently, so the two observations use independent draws throughout. Validation uses the
-fixed test level and the clean image as the target.
+zero-median or mode-preserving whatever its level), as the authors' code does for Gaussian and
+Poisson noise. The exception is ``impulse``, whose input and target share the pair's rate ``p``
+(see :class:`ImpulseNoise`). The corruptions themselves (which pixels, which values) are always
+drawn independently, as Noise2Noise requires. Validation uses the fixed test level and the clean
+image as the target.
 
 **Pixels.** Bernoulli and impulse noise act on whole pixels (all channels together), as in the
 paper; Gaussian and Poisson noise are independent per channel.
@@ -122,6 +124,8 @@ class _LevelledNoise(ImageCorruption):
     default_test: float = 0.5
     #: True when the target's kept-pixel mask must go to the loss as ``context["valid"]``
     masks_target = False
+    #: True when input and target of a pair share one level (their realisations stay independent)
+    shared_level = False
 
     def __init__(self, train_range: Sequence[float] | None = None, test_level: float | None = None) -> None:
         lo, hi = (float(v) for v in (train_range if train_range is not None else self.default_range))
@@ -163,10 +167,12 @@ class _LevelledNoise(ImageCorruption):
         _check_batch(clean)
         _check_target(target)
         n = clean.shape[0]
-        noisy_in, _ = self.corrupt(clean, self._levels(n, generator, clean), generator)
+        level_in = self._levels(n, generator, clean)
+        noisy_in, _ = self.corrupt(clean, level_in, generator)
         if target == "clean":
             return Pair(noisy_in, clean, {})
-        noisy_target, valid = self.corrupt(clean, self._levels(n, generator, clean), generator)
+        level_target = level_in if self.shared_level else self._levels(n, generator, clean)
+        noisy_target, valid = self.corrupt(clean, level_target, generator)
         context = {"valid": valid} if (valid is not None and self.masks_target) else {}
         return Pair(noisy_in, noisy_target, context)
 
@@ -252,11 +258,21 @@ class BernoulliNoise(_LevelledNoise):
 
 
 class ImpulseNoise(_LevelledNoise):
-    """Random-valued impulse noise: each pixel replaced by a uniform random colour with probability p."""
+    """Random-valued impulse noise: each pixel replaced by a uniform random colour with probability p.
+
+    Input and target of a training pair share their ``p`` (the rate is a property of the pair, as
+    for two captures through the same faulty channel); which pixels are hit, and their colours,
+    are drawn independently. This is what makes the paper's loss comparison meaningful: with an
+    independent target rate drawn from [0, 0.95], more than half of the pooled target mass sits
+    at the clean value for every input, so the median (L1) is already unbiased and the mode (L0)
+    has nothing to add. With a shared rate the network can read the rate off the input, and for
+    ``p > 0.5`` the median of the targets is biased towards mid-grey while the mode is not.
+    """
 
     name = "impulse"
     default_range = (0.0, 0.95)
     default_test = 0.70
+    shared_level = True
 
     def _check_level(self, level: float) -> None:
         if not (0 <= level <= 1):
