@@ -106,3 +106,19 @@ def test_bench_cli_bad_subcommand(capsys):
     with pytest.raises(SystemExit) as e:
         bench_main(["fastest"])
     assert e.value.code == 2
+
+
+def test_bench_quality_cli_mri_with_a_step_budget(tmp_path):
+    argv = ["quality", "--quick", "--only", "mri", "--steps", "3", "--results", str(tmp_path)]
+    assert bench_main(argv) == 0
+    res = json.loads((tmp_path / "quality_mri_quick.json").read_text())
+    mri = res["mri"]
+    assert mri["settings"]["steps"] == 3 and mri["settings"]["size"] == 64
+    assert {k: v["steps"] for k, v in mri["train"].items()} == {"N2N": 3, "N2C": 3}
+    assert mri["evaluation"]["methods"] == ["zero-filled", "CS-TV", "N2N", "N2C"]
+    assert set(mri["goals"]) == {
+        "n2n_within_0.5dB_of_n2c",
+        "n2n_above_cs_tv",
+        "gain_over_zero_filled_at_least_10dB",
+    }
+    assert "| goal | met |" in (tmp_path / "quality_mri_quick.md").read_text()

@@ -39,7 +39,9 @@ def _quality(args) -> int:
     res: dict = {"machine": machine_info(args.device if args.device != "auto" else "cpu")}
     parts = []
     if args.only in (None, "mri"):
-        res["mri"] = bench_mri_quality(quick=args.quick, out_dir=args.results, device=args.device)
+        res["mri"] = bench_mri_quality(
+            quick=args.quick, out_dir=args.results, device=args.device, steps=args.steps
+        )
         parts.append("## MRI\n\n" + mri_quality_markdown(res["mri"]))
     if args.only in (None, "images"):
         try:
@@ -47,7 +49,9 @@ def _quality(args) -> int:
         except ImportError:  # pragma: no cover - module not present in a partial install
             bench_image_quality = None
         if bench_image_quality is not None:
-            res["images"] = bench_image_quality(quick=args.quick, out_dir=args.results, device=args.device)
+            res["images"] = bench_image_quality(
+                quick=args.quick, out_dir=args.results, device=args.device, steps=args.steps
+            )
             parts.append("## Photographs\n\n" + image_quality_markdown(res["images"]))
     md = "\n\n".join(parts)
     write_results(args.results, name, res, md)
@@ -98,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--results", default="results", help="folder for JSON and Markdown results")
         if name == "quality":
             s.add_argument("--only", choices=("mri", "images"), help="run one part only")
+            s.add_argument(
+                "--steps",
+                type=int,
+                help="training steps of every run (default: the mode's budget), e.g. more on a GPU",
+            )
         if name == "reconstruct":
             s.add_argument(
                 "--checkpoint",
