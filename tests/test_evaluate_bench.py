@@ -122,3 +122,15 @@ def test_bench_quality_cli_mri_with_a_step_budget(tmp_path):
         "gain_over_zero_filled_at_least_10dB",
     }
     assert "| goal | met |" in (tmp_path / "quality_mri_quick.md").read_text()
+
+
+def test_bench_cli_bad_checkpoint_and_device_are_one_line_errors(tmp_path, capsys):
+    bogus = tmp_path / "not_a_checkpoint.pt"
+    bogus.write_bytes(b"random bytes")
+    argv = ["reconstruct", "--quick", "--checkpoint", str(bogus), "--results", str(tmp_path / "r")]
+    assert bench_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(bogus) in err and "\n" not in err
+    assert bench_main(["speed", "--quick", "--device", "tpu", "--results", str(tmp_path / "r")]) == 2
+    assert "--device must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing written

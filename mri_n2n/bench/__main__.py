@@ -114,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
                 "CPU-preset model, which has the same speed)",
             )
     args = p.parse_args(argv)
-    return {"speed": _speed, "quality": _quality, "reconstruct": _reconstruct}[args.which](args)
+    run = {"speed": _speed, "quality": _quality, "reconstruct": _reconstruct}[args.which]
+    try:
+        return run(args)
+    except (ValueError, OSError) as e:  # bad --device, --checkpoint, data: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
