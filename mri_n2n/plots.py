@@ -10,7 +10,14 @@ import torch
 
 from .io import atomic_path
 
-__all__ = ["image_panel", "reconstruction_panel", "comparison_grid", "psnr_histogram", "training_curves"]
+__all__ = [
+    "radiological_view",
+    "image_panel",
+    "reconstruction_panel",
+    "comparison_grid",
+    "psnr_histogram",
+    "training_curves",
+]
 
 
 def _np(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -22,6 +29,47 @@ def _np(x: torch.Tensor | np.ndarray) -> np.ndarray:
     if x.ndim == 3 and x.shape[0] in (2, 3):  # (C,H,W): magnitude of real/imag, or RGB
         x = np.sqrt((x**2).sum(0)) if x.shape[0] == 2 else np.moveaxis(x, 0, -1)
     return x
+
+
+def radiological_view(image: torch.Tensor | np.ndarray, affine: np.ndarray, axis: int) -> np.ndarray:
+    """Reorient one slice of a volume for display in the radiological convention.
+
+    ``image`` is ``volume.take(k, axis)`` of a volume whose ``affine`` maps voxel ``(i, j, k)`` to
+    RAS+ millimetres (NIfTI/nibabel convention; :class:`mri_n2n.data.Volume`). The slice is
+    transposed and flipped (never resampled) so that the top of the picture is anterior for an
+    axial slice and superior otherwise, and the viewer's left is the patient's right (axial,
+    coronal) or anterior (sagittal). Each in-plane voxel axis is matched to the world axis it
+    is closest to, which is exact for scanner-aligned volumes and the nearest view for oblique
+    ones.
+
+    Args:
+        image: the 2-D slice (leading singleton axes are dropped; a ``(2, H, W)`` real/imaginary
+            slice becomes its magnitude).
+        affine: ``(4, 4)`` voxel-to-RAS+ matrix of the volume.
+        axis: the volume axis the slice was taken along (0, 1 or 2).
+
+    Returns:
+        A view (transposed/flipped) of ``image``; rows run top to bottom, columns left to right.
+    """
+    if axis not in (0, 1, 2):
+        raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+    a = np.asarray(affine, dtype=np.float64)[:3, :3]
+    if not np.all(np.isfinite(a)) or abs(np.linalg.det(a)) < 1e-12:
+        return _np(image)  # no usable geometry: array order
+    rows_ax, cols_ax = (d for d in range(3) if d != axis)
+    world = np.argmax(np.abs(a), axis=0)  # the world axis (0 R, 1 A, 2 S) each voxel axis runs along
+    up = 1 if world[axis] == 2 else 2  # axial: anterior up; coronal and sagittal: superior up
+    out = _np(image)
+    if world[cols_ax] == up and world[rows_ax] != up:
+        out = np.swapaxes(out, 0, 1)
+        rows_ax, cols_ax = cols_ax, rows_ax
+    # both display axes run towards decreasing world coordinates: top = anterior/superior,
+    # left = patient's right (x) or anterior (sagittal, y)
+    if a[world[rows_ax], rows_ax] > 0:
+        out = out[::-1]
+    if a[world[cols_ax], cols_ax] > 0:
+        out = out[:, ::-1]
+    return out
 
 
 def image_panel(

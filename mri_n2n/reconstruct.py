@@ -67,7 +67,9 @@ hold one row per input (input, output, status, error, seconds, metrics); with ``
 the metrics are fastMRI volume metrics (PSNR, SSIM, NMSE with ``data_range`` = the reference
 volume's maximum) of the zero-filled image and of the reconstruction, in the input's units.
 ``--figures`` writes ``figures/<output name>.png`` (mask, zero-filled, reconstruction, and
-with a reference: reference and error) of the middle slice with content.
+with a reference: reference and error) of the middle slice with content; slices of NIfTI and
+DICOM volumes are shown in the radiological convention (anterior or superior up, the patient's
+right on the viewer's left), k-space slices in their own row/column order.
 
 Safety: inputs are only read (never opened for writing); ``--out`` inside a folder input, or
 equal to the folder of a file input, is refused unless ``--force``; an output that would
@@ -1370,6 +1372,7 @@ def _process(item: _Item, rec: Reconstructor, args: argparse.Namespace, inputs: 
             )
         result = rec.simulate(vol.array, simulate, seed=args.seed or 0)
         affine = vol.affine
+        view_axis = ax
         row["mode"] = "simulate"
         if vol.meta.get("format") == "nifti":
             header = vol.meta.get("header")
@@ -1380,6 +1383,7 @@ def _process(item: _Item, rec: Reconstructor, args: argparse.Namespace, inputs: 
     else:
         kin = read_kspace_input(item.paths[0])
         affine = kin.affine
+        view_axis = None  # k-space slices are shown in their own (row, column) order
         if simulate is not None:
             if not kin.fully_sampled():
                 frac = (
@@ -1416,9 +1420,11 @@ def _process(item: _Item, rec: Reconstructor, args: argparse.Namespace, inputs: 
             overwrite=args.force,
         )
     if args.figures and result.preview:
-        from .plots import reconstruction_panel
+        from .plots import radiological_view, reconstruction_panel
 
         pv = result.preview
+        if view_axis is not None:  # image volumes: show the slice as a radiologist would
+            pv = {k: v if k == "slice" else radiological_view(v, affine, view_axis) for k, v in pv.items()}
         m = result.metrics
         psnrs = {"zero-filled": m["psnr_zero_filled"], "reconstruction": m["psnr"]} if m else None
         reconstruction_panel(
