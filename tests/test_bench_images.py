@@ -13,6 +13,7 @@ from mri_n2n.bench.images import (
     bench_image_quality,
     image_quality_markdown,
     image_quality_rows,
+    row_steps,
 )
 
 
@@ -33,6 +34,32 @@ def test_rows_cover_the_paper_table():
     assert set(BUDGETS) == {"quick", "full"}
     with pytest.raises(ValueError, match="unknown noise"):
         image_quality_rows(noises=["speckle"])
+
+
+def test_rows_compared_by_a_goal_share_their_budget():
+    # impulse rows train longer in the full mode, all of them alike; the other noises keep "steps"
+    full = BUDGETS["full"]
+    steps = {(r.noise, r.method, r.loss): row_steps(r, full) for r in image_quality_rows()}
+    assert {v for k, v in steps.items() if k[0] == "impulse"} == {full["noise_steps"]["impulse"]}
+    assert {v for k, v in steps.items() if k[0] != "impulse"} == {full["steps"]}
+    assert full["noise_steps"]["impulse"] > full["steps"]
+    # the quick mode has one budget for every row
+    quick = BUDGETS["quick"]
+    assert {row_steps(r, quick) for r in image_quality_rows(quick=True)} == {quick["steps"]}
+
+
+def test_explicit_steps_are_every_rows_budget(tmp_path):
+    result = bench_image_quality(
+        out_dir=str(tmp_path), device="cpu", steps=2, size=32, batch_size=2, noises=["impulse"], val_limit=1
+    )
+    assert [r["steps"] for r in result["rows"]] == [2, 2, 2, 2]
+    assert result["settings"]["noise_steps"] == {}
+    assert [(r["method"], r["loss"]) for r in result["rows"]] == [
+        ("N2N", "l2"),
+        ("N2N", "l1"),
+        ("N2N", "l0"),
+        ("N2C", "l0"),
+    ]
 
 
 def test_micro_benchmark_writes_json_and_markdown(tmp_path):
