@@ -69,7 +69,9 @@ def evaluate_mri(
     unless overridden. Returns a dict with ``methods`` (names in order), ``per_slice``
     (a list of rows: slice identity, source volume, and ``<method>/<metric>`` values),
     ``summary`` (per method: mean and std of each metric in both conventions), and
-    ``examples`` (the first slice's images per method, as numpy arrays, for figures).
+    ``examples`` (the first slice's images per method, as numpy arrays in array order, for
+    figures) with ``example_provenance`` (that slice's dataset provenance: its volume's ``affine``
+    and ``axis`` orient the figure, :func:`mri_n2n.plots.provenance_view`).
     """
     from tqdm.auto import tqdm
 
@@ -111,6 +113,7 @@ def evaluate_mri(
     rows: list[dict[str, Any]] = []
     vol_store: dict[str, dict[str, list[np.ndarray]]] = {}
     examples: dict[str, np.ndarray] = {}
+    example_prov: dict[str, Any] = {}
     seconds = dict.fromkeys(methods, 0.0)
     bar = tqdm(total=n, desc="evaluate", unit="slice", disable=not progress)
     for start in range(0, n, batch_size):
@@ -164,6 +167,7 @@ def evaluate_mri(
         if not examples:
             examples = {"reference": ref[0, 0].cpu().numpy(), "mask": pair.context["mask"][0].cpu().numpy()}
             examples.update({k: mags[k][0, 0].cpu().numpy() for k in methods})
+            example_prov = valid.provenance(idx[0]) if hasattr(valid, "provenance") else {}
         bar.update(len(idx))
     bar.close()
 
@@ -185,6 +189,7 @@ def evaluate_mri(
         "per_slice": rows,
         "summary": summary,
         "examples": examples,
+        "example_provenance": example_prov,
         "settings": {
             "dataset": cfg.dataset,
             "size": cfg.size,
@@ -265,9 +270,11 @@ def write_evaluation(result: dict[str, Any], out: str | Path, *, figures: bool =
         {"methods": result["methods"], "summary": result["summary"], "settings": result["settings"]},
     )
     if figures:
-        from .plots import comparison_grid, psnr_histogram
+        from .plots import comparison_grid, provenance_view, psnr_histogram
 
-        ex = result["examples"]
+        # volume slices in the radiological convention (the examples stay in array order)
+        prov = result.get("example_provenance")
+        ex = {k: provenance_view(v, prov) for k, v in result["examples"].items()}
         ref = ex["reference"]
         psnrs = {k: result["per_slice"][0][f"{k}/psnr"] for k in result["methods"]}
         comparison_grid(

@@ -12,6 +12,7 @@ from .io import atomic_path
 
 __all__ = [
     "radiological_view",
+    "provenance_view",
     "image_panel",
     "reconstruction_panel",
     "comparison_grid",
@@ -70,6 +71,15 @@ def radiological_view(image: torch.Tensor | np.ndarray, affine: np.ndarray, axis
     if a[world[cols_ax], cols_ax] > 0:
         out = out[:, ::-1]
     return out
+
+
+def provenance_view(image: torch.Tensor | np.ndarray, provenance: dict | None) -> np.ndarray:
+    """:func:`radiological_view` of a dataset slice when its ``provenance`` has ``affine`` and
+    ``axis`` (slices cut from image volumes); otherwise the slice in array order."""
+    prov = provenance or {}
+    if prov.get("affine") is None or prov.get("axis") is None:
+        return _np(image)
+    return radiological_view(image, np.asarray(prov["affine"], dtype=np.float64), int(prov["axis"]))
 
 
 def image_panel(

@@ -490,17 +490,23 @@ class Trainer:
         return res
 
     def _figure(self, path, first, res) -> None:
-        from .plots import image_panel, reconstruction_panel
+        from .plots import image_panel, provenance_view, reconstruction_panel
 
         pair, ref, inp, rec = first
         title = f"{self.cfg.task} {self.cfg.dataset}, step {self.step}"
         if "mask" in pair.context:
+            vs = self.exp.valid_set
+            prov = vs.provenance(0) if hasattr(vs, "provenance") else None
+
+            def view(x):  # volume slices in the radiological convention
+                return provenance_view(x, prov)
+
             reconstruction_panel(
                 path,
-                mask=pair.context["mask"][0],
-                zero_filled=inp,
-                reconstruction=rec,
-                reference=ref,
+                mask=view(pair.context["mask"][0]),
+                zero_filled=view(inp),
+                reconstruction=view(rec),
+                reference=view(ref),
                 psnrs={"zero-filled": res["val_psnr_input"], "reconstruction": res["val_psnr"]},
                 title=title + " (PSNR: validation means)",
             )

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mri_n2n.data import build_mri_datasets, mni152
+from mri_n2n.plots import provenance_view
 
 pytest.importorskip("nilearn")
 
@@ -45,6 +46,11 @@ def test_256_is_padding_and_small_sizes_keep_the_whole_head():
     img = tr[40][0][0].numpy()
     # 197 x 233 centred in 256 x 256: offsets (29, 11), no resampling
     np.testing.assert_allclose(img[29:226, 11:244], arr[:, :, k] / arr.max(), rtol=1e-6)
+    # the template is RAS with 1 mm voxels: its axial slices are shown transposed and flipped
+    # (anterior up, the patient's right on the left)
+    p = tr.provenance(40)
+    np.testing.assert_allclose(np.asarray(p["affine"]), mni152.load_mni152_volume()[1])
+    np.testing.assert_array_equal(provenance_view(img, p), img.T[::-1, ::-1])
     assert not img[:29].any() and not img[226:].any()
     for size in (128, 64):
         small, _ = build_mri_datasets("mni152", size=size)

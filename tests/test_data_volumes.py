@@ -275,6 +275,9 @@ def test_nifti_folder_dataset_split_by_file(tmp_path):
             s = ds.provenance(i)["source"]
             peaks[s] = max(peaks.get(s, 0.0), float(ds[i][0].max()))
         assert all(p == pytest.approx(1.0) for p in peaks.values())
+    # each slice knows its volume's geometry (figures show it in the radiological convention)
+    p = va.provenance(0)
+    assert p["axis"] == 2 and np.asarray(p["affine"]).tolist() == np.eye(4).tolist()
 
 
 def test_single_volume_and_dicom_dataset(tmp_path):
@@ -284,6 +287,8 @@ def test_single_volume_and_dicom_dataset(tmp_path):
     ktr = np.array([tr.provenance(i)["slice"] for i in range(len(tr))])
     kva = np.array([va.provenance(i)["slice"] for i in range(len(va))])
     assert len(kva) and len(ktr) and np.abs(ktr[:, None] - kva[None]).min() > 5  # > 5 mm apart
+    vol = load_volume(tmp_path / "d")
+    np.testing.assert_allclose(np.asarray(tr.provenance(0)["affine"]), vol.affine)
     assert tr[0][0].shape == (1, 24, 24)
 
 

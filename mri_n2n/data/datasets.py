@@ -10,6 +10,9 @@ Every dataset yields ``(image, ident)``:
 
 ``dataset.provenance(i)`` returns a dict with at least ``dataset``, ``source`` (subject,
 file or series), ``slice`` (index along the slicing axis); ``len(dataset)`` the count.
+Slices cut from an image volume (MNI152, IXI, NIfTI and DICOM folders) also carry ``axis`` and
+``affine`` (the volume's voxel-to-RAS+ matrix as nested lists), which figures use to show the
+slice in the radiological convention (:func:`mri_n2n.plots.provenance_view`).
 
 All datasets work with ``DataLoader(num_workers > 0)`` under fork, spawn or forkserver:
 HDF5 files are opened lazily in each worker process, never pickled.

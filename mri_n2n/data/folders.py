@@ -48,14 +48,26 @@ def split_by_key(
 
 
 def _make_dataset(
-    items: Sequence[tuple[VolumeSource, np.ndarray, list[int]]], dataset: str, *, size: int, axis: int
+    items: Sequence[tuple[VolumeSource, np.ndarray, list[int], np.ndarray]],
+    dataset: str,
+    *,
+    size: int,
+    axis: int,
 ) -> SliceDataset:
     images: list[np.ndarray] = []
     prov: list[dict] = []
-    for src, stack, idx in items:
+    for src, stack, idx, affine in items:
         images.append(stack)
+        aff = np.asarray(affine, dtype=np.float64).tolist()
         for k in idx:
-            p = {"dataset": dataset, "source": src.key, "slice": k, "axis": axis, "file": src.paths[0]}
+            p = {
+                "dataset": dataset,
+                "source": src.key,
+                "slice": k,
+                "axis": axis,
+                "file": src.paths[0],
+                "affine": aff,
+            }
             if src.kind == "dicom":
                 p["series_uid"] = src.key
                 p["n_files"] = len(src.paths)
@@ -77,10 +89,11 @@ def volumes_to_dataset(
     the slices into one in-memory :class:`SliceDataset` named ``dataset``."""
     items = []
     for src in sources:
+        vol = src.load()
         stack, idx = volume_to_slices(
-            src.load().array, axis=axis, slice_range=slices, size=size, normalize=normalize
+            vol.array, axis=axis, slice_range=slices, size=size, normalize=normalize
         )
-        items.append((src, stack, idx))
+        items.append((src, stack, idx, vol.affine))
     return _make_dataset(items, dataset, size=size, axis=axis)
 
 
@@ -126,7 +139,7 @@ def build_folder_datasets(
         tr, va = block_split(idx, valid_fraction=valid_fraction, spacing_mm=spacing)
         pos = {k: n for n, k in enumerate(idx)}
         return tuple(  # type: ignore[return-value]
-            _make_dataset([(src, stack[[pos[k] for k in sel]], sel)], kind, size=size, axis=axis)
+            _make_dataset([(src, stack[[pos[k] for k in sel]], sel, vol.affine)], kind, size=size, axis=axis)
             for sel in (tr, va)
         )
     train_pos, valid_pos = split_by_key([s.key for s in sources], valid_fraction=valid_fraction, seed=seed)

@@ -409,6 +409,7 @@ def _build_raw(
                     "slice": k,
                     "axis": axis,
                     "file": sub.label,
+                    "affine": vol.affine.tolist(),
                 }
                 for k in idx
             ]

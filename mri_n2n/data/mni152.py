@@ -86,6 +86,7 @@ def build_mni152_datasets(
 ) -> tuple[SliceDataset, SliceDataset]:
     """Train and validation datasets of MNI152 template slices (see the module docstring)."""
     stack, idx, spacing = mni152_slices(int(size), int(axis), normalize, slices)
+    affine = load_mni152_volume()[1].tolist()  # cached: for figures (radiological view)
     if len(idx) == 0:
         raise ValueError(f"no MNI152 slices with content in range {slices} along axis {axis}")
     train_idx, valid_idx = block_split(idx, valid_fraction=valid_fraction, spacing_mm=spacing, gap_mm=GAP_MM)
@@ -95,7 +96,14 @@ def build_mni152_datasets(
         rows = [pos[k] for k in sel]
         images = stack[rows] if rows else np.zeros((0,) + stack.shape[1:], np.float32)
         prov = [
-            {"dataset": "mni152", "source": MNI152_NAME, "slice": k, "axis": axis, "offset_mm": k * spacing}
+            {
+                "dataset": "mni152",
+                "source": MNI152_NAME,
+                "slice": k,
+                "axis": axis,
+                "offset_mm": k * spacing,
+                "affine": affine,
+            }
             for k in sel
         ]
         return SliceDataset(images, prov)
