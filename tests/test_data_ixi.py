@@ -149,6 +149,9 @@ def test_load_raw_folder_and_tar_match_prepared(ixi, prepared):
             x, ident = tr[i]
             y, ident2 = prep_tr[i]
             assert ident == ident2 and tr.provenance(i)["slice"] == prep_tr.provenance(i)["slice"]
+            # both carry the volume's affine (figures orient the slice with it)
+            assert tr.provenance(i)["affine"] == prep_tr.provenance(i)["affine"]
+            assert np.asarray(tr.provenance(i)["affine"]).shape == (4, 4)
             np.testing.assert_array_equal(x.numpy(), y.numpy())
 
 
@@ -233,3 +236,17 @@ def test_cli(ixi, tmp_path, capsys):
     assert "does not exist" in err and err.count("\n") == 1
     assert main([str(ixi["tar"]), str(tmp_path / "o3"), "--slices", "9"]) == 2
     assert "START:STOP" in capsys.readouterr().err
+
+
+def test_prepared_file_without_affines_still_loads(prepared, tmp_path):
+    # files prepared before the volume affines were stored: same slices, no "affine" in provenance
+    from mri_n2n.data.datasets import H5SliceDataset
+
+    out, _ = prepared
+    old = tmp_path / "valid.h5"
+    old.write_bytes((out / "valid.h5").read_bytes())
+    with h5py.File(old, "a") as f:
+        del f["affine"]
+    ds, new = H5SliceDataset(old), H5SliceDataset(out / "valid.h5")
+    assert "affine" not in ds.provenance(0) and np.asarray(new.provenance(0)["affine"]).shape == (4, 4)
+    np.testing.assert_array_equal(ds[3][0].numpy(), new[3][0].numpy())

@@ -167,6 +167,8 @@ class H5SliceDataset(Dataset):
                 self._axis = int(f.attrs.get("axis", 2))
                 subjects = np.asarray(f["subject"].asstr()[...], dtype=object)
                 slice_idx = np.asarray(f["slice_index"][...], dtype=np.int64)
+                # files prepared before the affines were stored have none (figures: array order)
+                affines = np.asarray(f["affine"][...], dtype=np.float64) if "affine" in f else None
         except VolumeError:
             raise
         except Exception as exc:
@@ -180,6 +182,7 @@ class H5SliceDataset(Dataset):
         self._subjects = [str(s) for s in subjects[self._rows]]
         self._slice_idx = [int(k) for k in slice_idx[self._rows]]
         self._idents = [stable_ident(dataset, s, k) for s, k in zip(self._subjects, self._slice_idx)]
+        self._affines = None if affines is None else affines[self._rows]
         self.size = size
         self._file: Any = None
         self._pid: int | None = None
@@ -208,8 +211,9 @@ class H5SliceDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(img)[None].copy()), self._idents[i]
 
     def provenance(self, i: int) -> dict[str, Any]:
-        """``dataset``, ``source``/``subject``, ``slice``, ``file`` and ``row`` of item ``i``."""
-        return {
+        """``dataset``, ``source``/``subject``, ``slice``, ``axis``, ``file``, ``row`` of item ``i``,
+        and ``affine`` (its volume's) when the file stores it."""
+        prov: dict[str, Any] = {
             "dataset": self.dataset,
             "source": self._subjects[i],
             "subject": self._subjects[i],
@@ -218,6 +222,9 @@ class H5SliceDataset(Dataset):
             "file": self.path,
             "row": int(self._rows[i]),
         }
+        if self._affines is not None:
+            prov["affine"] = self._affines[i].tolist()
+        return prov
 
     def ident(self, i: int) -> int:
         """The stable identity of item ``i``."""

@@ -214,12 +214,15 @@ def _write_split(
             )
             d_idx = f.create_dataset("slice_index", shape=(0,), maxshape=(None,), dtype="i4")
             d_id = f.create_dataset("ident", shape=(0,), maxshape=(None,), dtype="i8")
+            # each slice's volume affine (voxel -> RAS+ mm): figures show slices radiologically
+            d_aff = f.create_dataset("affine", shape=(0, 4, 4), maxshape=(None, 4, 4), dtype="f8")
             for sub, vol in iter_ixi_volumes(subjects):
                 stack, idx = _slices_of(vol, axis=axis, slices=slices, size=size, normalize=normalize)
                 n0, n = d_img.shape[0], len(idx)
-                for d in (d_img, d_sub, d_idx, d_id):
+                for d in (d_img, d_sub, d_idx, d_id, d_aff):
                     d.resize(n0 + n, axis=0)
                 if n:
+                    d_aff[n0:] = np.broadcast_to(np.asarray(vol.affine, np.float64), (n, 4, 4))
                     d_img[n0:] = stack
                     d_sub[n0:] = [sub.subject] * n
                     d_idx[n0:] = np.asarray(idx, dtype=np.int32)
