@@ -25,6 +25,8 @@ Prepared layout (``prepare_ixi`` output folder)::
                          subject       UTF-8 strings (N,), e.g. "IXI002-Guys-0828"
                          slice_index   int32 (N,), index along the slicing axis
                          ident         int64 (N,), stable_ident("ixi", subject, slice)
+                         affine        float64 (N, 4, 4), the slice's volume voxel-to-RAS+ matrix
+                                       (for figures; absent in files prepared before it existed)
                          attrs: format, version, split, size, axis, slice_start, slice_stop, normalize
     manifest.json        options, split rule, per-subject counts; written last (its presence
                          marks a complete preparation)
