@@ -27,13 +27,13 @@ The rows compared by a goal always share their budget. In the full mode the ``im
 four times longer than the others (6000 steps instead of 1500): the annealed L0 loss only finds the
 mode of the targets once the network is precise enough to tell the surviving pixels from the
 replaced ones, and it does most of its work while gamma < 1, in the second half of training.
-Measured on two CPU cores (validation PSNR, L0 vs L1, the same seed): after 1500 steps
-17.22 vs 17.25 dB; after 6000 steps 20.78 vs 18.25 dB, the L0 run passing 17.3, 19.6 and 20.8 dB at
-gamma = 1, 0.5 and 0 while L1 stayed at its median's bias (17.5, 17.7, 18.2 dB). ``--steps N``
-gives every row, impulse included, the same N steps.
+Measured on two CPU cores (validation PSNR, L0 vs L1, seed 0): after 1500 steps 17.22 vs
+17.25 dB; after 6000 steps 21.26 vs 18.18 dB (the benchmark's rows). A run validated every 1500
+steps passed 17.3, 19.6 and 20.8 dB at gamma = 1, 0.5 and 0, while L1 stayed near its median's
+bias (17.5, 17.7, 18.2 dB). ``--steps N`` gives every row, impulse included, the same N steps.
 
 Budgets (chosen by measurement, see :data:`BUDGETS`): ``quick`` takes about 4-5 minutes on two
-otherwise idle CPU cores, the full mode about 40-45 minutes.
+otherwise idle CPU cores, the full mode about 46 minutes.
 """
 
 from __future__ import annotations
@@ -65,10 +65,10 @@ __all__ = [
 #: ``noise_steps`` overrides ``steps`` for the rows of one noise (see the module docstring).
 #: Measured on one core (CPU time): a 64x64, batch-8 step of the base-16, depth-3 U-Net takes about
 #: 0.15 s, data and corruption included (text about 25 % more). Quick: 10 rows x 300 steps on two
-#: workers, about 4 minutes. Full: 9 rows x 1500 steps and 4 impulse rows x 6000 steps, about
-#: 42 minutes (longest rows first). Small crops win at a fixed
-#: time: Gaussian N2C reached 28.8 dB after 1500 steps of 64x64 crops but 26.9 dB after 667 steps of
-#: 96x96 crops, for the same CPU time (the validation photographs, test level 25).
+#: workers, about 4 minutes. Full: 9 rows x 1500 steps and 4 impulse rows x 6000 steps, 46 minutes
+#: (longest rows first). Small crops win at a fixed time: Gaussian N2C reached 28.8 dB after 1500
+#: steps of 64x64 crops but 26.9 dB after 667 steps of 96x96 crops, for the same CPU time (the
+#: validation photographs, test level 25).
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"steps": 300, "size": 64, "batch_size": 8, "base": 16, "depth": 3, "lr": 1e-3},
     "full": {
