@@ -50,10 +50,20 @@ def test_rows_compared_by_a_goal_share_their_budget():
 
 def test_explicit_steps_are_every_rows_budget(tmp_path):
     result = bench_image_quality(
-        out_dir=str(tmp_path), device="cpu", steps=2, size=32, batch_size=2, noises=["impulse"], val_limit=1
+        out_dir=str(tmp_path),
+        device="cpu",
+        steps=2,
+        size=32,
+        batch_size=2,
+        noises=["impulse"],
+        val_limit=1,
+        seed=1,
     )
     assert [r["steps"] for r in result["rows"]] == [2, 2, 2, 2]
-    assert result["settings"]["noise_steps"] == {}
+    assert result["settings"]["noise_steps"] == {} and result["settings"]["seed"] == 1
+    # another seed does not overwrite the seed-0 run folders
+    assert (tmp_path / "image_quality_runs" / "full_seed1" / "impulse_n2n_l0" / "summary.json").is_file()
+    assert not (tmp_path / "image_quality_runs" / "full").exists()
     assert [(r["method"], r["loss"]) for r in result["rows"]] == [
         ("N2N", "l2"),
         ("N2N", "l1"),

@@ -109,11 +109,13 @@ def test_bench_cli_bad_subcommand(capsys):
 
 
 def test_bench_quality_cli_mri_with_a_step_budget(tmp_path):
-    argv = ["quality", "--quick", "--only", "mri", "--steps", "3", "--results", str(tmp_path)]
+    argv = ["quality", "--quick", "--only", "mri", "--steps", "3", "--seed", "1", "--results", str(tmp_path)]
     assert bench_main(argv) == 0
-    res = json.loads((tmp_path / "quality_mri_quick.json").read_text())
+    # another seed gets its own result files and run folders (the seed-0 ones are kept)
+    res = json.loads((tmp_path / "quality_mri_seed1_quick.json").read_text())
+    assert (tmp_path / "mri_quality_quick_runs_seed1" / "N2N" / "summary.json").is_file()
     mri = res["mri"]
-    assert mri["settings"]["steps"] == 3 and mri["settings"]["size"] == 64
+    assert mri["settings"]["steps"] == 3 and mri["settings"]["size"] == 64 and mri["settings"]["seed"] == 1
     assert {k: v["steps"] for k, v in mri["train"].items()} == {"N2N": 3, "N2C": 3}
     assert mri["evaluation"]["methods"] == ["zero-filled", "CS-TV", "N2N", "N2C"]
     assert set(mri["goals"]) == {
@@ -121,7 +123,17 @@ def test_bench_quality_cli_mri_with_a_step_budget(tmp_path):
         "n2n_above_cs_tv",
         "gain_over_zero_filled_at_least_10dB",
     }
-    assert "| goal | met |" in (tmp_path / "quality_mri_quick.md").read_text()
+    assert "| goal | met |" in (tmp_path / "quality_mri_seed1_quick.md").read_text()
+
+
+def test_bench_quality_cli_noise_selection_errors(tmp_path, capsys):
+    r = str(tmp_path / "r")
+    assert bench_main(["quality", "--quick", "--noise", "impulse", "--results", r]) == 2
+    assert "use it with --only images" in capsys.readouterr().err
+    assert bench_main(["quality", "--quick", "--only", "images", "--noise", "speckle", "--results", r]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown noise speckle") and "\n" not in err
+    assert not (tmp_path / "r").exists()  # nothing written
 
 
 def test_bench_cli_bad_checkpoint_and_device_are_one_line_errors(tmp_path, capsys):

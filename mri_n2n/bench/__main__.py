@@ -35,12 +35,20 @@ def _speed(args) -> int:
 def _quality(args) -> int:
     from .quality import bench_mri_quality, mri_quality_markdown
 
-    name = "quality" + (f"_{args.only}" if args.only else "") + ("_quick" if args.quick else "")
+    if args.noise and args.only != "images":
+        raise ValueError("--noise selects photographic noises: use it with --only images")
+    name = (
+        "quality"
+        + (f"_{args.only}" if args.only else "")
+        + "".join(f"_{n}" for n in args.noise or ())
+        + (f"_seed{args.seed}" if args.seed else "")
+        + ("_quick" if args.quick else "")
+    )
     res: dict = {"machine": machine_info(args.device if args.device != "auto" else "cpu")}
     parts = []
     if args.only in (None, "mri"):
         res["mri"] = bench_mri_quality(
-            quick=args.quick, out_dir=args.results, device=args.device, steps=args.steps
+            quick=args.quick, out_dir=args.results, device=args.device, steps=args.steps, seed=args.seed
         )
         parts.append("## MRI\n\n" + mri_quality_markdown(res["mri"]))
     if args.only in (None, "images"):
@@ -50,7 +58,12 @@ def _quality(args) -> int:
             bench_image_quality = None
         if bench_image_quality is not None:
             res["images"] = bench_image_quality(
-                quick=args.quick, out_dir=args.results, device=args.device, steps=args.steps
+                quick=args.quick,
+                out_dir=args.results,
+                device=args.device,
+                steps=args.steps,
+                noises=args.noise,
+                seed=args.seed,
             )
             parts.append("## Photographs\n\n" + image_quality_markdown(res["images"]))
     md = "\n\n".join(parts)
@@ -106,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
                 "--steps",
                 type=int,
                 help="training steps of every run (default: the mode's budget), e.g. more on a GPU",
+            )
+            s.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+            s.add_argument(
+                "--noise",
+                nargs="+",
+                metavar="NAME",
+                help="with --only images: run these noises only (gaussian poisson bernoulli text impulse)",
             )
         if name == "reconstruct":
             s.add_argument(

@@ -286,6 +286,7 @@ def bench_image_quality(
     noises: tuple[str, ...] | list[str] | None = None,
     val_limit: int | None = None,
     workers: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Reproduce the paper's photographic table at small scale; same budget and seed for every row.
 
@@ -300,6 +301,8 @@ def bench_image_quality(
         val_limit: validate on at most this many of the (three) validation photographs.
         workers: parallel worker processes on CPU (default: one per CPU core, at most one per
             row; each uses one thread). ``1`` runs the rows in this process.
+        seed: the seed of every row (weights, crops, noise draws); run folders of a seed other
+            than 0 go to ``<mode>_seed<seed>``.
 
     Returns:
         ``{"rows": [...], "goals": [...], "settings": {...},
@@ -318,13 +321,13 @@ def bench_image_quality(
             settings[key] = int(value)
     if steps is not None:
         settings["noise_steps"] = {}  # an explicit budget is every row's
-    settings.update(mode=mode, seed=0, val_limit=val_limit, dataset="images", model="unet")
+    settings.update(mode=mode, seed=int(seed), val_limit=val_limit, dataset="images", model="unet")
     rows_spec = image_quality_rows(quick=quick, noises=noises)
     dev = resolve_device(device)
     n_workers = _workers(dev, len(rows_spec), workers)
     settings["workers"] = n_workers
     settings["threads_per_worker"] = 1 if n_workers > 1 else torch.get_num_threads()
-    runs = Path(out_dir) / "image_quality_runs" / mode
+    runs = Path(out_dir) / "image_quality_runs" / (mode if int(seed) == 0 else f"{mode}_seed{int(seed)}")
     t0 = time.perf_counter()
     if n_workers == 1:
         threads_before = torch.get_num_threads()

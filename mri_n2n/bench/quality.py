@@ -29,11 +29,14 @@ def bench_mri_quality(
     """Train N2N and N2C on mni152 with one budget, then evaluate them with zero-filling and CS-TV.
 
     ``quick``: 64x64 slices and 500 steps (a few minutes on 2 CPU cores); otherwise the CPU
-    default preset (128x128, 1500 steps).
+    default preset (128x128, 1500 steps). Run folders of a ``seed`` other than 0 get a
+    ``_seed<seed>`` suffix.
     """
     size = size or (64 if quick else 128)
     steps = steps or (500 if quick else 1500)
-    runs = Path(out_dir) / ("mri_quality_quick_runs" if quick else "mri_quality_runs")
+    runs = Path(out_dir) / (
+        ("mri_quality_quick_runs" if quick else "mri_quality_runs") + (f"_seed{seed}" if seed else "")
+    )
     base = Config(
         dataset="mni152",
         preset="cpu",
