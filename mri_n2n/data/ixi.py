@@ -406,6 +406,7 @@ def _build_raw(
         for sub, vol in iter_ixi_volumes(subs):
             stack, idx = _slices_of(vol, axis=axis, slices=rng, size=size, normalize=normalize)
             images.append(stack)
+            affine = vol.affine.tolist()  # one list per volume, shared by its slices
             prov += [
                 {
                     "dataset": "ixi",
@@ -414,7 +415,7 @@ def _build_raw(
                     "slice": k,
                     "axis": axis,
                     "file": sub.label,
-                    "affine": vol.affine.tolist(),
+                    "affine": affine,
                 }
                 for k in idx
             ]
