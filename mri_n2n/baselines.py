@@ -96,7 +96,9 @@ from collections.abc import Sequence
 import torch
 
 from .corruptions import MRIUndersampling
+from .metrics import psnr
 from .physics import SpectralSampling
+from .sampling import exp_decay_density
 
 __all__ = [
     "DEFAULT_TV_LAM",
@@ -418,9 +420,6 @@ def tune_tv_lambda(
         ``(best_lam, table)``; ``table`` has one row per ``lam``: ``lam``, ``psnr`` (mean, the
         selection criterion), ``psnr_std``, ``psnr_median``, ``seconds_per_slice``.
     """
-    from .metrics import psnr
-    from .sampling import exp_decay_density
-
     if clean.ndim != 4 or clean.shape[1] != 1:
         raise ValueError(f"clean must be (N, 1, H, W), got shape {tuple(clean.shape)}")
     if len(lams) == 0:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from .io import atomic_torch_save
+from .models import build_model
 
 __all__ = [
     "FORMAT",
@@ -99,8 +100,6 @@ def load_checkpoint(
 
 def model_from_checkpoint(ckpt: dict[str, Any], *, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Build the model described by ``ckpt['model_spec']`` and load its weights (eval mode)."""
-    from .models import build_model
-
     spec = ckpt["model_spec"]
     model = build_model(spec["name"], **spec.get("kwargs", {}))
     model.load_state_dict(ckpt["model"])

@@ -1,130 +1,386 @@
-"""Run configuration: one flat dataclass is the single source of defaults.
+"""Run configuration: one typed dataclass is the single source of defaults.
 
-CLI flags and YAML files override it; the resolved config is written to
-``config.yaml`` in every run folder and stored in every checkpoint, so a checkpoint
-alone is enough for inference.
+Precedence, lowest first: the dataclass default < the preset < a YAML file < the flags the user
+typed. Every field that a preset sets defaults to ``None`` ("the preset decides"), so a value
+given in YAML or on the command line always wins over the preset. On ``--resume`` the run's
+saved config replaces the first three layers (:func:`resume_config`).
+
+Values from YAML and flags are checked and converted by :meth:`Config.from_dict` (``lr: 1e-3``,
+a string to PyYAML, becomes a float); a bad value raises :class:`ConfigError` naming the key
+and the expected type. The resolved config is written to ``config.yaml`` in every run folder
+and stored in every checkpoint, so a checkpoint alone is enough for inference.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
-__all__ = ["Config", "load_yaml", "save_yaml", "PRESETS"]
+from .data.datasets import DATASET_NAMES
+from .data.slices import check_normalize
+from .images.datasets import DATASETS as IMAGE_DATASETS
+from .io import atomic_write_text
+from .losses import LOSSES
+from .models import MODEL_NAMES
+from .sampling import DENSITIES
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "PRESETS",
+    "MRI_DATASETS",
+    "IMAGE_DATASETS",
+    "RESUME_FIXED",
+    "load_yaml",
+    "save_yaml",
+    "resolve_config",
+    "resume_config",
+]
+
+#: MRI dataset names (``--dataset``); the image ones are :data:`IMAGE_DATASETS`.
+MRI_DATASETS = DATASET_NAMES
+
+
+class ConfigError(ValueError):
+    """A config value or key is not valid; the message names the key and what was expected."""
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:  # noqa: A002
+    meta: dict[str, Any] = {"help": help}
+    if choices is not None:
+        meta["choices"] = choices
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class Config:
-    """Every setting of a training run.
+    """Every setting of a training run (each field's ``metadata["help"]`` is its flag's help).
 
-    MRI fields apply when ``task == "mri"``; image fields when ``task == "image"``.
-    ``None`` for ``size``/``model``/``batch_size``/... means "chosen by the preset".
+    MRI fields apply when ``task == "mri"``; image fields when ``task == "image"``. ``None``
+    means "chosen by the preset" (or, for ``task``/``dataset``, derived from the other).
     """
 
     # what to learn
-    task: str = "mri"  # "mri" or "image"
-    target: str = "noisy"  # "noisy" (Noise2Noise) or "clean" (Noise2Clean)
-    preset: str = "auto"  # "auto", "cpu", "paper", "tiny"
+    task: str | None = _f(None, "mri (k-space undersampling) or image (photographic noise); "
+                          "default: image for the image datasets, else mri", ("mri", "image"))
+    target: str = _f("noisy", "noisy: Noise2Noise (a second corrupted observation); clean: Noise2Clean",
+                     ("noisy", "clean"))
+    preset: str = _f("auto", "auto (paper on a GPU, cpu otherwise), cpu, paper or tiny",
+                     ("auto", "cpu", "paper", "tiny"))
     # data
-    dataset: str = "mni152"
-    data_dir: str | None = None
-    size: int | None = None  # MRI slice size / image crop size
-    slices: str | None = None  # "25:125"
-    axis: int = 2
-    normalize: str = "max"  # "max" or "p99.5"
-    num_workers: int = 0
+    dataset: str | None = _f(None, "mri: mni152 (embedded, default), ixi, nifti, dicom, kspace; "
+                             "image: images (default for --task image), folder, pairs, montecarlo",
+                             (*DATASET_NAMES, *IMAGE_DATASETS))
+    data_dir: str | None = _f(None, "folder of the dataset (prepared IXI, NIfTI/DICOM folder, k-space files)")
+    size: int | None = _f(None, "slice size (MRI) or crop size (images), in pixels; preset default")
+    slices: str | None = _f(None, "slice range START:STOP along --axis (IXI default 25:125)")
+    axis: int = _f(2, "slicing axis of the volumes (2: axial for IXI and MNI152)")
+    normalize: str = _f("max", "per-volume normalisation: max, none or pNN (e.g. p99.5)")
+    num_workers: int = _f(0, "DataLoader worker processes")
     # MRI corruption (paper: exp-decay density, 10 % of k-space, Hermitian masks)
-    density: str = "exp"  # "exp", "gaussian", "uniform", "lines_random", "lines_equispaced"
-    fraction: float = 0.1
-    edge: float = 0.025
-    acceleration: int = 4  # for line masks
-    center_fraction: float = 0.08  # for line masks
-    shift: int | None = None  # max circular shift in px (default size // 4); 0 disables
+    density: str = _f("exp", "k-space sampling density: exp (paper), gaussian, uniform, lines_random, "
+                      "lines_equispaced", DENSITIES)
+    fraction: float = _f(0.1, "mean sampling density (0.1 = 10 % of k-space); 0 uses --edge")
+    edge: float = _f(0.025, "exp density at the edge of the axis (paper: 0.025), used with --fraction 0")
+    acceleration: float = _f(4.0, "line masks: acceleration (keep 1 line in R)")
+    center_fraction: float = _f(0.08, "line masks: fraction of fully sampled central lines")
+    shift: int | None = _f(None, "max random circular shift in px (default size/4; 0 disables)")
+    complex: bool = _f(False, "MRI: complex images as two channels (real, imaginary), non-Hermitian masks")
     # image corruption
-    noise: str = "gaussian"
-    loss: str | None = None  # default: l2 for MRI, the noise's default for images
+    noise: str = _f("gaussian", "image noise: gaussian, poisson, bernoulli, text, impulse, montecarlo, pairs")
+    noise_options: dict[str, Any] = _f({}, "image noise: constructor options (YAML only), "
+                                       "e.g. {train_range: [0, 50], test_level: 25}")
+    loss: str | None = _f(None, "l2, l1, l0 (annealed), hdr; default: l2 for MRI, the noise's own for images",
+                          tuple(LOSSES))
     # model
-    model: str | None = None  # "unet" (plain) or "unet_paper"
-    width: float = 1.0  # unet_paper width multiplier
-    base: int = 16  # plain unet base channels
-    depth: int = 3  # plain unet: number of 2x poolings (3 = a 4-level U-Net, 16-32-64-128)
+    model: str | None = _f(None, "unet (plain, fast), unet_paper (paper Table 2) or red30; preset default",
+                           MODEL_NAMES)
+    width: float = _f(1.0, "unet_paper: channel width multiplier")
+    base: int | None = _f(None, "unet: channels of the first level (preset default 16)")
+    depth: int | None = _f(None, "unet: number of 2x poolings (preset default 3)")
     # optimisation (paper: Adam 0.9/0.99/1e-8, lr 1e-3, ramp-up and ramp-down)
-    batch_size: int | None = None
-    lr: float = 1e-3
-    rampup: float = 0.1  # fraction of steps with a linear... (sigmoid) ramp-up
-    rampdown: float = 0.3  # fraction of steps with a cosine ramp-down
-    epochs: int | None = None
-    max_steps: int | None = None
-    steps_per_epoch: int | None = None
-    stop_after: int | None = None  # stop this invocation after N steps (resumable)
-    grad_clip: float | None = None
-    seed: int = 0
+    batch_size: int | None = _f(None, "training batch size; preset default")
+    lr: float = _f(1e-3, "peak learning rate (Adam)")
+    rampup: float = _f(0.1, "fraction of the steps with the sigmoid learning-rate ramp-up")
+    rampdown: float = _f(0.3, "fraction of the steps with the cosine learning-rate ramp-down")
+    epochs: int | None = _f(None, "training budget in epochs (see --steps-per-epoch)")
+    max_steps: int | None = _f(None, "total optimisation steps (the learning-rate schedule spans them)")
+    steps_per_epoch: int | None = _f(None, "steps between validations (default: one pass over the data)")
+    stop_after: int | None = _f(None, "stop this invocation after N steps (resumable with --resume)")
+    grad_clip: float | None = _f(None, "clip the gradient norm to this value")
+    seed: int = _f(0, "random seed (weights, masks, noise, data order)")
     # hardware
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
-    amp: bool | None = None  # default: on for CUDA
-    channels_last: bool | None = None  # default: on for CUDA
-    compile: bool = False
-    threads: int | None = None
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    amp: bool | None = _f(None, "mixed precision (default: on for CUDA)")
+    channels_last: bool | None = _f(None, "channels-last memory format (default: on for CUDA)")
+    compile: bool = _f(False, "torch.compile the network")
+    threads: int | None = _f(None, "CPU threads for torch (default: torch's choice)")
     # validation and output
-    val_every: int = 1  # epochs
-    val_limit: int | None = None  # validate on at most this many slices/images
-    val_batch_size: int | None = None
-    out: str = "runs/latest"
-    figures: bool = True
-    tensorboard: bool = True
-    quiet: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    val_every: int = _f(1, "validate every N epochs")
+    val_limit: int | None = _f(None, "validate on at most this many slices or images")
+    val_batch_size: int | None = _f(None, "validation batch size (default: the training batch size)")
+    out: str = _f("runs/latest", "run folder (checkpoints, metrics.csv, figures, summary.json)")
+    figures: bool = _f(True, "write the validation figure every validation")
+    tensorboard: bool = _f(True, "write TensorBoard logs when tensorboard is installed")
+    quiet: bool = _f(False, "no progress bar or per-epoch lines")
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (YAML/JSON/checkpoint safe)."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Config:
-        """Build from a dict; unknown keys raise ``ValueError`` naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any], *, where: str = "config") -> Config:
+        """Build from a mapping, checking and converting every value to its field's type.
+
+        Checkpoints written before the typed config stored ``extra: {complex: ...,
+        noise_kwargs: ...}``; those keys are read into :attr:`complex` and :attr:`noise_options`.
+
+        Raises:
+            ConfigError: an unknown key, or a value that does not fit (names ``where`` and the key).
+        """
+        return cls(**check_values(d, where=where))
 
     def replace(self, **kw: Any) -> Config:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **kw)
 
 
-#: Values each preset fills in for fields left at ``None``.
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_TYPES = typing.get_type_hints(Config)
+
+#: Values each preset fills in for fields left at ``None``. Every key here defaults to ``None``
+#: in :class:`Config`, so YAML values and flags always win over the preset.
 PRESETS: dict[str, dict[str, Any]] = {
     # the paper's MRI setting: full U-Net of Table 2, 256x256, batch 16, 300 epochs
     "paper": {"model": "unet_paper", "size": 256, "batch_size": 16, "epochs": 300},
     # CPU default: chosen by measured time-to-quality (see README)
-    "cpu": {"model": "unet", "size": 128, "batch_size": 8, "max_steps": 1500, "steps_per_epoch": 100},
+    "cpu": {
+        "model": "unet",
+        "size": 128,
+        "batch_size": 8,
+        "max_steps": 1500,
+        "steps_per_epoch": 100,
+        "base": 16,
+        "depth": 3,
+    },
     # tests and smoke runs
     "tiny": {"model": "unet", "size": 32, "batch_size": 4, "max_steps": 20, "base": 8, "depth": 2},
 }
+#: Values for fields that are still ``None`` after the preset (the plain U-Net's layout).
+_FALLBACK = {"base": 16, "depth": 3}
+
+#: Fields a resumed run cannot change: they define the model, the data or the corruption.
+RESUME_FIXED = (
+    "task", "target", "dataset", "data_dir", "size", "slices", "axis", "normalize", "density",
+    "fraction", "edge", "acceleration", "center_fraction", "complex", "noise", "noise_options",
+    "loss", "model", "width", "base", "depth", "seed",
+)  # fmt: skip
+
+
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    base = typing.get_origin(args[0]) or args[0]
+    return names.get(base, "a mapping" if base is dict else str(base))
+
+
+def _convert(key: str, value: Any, tp: Any, where: str) -> Any:
+    args = typing.get_args(tp)
+    optional = type(None) in args
+    base = tp
+    if args and typing.get_origin(tp) is not dict:
+        base = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(base) or base
+    bad = ConfigError(f"{where}: {key}: expected {_type_name(tp)}, got {value!r}")
+    if value is None:
+        if optional:
+            return None
+        raise bad
+    if origin is bool:
+        if isinstance(value, bool):
+            return value
+        text = value.strip().lower() if isinstance(value, str) else None
+        if text in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return text in ("true", "yes", "on", "1")
+        raise bad
+    if origin is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise bad from None
+        raise bad
+    if origin is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise bad from None
+        raise bad
+    if origin is str:
+        if key == "slices" and isinstance(value, (list, tuple)) and len(value) == 2:
+            value = f"{_convert(key, value[0], int, where)}:{_convert(key, value[1], int, where)}"
+        if not isinstance(value, str):
+            raise bad
+        choices = _FIELDS[key].metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{where}: {key}: unknown value {value!r} (choose from {', '.join(choices)})")
+        return value
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise bad
+        return dict(value)
+    raise bad  # pragma: no cover - every field type is handled above
+
+
+def check_values(d: Mapping[str, Any], *, where: str = "config") -> dict[str, Any]:
+    """Check and convert a mapping of config values (see :meth:`Config.from_dict`)."""
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{where}: a config must be a mapping of keys to values")
+    d = dict(d)
+    extra = d.pop("extra", None)  # checkpoints before the typed config
+    if isinstance(extra, Mapping):
+        if "complex" in extra:
+            d.setdefault("complex", extra["complex"])
+        if extra.get("noise_kwargs"):
+            d.setdefault("noise_options", extra["noise_kwargs"])
+    unknown = sorted(set(d) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown config key(s): {', '.join(unknown)}")
+    out = {k: _convert(k, v, _TYPES[k], where) for k, v in d.items()}
+    if out.get("slices"):
+        try:
+            a, b = (int(v) for v in str(out["slices"]).split(":"))
+        except ValueError:
+            raise ConfigError(
+                f"{where}: slices: expected START:STOP (e.g. 25:125), got {out['slices']!r}"
+            ) from None
+        if a < 0 or b <= a:
+            raise ConfigError(f"{where}: slices: need 0 <= START < STOP, got {out['slices']!r}")
+    if "normalize" in out:
+        try:
+            check_normalize(out["normalize"])
+        except ValueError as e:
+            raise ConfigError(f"{where}: normalize: {e}") from None
+    return out
+
+
+def parse_slices(text: str | None) -> tuple[int, int] | None:
+    """A config's ``slices`` (``"25:125"``) as ``(25, 125)``; ``None`` when unset."""
+    if not text:
+        return None
+    a, b = str(text).split(":")
+    return int(a), int(b)
+
+
+def resolve_config(cfg: Config) -> tuple[Config, str]:
+    """Fill what the user left to the preset; returns the config and why the preset was chosen.
+
+    ``task`` and ``dataset`` are derived from each other when one is unset (an image dataset
+    implies ``--task image``; ``--task image`` defaults to the ``images`` dataset), the preset
+    (``auto``: ``paper`` on a GPU, ``cpu`` otherwise) fills the fields left at ``None``.
+
+    Raises:
+        ConfigError: contradictory or out-of-range settings (the message names the setting).
+    """
+    task, dataset = cfg.task, cfg.dataset
+    if task is None:
+        task = "image" if dataset in IMAGE_DATASETS else "mri"
+    if dataset is None:
+        dataset = "images" if task == "image" else "mni152"
+    known = MRI_DATASETS if task == "mri" else IMAGE_DATASETS
+    if dataset not in known:
+        raise ConfigError(f"--dataset: '{dataset}' is not a {task} dataset (choose from {', '.join(known)})")
+    preset = cfg.preset
+    if preset == "auto":
+        if torch.cuda.is_available() and cfg.device != "cpu":
+            preset, why = "paper", "a CUDA GPU is present"
+        else:
+            preset, why = "cpu", "no GPU: the CPU default trains in minutes on 2 cores"
+    else:
+        why = "asked for with --preset"
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset: unknown preset '{preset}' (choose from auto, {', '.join(PRESETS)})")
+    vals = {**PRESETS[preset], **{k: v for k, v in _FALLBACK.items() if k not in PRESETS[preset]}}
+    upd: dict[str, Any] = {"preset": preset, "task": task, "dataset": dataset}
+    for k, v in vals.items():
+        if getattr(cfg, k) is None:
+            upd[k] = v
+    # an explicit step or epoch budget wins over the preset's other budget
+    if cfg.epochs is not None and cfg.max_steps is None and "max_steps" in vals:
+        upd["max_steps"] = None
+    if cfg.max_steps is not None and cfg.epochs is None and "epochs" in vals:
+        upd["epochs"] = None
+    cfg = cfg.replace(**upd)
+    if cfg.size is not None and cfg.size < 8:
+        raise ConfigError(f"--size must be at least 8, got {cfg.size}")
+    return cfg, f"preset '{preset}' ({why})"
+
+
+def resume_config(saved: Config, typed: Mapping[str, Any], *, where: str = "--resume") -> Config:
+    """The config of a resumed run: the run's saved config, then the values the user typed.
+
+    Values that would change the model, the data or the corruption (:data:`RESUME_FIXED`) are
+    refused; the budget (``max_steps``, ``epochs``), ``stop_after``, the device and the output
+    options may change.
+
+    Raises:
+        ConfigError: a typed value that a resumed run cannot change (names the key).
+    """
+    typed = check_values(typed, where=where)
+    for k in RESUME_FIXED:
+        if k in typed and typed[k] != getattr(saved, k):
+            raise ConfigError(
+                f"{where}: --{k.replace('_', '-')} {typed[k]!r} differs from the run's "
+                f"{getattr(saved, k)!r} "
+                "(a resumed run keeps its model, data and corruption; start a new run with another --out)"
+            )
+    cfg = saved.replace(**typed)
+    if "max_steps" in typed and "epochs" not in typed:
+        cfg = cfg.replace(epochs=None)
+    if "epochs" in typed and "max_steps" not in typed:
+        cfg = cfg.replace(max_steps=None)
+    return cfg
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping of config overrides (raises ``ValueError`` naming the file)."""
+    """Read a YAML mapping of config values, checked and converted (see :meth:`Config.from_dict`).
+
+    Raises:
+        ConfigError: unreadable file, not a mapping, unknown key or bad value (names the file).
+    """
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"{path}: cannot read config ({str(e).splitlines()[0]})") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read config ({' '.join(str(e).split())[:200]})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: config must be a YAML mapping")
-    return data
+        raise ConfigError(f"{path}: config must be a YAML mapping of keys to values")
+    return check_values(data, where=str(path))
 
 
 def save_yaml(cfg: Config, path: str | os.PathLike) -> None:
     """Write the resolved config atomically as YAML."""
-    from .io import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

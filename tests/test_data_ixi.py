@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from mri_n2n.data import DataDirError, build_mri_datasets, prepare_ixi, split_subjects, stable_ident
+from mri_n2n.data import DataDirError, build_mri_datasets, prepare_ixi, split_subjects
 from mri_n2n.data.ixi import find_ixi_subjects
 from mri_n2n.data.synthetic import write_ixi_tar, write_synthetic_ixi
+from mri_n2n.seeding import stable_ident
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (40, 48, 130)  # content in slices 10..119, so 25..124 holds 95 content + 5 black slices
@@ -240,7 +241,7 @@ def test_cli(ixi, tmp_path, capsys):
 
 def test_prepared_file_without_affines_still_loads(prepared, tmp_path):
     # files prepared before the volume affines were stored: same slices, no "affine" in provenance
-    from mri_n2n.data.datasets import H5SliceDataset
+    from mri_n2n.data.base import H5SliceDataset
 
     out, _ = prepared
     old = tmp_path / "valid.h5"

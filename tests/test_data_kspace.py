@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from mri_n2n.data import VolumeError, build_mri_datasets, read_kspace_h5, read_kspace_reference
+from mri_n2n.data import build_mri_datasets
 from mri_n2n.data.kspace import kspace_to_image
 from mri_n2n.data.slices import center_pad_crop
 from mri_n2n.data.synthetic import phantom_volume, write_fastmri_h5
+from mri_n2n.io import VolumeError, read_kspace_h5, read_kspace_reference
 
 
 def _images(seed: int, n_slices: int = 6, shape=(40, 36)) -> np.ndarray:
@@ -101,7 +102,7 @@ def test_errors(tmp_path):
         read_kspace_h5(tmp_path / "mc.h5")
     with h5py.File(tmp_path / "real.h5", "w") as f:
         f["kspace"] = np.zeros((2, 8, 8), np.float32)
-    with pytest.raises(VolumeError, match="not complex"):
+    with pytest.raises(VolumeError, match="must be complex"):
         read_kspace_h5(tmp_path / "real.h5")
     mask = np.zeros(36, np.float32)
     mask[::4] = 1

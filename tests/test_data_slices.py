@@ -11,10 +11,10 @@ from mri_n2n.data.slices import (
     check_normalize,
     parse_slice_range,
     resample_inplane,
-    stable_ident,
     volume_scale,
     volume_to_slices,
 )
+from mri_n2n.seeding import stable_ident
 
 
 def test_center_pad_crop_centres_and_inverts():

@@ -11,13 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from mri_n2n.data import (
-    DataDirError,
-    VolumeError,
-    build_mri_datasets,
-    find_volumes,
-    load_volume,
-)
+from mri_n2n.data import DataDirError, build_mri_datasets
 from mri_n2n.data.synthetic import (
     OBLIQUE_GEOMETRY,
     DicomGeometry,
@@ -25,6 +19,7 @@ from mri_n2n.data.synthetic import (
     write_dicom_series,
     write_enhanced_dicom,
 )
+from mri_n2n.io import VolumeError, find_volumes, load_volume
 
 OBLIQUE = OBLIQUE_GEOMETRY  # exact-decimal direction cosines (3-4-5 triangles)
 

@@ -8,10 +8,10 @@ import torch
 from mri_n2n.bench import markdown_table, write_results
 from mri_n2n.bench.__main__ import main as bench_main
 from mri_n2n.config import Config
-from mri_n2n.evaluate import evaluate_mri
 from mri_n2n.evaluate import main as eval_main
+from mri_n2n.evaluation import evaluate_mri
 from mri_n2n.fft import fft2c
-from mri_n2n.train import train
+from mri_n2n.training import train
 
 pytest.importorskip("nilearn")
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mri_n2n.images import build_image_datasets, stable_id
+from mri_n2n.images import build_image_datasets
 from mri_n2n.images.datasets import load_image
+from mri_n2n.seeding import stable_ident as stable_id
 
 
 def _rgb(h: int, w: int, seed: int) -> np.ndarray:

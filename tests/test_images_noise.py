@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from mri_n2n.corruptions import Corruption
-from mri_n2n.images import NOISES, default_loss, make_corruption, tonemap
-from mri_n2n.images.noise import ImageCorruption, PoissonNoise
+from mri_n2n.corruptions import NOISES, Corruption, default_loss, make_corruption
+from mri_n2n.corruptions.noise import ImageCorruption, PoissonNoise
+from mri_n2n.images import tonemap
 
 SYNTHETIC = ("gaussian", "poisson", "bernoulli", "text", "impulse")
 
@@ -152,7 +152,7 @@ def test_text_coverage_at_test_level():
 def test_text_glyph_size_does_not_depend_on_the_image_size():
     """A training crop and a whole photograph get glyphs of the same size distribution, so a network
     trained on crops sees at test time the corruption it was trained on."""
-    from mri_n2n.images.text import render_text_overlay
+    from mri_n2n.corruptions.text import render_text_overlay
 
     def mean_string_area(side: int) -> float:
         areas = []

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mri_n2n.images import NOISES, default_loss, make_corruption
+from mri_n2n.corruptions import NOISES, default_loss, make_corruption
 from mri_n2n.losses import get_loss
 from mri_n2n.models import build_model
 

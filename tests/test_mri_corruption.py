@@ -7,7 +7,6 @@ from mri_n2n.config import Config
 from mri_n2n.corruptions import MRIUndersampling, random_shift, seeded_generator
 from mri_n2n.fft import fft2c
 from mri_n2n.sampling import exp_decay_density
-from mri_n2n.train import build_mri_corruption
 
 
 def _phantom(n=32, b=1):
@@ -93,7 +92,7 @@ def test_random_shift_is_circular_and_bounded():
 
 def test_complex_data_and_line_masks_from_config():
     cfg = Config(density="lines_random", acceleration=4, center_fraction=0.1, shift=0)
-    corr = build_mri_corruption(cfg, (32, 32), complex_data=True)
+    corr = MRIUndersampling.from_config(cfg.replace(complex=True), (32, 32))
     clean = torch.randn(2, 2, 32, 32)
     p = corr.pair(clean, generator=seeded_generator(5))
     assert p.input.shape == (2, 2, 32, 32)
@@ -102,5 +101,5 @@ def test_complex_data_and_line_masks_from_config():
     out = corr.project(torch.randn(2, 2, 32, 32), p.context)
     k = fft2c(torch.complex(out[:, 0], out[:, 1]))
     assert torch.allclose(k[m], p.context["kspace"][:, 0][m], atol=1e-5)
-    default = build_mri_corruption(Config(), (64, 64))
+    default = MRIUndersampling.from_config(Config(), (64, 64))
     assert default.max_shift == 16 and abs(default.density.mean().item() - 0.1) < 1e-4

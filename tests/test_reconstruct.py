@@ -16,22 +16,20 @@ import pydicom
 import pytest
 import torch
 
+from mri_n2n.bench.reconstruct import bench_reconstruct
 from mri_n2n.checkpoint import save_checkpoint
 from mri_n2n.config import Config
 from mri_n2n.corruptions import seeded_generator
-from mri_n2n.data import load_volume
 from mri_n2n.data.synthetic import DicomGeometry, phantom_volume, write_dicom_series, write_fastmri_h5
 from mri_n2n.fft import fft2c
+from mri_n2n.io import load_volume, read_kspace_input
 from mri_n2n.metrics import volume_metrics
 from mri_n2n.models import build_model
-from mri_n2n.reconstruct import (
-    Reconstructor,
-    bench_reconstruct,
-    main,
-    read_kspace_input,
-    slice_seed,
-)
+from mri_n2n.reconstruct import main
+from mri_n2n.reconstruction import Reconstructor, slice_seed
+from mri_n2n.reconstruction.engine import phase_factors
 from mri_n2n.sampling import bernoulli_mask, exp_decay_density
+from mri_n2n.training import train
 
 # --------------------------------------------------------------------------------------
 # fixtures and helpers
@@ -40,8 +38,6 @@ from mri_n2n.sampling import bernoulli_mask, exp_decay_density
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     """A real (5-step) MRI checkpoint from the trainer."""
-    from mri_n2n.train import train
-
     out = tmp_path_factory.mktemp("run")
     train(
         Config(
@@ -64,7 +60,7 @@ def complex_ckpt(tmp_path_factory) -> Path:
     """An (untrained) two-channel (real, imaginary) MRI checkpoint."""
     torch.manual_seed(1)
     model = build_model("unet", in_channels=2, out_channels=2, base=4, depth=1)
-    cfg = Config(preset="tiny", size=32, extra={"complex": True}).to_dict()
+    cfg = Config(preset="tiny", size=32, complex=True).to_dict()
     path = tmp_path_factory.mktemp("cplx") / "complex.pt"
     save_checkpoint(
         path, {"task": "mri", "model_spec": model.spec, "model": model.state_dict(), "config": cfg}
@@ -453,16 +449,14 @@ def test_bench_reconstruct(ckpt):
 
 
 def test_phase_estimate_for_complex_images():
-    from mri_n2n.reconstruct import _phase_factors
-
     imgs = _images(n=2, h=32, w=32, seed=5)
     yy, xx = np.mgrid[:32, :32]
     phase = 0.6 * np.sin(xx / 9.0) + 0.04 * yy  # smooth
     masks = torch.from_numpy(_hermitian_masks((32, 32), 0.4, 2, seed=2))
     real_k = fft2c(torch.from_numpy(imgs)) * masks
-    assert torch.equal(_phase_factors(real_k, masks), torch.ones_like(real_k))  # real data: the paper's path
+    assert torch.equal(phase_factors(real_k, masks), torch.ones_like(real_k))  # real data: the paper's path
     cplx_k = fft2c(torch.from_numpy((imgs * np.exp(1j * phase)[None]).astype(np.complex64))) * masks
-    est = np.angle(_phase_factors(cplx_k, masks).numpy())
+    est = np.angle(phase_factors(cplx_k, masks).numpy())
     head = imgs > 0.3 * imgs.max()
     err = np.angle(np.exp(1j * (est - phase[None])))[head]
     assert np.abs(err).mean() < 0.15

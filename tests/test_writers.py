@@ -12,21 +12,15 @@ import numpy as np
 import pydicom
 import pytest
 
-from mri_n2n.data import load_volume
 from mri_n2n.data.synthetic import (
     OBLIQUE_GEOMETRY,
     phantom_volume,
     write_dicom_series,
     write_enhanced_dicom,
 )
-from mri_n2n.writers import (
-    RAS_TO_LPS,
-    dicom_geometry_from_affine,
-    write_nifti,
-)
-from mri_n2n.writers import (
-    write_dicom_series as write_recon_series,
-)
+from mri_n2n.io import RAS_TO_LPS, load_volume, write_nifti
+from mri_n2n.io.dicom import dicom_geometry_from_affine
+from mri_n2n.io.dicom import write_dicom_series as write_recon_series
 
 OBLIQUE = OBLIQUE_GEOMETRY  # exact-decimal direction cosines (3-4-5 triangles)
 

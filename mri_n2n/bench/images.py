@@ -49,6 +49,8 @@ from typing import Any
 import torch
 
 from ..config import Config
+from ..devices import resolve_device
+from ..training import train
 from . import machine_info, markdown_table
 
 __all__ = [
@@ -199,8 +201,6 @@ def _row_config(
 
 def _run_row(row: ImageRow, settings: dict[str, Any], out: str, device: str, threads: int | None) -> dict:
     """Train and validate one row (in a worker process or in this one); returns its table row."""
-    from ..train import train
-
     t0 = time.perf_counter()
     cfg = _row_config(row, settings, Path(out), device, threads)
     summary = train(cfg)
@@ -311,8 +311,6 @@ def bench_image_quality(
         seconds`` (wall time of the row: data, training and validation); each goal ``goal,
         description, value_db, threshold_db, passed``.
     """
-    from ..devices import resolve_device
-
     mode = "quick" if quick else "full"
     settings: dict[str, Any] = dict(BUDGETS[mode])
     settings["noise_steps"] = dict(settings.get("noise_steps") or {})

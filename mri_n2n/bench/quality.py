@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..evaluate import evaluate_mri, evaluation_markdown, write_evaluation
-from ..train import train
+from ..evaluation import evaluate_mri, evaluation_markdown, write_evaluation
+from ..training import train
 
 __all__ = ["bench_mri_quality", "mri_quality_markdown"]
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from ..config import Config
-from ..train import Trainer, resolve_config
+from ..config import Config, resolve_config
+from ..corruptions import MRIUndersampling
+from ..training import Trainer
 
 __all__ = ["bench_speed"]
 
@@ -100,9 +101,7 @@ def bench_speed(
 
     # inference: 256x256 slices by default, batch of 8, as volume reconstruction does it
     inf_size, inf_batch = inference_size, 8
-    from ..train import build_mri_corruption
-
-    corr = build_mri_corruption(cfg, (inf_size, inf_size))
+    corr = MRIUndersampling.from_config(cfg, (inf_size, inf_size))
     vol = torch.rand(inf_batch, 1, inf_size, inf_size, generator=g).to(dev)
     masks = corr.draw_masks(inf_batch, torch.Generator(device=dev).manual_seed(1))
     model.eval()

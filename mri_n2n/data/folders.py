@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import DataDirError, SliceDataset
+from ..io import VolumeSource, find_volumes
+from .base import DataDirError, SliceDataset
 from .slices import block_split, volume_to_slices
-from .volumes import VolumeSource, find_volumes
 
 __all__ = ["split_by_key", "build_folder_datasets", "volumes_to_dataset"]
 

@@ -47,10 +47,10 @@ from typing import Any, TypeVar
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..io import atomic_path, atomic_write_json
-from .datasets import DataDirError, H5SliceDataset, SliceDataset
-from .slices import check_normalize, stable_ident, volume_to_slices
-from .volumes import Volume, VolumeError, load_nifti
+from ..io import Volume, VolumeError, atomic_path, atomic_write_json, load_nifti
+from ..seeding import stable_ident
+from .base import DataDirError, H5SliceDataset, SliceDataset
+from .slices import check_normalize, volume_to_slices
 
 __all__ = [
     "IXI_T1_PATTERN",

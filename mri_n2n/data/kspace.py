@@ -33,117 +33,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .datasets import DataDirError
-from .slices import block_split, center_pad_crop, stable_ident, volume_scale
-from .volumes import VolumeError
+from ..fft import ifft2c
+from ..io import VolumeError
+from ..io.kspace import as_complex, find_kspace_files, open_h5, read_kspace_h5
+from ..seeding import stable_ident
+from .base import DataDirError
+from .folders import split_by_key
+from .slices import block_split, center_pad_crop, volume_scale
 
 __all__ = [
-    "KSPACE_SUFFIXES",
-    "read_kspace_h5",
-    "read_kspace_reference",
     "kspace_to_image",
-    "find_kspace_files",
     "KSpaceSliceDataset",
     "build_kspace_datasets",
 ]
-
-KSPACE_SUFFIXES = (".h5", ".hdf5")
-
-
-def _py(value: Any) -> Any:
-    """HDF5 attribute -> plain Python value."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return [_py(v) for v in value.tolist()] if value.dtype.kind in "SO" else value.tolist()
-    return value
-
-
-def _as_complex(arr: np.ndarray, where: str) -> np.ndarray:
-    if np.iscomplexobj(arr):
-        return arr.astype(np.complex64, copy=False)
-    if arr.dtype.names and len(arr.dtype.names) == 2:  # compound (real, imag)
-        re_, im_ = arr.dtype.names
-        return (arr[re_] + 1j * arr[im_]).astype(np.complex64)
-    if arr.ndim >= 3 and arr.shape[-1] == 2 and arr.dtype.kind == "f":  # trailing (real, imag)
-        return (arr[..., 0] + 1j * arr[..., 1]).astype(np.complex64)
-    raise VolumeError(f"{where}: 'kspace' is not complex (dtype {arr.dtype}, shape {arr.shape})")
-
-
-def _open_h5(path: str | os.PathLike) -> Any:
-    import h5py
-
-    p = Path(path)
-    if not p.exists():
-        raise VolumeError(f"{p}: file not found")
-    try:
-        return h5py.File(p, "r")
-    except Exception as exc:
-        raise VolumeError(f"{p}: not a readable HDF5 file ({type(exc).__name__}: {exc})") from None
-
-
-def _check_layout(f: Any, where: str) -> Any:
-    if "kspace" not in f:
-        raise VolumeError(f"{where}: no 'kspace' dataset (have: {', '.join(sorted(f.keys())) or 'nothing'})")
-    d = f["kspace"]
-    shape = d.shape
-    ndim = len(shape) - (1 if (d.dtype.kind == "f" and shape and shape[-1] == 2) else 0)
-    if ndim == 4:
-        raise VolumeError(
-            f"{where}: multi-coil k-space {tuple(shape)} is not supported (expected single-coil "
-            "(slices, ky, kx))"
-        )
-    if ndim not in (2, 3):
-        raise VolumeError(f"{where}: 'kspace' has shape {tuple(shape)}; expected (slices, ky, kx)")
-    return d
-
-
-def read_kspace_h5(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-    """Read a fastMRI-style single-coil file.
-
-    Returns:
-        ``(kspace, mask, attrs)``: complex64 ``(slices, ky, kx)``; the ``mask`` dataset as a
-        float32 array (as stored, e.g. ``(kx,)``) or ``None``; the file attributes as Python
-        values.
-
-    Raises:
-        VolumeError: missing/unreadable file, no ``kspace`` dataset, multi-coil or non-complex
-            data, truncated data, non-finite values.
-    """
-    where = str(path)
-    with _open_h5(path) as f:
-        d = _check_layout(f, where)
-        try:
-            k = _as_complex(np.asarray(d[...]), where)
-            mask = np.asarray(f["mask"][...], dtype=np.float32) if "mask" in f else None
-            attrs = {str(key): _py(v) for key, v in f.attrs.items()}
-        except VolumeError:
-            raise
-        except Exception as exc:
-            raise VolumeError(
-                f"{where}: cannot read k-space (truncated file?) ({type(exc).__name__}: {exc})"
-            ) from None
-    if k.ndim == 2:
-        k = k[None]
-    if not np.isfinite(k).all():
-        raise VolumeError(f"{where}: k-space contains NaN or infinite values")
-    return k, mask, attrs
-
-
-def read_kspace_reference(path: str | os.PathLike, name: str | None = None) -> np.ndarray | None:
-    """The reference image: dataset ``name``, else ``reconstruction_esc``/``_rss``; None if absent."""
-    where = str(path)
-    with _open_h5(path) as f:
-        names = [name] if name else ["reconstruction_esc", "reconstruction_rss"]
-        for n in names:
-            if n in f:
-                return np.asarray(f[n][...], dtype=np.float32)
-    if name:
-        raise VolumeError(f"{where}: no dataset {name!r}")
-    return None
-
 
 def kspace_to_image(
     kspace: np.ndarray, *, size: int | None = None, complex_output: bool = False
@@ -153,28 +55,10 @@ def kspace_to_image(
     Returns:
         complex64 image(s) if ``complex_output`` else float32 magnitude.
     """
-    from ..fft import ifft2c
-
     img = ifft2c(torch.from_numpy(np.ascontiguousarray(kspace, dtype=np.complex64))).numpy()
     if size is not None:
         img = center_pad_crop(img, size)
     return img.astype(np.complex64, copy=False) if complex_output else np.abs(img).astype(np.float32)
-
-
-def find_kspace_files(folder: str | os.PathLike) -> list[Path]:
-    """``.h5``/``.hdf5`` files under ``folder`` (recursive, sorted; a single file is accepted)."""
-    p = Path(folder)
-    if p.is_file():
-        return [p]
-    out = []
-    for root, dirs, files in os.walk(p):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out += [
-            Path(root) / fn
-            for fn in sorted(files)
-            if not fn.startswith(".") and fn.lower().endswith(KSPACE_SUFFIXES)
-        ]
-    return sorted(out)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -250,7 +134,7 @@ class KSpaceSliceDataset(Dataset):
             self._pid = os.getpid()
         h = self._handles.get(self.files[fi])
         if h is None:
-            h = self._handles[self.files[fi]] = _open_h5(self.files[fi])
+            h = self._handles[self.files[fi]] = open_h5(self.files[fi])
         return h["kspace"]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -267,7 +151,7 @@ class KSpaceSliceDataset(Dataset):
         d = self._kspace(fi)
         pairs = d.dtype.kind == "f" and d.shape[-1] == 2
         raw = np.asarray(d[...] if d.ndim - pairs == 2 else d[k])
-        ks = _as_complex(raw, self.files[fi])
+        ks = as_complex(raw, self.files[fi])
         img = kspace_to_image(ks, size=self.size, complex_output=self.complex_kspace) / self._scales[fi]
         if self.complex_kspace:
             arr = np.stack([img.real, img.imag]).astype(np.float32)
@@ -316,8 +200,6 @@ def build_kspace_datasets(
         DataDirError: no ``.h5``/``.hdf5`` file.
         VolumeError: a file is unreadable, multi-coil, undersampled (names it).
     """
-    from .folders import split_by_key
-
     root = Path(data_dir)
     files = find_kspace_files(root)
     if not files:

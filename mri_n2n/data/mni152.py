@@ -26,7 +26,7 @@ import functools
 
 import numpy as np
 
-from .datasets import SliceDataset
+from .base import SliceDataset
 from .slices import block_split, volume_to_slices
 
 __all__ = ["MNI152_NAME", "load_mni152_volume", "mni152_slices", "build_mni152_datasets"]

@@ -22,7 +22,6 @@ Each slice keeps its provenance (its slice index; datasets add the file/subject)
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 
@@ -36,7 +35,6 @@ __all__ = [
     "center_pad_crop",
     "resample_inplane",
     "volume_to_slices",
-    "stable_ident",
     "block_split",
     "parse_slice_range",
 ]
@@ -44,7 +42,6 @@ __all__ = [
 #: Named normalisation modes (``"pNN"``, e.g. ``"p99.9"``, is accepted too).
 NORMALIZE_CHOICES = ("max", "percentile", "none")
 
-_IDENT_MASK = (1 << 62) - 1
 
 
 def _percentile_of(normalize: str) -> float | None:
@@ -204,16 +201,6 @@ def volume_to_slices(
     frac = np.count_nonzero(sel.reshape(sel.shape[0], -1), axis=1) / float(sel[0].size)
     keep = np.nonzero(frac > min_content)[0]
     return np.ascontiguousarray(sel[keep]), [start + int(k) for k in keep]
-
-
-def stable_ident(*parts: object) -> int:
-    """A 62-bit non-negative integer from ``parts``, identical across runs and processes.
-
-    ``stable_ident("IXI002-Guys-0828", 60)`` hashes ``"IXI002-Guys-0828/60"`` with SHA-256
-    (never Python's salted ``hash()``). Used as the seed of fixed validation masks.
-    """
-    text = "/".join(str(p) for p in parts)
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") & _IDENT_MASK
 
 
 def parse_slice_range(text: str) -> tuple[int, int]:

@@ -3,7 +3,8 @@
 :func:`build_image_datasets` returns ``(train, valid)`` datasets whose items are
 ``(image, ident)``: ``image`` a float32 ``(channels, H, W)`` tensor (``[a, b]`` or
 ``[a, b, clean]`` stacked on channels for ``pairs`` / ``montecarlo``) and ``ident`` a stable
-62-bit integer derived from the image's name (:func:`stable_id`), used to seed validation noise.
+62-bit integer derived from the image's name (:func:`~mri_n2n.seeding.stable_ident`), used to
+seed validation noise.
 
 Datasets (``name``):
 
@@ -56,7 +57,6 @@ batch size 1), centre-cropped to at most :data:`MAX_VALID_SIDE` pixels per side.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -68,6 +68,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import one_line
+from ..seeding import stable_ident
 from .hdr import HDR_SUFFIXES, read_hdr
 
 __all__ = [
@@ -77,7 +79,6 @@ __all__ = [
     "SKIMAGE_VALID",
     "ImageDataset",
     "build_image_datasets",
-    "stable_id",
     "load_image",
     "list_images",
 ]
@@ -115,11 +116,6 @@ _GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"
 _DEMO_HINT = 'the "images" dataset needs scikit-image: pip install "mri-n2n[demo]"'
 
 
-def stable_id(name: str) -> int:
-    """A stable non-negative 62-bit integer for a name (SHA-256 based), e.g. a validation seed."""
-    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") >> 2
-
-
 def list_images(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
     """Files under ``folder`` (recursively) with one of ``suffixes``, sorted; hidden entries skipped."""
     folder = Path(folder)
@@ -133,18 +129,13 @@ def list_images(folder: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFI
     return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:160] if text else type(e).__name__
-
-
 def _probe(path: Path) -> tuple[bool, tuple[int, int]]:
     """``(is_grey, (width, height))`` from the file header, or ``ValueError`` naming the file."""
     try:
         with Image.open(path) as im:
             return im.mode in _GREY_MODES, im.size
     except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read image ({_first_line(e)})") from None
+        raise ValueError(f"{path}: cannot read image ({one_line(e)})") from None
 
 
 def _array_to_chw(arr: np.ndarray, channels: int, where: str) -> torch.Tensor:
@@ -199,7 +190,7 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> torch.Tensor:
                 im = im.convert("L")
             arr = np.array(im)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-        raise ValueError(f"{path}: cannot read image ({_first_line(e)})") from None
+        raise ValueError(f"{path}: cannot read image ({one_line(e)})") from None
     return _array_to_chw(arr, channels, str(path))
 
 
@@ -253,7 +244,7 @@ class ImageDataset(torch.utils.data.Dataset):
         reference: ``False`` when validation targets are noisy captures (``pairs`` /
             ``montecarlo`` without ``clean`` images), so the metric is only a proxy; for
             training datasets, whether items carry a clean block (Noise2Clean possible).
-        names: item names; ``idents``: their :func:`stable_id`.
+        names: item names; ``idents``: their :func:`~mri_n2n.seeding.stable_ident`.
     """
 
     def __init__(
@@ -280,7 +271,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.reference = True
         self.max_side = max_side
         self.names = [s.name for s in self.sources]
-        self.idents = [stable_id(n) for n in self.names]
+        self.idents = [stable_ident(n) for n in self.names]
         n = len(self.sources)
         self.length = max(n, samples_per_epoch or MIN_SAMPLES_PER_EPOCH) if train else n
         self._cache: list[torch.Tensor | None] = [None] * n

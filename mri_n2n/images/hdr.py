@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import one_line
+
 __all__ = ["tonemap", "tonemap_np", "read_hdr", "HDR_SUFFIXES"]
 
 #: File suffixes read by :func:`read_hdr`.
@@ -53,7 +55,7 @@ def read_hdr(path: str | os.PathLike) -> np.ndarray:
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: cannot read .npy ({_first_line(e)})") from None
+            raise ValueError(f"{path}: cannot read .npy ({one_line(e)})") from None
     elif suffix == ".exr":
         arr = _read_exr(path)
     else:
@@ -86,7 +88,7 @@ def _read_exr(path: Path) -> np.ndarray:
     except ImportError:
         pass
     except Exception as e:  # pragma: no cover - optional dependency
-        raise ValueError(f"{path}: cannot read EXR ({_first_line(e)})") from None
+        raise ValueError(f"{path}: cannot read EXR ({one_line(e)})") from None
     try:
         import imageio.v3 as iio  # type: ignore[import-not-found]
     except ImportError:
@@ -99,8 +101,3 @@ def _read_exr(path: Path) -> np.ndarray:
     raise ValueError(
         f"{path}: no EXR reader installed (install the OpenEXR Python bindings, or convert to .npy)"
     )
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:160] if text else type(e).__name__

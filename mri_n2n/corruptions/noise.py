@@ -51,8 +51,9 @@ from typing import Any
 
 import torch
 
-from ..corruptions import TARGETS, Corruption, Pair, seeded_generator
-from .hdr import tonemap
+from ..images.hdr import tonemap
+from ..seeding import seeded_generator
+from .base import TARGETS, Corruption, Pair
 from .text import render_text_overlay
 
 __all__ = [
@@ -64,6 +65,9 @@ __all__ = [
     "ImpulseNoise",
     "NoisyPairs",
     "MonteCarloPairs",
+    "NOISES",
+    "make_corruption",
+    "default_loss",
 ]
 
 
@@ -389,3 +393,61 @@ class MonteCarloPairs(NoisyPairs):
     def inference_input(self, observed: torch.Tensor) -> torch.Tensor:
         """Tone-map a linear HDR rendering for the network."""
         return tonemap(observed)
+
+
+_CORRUPTIONS: dict[str, type[ImageCorruption]] = {
+    "gaussian": GaussianNoise,
+    "poisson": PoissonNoise,
+    "bernoulli": BernoulliNoise,
+    "text": TextOverlay,
+    "impulse": ImpulseNoise,
+    "montecarlo": MonteCarloPairs,
+    "pairs": NoisyPairs,
+}
+
+#: Names accepted by :func:`make_corruption` (``--noise``).
+NOISES: tuple[str, ...] = tuple(_CORRUPTIONS)
+
+_DEFAULT_LOSS = {
+    "gaussian": "l2",
+    "poisson": "l2",
+    "bernoulli": "l2",
+    "text": "l1",
+    "impulse": "l0",
+    "montecarlo": "hdr",
+    "pairs": "l2",
+}
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(f"unknown image noise '{name}' (choose from {', '.join(NOISES)})")
+
+
+def make_corruption(name: str, **kwargs: Any) -> ImageCorruption:
+    """Build an image corruption by name.
+
+    Args:
+        name: one of :data:`NOISES`.
+        **kwargs: constructor options, e.g. ``train_range=(0, 50)`` and ``test_level=25`` for
+            the synthetic noises, ``channels=3`` for ``pairs``/``montecarlo``.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones) or bad options.
+    """
+    try:
+        cls = _CORRUPTIONS[name]
+    except KeyError:
+        raise _unknown(name) from None
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"noise '{name}': {e}") from None
+
+
+def default_loss(name: str) -> str:
+    """The paper's loss for a noise: ``l2`` (gaussian, poisson, bernoulli, pairs), ``l1`` (text),
+    ``l0`` (impulse, annealed) or ``hdr`` (montecarlo)."""
+    try:
+        return _DEFAULT_LOSS[name]
+    except KeyError:
+        raise _unknown(name) from None

@@ -1,87 +1,25 @@
-"""The corruption interface shared by the MRI and photographic experiments.
-
-Every Noise2Noise experiment is the same loop (see the README's design section)::
-
-    clean (or measured) batch --Corruption.pair--> Pair(input, target, context)
-    output = Corruption.project(model(pair.input), pair.context)
-    loss   = loss_fn(output, pair.target, pair.context, progress)
-
-A corruption draws *independent* corruptions for input and target (Noise2Noise) or
-returns the clean image as the target (Noise2Clean). Every random draw takes an
-explicit :class:`torch.Generator`; validation draws are seeded from each sample's
-identity so that validation is identical across epochs and runs.
-"""
+"""The paper's MRI corruption: random undersampling of k-space (section 3.4), built from a
+run's :class:`~mri_n2n.config.Config` by :meth:`MRIUndersampling.from_config` alike for
+training, reconstruction and evaluation."""
 
 from __future__ import annotations
 
-import abc
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
-__all__ = ["Pair", "Corruption", "seeded_generator", "TARGETS"]
+from ..fft import fft2c
+from ..physics import SpectralSampling
+from ..sampling import bernoulli_mask, line_mask, make_density
+from ..seeding import seeded_generator
+from .base import TARGETS, Corruption, Pair
 
-#: Allowed values of the ``target`` argument: Noise2Noise or Noise2Clean.
-TARGETS = ("noisy", "clean")
+if TYPE_CHECKING:  # the config module sits above this layer; only its type is needed here
+    from ..config import Config
 
-
-@dataclass
-class Pair:
-    """A batch of (input, target) pairs and what the projection and loss need.
-
-    Attributes:
-        input: network input ``(B, C, H, W)``.
-        target: training target ``(B, C, H, W)`` (a second corrupted observation, or clean).
-        context: tensors for :meth:`Corruption.project` and the loss, e.g. ``mask``
-            and ``kspace`` for MRI data consistency, ``valid`` for masked losses.
-    """
-
-    input: torch.Tensor
-    target: torch.Tensor
-    context: dict[str, torch.Tensor] = field(default_factory=dict)
+__all__ = ["MRIUndersampling", "random_shift"]
 
 
-def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A :class:`torch.Generator` on ``device`` seeded with ``seed`` (a non-negative int)."""
-    g = torch.Generator(device=device)
-    g.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
-    return g
-
-
-class Corruption(abc.ABC):
-    """Base class of all corruptions.
-
-    Subclasses implement :meth:`pair` and :meth:`validation_pair`, and override
-    :meth:`project` when part of the measurement must be restored exactly.
-    ``task`` names the family (``"mri"`` or ``"image"``) and is stored in checkpoints.
-    """
-
-    task: str = "image"
-
-    @abc.abstractmethod
-    def pair(self, clean: torch.Tensor, *, generator: torch.Generator, target: str = "noisy") -> Pair:
-        """Draw a training pair for a clean batch ``(B, C, H, W)`` on the generator's device."""
-
-    @abc.abstractmethod
-    def validation_pair(self, clean: torch.Tensor, seeds: torch.Tensor) -> Pair:
-        """A deterministic validation pair; the target is the clean batch.
-
-        Args:
-            clean: clean batch ``(B, C, H, W)``.
-            seeds: ``(B,)`` integer seeds, one per sample (its identity).
-        """
-
-    def project(self, output: torch.Tensor, context: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Restore measured information into the network output (identity by default)."""
-        return output
-
-    def config(self) -> dict:
-        """A JSON-serialisable description, stored in checkpoints."""
-        return {"name": type(self).__name__}
-
-
-# --------------------------------------------------------------------------------------
-# MRI: Bernoulli undersampling of k-space (paper, section 3.4)
 # --------------------------------------------------------------------------------------
 
 
@@ -146,10 +84,52 @@ class MRIUndersampling(Corruption):
         self.acceleration = acceleration
         self.center_fraction = center_fraction
 
+    @classmethod
+    def from_config(
+        cls, cfg: Config, shape: tuple[int, int], *, fraction: float | None = None
+    ) -> MRIUndersampling:
+        """The corruption a run's config describes, for k-space of ``shape`` (training,
+        reconstruction and evaluation alike).
+
+        Args:
+            cfg: a :class:`~mri_n2n.config.Config` (its ``density``, ``fraction``, ``edge``,
+                ``acceleration``, ``center_fraction``, ``shift`` and ``complex``).
+            shape: slice shape ``(H, W)``.
+            fraction: another mean sampling density (``lines_*`` densities: acceleration
+                ``1 / fraction``); ``None`` keeps the config's.
+
+        Raises:
+            ValueError: the density cannot be built (e.g. a fraction outside ``(0, 1]``).
+        """
+        shape = (int(shape[0]), int(shape[1]))
+        lines = {"lines_random": "random", "lines_equispaced": "equispaced"}.get(cfg.density)
+        frac, acceleration = cfg.fraction, cfg.acceleration
+        if fraction is not None:
+            if not 0.0 < float(fraction) <= 1.0:
+                raise ValueError(f"sampling density must lie in (0, 1], got {fraction}")
+            if lines:
+                acceleration = 1.0 / float(fraction)
+            else:
+                frac = float(fraction)
+        density = make_density(
+            cfg.density,
+            shape,
+            fraction=frac if frac else None,
+            edge=cfg.edge,
+            acceleration=acceleration,
+            center_fraction=cfg.center_fraction,
+        )
+        return cls(
+            density,
+            max_shift=min(shape) // 4 if cfg.shift is None else cfg.shift,
+            complex_data=bool(cfg.complex),
+            lines=lines,
+            acceleration=acceleration,
+            center_fraction=cfg.center_fraction,
+        )
+
     def draw_masks(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Draw ``batch`` independent masks ``(B, H, W)`` on the generator's device."""
-        from .sampling import bernoulli_mask, line_mask
-
         hermitian = not self.complex_data
         if self.lines is None:
             density = self.density.to(generator.device)
@@ -167,8 +147,6 @@ class MRIUndersampling(Corruption):
 
     def _observe(self, k: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Measured k-space and the compensated zero-filled image (as model channels)."""
-        from .physics import SpectralSampling
-
         op = SpectralSampling(mask)
         y = k * op._m(k)
         z = op.zero_filled(y, self.density.to(k.device))
@@ -176,8 +154,6 @@ class MRIUndersampling(Corruption):
         return y, img
 
     def _spectrum(self, clean: torch.Tensor) -> torch.Tensor:
-        from .fft import fft2c
-
         return fft2c(_to_complex(clean) if self.complex_data else clean.float())
 
     def measure(self, clean: torch.Tensor, mask: torch.Tensor) -> Pair:
@@ -206,8 +182,6 @@ class MRIUndersampling(Corruption):
         return self.measure(clean, masks)
 
     def project(self, output: torch.Tensor, context: dict[str, torch.Tensor]) -> torch.Tensor:
-        from .physics import SpectralSampling
-
         op = SpectralSampling(context["mask"])
         if self.complex_data:
             return _to_channels(op.project(_to_complex(output), context["kspace"]))

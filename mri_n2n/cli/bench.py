@@ -1,0 +1,150 @@
+"""``mri-n2n bench`` (and ``python -m mri_n2n.bench``): ``{speed,quality,reconstruct} [--quick]
+[--results DIR]``, writing ``<results>/<name>.json`` and ``.md``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..bench import machine_info, markdown_table, write_results
+from ..bench.images import bench_image_quality, image_quality_markdown
+from ..bench.quality import bench_mri_quality, mri_quality_markdown
+from ..bench.reconstruct import bench_reconstruct
+from ..bench.speed import bench_speed
+from .common import fail, register
+
+__all__ = ["build_parser", "run", "main"]
+
+
+def _speed(args) -> int:
+    res = bench_speed(quick=args.quick, device=args.device, out=f"{args.results}/speed_run")
+    res["machine"] = machine_info(res["device"])
+    row = {
+        "model": f"{res['model']} (base {res['base']}, depth {res['depth']})",
+        "size": res["size"],
+        "batch": res["batch_size"],
+        "N2N step (slices/s)": res["pipeline_slices_per_s"],
+        "bare U-Net step (slices/s)": res["bare_slices_per_s"],
+        "overhead": f"{res['overhead'] * 100:.1f} %",
+        "inference 256² (slices/s)": res["inference_slices_per_s"],
+    }
+    md = markdown_table([row], list(row))
+    md += (
+        "\n\nOverhead = bare / pipeline - 1: the cost of data, masks, FFTs, zero-filling and data "
+        "consistency over the bare network step (target: at most 10 %)."
+    )
+    name = "speed_quick" if args.quick else "speed"
+    write_results(args.results, name, res, md)
+    print(md)
+    return 0
+
+
+def _quality(args) -> int:
+    if args.noise and args.only != "images":
+        raise ValueError("--noise selects photographic noises: use it with --only images")
+    name = (
+        "quality"
+        + (f"_{args.only}" if args.only else "")
+        + "".join(f"_{n}" for n in args.noise or ())
+        + (f"_seed{args.seed}" if args.seed else "")
+        + ("_quick" if args.quick else "")
+    )
+    res: dict = {"machine": machine_info(args.device if args.device != "auto" else "cpu")}
+    parts = []
+    if args.only in (None, "mri"):
+        res["mri"] = bench_mri_quality(
+            quick=args.quick, out_dir=args.results, device=args.device, steps=args.steps, seed=args.seed
+        )
+        parts.append("## MRI\n\n" + mri_quality_markdown(res["mri"]))
+    if args.only in (None, "images"):
+        res["images"] = bench_image_quality(
+            quick=args.quick,
+            out_dir=args.results,
+            device=args.device,
+            steps=args.steps,
+            noises=args.noise,
+            seed=args.seed,
+        )
+        parts.append("## Photographs\n\n" + image_quality_markdown(res["images"]))
+    md = "\n\n".join(parts)
+    write_results(args.results, name, res, md)
+    print(md)
+    return 0
+
+
+def _reconstruct(args) -> int:
+    slices = 16 if args.quick else 64
+    res = bench_reconstruct(args.checkpoint, size=256, slices=slices, device=args.device)
+    res["machine"] = machine_info(res["device"])
+    row = {
+        "volume": "x".join(str(v) for v in res["shape"]),
+        "batch": res["batch_size"],
+        "device": res["device"],
+        "threads": res["threads"],
+        "slices/s": res["slices_per_s"],
+        "checkpoint": res["checkpoint"],
+    }
+    md = markdown_table([row], list(row))
+    md += (
+        "\n\nOne k-space volume through `Reconstructor.kspace`: zero-filling, normalisation, the "
+        "network, data consistency and the magnitude, after one warm-up batch."
+    )
+    write_results(args.results, "reconstruct_quick" if args.quick else "reconstruct", res, md)
+    print(md)
+    return 0
+
+
+def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
+    """The ``bench`` parser: standalone, or registered as ``mri-n2n bench``."""
+    p = register(subparsers, "bench", "speed and quality benchmarks", "Speed and quality benchmarks.")
+    sub = p.add_subparsers(dest="which", required=True, metavar="{speed,quality,reconstruct}")
+    for name, help_ in (
+        ("speed", "training-step and inference throughput"),
+        ("quality", "the paper's tables"),
+        ("reconstruct", "volume reconstruction throughput (slices/s, 256x256 k-space)"),
+    ):
+        s = sub.add_parser(name, help=help_)
+        s.add_argument(
+            "--quick", action="store_true", help="small budget (quality: within 10 min on 2 cores)"
+        )
+        s.add_argument("--device", default="auto", help="auto, cpu or cuda")
+        s.add_argument("--results", default="results", help="folder for JSON and Markdown results")
+        if name == "quality":
+            s.add_argument("--only", choices=("mri", "images"), help="run one part only")
+            s.add_argument(
+                "--steps",
+                type=int,
+                help="training steps of every run (default: the mode's budget), e.g. more on a GPU",
+            )
+            s.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+            s.add_argument(
+                "--noise",
+                nargs="+",
+                metavar="NAME",
+                help="with --only images: run these noises only (gaussian poisson bernoulli text impulse)",
+            )
+        if name == "reconstruct":
+            s.add_argument(
+                "--checkpoint",
+                help="MRI checkpoint (default: runs/mni152 or runs/latest best.pt, else an untrained "
+                "CPU-preset model, which has the same speed)",
+            )
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark ``args.which``; 0 on success, 2 on a bad option or input."""
+    bench = {"speed": _speed, "quality": _quality, "reconstruct": _reconstruct}[args.which]
+    try:
+        return bench(args)
+    except (ValueError, OSError) as e:  # bad --device, --checkpoint, data: one line, no traceback
+        return fail(e, 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mri_n2n.bench``: run a benchmark and write ``<results>/<name>.json`` and ``.md``."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2, one line already printed)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    return run(args)

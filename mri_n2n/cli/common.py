@@ -1,0 +1,33 @@
+"""What every command shares: an argument parser whose errors are one line, and the way a
+failure is reported (one ``error:`` line on stderr and an exit status, never a traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import one_line
+
+__all__ = ["OneLineParser", "fail", "one_line", "register"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``error: ...``) and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def fail(message: str | BaseException, code: int = 1) -> int:
+    """Print ``error: <message>`` on one line to stderr and return ``code``."""
+    text = one_line(message) if isinstance(message, BaseException) else " ".join(str(message).split())
+    print(f"error: {text}", file=sys.stderr)
+    return code
+
+
+def register(subparsers: argparse._SubParsersAction, name: str, help: str, description: str) -> OneLineParser:  # noqa: A002
+    """Add the subcommand ``name`` to ``mri-n2n`` (or make the parser of ``python -m`` when
+    ``subparsers`` is ``None``)."""
+    if subparsers is None:
+        return OneLineParser(prog=f"python -m mri_n2n.{name.replace('-', '_')}", description=description)
+    return subparsers.add_parser(name, help=help, description=description)

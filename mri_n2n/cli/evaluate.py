@@ -1,0 +1,72 @@
+"""``mri-n2n evaluate`` (and ``python -m mri_n2n.evaluate``): zero-filling, CS-TV and checkpoints
+on the same validation slices and masks (see :mod:`mri_n2n.evaluation`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..checkpoint import CheckpointError
+from ..evaluation import evaluate_mri, evaluation_markdown, write_evaluation
+from .common import fail, register
+
+__all__ = ["build_parser", "run", "main"]
+
+
+def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
+    """The ``evaluate`` parser: standalone, or registered as ``mri-n2n evaluate``."""
+    p = register(
+        subparsers,
+        "evaluate",
+        "compare checkpoints, zero-filling and CS-TV on the validation slices",
+        "Compare MRI reconstructions (zero-filled, CS-TV, checkpoints) on the same validation "
+        "slices and masks, in the paper's and fastMRI's metric conventions.",
+    )
+    p.add_argument("--checkpoint", required=True, help="MRI checkpoint (e.g. runs/n2n/checkpoints/best.pt)")
+    p.add_argument("--compare", nargs="*", default=[], help="more checkpoints to compare (e.g. an N2C run)")
+    p.add_argument("--dataset", help="override the checkpoint's dataset")
+    p.add_argument("--data-dir", help="override the checkpoint's data folder")
+    p.add_argument("--size", type=int, help="override the slice size")
+    p.add_argument("--limit", type=int, help="evaluate at most this many validation slices")
+    p.add_argument("--no-cs", action="store_true", help="skip the CS-TV baseline")
+    p.add_argument("--tv-lam", type=float, help="CS-TV weight (default: the tuned value)")
+    p.add_argument("--tv-iters", type=int, default=100, help="CS-TV iterations (default 100)")
+    p.add_argument("--batch-size", type=int, default=8, help="slices per batch (default 8)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--no-figures", action="store_true", help="skip figures/comparison.png and psnr_hist.png")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    p.add_argument("--out", required=True, help="output folder (metrics.md, metrics.csv, summary.json)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(a: argparse.Namespace) -> int:
+    """Evaluate as ``a`` says: 0 on success, 1 on an error."""
+    try:
+        res = evaluate_mri(
+            [a.checkpoint, *a.compare],
+            dataset=a.dataset,
+            data_dir=a.data_dir,
+            size=a.size,
+            cs_tv=not a.no_cs,
+            tv_lam=a.tv_lam,
+            tv_iters=a.tv_iters,
+            limit=a.limit,
+            batch_size=a.batch_size,
+            device=a.device,
+            progress=not a.quiet,
+        )
+        write_evaluation(res, a.out, figures=not a.no_figures)
+    except (CheckpointError, ValueError, OSError, ImportError) as e:
+        return fail(e, 1)
+    if not a.quiet:
+        print(evaluation_markdown(res))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mri_n2n.evaluate --checkpoint CKPT [--compare CKPT2 ...] --out DIR``."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2, one line already printed)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    return run(args)

@@ -1,0 +1,116 @@
+"""``mri-n2n reconstruct`` (and ``python -m mri_n2n.reconstruct``): batch reconstruction of
+k-space files and retrospective studies of image volumes; the README's "Reconstruction" section
+is the manual."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..checkpoint import CheckpointError
+from ..errors import one_line
+from ..reconstruction import Reconstructor
+from ..reconstruction.batch import check_out, run_batch
+from .common import fail, register
+
+__all__ = ["build_parser", "run", "main"]
+
+
+def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
+    """The ``reconstruct`` parser: standalone, or registered as ``mri-n2n reconstruct``."""
+    p = register(
+        subparsers,
+        "reconstruct",
+        "reconstruct k-space files, or run retrospective studies on NIfTI/DICOM volumes",
+        "Reconstruct undersampled k-space (fastMRI HDF5, .npy/.npz) with a trained mri_n2n MRI "
+        "checkpoint, or run a retrospective study on image volumes (NIfTI, DICOM) with --simulate.",
+    )
+    p.add_argument("--checkpoint", required=True, help="an MRI checkpoint (.pt) written by the trainer")
+    p.add_argument(
+        "inputs", nargs="+", help="files and folders (walked): .nii(.gz), DICOM, .h5/.hdf5, .npy, .npz"
+    )
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument(
+        "--format",
+        choices=("same", "nifti", "dicom"),
+        default="same",
+        help="output format: same (DICOM for DICOM inputs, NIfTI otherwise), nifti or dicom",
+    )
+    p.add_argument(
+        "--simulate",
+        type=float,
+        metavar="DENSITY",
+        help="retrospective study: undersample each slice at this mean density (e.g. 0.1) and report metrics",
+    )
+    p.add_argument("--seed", type=int, default=None, help="mask seed of --simulate (default 0)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=8, help="slices per network call (default 8)")
+    p.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=None, help="autocast on CUDA (default on)"
+    )
+    p.add_argument("--figures", action="store_true", help="write figures/<output>.png per volume")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing outputs; allow --out inside an input folder",
+    )
+    p.add_argument("--quiet", action="store_true", help="print errors and the summary only")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Reconstruct as ``args`` say: 0 all done, 1 some failed, 2 bad arguments, 130 interrupted."""
+    if args.batch_size < 1:
+        return fail(f"--batch-size must be at least 1, got {args.batch_size}", 2)
+    if args.seed is not None and args.simulate is None:
+        return fail("--seed only applies to --simulate", 2)
+    if args.simulate is not None and not (0.0 < args.simulate <= 1.0):
+        return fail(f"--simulate DENSITY must lie in (0, 1], got {args.simulate:g}", 2)
+    out = Path(args.out)
+    why = check_out(out, args.inputs, args.force)
+    if why:
+        return fail(why, 2)
+    try:
+        rec = Reconstructor.from_checkpoint(
+            args.checkpoint, device=args.device, amp=args.amp, batch_size=args.batch_size
+        )
+    except CheckpointError as e:
+        hint = (
+            " (reconstruct takes MRI checkpoints; use mri-n2n denoise for photos)"
+            if "'image'" in str(e)
+            else ""
+        )
+        return fail(f"--checkpoint: {one_line(e)}{hint}", 2)
+    except ValueError as e:
+        return fail(one_line(e), 2)
+    if args.simulate is not None:
+        try:
+            rec.corruption((256, 256), args.simulate)
+        except ValueError as e:
+            return fail(f"--simulate {args.simulate:g}: {one_line(e)}", 2)
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return fail(f"--out {out}: cannot create the folder ({one_line(e)})", 2)
+    try:
+        res = run_batch(rec, args)
+    except OSError as e:
+        return fail(e, 1)
+    if not args.quiet:
+        done = len(res.rows) - res.failures
+        print(f"{done} reconstructed, {res.failures} failed; report: {out / 'report.csv'}", flush=True)
+    if res.interrupted:
+        return 130
+    return 1 if res.failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mri_n2n.reconstruct``: 0 all inputs done, 1 some failed, 2 bad arguments."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    return run(args)

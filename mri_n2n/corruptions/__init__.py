@@ -1,0 +1,45 @@
+"""Corruptions: how a clean or measured sample becomes a training pair.
+
+- :mod:`~mri_n2n.corruptions.base` -- :class:`Corruption` and :class:`Pair`, the interface.
+- :mod:`~mri_n2n.corruptions.mri` -- :class:`MRIUndersampling`, the paper's k-space undersampling.
+- :mod:`~mri_n2n.corruptions.noise` -- the photographic noises (:data:`NOISES`,
+  :func:`make_corruption`, :func:`default_loss`).
+- :mod:`~mri_n2n.corruptions.text` -- the text-overlay renderer.
+"""
+
+from ..seeding import seeded_generator
+from .base import TARGETS, Corruption, Pair
+from .mri import MRIUndersampling, random_shift
+from .noise import (
+    NOISES,
+    BernoulliNoise,
+    GaussianNoise,
+    ImageCorruption,
+    ImpulseNoise,
+    MonteCarloPairs,
+    NoisyPairs,
+    PoissonNoise,
+    TextOverlay,
+    default_loss,
+    make_corruption,
+)
+
+__all__ = [
+    "TARGETS",
+    "Corruption",
+    "Pair",
+    "seeded_generator",
+    "MRIUndersampling",
+    "random_shift",
+    "NOISES",
+    "make_corruption",
+    "default_loss",
+    "ImageCorruption",
+    "GaussianNoise",
+    "PoissonNoise",
+    "BernoulliNoise",
+    "TextOverlay",
+    "ImpulseNoise",
+    "NoisyPairs",
+    "MonteCarloPairs",
+]

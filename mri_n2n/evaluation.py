@@ -1,0 +1,284 @@
+"""Compare MRI reconstructions on the validation slices (the library of ``mri-n2n evaluate``).
+
+Methods: zero-filled (density compensated, the network's input), the compressed-sensing
+baseline (CS-TV, :mod:`mri_n2n.baselines`) and every checkpoint given, all on the *same*
+fixed masks (seeded from each slice's identity, as validation during training).
+
+Two metric conventions are reported:
+
+- **paper** (Lehtinen et al.): per slice, outputs clipped to [0, 1], peak 1.0 (images are
+  normalised to a volume maximum of 1), PSNR and SSIM (7x7 uniform window) averaged over slices;
+  NMSE per slice.
+- **fastMRI**: per volume (slices grouped by source volume), ``data_range`` = the reference
+  volume's maximum, no clipping; PSNR, SSIM and NMSE over the volume, averaged over volumes.
+
+Outputs in ``--out``: ``metrics.md``, ``metrics.csv`` (per slice), ``summary.json`` (means and
+standard deviations), ``figures/comparison.png`` and ``figures/psnr_hist.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .baselines import DEFAULT_TV_LAM, tv_reconstruct
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .config import Config, parse_slices
+from .corruptions import MRIUndersampling
+from .data import build_mri_datasets
+from .devices import resolve_device
+from .io import atomic_write_json, atomic_write_text
+from .metrics import nmse, psnr, ssim, volume_metrics
+from .plots import comparison_grid, provenance_view, psnr_histogram
+
+__all__ = ["evaluate_mri", "write_evaluation", "evaluation_markdown"]
+
+METRICS = ("psnr", "ssim", "nmse")
+
+
+def _method_name(path: Path, ckpt: dict[str, Any], taken: set[str]) -> str:
+    cfg = ckpt.get("config", {})
+    base = {"noisy": "N2N", "clean": "N2C"}.get(cfg.get("target"), "model")
+    name = base if base not in taken else f"{base} ({path.parent.parent.name or path.stem})"
+    while name in taken:
+        name += "'"
+    return name
+
+
+def evaluate_mri(
+    checkpoints: Sequence[str | Path],
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    size: int | None = None,
+    cs_tv: bool = True,
+    tv_lam: float | None = None,
+    tv_iters: int = 100,
+    limit: int | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate zero-filling, CS-TV and checkpoints on the same validation slices and masks.
+
+    The data set, slice size and sampling density come from the first checkpoint's config
+    unless overridden. Returns a dict with ``methods`` (names in order), ``per_slice``
+    (a list of rows: slice identity, source volume, and ``<method>/<metric>`` values),
+    ``summary`` (per method: mean and std of each metric in both conventions), and
+    ``examples`` (the first slice's images per method, as numpy arrays in array order, for
+    figures) with ``example_provenance`` (that slice's dataset provenance: its volume's ``affine``
+    and ``axis`` orient the figure, :func:`mri_n2n.plots.provenance_view`).
+    """
+    if not checkpoints:
+        raise ValueError("give at least one --checkpoint")
+    dev = resolve_device(device)
+    ckpts = [(Path(p), load_checkpoint(p, task="mri", map_location="cpu")) for p in checkpoints]
+    cfg = Config.from_dict(ckpts[0][1]["config"], where=f"{ckpts[0][0]}: config")
+    cfg = cfg.replace(
+        dataset=dataset or cfg.dataset, data_dir=data_dir or cfg.data_dir, size=size or cfg.size
+    )
+    complex_data = cfg.complex
+    _, valid = build_mri_datasets(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        size=cfg.size,
+        slices=parse_slices(cfg.slices),
+        axis=cfg.axis,
+        normalize=cfg.normalize,
+        complex_kspace=complex_data,
+        seed=0,
+    )
+    corruption = MRIUndersampling.from_config(cfg, (cfg.size, cfg.size))
+    taken: set[str] = {"zero-filled", "CS-TV"}
+    models: list[tuple[str, torch.nn.Module]] = []
+    for path, ck in ckpts:
+        name = _method_name(path, ck, taken)
+        taken.add(name)
+        models.append((name, model_from_checkpoint(ck, device=dev)))
+    methods = ["zero-filled"] + (["CS-TV"] if cs_tv else []) + [n for n, _ in models]
+    lam = DEFAULT_TV_LAM if tv_lam is None else tv_lam
+
+    n = len(valid) if limit is None else min(limit, len(valid))
+    rows: list[dict[str, Any]] = []
+    vol_store: dict[str, dict[str, list[np.ndarray]]] = {}
+    examples: dict[str, np.ndarray] = {}
+    example_prov: dict[str, Any] = {}
+    seconds = dict.fromkeys(methods, 0.0)
+    bar = tqdm(total=n, desc="evaluate", unit="slice", disable=not progress)
+    for start in range(0, n, batch_size):
+        idx = list(range(start, min(start + batch_size, n)))
+        items = [valid[i] for i in idx]
+        clean = torch.stack([it[0] for it in items]).to(dev).float()
+        seeds = torch.tensor([it[1] for it in items])
+        pair = corruption.validation_pair(clean, seeds)
+        outs: dict[str, torch.Tensor] = {"zero-filled": pair.input}
+        if cs_tv:
+            t0 = time.perf_counter()
+            outs["CS-TV"] = tv_reconstruct(
+                pair.context["kspace"], pair.context["mask"], lam=lam, iters=tv_iters, real=not complex_data
+            )
+            if complex_data:
+                z = outs["CS-TV"]
+                outs["CS-TV"] = torch.cat([z.real, z.imag], dim=1)
+            seconds["CS-TV"] += time.perf_counter() - t0
+        for name, model in models:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                outs[name] = corruption.project(model(pair.input), pair.context)
+            seconds[name] += time.perf_counter() - t0
+        ref = _magnitude(pair.target)
+        mags = {k: _magnitude(v) for k, v in outs.items()}
+        per = {
+            k: {
+                "psnr": psnr(v.clamp(0, 1), ref, data_range=1.0, reduction="none"),
+                "ssim": ssim(v.clamp(0, 1), ref, data_range=1.0, reduction="none"),
+                "nmse": nmse(v, ref, reduction="none"),
+            }
+            for k, v in mags.items()
+        }
+        for j, i in enumerate(idx):
+            prov = valid.provenance(i) if hasattr(valid, "provenance") else {}
+            source = str(prov.get("source", prov.get("file", "volume")))
+            row: dict[str, Any] = {
+                "index": i,
+                "ident": int(seeds[j]),
+                "source": source,
+                "slice": prov.get("slice"),
+            }
+            for k in methods:
+                for m in METRICS:
+                    row[f"{k}/{m}"] = float(per[k][m][j])
+            rows.append(row)
+            store = vol_store.setdefault(source, {k: [] for k in ["reference", *methods]})
+            store["reference"].append(ref[j, 0].cpu().numpy())
+            for k in methods:
+                store[k].append(mags[k][j, 0].cpu().numpy())
+        if not examples:
+            examples = {"reference": ref[0, 0].cpu().numpy(), "mask": pair.context["mask"][0].cpu().numpy()}
+            examples.update({k: mags[k][0, 0].cpu().numpy() for k in methods})
+            example_prov = valid.provenance(idx[0]) if hasattr(valid, "provenance") else {}
+        bar.update(len(idx))
+    bar.close()
+
+    summary: dict[str, Any] = {}
+    vol_metrics = _volume_metrics(vol_store, methods)
+    for k in methods:
+        s: dict[str, Any] = {}
+        for m in METRICS:
+            vals = [r[f"{k}/{m}"] for r in rows]
+            s[f"{m}_mean"] = statistics.fmean(vals)
+            s[f"{m}_std"] = statistics.pstdev(vals) if len(vals) > 1 else 0.0
+            vv = [v[m] for v in vol_metrics[k]]
+            s[f"fastmri_{m}_mean"] = statistics.fmean(vv)
+            s[f"fastmri_{m}_std"] = statistics.pstdev(vv) if len(vv) > 1 else 0.0
+        s["seconds_per_slice"] = seconds[k] / max(n, 1) if k in seconds and k != "zero-filled" else None
+        summary[k] = s
+    return {
+        "methods": methods,
+        "per_slice": rows,
+        "summary": summary,
+        "examples": examples,
+        "example_provenance": example_prov,
+        "settings": {
+            "dataset": cfg.dataset,
+            "size": cfg.size,
+            "density": cfg.density,
+            "fraction": cfg.fraction,
+            "slices": n,
+            "volumes": len(vol_store),
+            "tv_lam": lam if cs_tv else None,
+            "tv_iters": tv_iters if cs_tv else None,
+            "checkpoints": [str(p) for p, _ in ckpts],
+            "device": str(dev),
+        },
+    }
+
+
+def _magnitude(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] == 2:
+        return torch.sqrt(x[:, :1] ** 2 + x[:, 1:] ** 2)
+    return x.float()
+
+
+def _volume_metrics(
+    store: dict[str, dict[str, list[np.ndarray]]], methods: list[str]
+) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {k: [] for k in methods}
+    for vols in store.values():
+        ref = torch.from_numpy(np.stack(vols["reference"]))
+        for k in methods:
+            rec = torch.from_numpy(np.stack(vols[k]))
+            vm = volume_metrics(rec, ref)
+            out[k].append({m: float(vm[m]) for m in METRICS})
+    return out
+
+
+def evaluation_markdown(result: dict[str, Any]) -> str:
+    """The results table (both conventions) as Markdown."""
+    st = result["settings"]
+    lines = [
+        f"Validation: {st['slices']} slices ({st['volumes']} volumes) of `{st['dataset']}` at "
+        f"{st['size']}x{st['size']}, `{st['density']}` density, {st['fraction'] * 100:.0f} % sampling, "
+        "fixed masks seeded per slice.",
+        "",
+        "| method | PSNR (dB) | SSIM | NMSE | fastMRI PSNR | fastMRI SSIM | fastMRI NMSE | s/slice |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for k in result["methods"]:
+        s = result["summary"][k]
+        sec = s.get("seconds_per_slice")
+        lines.append(
+            f"| {k} | {s['psnr_mean']:.2f} ± {s['psnr_std']:.2f} "
+            f"| {s['ssim_mean']:.4f} ± {s['ssim_std']:.4f} "
+            f"| {s['nmse_mean']:.4f} ± {s['nmse_std']:.4f} | {s['fastmri_psnr_mean']:.2f} "
+            f"| {s['fastmri_ssim_mean']:.4f} | {s['fastmri_nmse_mean']:.4f} "
+            f"| {'' if sec is None else f'{sec:.4f}'} |"
+        )
+    lines += [
+        "",
+        "Paper convention: per slice, output clipped to [0, 1], peak 1.0, mean ± std over slices. "
+        "fastMRI convention: per volume, data range = reference volume maximum, mean over volumes.",
+    ]
+    return "\n".join(lines)
+
+
+def write_evaluation(result: dict[str, Any], out: str | Path, *, figures: bool = True) -> None:
+    """Write metrics.md, metrics.csv, summary.json and the figures into ``out`` (atomically)."""
+    out = Path(out)
+    atomic_write_text(out / "metrics.md", evaluation_markdown(result) + "\n")
+    buf = io.StringIO()
+    if result["per_slice"]:
+        w = csv.DictWriter(buf, fieldnames=list(result["per_slice"][0]))
+        w.writeheader()
+        w.writerows(result["per_slice"])
+    atomic_write_text(out / "metrics.csv", buf.getvalue())
+    atomic_write_json(
+        out / "summary.json",
+        {"methods": result["methods"], "summary": result["summary"], "settings": result["settings"]},
+    )
+    if figures:
+        # volume slices in the radiological convention (the examples stay in array order)
+        prov = result.get("example_provenance")
+        ex = {k: provenance_view(v, prov) for k, v in result["examples"].items()}
+        ref = ex["reference"]
+        psnrs = {k: result["per_slice"][0][f"{k}/psnr"] for k in result["methods"]}
+        comparison_grid(
+            out / "figures" / "comparison.png",
+            reference=ref,
+            methods={k: ex[k] for k in result["methods"]},
+            psnrs=psnrs,
+            mask=ex.get("mask"),
+        )
+        psnr_histogram(
+            out / "figures" / "psnr_hist.png",
+            {k: [r[f"{k}/psnr"] for r in result["per_slice"]] for k in result["methods"]},
+        )

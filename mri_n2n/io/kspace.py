@@ -1,0 +1,361 @@
+"""k-space files: fastMRI-style HDF5 (``.h5``/``.hdf5``), NumPy ``.npy`` (with a ``_mask.npy``
+sidecar) and ``.npz``.
+
+fastMRI single-coil layout: dataset ``kspace`` complex ``(slices, ky, kx)`` (a single 2-D
+slice is accepted) with DC at ``(ky // 2, kx // 2)`` (so :func:`mri_n2n.fft.ifft2c` gives the
+image); optional ``mask`` (dataset or attribute; fastMRI: 1-D over ``kx``); optional
+``reconstruction_esc``/``reconstruction_rss`` references, attribute ``max``, and an
+``ismrmrd_header`` (voxel sizes). Every failure raises :class:`~mri_n2n.io.base.VolumeError`
+naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .base import VolumeError
+
+__all__ = [
+    "KSPACE_SUFFIXES",
+    "HDF5_SUFFIXES",
+    "as_kspace",
+    "as_complex",
+    "expand_mask",
+    "read_kspace_h5",
+    "read_kspace_reference",
+    "read_kspace_input",
+    "KSpaceInput",
+    "kspace_affine",
+    "find_kspace_files",
+    "open_h5",
+]
+
+#: File endings read as k-space (``reconstruct`` inputs).
+KSPACE_SUFFIXES = (".h5", ".hdf5", ".npy", ".npz")
+#: The HDF5 subset: the files ``--dataset kspace`` trains on.
+HDF5_SUFFIXES = (".h5", ".hdf5")
+MASK_SIDECAR = "_mask.npy"
+
+
+def _py(value: Any) -> Any:
+    """HDF5 attribute -> plain Python value."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return [_py(v) for v in value.tolist()] if value.dtype.kind in "SO" else value.tolist()
+    return value
+
+
+def as_complex(arr: np.ndarray, where: str) -> np.ndarray:
+    """complex64 k-space from a complex array, a compound ``(real, imag)`` array or a float
+    array with a trailing ``(real, imag)`` axis; raises :class:`VolumeError` otherwise."""
+    a = np.asarray(arr)
+    if np.iscomplexobj(a):
+        return a.astype(np.complex64, copy=False)
+    if a.dtype.names and len(a.dtype.names) == 2:  # compound (real, imag)
+        re_, im_ = a.dtype.names
+        return (a[re_] + 1j * a[im_]).astype(np.complex64)
+    if a.ndim >= 3 and a.shape[-1] == 2 and a.dtype.kind == "f":  # trailing (real, imag)
+        return (a[..., 0] + 1j * a[..., 1]).astype(np.complex64)
+    raise VolumeError(
+        f"{where}: k-space must be complex (slices, ky, kx) or (ky, kx); got a "
+        f"{a.dtype} array of shape {tuple(a.shape)}"
+    )
+
+
+def as_kspace(arr: np.ndarray, where: str) -> np.ndarray:
+    """Validate and convert to a contiguous complex64 volume ``(S, H, W)`` (2-D: one slice)."""
+    a = as_complex(arr, where)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise VolumeError(
+            f"{where}: k-space must be 2-D (ky, kx) or 3-D (slices, ky, kx), got shape {tuple(a.shape)}"
+        )
+    if a.size == 0 or min(a.shape) < 1:
+        raise VolumeError(f"{where}: empty k-space (shape {tuple(a.shape)})")
+    if a.shape[1] < 2 or a.shape[2] < 2:
+        raise VolumeError(f"{where}: k-space slices of shape {a.shape[1:]} are too small")
+    a = np.ascontiguousarray(a, dtype=np.complex64)
+    if not np.isfinite(a).all():
+        raise VolumeError(f"{where}: k-space contains NaN or infinite values")
+    return a
+
+
+def expand_mask(mask: Any, shape: tuple[int, int, int], where: str) -> np.ndarray:
+    """A bool mask broadcast (as a view) to ``(S, H, W)``: 1-D masks run over ``kx``."""
+    m = np.asarray(mask)
+    if m.dtype == object or m.dtype.kind not in "biuf":
+        raise VolumeError(f"{where}: the mask must be numeric, got dtype {m.dtype}")
+    m = m > 0
+    s, h, w = shape
+    if m.ndim == 1:
+        if m.shape[0] != w:
+            raise VolumeError(
+                f"{where}: a 1-D mask must have one entry per kx column ({w}), got {m.shape[0]}"
+            )
+        m = m[None, None, :]
+    elif m.ndim == 2:
+        if m.shape != (h, w):
+            raise VolumeError(
+                f"{where}: a 2-D mask must have shape (ky, kx) = {(h, w)}, got {m.shape}"
+            )
+        m = m[None]
+    elif m.ndim != 3:
+        raise VolumeError(f"{where}: mask of shape {m.shape} does not match k-space {shape}")
+    try:
+        out = np.broadcast_to(m, shape)
+    except ValueError:
+        raise VolumeError(
+            f"{where}: mask of shape {m.shape} does not match k-space {shape}"
+        ) from None
+    if not out.any():
+        raise VolumeError(f"{where}: the mask samples nothing")
+    return out
+
+
+def open_h5(path: str | os.PathLike) -> Any:
+    p = Path(path)
+    if not p.exists():
+        raise VolumeError(f"{p}: file not found")
+    try:
+        return h5py.File(p, "r")
+    except Exception as exc:
+        raise VolumeError(f"{p}: not a readable HDF5 file ({type(exc).__name__}: {exc})") from None
+
+
+def _check_layout(f: Any, where: str) -> Any:
+    if "kspace" not in f:
+        raise VolumeError(f"{where}: no 'kspace' dataset (have: {', '.join(sorted(f.keys())) or 'nothing'})")
+    d = f["kspace"]
+    shape = d.shape
+    ndim = len(shape) - (1 if (d.dtype.kind == "f" and shape and shape[-1] == 2) else 0)
+    if ndim == 4:
+        raise VolumeError(
+            f"{where}: multi-coil k-space {tuple(shape)} is not supported (expected single-coil "
+            "(slices, ky, kx))"
+        )
+    if ndim not in (2, 3):
+        raise VolumeError(f"{where}: 'kspace' has shape {tuple(shape)}; expected (slices, ky, kx)")
+    return d
+
+
+def read_kspace_h5(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Read a fastMRI-style single-coil file.
+
+    Returns:
+        ``(kspace, mask, attrs)``: complex64 ``(slices, ky, kx)``; the ``mask`` dataset as a
+        float32 array (as stored, e.g. ``(kx,)``) or ``None``; the file attributes as Python
+        values.
+
+    Raises:
+        VolumeError: missing/unreadable file, no ``kspace`` dataset, multi-coil or non-complex
+            data, truncated data, non-finite values.
+    """
+    where = str(path)
+    with open_h5(path) as f:
+        d = _check_layout(f, where)
+        try:
+            k = as_complex(np.asarray(d[...]), where)
+            mask = np.asarray(f["mask"][...], dtype=np.float32) if "mask" in f else None
+            attrs = {str(key): _py(v) for key, v in f.attrs.items()}
+        except VolumeError:
+            raise
+        except Exception as exc:
+            raise VolumeError(
+                f"{where}: cannot read k-space (truncated file?) ({type(exc).__name__}: {exc})"
+            ) from None
+    if k.ndim == 2:
+        k = k[None]
+    if not np.isfinite(k).all():
+        raise VolumeError(f"{where}: k-space contains NaN or infinite values")
+    return k, mask, attrs
+
+
+def read_kspace_reference(path: str | os.PathLike, name: str | None = None) -> np.ndarray | None:
+    """The reference image: dataset ``name``, else ``reconstruction_esc``/``_rss``; None if absent."""
+    where = str(path)
+    with open_h5(path) as f:
+        names = [name] if name else ["reconstruction_esc", "reconstruction_rss"]
+        for n in names:
+            if n in f:
+                return np.asarray(f[n][...], dtype=np.float32)
+    if name:
+        raise VolumeError(f"{where}: no dataset {name!r}")
+    return None
+
+
+def find_kspace_files(folder: str | os.PathLike) -> list[Path]:
+    """``.h5``/``.hdf5`` files under ``folder`` (recursive, sorted; a single file is accepted)."""
+    p = Path(folder)
+    if p.is_file():
+        return [p]
+    out = []
+    for root, dirs, files in os.walk(p):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out += [
+            Path(root) / fn
+            for fn in sorted(files)
+            if not fn.startswith(".") and fn.lower().endswith(HDF5_SUFFIXES)
+        ]
+    return sorted(out)
+
+
+def kspace_affine(shape: tuple[int, int, int], voxel_size: Sequence[float] | None = None) -> np.ndarray:
+    """The affine of a reconstructed k-space volume laid out ``(ky, kx, slices)``.
+
+    Axis-aligned (RAS), voxel sizes ``voxel_size`` (default 1 mm), centred on the origin.
+    """
+    vs = np.ones(3) if voxel_size is None else np.asarray(list(voxel_size)[:3] + [1.0] * 3, float)[:3]
+    if not (np.isfinite(vs).all() and (vs > 0).all()):
+        vs = np.ones(3)
+    aff = np.diag([vs[0], vs[1], vs[2], 1.0])
+    aff[:3, 3] = -(np.asarray(shape, float) - 1) / 2 * vs
+    return aff
+
+
+def _ismrmrd_voxel_size(xml: Any, hw: tuple[int, int]) -> tuple[float, float, float] | None:
+    """Voxel sizes for image axes ``(ky, kx)`` and slices from an ISMRMRD XML header."""
+    if isinstance(xml, np.ndarray):
+        xml = xml.item() if xml.shape == () else bytes(xml.tobytes())
+    if isinstance(xml, bytes):
+        xml = xml.decode("utf-8", "replace")
+    try:
+        root = ET.fromstring(str(xml))
+    except ET.ParseError:
+        return None
+
+    def child(node: Any, name: str) -> Any:
+        for c in list(node) if node is not None else []:
+            if c.tag.rsplit("}", 1)[-1] == name:
+                return c
+        return None
+
+    def xyz(node: Any) -> tuple[float, float, float] | None:
+        try:
+            return tuple(float(child(node, a).text) for a in ("x", "y", "z"))  # type: ignore[return-value]
+        except (AttributeError, TypeError, ValueError):
+            return None
+
+    space = child(child(root, "encoding"), "encodedSpace")
+    matrix, fov = xyz(child(space, "matrixSize")), xyz(child(space, "fieldOfView_mm"))
+    if matrix is None or fov is None or min(matrix[:2]) <= 0:
+        return None
+    sx, sy, sz = fov[0] / matrix[0], fov[1] / matrix[1], fov[2] / max(matrix[2], 1.0)
+    if (int(matrix[0]), int(matrix[1])) == hw:
+        return sx, sy, sz
+    if (int(matrix[1]), int(matrix[0])) == hw:
+        return sy, sx, sz
+    return None
+
+
+@dataclass
+class KSpaceInput:
+    """A k-space file as read by :func:`read_kspace_input`.
+
+    Attributes:
+        kspace: complex64 ``(slices, ky, kx)``, DC at ``(ky // 2, kx // 2)``.
+        mask: bool mask broadcast to ``kspace.shape`` (a view), or ``None`` (use the non-zero
+            pattern of ``kspace``).
+        mask_source: ``"dataset"``, ``"attribute"``, ``"sidecar"``, ``"npz"`` or ``"nonzero"``.
+        voxel_size: ``(ky, kx, slice)`` mm when the file says, else ``None``.
+        path: the file.
+    """
+
+    kspace: np.ndarray
+    mask: np.ndarray | None
+    mask_source: str
+    voxel_size: tuple[float, float, float] | None
+    path: str
+
+    @property
+    def affine(self) -> np.ndarray:
+        """Affine of the reconstruction laid out ``(ky, kx, slices)`` (see :func:`kspace_affine`)."""
+        s, h, w = self.kspace.shape
+        return kspace_affine((h, w, s), self.voxel_size)
+
+    def fully_sampled(self) -> bool:
+        """True when the mask keeps everything, or (no mask) at least half of k-space is non-zero."""
+        if self.mask is not None:
+            return bool(self.mask.all())
+        return np.count_nonzero(self.kspace) >= 0.5 * self.kspace.size
+
+
+def _npy_load(path: Path) -> Any:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise VolumeError(f"{path}: holds pickled Python objects (refused)") from None
+        raise VolumeError(f"{path}: not a readable NumPy file ({e})") from None
+    except (OSError, EOFError) as e:
+        raise VolumeError(f"{path}: not a readable NumPy file ({type(e).__name__}: {e})") from None
+
+
+def read_kspace_input(path: str | os.PathLike) -> KSpaceInput:
+    """Read a k-space input (``.h5``/``.hdf5``, ``.npy`` with an optional ``_mask.npy`` sidecar,
+    or ``.npz`` with ``kspace`` and optional ``mask``/``voxel_size``); see the module docstring.
+
+    Raises:
+        VolumeError: unreadable file, missing ``kspace``, real or wrongly shaped data,
+            a mask that does not match, non-finite values (the message names the file).
+    """
+    p = Path(path)
+    where = str(p)
+    low = p.name.lower()
+    voxel: tuple[float, float, float] | None = None
+    if low.endswith((".h5", ".hdf5")):
+        k, mask, attrs = read_kspace_h5(p)
+        k = as_kspace(k, where)
+        source = "dataset"
+        if mask is None and attrs.get("mask") is not None:
+            mask, source = np.asarray(attrs["mask"]), "attribute"
+        header = None
+        with contextlib.suppress(Exception), h5py.File(p, "r") as f:
+            if "ismrmrd_header" in f:
+                header = f["ismrmrd_header"][()]
+        if header is not None:
+            voxel = _ismrmrd_voxel_size(header, k.shape[1:])
+        if voxel is None and attrs.get("voxel_size") is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                vs = [float(v) for v in np.ravel(attrs["voxel_size"])]
+                voxel = tuple((vs + [1.0, 1.0, 1.0])[:3])  # type: ignore[assignment]
+    elif low.endswith(".npz"):
+        data = _npy_load(p)
+        with data:
+            if "kspace" not in data.files:
+                raise VolumeError(
+                    f"{where}: no 'kspace' array (have: {', '.join(data.files) or 'nothing'})"
+                )
+            k = as_kspace(data["kspace"], where)
+            mask = data["mask"] if "mask" in data.files else None
+            if "voxel_size" in data.files:
+                vs = [float(v) for v in np.ravel(data["voxel_size"])]
+                voxel = tuple((vs + [1.0, 1.0, 1.0])[:3])  # type: ignore[assignment]
+        source = "npz"
+    elif low.endswith(".npy"):
+        arr = _npy_load(p)
+        if not isinstance(arr, np.ndarray):
+            raise VolumeError(f"{where}: not a single NumPy array")
+        k = as_kspace(arr, where)
+        side = p.with_name(p.name[: -len(".npy")] + MASK_SIDECAR)
+        mask = _npy_load(side) if side.is_file() else None
+        source = "sidecar"
+    else:
+        raise VolumeError(f"{where}: not a k-space file (expected {', '.join(KSPACE_SUFFIXES)})")
+    if mask is None:
+        return KSpaceInput(k, None, "nonzero", voxel, where)
+    return KSpaceInput(k, expand_mask(mask, k.shape, where), source, voxel, where)
+
+

@@ -1,0 +1,62 @@
+"""What a run trains: datasets, corruption, loss and network, built from a resolved config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..config import Config, parse_slices
+from ..corruptions import Corruption, MRIUndersampling, default_loss, make_corruption
+from ..data import build_mri_datasets
+from ..images import build_image_datasets
+from ..models import build_model
+
+__all__ = ["Experiment", "build_experiment", "build_model_for"]
+
+
+@dataclass
+class Experiment:
+    """What a run trains: data, corruption, loss, and the model's channel count."""
+
+    train_set: Dataset
+    valid_set: Dataset
+    corruption: Corruption
+    loss_name: str
+    channels: int
+
+
+def build_experiment(cfg: Config) -> Experiment:
+    """Datasets, corruption and loss for a resolved config."""
+    if cfg.task == "mri":
+        complex_data = bool(cfg.complex)
+        train_set, valid_set = build_mri_datasets(
+            cfg.dataset,
+            data_dir=cfg.data_dir,
+            size=cfg.size,
+            slices=parse_slices(cfg.slices),
+            axis=cfg.axis,
+            normalize=cfg.normalize,
+            complex_kspace=complex_data,
+            seed=0,  # the train/validation split must not change with the training seed
+        )
+        corruption = MRIUndersampling.from_config(cfg, (cfg.size, cfg.size))
+        return Experiment(train_set, valid_set, corruption, cfg.loss or "l2", 2 if complex_data else 1)
+    train_set, valid_set = build_image_datasets(
+        cfg.dataset, data_dir=cfg.data_dir, crop=cfg.size, noise=cfg.noise, seed=cfg.seed
+    )
+    corruption = make_corruption(cfg.noise, **cfg.noise_options)
+    channels = int(getattr(train_set, "channels", 3))
+    return Experiment(train_set, valid_set, corruption, cfg.loss or default_loss(cfg.noise), channels)
+
+
+def build_model_for(cfg: Config, channels: int) -> nn.Module:
+    """The network a config names, for ``channels`` in and out."""
+    if cfg.model == "unet_paper":
+        return build_model("unet_paper", in_channels=channels, out_channels=channels, width=cfg.width)
+    if cfg.model == "unet":
+        return build_model(
+            "unet", in_channels=channels, out_channels=channels, base=cfg.base, depth=cfg.depth
+        )
+    return build_model(cfg.model, in_channels=channels, out_channels=channels)

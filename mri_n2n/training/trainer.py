@@ -1,0 +1,577 @@
+"""The Noise2Noise trainer.
+
+One loop serves the MRI and the photographic experiments (see :mod:`mri_n2n.corruptions`)::
+
+    clean batch -> corruption.pair -> model -> corruption.project -> loss
+
+Paper settings: Adam (beta1 0.9, beta2 0.99, eps 1e-8), learning rate 1e-3 with a
+sigmoid ramp-up and a smooth cosine ramp-down; for MRI a fresh Hermitian Bernoulli mask
+per sample and call, density-compensated zero-filled input, data consistency inside the
+graph, L2 loss and random circular shifts.
+
+A run folder holds ``config.yaml``, ``metrics.csv``, ``checkpoints/{last,best}.pt``,
+``summary.json`` and ``figures/``. ``--resume`` continues bit-exactly on CPU: the data
+order, the corruption generator, the global RNG, the optimiser and the step are all
+restored from ``last.pt`` (written at every epoch end and when interrupted).
+
+Distributed: ``torchrun --nproc_per_node=N -m mri_n2n.train ...`` uses DDP (NCCL on GPU,
+gloo on CPU); every rank draws its own shard of each epoch and its own masks; only rank 0
+writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import Config, resolve_config, resume_config, save_yaml
+from ..devices import resolve_device
+from ..io import atomic_write_json, atomic_write_text
+from ..losses import get_loss
+from ..metrics import psnr, ssim
+from ..plots import image_panel, provenance_view, reconstruction_panel
+from ..seeding import seeded_generator
+from .experiment import build_experiment, build_model_for
+
+__all__ = ["TrainingError", "Trainer", "train", "resume", "learning_rate"]
+
+
+class TrainingError(RuntimeError):
+    """A run cannot go on (bad data, non-finite loss, ...); the message says why."""
+
+
+# --------------------------------------------------------------------------------------
+# distributed helpers
+# --------------------------------------------------------------------------------------
+
+
+def _dist_env() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _init_distributed(device: torch.device) -> tuple[int, int]:
+    rank, world = _dist_env()
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    return rank, world
+
+
+def _param_checksum(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for p in model.state_dict().values():
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------
+# the trainer
+# --------------------------------------------------------------------------------------
+
+_CSV_FIELDS = [
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "val_psnr_input",
+    "val_psnr",
+    "val_ssim_input",
+    "val_ssim",
+    "seconds",
+    "slices_per_s",
+]
+
+
+class Trainer:
+    """Trains one experiment described by a resolved :class:`Config`.
+
+    Use :func:`train` for the whole thing; the class exposes the pieces for notebooks
+    (``trainer.model``, ``trainer.validate()``, ``trainer.fit()``).
+    """
+
+    def __init__(self, cfg: Config, *, resume: bool = False) -> None:
+        """Set up a run from a resolved config (:func:`~mri_n2n.config.resolve_config`).
+
+        With ``resume`` the model, optimiser, step and RNG states come from
+        ``<cfg.out>/checkpoints/last.pt``; ``cfg`` must then be the run's config as
+        :func:`~mri_n2n.config.resume_config` gives it (see :func:`resume`).
+        """
+        self.device = resolve_device(cfg.device)
+        self.rank, self.world = _init_distributed(self.device)
+        self.is_main = self.rank == 0
+        self.out = Path(cfg.out)
+        self.ckpt_dir = self.out / "checkpoints"
+        ckpt = None
+        if resume:
+            last = self.ckpt_dir / "last.pt"
+            if not last.is_file():
+                raise TrainingError(f"--resume: no checkpoint at {last}")
+            ckpt = load_checkpoint(last, map_location="cpu")
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        cuda = self.device.type == "cuda"
+        self.amp = cuda if cfg.amp is None else (cfg.amp and cuda)
+        self.amp_dtype = torch.bfloat16 if (cuda and torch.cuda.is_bf16_supported()) else torch.float16
+        self.channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+
+        self.exp = build_experiment(cfg)
+        if len(self.exp.train_set) == 0:
+            raise TrainingError(f"dataset '{cfg.dataset}' has no training samples")
+        if len(self.exp.valid_set) == 0:
+            raise TrainingError(f"dataset '{cfg.dataset}' has no validation samples")
+        self.corruption = self.exp.corruption
+        self.loss_fn = get_loss(self.exp.loss_name)
+
+        torch.manual_seed(cfg.seed)
+        self.model = build_model_for(cfg, self.exp.channels).to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+
+        n = len(self.exp.train_set)
+        per_rank = n // self.world
+        self.batches_per_epoch = max(per_rank // cfg.batch_size, 1)
+        self.steps_per_epoch = cfg.steps_per_epoch or self.batches_per_epoch
+        if cfg.max_steps is not None:
+            self.total_steps = cfg.max_steps
+        elif cfg.epochs is not None:
+            self.total_steps = cfg.epochs * self.steps_per_epoch
+        else:
+            raise ValueError("give a training budget: --max-steps or --epochs")
+        self.step = 0
+        self.epoch = 0
+        self.best = -math.inf
+        self.history: list[dict[str, Any]] = []
+        self.gen = seeded_generator(cfg.seed * 1000 + 17 + self.rank, self.device)
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.net: nn.Module = self.model
+        if self.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if cuda else None
+            )
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+        self._tb = None
+
+    # -- state ------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "task": self.corruption.task,
+            "model_spec": self.model.spec,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "config": self.cfg.to_dict(),
+            "corruption": self.corruption.config(),
+            "optimizer": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "best_metric": self.best,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "corruption": self.gen.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            },
+            "history": self.history,
+        }
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = int(ckpt["step"])
+        self.epoch = int(ckpt["epoch"])
+        self.best = float(ckpt.get("best_metric", -math.inf))
+        self.history = list(ckpt.get("history", []))
+        rng = ckpt.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "corruption" in rng and self.world == 1:
+            self.gen.set_state(rng["corruption"].to(self.gen.get_state().device))
+        if rng.get("cuda") and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def save(self, name: str) -> None:
+        """Write ``checkpoints/<name>.pt`` atomically (rank 0 only)."""
+        if self.is_main:
+            save_checkpoint(self.ckpt_dir / f"{name}.pt", self._state())
+
+    # -- data -------------------------------------------------------------------------
+    def _epoch_batches(self, data_epoch: int) -> list[list[int]]:
+        """This rank's batches of one pass over the data: a permutation seeded by (seed, pass)."""
+        n = len(self.exp.train_set)
+        perm = torch.randperm(n, generator=seeded_generator(self.cfg.seed * 100_003 + data_epoch)).tolist()
+        mine = perm[self.rank :: self.world][: self.batches_per_epoch * self.cfg.batch_size]
+        bs = self.cfg.batch_size
+        return [mine[i : i + bs] for i in range(0, len(mine), bs)]
+
+    def _batches(self):
+        """Endless stream of training batches, starting at ``self.step`` (so resume is exact)."""
+        data_epoch, skip = divmod(self.step, self.batches_per_epoch)
+        while True:
+            batches = self._epoch_batches(data_epoch)[skip:]
+            skip = 0
+            loader = DataLoader(
+                self.exp.train_set,
+                batch_sampler=batches,
+                num_workers=self.cfg.num_workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=False,
+            )
+            yield from loader
+            data_epoch += 1
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True).float()
+        return x
+
+    def _forward(self, net: nn.Module, inp: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            inp = inp.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            out = net(inp)
+        return out.float()
+
+    # -- one step ---------------------------------------------------------------------
+    def train_step(self, clean: torch.Tensor) -> float:
+        """One optimisation step on a clean batch; returns the loss."""
+        lr = learning_rate(self.step, self.total_steps, self.cfg)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        clean = self._to_device(clean)
+        pair = self.corruption.pair(clean, generator=self.gen, target=self.cfg.target)
+        out = self.corruption.project(self._forward(self.net, pair.input), pair.context)
+        progress = self.step / max(self.total_steps, 1)
+        loss = self.loss_fn(out, pair.target, pair.context, progress)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"non-finite loss ({loss.item()}) at step {self.step}; stopping "
+                f"(the last good checkpoint is kept in {self.ckpt_dir}); try a lower --lr"
+            )
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.step += 1
+        return float(loss.detach())
+
+    # -- validation -------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, *, figure: str | os.PathLike | None = None) -> dict[str, float]:
+        """PSNR (peak 1.0) and SSIM of the input and of the projected output against the clean
+        reference, on fixed validation corruptions seeded from each sample's identity."""
+        self.model.eval()
+        vs = self.exp.valid_set
+        n = len(vs) if self.cfg.val_limit is None else min(len(vs), self.cfg.val_limit)
+        idx = list(range(n))
+        bs = self.cfg.val_batch_size or (1 if getattr(vs, "variable_size", False) else self.cfg.batch_size)
+        loader = DataLoader(torch.utils.data.Subset(vs, idx), batch_size=bs, num_workers=self.cfg.num_workers)
+        sums = {"val_psnr_input": 0.0, "val_psnr": 0.0, "val_ssim_input": 0.0, "val_ssim": 0.0}
+        count = 0
+        first = None
+        for clean, ident in loader:
+            clean = self._to_device(clean)
+            pair = self.corruption.validation_pair(clean, torch.as_tensor(ident))
+            out = self.corruption.project(self._forward(self.model, pair.input), pair.context)
+            ref, inp, rec = (_display(t) for t in (pair.target, pair.input, out))
+            for key, img in (("input", inp), ("", rec)):
+                suffix = f"_{key}" if key else ""
+                sums[f"val_psnr{suffix}"] += psnr(img, ref, data_range=1.0, reduction="none").sum().item()
+                sums[f"val_ssim{suffix}"] += ssim(img, ref, data_range=1.0, reduction="none").sum().item()
+            count += clean.shape[0]
+            if first is None:
+                first = (pair, ref[0], inp[0], rec[0])
+        self.model.train()
+        res = {k: v / max(count, 1) for k, v in sums.items()}
+        if figure is not None and first is not None and self.is_main:
+            self._figure(figure, first, res)
+        return res
+
+    def _figure(self, path, first, res) -> None:
+        pair, ref, inp, rec = first
+        title = f"{self.cfg.task} {self.cfg.dataset}, step {self.step}"
+        if "mask" in pair.context:
+            vs = self.exp.valid_set
+            prov = vs.provenance(0) if hasattr(vs, "provenance") else None
+
+            def view(x):  # volume slices in the radiological convention
+                return provenance_view(x, prov)
+
+            reconstruction_panel(
+                path,
+                mask=view(pair.context["mask"][0]),
+                zero_filled=view(inp),
+                reconstruction=view(rec),
+                reference=view(ref),
+                psnrs={"zero-filled": res["val_psnr_input"], "reconstruction": res["val_psnr"]},
+                title=title + " (PSNR: validation means)",
+            )
+        else:
+            image_panel(
+                [inp, rec, ref],
+                [f"input {res['val_psnr_input']:.2f} dB", f"output {res['val_psnr']:.2f} dB", "reference"],
+                path,
+                suptitle=title,
+            )
+
+    # -- logging ----------------------------------------------------------------------
+    def _log(self, row: dict[str, Any]) -> None:
+        self.history.append(row)
+        if not self.is_main:
+            return
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=_CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in self.history:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        atomic_write_text(self.out / "metrics.csv", buf.getvalue())
+        if self._tb is not None:
+            for k, v in row.items():
+                if k not in ("epoch", "step") and isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, row["step"])
+
+    def _open_tensorboard(self) -> None:
+        if not (self.cfg.tensorboard and self.is_main):
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # optional dependency
+        except Exception:  # tensorboard is an optional extra
+            return
+        self._tb = SummaryWriter(str(self.out / "tensorboard"))
+
+    def _print(self, msg: str) -> None:
+        if self.is_main and not self.cfg.quiet:
+            print(msg, flush=True)
+
+    # -- the loop ---------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train until the budget (or ``stop_after`` steps of this invocation); returns the summary."""
+        cfg = self.cfg
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_yaml(cfg, self.out / "config.yaml")
+        self._open_tensorboard()
+        self.model.train()
+        stop_at = self.total_steps
+        if cfg.stop_after is not None:
+            stop_at = min(stop_at, self.step + cfg.stop_after)
+        t_start = time.perf_counter()
+        seconds_before = float(self.history[-1]["seconds"]) if self.history else 0.0
+        interrupted = False
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=cfg.quiet or not self.is_main,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+        )
+        loss_sum, loss_n, t_epoch, seen = 0.0, 0, time.perf_counter(), 0
+        stream = self._batches()
+        old_handler = None
+        if self.is_main and threading_is_main():
+            old_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            while self.step < stop_at:
+                clean, _ = next(stream)
+                loss = self.train_step(clean)
+                loss_sum += loss
+                loss_n += 1
+                seen += clean.shape[0] * self.world
+                bar.update(1)
+                if self.step % 10 == 0 or self.step == stop_at:
+                    rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
+                    bar.set_postfix(loss=f"{loss_sum / loss_n:.4g}", slices_s=f"{rate:.1f}")
+                if self.step % self.steps_per_epoch == 0 or self.step == self.total_steps:
+                    self._end_epoch(loss_sum / max(loss_n, 1), seen, t_epoch, t_start, seconds_before)
+                    loss_sum, loss_n, t_epoch, seen = 0.0, 0, time.perf_counter(), 0
+        except KeyboardInterrupt:
+            interrupted = True
+            self._print(
+                f"\ninterrupted at step {self.step}: saving {self.ckpt_dir / 'last.pt'} (--resume continues)"
+            )
+        finally:
+            bar.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGTERM, old_handler)
+        if self.step % self.steps_per_epoch != 0 or interrupted:
+            self.save("last")  # a mid-epoch stop: resumable from here
+        summary = self._summary(time.perf_counter() - t_start + seconds_before, interrupted)
+        if self._tb is not None:
+            self._tb.close()
+        return summary
+
+    def _end_epoch(self, train_loss: float, seen: int, t_epoch: float, t_start: float, before: float) -> None:
+        self.epoch += 1
+        elapsed = time.perf_counter() - t_epoch
+        res: dict[str, float] = {}
+        if self.is_main and (self.epoch % self.cfg.val_every == 0 or self.step == self.total_steps):
+            fig = self.out / "figures" / "validation.png" if self.cfg.figures else None
+            res = self.validate(figure=fig)
+        row = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "lr": learning_rate(self.step - 1, self.total_steps, self.cfg),
+            "train_loss": train_loss,
+            **res,
+            "seconds": time.perf_counter() - t_start + before,
+            "slices_per_s": seen / max(elapsed, 1e-9),
+        }
+        self._log(row)
+        if res:
+            self._print(
+                f"epoch {self.epoch:4d} step {self.step:6d}  loss {train_loss:.5f}  "
+                f"val PSNR {res['val_psnr_input']:.2f} -> {res['val_psnr']:.2f} dB  "
+                f"SSIM {res['val_ssim_input']:.3f} -> {res['val_ssim']:.3f}"
+            )
+            if res["val_psnr"] > self.best:
+                self.best = res["val_psnr"]
+                self.save("best")
+        self.save("last")
+
+    def _summary(self, seconds: float, interrupted: bool) -> dict[str, Any]:
+        rows = [r for r in self.history if "val_psnr" in r]
+        last = rows[-1] if rows else {}
+        summary: dict[str, Any] = {
+            "task": self.cfg.task,
+            "dataset": self.cfg.dataset,
+            "target": self.cfg.target,
+            "preset": self.cfg.preset,
+            "model": self.cfg.model,
+            "val_psnr": last.get("val_psnr"),
+            "val_ssim": last.get("val_ssim"),
+            "val_psnr_input": last.get("val_psnr_input"),
+            "val_ssim_input": last.get("val_ssim_input"),
+            "best_val_psnr": self.best if rows else None,
+            "epochs": self.epoch,
+            "steps": self.step,
+            "total_steps": self.total_steps,
+            "train_seconds": seconds,
+            "finished": self.step >= self.total_steps and not interrupted,
+            "device": str(self.device),
+            "world_size": self.world,
+        }
+        if self.world > 1:
+            sums = [None] * self.world
+            dist.all_gather_object(sums, _param_checksum(self.model))
+            summary["rank_param_checksums"] = sums
+        if self.is_main:
+            atomic_write_json(self.out / "summary.json", summary)
+        return summary
+
+
+def threading_is_main() -> bool:
+    """True in the main thread (where signal handlers may be installed)."""
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_keyboard_interrupt(signum, frame):  # pragma: no cover - signal path
+    raise KeyboardInterrupt
+
+
+def _display(x: torch.Tensor) -> torch.Tensor:
+    """Images as compared and shown: magnitude for (real, imag) channels; clipped to [0, 1]."""
+    if x.shape[1] == 2:
+        x = torch.sqrt(x[:, :1] ** 2 + x[:, 1:] ** 2)
+    return x.float().clamp(0.0, 1.0)
+
+
+def train(cfg: Config, *, resume: bool = False) -> dict[str, Any]:
+    """Resolve the config, train, and return the summary (also written to ``summary.json``).
+
+    With ``resume``, ``cfg`` is the run's config (see :func:`resume`, which builds it).
+    """
+    cfg, why = resolve_config(cfg)
+    if resume:
+        why = f"resuming {Path(cfg.out) / 'checkpoints' / 'last.pt'}"
+    trainer = Trainer(cfg, resume=resume)
+    if trainer.is_main and not cfg.quiet:
+        c = trainer.cfg
+        print(
+            f"mri_n2n: {why}; model {c.model}, size {c.size}, batch {c.batch_size}, "
+            f"{trainer.total_steps} steps, device {trainer.device}"
+            + (f", AMP {str(trainer.amp_dtype).replace('torch.', '')}" if trainer.amp else "")
+            + (f", {trainer.world} processes" if trainer.world > 1 else ""),
+            flush=True,
+        )
+    try:
+        summary = trainer.fit()
+    finally:
+        if trainer.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    if trainer.is_main and not cfg.quiet:
+        print(_final_table(summary), flush=True)
+    return summary
+
+
+def resume(out: str | os.PathLike, typed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Continue the run in ``out`` as it was configured, with the values in ``typed`` on top.
+
+    The run's saved config (from ``checkpoints/last.pt``) replaces the defaults, the preset and
+    any YAML file; ``typed`` holds what the user typed (e.g. ``{"max_steps": 3000}``), checked
+    by :func:`~mri_n2n.config.resume_config`.
+
+    Raises:
+        TrainingError: no ``last.pt`` in ``out``.
+        ConfigError: a typed value a resumed run cannot change.
+    """
+    last = Path(out) / "checkpoints" / "last.pt"
+    if not last.is_file():
+        raise TrainingError(f"--resume: no checkpoint at {last}")
+    saved = Config.from_dict(load_checkpoint(last, map_location="cpu")["config"], where=str(last))
+    cfg = resume_config(saved, {**dict(typed or {}), "out": str(out)})
+    return train(cfg, resume=True)
+
+
+def _final_table(s: dict[str, Any]) -> str:
+    if s.get("val_psnr") is None:
+        return "no validation was run"
+    return (
+        "\n|            | PSNR (dB) | SSIM   |\n|------------|-----------|--------|\n"
+        f"| input      | {s['val_psnr_input']:9.2f} | {s['val_ssim_input']:.4f} |\n"
+        f"| output     | {s['val_psnr']:9.2f} | {s['val_ssim']:.4f} |\n"
+        f"gain {s['val_psnr'] - s['val_psnr_input']:+.2f} dB after {s['steps']} steps "
+        f"({s['train_seconds']:.0f} s)"
+    )
+
+
+def learning_rate(step: int, total: int, cfg: Config) -> float:
+    """The paper's schedule: sigmoid ramp-up ``exp(-5 (1 - t)^2)`` over the first ``rampup``
+    fraction of steps, then constant, then the smooth ramp-down ``(0.5 + 0.5 cos(pi t))^2``
+    over the last ``rampdown`` fraction."""
+    total = max(total, 1)
+    frac = step / total
+    lr = cfg.lr
+    if cfg.rampup > 0 and frac < cfg.rampup:
+        t = frac / cfg.rampup
+        lr *= math.exp(-5.0 * (1.0 - t) ** 2)
+    if cfg.rampdown > 0 and frac > 1.0 - cfg.rampdown:
+        t = (frac - (1.0 - cfg.rampdown)) / cfg.rampdown
+        lr *= (0.5 + 0.5 * math.cos(math.pi * min(t, 1.0))) ** 2
+    return lr
+
+
