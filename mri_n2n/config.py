@@ -189,6 +189,8 @@ RESUME_FIXED = (
 
 def _type_name(tp: Any) -> str:
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if typing.get_origin(tp) is dict:
+        return "a mapping"
     args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
     base = typing.get_origin(args[0]) or args[0]
     return names.get(base, "a mapping" if base is dict else str(base))
@@ -341,8 +343,8 @@ def resume_config(saved: Config, typed: Mapping[str, Any], *, where: str = "--re
     """The config of a resumed run: the run's saved config, then the values the user typed.
 
     Values that would change the model, the data or the corruption (:data:`RESUME_FIXED`) are
-    refused; the budget (``max_steps``, ``epochs``), ``stop_after``, the device and the output
-    options may change.
+    refused; the budget (``max_steps``, ``epochs``), the device and the output options may
+    change. ``stop_after`` applies to one invocation only: it is not carried over.
 
     Raises:
         ConfigError: a typed value that a resumed run cannot change (names the key).
@@ -355,7 +357,7 @@ def resume_config(saved: Config, typed: Mapping[str, Any], *, where: str = "--re
                 f"{getattr(saved, k)!r} "
                 "(a resumed run keeps its model, data and corruption; start a new run with another --out)"
             )
-    cfg = saved.replace(**typed)
+    cfg = saved.replace(**{"stop_after": None, **typed})  # stop_after is per invocation
     if "max_steps" in typed and "epochs" not in typed:
         cfg = cfg.replace(epochs=None)
     if "epochs" in typed and "max_steps" not in typed:

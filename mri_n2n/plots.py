@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -97,11 +98,6 @@ def image_panel(
     Grey images are shown on ``[0, vmax]`` (per image ``vmaxes`` override it; ``None``
     autoscales); RGB images are clipped to [0, 1].
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     n = len(images)
     fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 3.3), squeeze=False)
     for i, (img, title) in enumerate(zip(images, titles)):
@@ -171,11 +167,6 @@ def comparison_grid(
     error_scale: float = 4.0,
 ) -> None:
     """Two rows: the reference and each method (top), the mask and each method's error map (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     psnrs = psnrs or {}
     ref = _np(reference)
     peak = float(ref.max()) or 1.0
@@ -204,11 +195,6 @@ def comparison_grid(
 
 def psnr_histogram(path: str | os.PathLike, values: dict[str, Sequence[float]], *, bins: int = 20) -> None:
     """Overlaid histograms of per-slice PSNR, one per method."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(6, 3.5))
     allv = np.concatenate([np.asarray(v, dtype=float) for v in values.values()])
     edges = np.linspace(np.floor(allv.min()), np.ceil(allv.max()) + 1e-9, bins + 1)
@@ -227,11 +213,6 @@ def training_curves(
     path: str | os.PathLike, runs: dict[str, Sequence[dict]], *, key: str = "val_psnr"
 ) -> None:
     """Validation curves (``key`` against step) of several runs' ``metrics.csv`` rows."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, rows in runs.items():
         pts = [(float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]

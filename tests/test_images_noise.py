@@ -115,7 +115,8 @@ def test_bernoulli_keep_rate_masks_and_valid_context():
     assert valid.shape == (32, 1, 32, 32)
     assert torch.equal(valid.expand_as(clean).bool(), pair.target != 0)  # the TARGET's mask
     per_example = valid.flatten(1).mean(1)
-    assert per_example.min() > 0.05 - 0.03 and per_example.max() <= 1.0
+    # drop levels spread over [0, 0.95]: keep rates from near 0.05 up to near 1
+    assert per_example.min() > 0.05 - 0.03 and per_example.min() < 0.2 and per_example.max() > 0.9
     # mean keep rate over training levels: 1 - E[p] = 1 - 0.475
     assert per_example.mean().item() == pytest.approx(0.525, abs=0.15)
     assert c.pair(clean, generator=_gen(), target="clean").context == {}

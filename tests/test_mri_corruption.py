@@ -6,7 +6,7 @@ import torch
 from mri_n2n.config import Config
 from mri_n2n.corruptions import MRIUndersampling, random_shift, seeded_generator
 from mri_n2n.fft import fft2c
-from mri_n2n.sampling import exp_decay_density
+from mri_n2n.sampling import exp_decay_density, hermitian_partner
 
 
 def _phantom(n=32, b=1):
@@ -33,17 +33,66 @@ def test_n2n_targets_average_to_clean():
     assert err_mean < err_single / 5
 
 
-def test_n2c_target_is_clean_and_masks_are_independent():
+def test_n2c_target_is_clean():
     clean = _phantom(32, b=4)
     corr = MRIUndersampling(exp_decay_density(32), max_shift=0)
     p = corr.pair(clean, generator=seeded_generator(1), target="clean")
     assert torch.equal(p.target, clean)
-    q = corr.pair(clean, generator=seeded_generator(1), target="noisy")
-    assert not torch.allclose(q.input, q.target)  # a second, independent mask
-    m = q.context["mask"]
-    assert not torch.equal(m[0], m[1])  # independent per sample
     with pytest.raises(ValueError, match="target"):
         corr.pair(clean, generator=seeded_generator(1), target="mean")
+
+
+def _observed_masks(x: torch.Tensor, density: torch.Tensor, n: int) -> torch.Tensor:
+    """The sampled frequencies of a zero-filled image of a centred delta: its compensated spectrum
+    is ``1 / (n p)`` on the mask and 0 elsewhere (the delta's spectrum is ``1 / n`` everywhere)."""
+    return (fft2c(x)[:, 0].abs() * n * density) > 0.5
+
+
+def test_pair_masks_are_independent_with_the_density():
+    """The Noise2Noise input and target see independent masks: over many pairs each frequency is in
+    both with probability p^2 (p: its Hermitian-symmetrised density), not p as for a shared mask,
+    and each mask alone keeps it with probability p. Tolerances: 5 binomial standard errors."""
+    n_side, batch, calls = 32, 500, 4
+    density = exp_decay_density(n_side, fraction=0.3)
+    pi, pj = hermitian_partner(n_side), hermitian_partner(n_side)
+    p = (0.5 * (density + density[pi][:, pj])).double()  # each partner pair is one draw
+    clean = torch.zeros(batch, 1, n_side, n_side)
+    clean[:, :, n_side // 2, n_side // 2] = 1.0  # flat spectrum: every mask is visible in the output
+    corr = MRIUndersampling(density, max_shift=8)  # the shift moves the delta: only phases change
+    g = seeded_generator(11)
+    kept_in = torch.zeros(n_side, n_side, dtype=torch.float64)
+    kept_t = torch.zeros_like(kept_in)
+    both = torch.zeros_like(kept_in)
+    for _ in range(calls):
+        pair = corr.pair(clean, generator=g, target="noisy")
+        m_in = _observed_masks(pair.input, density, n_side)
+        m_t = _observed_masks(pair.target, density, n_side)
+        assert torch.equal(m_in, pair.context["mask"])  # the read-out is exact
+        assert len(torch.unique(m_in.flatten(1), dim=0)) == batch  # a mask of its own per sample
+        kept_in += m_in.sum(0)
+        kept_t += m_t.sum(0)
+        both += (m_in & m_t).sum(0)
+    n = batch * calls
+    # one term per independent draw: the canonical bin of every Hermitian pair
+    lin = torch.arange(n_side * n_side).reshape(n_side, n_side)
+    canonical = lin <= lin[pi][:, pj]
+    for counts in (kept_in, kept_t):  # each mask keeps a frequency with probability p
+        sd = (n * p * (1 - p)).sqrt()
+        assert ((counts - n * p).abs() <= 5 * sd + 1e-9)[canonical].all()
+    q = p * p
+    sd = (n * q * (1 - q)).sqrt()
+    z = (both - n * q) / sd.clamp_min(1e-12)
+    # per frequency (where the binomial is near normal): P(both kept) = p^2
+    testable = canonical & (n * q * (1 - q) >= 10)
+    assert testable.sum() > 100
+    assert z[testable].abs().max() < 5, z[testable].abs().max()
+    # pooled over all frequencies: the total overlap is that of independent masks...
+    total, expect = both[canonical].sum(), (n * q)[canonical].sum()
+    pooled_sd = (n * q * (1 - q))[canonical].sum().sqrt()
+    assert abs(total - expect) < 5 * pooled_sd, (total, expect, pooled_sd)
+    # ...far from that of a shared mask (n p), which this test would have caught
+    shared = (n * p)[canonical].sum()
+    assert shared - expect > 50 * pooled_sd
 
 
 def test_projection_restores_measured_frequencies():

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -145,8 +146,6 @@ class H5SliceDataset(Dataset):
         size: int | None = None,
         dataset: str = "ixi",
     ) -> None:
-        import h5py
-
         self.path = str(path)
         self.dataset = dataset
         try:
@@ -179,8 +178,6 @@ class H5SliceDataset(Dataset):
 
     def _slices(self) -> Any:
         if self._file is None or self._pid != os.getpid():
-            import h5py
-
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
         return self._file["slices"]

@@ -35,6 +35,7 @@ Prepared layout (``prepare_ixi`` output folder)::
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import re
 import tarfile
@@ -44,8 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import h5py
 import numpy as np
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from ..io import Volume, VolumeError, atomic_path, atomic_write_json, load_nifti
 from ..seeding import stable_ident
@@ -196,8 +199,6 @@ def _write_split(
     normalize: str,
     bar: Any,
 ) -> dict[str, Any]:
-    import h5py
-
     records = []
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -291,8 +292,6 @@ def prepare_ixi(
         VolumeError: a volume cannot be read (names it).
         ValueError: bad options.
     """
-    from tqdm import tqdm
-
     slices = (int(slices[0]), int(slices[1]))
     if slices[0] < 0 or slices[1] <= slices[0]:
         raise ValueError(f"bad slice range {slices[0]}:{slices[1]} (need 0 <= start < stop)")
@@ -346,8 +345,6 @@ def is_prepared_ixi(folder: str | os.PathLike) -> bool:
 def _prepared_rows(path: Path, slices: tuple[int, int] | None) -> list[int] | None:
     if slices is None:
         return None
-    import h5py
-
     with h5py.File(path, "r") as f:
         idx = np.asarray(f["slice_index"][...])
     return [int(r) for r in np.nonzero((idx >= slices[0]) & (idx < slices[1]))[0]]
@@ -356,8 +353,6 @@ def _prepared_rows(path: Path, slices: tuple[int, int] | None) -> list[int] | No
 def _build_prepared(
     folder: Path, *, size: int, slices: tuple[int, int] | None, axis: int, normalize: str
 ) -> tuple[H5SliceDataset, H5SliceDataset]:
-    import json
-
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as exc:

@@ -26,6 +26,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage
 
 __all__ = [
     "NORMALIZE_CHOICES",
@@ -131,8 +132,6 @@ def resample_inplane(stack: np.ndarray, factor: float) -> np.ndarray:
     the field of view is preserved and non-negative data stay non-negative. The output
     size is ``round(H * factor) x round(W * factor)``.
     """
-    from scipy import ndimage
-
     if factor == 1.0:
         return stack.astype(np.float32, copy=True)
     x = stack.astype(np.float32, copy=False)

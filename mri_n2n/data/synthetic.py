@@ -22,8 +22,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
+import nibabel as nib
 import numpy as np
+import torch
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from ..fft import fft2c
 from ..io import atomic_path
 
 __all__ = [
@@ -98,8 +104,6 @@ def write_synthetic_ixi(
     Returns:
         ``{subject ID: path}``.
     """
-    import nibabel as nib
-
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     affine = np.diag([0.9375, 0.9375, 1.2, 1.0])
@@ -186,9 +190,6 @@ def _ds(values: Sequence[float]) -> list[str]:
 
 
 def _base_dataset(sop_class: str, series_uid: str, study_uid: str, rows: int, cols: int) -> Any:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
     sop_uid = generate_uid()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -252,8 +253,6 @@ def write_dicom_series(
         ``{"series_uid", "files" (in slice order k), "quantised" (the exact values the reader
         should return, (I, J, K) float32)}``.
     """
-    from pydicom.uid import MRImageStorage, generate_uid
-
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
@@ -305,9 +304,6 @@ def write_enhanced_dicom(
     Returns:
         ``{"series_uid", "path", "frame_of_slice" (frame index of each slice k), "quantised"}``.
     """
-    from pydicom.dataset import Dataset
-    from pydicom.uid import EnhancedMRImageStorage, generate_uid
-
     ni, nj, nk = array.shape
     slopes = [float(slopes)] * nk if np.isscalar(slopes) else [float(s) for s in slopes]  # type: ignore[arg-type]
     order = (
@@ -374,11 +370,6 @@ def write_fastmri_h5(
     Returns:
         The k-space written.
     """
-    import h5py
-    import torch
-
-    from ..fft import fft2c
-
     imgs = np.asarray(images)
     k = fft2c(torch.from_numpy(imgs.astype(np.complex64))).numpy().astype(np.complex64)
     path = Path(path)

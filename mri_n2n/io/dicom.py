@@ -28,6 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from .atomic import atomic_path
 from .base import Volume, VolumeError, check_finite, describe, is_dicom_file, is_nifti_path
@@ -183,9 +187,6 @@ def _frames_of(ds: Any, path: str) -> list[_Frame]:
 
 
 def _read_header(path: str) -> Any:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     try:
         return pydicom.dcmread(path, stop_before_pixels=True)
     except InvalidDicomError as exc:
@@ -198,8 +199,6 @@ def _read_header(path: str) -> Any:
 
 def _read_pixels(path: str) -> np.ndarray:
     """Raw pixel array of a DICOM file: ``(rows, cols)`` or ``(frames, rows, cols)``."""
-    import pydicom
-
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:
@@ -608,9 +607,6 @@ def write_dicom_series(
         FileExistsError: ``folder`` exists and ``overwrite`` is false.
         ValueError: not a finite real 3-D array, a sheared affine, or ``positions`` of the wrong shape.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder}: exists (pass --force to replace it)")

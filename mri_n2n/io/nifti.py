@@ -9,10 +9,12 @@ reconstruction fits; reading applies it, so values come back within half a slope
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
 from .atomic import atomic_path
@@ -40,10 +42,6 @@ def load_nifti(
         VolumeError: missing, unreadable or truncated file, more than 3 non-singleton
             dimensions, or NaN/infinite voxels.
     """
-    import gzip
-
-    import nibabel as nib
-
     where = str(path) if path is not None else (name or "<NIfTI bytes>")
     label = name or strip_nifti_suffix(Path(str(path if path is not None else "volume")).name)
     try:
@@ -129,8 +127,6 @@ def write_nifti(
         FileExistsError: the file exists and ``overwrite`` is false.
         ValueError: not a 3-D array, or a non-finite value.
     """
-    import nibabel as nib
-
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists (pass --force to replace it)")
