@@ -2,7 +2,7 @@
 
 Both networks train on the embedded MNI152 slices with the same budget, seed and model; all
 methods are then evaluated on the same validation slices and fixed masks by
-:func:`mri_n2n.evaluate.evaluate_mri`.
+:func:`mri_n2n.evaluation.evaluate_mri`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Throughput of the N2N training pipeline against the bare network step, and inference.
 
-The *pipeline* step is what :class:`~mri_n2n.train.Trainer` does: fetch a batch from the
+The *pipeline* step is what :class:`~mri_n2n.training.Trainer` does: fetch a batch from the
 dataset, draw two Hermitian masks per sample, FFTs, density-compensated zero-filling, the
 forward pass, data consistency, the loss, backward and the Adam step. The *bare* step is the
 same network's forward/backward/Adam step on tensors already in memory: the floor the

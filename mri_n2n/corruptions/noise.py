@@ -290,7 +290,7 @@ class ImpulseNoise(_LevelledNoise):
 
 
 class TextOverlay(_LevelledNoise):
-    """Random text overlays (:func:`~mri_n2n.images.text.render_text_overlay`); level = coverage.
+    """Random text overlays (:func:`~mri_n2n.corruptions.text.render_text_overlay`); level = coverage.
 
     Each image's overlay is rendered with Pillow on the CPU from a seed drawn from the
     generator; strings have random size, colour, position and content.

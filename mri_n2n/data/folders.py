@@ -1,6 +1,6 @@
 """User folders of NIfTI volumes or DICOM series (``--dataset nifti`` / ``--dataset dicom``).
 
-The folder is searched recursively (:func:`~mri_n2n.data.volumes.find_volumes`); every
+The folder is searched recursively (:func:`~mri_n2n.io.find_volumes`); every
 volume goes through the slice pipeline (:func:`~mri_n2n.data.slices.volume_to_slices`) and
 the slices are held in memory.
 

@@ -11,7 +11,7 @@ Nothing here is used by training on real data. The writers produce:
 
 The DICOM writers take the volume in NIfTI voxel order ``(i, j, k)`` and store
 ``array[:, :, k].T`` as slice ``k`` (rows = ``j``, columns = ``i``), the convention of
-:mod:`mri_n2n.data.volumes`.
+:mod:`mri_n2n.io`.
 """
 
 from __future__ import annotations

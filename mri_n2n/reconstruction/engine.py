@@ -428,7 +428,7 @@ def reconstruct_volume(
     Args:
         model: the MRI network (on its device).
         corruption: an :class:`MRIUndersampling` whose density matches the slice shape (see
-            :func:`simulation_corruption`).
+            :meth:`MRIUndersampling.from_config`).
         array: real image volume, e.g. :attr:`mri_n2n.data.Volume.array`.
         axis: slicing axis (the checkpoint's ``axis``).
         seed: study seed.
