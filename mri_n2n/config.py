@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from .data.datasets import DATASET_NAMES
-from .data.slices import check_normalize
+from .data.slices import check_normalize, parse_slice_range
 from .images.datasets import DATASETS as IMAGE_DATASETS
 from .io import atomic_write_text
 from .losses import LOSSES
@@ -272,27 +272,15 @@ def check_values(d: Mapping[str, Any], *, where: str = "config") -> dict[str, An
     out = {k: _convert(k, v, _TYPES[k], where) for k, v in d.items()}
     if out.get("slices"):
         try:
-            a, b = (int(v) for v in str(out["slices"]).split(":"))
-        except ValueError:
-            raise ConfigError(
-                f"{where}: slices: expected START:STOP (e.g. 25:125), got {out['slices']!r}"
-            ) from None
-        if a < 0 or b <= a:
-            raise ConfigError(f"{where}: slices: need 0 <= START < STOP, got {out['slices']!r}")
+            parse_slice_range(out["slices"])
+        except ValueError as e:
+            raise ConfigError(f"{where}: slices: {e}") from None
     if "normalize" in out:
         try:
             check_normalize(out["normalize"])
         except ValueError as e:
             raise ConfigError(f"{where}: normalize: {e}") from None
     return out
-
-
-def parse_slices(text: str | None) -> tuple[int, int] | None:
-    """A config's ``slices`` (``"25:125"``) as ``(25, 125)``; ``None`` when unset."""
-    if not text:
-        return None
-    a, b = str(text).split(":")
-    return int(a), int(b)
 
 
 def resolve_config(cfg: Config) -> tuple[Config, str]:

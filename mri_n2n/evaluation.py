@@ -32,9 +32,9 @@ from tqdm.auto import tqdm
 
 from .baselines import DEFAULT_TV_LAM, tv_reconstruct
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .config import Config, parse_slices
+from .config import Config
 from .corruptions import MRIUndersampling
-from .data import build_mri_datasets
+from .data.datasets import mri_datasets_from_config
 from .devices import resolve_device
 from .io import atomic_write_json, atomic_write_text
 from .metrics import nmse, psnr, ssim, volume_metrics
@@ -87,16 +87,7 @@ def evaluate_mri(
         dataset=dataset or cfg.dataset, data_dir=data_dir or cfg.data_dir, size=size or cfg.size
     )
     complex_data = cfg.complex
-    _, valid = build_mri_datasets(
-        cfg.dataset,
-        data_dir=cfg.data_dir,
-        size=cfg.size,
-        slices=parse_slices(cfg.slices),
-        axis=cfg.axis,
-        normalize=cfg.normalize,
-        complex_kspace=complex_data,
-        seed=0,
-    )
+    _, valid = mri_datasets_from_config(cfg)
     corruption = MRIUndersampling.from_config(cfg, (cfg.size, cfg.size))
     taken: set[str] = {"zero-filled", "CS-TV"}
     models: list[tuple[str, torch.nn.Module]] = []

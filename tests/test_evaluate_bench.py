@@ -45,7 +45,8 @@ def tiny_ckpts(tmp_path_factory):
     out["zeros"] = root / "zeros" / "checkpoints" / "last.pt"
     weights = {k: torch.zeros_like(v) for k, v in ck["model"].items()}
     save_checkpoint(
-        out["zeros"], {"task": "mri", "model_spec": ck["model_spec"], "model": weights, "config": ck["config"]}
+        out["zeros"],
+        {"task": "mri", "model_spec": ck["model_spec"], "model": weights, "config": ck["config"]},
     )
     return out
 
@@ -94,8 +95,12 @@ def test_evaluate_methods_share_masks_and_report_recomputable_metrics(tiny_ckpts
     r = ref.float()[None, None]
     for k in methods:
         img = torch.from_numpy(ex[k]).float()[None, None]
-        assert rows[0][f"{k}/psnr"] == pytest.approx(float(psnr(img.clamp(0, 1), r, data_range=1.0)), rel=1e-5)
-        assert rows[0][f"{k}/ssim"] == pytest.approx(float(ssim(img.clamp(0, 1), r, data_range=1.0)), rel=1e-5)
+        assert rows[0][f"{k}/psnr"] == pytest.approx(
+            float(psnr(img.clamp(0, 1), r, data_range=1.0)), rel=1e-5
+        )
+        assert rows[0][f"{k}/ssim"] == pytest.approx(
+            float(ssim(img.clamp(0, 1), r, data_range=1.0)), rel=1e-5
+        )
         assert rows[0][f"{k}/nmse"] == pytest.approx(float(nmse(img, r)), rel=1e-5)
     # data consistency alone beats the compensated zero-filling, so that is no baseline; CS-TV has
     # to beat the zeros network (plain adjoint), by a clear margin
@@ -177,7 +182,9 @@ def test_bench_speed_cli_reports_consistent_rates(tmp_path, monkeypatch):
     assert len(res["pipeline_block_rates"]) == len(res["bare_block_rates"]) == 3
     assert res["pipeline_slices_per_s"] == statistics.median(res["pipeline_block_rates"])
     assert res["bare_slices_per_s"] == statistics.median(res["bare_block_rates"])
-    assert res["overhead"] == pytest.approx(res["bare_slices_per_s"] / res["pipeline_slices_per_s"] - 1, rel=1e-12)
+    assert res["overhead"] == pytest.approx(
+        res["bare_slices_per_s"] / res["pipeline_slices_per_s"] - 1, rel=1e-12
+    )
     # the JSON written is the returned dict (with the machine), the Markdown shows its numbers
     written = json.loads((tmp_path / "speed_quick.json").read_text())
     assert written == json.loads(json.dumps(res)) and written["machine"]["device"] == "cpu"

@@ -108,7 +108,9 @@ def _assert_dc_exact(recon_k: np.ndarray, measured: np.ndarray, mask: np.ndarray
     np.testing.assert_allclose(recon_k[mask], measured[mask], rtol=0, atol=2e-6 * scale)
 
 
-def _expected_kspace_recon(rec: Reconstructor, kspace: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
+def _expected_kspace_recon(
+    rec: Reconstructor, kspace: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, float]:
     """The k-space pipeline written out step by step, for slices ``(S, H, W)`` and a full mask:
     1/p-compensated zero-filling, normalisation by the p99.5 of its magnitudes, the network (on the
     phase-corrected real part, or on real/imaginary channels), data consistency with the measured
@@ -328,7 +330,9 @@ def test_simulate_report_metrics_and_data_consistency(ckpt, tmp_path, capsys):
     whole = volume_metrics(np.moveaxis(r.image, 2, 0), ref)
     for key in ("psnr", "ssim", "nmse", "data_range"):
         assert r.metrics[key] == pytest.approx(whole[key], rel=1e-6)
-    masks = torch.cat([corruption.draw_masks(1, seeded_generator(slice_seed(5, kk))) for kk in range(len(ref))])
+    masks = torch.cat(
+        [corruption.draw_masks(1, seeded_generator(slice_seed(5, kk))) for kk in range(len(ref))]
+    )
     y = fft2c(torch.from_numpy(np.ascontiguousarray(ref))) * masks
     zero_filled = ifft2c(y / corruption.density).abs().numpy()
     zf = volume_metrics(zero_filled, ref)
@@ -530,5 +534,7 @@ def test_bench_cli_reconstruct_writes_json_and_markdown(ckpt, tmp_path):
     # the table shows the JSON's numbers
     lines = md.splitlines()
     head = lines.index("| volume | batch | device | threads | slices/s | checkpoint |")
-    row = f"| 256x256x16 | {res['batch_size']} | cpu | {res['threads']} | {res['slices_per_s']:.2f} | {ckpt} |"
+    row = (
+        f"| 256x256x16 | {res['batch_size']} | cpu | {res['threads']} | {res['slices_per_s']:.2f} | {ckpt} |"
+    )
     assert lines[head + 2] == row

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from . import bench, denoise, evaluate, prepare_ixi, reconstruct, train
-from .common import OneLineParser
+from .common import OneLineParser, parse_and_run
 
 __all__ = ["build_parser", "main"]
 
@@ -34,12 +34,8 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mri-n2n``; returns the exit status of the subcommand (2 for bad arguments)."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     with contextlib.suppress(BrokenPipeError):
-        return int(args.func(args))
+        return parse_and_run(build_parser(), argv)
     return 1
 
 

@@ -10,7 +10,7 @@ from ..bench.images import bench_image_quality, image_quality_markdown
 from ..bench.quality import bench_mri_quality, mri_quality_markdown
 from ..bench.reconstruct import bench_reconstruct
 from ..bench.speed import bench_speed
-from .common import fail, register
+from .common import fail, parse_and_run, register
 
 __all__ = ["build_parser", "run", "main"]
 
@@ -143,8 +143,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mri_n2n.bench``: run a benchmark and write ``<results>/<name>.json`` and ``.md``."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # argparse: --help (0) or a usage error (2, one line already printed)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    return run(args)
+    return parse_and_run(build_parser(), argv)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 
 from ..errors import one_line
 
-__all__ = ["OneLineParser", "fail", "one_line", "register"]
+__all__ = ["OneLineParser", "fail", "one_line", "register", "parse_and_run"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -31,3 +32,14 @@ def register(subparsers: argparse._SubParsersAction, name: str, help: str, descr
     if subparsers is None:
         return OneLineParser(prog=f"python -m mri_n2n.{name.replace('-', '_')}", description=description)
     return subparsers.add_parser(name, help=help, description=description)
+
+
+def parse_and_run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run the subcommand's ``func``; returns the exit status (argparse's
+    own ``--help`` gives 0 and a usage error 2, its one line already printed)."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    func: Callable[[argparse.Namespace], int] = args.func
+    return int(func(args))

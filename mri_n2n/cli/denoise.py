@@ -24,7 +24,7 @@ from ..images.denoise import (
     write_png,
 )
 from ..images.hdr import HDR_SUFFIXES, tonemap
-from .common import fail, register
+from .common import fail, parse_and_run, register
 
 __all__ = ["build_parser", "run", "main"]
 
@@ -117,8 +117,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mri_n2n.denoise``: 0 ok, 1 some files failed, 2 bad arguments."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # argparse: --help (0) or a usage error (2)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    return run(args)
+    return parse_and_run(build_parser(), argv)

@@ -7,7 +7,7 @@ import argparse
 
 from ..checkpoint import CheckpointError
 from ..evaluation import evaluate_mri, evaluation_markdown, write_evaluation
-from .common import fail, register
+from .common import fail, parse_and_run, register
 
 __all__ = ["build_parser", "run", "main"]
 
@@ -65,8 +65,4 @@ def run(a: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mri_n2n.evaluate --checkpoint CKPT [--compare CKPT2 ...] --out DIR``."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # argparse: --help (0) or a usage error (2, one line already printed)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    return run(args)
+    return parse_and_run(build_parser(), argv)

@@ -7,7 +7,7 @@ import argparse
 
 from ..data.ixi import prepare_ixi
 from ..data.slices import parse_slice_range
-from .common import OneLineParser, fail
+from .common import OneLineParser, fail, parse_and_run
 
 __all__ = ["build_parser", "run", "main"]
 
@@ -142,8 +142,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``mri-n2n prepare-ixi`` as a function; returns the exit status."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # argparse: --help (0) or a usage error (2, one line already printed)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    return run(args)
+    return parse_and_run(build_parser(), argv)

@@ -12,7 +12,7 @@ from ..checkpoint import CheckpointError
 from ..errors import one_line
 from ..reconstruction import Reconstructor
 from ..reconstruction.batch import check_out, run_batch
-from .common import fail, register
+from .common import fail, parse_and_run, register
 
 __all__ = ["build_parser", "run", "main"]
 
@@ -109,8 +109,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mri_n2n.reconstruct``: 0 all inputs done, 1 some failed, 2 bad arguments."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    return run(args)
+    return parse_and_run(build_parser(), argv)

@@ -15,7 +15,7 @@ from typing import Any
 from ..checkpoint import CheckpointError
 from ..config import Config, ConfigError, load_yaml, resolve_config
 from ..training import TrainingError, resume, train
-from .common import fail, register
+from .common import fail, parse_and_run, register
 
 __all__ = ["build_parser", "add_arguments", "typed_values", "run", "main"]
 
@@ -94,9 +94,5 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mri_n2n.train``: returns 0 on success, 1 on a run error, 2 on bad arguments."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # argparse: --help (0) or a usage error (2, one line already printed)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    return run(args)
+    return parse_and_run(build_parser(), argv)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch.utils.data import Dataset
 
 from .base import check_data_dir
@@ -9,9 +11,12 @@ from .folders import build_folder_datasets
 from .ixi import build_ixi_datasets
 from .kspace import build_kspace_datasets
 from .mni152 import build_mni152_datasets
-from .slices import check_normalize
+from .slices import check_normalize, parse_slice_range
 
-__all__ = ["DATASET_NAMES", "build_mri_datasets"]
+if TYPE_CHECKING:  # the config module sits above this layer; only its type is needed here
+    from ..config import Config
+
+__all__ = ["DATASET_NAMES", "build_mri_datasets", "mri_datasets_from_config"]
 
 #: Names accepted by :func:`build_mri_datasets`.
 DATASET_NAMES = ("mni152", "ixi", "nifti", "dicom", "kspace")
@@ -102,4 +107,20 @@ def build_mri_datasets(
         normalize=normalize,
         valid_fraction=valid_fraction,
         seed=seed,
+    )
+
+
+def mri_datasets_from_config(cfg: Config) -> tuple[Dataset, Dataset]:
+    """The ``(train, valid)`` datasets a resolved run config describes (training and evaluation
+    alike; the split never depends on the training seed)."""
+    slices = parse_slice_range(cfg.slices) if cfg.slices else None
+    return build_mri_datasets(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        size=cfg.size,
+        slices=slices,
+        axis=cfg.axis,
+        normalize=cfg.normalize,
+        complex_kspace=bool(cfg.complex),
+        seed=0,
     )

@@ -61,7 +61,7 @@ def collect_images(
 def denoise_tensor(model: torch.nn.Module, corruption, observed: torch.Tensor) -> torch.Tensor:
     """Run the model on one observed image ``(1, C, H, W)``; returns the raw output (not clipped).
 
-    ``corruption`` (an :class:`~mri_n2n.images.ImageCorruption` or ``None``) maps the observation
+    ``corruption`` (an :class:`~mri_n2n.corruptions.ImageCorruption` or ``None``) maps the observation
     to the network input. The model pads to its own multiple and crops back.
     """
     with torch.inference_mode():

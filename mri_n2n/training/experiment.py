@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import Config, parse_slices
+from ..config import Config
 from ..corruptions import Corruption, MRIUndersampling, default_loss, make_corruption
-from ..data import build_mri_datasets
+from ..data.datasets import mri_datasets_from_config
 from ..images import build_image_datasets
 from ..models import build_model
 
@@ -31,16 +31,7 @@ def build_experiment(cfg: Config) -> Experiment:
     """Datasets, corruption and loss for a resolved config."""
     if cfg.task == "mri":
         complex_data = bool(cfg.complex)
-        train_set, valid_set = build_mri_datasets(
-            cfg.dataset,
-            data_dir=cfg.data_dir,
-            size=cfg.size,
-            slices=parse_slices(cfg.slices),
-            axis=cfg.axis,
-            normalize=cfg.normalize,
-            complex_kspace=complex_data,
-            seed=0,  # the train/validation split must not change with the training seed
-        )
+        train_set, valid_set = mri_datasets_from_config(cfg)
         corruption = MRIUndersampling.from_config(cfg, (cfg.size, cfg.size))
         return Experiment(train_set, valid_set, corruption, cfg.loss or "l2", 2 if complex_data else 1)
     train_set, valid_set = build_image_datasets(
