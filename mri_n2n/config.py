@@ -28,7 +28,7 @@ from .data.datasets import DATASET_NAMES
 from .data.slices import check_normalize, parse_slice_range
 from .images.datasets import DATASETS as IMAGE_DATASETS
 from .io import atomic_write_text
-from .losses import LOSSES
+from .losses import LOSSES, MRI_LOSSES
 from .models import MODEL_NAMES
 from .sampling import DENSITIES
 
@@ -100,14 +100,20 @@ class Config:
     noise: str = _f("gaussian", "image noise: gaussian, poisson, bernoulli, text, impulse, montecarlo, pairs")
     noise_options: dict[str, Any] = _f({}, "image noise: constructor options (YAML only), "
                                        "e.g. {train_range: [0, 50], test_level: 25}")
-    loss: str | None = _f(None, "l2, l1, l0 (annealed), hdr; default: l2 for MRI, the noise's own for images",
-                          tuple(LOSSES))
+    loss: str | None = _f(None, "l2, l1, l0 (annealed), hdr; MRI also kspace (1/p-weighted L2 on the "
+                          "target's samples) and its variants; default: l2 for MRI, the noise's own",
+                          (*LOSSES, *MRI_LOSSES))
     # model
-    model: str | None = _f(None, "unet (plain, fast), unet_paper (paper Table 2) or red30; preset default",
+    model: str | None = _f(None, "unet (plain, fast), unet_paper (paper Table 2), unrolled (CNN cascades "
+                           "with data consistency) or red30; preset default",
                            MODEL_NAMES)
     width: float = _f(1.0, "unet_paper: channel width multiplier")
     base: int | None = _f(None, "unet: channels of the first level (preset default 16)")
     depth: int | None = _f(None, "unet: number of 2x poolings (preset default 3)")
+    cascades: int = _f(5, "unrolled: number of cascades (a CNN, then exact data consistency)")
+    cascade_width: int = _f(32, "unrolled: channels of each cascade's CNN")
+    cascade_depth: int = _f(5, "unrolled: convolution layers per cascade")
+    share_weights: bool = _f(False, "unrolled: one CNN for every cascade (MoDL), else one per cascade")
     # optimisation (paper: Adam 0.9/0.99/1e-8, lr 1e-3, ramp-up and ramp-down)
     batch_size: int | None = _f(None, "training batch size; preset default")
     lr: float = _f(1e-3, "peak learning rate (Adam)")
@@ -183,7 +189,8 @@ _FALLBACK = {"base": 16, "depth": 3}
 RESUME_FIXED = (
     "task", "target", "dataset", "data_dir", "size", "slices", "axis", "normalize", "density",
     "fraction", "edge", "acceleration", "center_fraction", "complex", "noise", "noise_options",
-    "loss", "model", "width", "base", "depth", "seed",
+    "loss", "model", "width", "base", "depth", "cascades", "cascade_width", "cascade_depth",
+    "share_weights", "seed",
 )  # fmt: skip
 
 

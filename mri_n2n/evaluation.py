@@ -38,6 +38,7 @@ from .data.datasets import mri_datasets_from_config
 from .devices import resolve_device
 from .io import atomic_write_json, atomic_write_text
 from .metrics import nmse, psnr, ssim, volume_metrics
+from .models import uses_measurements
 from .plots import comparison_grid, provenance_view, psnr_histogram
 
 __all__ = ["evaluate_mri", "write_evaluation", "evaluation_markdown"]
@@ -124,7 +125,10 @@ def evaluate_mri(
         for name, model in models:
             t0 = time.perf_counter()
             with torch.no_grad():
-                outs[name] = corruption.project(model(pair.input), pair.context)
+                kw = {}
+                if uses_measurements(model):  # unrolled nets: data consistency after every cascade
+                    kw = {"mask": pair.context["mask"], "kspace": pair.context["kspace"]}
+                outs[name] = corruption.project(model(pair.input, **kw), pair.context)
             seconds[name] += time.perf_counter() - t0
         ref = _magnitude(pair.target)
         mags = {k: _magnitude(v) for k, v in outs.items()}

@@ -16,6 +16,10 @@ name      per-pixel value                                 minimiser (targets' ..
 ``hdr``   ``(f - y)^2 / (f.detach() + 0.01)^2``           mean (relative L2 for HDR images)
 ========  ==============================================  ====================================
 
+MRI also has ``kspace`` (and its variants ``kspace_clipped``, ``kspace_flat``,
+``kspace_normalized``, ``kspace_mix``): a Noise2Noise L2 in k-space on the target's sampled set,
+weighted by ``1 / p`` (see :func:`kspace_loss`).
+
 **Masking.** When ``context`` holds a ``"valid"`` mask (bool or float, ``(B, 1 | C, H, W)``,
 broadcast over channels), every loss is the mean over valid pixels only: invalid pixels
 contribute neither to the value nor to the gradient. This is the Bernoulli experiment's rule: only pixels that
@@ -28,7 +32,21 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-__all__ = ["l2_loss", "l1_loss", "l0_loss", "hdr_loss", "l0_gamma", "masked_mean", "LOSSES", "get_loss"]
+from .fft import fft2c
+
+__all__ = [
+    "l2_loss",
+    "l1_loss",
+    "l0_loss",
+    "hdr_loss",
+    "kspace_loss",
+    "kspace_mix_loss",
+    "l0_gamma",
+    "masked_mean",
+    "LOSSES",
+    "MRI_LOSSES",
+    "get_loss",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, dict, float], torch.Tensor]
 
@@ -109,12 +127,110 @@ def hdr_loss(
     return masked_mean((output - target) ** 2 / denom, context)
 
 
+# --------------------------------------------------------------------------------------
+# MRI: Noise2Noise loss in k-space
+# --------------------------------------------------------------------------------------
+
+#: Weightings of :func:`kspace_loss` on the target's sampled set (``p`` = keep probability).
+KSPACE_WEIGHTINGS = ("inverse", "clipped", "flat", "normalized")
+#: ``clipped``: ``1 / max(p, KSPACE_P_FLOOR)`` (weights at most 10 instead of up to 1/p_min).
+KSPACE_P_FLOOR = 0.1
+
+
+def _spectrum(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` real or ``(B, 2, H, W)`` real/imag -> complex centred k-space ``(B, H, W)``."""
+    x = x.float()
+    z = torch.complex(x[:, 0], x[:, 1]) if x.shape[1] == 2 else x[:, 0]
+    return fft2c(z)
+
+
+def kspace_loss(
+    output: torch.Tensor,
+    target: torch.Tensor,
+    context: dict | None = None,
+    progress: float = 0.0,
+    *,
+    weighting: str = "inverse",
+) -> torch.Tensor:
+    """Noise2Noise L2 in k-space, on the *target's* sampled set only (MRI).
+
+    With the target's mask ``M2``, its measured k-space ``y2 = M2 F x`` and keep probabilities
+    ``p`` (``context["target_mask"]``, ``["target_kspace"]``, ``["target_density"]``, put there
+    by :meth:`MRIUndersampling.pair` for noisy targets)::
+
+        loss = sum_{b,k} w(k) M2(k) |F f(k) - y2(k)|^2 / (B C H W)
+
+    With ``w = 1 / p`` (``weighting="inverse"``) ``E_M2[loss] = ||F f - F x||^2 / (B C H W)``,
+    i.e. exactly the image-domain L2 against the clean image (Parseval, per-pixel mean
+    convention): unbiased, with no additive noise term. The other weightings keep the minimiser
+    (for every frequency, ``E[M2 w |F f - y2|^2] = w p |F f - F x|^2``) but weigh frequencies by
+    ``w p`` instead of 1: ``clipped`` (``1 / max(p, 0.1)``), ``flat`` (``1 / mean(p)``), and
+    ``normalized`` (``1 / p`` rescaled per sample so its mean over the sampled set is
+    ``1 / mean(p)``; a slightly biased, self-normalised estimate).
+
+    Without ``target_kspace`` in the context (clean targets), the target's full spectrum is used
+    with weight 1, which equals the image-domain L2.
+    """
+    if weighting not in KSPACE_WEIGHTINGS:
+        raise ValueError(f"kspace weighting must be one of {KSPACE_WEIGHTINGS}, got {weighting!r}")
+    b, c, h, w = output.shape
+    denom = float(b * c * h * w)
+    kf = _spectrum(output)
+    if context is None or "target_kspace" not in context:
+        return (kf - _spectrum(target)).abs().square().sum() / denom
+    m2 = context["target_mask"].to(kf.device).bool().reshape(kf.shape)
+    y2 = context["target_kspace"].to(kf.device).reshape(kf.shape)  # (B, 1, H, W) -> (B, H, W)
+    p = context["target_density"].to(device=kf.device, dtype=torch.float32)
+    p = p.clamp_min(torch.finfo(torch.float32).tiny)
+    if weighting == "inverse":
+        wt = 1.0 / p
+    elif weighting == "clipped":
+        wt = 1.0 / p.clamp_min(KSPACE_P_FLOOR)
+    else:  # flat, normalized
+        wt = torch.full_like(p, 1.0 / float(p.mean()))
+    wt = torch.where(m2, wt.expand_as(m2), torch.zeros((), device=kf.device))
+    if weighting == "normalized":
+        inv = torch.where(m2, (1.0 / p).expand_as(m2), torch.zeros((), device=kf.device))
+        cnt = m2.flatten(1).sum(1).clamp_min(1).float()
+        scale = cnt / inv.flatten(1).sum(1).clamp_min(torch.finfo(torch.float32).tiny)
+        wt = inv * scale[:, None, None] / float(p.mean())
+    return (wt * (kf - y2.to(kf.dtype)).abs().square()).sum() / denom
+
+
+def _kspace_variant(weighting: str) -> LossFn:
+    def fn(output, target, context=None, progress=0.0):
+        return kspace_loss(output, target, context, progress, weighting=weighting)
+
+    fn.__name__ = f"kspace_{weighting}_loss"
+    fn.__doc__ = f":func:`kspace_loss` with ``weighting={weighting!r}``."
+    return fn
+
+
+def kspace_mix_loss(
+    output: torch.Tensor, target: torch.Tensor, context: dict | None = None, progress: float = 0.0
+) -> torch.Tensor:
+    """Half image-domain L2, half unbiased k-space L2 (both estimate the same clean-image L2)."""
+    image = l2_loss(output, target, None, progress)
+    return 0.5 * image + 0.5 * kspace_loss(output, target, context, progress)
+
+
 LOSSES: dict[str, LossFn] = {"l2": l2_loss, "l1": l1_loss, "l0": l0_loss, "hdr": hdr_loss}
+"""Per-pixel losses (they honour ``context["valid"]``)."""
+
+MRI_LOSSES: dict[str, LossFn] = {
+    "kspace": _kspace_variant("inverse"),
+    "kspace_clipped": _kspace_variant("clipped"),
+    "kspace_flat": _kspace_variant("flat"),
+    "kspace_normalized": _kspace_variant("normalized"),
+    "kspace_mix": kspace_mix_loss,
+}
+"""k-space losses of the MRI task (they read the target's mask and k-space from the context)."""
 
 
 def get_loss(name: str) -> LossFn:
     """Look a loss up by name; raises ``ValueError`` listing the known names."""
     try:
-        return LOSSES[name]
+        return {**LOSSES, **MRI_LOSSES}[name]
     except KeyError:
-        raise ValueError(f"unknown loss '{name}' (choose from {', '.join(sorted(LOSSES))})") from None
+        known = ", ".join([*sorted(LOSSES), *MRI_LOSSES])
+        raise ValueError(f"unknown loss '{name}' (choose from {known})") from None

@@ -34,6 +34,7 @@ __all__ = [
     "bernoulli_mask",
     "line_mask",
     "hermitian_partner",
+    "symmetric_density",
     "make_density",
     "DENSITIES",
 ]
@@ -213,11 +214,11 @@ def bernoulli_mask(
     p = density.to(torch.float32)
     if hermitian:
         u = _symmetrise(u)
-        p = _sym_density(p)
+        p = symmetric_density(p)
     return u < p
 
 
-def _sym_density(p: torch.Tensor) -> torch.Tensor:
+def symmetric_density(p: torch.Tensor) -> torch.Tensor:
     """Average each bin's probability with its Hermitian partner's."""
     h, w = p.shape
     pi = hermitian_partner(h, p.device)

@@ -10,7 +10,7 @@ import torch
 
 from ..fft import fft2c
 from ..physics import SpectralSampling
-from ..sampling import bernoulli_mask, line_mask, make_density
+from ..sampling import bernoulli_mask, line_mask, make_density, symmetric_density
 from ..seeding import seeded_generator
 from .base import TARGETS, Corruption, Pair
 
@@ -169,11 +169,29 @@ class MRIUndersampling(Corruption):
         b = clean.shape[0]
         mask = self.draw_masks(b, generator)
         y, inp = self._observe(k, mask)
+        context = {"mask": mask, "kspace": y}
         if target == "noisy":
-            _, tgt = self._observe(k, self.draw_masks(b, generator))
+            mask2 = self.draw_masks(b, generator)
+            y2, tgt = self._observe(k, mask2)
+            # what a k-space loss needs (mri_n2n.losses.kspace_loss): the target's own sampled
+            # set, its measured (unscaled) k-space and each bin's keep probability
+            p2 = self.keep_probability(k.device)
+            context.update(target_mask=mask2, target_kspace=y2, target_density=p2)
         else:
             tgt = clean
-        return Pair(inp, tgt, {"mask": mask, "kspace": y})
+        return Pair(inp, tgt, context)
+
+    def keep_probability(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The marginal probability ``(H, W)`` that a drawn mask keeps each bin.
+
+        For 2-D Bernoulli masks this is the density (averaged with its Hermitian partner's when
+        masks are Hermitian, as :func:`~mri_n2n.sampling.bernoulli_mask` draws them). For line
+        masks it is the density as given (the sampler's own per-line probabilities).
+        """
+        p = self.density.to(device)
+        if self.lines is None and not self.complex_data:
+            p = symmetric_density(p)
+        return p
 
     def validation_pair(self, clean: torch.Tensor, seeds: torch.Tensor) -> Pair:
         masks = torch.cat(

@@ -12,7 +12,11 @@ Registered names:
   the conventional, faster U-Net (CPU default);
 - ``"unet_custom"`` -- :class:`UNet` with an explicit layout (the spec of a directly built UNet);
 - ``"red30"`` -- :class:`RED30` (kwargs ``in_channels``, ``out_channels``, ``features``,
-  ``num_layers``): the RED30 network of the paper's Gaussian row.
+  ``num_layers``): the RED30 network of the paper's Gaussian row;
+- ``"unrolled"`` -- :class:`Unrolled` (kwargs ``in_channels``, ``out_channels``, ``cascades``,
+  ``width``, ``depth``, ``share_weights``, ``block``): cascades of a small CNN and exact data
+  consistency. Its ``uses_measurements`` attribute is ``True``: call it as
+  ``model(x, mask=..., kspace=...)`` (see :func:`uses_measurements`).
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ from torch import nn
 
 from .red import RED30
 from .unet import UNet
+from .unrolled import Unrolled
 
-__all__ = ["UNet", "RED30", "build_model", "MODEL_NAMES"]
+__all__ = ["UNet", "RED30", "Unrolled", "build_model", "uses_measurements", "MODEL_NAMES"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "unet_paper": UNet.paper,
     "unet": UNet.plain,
     "unet_custom": UNet,
     "red30": RED30,
+    "unrolled": Unrolled,
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
@@ -55,3 +61,13 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}") from None
     return factory(**kwargs)
+
+
+def uses_measurements(model: nn.Module) -> bool:
+    """Whether ``model`` takes ``mask=`` and ``kspace=`` (unrolled nets); looks through DDP and
+    ``torch.compile`` wrappers."""
+    for attr in ("module", "_orig_mod"):
+        inner = getattr(model, attr, None)
+        if isinstance(inner, nn.Module):
+            return uses_measurements(inner)
+    return bool(getattr(model, "uses_measurements", False))

@@ -21,6 +21,7 @@ from ..data import volume_scale
 from ..fft import fft2c, ifft2c
 from ..io.kspace import as_kspace, expand_mask
 from ..metrics import ssim
+from ..models import uses_measurements
 from ..physics import SpectralSampling
 from ..sampling import hermitian_partner, radius_grid
 from ..seeding import seeded_generator, stable_ident
@@ -219,6 +220,7 @@ def _run(
     use_amp = (device.type == "cuda") if amp is None else (bool(amp) and device.type == "cuda")
     amp_dtype = _amp_dtype(device)
     complex_model = model_channels(model) == 2
+    measured = uses_measurements(model)
     dens = density.to(device=device, dtype=torch.float32)
     acc = _Accum(data_range)
     preview: dict[str, Any] = {}
@@ -249,8 +251,13 @@ def _run(
                 else:
                     phase = phase_factors(ya, ma)
                     inp = (za * phase.conj()).real[:, None]
+                kw: dict[str, Any] = {}
+                if measured:  # unrolled nets: data consistency after every cascade
+                    kw = {"mask": ma, "kspace": ya}
+                    if phase is not None and not bool((phase == 1).all()):
+                        kw["phase"] = phase  # DC on real * phase (see models.unrolled)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    out = model(inp.float())
+                    out = model(inp.float(), **kw)
                 out = out.float()
                 if complex_model:
                     est = torch.complex(out[:, 0], out[:, 1])

@@ -50,4 +50,14 @@ def build_model_for(cfg: Config, channels: int) -> nn.Module:
         return build_model(
             "unet", in_channels=channels, out_channels=channels, base=cfg.base, depth=cfg.depth
         )
+    if cfg.model == "unrolled":
+        return build_model(
+            "unrolled",
+            in_channels=channels,
+            out_channels=channels,
+            cascades=cfg.cascades,
+            width=cfg.cascade_width,
+            depth=cfg.cascade_depth,
+            share_weights=cfg.share_weights,
+        )
     return build_model(cfg.model, in_channels=channels, out_channels=channels)

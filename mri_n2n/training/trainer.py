@@ -45,6 +45,7 @@ from ..devices import resolve_device
 from ..io import atomic_write_json, atomic_write_text
 from ..losses import get_loss
 from ..metrics import psnr, ssim
+from ..models import uses_measurements
 from ..plots import image_panel, provenance_view, reconstruction_panel
 from ..seeding import seeded_generator
 from .experiment import build_experiment, build_model_for
@@ -246,11 +247,16 @@ class Trainer:
         x = x.to(self.device, non_blocking=True).float()
         return x
 
-    def _forward(self, net: nn.Module, inp: torch.Tensor) -> torch.Tensor:
+    def _forward(self, net: nn.Module, inp: torch.Tensor, context: dict | None = None) -> torch.Tensor:
+        """The network on ``inp``; unrolled nets also get the input's mask and measured k-space
+        (``context``) for their data consistency after every cascade."""
         if self.channels_last:
             inp = inp.contiguous(memory_format=torch.channels_last)
+        kw = {}
+        if context is not None and "mask" in context and uses_measurements(self.model):
+            kw = {"mask": context["mask"], "kspace": context["kspace"]}
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            out = net(inp)
+            out = net(inp, **kw)
         return out.float()
 
     # -- one step ---------------------------------------------------------------------
@@ -261,7 +267,7 @@ class Trainer:
             group["lr"] = lr
         clean = self._to_device(clean)
         pair = self.corruption.pair(clean, generator=self.gen, target=self.cfg.target)
-        out = self.corruption.project(self._forward(self.net, pair.input), pair.context)
+        out = self.corruption.project(self._forward(self.net, pair.input, pair.context), pair.context)
         progress = self.step / max(self.total_steps, 1)
         loss = self.loss_fn(out, pair.target, pair.context, progress)
         if not torch.isfinite(loss):
@@ -296,7 +302,7 @@ class Trainer:
         for clean, ident in loader:
             clean = self._to_device(clean)
             pair = self.corruption.validation_pair(clean, torch.as_tensor(ident))
-            out = self.corruption.project(self._forward(self.model, pair.input), pair.context)
+            out = self.corruption.project(self._forward(self.model, pair.input, pair.context), pair.context)
             ref, inp, rec = (_display(t) for t in (pair.target, pair.input, out))
             for key, img in (("input", inp), ("", rec)):
                 suffix = f"_{key}" if key else ""

@@ -1,0 +1,225 @@
+"""An unrolled reconstruction network (MoDL / E2E-VarNet family) for single-coil Cartesian MRI.
+
+``K`` cascades, each a small residual CNN (or a small U-Net) followed by *exact* data
+consistency with the measured k-space::
+
+    x_0 = network input (density-compensated zero-filled image)
+    x_k = DC(x_{k-1} + CNN_k(x_{k-1})),   k = 1..K
+    DC(x) = F^-1 ((1 - M) F x + M y)       (real part for real 1-channel images)
+
+This is MoDL's data-consistency solve in the limit ``lambda -> 0`` (the paper's spectral
+projection), applied after every cascade instead of only once at the end. The input itself is
+not projected: its sampled values are ``y / p`` (density compensation), which the first CNN sees
+as they are.
+
+Real images are ``(B, 1, H, W)``; complex images are ``(B, 2, H, W)`` real/imag channels.
+Called as ``model(x)`` (no measurements) every cascade is applied without DC: a plain
+denoiser, so call sites written for the U-Nets keep working. :attr:`Unrolled.uses_measurements`
+tells the trainer and the reconstruction code to pass ``mask`` and ``kspace``.
+
+Real 1-channel data whose k-space is not Hermitian (e.g. a phase-corrected complex slice at
+inference) can pass ``phase``: a unit complex map ``(B, H, W)`` with ``image = real * phase``;
+DC then works on ``real * phase`` and returns the real part of ``DC(...) * conj(phase)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..fft import fft2c, ifft2c
+from .unet import UNet
+
+__all__ = ["Unrolled", "data_consistency"]
+
+LEAKY_SLOPE = 0.1
+
+
+def data_consistency(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    kspace: torch.Tensor,
+    phase: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Replace the sampled frequencies of ``x`` by the measurements (exact DC).
+
+    Args:
+        x: images ``(B, C, H, W)``, ``C`` 1 (real) or 2 (real/imag channels), any float dtype.
+        mask: bool ``(B, H, W)`` (or ``(H, W)``) sampled set.
+        kspace: complex ``(B, H, W)`` (or ``(B, 1, H, W)``) measured k-space (centred orthonormal
+            FFT units).
+        phase: optional unit complex ``(B, H, W)`` map for real data (see the module docstring).
+
+    Returns:
+        float32 images of the same shape: ``F^-1((1 - M) F x + M y)`` (its real part for ``C == 1``).
+    """
+    x = x.float()
+    if kspace.ndim == 4:  # (B, 1, H, W), as MRIUndersampling's pair context holds it
+        kspace = kspace[:, 0]
+    if mask.ndim == 4:
+        mask = mask[:, 0]
+    if x.shape[1] == 2:
+        z = torch.complex(x[:, 0], x[:, 1])
+    elif x.shape[1] == 1:
+        z = x[:, 0].to(torch.complex64)
+        if phase is not None:
+            z = z * phase
+    else:
+        raise ValueError(f"data consistency needs 1 or 2 channels, got {x.shape[1]}")
+    k = fft2c(z)
+    k = torch.where(mask.bool(), kspace.to(k.dtype), k)
+    z = ifft2c(k)
+    if x.shape[1] == 2:
+        return torch.stack([z.real, z.imag], dim=1)
+    if phase is not None:
+        z = z * phase.conj()
+    return z.real[:, None]
+
+
+class _ResCNN(nn.Module):
+    """``depth`` 3x3 convs (``width`` wide, LeakyReLU(0.1) between, the last linear); ``x + f(x)``."""
+
+    def __init__(self, channels: int, width: int, depth: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = channels
+        for _ in range(depth - 1):
+            layers += [nn.Conv2d(c, width, 3, padding=1), nn.LeakyReLU(LEAKY_SLOPE)]
+            c = width
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(c, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.out(self.body(x))
+
+
+class _ResUNet(nn.Module):
+    """A small plain U-Net (:meth:`UNet.plain`) used as a residual cascade: ``x + unet(x)``."""
+
+    def __init__(self, channels: int, width: int, depth: int) -> None:
+        super().__init__()
+        self.net = UNet.plain(channels, channels, base=width, depth=depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class Unrolled(nn.Module):
+    """``cascades`` x (residual CNN -> exact data consistency).
+
+    Args:
+        in_channels: 1 (real) or 2 (real/imag).
+        out_channels: must equal ``in_channels`` (residual cascades).
+        cascades: number of cascades ``K`` (>= 1).
+        width: CNN width (``block="cnn"``) or the U-Net's base channels (``block="unet"``).
+        depth: conv layers per CNN cascade (>= 2), or the U-Net's number of poolings.
+        share_weights: one CNN applied in every cascade (MoDL) instead of one per cascade.
+        block: ``"cnn"`` (plain residual CNN) or ``"unet"`` (small plain U-Net).
+
+    Attributes:
+        spec: ``{"name": "unrolled", "kwargs": {...}}`` for ``build_model``.
+        uses_measurements: ``True``: call as ``model(x, mask=..., kspace=...)`` for DC.
+        multiple: 1 for the CNN (any size), ``2**depth`` for the U-Net block (padded inside).
+    """
+
+    uses_measurements = True
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        cascades: int = 5,
+        width: int = 32,
+        depth: int = 5,
+        share_weights: bool = False,
+        block: str = "cnn",
+    ) -> None:
+        super().__init__()
+        if in_channels != out_channels or in_channels not in (1, 2):
+            raise ValueError(
+                "unrolled: in_channels == out_channels in (1, 2) required, "
+                f"got {in_channels} -> {out_channels}"
+            )
+        if cascades < 1 or width < 1:
+            raise ValueError(f"unrolled: cascades and width must be >= 1, got {cascades}, {width}")
+        if block == "cnn" and depth < 2:
+            raise ValueError(f"unrolled: a CNN cascade needs depth >= 2 conv layers, got {depth}")
+        if block == "unet" and depth < 1:
+            raise ValueError(f"unrolled: a U-Net cascade needs depth >= 1, got {depth}")
+        if block not in ("cnn", "unet"):
+            raise ValueError(f"unrolled: block must be 'cnn' or 'unet', got {block!r}")
+        self.cascades = int(cascades)
+        self.share_weights = bool(share_weights)
+        make = _ResCNN if block == "cnn" else _ResUNet
+        n_blocks = 1 if share_weights else self.cascades
+        self.blocks = nn.ModuleList(make(in_channels, int(width), int(depth)) for _ in range(n_blocks))
+        self.multiple = 1 if block == "cnn" else 2 ** int(depth)
+        self.spec: dict[str, Any] = {
+            "name": "unrolled",
+            "kwargs": {
+                "in_channels": int(in_channels),
+                "out_channels": int(out_channels),
+                "cascades": self.cascades,
+                "width": int(width),
+                "depth": int(depth),
+                "share_weights": self.share_weights,
+                "block": block,
+            },
+        }
+        if block == "cnn":
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He-normal init for the LeakyReLU convs; the last conv of each cascade starts small
+        (std ``0.1 / sqrt(fan_in)``), so the untrained net is close to the identity plus DC."""
+        for blk in self.blocks:
+            for m in blk.modules():
+                if isinstance(m, nn.Conv2d):
+                    fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+                    gain = 0.1 if m is blk.out else math.sqrt(2.0 / (1.0 + LEAKY_SLOPE**2))
+                    with torch.no_grad():
+                        m.weight.normal_(0.0, gain / math.sqrt(fan_in))
+                        m.bias.zero_()
+
+    def block(self, k: int) -> nn.Module:
+        """The CNN of cascade ``k`` (0-based)."""
+        return self.blocks[0 if self.share_weights else k]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        kspace: torch.Tensor | None = None,
+        phase: torch.Tensor | None = None,
+        *,
+        return_all: bool = False,
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """Run the cascades.
+
+        Args:
+            x: network input ``(B, C, H, W)``.
+            mask: bool ``(B, H, W)`` sampled set, or ``None`` for no DC (plain denoiser).
+            kspace: complex ``(B, H, W)`` measurements (required with ``mask``).
+            phase: optional unit phase map for real data (module docstring).
+            return_all: return the list of every cascade's output (for tests and diagnostics).
+
+        Returns:
+            ``(B, C, H, W)``: the last cascade's output (float32 when DC is applied), or the list.
+        """
+        if (mask is None) != (kspace is None):
+            raise ValueError("unrolled: pass both mask and kspace, or neither")
+        outs = []
+        for k in range(self.cascades):
+            x = self.block(k)(x)
+            if mask is not None:
+                with torch.autocast(x.device.type, enabled=False):
+                    x = data_consistency(x, mask, kspace, phase)
+            outs.append(x)
+        return outs if return_all else x
+
+    def extra_repr(self) -> str:
+        kw = self.spec["kwargs"]
+        return ", ".join(f"{k}={kw[k]}" for k in ("cascades", "width", "depth", "share_weights", "block"))

@@ -1,0 +1,258 @@
+"""The unrolled network (cascades + exact data consistency) and the k-space Noise2Noise loss."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mri_n2n.config import Config
+from mri_n2n.corruptions import MRIUndersampling, seeded_generator
+from mri_n2n.fft import fft2c
+from mri_n2n.losses import get_loss, kspace_loss, l2_loss
+from mri_n2n.models import Unrolled, build_model, uses_measurements
+from mri_n2n.sampling import exp_decay_density
+
+
+def _smooth_images(b: int, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
+    """Blobby non-negative test images (B, 1, H, W) in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    imgs = []
+    for _ in range(b):
+        c = torch.rand(3, 2, generator=g) - 0.5
+        s = 0.2 + 0.3 * torch.rand(3, generator=g)
+        img = sum(torch.exp(-((yy - c[i, 0]) ** 2 + (xx - c[i, 1]) ** 2) / s[i] ** 2) for i in range(3))
+        imgs.append(img / img.max())
+    return torch.stack(imgs)[:, None]
+
+
+def _corruption(size: int = 32, complex_data: bool = False) -> MRIUndersampling:
+    return MRIUndersampling(exp_decay_density((size, size), fraction=0.2), complex_data=complex_data)
+
+
+# --------------------------------------------------------------------------------------
+# the network
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("share", [False, True])
+def test_shapes_and_spec_round_trip(channels, share):
+    m = build_model(
+        "unrolled",
+        in_channels=channels,
+        out_channels=channels,
+        cascades=3,
+        width=8,
+        depth=3,
+        share_weights=share,
+    )
+    assert m.spec["name"] == "unrolled" and uses_measurements(m)
+    x = torch.randn(2, channels, 20, 24)
+    assert m(x).shape == x.shape  # no measurements: a plain denoiser
+    clone = build_model(m.spec["name"], **m.spec["kwargs"])
+    clone.load_state_dict(m.state_dict())  # same architecture
+    assert json.loads(json.dumps(clone.spec)) == m.spec
+    torch.testing.assert_close(clone(x), m(x))
+    n_params = sum(p.numel() for p in m.parameters())
+    one = sum(p.numel() for p in m.blocks[0].parameters())
+    assert n_params == (one if share else 3 * one)
+
+
+def test_unet_block_and_bad_arguments():
+    m = Unrolled(cascades=2, width=4, depth=2, block="unet")
+    assert m(torch.randn(1, 1, 18, 22)).shape == (1, 1, 18, 22)
+    for kw in ({"in_channels": 1, "out_channels": 2}, {"cascades": 0}, {"depth": 1}, {"block": "x"}):
+        with pytest.raises(ValueError):
+            Unrolled(**kw)
+    with pytest.raises(ValueError, match="both mask and kspace"):
+        Unrolled(cascades=1)(torch.zeros(1, 1, 8, 8), mask=torch.ones(1, 8, 8, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("complex_data", [False, True])
+def test_data_consistency_is_exact_after_every_cascade(complex_data):
+    corr = _corruption(complex_data=complex_data)
+    clean = _smooth_images(3)
+    if complex_data:  # a smooth phase
+        ph = torch.linspace(0, 2, 32)
+        clean = torch.cat([clean * torch.cos(ph), clean * torch.sin(ph)], dim=1)
+    pair = corr.pair(clean, generator=seeded_generator(1))
+    ch = clean.shape[1]
+    m = Unrolled(ch, ch, cascades=4, width=8, depth=3)
+    for blk in m.blocks:  # a non-trivial residual so that DC has something to undo
+        torch.nn.init.normal_(blk.out.weight, std=0.3)
+    with torch.no_grad():
+        outs = m(pair.input, mask=pair.context["mask"], kspace=pair.context["kspace"], return_all=True)
+    assert len(outs) == 4
+    mask, y = pair.context["mask"], pair.context["kspace"][:, 0]  # context k-space is (B, 1, H, W)
+    scale = float(y.abs().max())
+    for out in outs:
+        z = torch.complex(out[:, 0], out[:, 1]) if complex_data else out[:, 0]
+        k = fft2c(z)
+        err = (k - y).abs()[mask].max()
+        assert float(err) < 1e-5 * scale
+        # the unsampled frequencies are the network's (DC did not just copy the input)
+        assert (
+            float(
+                (
+                    k
+                    - fft2c(
+                        torch.complex(pair.input[:, 0], pair.input[:, 1])
+                        if complex_data
+                        else pair.input[:, 0]
+                    )
+                )
+                .abs()[~mask]
+                .max()
+            )
+            > 1e-3 * scale
+        )
+    # the corruption's own projection afterwards is a no-op (idempotent)
+    torch.testing.assert_close(corr.project(outs[-1], pair.context), outs[-1], atol=1e-5, rtol=0)
+
+
+def test_gradients_reach_every_cascade():
+    corr = _corruption()
+    clean = _smooth_images(2)
+    pair = corr.pair(clean, generator=seeded_generator(2))
+    m = Unrolled(cascades=3, width=8, depth=3, share_weights=False)
+    out = corr.project(m(pair.input, mask=pair.context["mask"], kspace=pair.context["kspace"]), pair.context)
+    l2_loss(out, pair.target).backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert float(p.grad.abs().sum()) > 0, name
+
+
+# --------------------------------------------------------------------------------------
+# the k-space loss
+
+
+def test_kspace_loss_is_unbiased_over_masks():
+    """Monte Carlo over target masks: E[kspace loss] == ||F f - F x||^2 / (B C H W) == L2(f, x).
+
+    The image-domain Noise2Noise L2 has the same expectation plus a constant (the target's
+    variance), which this also checks is positive and independent of ``f``.
+    """
+    torch.manual_seed(0)
+    corr = _corruption()
+    x = _smooth_images(1, seed=3)
+    f1 = x + 0.1 * torch.randn_like(x)  # any estimate, e.g. a network output
+    f2 = 0.5 * x
+    n_chunks, chunk = 100, 64
+    gen = seeded_generator(123)
+    vals = {("k", 1): [], ("k", 2): [], ("i", 1): [], ("i", 2): []}
+    for _ in range(n_chunks):
+        pair = corr.pair(x.expand(chunk, -1, -1, -1), generator=gen, target="noisy")
+        for tag, f in ((1, f1), (2, f2)):
+            fb = f.expand(chunk, -1, -1, -1)
+            vals[("k", tag)].append(float(kspace_loss(fb, pair.target, pair.context)))
+            vals[("i", tag)].append(float(l2_loss(fb, pair.target)))
+    for tag, f in ((1, f1), (2, f2)):
+        truth = float(l2_loss(f, x))
+        # Parseval: the clean-target k-space loss (full spectrum, weight 1) is the image L2
+        assert float(kspace_loss(f, x, None)) == pytest.approx(truth, rel=1e-5)
+        v = np.asarray(vals[("k", tag)])
+        se = v.std(ddof=1) / math.sqrt(len(v))
+        assert abs(v.mean() - truth) < 4 * se, (v.mean(), truth, se)
+    # image-domain loss: the same up to a constant independent of f
+    c1 = np.mean(vals[("i", 1)]) - float(l2_loss(f1, x))
+    c2 = np.mean(vals[("i", 2)]) - float(l2_loss(f2, x))
+    diff = np.asarray(vals[("i", 1)]) - np.asarray(vals[("i", 2)])
+    assert c1 > 0 and abs(c1 - c2) < 4 * diff.std(ddof=1) / math.sqrt(len(diff))
+
+
+def test_kspace_variants_and_clean_targets():
+    corr = _corruption()
+    x = _smooth_images(2)
+    pair = corr.pair(x, generator=seeded_generator(5), target="noisy")
+    assert {"target_mask", "target_kspace", "target_density"} <= set(pair.context)
+    f = corr.project(pair.input, pair.context)
+    for name in ("kspace", "kspace_clipped", "kspace_flat", "kspace_normalized", "kspace_mix"):
+        v = get_loss(name)(f, pair.target, pair.context, 0.0)
+        assert torch.isfinite(v) and float(v) > 0, name
+    clean = corr.pair(x, generator=seeded_generator(5), target="clean")
+    assert "target_kspace" not in clean.context
+    torch.testing.assert_close(kspace_loss(f, clean.target, clean.context), l2_loss(f, clean.target))
+    with pytest.raises(ValueError):
+        kspace_loss(f, x, pair.context, weighting="bogus")
+
+
+# --------------------------------------------------------------------------------------
+# trainer, checkpoint and reconstruction
+
+
+pytest.importorskip("nilearn")
+
+
+@pytest.mark.parametrize("loss", ["l2", "kspace"])
+def test_tiny_training_run_and_reconstruction(tmp_path, loss):
+    from mri_n2n.reconstruction import Reconstructor
+    from mri_n2n.sampling import bernoulli_mask
+    from mri_n2n.train import main
+
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "--preset",
+            "tiny",
+            "--model",
+            "unrolled",
+            "--cascades",
+            "2",
+            "--cascade-width",
+            "8",
+            "--cascade-depth",
+            "3",
+            "--share-weights",
+            "--loss",
+            loss,
+            "--max-steps",
+            "6",
+            "--val-limit",
+            "4",
+            "--out",
+            str(out),
+            "--quiet",
+            "--no-figures",
+            "--no-tensorboard",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ]
+    )
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "unrolled" and math.isfinite(summary["val_psnr"])
+    rec = Reconstructor.from_checkpoint(out / "checkpoints" / "last.pt", device="cpu", batch_size=2)
+    assert isinstance(rec.model, Unrolled) and rec.model.spec["kwargs"]["share_weights"]
+    # real image k-space with a Hermitian mask: exact DC at the end, finite output
+    img = _smooth_images(2).numpy()[:, 0].astype(np.complex64)
+    k = fft2c(torch.from_numpy(img)).numpy()
+    dens = exp_decay_density((32, 32), fraction=0.2)
+    mask = bernoulli_mask(
+        dens, generator=torch.Generator().manual_seed(0), batch_size=2, hermitian=True
+    ).numpy()
+    r = rec.kspace(k * mask, mask, keep_complex=True)
+    rk = fft2c(torch.from_numpy(np.ascontiguousarray(np.moveaxis(r.complex_image, 2, 0)))).numpy()
+    np.testing.assert_allclose(rk[mask], k[mask], rtol=0, atol=2e-6 * np.abs(k).max())
+    assert np.isfinite(r.image).all()
+
+
+def test_config_fields_reach_the_model():
+    from mri_n2n.training import build_model_for
+
+    cfg = Config(model="unrolled", cascades=2, cascade_width=6, cascade_depth=4, share_weights=True)
+    m = build_model_for(cfg, 2)
+    assert m.spec["kwargs"] == {
+        "in_channels": 2,
+        "out_channels": 2,
+        "cascades": 2,
+        "width": 6,
+        "depth": 4,
+        "share_weights": True,
+        "block": "cnn",
+    }
