@@ -298,7 +298,8 @@ class Trainer:
         loader = DataLoader(torch.utils.data.Subset(vs, idx), batch_size=bs, num_workers=self.cfg.num_workers)
         sums = {"val_psnr_input": 0.0, "val_psnr": 0.0, "val_ssim_input": 0.0, "val_ssim": 0.0}
         count = 0
-        first = None
+        shown = None  # the figure's slice: the one with the most signal (mid-brain for MRI)
+        start = 0
         for clean, ident in loader:
             clean = self._to_device(clean)
             pair = self.corruption.validation_pair(clean, torch.as_tensor(ident))
@@ -308,28 +309,34 @@ class Trainer:
                 suffix = f"_{key}" if key else ""
                 sums[f"val_psnr{suffix}"] += psnr(img, ref, data_range=1.0, reduction="none").sum().item()
                 sums[f"val_ssim{suffix}"] += ssim(img, ref, data_range=1.0, reduction="none").sum().item()
+            content = ref.flatten(1).sum(1)
+            b = int(content.argmax())
+            if shown is None or float(content[b]) > shown[0]:
+                mask = pair.context["mask"][b] if "mask" in pair.context else None
+                shown = (float(content[b]), start + b, mask, ref[b], inp[b], rec[b])
             count += clean.shape[0]
-            if first is None:
-                first = (pair, ref[0], inp[0], rec[0])
+            start += clean.shape[0]
         self.model.train()
         res = {k: v / max(count, 1) for k, v in sums.items()}
-        if figure is not None and first is not None and self.is_main:
-            self._figure(figure, first, res)
+        if figure is not None and shown is not None and self.is_main:
+            self._figure(figure, shown[1:], res)
         return res
 
-    def _figure(self, path, first, res) -> None:
-        pair, ref, inp, rec = first
+    def _figure(self, path, shown, res) -> None:
+        index, mask, ref, inp, rec = shown
         title = f"{self.cfg.task} {self.cfg.dataset}, step {self.step}"
-        if "mask" in pair.context:
+        if mask is not None:
             vs = self.exp.valid_set
-            prov = vs.provenance(0) if hasattr(vs, "provenance") else None
+            prov = vs.provenance(index) if hasattr(vs, "provenance") else None
+            if prov is not None and "slice" in prov:
+                title += f", validation slice {prov['slice']}"
 
             def view(x):  # volume slices in the radiological convention
                 return provenance_view(x, prov)
 
             reconstruction_panel(
                 path,
-                mask=view(pair.context["mask"][0]),
+                mask=view(mask),
                 zero_filled=view(inp),
                 reconstruction=view(rec),
                 reference=view(ref),
