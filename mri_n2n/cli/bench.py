@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..bench import machine_info, markdown_table, write_results
+from ..bench.generalization import bench_generalization, generalization_markdown
 from ..bench.images import bench_image_quality, image_quality_markdown
 from ..bench.quality import bench_mri_quality, mri_quality_markdown
 from ..bench.reconstruct import bench_reconstruct
@@ -93,14 +94,30 @@ def _reconstruct(args) -> int:
     return 0
 
 
+def _generalization(args) -> int:
+    named = {}
+    for item in args.checkpoint:
+        name, sep, path = item.partition("=")
+        named[name if sep else f"model {len(named) + 1}"] = path if sep else item
+    res = bench_generalization(
+        named, fraction=args.fraction, seed=args.seed, device=args.device, tv_iters=20 if args.quick else 100
+    )
+    res["machine"] = machine_info(args.device if args.device != "auto" else "cpu")
+    md = generalization_markdown(res)
+    write_results(args.results, "generalization_quick" if args.quick else "generalization", res, md)
+    print(md)
+    return 0
+
+
 def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
     """The ``bench`` parser: standalone, or registered as ``mri-n2n bench``."""
     p = register(subparsers, "bench", "speed and quality benchmarks", "Speed and quality benchmarks.")
-    sub = p.add_subparsers(dest="which", required=True, metavar="{speed,quality,reconstruct}")
+    sub = p.add_subparsers(dest="which", required=True, metavar="{speed,quality,reconstruct,generalization}")
     for name, help_ in (
         ("speed", "training-step and inference throughput"),
         ("quality", "the paper's tables"),
         ("reconstruct", "volume reconstruction throughput (slices/s, 256x256 k-space)"),
+        ("generalization", "checkpoints vs zero-filling and CS-TV on real scans never seen in training"),
     ):
         s = sub.add_parser(name, help=help_)
         s.add_argument(
@@ -128,13 +145,28 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
                 help="MRI checkpoint (default: runs/mni152 or runs/latest best.pt, else an untrained "
                 "CPU-preset model, which has the same speed)",
             )
+        if name == "generalization":
+            s.add_argument(
+                "--checkpoint",
+                nargs="+",
+                required=True,
+                metavar="[NAME=]CKPT",
+                help="MRI checkpoints to evaluate, optionally named (e.g. N2N=runs/n2n/checkpoints/best.pt)",
+            )
+            s.add_argument("--fraction", type=float, default=0.1, help="mean sampling density (default 0.1)")
+            s.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark ``args.which``; 0 on success, 2 on a bad option or input."""
-    bench = {"speed": _speed, "quality": _quality, "reconstruct": _reconstruct}[args.which]
+    bench = {
+        "speed": _speed,
+        "quality": _quality,
+        "reconstruct": _reconstruct,
+        "generalization": _generalization,
+    }[args.which]
     try:
         return bench(args)
     except (ValueError, OSError) as e:  # bad --device, --checkpoint, data: one line, no traceback
