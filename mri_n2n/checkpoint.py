@@ -16,6 +16,7 @@ Files are written atomically (see :mod:`mri_n2n.io`).
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -35,6 +36,9 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "model_from_checkpoint",
+    "PRETRAINED_DIR",
+    "pretrained",
+    "resolve_checkpoint",
 ]
 
 FORMAT = "mri_n2n-checkpoint"
@@ -54,13 +58,37 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     atomic_torch_save({"format": FORMAT, "version": VERSION, **state}, path)
 
 
+#: Where the shipped weights live (package data): ``registry.json`` names each file and records
+#: the command, seed and validation PSNR that made it.
+PRETRAINED_DIR = Path(__file__).parent / "weights"
+
+
+def pretrained() -> dict[str, dict[str, Any]]:
+    """The shipped checkpoints: name -> its record (``file``, ``val_psnr``, ``command``, ...)."""
+    registry = PRETRAINED_DIR / "registry.json"
+    if not registry.is_file():
+        return {}
+    return json.loads(registry.read_text())
+
+
+def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
+    """A checkpoint path: an existing file as is, else the shipped checkpoint of that name
+    (e.g. ``"mni152-n2n"``, see :func:`pretrained`); other values are returned unchanged, so
+    :func:`load_checkpoint` reports them as missing."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    entry = pretrained().get(str(path_or_name))
+    return PRETRAINED_DIR / entry["file"] if entry else path
+
+
 def load_checkpoint(
     path: str | os.PathLike, *, map_location: str | torch.device = "cpu", task: str | None = None
 ) -> dict[str, Any]:
     """Load and validate a checkpoint with ``torch.load(weights_only=True)``.
 
     Args:
-        path: checkpoint file.
+        path: checkpoint file, or the name of a shipped checkpoint (:func:`pretrained`).
         map_location: where tensors are loaded.
         task: when given (``"mri"`` or ``"image"``), refuse checkpoints of another task.
 
@@ -68,9 +96,10 @@ def load_checkpoint(
         CheckpointError: the file is missing, not a torch file, would need to run code
             to load, is not an mri_n2n checkpoint, or belongs to another task.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        names = ", ".join(pretrained()) or "none"
+        raise CheckpointError(f"{path}: no such checkpoint file (shipped checkpoints: {names})")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (not a torch.save zip archive)")
     try:

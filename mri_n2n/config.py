@@ -96,6 +96,8 @@ class Config:
     center_fraction: float = _f(0.08, "line masks: fraction of fully sampled central lines")
     shift: int | None = _f(None, "max random circular shift in px (default size/4; 0 disables)")
     complex: bool = _f(False, "MRI: complex images as two channels (real, imaginary), non-Hermitian masks")
+    augment: bool = _f(False, "MRI: random flips, 90-degree rotations, bias fields, gamma and intensity "
+                       "scaling (and a smooth phase for --complex) of the training slices")
     # image corruption
     noise: str = _f("gaussian", "image noise: gaussian, poisson, bernoulli, text, impulse, montecarlo, pairs")
     noise_options: dict[str, Any] = _f({}, "image noise: constructor options (YAML only), "
@@ -188,7 +190,7 @@ _FALLBACK = {"base": 16, "depth": 3}
 #: Fields a resumed run cannot change: they define the model, the data or the corruption.
 RESUME_FIXED = (
     "task", "target", "dataset", "data_dir", "size", "slices", "axis", "normalize", "density",
-    "fraction", "edge", "acceleration", "center_fraction", "complex", "noise", "noise_options",
+    "fraction", "edge", "acceleration", "center_fraction", "complex", "augment", "noise", "noise_options",
     "loss", "model", "width", "base", "depth", "cascades", "cascade_width", "cascade_depth",
     "share_weights", "seed",
 )  # fmt: skip

@@ -12,6 +12,7 @@ from ..fft import fft2c
 from ..physics import SpectralSampling
 from ..sampling import bernoulli_mask, line_mask, make_density, symmetric_density
 from ..seeding import seeded_generator
+from .augment import augment_batch
 from .base import TARGETS, Corruption, Pair
 
 if TYPE_CHECKING:  # the config module sits above this layer; only its type is needed here
@@ -63,6 +64,8 @@ class MRIUndersampling(Corruption):
         complex_data: images are ``(B, 2, H, W)`` real/imag channels (masks not Hermitian).
         lines: ``None`` for 2-D Bernoulli masks; ``"random"`` or ``"equispaced"`` for 1-D
             Cartesian line masks with ``acceleration`` and ``center_fraction``.
+        augment: augment each clean training slice (:func:`~mri_n2n.corruptions.augment.augment_batch`)
+            before its observations are drawn.
     """
 
     task = "mri"
@@ -76,6 +79,7 @@ class MRIUndersampling(Corruption):
         lines: str | None = None,
         acceleration: float = 4.0,
         center_fraction: float = 0.08,
+        augment: bool = False,
     ) -> None:
         self.density = density.float()
         self.max_shift = int(max_shift)
@@ -83,6 +87,7 @@ class MRIUndersampling(Corruption):
         self.lines = lines
         self.acceleration = acceleration
         self.center_fraction = center_fraction
+        self.augment = bool(augment)
 
     @classmethod
     def from_config(
@@ -118,6 +123,7 @@ class MRIUndersampling(Corruption):
             edge=cfg.edge,
             acceleration=acceleration,
             center_fraction=cfg.center_fraction,
+            augment=bool(cfg.augment),
         )
         return cls(
             density,
@@ -164,6 +170,8 @@ class MRIUndersampling(Corruption):
     def pair(self, clean: torch.Tensor, *, generator: torch.Generator, target: str = "noisy") -> Pair:
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got '{target}'")
+        if self.augment:
+            clean = augment_batch(clean, generator)
         clean = random_shift(clean, self.max_shift, generator)
         k = self._spectrum(clean)
         b = clean.shape[0]
@@ -211,4 +219,5 @@ class MRIUndersampling(Corruption):
             "max_shift": self.max_shift,
             "complex_data": self.complex_data,
             "lines": self.lines,
+            "augment": self.augment,
         }

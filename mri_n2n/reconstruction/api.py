@@ -7,7 +7,13 @@ import os
 import numpy as np
 import torch
 
-from ..checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from ..checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    pretrained,
+    resolve_checkpoint,
+)
 from ..config import Config
 from ..corruptions import MRIUndersampling
 from ..devices import resolve_device
@@ -64,6 +70,25 @@ class Reconstructor:
         self._densities: dict[tuple[int, int], torch.Tensor] = {}
 
     @classmethod
+    def from_pretrained(
+        cls,
+        name: str = "mni152-n2n",
+        *,
+        device: str | torch.device = "auto",
+        amp: bool | None = None,
+        batch_size: int = 8,
+    ) -> Reconstructor:
+        """A shipped checkpoint by name (:func:`mri_n2n.checkpoint.pretrained` lists them).
+
+        Raises:
+            CheckpointError: no shipped checkpoint of that name.
+        """
+        if name not in pretrained():
+            names = ", ".join(pretrained()) or "none"
+            raise CheckpointError(f"{name}: no shipped checkpoint of that name (have: {names})")
+        return cls.from_checkpoint(name, device=device, amp=amp, batch_size=batch_size)
+
+    @classmethod
     def from_checkpoint(
         cls,
         path: str | os.PathLike,
@@ -96,7 +121,7 @@ class Reconstructor:
                 f"{path}: an MRI model must take 1 or 2 channels, this one takes {channels}"
             )
         rec = cls(model, config, device=dev, amp=amp, batch_size=batch_size)
-        rec.checkpoint = str(path)
+        rec.checkpoint = str(resolve_checkpoint(path))
         return rec
 
     @property
