@@ -56,6 +56,7 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         re, im = x[:, :1] * bias, x[:, 1:2] * bias
         cos, sin = torch.cos(phase), torch.sin(phase)
         x = torch.cat([re * cos - im * sin, re * sin + im * cos], dim=1)
-    peak = x.abs().flatten(1).amax(1).clamp_min(torch.finfo(x.dtype).tiny)[:, None, None, None]
+    mag = x.abs() if c == 1 else x.square().sum(1, keepdim=True).sqrt()
+    peak = mag.flatten(1).amax(1)[:, None, None, None]
     scale = _uniform(b, 0.7, 1.0, g, x)[:, None, None, None]
     return x / peak.clamp_min(1.0) * scale
