@@ -123,7 +123,6 @@ class MRIUndersampling(Corruption):
             edge=cfg.edge,
             acceleration=acceleration,
             center_fraction=cfg.center_fraction,
-            augment=bool(cfg.augment),
         )
         return cls(
             density,
@@ -132,6 +131,7 @@ class MRIUndersampling(Corruption):
             lines=lines,
             acceleration=acceleration,
             center_fraction=cfg.center_fraction,
+            augment=bool(cfg.augment),
         )
 
     def draw_masks(self, batch: int, generator: torch.Generator) -> torch.Tensor:
