@@ -11,7 +11,7 @@ import torch
 from mri_n2n.bench import markdown_table, write_results
 from mri_n2n.bench.__main__ import main as bench_main
 from mri_n2n.checkpoint import load_checkpoint, save_checkpoint
-from mri_n2n.config import PRESETS, Config
+from mri_n2n.config import Config, resolve_config
 from mri_n2n.corruptions import MRIUndersampling, seeded_generator
 from mri_n2n.evaluate import main as eval_main
 from mri_n2n.evaluation import evaluate_mri
@@ -174,9 +174,10 @@ def test_bench_speed_cli_reports_consistent_rates(tmp_path, monkeypatch):
     assert bench_main(["speed", "--quick", "--device", "cpu", "--results", str(tmp_path)]) == 0
     res = returned[0]
     # the CPU device gets the CPU preset (explicit size and batch win over it)
-    cpu = PRESETS["cpu"]
+    cpu, _ = resolve_config(Config(preset="cpu"))
     assert res["preset"] == "cpu" and res["device"] == "cpu"
-    assert (res["model"], res["base"], res["depth"]) == (cpu["model"], cpu["base"], cpu["depth"])
+    assert res["model"] == cpu.model == "unrolled"
+    assert (res["cascades"], res["cascade_width"]) == (cpu.cascades, cpu.cascade_width)
     assert (res["size"], res["batch_size"], res["inference_size"]) == (32, 2, 32)
     # the reported rates are the medians of the block rates, the overhead is bare / pipeline - 1
     assert len(res["pipeline_block_rates"]) == len(res["bare_block_rates"]) == 3
@@ -193,11 +194,11 @@ def test_bench_speed_cli_reports_consistent_rates(tmp_path, monkeypatch):
     cols = [c.strip() for c in lines[head].strip("|").split("|")]
     cells = dict(zip(cols, (c.strip() for c in lines[head + 2].strip("|").split("|"))))
     assert cells == {
-        "model": f"{cpu['model']} (base {cpu['base']}, depth {cpu['depth']})",
+        "model": f"unrolled ({cpu.cascades} cascades, width {cpu.cascade_width})",
         "size": "32",
         "batch": "2",
         "N2N step (slices/s)": f"{res['pipeline_slices_per_s']:.2f}",
-        "bare U-Net step (slices/s)": f"{res['bare_slices_per_s']:.2f}",
+        "bare network step (slices/s)": f"{res['bare_slices_per_s']:.2f}",
         "overhead": f"{res['overhead'] * 100:.1f} %",
         "inference 256² (slices/s)": f"{res['inference_slices_per_s']:.2f}",
     }

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mri_n2n.baselines import tv_reconstruct
-from mri_n2n.bench.generalization import _array, bench_generalization, real_volumes
+from mri_n2n.bench.generalization import bench_generalization, load_real_volume, real_volumes
 from mri_n2n.cli.bench import main as bench_main
 from mri_n2n.config import Config
 from mri_n2n.data import volume_scale
@@ -35,9 +35,9 @@ def ckpt(tmp_path_factory):
 def test_real_volumes_are_real_scans():
     vols = {v.name: v for v in real_volumes()}
     assert {"epi-bold", "t1-small"} <= set(vols)
-    epi = _array(vols["epi-bold"])
+    epi = load_real_volume(vols["epi-bold"])
     assert epi.shape == (128, 96, 24) and epi.dtype == np.float32 and epi.max() > 0
-    assert _array(vols["t1-small"]).shape == (33, 41, 25)
+    assert load_real_volume(vols["t1-small"]).shape == (33, 41, 25)
 
 
 def test_every_method_sees_the_same_masks_and_cs_tv_is_tuned_per_volume(ckpt):
@@ -45,7 +45,7 @@ def test_every_method_sees_the_same_masks_and_cs_tv_is_tuned_per_volume(ckpt):
     lams = (1e-4, 3e-3)
     res = bench_generalization({"N2N": ckpt}, volumes=vol, lams=lams, tv_iters=10, seed=3)
     row = res["rows"][0]
-    arr = _array(vol[0])
+    arr = load_real_volume(vol[0])
     rec = Reconstructor.from_checkpoint(ckpt, device="cpu")
     study = rec.simulate(arr, 0.1, seed=3, axis=2)
     assert row["N2N/psnr"] == pytest.approx(study.metrics["psnr"], abs=1e-9)

@@ -44,8 +44,15 @@ def test_presets_resolve():
     cfg, _ = resolve_config(Config(preset="paper"))
     assert cfg.model == "unet_paper" and cfg.size == 256 and cfg.epochs == 300
     # the preset fills only what was left unset; typed values win
-    cfg, _ = resolve_config(Config(preset="cpu"))
+    cfg, _ = resolve_config(Config(preset="cpu"))  # MRI on a CPU: the unrolled net, k-space loss
+    assert (cfg.model, cfg.size, cfg.loss, cfg.max_steps, cfg.cascades, cfg.cascade_width) == (
+        "unrolled", 128, "kspace", 600, 5, 16
+    )
+    cfg, _ = resolve_config(Config(preset="cpu", task="image"))  # photographs keep the U-Net
     assert (cfg.model, cfg.size, cfg.base, cfg.depth, cfg.max_steps) == ("unet", 128, 16, 3, 1500)
+    assert cfg.loss is None
+    cfg, _ = resolve_config(Config(preset="cpu", model="unet", loss="l2"))
+    assert (cfg.model, cfg.loss, cfg.base, cfg.max_steps) == ("unet", "l2", 16, 600)
     cfg, _ = resolve_config(Config(preset="cpu", epochs=3))
     assert cfg.epochs == 3 and cfg.max_steps is None
     cfg, _ = resolve_config(Config(preset="cpu", max_steps=240))

@@ -41,7 +41,7 @@ from ..metrics import volume_metrics
 from ..reconstruction import Reconstructor
 from ..reconstruction.engine import simulated_masks
 
-__all__ = ["RealVolume", "real_volumes", "bench_generalization", "generalization_markdown"]
+__all__ = ["RealVolume", "real_volumes", "load_real_volume", "bench_generalization", "generalization_markdown"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,8 @@ def real_volumes() -> list[RealVolume]:
     return [v for v in out if v.path and os.path.isfile(v.path)]
 
 
-def _array(vol: RealVolume) -> np.ndarray:
+def load_real_volume(vol: RealVolume) -> np.ndarray:
+    """The volume's float32 array (the chosen frame of a 4-D file)."""
     if vol.frame is not None:
         img = nibabel.load(vol.path)
         return np.asarray(img.dataobj[..., vol.frame], dtype=np.float32)
@@ -128,7 +129,7 @@ def bench_generalization(
     first = next(iter(recs.values()))
     rows: list[dict[str, Any]] = []
     for vol in volumes if volumes is not None else real_volumes():
-        arr = _array(vol)
+        arr = load_real_volume(vol)
         row: dict[str, Any] = {"volume": vol.name, "source": vol.source, "contrast": vol.contrast}
         row["shape"] = list(arr.shape)
         for i, (name, rec) in enumerate(recs.items()):

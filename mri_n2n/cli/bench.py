@@ -20,11 +20,15 @@ def _speed(args) -> int:
     res = bench_speed(quick=args.quick, device=args.device, out=f"{args.results}/speed_run")
     res["machine"] = machine_info(res["device"])
     row = {
-        "model": f"{res['model']} (base {res['base']}, depth {res['depth']})",
+        "model": (
+            f"{res['model']} ({res['cascades']} cascades, width {res['cascade_width']})"
+            if res["model"] == "unrolled"
+            else f"{res['model']} (base {res['base']}, depth {res['depth']})"
+        ),
         "size": res["size"],
         "batch": res["batch_size"],
         "N2N step (slices/s)": res["pipeline_slices_per_s"],
-        "bare U-Net step (slices/s)": res["bare_slices_per_s"],
+        "bare network step (slices/s)": res["bare_slices_per_s"],
         "overhead": f"{res['overhead'] * 100:.1f} %",
         "inference 256² (slices/s)": res["inference_slices_per_s"],
     }

@@ -1,0 +1,50 @@
+"""Shipped weights: load by name with weights_only=True and reproduce their recorded validation PSNR."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mri_n2n import Reconstructor
+from mri_n2n.checkpoint import PRETRAINED_DIR, CheckpointError, load_checkpoint, pretrained
+from mri_n2n.cli.reconstruct import main as reconstruct_main
+from mri_n2n.data.synthetic import phantom_volume
+from mri_n2n.evaluation import evaluate_mri
+from mri_n2n.io import load_volume, write_nifti
+
+pytest.importorskip("nilearn")
+
+
+def test_the_default_weights_are_shipped_small_and_safe():
+    reg = pretrained()
+    assert "mni152-n2n" in reg
+    for name, entry in reg.items():
+        path = PRETRAINED_DIR / entry["file"]
+        assert path.stat().st_size < 5 * 2**20, name
+        raw = torch.load(path, weights_only=True, map_location="cpu")
+        assert raw["task"] == "mri" and "optimizer" not in raw
+        assert entry["command"] and entry["seed"] == raw["config"]["seed"]
+
+
+@pytest.mark.parametrize("name", sorted(pretrained()))
+def test_shipped_weights_reproduce_their_validation_psnr(name):
+    entry = pretrained()[name]
+    ev = evaluate_mri([name], cs_tv=False, device="cpu", progress=False)
+    got = ev["summary"][ev["methods"][-1]]["psnr_mean"]
+    assert len(ev["per_slice"]) == entry["val_slices"]
+    assert abs(got - entry["val_psnr"]) <= 0.05, (got, entry["val_psnr"])
+
+
+def test_load_by_name_everywhere(tmp_path):
+    rec = Reconstructor.from_pretrained("mni152-n2n", device="cpu")
+    assert rec.config.model == pretrained()["mni152-n2n"]["model"]
+    assert load_checkpoint("mni152-n2n")["task"] == "mri"
+    with pytest.raises(CheckpointError, match="no shipped checkpoint"):
+        Reconstructor.from_pretrained("no-such-weights")
+    vol = phantom_volume((64, 64, 6), content=(1, 5), seed=2)
+    write_nifti(tmp_path / "p.nii.gz", vol, np.diag([1.0, 1.0, 1.0, 1.0]))
+    out = tmp_path / "out"
+    args = ["--checkpoint", "mni152-n2n", str(tmp_path / "p.nii.gz"), "--simulate", "0.1", "--out", str(out)]
+    assert reconstruct_main([*args, "--quiet"]) == 0
+    assert load_volume(out / "p_recon.nii.gz").array.shape == (64, 64, 6)
