@@ -41,7 +41,13 @@ from ..metrics import volume_metrics
 from ..reconstruction import Reconstructor
 from ..reconstruction.engine import simulated_masks
 
-__all__ = ["RealVolume", "real_volumes", "load_real_volume", "bench_generalization", "generalization_markdown"]
+__all__ = [
+    "RealVolume",
+    "real_volumes",
+    "load_real_volume",
+    "bench_generalization",
+    "generalization_markdown",
+]
 
 
 @dataclass(frozen=True)
