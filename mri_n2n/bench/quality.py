@@ -31,8 +31,8 @@ def bench_mri_quality(
 
     ``quick``: 64x64 slices and 500 steps (a few minutes on 2 CPU cores); otherwise the CPU
     default preset (128x128, its step budget). Then the generalisation table
-    (:mod:`mri_n2n.bench.generalization`) for both models on real scans. Run folders of a ``seed`` other than 0 get a
-    ``_seed<seed>`` suffix.
+    (:mod:`mri_n2n.bench.generalization`) for both models on real scans. Run folders of a
+    ``seed`` other than 0 get a ``_seed<seed>`` suffix.
     """
     size = size or (64 if quick else 128)
     steps = steps or (500 if quick else int(resolve_config(Config(preset="cpu"))[0].max_steps))
