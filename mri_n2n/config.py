@@ -97,8 +97,9 @@ class Config:
     center_fraction: float = _f(0.08, "line masks: fraction of fully sampled central lines")
     shift: int | None = _f(None, "max random circular shift in px (default size/4; 0 disables)")
     complex: bool = _f(False, "MRI: complex images as two channels (real, imaginary), non-Hermitian masks")
-    augment: bool = _f(False, "MRI: random flips, 90-degree rotations, bias fields, gamma and intensity "
-                       "scaling (and a smooth phase for --complex) of the training slices")
+    augment: bool | None = _f(None, "MRI: random flips, 90-degree rotations, bias fields, gamma and "
+                              "intensity scaling (and a smooth phase for --complex) of the training "
+                              "slices; default: on in the cpu preset, off otherwise")
     # image corruption
     noise: str = _f("gaussian", "image noise: gaussian, poisson, bernoulli, text, impulse, montecarlo, pairs")
     noise_options: dict[str, Any] = _f({}, "image noise: constructor options (YAML only), "
@@ -188,13 +189,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"model": "unet", "size": 32, "batch_size": 4, "max_steps": 20, "base": 8, "depth": 2},
 }
 #: What a preset sets differently for the MRI task: on a CPU the unrolled network (5 cascades of
-#: a 5-layer, 16-wide CNN with data consistency after each, 36k parameters) and the k-space loss
-#: reach a higher validation PSNR in 10 minutes than the U-Net in 12 (README, Results).
+#: a 5-layer, 16-wide CNN with data consistency after each, 36k parameters), the k-space loss and
+#: augmentation: 4 dB above the U-Net on MNI152 validation in less time, and 2.5 dB better on
+#: real scans with augmentation than without (README, Results).
 MRI_PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"model": "unrolled", "max_steps": 600, "loss": "kspace"},
+    "cpu": {"model": "unrolled", "max_steps": 600, "loss": "kspace", "augment": True},
 }
 #: Values for fields that are still ``None`` after the preset (the plain U-Net's layout).
-_FALLBACK = {"base": 16, "depth": 3}
+_FALLBACK = {"base": 16, "depth": 3, "augment": False}
 
 #: Fields a resumed run cannot change: they define the model, the data or the corruption.
 RESUME_FIXED = (

@@ -13,14 +13,16 @@ import torch
 
 from mri_n2n.checkpoint import load_checkpoint
 from mri_n2n.cli.train import main
-from mri_n2n.config import PRESETS, Config, ConfigError, load_yaml, resolve_config, resume_config
+from mri_n2n.config import MRI_PRESETS, PRESETS, Config, ConfigError, load_yaml, resolve_config, resume_config
 
 
 def test_every_preset_key_defaults_to_none():
     """So a YAML value or a typed flag always wins over the preset."""
-    for name, values in PRESETS.items():
+    for name, values in [*PRESETS.items(), *MRI_PRESETS.items()]:
         for key in values:
             assert getattr(Config(), key) is None, (name, key)
+    cfg, _ = resolve_config(Config(preset="cpu", augment=False))
+    assert cfg.augment is False and cfg.model == "unrolled"
 
 
 def test_yaml_values_are_converted(tmp_path):

@@ -48,9 +48,10 @@ def test_presets_resolve():
     assert (cfg.model, cfg.size, cfg.loss, cfg.max_steps, cfg.cascades, cfg.cascade_width) == (
         "unrolled", 128, "kspace", 600, 5, 16
     )
+    assert cfg.augment is True
     cfg, _ = resolve_config(Config(preset="cpu", task="image"))  # photographs keep the U-Net
     assert (cfg.model, cfg.size, cfg.base, cfg.depth, cfg.max_steps) == ("unet", 128, 16, 3, 1500)
-    assert cfg.loss is None
+    assert cfg.loss is None and cfg.augment is False
     cfg, _ = resolve_config(Config(preset="cpu", model="unet", loss="l2"))
     assert (cfg.model, cfg.loss, cfg.base, cfg.max_steps) == ("unet", "l2", 16, 600)
     cfg, _ = resolve_config(Config(preset="cpu", epochs=3))
