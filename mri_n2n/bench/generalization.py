@@ -7,8 +7,7 @@ name                source                                 contrast    matrix   
 ==================  =====================================  ==========  ===============  ==============
 ``epi-bold``        nibabel test data ``example4d.nii.gz``  T2* EPI     128 x 96 x 24    2 x 2 x 2.2
 ``t1-small``        nibabel test data ``anatomical.nii``    T1          33 x 41 x 25     2 x 2 x 2
-``mr-dicom``        pydicom test file ``MR_small.dcm``      T1 (CT-     64 x 64 x 1      0.31 x 0.31
-                                                           like head)
+``mr-dicom``        pydicom test file ``MR_small.dcm``      T2 SE       64 x 64 x 1      0.31 x 0.31
 ==================  =====================================  ==========  ===============  ==============
 
 nibabel's and pydicom's test data are distributed with those packages under their MIT licences.
@@ -70,7 +69,7 @@ def real_volumes() -> list[RealVolume]:
     ]
     try:
         dcm = pydicom.data.get_testdata_file("MR_small.dcm")
-        out.append(RealVolume("mr-dicom", dcm, "pydicom test file", "MR"))
+        out.append(RealVolume("mr-dicom", dcm, "pydicom test file", "T2 SE"))
     except Exception:  # pragma: no cover - a pydicom without its test files
         pass
     return [v for v in out if v.path and os.path.isfile(v.path)]
