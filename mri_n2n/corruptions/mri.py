@@ -4,7 +4,7 @@ training, reconstruction and evaluation."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
@@ -15,8 +15,19 @@ from ..seeding import seeded_generator
 from .augment import augment_batch
 from .base import TARGETS, Corruption, Pair
 
-if TYPE_CHECKING:  # the config module sits above this layer; only its type is needed here
-    from ..config import Config
+
+class SamplingSettings(Protocol):
+    """The settings :meth:`MRIUndersampling.from_config` reads (a :class:`mri_n2n.config.Config`
+    has them; the config module sits above this layer, so it is not imported here)."""
+
+    density: str
+    fraction: float
+    edge: float
+    acceleration: float
+    center_fraction: float
+    shift: int | None
+    complex: bool
+    augment: bool | None
 
 __all__ = ["MRIUndersampling", "random_shift"]
 
@@ -91,7 +102,7 @@ class MRIUndersampling(Corruption):
 
     @classmethod
     def from_config(
-        cls, cfg: Config, shape: tuple[int, int], *, fraction: float | None = None
+        cls, cfg: SamplingSettings, shape: tuple[int, int], *, fraction: float | None = None
     ) -> MRIUndersampling:
         """The corruption a run's config describes, for k-space of ``shape`` (training,
         reconstruction and evaluation alike).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from torch.utils.data import Dataset
 
@@ -13,8 +13,18 @@ from .kspace import build_kspace_datasets
 from .mni152 import build_mni152_datasets
 from .slices import check_normalize, parse_slice_range
 
-if TYPE_CHECKING:  # the config module sits above this layer; only its type is needed here
-    from ..config import Config
+
+class DataSettings(Protocol):
+    """The settings :func:`mri_datasets_from_config` reads (a :class:`mri_n2n.config.Config` has
+    them; the config module sits above this layer, so it is not imported here)."""
+
+    dataset: str
+    data_dir: str | None
+    size: int | None
+    slices: str | None
+    axis: int
+    normalize: str
+    complex: bool
 
 __all__ = ["DATASET_NAMES", "build_mri_datasets", "mri_datasets_from_config"]
 
@@ -110,7 +120,7 @@ def build_mri_datasets(
     )
 
 
-def mri_datasets_from_config(cfg: Config) -> tuple[Dataset, Dataset]:
+def mri_datasets_from_config(cfg: DataSettings) -> tuple[Dataset, Dataset]:
     """The ``(train, valid)`` datasets a resolved run config describes (training and evaluation
     alike; the split never depends on the training seed)."""
     slices = parse_slice_range(cfg.slices) if cfg.slices else None
