@@ -48,11 +48,12 @@ from .io import (
     write_nifti,
 )
 from .losses import LOSSES, get_loss
+from .masks import DENSITIES, MaskFamily, line_mask, make_family
 from .metrics import nmse, psnr, ssim, volume_metrics
 from .models import MODEL_NAMES, build_model
 from .physics import SpectralSampling
 from .reconstruction import Reconstruction, ReconstructionError, Reconstructor
-from .sampling import DENSITIES, bernoulli_mask, line_mask, make_density
+from .sampling import bernoulli_mask, make_density
 from .training import Trainer, resume, train
 
 #: The public API: every name here is documented where it is defined (``help(mri_n2n.NAME)``).
@@ -65,6 +66,8 @@ __all__ = [
     "make_density",
     "bernoulli_mask",
     "line_mask",
+    "MaskFamily",
+    "make_family",
     "SpectralSampling",
     # corruptions, losses, metrics, models
     "Corruption",

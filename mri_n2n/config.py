@@ -29,8 +29,8 @@ from .data.slices import check_normalize, parse_slice_range
 from .images.datasets import DATASETS as IMAGE_DATASETS
 from .io import atomic_write_text
 from .losses import LOSSES, MRI_LOSSES
+from .masks import DENSITIES
 from .models import MODEL_NAMES
-from .sampling import DENSITIES
 
 __all__ = [
     "Config",
@@ -89,14 +89,17 @@ class Config:
     normalize: str = _f("max", "per-volume normalisation: max, none or pNN (e.g. p99.5)")
     num_workers: int = _f(0, "DataLoader worker processes")
     # MRI corruption (paper: exp-decay density, 10 % of k-space, Hermitian masks)
-    density: str = _f("exp", "k-space sampling density: exp (paper), gaussian, uniform, lines_random, "
-                      "lines_equispaced", DENSITIES)
+    density: str = _f("exp", "k-space mask family: exp (paper), gaussian, uniform (2-D Bernoulli); "
+                      "lines_random, lines_equispaced (fastMRI equispaced_fraction), lines_lattice "
+                      "(fastMRI equispaced), lines_gaussian (1-D Cartesian lines)", DENSITIES)
     fraction: float = _f(0.1, "mean sampling density (0.1 = 10 % of k-space); 0 uses --edge")
     edge: float = _f(0.025, "exp density at the edge of the axis (paper: 0.025), used with --fraction 0")
     acceleration: float = _f(4.0, "line masks: acceleration (keep 1 line in R)")
     center_fraction: float = _f(0.08, "line masks: fraction of fully sampled central lines")
     shift: int | None = _f(None, "max random circular shift in px (default size/4; 0 disables)")
-    complex: bool = _f(False, "MRI: complex images as two channels (real, imaginary), non-Hermitian masks")
+    complex: bool | None = _f(None, "MRI: complex images as two channels (real, imaginary) and masks as "
+                              "drawn; magnitude data get a random smooth phase; default: on for "
+                              "--dataset kspace, off otherwise")
     augment: bool | None = _f(None, "MRI: random flips, 90-degree rotations, bias fields, gamma and "
                               "intensity scaling (and a smooth phase for --complex) of the training "
                               "slices; default: on in the cpu preset, off otherwise")
@@ -334,6 +337,8 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
     vals = {**PRESETS[preset], **(MRI_PRESETS.get(preset, {}) if task == "mri" else {})}
     vals.update({k: v for k, v in _FALLBACK.items() if k not in vals})
     upd: dict[str, Any] = {"preset": preset, "task": task, "dataset": dataset}
+    if cfg.complex is None:  # measured k-space keeps its phase; magnitude datasets are real
+        upd["complex"] = task == "mri" and dataset == "kspace"
     for k, v in vals.items():
         if getattr(cfg, k) is None:
             upd[k] = v

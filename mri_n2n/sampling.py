@@ -31,12 +31,12 @@ __all__ = [
     "gaussian_density",
     "uniform_density",
     "line_density",
+    "center_lines",
     "bernoulli_mask",
-    "line_mask",
     "hermitian_partner",
     "symmetric_density",
     "make_density",
-    "DENSITIES",
+    "DENSITIES_2D",
 ]
 
 
@@ -137,10 +137,13 @@ def uniform_density(shape: tuple[int, int] | int, *, fraction: float = 0.1) -> t
     return torch.full((h, w), float(fraction))
 
 
-def _center_lines(w: int, center_fraction: float) -> tuple[int, int]:
+def center_lines(w: int, center_fraction: float) -> tuple[int, int]:
+    """``(start, n)``: the ``n = round(w * center_fraction)`` (at least 1) fully sampled central
+    columns start at ``(w - n + 1) // 2`` (fastMRI's convention)."""
+    if not 0.0 <= center_fraction <= 1.0:
+        raise ValueError(f"center_fraction must lie in [0, 1], got {center_fraction}")
     n = max(1, int(round(w * center_fraction)))
-    start = (w - n + 1) // 2
-    return start, n
+    return (w - n + 1) // 2, n
 
 
 def line_density(
@@ -155,7 +158,7 @@ def line_density(
     h, w = _shape2(shape)
     if acceleration < 1:
         raise ValueError(f"acceleration must be >= 1, got {acceleration}")
-    start, n = _center_lines(w, center_fraction)
+    start, n = center_lines(w, center_fraction)
     if n > w / acceleration:
         raise ValueError(
             f"center_fraction {center_fraction} keeps more than 1/acceleration "
@@ -226,60 +229,9 @@ def symmetric_density(p: torch.Tensor) -> torch.Tensor:
     return 0.5 * (p + p[pi][:, pj])
 
 
-def line_mask(
-    shape: tuple[int, int] | int,
-    *,
-    acceleration: float = 4.0,
-    center_fraction: float = 0.08,
-    kind: str = "random",
-    generator: torch.Generator | None = None,
-    batch_size: int | None = None,
-    hermitian: bool = False,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """1-D Cartesian masks of whole columns (phase-encode lines along the last dim).
-
-    ``kind="random"``: the centre columns plus each other column kept with the probability of
-    :func:`line_density` (expected fraction ``1 / acceleration``). ``kind="equispaced"``: the centre
-    columns plus every ``acceleration``-th column from a random offset, with the spacing adjusted
-    so that the total is about ``W / acceleration`` (as fastMRI's equispaced masks).
-    ``hermitian=True`` keeps column ``f`` exactly when ``-f`` is kept (random kind only).
-    """
-    h, w = _shape2(shape)
-    b = 1 if batch_size is None else batch_size
-    start, n = _center_lines(w, center_fraction)
-    if kind == "random":
-        col_p = line_density((1, w), acceleration=acceleration, center_fraction=center_fraction)[0]
-        col_p = col_p.to(device)
-        u = torch.rand((b, w), generator=generator, device=device)
-        if hermitian:
-            pj = hermitian_partner(w, u.device)
-            idx = torch.arange(w, device=u.device)
-            u = torch.where(idx <= pj, u, u[:, pj])
-            col_p = 0.5 * (col_p + col_p[pj])
-        cols = u < col_p
-    elif kind == "equispaced":
-        if hermitian:
-            raise ValueError("hermitian equispaced line masks are not supported")
-        n_target = w / acceleration
-        spacing = max((w - n) / max(n_target - n, 1e-9), 1.0)
-        offsets = torch.randint(0, max(int(round(spacing)), 1), (b,), generator=generator, device=device)
-        cols = torch.zeros((b, w), dtype=torch.bool, device=device)
-        for i in range(b):
-            picks = torch.round(torch.arange(offsets[i].item(), w, spacing, dtype=torch.float64)).long()
-            picks = picks[picks < w]
-            cols[i, picks] = True
-    else:
-        raise ValueError(f"unknown line mask kind '{kind}' (choose random or equispaced)")
-    cols[:, start : start + n] = True
-    if hermitian:  # an even-sized centre block is one column short of symmetric
-        cols = cols | cols[:, hermitian_partner(w, cols.device)]
-    mask = cols[:, None, :].expand(b, h, w).clone()
-    return mask[0] if batch_size is None else mask
-
-
-#: Named densities for configs and CLIs.
-DENSITIES = ("exp", "gaussian", "uniform", "lines_random", "lines_equispaced")
+#: The 2-D densities :func:`make_density` builds (the mask families, 1-D lines included, are in
+#: :mod:`mri_n2n.masks`).
+DENSITIES_2D = ("exp", "gaussian", "uniform")
 
 
 def make_density(
@@ -292,14 +244,15 @@ def make_density(
     center_fraction: float = 0.08,
 ) -> torch.Tensor:
     """Build a named density: ``exp`` (the paper's; ``fraction=None`` uses ``edge``),
-    ``gaussian``, ``uniform``, ``lines_random`` / ``lines_equispaced`` (1-D, from
-    ``acceleration`` and ``center_fraction``)."""
+    ``gaussian``, ``uniform``, or ``lines_random`` (the column law of fastMRI's random line
+    masks, from ``acceleration`` and ``center_fraction``). Other line families' laws are
+    :meth:`mri_n2n.masks.MaskFamily.keep_probability`."""
     if kind == "exp":
         return exp_decay_density(shape, edge=edge, fraction=fraction)
     if kind == "gaussian":
         return gaussian_density(shape, fraction=0.1 if fraction is None else fraction)
     if kind == "uniform":
         return uniform_density(shape, fraction=0.1 if fraction is None else fraction)
-    if kind in ("lines_random", "lines_equispaced"):
+    if kind == "lines_random":
         return line_density(shape, acceleration=acceleration, center_fraction=center_fraction)
-    raise ValueError(f"unknown density '{kind}' (choose from {', '.join(DENSITIES)})")
+    raise ValueError(f"unknown density '{kind}' (choose from {', '.join(DENSITIES_2D)}, lines_random)")

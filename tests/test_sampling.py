@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
+from mri_n2n.masks import line_mask
 from mri_n2n.sampling import (
     bernoulli_mask,
     exp_decay_density,
     gaussian_density,
     hermitian_partner,
     line_density,
-    line_mask,
     make_density,
     uniform_density,
 )

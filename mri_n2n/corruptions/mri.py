@@ -1,16 +1,25 @@
 """The paper's MRI corruption: random undersampling of k-space (section 3.4), built from a
 run's :class:`~mri_n2n.config.Config` by :meth:`MRIUndersampling.from_config` alike for
-training, reconstruction and evaluation."""
+training, reconstruction and evaluation.
+
+Masks come from a :class:`~mri_n2n.masks.MaskFamily`, which knows the exact keep probability of
+every bin. Real (one-channel) images use the Hermitian completion of each mask
+(:func:`~mri_n2n.masks.complete_measurements`): data consistency stays exact on every measured
+frequency and the image real, for line masks too. Complex (two-channel) images use the masks as
+drawn; a magnitude dataset trained with ``--complex`` gets a random smooth phase per slice
+(:func:`smooth_phase`), as real scans have.
+"""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 
 from ..fft import fft2c
+from ..masks import Bernoulli2D, MaskFamily, complete_measurements, make_family
 from ..physics import SpectralSampling
-from ..sampling import bernoulli_mask, line_mask, make_density, symmetric_density
 from ..seeding import seeded_generator
 from .augment import augment_batch
 from .base import TARGETS, Corruption, Pair
@@ -26,10 +35,11 @@ class SamplingSettings(Protocol):
     acceleration: float
     center_fraction: float
     shift: int | None
-    complex: bool
+    complex: bool | None
     augment: bool | None
 
-__all__ = ["MRIUndersampling", "random_shift"]
+
+__all__ = ["MRIUndersampling", "random_shift", "smooth_phase"]
 
 
 # --------------------------------------------------------------------------------------
@@ -37,12 +47,31 @@ __all__ = ["MRIUndersampling", "random_shift"]
 
 def _to_complex(x: torch.Tensor) -> torch.Tensor:
     """(B, 2, H, W) real/imag channels -> (B, 1, H, W) complex."""
+    if x.shape[1] != 2:
+        raise ValueError(f"complex data need 2 channels (real, imaginary), got {x.shape[1]}")
     return torch.complex(x[:, 0:1].float(), x[:, 1:2].float())
 
 
 def _to_channels(z: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) complex -> (B, 2, H, W) real/imag channels."""
     return torch.cat([z.real, z.imag], dim=1)
+
+
+def smooth_phase(x: torch.Tensor, generator: torch.Generator, *, max_phase: float = torch.pi) -> torch.Tensor:
+    """Complex two-channel images ``(B, 2, H, W)`` from magnitudes ``(B, 1, H, W)``: each image
+    times ``exp(i phi)`` with ``phi`` a smooth random field in ``[-max_phase, max_phase]`` (a
+    random 4x4 grid, bicubic upsampled) plus a random constant, as the phase of real scans
+    (B0 and coil phase) is smooth."""
+    b, c, h, w = x.shape
+    if c != 1:
+        raise ValueError(f"smooth_phase takes magnitude images (B, 1, H, W), got {c} channels")
+    g = generator
+    coarse = (torch.rand(b, 1, 4, 4, generator=g, device=g.device) * 2 - 1).to(x.device, torch.float32)
+    field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True).clamp(-1, 1)
+    offset = (torch.rand(b, 1, 1, 1, generator=g, device=g.device) * 2 - 1).to(x.device, torch.float32)
+    phi = max_phase * 0.5 * (field + offset)
+    mag = x.float()
+    return torch.cat([mag * torch.cos(phi), mag * torch.sin(phi)], dim=1).to(x.dtype)
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -60,21 +89,21 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
 
 
 class MRIUndersampling(Corruption):
-    """The paper's MRI corruption: random Bernoulli undersampling of k-space.
+    """The paper's MRI corruption: random undersampling of k-space.
 
-    For each sample and every call a fresh mask is drawn from ``density`` (Hermitian for
-    real images, so the zero-filled image is real). The network input is the zero-filled
-    reconstruction with ``1/p`` density compensation; the Noise2Noise target is the same
-    slice under a second, independent mask processed the same way; the Noise2Clean target
-    is the clean slice. :meth:`project` (data consistency with the input's own measured
-    k-space) belongs to the graph in training and at inference.
+    For each sample and every call a fresh mask is drawn from ``family``. The network input is
+    the zero-filled reconstruction with ``1/p`` compensation by the exact keep probability
+    (:attr:`density`); the Noise2Noise target is the same slice under a second, independent
+    mask processed the same way; the Noise2Clean target is the clean slice. :meth:`project`
+    (data consistency with the input's own measured k-space) belongs to the graph in training
+    and at inference.
 
     Args:
-        density: keep probabilities ``(H, W)`` (see :mod:`mri_n2n.sampling`).
+        family: a :class:`~mri_n2n.masks.MaskFamily`, or a density tensor ``(H, W)`` for 2-D
+            Bernoulli masks (Hermitian for real data, as the paper draws them).
         max_shift: training augmentation, random circular shifts up to this many pixels.
-        complex_data: images are ``(B, 2, H, W)`` real/imag channels (masks not Hermitian).
-        lines: ``None`` for 2-D Bernoulli masks; ``"random"`` or ``"equispaced"`` for 1-D
-            Cartesian line masks with ``acceleration`` and ``center_fraction``.
+        complex_data: images are ``(B, 2, H, W)`` real/imag channels; a one-channel (magnitude)
+            clean batch gets a random smooth phase (:func:`smooth_phase`).
         augment: augment each clean training slice (:func:`~mri_n2n.corruptions.augment.augment_batch`)
             before its observations are drawn.
     """
@@ -83,22 +112,20 @@ class MRIUndersampling(Corruption):
 
     def __init__(
         self,
-        density: torch.Tensor,
+        family: MaskFamily | torch.Tensor,
         *,
         max_shift: int = 0,
         complex_data: bool = False,
-        lines: str | None = None,
-        acceleration: float = 4.0,
-        center_fraction: float = 0.08,
         augment: bool = False,
     ) -> None:
-        self.density = density.float()
+        if isinstance(family, torch.Tensor):
+            family = Bernoulli2D(family, hermitian=not complex_data, name="bernoulli")
+        self.family = family
+        self.complex_data = bool(complex_data)
         self.max_shift = int(max_shift)
-        self.complex_data = complex_data
-        self.lines = lines
-        self.acceleration = acceleration
-        self.center_fraction = center_fraction
         self.augment = bool(augment)
+        p = family.keep_probability() if self.complex_data else family.real_keep_probability()
+        self.density = p.float()  # the compensation: P(bin in the mask the model works with)
 
     @classmethod
     def from_config(
@@ -109,16 +136,16 @@ class MRIUndersampling(Corruption):
 
         Args:
             cfg: a :class:`~mri_n2n.config.Config` (its ``density``, ``fraction``, ``edge``,
-                ``acceleration``, ``center_fraction``, ``shift`` and ``complex``).
+                ``acceleration``, ``center_fraction``, ``shift``, ``complex`` and ``augment``).
             shape: slice shape ``(H, W)``.
-            fraction: another mean sampling density (``lines_*`` densities: acceleration
+            fraction: another mean sampling density (line families: acceleration
                 ``1 / fraction``); ``None`` keeps the config's.
 
         Raises:
-            ValueError: the density cannot be built (e.g. a fraction outside ``(0, 1]``).
+            ValueError: the family cannot be built (e.g. a fraction outside ``(0, 1]``).
         """
         shape = (int(shape[0]), int(shape[1]))
-        lines = {"lines_random": "random", "lines_equispaced": "equispaced"}.get(cfg.density)
+        lines = cfg.density.startswith("lines_")
         frac, acceleration = cfg.fraction, cfg.acceleration
         if fraction is not None:
             if not 0.0 < float(fraction) <= 1.0:
@@ -127,96 +154,108 @@ class MRIUndersampling(Corruption):
                 acceleration = 1.0 / float(fraction)
             else:
                 frac = float(fraction)
-        density = make_density(
+        complex_data = bool(cfg.complex)
+        family = make_family(
             cfg.density,
             shape,
             fraction=frac if frac else None,
             edge=cfg.edge,
             acceleration=acceleration,
             center_fraction=cfg.center_fraction,
+            hermitian=not complex_data,
         )
         return cls(
-            density,
+            family,
             max_shift=min(shape) // 4 if cfg.shift is None else cfg.shift,
-            complex_data=bool(cfg.complex),
-            lines=lines,
-            acceleration=acceleration,
-            center_fraction=cfg.center_fraction,
+            complex_data=complex_data,
             augment=bool(cfg.augment),
         )
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The k-space shape ``(H, W)``."""
+        return self.family.shape
+
     def draw_masks(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Draw ``batch`` independent masks ``(B, H, W)`` on the generator's device."""
-        hermitian = not self.complex_data
-        if self.lines is None:
-            density = self.density.to(generator.device)
-            return bernoulli_mask(density, generator=generator, batch_size=batch, hermitian=hermitian)
-        return line_mask(
-            tuple(self.density.shape),
-            acceleration=self.acceleration,
-            center_fraction=self.center_fraction,
-            kind=self.lines,
-            generator=generator,
-            batch_size=batch,
-            hermitian=hermitian and self.lines == "random",
-            device=generator.device,
-        )
+        return self.family.sample(batch, generator=generator)
 
-    def _observe(self, k: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Measured k-space and the compensated zero-filled image (as model channels)."""
+    def _as_model_data(self, clean: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Clean batch in the model's layout: magnitude -> complex with a smooth phase."""
+        if self.complex_data and clean.shape[1] == 1:
+            if generator is None:
+                raise ValueError("a magnitude batch for complex data needs a generator for its phase")
+            return smooth_phase(clean, generator)
+        return clean
+
+    def _observe(
+        self, k: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(mask, measured k-space, compensated zero-filled image as model channels)``;
+        real data use the Hermitian completion of ``mask``."""
+        mask = mask.to(k.device)
         op = SpectralSampling(mask)
         y = k * op._m(k)
+        if not self.complex_data:
+            yc, mc = complete_measurements(y[:, 0], mask)
+            mask, y = mc, yc[:, None]
+            op = SpectralSampling(mask)
         z = op.zero_filled(y, self.density.to(k.device))
         img = _to_channels(z) if self.complex_data else z.real
-        return y, img
+        return mask, y, img
 
     def _spectrum(self, clean: torch.Tensor) -> torch.Tensor:
         return fft2c(_to_complex(clean) if self.complex_data else clean.float())
 
-    def measure(self, clean: torch.Tensor, mask: torch.Tensor) -> Pair:
-        """Undersample ``clean`` with given masks; the target is the clean batch."""
-        y, img = self._observe(self._spectrum(clean), mask.to(clean.device))
-        return Pair(img, clean, {"mask": mask.to(clean.device), "kspace": y})
+    def measure(
+        self, clean: torch.Tensor, mask: torch.Tensor, *, phase_seeds: torch.Tensor | None = None
+    ) -> Pair:
+        """Undersample ``clean`` with given masks; the target is the clean batch.
+
+        A magnitude batch for complex data gets the smooth phase seeded per sample by
+        ``phase_seeds`` (default: the sample's index).
+        """
+        if self.complex_data and clean.shape[1] == 1:
+            seeds = torch.arange(clean.shape[0]) if phase_seeds is None else phase_seeds
+            clean = torch.cat(
+                [
+                    smooth_phase(clean[i : i + 1], seeded_generator(int(s) ^ 0x5EED))
+                    for i, s in enumerate(seeds.tolist())
+                ]
+            )
+        m, y, img = self._observe(self._spectrum(clean), mask.to(clean.device))
+        return Pair(img, clean, {"mask": m, "kspace": y})
 
     def pair(self, clean: torch.Tensor, *, generator: torch.Generator, target: str = "noisy") -> Pair:
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got '{target}'")
+        clean = self._as_model_data(clean, generator)
         if self.augment:
             clean = augment_batch(clean, generator)
         clean = random_shift(clean, self.max_shift, generator)
         k = self._spectrum(clean)
         b = clean.shape[0]
-        mask = self.draw_masks(b, generator)
-        y, inp = self._observe(k, mask)
+        mask, y, inp = self._observe(k, self.draw_masks(b, generator))
         context = {"mask": mask, "kspace": y}
         if target == "noisy":
-            mask2 = self.draw_masks(b, generator)
-            y2, tgt = self._observe(k, mask2)
+            mask2, y2, tgt = self._observe(k, self.draw_masks(b, generator))
             # what a k-space loss needs (mri_n2n.losses.kspace_loss): the target's own sampled
             # set, its measured (unscaled) k-space and each bin's keep probability
-            p2 = self.keep_probability(k.device)
-            context.update(target_mask=mask2, target_kspace=y2, target_density=p2)
+            context.update(target_mask=mask2, target_kspace=y2, target_density=self.density.to(k.device))
         else:
             tgt = clean
         return Pair(inp, tgt, context)
 
     def keep_probability(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The marginal probability ``(H, W)`` that a drawn mask keeps each bin.
-
-        For 2-D Bernoulli masks this is the density (averaged with its Hermitian partner's when
-        masks are Hermitian, as :func:`~mri_n2n.sampling.bernoulli_mask` draws them). For line
-        masks it is the density as given (the sampler's own per-line probabilities).
-        """
-        p = self.density.to(device)
-        if self.lines is None and not self.complex_data:
-            p = symmetric_density(p)
-        return p
+        """The probability ``(H, W)`` that the mask the model works with keeps each bin: the
+        family's keep probability (complex data) or that of its Hermitian completion (real)."""
+        return self.density.to(device)
 
     def validation_pair(self, clean: torch.Tensor, seeds: torch.Tensor) -> Pair:
-        masks = torch.cat(
-            [self.draw_masks(1, seeded_generator(int(s), clean.device)) for s in seeds.tolist()], dim=0
-        )
-        return self.measure(clean, masks)
+        """Fixed corruptions seeded per sample; masks are drawn on the CPU, so CPU and CUDA runs
+        validate on the same masks."""
+        masks = torch.cat([self.draw_masks(1, seeded_generator(int(s))) for s in seeds.tolist()], dim=0)
+        return self.measure(clean, masks.to(clean.device), phase_seeds=seeds)
 
     def project(self, output: torch.Tensor, context: dict[str, torch.Tensor]) -> torch.Tensor:
         op = SpectralSampling(context["mask"])
@@ -227,8 +266,8 @@ class MRIUndersampling(Corruption):
     def config(self) -> dict:
         return {
             "name": "MRIUndersampling",
+            "family": self.family.name,
             "max_shift": self.max_shift,
             "complex_data": self.complex_data,
-            "lines": self.lines,
             "augment": self.augment,
         }

@@ -1,0 +1,579 @@
+"""Mask families: laws over k-space sampling masks that know their own keep probabilities.
+
+A :class:`MaskFamily` draws seeded masks of one shape ``(H, W)`` (centred k-space, DC at
+``(H // 2, W // 2)``, phase-encode lines along the last dim) and gives, exactly, the marginal
+probability that a draw keeps each bin: :meth:`~MaskFamily.keep_probability`. That is what
+the ``1 / p`` compensation of the Noise2Noise input and target needs to be unbiased.
+
+Families (names are the ``--density`` choices):
+
+- ``exp`` (the paper's), ``gaussian``, ``uniform``: 2-D variable-density Bernoulli masks
+  (:mod:`mri_n2n.sampling`), for the phase-encode plane of a 3-D scan.
+- ``lines_random``: 1-D Cartesian lines, the central ``round(W * center_fraction)`` columns
+  always kept and every other column independently with the probability that makes the
+  expected fraction ``1 / acceleration`` (fastMRI's ``random`` masks).
+- ``lines_gaussian``: 1-D lines with a fully sampled centre and a Gaussian variable density
+  outside it (floored at a quarter of the mean outer rate, so ``1 / p`` stays bounded),
+  independent per column, same expected fraction.
+- ``lines_equispaced``: the centre plus every ``s``-th column from a uniformly random
+  offset, ``s`` adjusted so that the expected total is ``W / acceleration`` (fastMRI's
+  ``equispaced_fraction``); ``lines_lattice``: the centre plus every ``acceleration``-th
+  column from a random offset in ``[0, acceleration)`` (fastMRI's ``equispaced``). Their law is
+  a uniform mixture over finitely many offsets, so every probability is computed exactly by
+  enumerating the offsets.
+
+**Real images.** The k-space of a real image is Hermitian, ``y(-k) = conj(y(k))``: measuring
+``k`` also measures ``-k``. Real (one-channel) models therefore use the *Hermitian completion*
+of a mask, ``M | M(-k)`` (:func:`hermitian_complete`), for zero-filling and data consistency,
+which keeps data consistency exact on every measured frequency and the image real; its keep
+probability is :meth:`~MaskFamily.real_keep_probability`. Families drawn with
+``hermitian=True`` (the paper's 2-D masks, and random or Gaussian lines for real data) share
+one uniform draw per pair of partner bins, so they are already complete and keep each bin with
+probability exactly ``p``.
+
+Every family is described by a JSON-able dict (:meth:`~MaskFamily.describe`) and rebuilt by
+:func:`family_from_description`: files written by this project record it (HDF5 attribute
+:data:`MASK_LAW_ATTR`), so ``reconstruct`` compensates with the law the file's mask came from.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from .sampling import (
+    _solve_monotone,
+    bernoulli_mask,
+    center_lines,
+    exp_decay_density,
+    gaussian_density,
+    hermitian_partner,
+    radius_grid,
+    symmetric_density,
+    uniform_density,
+)
+
+__all__ = [
+    "DENSITIES",
+    "LINE_FAMILIES",
+    "MASK_LAW_ATTR",
+    "MaskFamily",
+    "Bernoulli2D",
+    "IndependentLines",
+    "EquispacedLines",
+    "make_family",
+    "family_from_description",
+    "hermitian_complete",
+    "complete_measurements",
+    "estimate_family",
+    "line_mask",
+]
+
+#: Named families for configs and CLIs (``--density``).
+DENSITIES = (
+    "exp",
+    "gaussian",
+    "uniform",
+    "lines_random",
+    "lines_equispaced",
+    "lines_lattice",
+    "lines_gaussian",
+)
+#: The 1-D (whole phase-encode line) families.
+LINE_FAMILIES = ("lines_random", "lines_equispaced", "lines_lattice", "lines_gaussian")
+#: HDF5 attribute (a JSON string) in which a k-space file records the law of its mask.
+MASK_LAW_ATTR = "mri_n2n_mask_law"
+
+
+def _mirror_cols(x: torch.Tensor) -> torch.Tensor:
+    return x[..., hermitian_partner(x.shape[-1], x.device)]
+
+
+def _mirror2(x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    return x[..., hermitian_partner(h, x.device), :][..., :, hermitian_partner(w, x.device)]
+
+
+def hermitian_complete(mask: torch.Tensor) -> torch.Tensor:
+    """``M | M(-k)``: the frequencies known for a real image from a mask ``(..., H, W)``."""
+    m = mask.bool()
+    return m | _mirror2(m)
+
+
+def complete_measurements(y: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Hermitian completion of measurements ``y`` of a real image on ``mask``.
+
+    Returns ``(y_c, m_c)``: ``m_c = M | M(-k)`` and ``y_c(k) = y(k)`` where measured, else
+    ``conj(y(-k))``. Exact for a real image; measured values are kept as they are.
+    """
+    m = mask.bool()
+    mirrored = _mirror2(y).conj()
+    mm = _mirror2(m)
+    yc = torch.where(m, y, torch.where(mm, mirrored, torch.zeros_like(y)))
+    return yc, m | mm
+
+
+def _shape2(shape: tuple[int, int] | int) -> tuple[int, int]:
+    if isinstance(shape, int):
+        shape = (shape, shape)
+    h, w = (int(s) for s in shape)
+    if h < 1 or w < 1:
+        raise ValueError(f"invalid k-space shape {shape}")
+    return h, w
+
+
+class MaskFamily:
+    """A law over bool masks ``(H, W)``; subclasses define the draw and the exact marginals.
+
+    Attributes:
+        name: the family's ``--density`` name.
+        shape: ``(H, W)``.
+        hermitian: draws are conjugate-symmetric about DC (one draw per partner pair).
+        lines: masks are whole columns (constant along the first dim).
+    """
+
+    name: str = ""
+    lines: bool = False
+
+    def __init__(self, shape: tuple[int, int] | int, *, hermitian: bool = False) -> None:
+        self.shape = _shape2(shape)
+        self.hermitian = bool(hermitian)
+
+    # -- the law ----------------------------------------------------------------------
+    def keep_probability(self) -> torch.Tensor:
+        """``P(k in M)`` for every bin, float32 ``(H, W)``, exact."""
+        raise NotImplementedError
+
+    def real_keep_probability(self) -> torch.Tensor:
+        """``P(k in M or -k in M)``: the keep probability of :func:`hermitian_complete` masks."""
+        raise NotImplementedError
+
+    def sample(
+        self,
+        batch: int | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """Draw masks: ``(H, W)`` when ``batch`` is None, else ``(batch, H, W)`` (bool), on
+        ``device`` (default: the generator's, else CPU)."""
+        if device is None:
+            device = generator.device if generator is not None else "cpu"
+        b = 1 if batch is None else int(batch)
+        m = self._draw(b, generator, torch.device(device))
+        return m[0] if batch is None else m
+
+    def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def fraction(self) -> float:
+        """Expected fraction of k-space kept."""
+        return float(self.keep_probability().double().mean())
+
+    # -- description ------------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """The parameters that rebuild the family (besides ``name``, ``shape``, ``hermitian``)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description; :func:`family_from_description` rebuilds the family."""
+        return {"family": self.name, "shape": list(self.shape), "hermitian": self.hermitian, **self.params()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({json.dumps(self.describe())})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MaskFamily) and self.describe() == other.describe()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Bernoulli2D(MaskFamily):
+    """Independent Bernoulli draws per bin with keep probabilities ``density`` (2-D masks).
+
+    Args:
+        density: ``(H, W)`` probabilities in (0, 1].
+        hermitian: one draw per pair of partner bins (then each bin is kept with the partner-
+            averaged probability :func:`~mri_n2n.sampling.symmetric_density`).
+        name: the family name; params: what rebuilds it (see :func:`make_family`).
+    """
+
+    def __init__(
+        self,
+        density: torch.Tensor,
+        *,
+        hermitian: bool = False,
+        name: str = "bernoulli",
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        if density.ndim != 2:
+            raise ValueError(f"density must be (H, W), got shape {tuple(density.shape)}")
+        super().__init__(tuple(density.shape), hermitian=hermitian)
+        self.density = density.float().cpu()
+        self.name = name
+        self._params = dict(params or {})
+
+    def keep_probability(self) -> torch.Tensor:
+        return symmetric_density(self.density) if self.hermitian else self.density.clone()
+
+    def real_keep_probability(self) -> torch.Tensor:
+        p = self.keep_probability()
+        if self.hermitian:
+            return p
+        q = _mirror2(p)
+        h, w = self.shape
+        lin = torch.arange(h * w).reshape(h, w)
+        self_partner = lin == _mirror2(lin)
+        return torch.where(self_partner, p, p + q - p * q)
+
+    def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        return bernoulli_mask(self.density.to(device), generator=g, batch_size=b, hermitian=self.hermitian)
+
+    def params(self) -> dict[str, Any]:
+        if self.name == "bernoulli":  # an explicit density (e.g. estimated): store it
+            return {"density": [[round(float(v), 7) for v in row] for row in self.density.tolist()]}
+        return dict(self._params)
+
+
+class IndependentLines(MaskFamily):
+    """Whole columns drawn independently, column ``j`` kept with probability ``column_p[j]``.
+
+    With ``hermitian=True`` one draw is shared by each pair of partner columns (the column
+    probabilities must then be symmetric); the mask is conjugate-symmetric and each column is
+    still kept with probability exactly ``column_p[j]``.
+    """
+
+    lines = True
+
+    def __init__(
+        self,
+        height: int,
+        column_p: torch.Tensor,
+        *,
+        hermitian: bool = False,
+        name: str = "lines",
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        col = column_p.double().cpu().flatten()
+        super().__init__((int(height), col.numel()), hermitian=hermitian)
+        if not bool(((col >= 0) & (col <= 1)).all()):
+            raise ValueError("column keep probabilities must lie in [0, 1]")
+        if hermitian and not torch.allclose(col, _mirror_cols(col), atol=1e-9):
+            raise ValueError("a Hermitian line family needs symmetric column probabilities")
+        self.column_p = col
+        self.name = name
+        self._params = dict(params or {})
+
+    def keep_probability(self) -> torch.Tensor:
+        return self.column_p.float().expand(self.shape).clone()
+
+    def real_keep_probability(self) -> torch.Tensor:
+        p = self.column_p
+        if not self.hermitian:
+            q = _mirror_cols(p)
+            self_partner = torch.arange(p.numel()) == hermitian_partner(p.numel())
+            p = torch.where(self_partner, p, p + q - p * q)
+        return p.float().expand(self.shape).clone()
+
+    def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        w = self.shape[1]
+        u = torch.rand((b, w), generator=g, device=device, dtype=torch.float64)
+        if self.hermitian:
+            pj = hermitian_partner(w, device)
+            idx = torch.arange(w, device=device)
+            u = torch.where(idx <= pj, u, u[:, pj])
+        cols = u < self.column_p.to(device)
+        return cols[:, None, :].expand(b, *self.shape).clone()
+
+    def params(self) -> dict[str, Any]:
+        if self.name == "lines":
+            return {"column_p": [round(float(v), 9) for v in self.column_p.tolist()]}
+        return dict(self._params)
+
+
+def _center_set(w: int, center_fraction: float, hermitian: bool) -> torch.Tensor:
+    start, n = center_lines(w, center_fraction)
+    c = torch.zeros(w, dtype=torch.bool)
+    c[start : start + n] = True
+    if hermitian:  # an even-sized block is one column short of symmetric: add its mirror
+        c = c | _mirror_cols(c)
+    return c
+
+
+def _with_center(center: torch.Tensor, rate: float) -> torch.Tensor:
+    """Column probabilities: 1 on ``center``, ``rate`` elsewhere (float64)."""
+    return torch.where(center, 1.0, rate).double()
+
+
+def _outer_rate(w: int, n_center: int, acceleration: float, name: str) -> float:
+    if acceleration < 1:
+        raise ValueError(f"acceleration must be >= 1, got {acceleration}")
+    target = w / acceleration
+    if n_center > target + 1e-9:
+        raise ValueError(
+            f"{name}: the {n_center} fully sampled central lines are more than 1/acceleration "
+            f"= {1 / acceleration:.3f} of the {w} lines (lower --center-fraction or --acceleration)"
+        )
+    return (target - n_center) / max(w - n_center, 1)
+
+
+def random_lines(
+    shape: tuple[int, int] | int,
+    *,
+    acceleration: float = 4.0,
+    center_fraction: float = 0.08,
+    hermitian: bool = False,
+) -> IndependentLines:
+    """fastMRI's random line masks (see the module docstring)."""
+    h, w = _shape2(shape)
+    center = _center_set(w, center_fraction, hermitian)
+    p_out = _outer_rate(w, int(center.sum()), acceleration, "lines_random")
+    col = _with_center(center, p_out)
+    params = {"acceleration": float(acceleration), "center_fraction": float(center_fraction)}
+    return IndependentLines(h, col, hermitian=hermitian, name="lines_random", params=params)
+
+
+def gaussian_lines(
+    shape: tuple[int, int] | int,
+    *,
+    acceleration: float = 4.0,
+    center_fraction: float = 0.08,
+    hermitian: bool = False,
+) -> IndependentLines:
+    """1-D Gaussian variable-density lines with a fully sampled centre (module docstring)."""
+    h, w = _shape2(shape)
+    center = _center_set(w, center_fraction, hermitian)
+    n_c = int(center.sum())
+    rate = _outer_rate(w, n_c, acceleration, "lines_gaussian")
+    d2 = (torch.arange(w, dtype=torch.float64) - w // 2) ** 2
+    outer = ~center
+
+    floor = 0.25 * rate  # every column keeps a usable probability: 1/p stays bounded
+
+    def col_for(inv_sigma: float) -> torch.Tensor:
+        prof = floor + (1 - floor) * torch.exp(-0.5 * d2 * inv_sigma**2)
+        return torch.where(center, torch.ones_like(d2), prof)
+
+    if rate >= 1.0 or not bool(outer.any()):
+        col = torch.ones(w, dtype=torch.float64)
+    else:
+        inv = _solve_monotone(lambda s: col_for(s)[outer].mean().item(), rate, 0.0, 10.0)
+        col = col_for(inv)
+    params = {"acceleration": float(acceleration), "center_fraction": float(center_fraction)}
+    return IndependentLines(h, col, hermitian=hermitian, name="lines_gaussian", params=params)
+
+
+class EquispacedLines(MaskFamily):
+    """Equispaced lines from a uniformly random offset, plus a fully sampled centre.
+
+    ``mode="fraction"`` (``lines_equispaced``, fastMRI's ``equispaced_fraction``): spacing
+    ``s = (W - n) / (W / R - n)`` for ``n`` centre lines, offsets ``0 .. round(s) - 1``, columns
+    ``round(offset + i s) < W - 1``; with a non-integer ``s`` a few columns are never sampled by
+    any offset (their keep probability is 0, exactly as fastMRI draws them: no estimator can
+    be unbiased there). ``mode="lattice"`` (``lines_lattice``, fastMRI's
+    ``equispaced``): every ``R``-th column (``R`` an integer) from an offset in ``[0, R)``.
+    Masks are not Hermitian; real images use their completion (module docstring).
+    """
+
+    lines = True
+
+    def __init__(
+        self,
+        shape: tuple[int, int] | int,
+        *,
+        acceleration: float = 4.0,
+        center_fraction: float = 0.08,
+        mode: str = "fraction",
+    ) -> None:
+        super().__init__(shape, hermitian=False)
+        h, w = self.shape
+        self.acceleration = float(acceleration)
+        self.center_fraction = float(center_fraction)
+        self.mode = mode
+        self.name = {"fraction": "lines_equispaced", "lattice": "lines_lattice"}.get(mode, "")
+        if not self.name:
+            raise ValueError(f"unknown equispaced mode '{mode}' (choose fraction or lattice)")
+        start, n = center_lines(w, center_fraction)
+        center = torch.zeros(w, dtype=torch.bool)
+        center[start : start + n] = True
+        if mode == "fraction":
+            _outer_rate(w, n, acceleration, self.name)
+            spacing = (w - n) / max(w / acceleration - n, 1e-9) if w / acceleration > n else float(w)
+            offsets = range(max(int(round(spacing)), 1))
+
+            def cols(o: int) -> torch.Tensor:
+                idx = torch.round(torch.arange(o, w - 1, spacing, dtype=torch.float64)).long()
+                return idx[idx < w]
+        else:
+            r = int(round(acceleration))
+            if abs(r - acceleration) > 1e-9 or r < 1:
+                raise ValueError(f"lines_lattice needs an integer acceleration, got {acceleration}")
+            offsets = range(r)
+
+            def cols(o: int) -> torch.Tensor:
+                return torch.arange(o, w, r)
+
+        table = torch.zeros((len(offsets), w), dtype=torch.bool)
+        for i, o in enumerate(offsets):
+            table[i, cols(o)] = True
+        self.table = table | center  # one row per equally likely offset
+
+    def keep_probability(self) -> torch.Tensor:
+        return self.table.double().mean(0).float().expand(self.shape).clone()
+
+    def real_keep_probability(self) -> torch.Tensor:
+        t = self.table | _mirror_cols(self.table)
+        return t.double().mean(0).float().expand(self.shape).clone()
+
+    def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        rows = torch.randint(0, self.table.shape[0], (b,), generator=g, device=device)
+        cols = self.table.to(device)[rows]
+        return cols[:, None, :].expand(b, *self.shape).clone()
+
+    def params(self) -> dict[str, Any]:
+        return {"acceleration": self.acceleration, "center_fraction": self.center_fraction}
+
+
+def make_family(
+    name: str,
+    shape: tuple[int, int] | int,
+    *,
+    fraction: float | None = 0.1,
+    edge: float = 0.025,
+    acceleration: float = 4.0,
+    center_fraction: float = 0.08,
+    hermitian: bool = False,
+) -> MaskFamily:
+    """Build a named family (:data:`DENSITIES`) for k-space of ``shape``.
+
+    2-D families use ``fraction`` (``exp`` with ``fraction=None`` uses ``edge``, the paper's
+    setting); line families use ``acceleration`` and ``center_fraction``. ``hermitian`` draws
+    conjugate-symmetric masks where the family allows it (2-D, random and Gaussian lines); the
+    equispaced families ignore it (real images use their completion).
+    """
+    if name in ("exp", "gaussian", "uniform"):
+        if name == "exp":
+            d = exp_decay_density(shape, edge=edge, fraction=fraction)
+            params: dict[str, Any] = {"fraction": fraction, "edge": edge}
+        elif name == "gaussian":
+            d = gaussian_density(shape, fraction=0.1 if fraction is None else fraction)
+            params = {"fraction": 0.1 if fraction is None else fraction}
+        else:
+            d = uniform_density(shape, fraction=0.1 if fraction is None else fraction)
+            params = {"fraction": 0.1 if fraction is None else fraction}
+        return Bernoulli2D(d, hermitian=hermitian, name=name, params=params)
+    kw = {"acceleration": float(acceleration), "center_fraction": float(center_fraction)}
+    if name == "lines_random":
+        return random_lines(shape, hermitian=hermitian, **kw)
+    if name == "lines_gaussian":
+        return gaussian_lines(shape, hermitian=hermitian, **kw)
+    if name == "lines_equispaced":
+        return EquispacedLines(shape, mode="fraction", **kw)
+    if name == "lines_lattice":
+        return EquispacedLines(shape, mode="lattice", **kw)
+    raise ValueError(f"unknown density '{name}' (choose from {', '.join(DENSITIES)})")
+
+
+def family_from_description(desc: dict[str, Any] | str) -> MaskFamily:
+    """Rebuild a family from :meth:`MaskFamily.describe` (a dict or its JSON text).
+
+    Raises:
+        ValueError: not a description of a known family (the message says what is wrong).
+    """
+    if isinstance(desc, (str, bytes)):
+        try:
+            desc = json.loads(desc)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"mask law is not valid JSON ({e.msg})") from None
+    if not isinstance(desc, dict) or "family" not in desc or "shape" not in desc:
+        raise ValueError("a mask law needs 'family' and 'shape'")
+    try:
+        name = str(desc["family"])
+        shape = _shape2(tuple(int(s) for s in desc["shape"]))
+        herm = bool(desc.get("hermitian", False))
+        if name == "bernoulli":
+            return Bernoulli2D(torch.tensor(desc["density"], dtype=torch.float32), hermitian=herm)
+        if name == "lines":
+            return IndependentLines(shape[0], torch.tensor(desc["column_p"]), hermitian=herm)
+        kw = {k: desc[k] for k in ("fraction", "edge", "acceleration", "center_fraction") if k in desc}
+        fam = make_family(name, shape, hermitian=herm, **kw)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"invalid mask law {desc!r:.120} ({e})") from None
+    if fam.shape != shape:
+        raise ValueError(f"mask law shape {shape} is not the family's {fam.shape}")
+    return fam
+
+
+def _central_run(cols: torch.Tensor) -> tuple[int, int]:
+    """``(start, stop)`` of the run of kept columns through the centre (empty: (c, c))."""
+    w = cols.numel()
+    c = w // 2
+    if not bool(cols[c]):
+        return c, c
+    lo, hi = c, c + 1
+    while lo > 0 and bool(cols[lo - 1]):
+        lo -= 1
+    while hi < w and bool(cols[hi]):
+        hi += 1
+    return lo, hi
+
+
+def estimate_family(masks: torch.Tensor) -> MaskFamily:
+    """A law estimated from observed masks ``(S, H, W)`` (or ``(H, W)``) of one acquisition.
+
+    Masks of whole columns (the usual 1-D Cartesian scan, fastMRI's layout): the central run of
+    columns that every mask keeps has probability 1 and the other columns the uniform rate at
+    which they are kept. 2-D masks: the keep rate in rings of equal width around DC (a radial
+    density), clamped to ``[rate_min, 1]`` so every bin has a positive probability.
+    """
+    m = masks.bool().cpu()
+    if m.ndim == 2:
+        m = m[None]
+    s, h, w = m.shape
+    if bool((m == m[:, :1, :]).all()):  # whole columns
+        cols = m[:, 0, :]
+        all_kept = cols.all(0)
+        lo, hi = _central_run(all_kept)
+        center = torch.zeros(w, dtype=torch.bool)
+        center[lo:hi] = True
+        outer = ~center
+        rate = float(cols[:, outer].double().mean()) if bool(outer.any()) else 1.0
+        rate = min(max(rate, 1.0 / (s * max(int(outer.sum()), 1))), 1.0)
+        col = _with_center(center, rate)
+        return IndependentLines(h, col, name="lines")
+    r = radius_grid((h, w))
+    width = max(1.0, min(h, w) / 64)
+    ring = torch.floor(r / width).long()
+    kept = torch.zeros(int(ring.max()) + 1, dtype=torch.float64)
+    total = torch.zeros_like(kept)
+    kept.index_add_(0, ring.flatten(), m.double().sum(0).flatten())
+    total.index_add_(0, ring.flatten(), torch.full((h * w,), float(s), dtype=torch.float64))
+    prof = kept / total.clamp_min(1)
+    floor = 1.0 / (s * h * w)
+    dens = prof[ring].clamp(min=floor, max=1.0)
+    return Bernoulli2D(dens.float(), name="bernoulli")
+
+
+def line_mask(
+    shape: tuple[int, int] | int,
+    *,
+    acceleration: float = 4.0,
+    center_fraction: float = 0.08,
+    kind: str = "random",
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+    hermitian: bool = False,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Draw 1-D Cartesian masks of a line family: ``kind`` is ``random``, ``equispaced``,
+    ``lattice`` or ``gaussian`` (``lines_<kind>`` of :func:`make_family`)."""
+    fam = make_family(
+        f"lines_{kind}", shape, acceleration=acceleration, center_fraction=center_fraction,
+        hermitian=hermitian,
+    )  # fmt: skip
+    if hermitian and not fam.hermitian:
+        raise ValueError(f"{kind} line masks cannot be drawn Hermitian; use hermitian_complete")
+    return fam.sample(batch_size, generator=generator, device=device)
