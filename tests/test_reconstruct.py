@@ -24,6 +24,13 @@ from mri_n2n.data import volume_scale
 from mri_n2n.data.synthetic import DicomGeometry, phantom_volume, write_dicom_series, write_fastmri_h5
 from mri_n2n.fft import fft2c, ifft2c
 from mri_n2n.io import load_volume, read_kspace_input
+from mri_n2n.masks import (
+    MASK_LAW_ATTR,
+    IndependentLines,
+    MaskFamily,
+    family_from_description,
+    make_family,
+)
 from mri_n2n.metrics import volume_metrics
 from mri_n2n.models import build_model
 from mri_n2n.reconstruct import main
@@ -109,7 +116,7 @@ def _assert_dc_exact(recon_k: np.ndarray, measured: np.ndarray, mask: np.ndarray
 
 
 def _expected_kspace_recon(
-    rec: Reconstructor, kspace: np.ndarray, mask: np.ndarray
+    rec: Reconstructor, kspace: np.ndarray, mask: np.ndarray, family: MaskFamily
 ) -> tuple[np.ndarray, float]:
     """The k-space pipeline written out step by step, for slices ``(S, H, W)`` and a full mask:
     1/p-compensated zero-filling, normalisation by the p99.5 of its magnitudes, the network (on the
@@ -117,7 +124,7 @@ def _expected_kspace_recon(
     k-space, and back to the input's units. Returns the complex volume ``(S, H, W)`` and the scale."""
     m = torch.from_numpy(np.ascontiguousarray(mask)).bool()
     y = torch.where(m, torch.from_numpy(np.ascontiguousarray(kspace)).to(torch.complex64), 0)
-    p = rec.density(tuple(kspace.shape[1:])).float()
+    p = family.keep_probability()
     zf = ifft2c(y * m / p)
     scale = volume_scale(zf.abs().numpy(), kspace_normalize(rec.normalize))
     y, zf = y / scale, zf / scale
@@ -145,22 +152,25 @@ _ISMRMRD = """<?xml version="1.0"?>
 
 def test_h5_kspace_reconstruction_is_exact_on_sampled_frequencies(ckpt, tmp_path, capsys):
     imgs = _images()
-    masks = _hermitian_masks(imgs.shape[1:], 0.3, len(imgs))
+    family = make_family("exp", imgs.shape[1:], fraction=0.3, hermitian=True)
+    masks = family.sample(len(imgs), generator=torch.Generator().manual_seed(0)).numpy()
     path = tmp_path / "in" / "knee.h5"
     path.parent.mkdir()
     k = write_fastmri_h5(path, imgs, mask=masks.astype(np.float32))
     with h5py.File(path, "a") as f:
         f.create_dataset("ismrmrd_header", data=np.bytes_(_ISMRMRD))
+        f.attrs[MASK_LAW_ATTR] = json.dumps(family.describe())  # the law the masks came from
     kin = read_kspace_input(path)
     assert kin.mask_source == "dataset" and kin.voxel_size == pytest.approx((5.0, 2.5, 3.5))
+    assert family_from_description(kin.mask_law) == family
 
     rec = Reconstructor.from_checkpoint(ckpt, device="cpu")
-    r = rec.kspace(kin.kspace, kin.mask, keep_complex=True)
+    r = rec.kspace(kin.kspace, kin.mask, law=family, keep_complex=True)
     assert r.image.shape == (24, 28, 4) and r.image.dtype == np.float32
     recon_k = fft2c(torch.from_numpy(np.ascontiguousarray(np.moveaxis(r.complex_image, 2, 0)))).numpy()
     _assert_dc_exact(recon_k, k, masks)  # data consistency: the file's own measurements, exactly
     # the unsampled frequencies are the network's, fed the compensated, normalised zero-filling
-    expect, scale = _expected_kspace_recon(rec, k * masks, masks)
+    expect, scale = _expected_kspace_recon(rec, k * masks, masks, family)
     assert r.scale == pytest.approx(scale, rel=1e-6)
     got = np.moveaxis(r.complex_image, 2, 0)
     np.testing.assert_allclose(got, expect, rtol=0, atol=1e-4 * np.abs(expect).max())
@@ -169,16 +179,19 @@ def test_h5_kspace_reconstruction_is_exact_on_sampled_frequencies(ckpt, tmp_path
     assert np.abs(r.complex_image.imag).max() <= 1e-4 * np.abs(r.complex_image).max()
     assert r.sampled_fraction == pytest.approx(masks.mean(), rel=1e-6)
     # the mask from the non-zero pattern of the measured k-space gives the same result
-    r0 = rec.kspace(k * masks)
+    r0 = rec.kspace(k * masks, law=family)
     np.testing.assert_allclose(r0.image, r.image, rtol=1e-5, atol=1e-6 * r.image.max())
+    assert r0.mask_law["source"] == "given" and r0.mask_law["family"] == "exp"
 
     rc, out, err = _cli(capsys, "--checkpoint", ckpt, path, "--out", tmp_path / "out", "--device", "cpu")
-    assert rc == 0 and err == []
+    assert rc == 0 and len(err) == 1  # the checkpoint's 10 % masks are not the file's 30 %: said once
+    assert err[0].startswith("warning: ") and "sampled fraction of 0.100, the file 0.300" in err[0]
     img = nib.load(tmp_path / "out" / "knee_recon.nii.gz")
     np.testing.assert_allclose(np.asarray(img.dataobj), r.image, rtol=1e-5, atol=1e-6 * r.image.max())
     np.testing.assert_allclose(img.header.get_zooms(), (5.0, 2.5, 3.5))
     row = json.loads((tmp_path / "out" / "report.json").read_text())["inputs"][0]
     assert row["status"] == "ok" and row["mode"] == "kspace" and row["shape"] == [24, 28, 4]
+    assert row["mask_law"]["source"] == "recorded" and row["mask_law"]["family"] == "exp"
 
 
 def test_complex_kspace_one_and_two_channel_models(ckpt, complex_ckpt):
@@ -199,7 +212,11 @@ def test_complex_kspace_one_and_two_channel_models(ckpt, complex_ckpt):
         # one channel: the network sees the phase-corrected real part and its output gets the phase
         # back; two channels: real and imaginary parts. Either way, the complex output is the
         # step-by-step pipeline's, and the image is its magnitude
-        expect, scale = _expected_kspace_recon(rec, k * mask, mask)
+        # no recorded law: the centre run 11..16 is always kept, the rest at its uniform rate
+        p_cols = np.where((np.arange(28) >= 11) & (np.arange(28) <= 16), 1.0, 5 / 22)
+        law = IndependentLines(24, torch.from_numpy(p_cols))
+        assert r.mask_law["source"] == "estimated"
+        expect, scale = _expected_kspace_recon(rec, k * mask, mask, law)
         assert r.scale == pytest.approx(scale, rel=1e-6)
         np.testing.assert_allclose(got, expect, rtol=0, atol=1e-4 * np.abs(expect).max())
         np.testing.assert_allclose(r.image, np.abs(r.complex_image), rtol=1e-6)
@@ -226,7 +243,7 @@ def test_npy_and_npz_conventions(ckpt, tmp_path, capsys):
     assert read_kspace_input(d / "z.npz").voxel_size == pytest.approx((0.5, 0.6, 2.0))
 
     rc, out, err = _cli(capsys, "--checkpoint", ckpt, d, "--out", tmp_path / "out", "--device", "cpu")
-    assert rc == 0 and err == []
+    assert rc == 0 and len(err) == 2 and all("the file 0.29" in e for e in err)  # 30 % vs trained 10 %
     rows = json.loads((tmp_path / "out" / "report.json").read_text())["inputs"]
     assert [Path(r["input"]).name for r in rows] == ["x.npy", "z.npz"]
     expected = Reconstructor.from_checkpoint(ckpt, device="cpu").kspace(k * masks, masks).image
@@ -473,7 +490,8 @@ def test_out_inside_an_input_folder(ckpt, tmp_path, capsys):
     rc, _, err = _cli(
         capsys, "--checkpoint", ckpt, data, "--out", data / "recon", "--force", "--device", "cpu"
     )
-    assert rc == 0 and err == [] and (data / "recon" / "u_recon.nii.gz").is_file()
+    errors = [e for e in err if not e.startswith("warning: ")]  # u.npy keeps 40 %, trained 10 %
+    assert rc == 0 and errors == [] and (data / "recon" / "u_recon.nii.gz").is_file()
     after = _sha_tree(data)
     assert {k: v for k, v in after.items() if not k.startswith("recon")} == before
 

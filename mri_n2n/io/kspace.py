@@ -22,10 +22,12 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..masks import MASK_LAW_ATTR
 from .base import VolumeError
 
 __all__ = [
     "KSPACE_SUFFIXES",
+    "MASK_LAW_ATTR",
     "HDF5_SUFFIXES",
     "as_kspace",
     "as_complex",
@@ -225,8 +227,8 @@ def kspace_affine(shape: tuple[int, int, int], voxel_size: Sequence[float] | Non
     return aff
 
 
-def _ismrmrd_voxel_size(xml: Any, hw: tuple[int, int]) -> tuple[float, float, float] | None:
-    """Voxel sizes for image axes ``(ky, kx)`` and slices from an ISMRMRD XML header."""
+def _ismrmrd_spaces(xml: Any) -> dict[str, tuple[float, float, float]]:
+    """``encoded``/``recon`` matrix sizes and fields of view (``*_fov``) from an ISMRMRD header."""
     if isinstance(xml, np.ndarray):
         xml = xml.item() if xml.shape == () else bytes(xml.tobytes())
     if isinstance(xml, bytes):
@@ -234,7 +236,7 @@ def _ismrmrd_voxel_size(xml: Any, hw: tuple[int, int]) -> tuple[float, float, fl
     try:
         root = ET.fromstring(str(xml))
     except ET.ParseError:
-        return None
+        return {}
 
     def child(node: Any, name: str) -> Any:
         for c in list(node) if node is not None else []:
@@ -248,15 +250,43 @@ def _ismrmrd_voxel_size(xml: Any, hw: tuple[int, int]) -> tuple[float, float, fl
         except (AttributeError, TypeError, ValueError):
             return None
 
-    space = child(child(root, "encoding"), "encodedSpace")
-    matrix, fov = xyz(child(space, "matrixSize")), xyz(child(space, "fieldOfView_mm"))
-    if matrix is None or fov is None or min(matrix[:2]) <= 0:
+    out: dict[str, tuple[float, float, float]] = {}
+    enc = child(root, "encoding")
+    for key, tag in (("encoded", "encodedSpace"), ("recon", "reconSpace")):
+        space = child(enc, tag)
+        matrix, fov = xyz(child(space, "matrixSize")), xyz(child(space, "fieldOfView_mm"))
+        if matrix is not None and min(matrix[:2]) > 0:
+            out[key] = matrix
+            if fov is not None:
+                out[f"{key}_fov"] = fov
+    return out
+
+
+def _ismrmrd_voxel_size(xml: Any, hw: tuple[int, int]) -> tuple[float, float, float] | None:
+    """Voxel sizes for image axes ``(ky, kx)`` and slices from an ISMRMRD XML header."""
+    spaces = _ismrmrd_spaces(xml)
+    matrix, fov = spaces.get("encoded"), spaces.get("encoded_fov")
+    if matrix is None or fov is None:
         return None
     sx, sy, sz = fov[0] / matrix[0], fov[1] / matrix[1], fov[2] / max(matrix[2], 1.0)
     if (int(matrix[0]), int(matrix[1])) == hw:
         return sx, sy, sz
     if (int(matrix[1]), int(matrix[0])) == hw:
         return sy, sx, sz
+    return None
+
+
+def _ismrmrd_recon_shape(xml: Any, hw: tuple[int, int]) -> tuple[int, int] | None:
+    """The reconstruction matrix ``(rows, cols)`` for k-space slices ``hw`` laid out like the
+    encoded matrix (fastMRI: encoded 640 x 368 readout-oversampled, reconstructed 320 x 320)."""
+    spaces = _ismrmrd_spaces(xml)
+    enc, rec = spaces.get("encoded"), spaces.get("recon")
+    if enc is None or rec is None:
+        return None
+    if (int(enc[0]), int(enc[1])) == hw:
+        return int(rec[0]), int(rec[1])
+    if (int(enc[1]), int(enc[0])) == hw:
+        return int(rec[1]), int(rec[0])
     return None
 
 
@@ -271,6 +301,14 @@ class KSpaceInput:
         mask_source: ``"dataset"``, ``"attribute"``, ``"sidecar"``, ``"npz"`` or ``"nonzero"``.
         voxel_size: ``(ky, kx, slice)`` mm when the file says, else ``None``.
         path: the file.
+        mask_law: the law the mask was drawn from, as the file records it (the JSON text of
+            :meth:`mri_n2n.masks.MaskFamily.describe` in the attribute
+            :data:`mri_n2n.masks.MASK_LAW_ATTR`), else ``None``.
+        reference: the file's reference magnitude ``(slices, rows, cols)``
+            (``reconstruction_esc``, else ``reconstruction_rss``), or ``None``.
+        max_value: the file's ``max`` attribute (fastMRI's PSNR/SSIM data range), or ``None``.
+        recon_shape: the reconstruction matrix ``(rows, cols)`` (the reference's shape, else the
+            ISMRMRD header's ``reconSpace``) when it differs from the k-space grid, else ``None``.
     """
 
     kspace: np.ndarray
@@ -278,6 +316,10 @@ class KSpaceInput:
     mask_source: str
     voxel_size: tuple[float, float, float] | None
     path: str
+    mask_law: str | None = None
+    reference: np.ndarray | None = None
+    max_value: float | None = None
+    recon_shape: tuple[int, int] | None = None
 
     @property
     def affine(self) -> np.ndarray:
@@ -315,6 +357,7 @@ def read_kspace_input(path: str | os.PathLike) -> KSpaceInput:
     where = str(p)
     low = p.name.lower()
     voxel: tuple[float, float, float] | None = None
+    extra: dict[str, Any] = {}
     if low.endswith((".h5", ".hdf5")):
         k, mask, attrs = read_kspace_h5(p)
         k = as_kspace(k, where)
@@ -331,6 +374,25 @@ def read_kspace_input(path: str | os.PathLike) -> KSpaceInput:
             with contextlib.suppress(TypeError, ValueError):
                 vs = [float(v) for v in np.ravel(attrs["voxel_size"])]
                 voxel = tuple((vs + [1.0, 1.0, 1.0])[:3])  # type: ignore[assignment]
+        law = attrs.get(MASK_LAW_ATTR)
+        extra["mask_law"] = str(law) if law is not None else None
+        ref = read_kspace_reference(p)
+        if ref is not None:
+            ref = ref[None] if ref.ndim == 2 else ref
+            if ref.ndim != 3 or ref.shape[0] != k.shape[0]:
+                raise VolumeError(
+                    f"{where}: reference of shape {tuple(ref.shape)} does not match the "
+                    f"{k.shape[0]} k-space slices"
+                )
+            extra["reference"] = ref
+        with contextlib.suppress(TypeError, ValueError):
+            mx = float(attrs["max"]) if attrs.get("max") is not None else None
+            extra["max_value"] = mx if mx is not None and np.isfinite(mx) and mx > 0 else None
+        rshape = tuple(ref.shape[1:]) if ref is not None else None
+        if rshape is None and header is not None:
+            rshape = _ismrmrd_recon_shape(header, k.shape[1:])
+        if rshape is not None and tuple(rshape) != tuple(k.shape[1:]):
+            extra["recon_shape"] = (int(rshape[0]), int(rshape[1]))
     elif low.endswith(".npz"):
         data = _npy_load(p)
         with data:
@@ -355,7 +417,7 @@ def read_kspace_input(path: str | os.PathLike) -> KSpaceInput:
     else:
         raise VolumeError(f"{where}: not a k-space file (expected {', '.join(KSPACE_SUFFIXES)})")
     if mask is None:
-        return KSpaceInput(k, None, "nonzero", voxel, where)
-    return KSpaceInput(k, expand_mask(mask, k.shape, where), source, voxel, where)
+        return KSpaceInput(k, None, "nonzero", voxel, where, **extra)
+    return KSpaceInput(k, expand_mask(mask, k.shape, where), source, voxel, where, **extra)
 
 

@@ -17,7 +17,8 @@ from ..checkpoint import (
 from ..config import Config
 from ..corruptions import MRIUndersampling
 from ..devices import resolve_device
-from ..io.kspace import as_kspace
+from ..io.kspace import KSpaceInput, as_kspace, expand_mask
+from ..masks import MaskFamily, family_from_description
 from .engine import (
     Reconstruction,
     ReconstructionError,
@@ -28,6 +29,7 @@ from .engine import (
     reconstruct_volume,
     simulate_kspace,
 )
+from .measured import CenteringError, check_centred, crop_readout, file_mask_law, law_mismatch
 
 __all__ = ["Reconstructor"]
 
@@ -140,31 +142,123 @@ class Reconstructor:
         return self.config.axis
 
     def density(self, shape: tuple[int, int]) -> torch.Tensor:
-        """The checkpoint's sampling density recomputed for k-space of ``shape`` (cached)."""
+        """The compensation density of the checkpoint's own mask family for k-space of ``shape``
+        (what its training used; measured k-space uses the file's law instead)."""
         key = (int(shape[0]), int(shape[1]))
         if key not in self._densities:
             self._densities[key] = MRIUndersampling.from_config(self.config, key).density
         return self._densities[key]
+
+    def family(self, shape: tuple[int, int]) -> MaskFamily:
+        """The checkpoint's mask family for k-space of ``shape``."""
+        return MRIUndersampling.from_config(self.config, (int(shape[0]), int(shape[1]))).family
 
     def corruption(self, shape: tuple[int, int], fraction: float | None = None) -> MRIUndersampling:
         """The checkpoint's corruption for ``shape``, at mean density ``fraction`` when given."""
         return MRIUndersampling.from_config(self.config, shape, fraction=fraction)
 
     def kspace(
-        self, kspace: np.ndarray, mask: np.ndarray | None = None, *, keep_complex: bool = False
+        self,
+        kspace: np.ndarray,
+        mask: np.ndarray | None = None,
+        *,
+        law: MaskFamily | str | dict | None = None,
+        reference: np.ndarray | None = None,
+        data_range: float | None = None,
+        output_shape: tuple[int, int] | None = None,
+        keep_complex: bool = False,
+        where: str = "kspace",
     ) -> Reconstruction:
-        """Reconstruct undersampled k-space (see :func:`reconstruct_kspace`)."""
-        k = as_kspace(kspace, "kspace")
-        return reconstruct_kspace(
+        """Reconstruct measured undersampled k-space (see :func:`reconstruct_kspace`).
+
+        The ``1 / p`` compensation uses the law the mask was drawn from: ``law`` when given (a
+        :class:`~mri_n2n.masks.MaskFamily` or its description), else an estimate from the mask
+        (:func:`~mri_n2n.reconstruction.measured.file_mask_law`). Non-centred k-space is refused;
+        a law unlike the checkpoint's training masks adds a warning to the result.
+
+        Raises:
+            ReconstructionError: non-centred k-space, or a law that does not fit (names ``where``).
+        """
+        k = as_kspace(kspace, where)
+        try:
+            m = None if mask is None else expand_mask(mask, k.shape, where)
+            check_centred(k, m, where=where)
+            if law is None:
+                fam, source = file_mask_law(k, m, None, where=where)
+            else:
+                fam = law if isinstance(law, MaskFamily) else family_from_description(law)
+                source = "given"
+                if fam.shape != tuple(k.shape[1:]):
+                    raise ValueError(
+                        f"{where}: the mask law is for {fam.shape}, the k-space is {k.shape[1:]}"
+                    )
+        except (CenteringError, ValueError) as e:
+            raise ReconstructionError(str(e)) from None
+        notes = []
+        if fam is not None:
+            note = law_mismatch(self.family(k.shape[1:]), fam)
+            if note:
+                notes.append(note)
+        result = reconstruct_kspace(
             self.model,
             k,
             mask,
-            self.density(k.shape[1:]),
+            None if fam is None else fam.keep_probability(),
+            real_density=None if fam is None else fam.real_keep_probability(),
             normalize=kspace_normalize(self.normalize),
             batch_size=self.batch_size,
             amp=self.amp,
             keep_complex=keep_complex,
+            reference=reference,
+            data_range=data_range,
+            output_shape=output_shape,
         )
+        result.mask_law = {"source": source, **(fam.describe() if fam is not None else {})}
+        if fam is not None and fam.name in ("bernoulli", "lines"):
+            result.mask_law = {"source": source, "family": fam.name, "fraction": round(fam.fraction, 6)}
+        result.warnings = notes
+        return result
+
+    def kspace_input(self, kin: KSpaceInput, *, keep_complex: bool = False) -> Reconstruction:
+        """Reconstruct a k-space file as :func:`~mri_n2n.io.kspace.read_kspace_input` read it.
+
+        The file's recorded mask law (or an estimate from its mask) drives the compensation; a
+        file with a smaller reconstruction matrix (fastMRI: 640 x 368 k-space, 320 x 320 images)
+        has its readout oversampling removed in image space first (exact for a 1-D mask) and its
+        outputs cropped to that matrix; a reference (``reconstruction_esc``) gives fastMRI volume
+        metrics with the file's ``max`` as data range.
+        """
+        k, mask, law = kin.kspace, kin.mask, kin.mask_law
+        where = kin.path
+        try:
+            fam, source = file_mask_law(k, mask, law, where=where)
+        except ValueError as e:
+            raise ReconstructionError(str(e)) from None
+        rows = kin.recon_shape[0] if kin.recon_shape else k.shape[1]
+        columns = mask is None or bool((np.asarray(mask) == np.asarray(mask)[:, :1, :]).all())
+        if rows < k.shape[1] and columns:
+            try:
+                check_centred(k, mask, where=where)
+            except CenteringError as e:
+                raise ReconstructionError(str(e)) from None
+            k, mask = crop_readout(k, mask, rows)
+            if fam is not None:
+                desc = fam.describe()
+                desc["shape"] = [rows, k.shape[2]]
+                fam = family_from_description(desc)
+        out_shape = kin.recon_shape if kin.recon_shape else None
+        result = self.kspace(
+            k,
+            mask,
+            law=fam,
+            reference=kin.reference,
+            data_range=kin.max_value,
+            output_shape=out_shape,
+            keep_complex=keep_complex,
+            where=where,
+        )
+        result.mask_law["source"] = source
+        return result
 
     def simulate(
         self,

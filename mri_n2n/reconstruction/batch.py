@@ -317,8 +317,13 @@ def _process(
             row["mode"] = "simulate"
             description = f"N2N recon (simulated {simulate:g})"
         else:
-            result = rec.kspace(kin.kspace, kin.mask)
+            result = rec.kspace_input(kin)
             row["mode"] = "kspace"
+            row["mask_law"] = result.mask_law
+            for note in result.warnings:
+                print(f"warning: {item.label}: {note}", file=sys.stderr)
+            if result.warnings:
+                row["warnings"] = list(result.warnings)
             description = "N2N recon"
     comments = (
         f"mri_n2n Noise2Noise reconstruction of {item.label}; checkpoint {Path(str(rec.checkpoint)).name}"

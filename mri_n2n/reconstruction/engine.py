@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from ..corruptions import MRIUndersampling
-from ..data import volume_scale
+from ..data import center_pad_crop, volume_scale
 from ..fft import fft2c, ifft2c
 from ..io.kspace import as_kspace, expand_mask
+from ..masks import complete_measurements
 from ..metrics import ssim
 from ..models import uses_measurements
 from ..physics import SpectralSampling
@@ -73,6 +74,10 @@ class Reconstruction:
             ``reconstruction`` and, with a reference, ``reference``; ``slice`` is its index.
         complex_image: the complex data-consistent volume (input units, same layout as
             ``image``) when asked for (``keep_complex=True``), else ``None``.
+        mask_law: measured k-space: the description of the law used for the ``1 / p``
+            compensation (:meth:`mri_n2n.masks.MaskFamily.describe`) and ``source``
+            (``recorded``, ``estimated``, ``given`` or ``fully sampled``); else empty.
+        warnings: one-line warnings (e.g. the checkpoint was trained on another mask family).
     """
 
     image: np.ndarray
@@ -81,6 +86,8 @@ class Reconstruction:
     metrics: dict[str, float] = field(default_factory=dict)
     preview: dict[str, Any] = field(default_factory=dict)
     complex_image: np.ndarray | None = None
+    mask_law: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------
@@ -206,12 +213,20 @@ def _run(
     data_range: float | None,
     preview_index: int,
     complex_view: np.ndarray | None = None,
+    real_density: torch.Tensor | None = None,
+    output_shape: tuple[int, int] | None = None,
 ) -> tuple[_Accum, dict[str, Any]]:
     """Stream ``n`` slices through zero-filling, the network and data consistency.
 
     ``batch_fn(indices)`` returns the measured k-space ``y`` (complex, input units), the bool
-    mask and the reference magnitude (input units) or ``None``, all ``(B, H, W)``. Magnitudes
-    (input units) go to ``out_view[indices]`` (a ``(n, H, W)`` view of the output volume).
+    mask and the reference magnitude (input units, ``output_shape``) or ``None``, all
+    ``(B, H, W)``. Magnitudes (input units, centre-cropped in image space to ``output_shape``
+    when given) go to ``out_view[indices]`` (a ``(n, H', W')`` view of the output volume).
+
+    A one-channel (real) model given the measurements of a real image (Hermitian on the
+    frequencies measured with their partner) works with the Hermitian completion of the mask,
+    compensated by ``real_density`` (default ``density``), as it was trained; other slices are
+    phase-demodulated (:func:`phase_factors`) and use the mask as measured.
     """
     device = _model_device(model)
     if device.type == "cpu":  # bound host memory: at most CPU_MAX_PIXELS per network call
@@ -222,7 +237,12 @@ def _run(
     complex_model = model_channels(model) == 2
     measured = uses_measurements(model)
     dens = density.to(device=device, dtype=torch.float32)
+    rdens = dens if real_density is None else real_density.to(device=device, dtype=torch.float32)
     acc = _Accum(data_range)
+
+    def crop(a: np.ndarray) -> np.ndarray:
+        return a if output_shape is None else center_pad_crop(a, output_shape)
+
     preview: dict[str, Any] = {}
     inv = 1.0 / scale
     model.eval()
@@ -250,6 +270,12 @@ def _run(
                     phase = None
                 else:
                     phase = phase_factors(ya, ma)
+                    real_like = (phase == 1).flatten(1).all(1)
+                    if bool(real_like.any()):  # a real image: its Hermitian completion
+                        yc, mc = complete_measurements(ya, ma)
+                        zc = SpectralSampling(mc).zero_filled(yc, rdens)
+                        rl = real_like[:, None, None]
+                        ya, ma, za = torch.where(rl, yc, ya), torch.where(rl, mc, ma), torch.where(rl, zc, za)
                     inp = (za * phase.conj()).real[:, None]
                 kw: dict[str, Any] = {}
                 if measured:  # unrolled nets: data consistency after every cascade
@@ -265,18 +291,18 @@ def _run(
                     est = out[:, 0].to(torch.complex64) * phase
                 x[sel] = SpectralSampling(ma).project(est, ya)
             z = torch.where(active[:, None, None], z, torch.zeros_like(z))
-            rec = (x.abs() * scale).float().cpu().numpy()
-            zf = (z.abs() * scale).float().cpu().numpy()
+            rec = crop((x.abs() * scale).float().cpu().numpy())
+            zf = crop((z.abs() * scale).float().cpu().numpy())
             out_view[idx] = rec
             if complex_view is not None:
-                complex_view[idx] = (x * scale).cpu().numpy()
+                complex_view[idx] = crop((x * scale).cpu().numpy())
             if ref is not None:
                 acc.add(zf, rec, ref)
             if preview_index in idx:
                 b = idx.index(preview_index)
                 preview = {
                     "slice": preview_index,
-                    "mask": m[b].cpu().numpy(),
+                    "mask": m[b].cpu().numpy(),  # the k-space grid's mask (not cropped)
                     "zero_filled": zf[b] * inv,
                     "reconstruction": rec[b] * inv,
                 }
@@ -315,10 +341,14 @@ def reconstruct_kspace(
     mask: np.ndarray | None = None,
     density: torch.Tensor | np.ndarray | None = None,
     *,
+    real_density: torch.Tensor | np.ndarray | None = None,
     normalize: str = "p99.5",
     batch_size: int = 8,
     amp: bool | None = None,
     keep_complex: bool = False,
+    reference: np.ndarray | None = None,
+    data_range: float | None = None,
+    output_shape: tuple[int, int] | None = None,
 ) -> Reconstruction:
     """Reconstruct undersampled k-space directly (zero-filled -> network -> data consistency).
 
@@ -328,37 +358,71 @@ def reconstruct_kspace(
         kspace: complex ``(slices, ky, kx)`` or ``(ky, kx)``, DC at ``(ky // 2, kx // 2)``.
         mask: sampled frequencies, broadcastable to ``kspace`` (1-D masks run over ``kx``);
             ``None``: the non-zero pattern of ``kspace``. Values outside the mask are ignored.
-        density: keep probabilities ``(ky, kx)`` for the ``1 / p`` compensation (e.g.
-            :meth:`Reconstructor.density`); ``None``: no compensation.
+        density: keep probabilities ``(ky, kx)`` of the law the mask was drawn from, for the
+            ``1 / p`` compensation (:meth:`mri_n2n.masks.MaskFamily.keep_probability`);
+            ``None``: no compensation.
+        real_density: the keep probabilities of the mask's Hermitian completion
+            (:meth:`~mri_n2n.masks.MaskFamily.real_keep_probability`), used by one-channel
+            models on the measurements of a real image; default ``density``.
         normalize: how the zero-filled magnitude volume is normalised
             (:func:`mri_n2n.data.volume_scale`); see :func:`kspace_normalize`.
         batch_size: slices per network call.
         amp: autocast on CUDA (default: on for CUDA).
         keep_complex: also return the complex data-consistent volume.
+        reference: reference magnitudes ``(slices, rows, cols)`` (e.g. fastMRI's
+            ``reconstruction_esc``): the outputs are centre-cropped in image space to its
+            in-plane shape and compared with it (fastMRI volume metrics).
+        data_range: the metrics' data range (fastMRI: the file's ``max``); default the
+            reference's maximum.
+        output_shape: centre-crop the outputs in image space to ``(rows, cols)`` (default the
+            reference's shape, else no crop).
 
     Returns:
-        A :class:`Reconstruction` with ``image`` laid out ``(ky, kx, slices)``; its k-space
-        equals the measured one on every sampled frequency (exactly, up to float32 round-off,
-        for ``complex_image``; for ``image`` too where the complex image is real and non-negative).
+        A :class:`Reconstruction` with ``image`` laid out ``(rows, cols, slices)``; without a
+        crop its k-space equals the measured one on every sampled frequency (exactly, up to
+        float32 round-off, for ``complex_image``; for ``image`` too where the complex image is
+        real and non-negative).
     """
     k = as_kspace(kspace, "kspace")
     s, h, w = k.shape
     m = None if mask is None else expand_mask(mask, k.shape, "mask")
-    dens = torch.ones(h, w) if density is None else torch.as_tensor(np.asarray(density), dtype=torch.float32)
-    if tuple(dens.shape) != (h, w):
-        raise ReconstructionError(
-            f"density of shape {tuple(dens.shape)} does not match k-space slices {(h, w)}"
-        )
+
+    def as_density(d: torch.Tensor | np.ndarray | None, what: str) -> torch.Tensor | None:
+        if d is None:
+            return None
+        t = torch.as_tensor(np.asarray(d), dtype=torch.float32)
+        if tuple(t.shape) != (h, w):
+            raise ReconstructionError(
+                f"{what} of shape {tuple(t.shape)} does not match k-space slices {(h, w)}"
+            )
+        return t
+
+    dens = as_density(density, "density")
+    dens = torch.ones(h, w) if dens is None else dens
+    rdens = as_density(real_density, "real density")
+    ref = None
+    if reference is not None:
+        ref = np.asarray(reference, np.float32)
+        ref = ref[None] if ref.ndim == 2 else ref
+        if ref.ndim != 3 or ref.shape[0] != s:
+            raise ReconstructionError(f"reference of shape {ref.shape} does not match {s} k-space slices")
+        output_shape = output_shape or (int(ref.shape[1]), int(ref.shape[2]))
+        if tuple(ref.shape[1:]) != tuple(output_shape):
+            raise ReconstructionError(
+                f"reference slices {ref.shape[1:]} differ from the output shape {output_shape}"
+            )
+    oh, ow = (h, w) if output_shape is None else (int(output_shape[0]), int(output_shape[1]))
     bs = check_batch(batch_size)
-    out = np.zeros((h, w, s), np.float32)
+    out = np.zeros((oh, ow, s), np.float32)
     view = np.moveaxis(out, 2, 0)
     cview = None
     cplx = None
     if keep_complex:
-        cplx = np.zeros((h, w, s), np.complex64)
+        cplx = np.zeros((oh, ow, s), np.complex64)
         cview = np.moveaxis(cplx, 2, 0)
-    # pass 1: the zero-filled magnitude volume (in the output buffer) gives the normalisation
+    # pass 1: the zero-filled magnitude volume gives the normalisation
     batches = _kspace_batches(k, m)
+    zf_mag = np.zeros((s, oh, ow), np.float32)
     energy = np.zeros(s)
     dev = _model_device(model)
     dens_dev = dens.to(dev)
@@ -367,11 +431,21 @@ def reconstruct_kspace(
         y, mm, _ = batches(idx)
         y, mm = y.to(dev), mm.to(dev)
         y = torch.where(mm, y, torch.zeros_like(y))
-        view[idx] = SpectralSampling(mm).zero_filled(y, dens_dev).abs().cpu().numpy()
+        mag = SpectralSampling(mm).zero_filled(y, dens_dev).abs().cpu().numpy()
+        zf_mag[idx] = mag if output_shape is None else center_pad_crop(mag, (oh, ow))
         energy[idx] = y.abs().flatten(1).amax(1).cpu().numpy()
     if not energy.any():
         raise ReconstructionError("no sampled k-space value is non-zero: nothing to reconstruct")
-    scale = volume_scale(out, normalize)
+    scale = volume_scale(zf_mag, normalize)
+    del zf_mag
+    if ref is not None:
+        base = batches
+
+        def batches(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:  # noqa: F811
+            y, mm, _ = base(idx)
+            return y, mm, ref[idx]
+
+    dr = data_range if data_range is not None else (float(ref.max()) if ref is not None else None)
     acc, preview = _run(
         model,
         n=s,
@@ -381,12 +455,14 @@ def reconstruct_kspace(
         out_view=view,
         batch_size=bs,
         amp=amp,
-        data_range=None,
+        data_range=dr,
         preview_index=_middle_active(energy),
         complex_view=cview,
+        real_density=rdens,
+        output_shape=None if output_shape is None else (oh, ow),
     )
     frac = acc.frac_sum / acc.frac_n if acc.frac_n else 0.0
-    return Reconstruction(out, scale, frac, {}, preview, cplx)
+    return Reconstruction(out, scale, frac, acc.result(), preview, cplx)
 
 
 def kspace_normalize(normalize: str) -> str:
