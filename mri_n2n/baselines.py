@@ -407,7 +407,9 @@ def tune_tv_lambda(
     PSNR with peak 1.0 against the clean slice (the paper's convention).
 
     Args:
-        clean: clean slices ``(N, 1, H, W)`` normalised to max 1, on the device to compute on.
+        clean: clean slices ``(N, 1, H, W)`` normalised to max 1 (or complex ``(N, 2, H, W)``), on
+            the device to compute on. With a complex corruption the reconstruction is complex
+            and its magnitude is scored against the target's.
         corruption: the MRI corruption; default the paper's 10 % exp-decay density
             (``exp_decay_density((H, W), fraction=0.1)``) with Hermitian masks.
         lams: candidate weights.
@@ -420,14 +422,15 @@ def tune_tv_lambda(
         ``(best_lam, table)``; ``table`` has one row per ``lam``: ``lam``, ``psnr`` (mean, the
         selection criterion), ``psnr_std``, ``psnr_median``, ``seconds_per_slice``.
     """
-    if clean.ndim != 4 or clean.shape[1] != 1:
-        raise ValueError(f"clean must be (N, 1, H, W), got shape {tuple(clean.shape)}")
+    if clean.ndim != 4 or clean.shape[1] not in (1, 2):
+        raise ValueError(f"clean must be (N, 1, H, W) or (N, 2, H, W), got shape {tuple(clean.shape)}")
     if len(lams) == 0:
         raise ValueError("lams is empty")
     n = clean.shape[0]
     if corruption is None:
         corruption = MRIUndersampling(exp_decay_density(tuple(clean.shape[-2:]), fraction=0.1))
     seeds = torch.arange(n) if seeds is None else torch.as_tensor(seeds)
+    complex_data = bool(getattr(corruption, "complex_data", False))
     pairs = [
         corruption.validation_pair(clean[i : i + batch_size], seeds[i : i + batch_size])
         for i in range(0, n, batch_size)
@@ -443,8 +446,13 @@ def tune_tv_lambda(
                 lam=float(lam),
                 iters=iters,
                 rho=rho_per_lam * lam if lam > 0 else None,
+                real=not complex_data,
             )
-            values.append(psnr(rec.clamp(0, 1), p.target, data_range=1.0, reduction="none"))
+            if complex_data:  # magnitudes: a complex reconstruction against the complex target
+                rec, target = rec.abs(), p.target.square().sum(1, keepdim=True).sqrt()
+            else:
+                target = p.target
+            values.append(psnr(rec.clamp(0, 1), target, data_range=1.0, reduction="none"))
         if clean.device.type == "cuda":
             torch.cuda.synchronize(clean.device)
         seconds = time.perf_counter() - start

@@ -100,6 +100,9 @@ class Config:
     complex: bool | None = _f(None, "MRI: complex images as two channels (real, imaginary) and masks as "
                               "drawn; magnitude data get a random smooth phase; default: on for "
                               "--dataset kspace, off otherwise")
+    kspace_noise: float = _f(0.0, "MRI: std of complex Gaussian noise added to each slice's k-space, "
+                             "relative to the normalised image peak (0.02: peak SNR 50); one noisy "
+                             "acquisition per slice feeds both observations of a pair")
     augment: bool | None = _f(None, "MRI: random flips, 90-degree rotations, bias fields, gamma and "
                               "intensity scaling (and a smooth phase for --complex) of the training "
                               "slices; default: on in the cpu preset, off otherwise")
@@ -204,7 +207,8 @@ _FALLBACK = {"base": 16, "depth": 3, "augment": False}
 #: Fields a resumed run cannot change: they define the model, the data or the corruption.
 RESUME_FIXED = (
     "task", "target", "dataset", "data_dir", "size", "slices", "axis", "normalize", "density",
-    "fraction", "edge", "acceleration", "center_fraction", "complex", "augment", "noise", "noise_options",
+    "fraction", "edge", "acceleration", "center_fraction", "complex", "kspace_noise", "augment", "noise",
+    "noise_options",
     "loss", "model", "width", "base", "depth", "cascades", "cascade_width", "cascade_depth",
     "share_weights", "seed",
 )  # fmt: skip

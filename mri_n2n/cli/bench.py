@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..bench import machine_info, markdown_table, write_results
+from ..bench.cartesian import bench_cartesian, cartesian_markdown
 from ..bench.generalization import bench_generalization, generalization_markdown
 from ..bench.images import bench_image_quality, image_quality_markdown
 from ..bench.quality import bench_mri_quality, mri_quality_markdown
@@ -60,6 +61,11 @@ def _quality(args) -> int:
             quick=args.quick, out_dir=args.results, device=args.device, steps=args.steps, seed=args.seed
         )
         parts.append("## MRI\n\n" + mri_quality_markdown(res["mri"]))
+    if args.only == "cartesian":
+        res["cartesian"] = bench_cartesian(
+            quick=args.quick, out_dir=args.results, device=args.device, steps=args.steps, seed=args.seed
+        )
+        parts.append("## Single-coil Cartesian study\n\n" + cartesian_markdown(res["cartesian"]))
     if args.only in (None, "images"):
         res["images"] = bench_image_quality(
             quick=args.quick,
@@ -130,7 +136,12 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         s.add_argument("--device", default="auto", help="auto, cpu or cuda")
         s.add_argument("--results", default="results", help="folder for JSON and Markdown results")
         if name == "quality":
-            s.add_argument("--only", choices=("mri", "images"), help="run one part only")
+            s.add_argument(
+                "--only",
+                choices=("mri", "images", "cartesian"),
+                help="run one part only; cartesian (not in the default run): the single-coil 1-D "
+                "line-mask study on complex MNI152 slices",
+            )
             s.add_argument(
                 "--steps",
                 type=int,

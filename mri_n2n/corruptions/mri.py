@@ -37,6 +37,7 @@ class SamplingSettings(Protocol):
     shift: int | None
     complex: bool | None
     augment: bool | None
+    kspace_noise: float
 
 
 __all__ = ["MRIUndersampling", "random_shift", "smooth_phase"]
@@ -106,6 +107,10 @@ class MRIUndersampling(Corruption):
             clean batch gets a random smooth phase (:func:`smooth_phase`).
         augment: augment each clean training slice (:func:`~mri_n2n.corruptions.augment.augment_batch`)
             before its observations are drawn.
+        noise_std: standard deviation of complex Gaussian noise (real and imaginary parts each
+            ``noise_std / sqrt(2)``) added to the k-space of each (normalised) slice: one noisy
+            acquisition per slice, from which both observations of a pair are drawn, as a
+            scanner gives. The Noise2Clean target stays clean.
     """
 
     task = "mri"
@@ -117,6 +122,7 @@ class MRIUndersampling(Corruption):
         max_shift: int = 0,
         complex_data: bool = False,
         augment: bool = False,
+        noise_std: float = 0.0,
     ) -> None:
         if isinstance(family, torch.Tensor):
             family = Bernoulli2D(family, hermitian=not complex_data, name="bernoulli")
@@ -124,6 +130,9 @@ class MRIUndersampling(Corruption):
         self.complex_data = bool(complex_data)
         self.max_shift = int(max_shift)
         self.augment = bool(augment)
+        if not noise_std >= 0:
+            raise ValueError(f"k-space noise must be >= 0, got {noise_std}")
+        self.noise_std = float(noise_std)
         p = family.keep_probability() if self.complex_data else family.real_keep_probability()
         self.density = p.float()  # the compensation: P(bin in the mask the model works with)
 
@@ -169,6 +178,7 @@ class MRIUndersampling(Corruption):
             max_shift=min(shape) // 4 if cfg.shift is None else cfg.shift,
             complex_data=complex_data,
             augment=bool(cfg.augment),
+            noise_std=float(getattr(cfg, "kspace_noise", 0.0) or 0.0),
         )
 
     @property
@@ -207,13 +217,27 @@ class MRIUndersampling(Corruption):
     def _spectrum(self, clean: torch.Tensor) -> torch.Tensor:
         return fft2c(_to_complex(clean) if self.complex_data else clean.float())
 
+    def _acquire(self, k: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+        """The k-space ``(B, 1, H, W)`` plus complex Gaussian noise (one generator per sample, or
+        one for the batch)."""
+        if self.noise_std <= 0:
+            return k
+        shape = (2, *k.shape[1:])
+        if len(generators) == 1 and k.shape[0] > 1:
+            g = generators[0]
+            n = torch.randn((k.shape[0], *shape), generator=g, device=g.device).to(k.device)
+        else:
+            n = torch.stack([torch.randn(shape, generator=g, device=g.device) for g in generators])
+            n = n.to(k.device)
+        return k + (self.noise_std / 2**0.5) * torch.complex(n[:, 0], n[:, 1]).to(k.dtype)
+
     def measure(
         self, clean: torch.Tensor, mask: torch.Tensor, *, phase_seeds: torch.Tensor | None = None
     ) -> Pair:
         """Undersample ``clean`` with given masks; the target is the clean batch.
 
-        A magnitude batch for complex data gets the smooth phase seeded per sample by
-        ``phase_seeds`` (default: the sample's index).
+        A magnitude batch for complex data gets the smooth phase, and every slice its k-space
+        noise, seeded per sample by ``phase_seeds`` (default: the sample's index).
         """
         if self.complex_data and clean.shape[1] == 1:
             seeds = torch.arange(clean.shape[0]) if phase_seeds is None else phase_seeds
@@ -223,7 +247,9 @@ class MRIUndersampling(Corruption):
                     for i, s in enumerate(seeds.tolist())
                 ]
             )
-        m, y, img = self._observe(self._spectrum(clean), mask.to(clean.device))
+        seeds = torch.arange(clean.shape[0]) if phase_seeds is None else phase_seeds
+        k = self._acquire(self._spectrum(clean), [seeded_generator(int(s) ^ 0x401CE) for s in seeds.tolist()])
+        m, y, img = self._observe(k, mask.to(clean.device))
         return Pair(img, clean, {"mask": m, "kspace": y})
 
     def pair(self, clean: torch.Tensor, *, generator: torch.Generator, target: str = "noisy") -> Pair:
@@ -233,7 +259,7 @@ class MRIUndersampling(Corruption):
         if self.augment:
             clean = augment_batch(clean, generator)
         clean = random_shift(clean, self.max_shift, generator)
-        k = self._spectrum(clean)
+        k = self._acquire(self._spectrum(clean), [generator])
         b = clean.shape[0]
         mask, y, inp = self._observe(k, self.draw_masks(b, generator))
         context = {"mask": mask, "kspace": y}
@@ -270,4 +296,5 @@ class MRIUndersampling(Corruption):
             "max_shift": self.max_shift,
             "complex_data": self.complex_data,
             "augment": self.augment,
+            "noise_std": self.noise_std,
         }
