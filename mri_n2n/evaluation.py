@@ -72,8 +72,11 @@ def evaluate_mri(
     """Evaluate zero-filling, CS-TV and checkpoints on the same validation slices and masks.
 
     The data set, slice size and sampling density come from the first checkpoint's config
-    unless overridden. Returns a dict with ``methods`` (names in order), ``per_slice``
-    (a list of rows: slice identity, source volume, and ``<method>/<metric>`` values),
+    unless overridden. Slices whose dataset has a reference (``--dataset kspace`` files with
+    ``reconstruction_esc``, :meth:`~mri_n2n.data.kspace.KSpaceSliceDataset.reference`) are
+    scored against it; others against the clean slice's magnitude. Returns a dict with
+    ``methods`` (names in order), ``per_slice`` (a list of rows: slice identity, source volume,
+    and ``<method>/<metric>`` values),
     ``summary`` (per method: mean and std of each metric in both conventions), and
     ``examples`` (the first slice's images per method, as numpy arrays in array order, for
     figures) with ``example_provenance`` (that slice's dataset provenance: its volume's ``affine``
@@ -131,6 +134,9 @@ def evaluate_mri(
                 outs[name] = corruption.project(model(pair.input, **kw), pair.context)
             seconds[name] += time.perf_counter() - t0
         ref = _magnitude(pair.target)
+        refs = [valid.reference(i) for i in idx] if hasattr(valid, "reference") else []
+        if refs and all(r is not None for r in refs):  # the file's own reference (fastMRI's esc)
+            ref = torch.from_numpy(np.stack(refs))[:, None].to(ref.device, ref.dtype)
         mags = {k: _magnitude(v) for k, v in outs.items()}
         per = {
             k: {

@@ -116,3 +116,56 @@ def test_errors(tmp_path):
     (tmp_path / "none" / "a.txt").write_text("x")
     with pytest.raises(ValueError, match="no k-space files"):
         build_mri_datasets("kspace", data_dir=str(tmp_path / "none"))
+
+
+def _oversampled_file(path, seed=0, n=4):
+    """A fastMRI-like file: k-space of a (40, 36) complex image whose readout (rows) is 2x
+    oversampled; reconstruction_esc is its (20, 20) centre crop, as fastMRI's 640x368 -> 320x320."""
+    rng = np.random.default_rng(seed)
+    imgs = np.zeros((n, 40, 36), np.complex64)
+    imgs[:, 10:30, 8:28] = (rng.random((n, 20, 20)) + 0.5) * np.exp(1j * rng.uniform(-1, 1, (n, 1, 1)))
+    k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(imgs, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    esc = np.abs(imgs[:, 10:30, 8:28]).astype(np.float32)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("kspace", data=k.astype(np.complex64))
+        f.create_dataset("reconstruction_esc", data=esc)
+        f.attrs["max"] = float(esc.max())
+    return imgs, esc
+
+
+def test_readout_oversampling_is_removed_and_the_reference_kept(tmp_path):
+    imgs, esc = _oversampled_file(tmp_path / "a.h5")
+    _oversampled_file(tmp_path / "b.h5", seed=1)
+    for size in (20, 32):  # the reconstruction matrix, and a larger size: padded, not the oversampling
+        tr, va = build_mri_datasets("kspace", data_dir=str(tmp_path), size=size, complex_kspace=True)
+        ds = tr if tr.provenance(0)["source"] == "a.h5" else va
+        z, _ = ds[1]
+        crop = imgs[:, 10:30, 8:28]
+        expect = center_pad_crop(crop[1], size) / np.abs(crop).max()
+        np.testing.assert_allclose(z[0].numpy() + 1j * z[1].numpy(), expect, atol=1e-5)
+        ref = center_pad_crop(esc[1], size) / np.abs(crop).max()
+        np.testing.assert_allclose(ds.reference(1), ref, atol=1e-6)
+    with pytest.warns(UserWarning, match="up to 20x20 are centre-cropped to 16x16"):
+        build_mri_datasets("kspace", data_dir=str(tmp_path), size=16)
+
+
+def test_kspace_training_keeps_the_measured_phase_by_default(tmp_path):
+    from mri_n2n.config import Config, resolve_config
+    from mri_n2n.corruptions import MRIUndersampling, seeded_generator
+    from mri_n2n.fft import fft2c
+
+    assert resolve_config(Config(dataset="kspace"))[0].complex is True
+    assert resolve_config(Config(dataset="mni152"))[0].complex is False
+    assert resolve_config(Config(dataset="kspace", complex=False))[0].complex is False
+    _oversampled_file(tmp_path / "a.h5")
+    cfg = resolve_config(Config(dataset="kspace", data_dir=str(tmp_path), size=20, density="lines_random"))[0]
+    tr, _ = build_mri_datasets(
+        "kspace", data_dir=str(tmp_path), size=20, complex_kspace=cfg.complex, valid_fraction=0
+    )
+    x = torch.stack([tr[i][0] for i in range(2)])
+    corr = MRIUndersampling.from_config(cfg.replace(shift=0, augment=False), (20, 20))
+    pair = corr.pair(x, generator=seeded_generator(0))
+    spectrum = fft2c(torch.complex(x[:, :1], x[:, 1:]))  # the measured complex spectrum (cropped)
+    for key_m, key_y in (("mask", "kspace"), ("target_mask", "target_kspace")):
+        m = pair.context[key_m][:, None]
+        assert torch.allclose(pair.context[key_y][m], spectrum[m], atol=1e-5)

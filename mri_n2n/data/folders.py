@@ -23,7 +23,7 @@ import numpy as np
 
 from ..io import VolumeSource, find_volumes
 from .base import DataDirError, SliceDataset
-from .slices import block_split, volume_to_slices
+from .slices import block_split, volume_to_slices, warn_if_cropped
 
 __all__ = ["split_by_key", "build_folder_datasets", "volumes_to_dataset"]
 
@@ -88,12 +88,15 @@ def volumes_to_dataset(
     """Load ``sources``, slice them (:func:`~mri_n2n.data.slices.volume_to_slices`) and stack
     the slices into one in-memory :class:`SliceDataset` named ``dataset``."""
     items = []
+    shapes = []
     for src in sources:
         vol = src.load()
+        shapes.append(tuple(s for a, s in enumerate(vol.array.shape) if a != axis))
         stack, idx = volume_to_slices(
             vol.array, axis=axis, slice_range=slices, size=size, normalize=normalize
         )
         items.append((src, stack, idx, vol.affine))
+    warn_if_cropped(shapes, size, f"--dataset {dataset}")
     return _make_dataset(items, dataset, size=size, axis=axis)
 
 
@@ -130,6 +133,8 @@ def build_folder_datasets(
     if len(sources) == 1 and valid_fraction > 0:
         src = sources[0]
         vol = src.load()
+        in_plane = tuple(s for a, s in enumerate(vol.array.shape) if a != axis)
+        warn_if_cropped([in_plane], size, f"--dataset {kind}")
         stack, idx = volume_to_slices(
             vol.array, axis=axis, slice_range=slices, size=size, normalize=normalize
         )

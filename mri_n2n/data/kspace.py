@@ -10,12 +10,18 @@ Layout (HDF5, as in the fastMRI single-coil knee release):
 - attribute ``max`` (maximum of the reference), plus e.g. ``norm``, ``patient_id``,
   ``acquisition``.
 
-Training needs fully sampled k-space: the clean image is ``|ifft2c(kspace)|`` (or the
-complex image as two real channels with ``complex_kspace=True``), centre-cropped/padded to
-``size x size`` in image space, divided per volume (file) by the maximum magnitude of its
-cropped images (``normalize="max"``; the divisor is computed once per file and process, by
-reading the whole file, when the dataset is built). Files whose ``mask`` drops samples are
-refused for training.
+Training needs fully sampled k-space: the clean image is the complex image ``ifft2c(kspace)``
+as two real channels (``complex_kspace=True``, the default of ``--dataset kspace``: the
+Noise2Noise pair is then drawn from the measured spectrum itself, its phase and noise
+included), or its magnitude. Readout oversampling is removed the way fastMRI does: the image is
+centre-cropped to the file's reconstruction matrix (the reference's shape, else the ISMRMRD
+header's ``reconSpace``; fastMRI knee: 640 x 368 -> 320 x 320), then centre-cropped/padded to
+``size x size`` (a warning says when ``size`` drops part of that matrix). Each volume (file) is
+divided by the maximum magnitude of its cropped images (``normalize="max"``; the divisor is
+computed once per file and process, by reading the whole file, when the dataset is built).
+:meth:`KSpaceSliceDataset.reference` gives the file's reference (``reconstruction_esc``) in the
+same crop and units, which evaluation uses when present. Files whose ``mask`` drops samples
+are refused for training.
 
 Split: by file, as for user folders (:func:`~mri_n2n.data.folders.split_by_key`); a single
 file is split into slice blocks with a 5-slice gap.
@@ -35,11 +41,11 @@ from torch.utils.data import Dataset
 
 from ..fft import ifft2c
 from ..io import VolumeError
-from ..io.kspace import as_complex, find_kspace_files, open_h5, read_kspace_h5
+from ..io.kspace import as_complex, find_kspace_files, ismrmrd_recon_shape, open_h5, read_kspace_h5
 from ..seeding import stable_ident
 from .base import DataDirError
 from .folders import split_by_key
-from .slices import block_split, center_pad_crop, volume_scale
+from .slices import block_split, center_pad_crop, volume_scale, warn_if_cropped
 
 __all__ = [
     "kspace_to_image",
@@ -48,37 +54,57 @@ __all__ = [
 ]
 
 def kspace_to_image(
-    kspace: np.ndarray, *, size: int | None = None, complex_output: bool = False
+    kspace: np.ndarray,
+    *,
+    size: int | None = None,
+    complex_output: bool = False,
+    recon_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """``ifft2c`` of ``(..., ky, kx)`` k-space, centre cropped/padded to ``size`` in image space.
+    """``ifft2c`` of ``(..., ky, kx)`` k-space, centre-cropped to ``recon_shape`` (the file's
+    reconstruction matrix) when given, then centre cropped/padded to ``size`` in image space.
 
     Returns:
         complex64 image(s) if ``complex_output`` else float32 magnitude.
     """
     img = ifft2c(torch.from_numpy(np.ascontiguousarray(kspace, dtype=np.complex64))).numpy()
+    if recon_shape is not None:
+        img = center_pad_crop(img, recon_shape)
     if size is not None:
         img = center_pad_crop(img, size)
     return img.astype(np.complex64, copy=False) if complex_output else np.abs(img).astype(np.float32)
 
 
+def _recon_shape(f: Any, kshape: tuple[int, int]) -> tuple[int, int] | None:
+    """The file's reconstruction matrix: its reference's in-plane shape, else the header's."""
+    for name in ("reconstruction_esc", "reconstruction_rss"):
+        if name in f and len(f[name].shape) >= 2:
+            return tuple(int(v) for v in f[name].shape[-2:])  # type: ignore[return-value]
+    if "ismrmrd_header" in f:
+        return ismrmrd_recon_shape(f["ismrmrd_header"][()], kshape)
+    return None
+
+
 @functools.lru_cache(maxsize=4096)
 def _volume_info(
     path: str, mtime_ns: int, nbytes: int, size: int, normalize: str
-) -> tuple[float, tuple[int, ...]]:
-    """(normalisation divisor, non-black slice indices) of one file; cached per process."""
+) -> tuple[float, tuple[int, ...], tuple[int, int] | None]:
+    """(normalisation divisor, non-black slice indices, reconstruction matrix) of one file;
+    cached per process."""
     k, mask, _ = read_kspace_h5(path)
     if mask is not None and mask.size and float(mask.min()) <= 0:
         kept = float(np.mean(mask > 0))
         raise VolumeError(
             f"{path}: undersampled k-space (mask keeps {kept:.0%}); training needs fully sampled data"
         )
-    mag = kspace_to_image(k, size=size)
+    with open_h5(path) as f:
+        recon = _recon_shape(f, tuple(k.shape[-2:]))
+    mag = kspace_to_image(k, size=size, recon_shape=recon)
     scale = volume_scale(mag, normalize)
     nonblack = tuple(int(i) for i in np.nonzero(mag.reshape(len(mag), -1).max(axis=1) > 0)[0])
-    return scale, nonblack
+    return scale, nonblack, recon
 
 
-def _info(path: Path, size: int, normalize: str) -> tuple[float, tuple[int, ...]]:
+def _info(path: Path, size: int, normalize: str) -> tuple[float, tuple[int, ...], tuple[int, int] | None]:
     st = path.stat()
     return _volume_info(str(path), st.st_mtime_ns, st.st_size, size, normalize)
 
@@ -116,9 +142,11 @@ class KSpaceSliceDataset(Dataset):
         self.complex_kspace = bool(complex_kspace)
         self._rows: list[tuple[int, int]] = []
         self._scales: list[float] = []
+        self._recon: list[tuple[int, int] | None] = []
         for fi, path in enumerate(self.files):
-            scale, nonblack = _info(Path(path), self.size, normalize)
+            scale, nonblack, recon = _info(Path(path), self.size, normalize)
             self._scales.append(scale)
+            self._recon.append(recon)
             idx = [k for k in nonblack if slices is None or slices[0] <= k < slices[1]]
             if keep is not None:
                 wanted = set(keep.get(self.keys[fi], ()))
@@ -152,12 +180,28 @@ class KSpaceSliceDataset(Dataset):
         pairs = d.dtype.kind == "f" and d.shape[-1] == 2
         raw = np.asarray(d[...] if d.ndim - pairs == 2 else d[k])
         ks = as_complex(raw, self.files[fi])
-        img = kspace_to_image(ks, size=self.size, complex_output=self.complex_kspace) / self._scales[fi]
+        img = kspace_to_image(
+            ks, size=self.size, complex_output=self.complex_kspace, recon_shape=self._recon[fi]
+        )
+        img = img / self._scales[fi]
         if self.complex_kspace:
             arr = np.stack([img.real, img.imag]).astype(np.float32)
         else:
             arr = img[None].astype(np.float32)
         return torch.from_numpy(arr), self._idents[i]
+
+    def reference(self, i: int) -> np.ndarray | None:
+        """The file's reference magnitude for item ``i`` (``reconstruction_esc``, else
+        ``reconstruction_rss``), centre cropped/padded to ``size`` and in the items' units
+        (divided by the file's scale); ``None`` when the file has none."""
+        fi, k = self._rows[i]
+        f = self._kspace(fi).file
+        for name in ("reconstruction_esc", "reconstruction_rss"):
+            if name in f:
+                d = f[name]
+                ref = np.asarray(d[...] if d.ndim == 2 else d[k], np.float32)
+                return (center_pad_crop(ref, self.size) / self._scales[fi]).astype(np.float32)
+        return None
 
     def provenance(self, i: int) -> dict[str, Any]:
         """``dataset``, ``source`` (file key), ``slice``, ``file`` and ``scale`` of item ``i``."""
@@ -206,8 +250,17 @@ def build_kspace_datasets(
         raise DataDirError(f"data dir {root} contains no k-space files (.h5, .hdf5)")
     keys = [f.name if root.is_file() else f.relative_to(root).as_posix() for f in files]
     common = dict(size=size, slices=slices, normalize=normalize, complex_kspace=complex_kspace)
+    shapes = []
+    for f in files:
+        recon = _info(f, size, normalize)[2]
+        if recon is None:
+            with open_h5(f) as h:
+                recon = tuple(h["kspace"].shape[-2:]) if "kspace" in h else None
+        if recon is not None:
+            shapes.append(recon)
+    warn_if_cropped(shapes, size, "--dataset kspace")
     if len(files) == 1 and valid_fraction > 0:
-        _, nonblack = _info(files[0], size, normalize)
+        _, nonblack, _ = _info(files[0], size, normalize)
         idx = [k for k in nonblack if slices is None or slices[0] <= k < slices[1]]
         tr, va = block_split(idx, valid_fraction=valid_fraction, spacing_mm=1.0, gap_mm=5.0)
         return (

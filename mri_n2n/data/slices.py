@@ -23,6 +23,7 @@ Each slice keeps its provenance (its slice index; datasets add the file/subject)
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = [
     "volume_scale",
     "normalize_volume",
     "center_pad_crop",
+    "warn_if_cropped",
     "resample_inplane",
     "volume_to_slices",
     "block_split",
@@ -121,6 +123,24 @@ def center_pad_crop(image: np.ndarray, shape: int | Sequence[int]) -> np.ndarray
     py, px = (th - h) // 2, (tw - w) // 2
     out[..., py : py + h, px : px + w] = image
     return out
+
+
+def warn_if_cropped(shapes: Sequence[tuple[int, int]], size: int | None, what: str) -> bool:
+    """Warn once (``UserWarning``) when any in-plane shape exceeds ``size``: the centre crop would
+    drop the edges of the field of view (the CPU preset's 128 would keep the central 128 x 128
+    of a 256 x 256 brain). Returns whether it warned."""
+    if size is None or not shapes:
+        return False
+    h = max(int(s[0]) for s in shapes)
+    w = max(int(s[1]) for s in shapes)
+    if h <= size and w <= size:
+        return False
+    warnings.warn(
+        f"{what}: slices of up to {h}x{w} are centre-cropped to {size}x{size}, dropping the edges of "
+        f"the field of view (pass --size {max(h, w)} to keep it whole)",
+        stacklevel=3,
+    )
+    return True
 
 
 def resample_inplane(stack: np.ndarray, factor: float) -> np.ndarray:

@@ -36,6 +36,7 @@ __all__ = [
     "read_kspace_reference",
     "read_kspace_input",
     "KSpaceInput",
+    "ismrmrd_recon_shape",
     "kspace_affine",
     "find_kspace_files",
     "open_h5",
@@ -276,7 +277,7 @@ def _ismrmrd_voxel_size(xml: Any, hw: tuple[int, int]) -> tuple[float, float, fl
     return None
 
 
-def _ismrmrd_recon_shape(xml: Any, hw: tuple[int, int]) -> tuple[int, int] | None:
+def ismrmrd_recon_shape(xml: Any, hw: tuple[int, int]) -> tuple[int, int] | None:
     """The reconstruction matrix ``(rows, cols)`` for k-space slices ``hw`` laid out like the
     encoded matrix (fastMRI: encoded 640 x 368 readout-oversampled, reconstructed 320 x 320)."""
     spaces = _ismrmrd_spaces(xml)
@@ -390,7 +391,7 @@ def read_kspace_input(path: str | os.PathLike) -> KSpaceInput:
             extra["max_value"] = mx if mx is not None and np.isfinite(mx) and mx > 0 else None
         rshape = tuple(ref.shape[1:]) if ref is not None else None
         if rshape is None and header is not None:
-            rshape = _ismrmrd_recon_shape(header, k.shape[1:])
+            rshape = ismrmrd_recon_shape(header, k.shape[1:])
         if rshape is not None and tuple(rshape) != tuple(k.shape[1:]):
             extra["recon_shape"] = (int(rshape[0]), int(rshape[1]))
     elif low.endswith(".npz"):
