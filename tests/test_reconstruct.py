@@ -308,6 +308,9 @@ def test_simulate_report_metrics_and_data_consistency(ckpt, tmp_path, capsys):
         "psnr_zero_filled",
         "ssim_zero_filled",
         "nmse_zero_filled",
+        "psnr_zero_filled_plain",
+        "ssim_zero_filled_plain",
+        "nmse_zero_filled_plain",
         "psnr",
         "ssim",
         "nmse",
@@ -353,8 +356,10 @@ def test_simulate_report_metrics_and_data_consistency(ckpt, tmp_path, capsys):
     y = fft2c(torch.from_numpy(np.ascontiguousarray(ref))) * masks
     zero_filled = ifft2c(y / corruption.density).abs().numpy()
     zf = volume_metrics(zero_filled, ref)
+    plain = volume_metrics(ifft2c(y).abs().numpy(), ref)  # no compensation: the usual baseline
     for key in ("psnr", "ssim", "nmse"):
         assert r.metrics[f"{key}_zero_filled"] == pytest.approx(zf[key], rel=1e-5)
+        assert r.metrics[f"{key}_zero_filled_plain"] == pytest.approx(plain[key], rel=1e-5)
     # the output is in the input's units: scaling the input scales the output, metrics unchanged
     assert r.scale == pytest.approx(float(vol.max()))  # the checkpoint's "max" normalisation
     r3 = rec.simulate(vol * 3.0, 0.3, seed=5)

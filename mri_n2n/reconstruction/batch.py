@@ -421,6 +421,8 @@ def run_batch(rec: Reconstructor, args: argparse.Namespace) -> BatchResult:
                 extra = ""
                 if m.get("psnr") is not None and m.get("psnr_zero_filled") is not None:
                     extra = f"; PSNR zero-filled {m['psnr_zero_filled']:.2f} -> {m['psnr']:.2f} dB"
+                    if m.get("psnr_zero_filled_plain") is not None:
+                        extra += f" (zero-filled without 1/p: {m['psnr_zero_filled_plain']:.2f} dB)"
                 print(
                     f"[{n}/{len(items)}] {item.label} -> {row['output']} ({row['seconds']:.1f} s{extra})",
                     flush=True,

@@ -68,8 +68,10 @@ class Reconstruction:
         scale: the normalisation divisor (input units per network unit).
         sampled_fraction: mean fraction of sampled k-space over the slices with signal.
         metrics: with a reference: ``psnr``, ``ssim``, ``nmse`` of the reconstruction and
-            ``psnr_zero_filled``, ``ssim_zero_filled``, ``nmse_zero_filled`` (fastMRI volume
-            convention) and ``data_range``; empty otherwise.
+            ``psnr_zero_filled``, ``ssim_zero_filled``, ``nmse_zero_filled`` of the ``1/p``
+            compensated zero-filled image (the network's input), the same with ``_plain`` for the
+            uncompensated zero-filled image ``F^-1 M y`` (the usual baseline), fastMRI volume
+            convention, and ``data_range``; empty otherwise.
         preview: the middle slice with content, in network units: ``mask``, ``zero_filled``,
             ``reconstruction`` and, with a reference, ``reference``; ``slice`` is its index.
         complex_image: the complex data-consistent volume (input units, same layout as
@@ -150,32 +152,33 @@ BatchFn = Callable[[list[int]], tuple[torch.Tensor, torch.Tensor, np.ndarray | N
 
 @dataclass
 class _Accum:
-    """Running sums for fastMRI volume metrics and the sampled fraction."""
+    """Running sums for fastMRI volume metrics of named images (``zf``: the ``1/p``
+    compensated zero-filled image, ``plain``: the uncompensated one ``F^-1 M y``, ``rec``: the
+    reconstruction) and the sampled fraction."""
 
     data_range: float | None
-    sse_zf: float = 0.0
-    sse_rec: float = 0.0
+    sse: dict[str, float] = field(default_factory=dict)
+    ssim_sum: dict[str, float] = field(default_factory=dict)
     ref2: float = 0.0
-    ssim_zf: float = 0.0
-    ssim_rec: float = 0.0
     n_vox: int = 0
     n_slices: int = 0
     frac_sum: float = 0.0
     frac_n: int = 0
 
-    def add(self, zf: np.ndarray, rec: np.ndarray, ref: np.ndarray) -> None:
+    def add(self, images: dict[str, np.ndarray], ref: np.ndarray) -> None:
         r = self.data_range
-        zf64, rec64, ref64 = (torch.from_numpy(np.asarray(a, np.float64)) for a in (zf, rec, ref))
-        self.sse_zf += float((zf64 - ref64).square().sum())
-        self.sse_rec += float((rec64 - ref64).square().sum())
+        ref64 = torch.from_numpy(np.asarray(ref, np.float64))
         self.ref2 += float(ref64.square().sum())
         self.n_vox += ref64.numel()
         self.n_slices += ref64.shape[0]
-        if r and ref64.shape[-1] >= 7 and ref64.shape[-2] >= 7:
-            self.ssim_zf += float(ssim(zf64[:, None], ref64[:, None], data_range=r, reduction="sum"))
-            self.ssim_rec += float(ssim(rec64[:, None], ref64[:, None], data_range=r, reduction="sum"))
-        else:
-            self.ssim_zf = self.ssim_rec = math.nan
+        for name, img in images.items():
+            x64 = torch.from_numpy(np.asarray(img, np.float64))
+            self.sse[name] = self.sse.get(name, 0.0) + float((x64 - ref64).square().sum())
+            if r and ref64.shape[-1] >= 7 and ref64.shape[-2] >= 7:
+                value = float(ssim(x64[:, None], ref64[:, None], data_range=r, reduction="sum"))
+            else:
+                value = math.nan
+            self.ssim_sum[name] = self.ssim_sum.get(name, 0.0) + value
 
     def result(self) -> dict[str, float]:
         r = self.data_range
@@ -189,15 +192,14 @@ class _Accum:
         def _nmse(sse: float) -> float:
             return sse / self.ref2 if self.ref2 > 0 else math.nan
 
-        return {
-            "psnr_zero_filled": _psnr(self.sse_zf),
-            "ssim_zero_filled": self.ssim_zf / self.n_slices,
-            "nmse_zero_filled": _nmse(self.sse_zf),
-            "psnr": _psnr(self.sse_rec),
-            "ssim": self.ssim_rec / self.n_slices,
-            "nmse": _nmse(self.sse_rec),
-            "data_range": float(r),
-        }
+        out: dict[str, float] = {}
+        for name, suffix in (("zf", "_zero_filled"), ("plain", "_zero_filled_plain"), ("rec", "")):
+            if name in self.sse:
+                out[f"psnr{suffix}"] = _psnr(self.sse[name])
+                out[f"ssim{suffix}"] = self.ssim_sum[name] / self.n_slices
+                out[f"nmse{suffix}"] = _nmse(self.sse[name])
+        out["data_range"] = float(r)
+        return out
 
 
 def _run(
@@ -293,11 +295,12 @@ def _run(
             z = torch.where(active[:, None, None], z, torch.zeros_like(z))
             rec = crop((x.abs() * scale).float().cpu().numpy())
             zf = crop((z.abs() * scale).float().cpu().numpy())
+            plain = crop((op.adjoint(y).abs() * scale).float().cpu().numpy())
             out_view[idx] = rec
             if complex_view is not None:
                 complex_view[idx] = crop((x * scale).cpu().numpy())
             if ref is not None:
-                acc.add(zf, rec, ref)
+                acc.add({"zf": zf, "plain": plain, "rec": rec}, ref)
             if preview_index in idx:
                 b = idx.index(preview_index)
                 preview = {
