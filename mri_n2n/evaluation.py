@@ -39,11 +39,14 @@ from .devices import resolve_device
 from .io import atomic_write_json, atomic_write_text
 from .metrics import nmse, psnr, ssim, volume_metrics
 from .models import uses_measurements
+from .physics import SpectralSampling
 from .plots import comparison_grid, provenance_view, psnr_histogram
 
 __all__ = ["evaluate_mri", "write_evaluation", "evaluation_markdown"]
 
 METRICS = ("psnr", "ssim", "nmse")
+#: The method name of the uncompensated zero-filled image (``plain_zero_filled=True``).
+PLAIN = "zero-filled (no 1/p)"
 
 
 def _method_name(path: Path, ckpt: dict[str, Any], taken: set[str]) -> str:
@@ -68,13 +71,15 @@ def evaluate_mri(
     batch_size: int = 8,
     device: str = "auto",
     progress: bool = True,
+    plain_zero_filled: bool = False,
 ) -> dict[str, Any]:
     """Evaluate zero-filling, CS-TV and checkpoints on the same validation slices and masks.
 
     The data set, slice size and sampling density come from the first checkpoint's config
     unless overridden. Slices whose dataset has a reference (``--dataset kspace`` files with
     ``reconstruction_esc``, :meth:`~mri_n2n.data.kspace.KSpaceSliceDataset.reference`) are
-    scored against it; others against the clean slice's magnitude. Returns a dict with
+    scored against it; others against the clean slice's magnitude. ``plain_zero_filled`` adds
+    the uncompensated zero-filled image ``F^-1 M y`` (:data:`PLAIN`). Returns a dict with
     ``methods`` (names in order), ``per_slice`` (a list of rows: slice identity, source volume,
     and ``<method>/<metric>`` values),
     ``summary`` (per method: mean and std of each metric in both conventions), and
@@ -99,7 +104,12 @@ def evaluate_mri(
         name = _method_name(path, ck, taken)
         taken.add(name)
         models.append((name, model_from_checkpoint(ck, device=dev)))
-    methods = ["zero-filled"] + (["CS-TV"] if cs_tv else []) + [n for n, _ in models]
+    methods = (
+        ["zero-filled"]
+        + ([PLAIN] if plain_zero_filled else [])
+        + (["CS-TV"] if cs_tv else [])
+        + [n for n, _ in models]
+    )
     lam = DEFAULT_TV_LAM if tv_lam is None else tv_lam
 
     n = len(valid) if limit is None else min(limit, len(valid))
@@ -116,6 +126,9 @@ def evaluate_mri(
         seeds = torch.tensor([it[1] for it in items])
         pair = corruption.validation_pair(clean, seeds)
         outs: dict[str, torch.Tensor] = {"zero-filled": pair.input}
+        if plain_zero_filled:  # F^-1 M y: no 1/p compensation
+            z = SpectralSampling(pair.context["mask"]).adjoint(pair.context["kspace"])
+            outs[PLAIN] = torch.cat([z.real, z.imag], dim=1) if complex_data else z.real
         if cs_tv:
             t0 = time.perf_counter()
             outs["CS-TV"] = tv_reconstruct(
@@ -194,6 +207,9 @@ def evaluate_mri(
             "size": cfg.size,
             "density": cfg.density,
             "fraction": cfg.fraction,
+            "acceleration": cfg.acceleration,
+            "center_fraction": cfg.center_fraction,
+            "sampled_fraction": corruption.family.fraction,
             "slices": n,
             "volumes": len(vol_store),
             "tv_lam": lam if cs_tv else None,
@@ -228,7 +244,8 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
     st = result["settings"]
     lines = [
         f"Validation: {st['slices']} slices ({st['volumes']} volumes) of `{st['dataset']}` at "
-        f"{st['size']}x{st['size']}, `{st['density']}` density, {st['fraction'] * 100:.0f} % sampling, "
+        f"{st['size']}x{st['size']}, `{st['density']}` masks, "
+        f"{st.get('sampled_fraction', st['fraction']) * 100:.1f} % of k-space sampled, "
         "fixed masks seeded per slice.",
         "",
         "| method | PSNR (dB) | SSIM | NMSE | fastMRI PSNR | fastMRI SSIM | fastMRI NMSE | s/slice |",
