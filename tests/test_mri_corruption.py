@@ -152,3 +152,53 @@ def test_complex_data_and_line_masks_from_config():
     assert torch.allclose(k[m], p.context["kspace"][:, 0][m], atol=1e-5)
     default = MRIUndersampling.from_config(Config(), (64, 64))
     assert default.max_shift == 16 and abs(default.density.mean().item() - 0.1) < 1e-4
+
+
+def test_complex_training_on_magnitude_data_gets_a_smooth_phase():
+    """``--complex`` on a magnitude dataset used to reach the FFT with an empty second channel."""
+    from mri_n2n.corruptions.mri import smooth_phase
+
+    cfg = Config(density="lines_equispaced", acceleration=4, complex=True, shift=0)
+    corr = MRIUndersampling.from_config(cfg, (32, 32))
+    mag = _phantom(32, b=3)
+    pair = corr.pair(mag, generator=seeded_generator(0), target="clean")
+    assert pair.input.shape == (3, 2, 32, 32) and pair.target.shape == (3, 2, 32, 32)
+    # the target keeps the magnitude; its phase varies smoothly and differs between samples
+    assert torch.allclose(pair.target.square().sum(1, keepdim=True).sqrt(), mag, atol=1e-5)
+    z = smooth_phase(torch.ones(2, 1, 32, 32), seeded_generator(1))
+    phase = torch.atan2(z[:, 1], z[:, 0])
+    assert torch.allclose(z.square().sum(1), torch.ones(2, 32, 32), atol=1e-5)
+    assert phase.diff(dim=-1).abs().max() < 0.5 and (phase[0] - phase[1]).abs().max() > 0.1
+    # validation: the phase is seeded per sample, so the same seed gives the same pair
+    a = corr.validation_pair(mag, torch.tensor([5, 6, 7]))
+    b = corr.validation_pair(mag, torch.tensor([5, 6, 7]))
+    assert torch.equal(a.input, b.input) and torch.equal(a.target, b.target)
+
+
+def test_validation_masks_are_drawn_on_the_cpu():
+    """CPU and CUDA runs validate on the same masks: they come from CPU generators."""
+    corr = MRIUndersampling.from_config(Config(density="lines_random"), (32, 32))
+    pair = corr.validation_pair(_phantom(32, b=2), torch.tensor([11, 12]))
+    expect = torch.cat([corr.family.sample(1, generator=seeded_generator(s)) for s in (11, 12)])
+    from mri_n2n.masks import hermitian_complete
+
+    assert torch.equal(pair.context["mask"], hermitian_complete(expect))
+
+
+def test_kspace_noise_is_one_acquisition_shared_by_both_observations():
+    cfg = Config(density="uniform", fraction=0.5, complex=True, shift=0, kspace_noise=0.1)
+    corr = MRIUndersampling.from_config(cfg, (32, 32))
+    clean = torch.cat([_phantom(32, b=64), torch.zeros(64, 1, 32, 32)], 1)
+    pair = corr.pair(clean, generator=seeded_generator(3))
+    k = fft2c(torch.complex(clean[:, :1], clean[:, 1:]))
+    m1, m2 = pair.context["mask"][:, None], pair.context["target_mask"][:, None]
+    n1 = pair.context["kspace"] - k * m1
+    n2 = pair.context["target_kspace"] - k * m2
+    both = m1 & m2
+    assert torch.allclose(n1[both], n2[both])  # the same noisy acquisition
+    noise = n1[m1]
+    assert abs(noise.abs().square().mean().sqrt().item() - 0.1) < 0.005  # std 0.1 (complex)
+    assert abs(noise.real.std().item() - 0.1 / 2**0.5) < 0.005
+    assert pair.target.shape == clean.shape  # N2N target: the second observation, not clean
+    n2c = corr.pair(clean, generator=seeded_generator(3), target="clean")
+    assert torch.equal(n2c.target, clean)  # N2C: the clean image, no noise

@@ -250,3 +250,12 @@ def test_cli_trains_on_prepared_synthetic_ixi(tmp_path, capsys):
     assert "preset 'tiny'" in printed and "| output" in printed  # the chosen preset and the final table
     s = json.loads((out / "summary.json").read_text())
     assert s["dataset"] == "ixi" and s["steps"] == 6 and s["val_psnr"] is not None
+
+
+def test_complex_lines_on_magnitude_data_train_from_the_command_line(tmp_path, capsys):
+    """The command that ended in an MKL FFT traceback: magnitude slices now get a smooth phase."""
+    argv = ["--dataset", "mni152", "--complex", "--density", "lines_equispaced", "--acceleration", "4"]
+    argv += ["--preset", "tiny", "--max-steps", "2", "--out", str(tmp_path / "r"), "--quiet", "--no-figures"]
+    assert main(argv + ["--no-tensorboard", "--device", "cpu"]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["finished"] and summary["val_psnr"] > summary["val_psnr_input"] - 3
