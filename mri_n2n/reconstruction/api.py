@@ -287,7 +287,16 @@ class Reconstructor:
             keep_complex=keep_complex,
         )
 
-    def simulate_kspace(self, kspace: np.ndarray, fraction: float, *, seed: int = 0) -> Reconstruction:
+    def simulate_kspace(
+        self,
+        kspace: np.ndarray,
+        fraction: float,
+        *,
+        seed: int = 0,
+        reference: np.ndarray | None = None,
+        data_range: float | None = None,
+        output_shape: tuple[int, int] | None = None,
+    ) -> Reconstruction:
         """Retrospective study of fully sampled k-space (see :func:`simulate_kspace`)."""
         k = as_kspace(kspace, "kspace")
         return simulate_kspace(
@@ -298,6 +307,29 @@ class Reconstructor:
             normalize=self.normalize,
             batch_size=self.batch_size,
             amp=self.amp,
+            reference=reference,
+            data_range=data_range,
+            output_shape=output_shape,
+        )
+
+    def simulate_kspace_input(self, kin: KSpaceInput, fraction: float, *, seed: int = 0) -> Reconstruction:
+        """Retrospective study of a fully sampled k-space file: readout oversampling removed and
+        outputs cropped to the file's reconstruction matrix, scored against its reference and
+        ``max`` when present (fastMRI's conventions), as :meth:`kspace_input` does."""
+        k = kin.kspace
+        if kin.recon_shape and kin.recon_shape[0] < k.shape[1]:
+            try:
+                check_centred(k, None, where=kin.path)
+            except CenteringError as e:
+                raise ReconstructionError(str(e)) from None
+            k, _ = crop_readout(k, None, kin.recon_shape[0])
+        return self.simulate_kspace(
+            k,
+            fraction,
+            seed=seed,
+            reference=kin.reference,
+            data_range=kin.max_value,
+            output_shape=kin.recon_shape,
         )
 
 

@@ -313,7 +313,7 @@ def _process(
                     f"{item.label}: undersampled k-space (keeps {frac:.0%}): --simulate needs fully sampled "
                     "data; run without --simulate to reconstruct it"
                 )
-            result = rec.simulate_kspace(kin.kspace, simulate, seed=args.seed or 0)
+            result = rec.simulate_kspace_input(kin, simulate, seed=args.seed or 0)
             row["mode"] = "simulate"
             description = f"N2N recon (simulated {simulate:g})"
         else:

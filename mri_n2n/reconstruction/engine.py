@@ -279,6 +279,7 @@ def _run(
                         rl = real_like[:, None, None]
                         ya, ma, za = torch.where(rl, yc, ya), torch.where(rl, mc, ma), torch.where(rl, zc, za)
                     inp = (za * phase.conj()).real[:, None]
+                    z[sel] = za  # the reported compensated zero-filled image is the network's input
                 kw: dict[str, Any] = {}
                 if measured:  # unrolled nets: data consistency after every cascade
                     kw = {"mask": ma, "kspace": ya}
@@ -561,7 +562,8 @@ def reconstruct_volume(
         model,
         n=n,
         batch_fn=batches,
-        density=corruption.density,
+        density=corruption.family.keep_probability(),
+        real_density=corruption.family.real_keep_probability(),
         scale=scale,
         out_view=view,
         batch_size=check_batch(batch_size),
@@ -583,11 +585,17 @@ def simulate_kspace(
     normalize: str = "max",
     batch_size: int = 8,
     amp: bool | None = None,
+    reference: np.ndarray | None = None,
+    data_range: float | None = None,
+    output_shape: tuple[int, int] | None = None,
 ) -> Reconstruction:
-    """Retrospective study of fully sampled k-space ``(slices, ky, kx)``: the reference is
-    ``|ifft2c(kspace)|``, each slice is undersampled with seeded masks from ``corruption``
-    (:func:`slice_seed`), reconstructed and compared (fastMRI volume metrics). The output is
-    laid out ``(ky, kx, slices)``."""
+    """Retrospective study of fully sampled k-space ``(slices, ky, kx)``: each slice is
+    undersampled with seeded masks from ``corruption`` (:func:`slice_seed`), reconstructed and
+    compared (fastMRI volume metrics) with ``reference`` (default ``|ifft2c(kspace)|``).
+    Outputs (and the default reference) are centre-cropped in image space to ``output_shape``
+    (default: the reference's shape, else none) and laid out ``(rows, cols, slices)``; the
+    metrics' data range is ``data_range`` (fastMRI: the file's ``max``), default the reference's
+    maximum."""
     k = as_kspace(kspace, "kspace")
     s, h, w = k.shape
     if tuple(corruption.density.shape) != (h, w):
@@ -595,21 +603,35 @@ def simulate_kspace(
             f"the corruption's density {tuple(corruption.density.shape)} does not match k-space {(h, w)}"
         )
     bs = check_batch(batch_size)
-    out = np.zeros((h, w, s), np.float32)
+    ref_given = None if reference is None else np.asarray(reference, np.float32)
+    if ref_given is not None:
+        ref_given = ref_given[None] if ref_given.ndim == 2 else ref_given
+        if ref_given.ndim != 3 or ref_given.shape[0] != s:
+            raise ReconstructionError(f"reference of shape {ref_given.shape} does not match {s} slices")
+        output_shape = output_shape or (int(ref_given.shape[1]), int(ref_given.shape[2]))
+    oh, ow = (h, w) if output_shape is None else (int(output_shape[0]), int(output_shape[1]))
+
+    def crop(a: np.ndarray) -> np.ndarray:
+        return a if output_shape is None else center_pad_crop(a, (oh, ow))
+
+    out = np.zeros((oh, ow, s), np.float32)
     view = np.moveaxis(out, 2, 0)
     energy = np.zeros(s)
     for start in range(0, s, bs):  # the reference volume (in the output buffer) gives the scale
         idx = list(range(start, min(s, start + bs)))
-        view[idx] = ifft2c(torch.from_numpy(k[idx])).abs().numpy()
+        if ref_given is None:
+            view[idx] = crop(ifft2c(torch.from_numpy(k[idx])).abs().numpy())
+        else:
+            view[idx] = ref_given[idx]
         energy[idx] = view[idx].reshape(len(idx), -1).max(1)
     scale = volume_scale(out, normalize)
-    data_range = float(out.max())
-    if not data_range > 0:
+    dr = float(out.max()) if data_range is None else float(data_range)
+    if not float(out.max()) > 0:
         raise ReconstructionError("the k-space is all zero")
 
     def batches(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         kk = torch.from_numpy(np.ascontiguousarray(k[idx]))
-        ref = ifft2c(kk).abs().numpy()
+        ref = crop(ifft2c(kk).abs().numpy()) if ref_given is None else ref_given[idx]
         m = simulated_masks(corruption, idx, seed)
         return kk * m, m, ref
 
@@ -617,15 +639,15 @@ def simulate_kspace(
         model,
         n=s,
         batch_fn=batches,
-        density=corruption.density,
+        density=corruption.family.keep_probability(),
+        real_density=corruption.family.real_keep_probability(),
         scale=scale,
         out_view=view,
         batch_size=bs,
         amp=amp,
-        data_range=data_range,
+        data_range=dr,
         preview_index=_middle_active(energy),
+        output_shape=None if output_shape is None else (oh, ow),
     )
     frac = acc.frac_sum / acc.frac_n if acc.frac_n else 0.0
     return Reconstruction(out, scale, frac, acc.result(), preview, None)
-
-
