@@ -222,7 +222,7 @@ def test_cli_trains_on_prepared_synthetic_ixi(tmp_path, capsys):
     from mri_n2n.data.synthetic import write_synthetic_ixi
 
     write_synthetic_ixi(tmp_path / "raw", n_subjects=4, shape=(24, 28, 130))
-    prepare_ixi(tmp_path / "raw", tmp_path / "prepared", size=32, progress=False)
+    prepare_ixi(tmp_path / "raw", tmp_path / "prepared", size=32, split="sorted", progress=False)
     out = tmp_path / "run"
     rc = main(
         [
