@@ -129,6 +129,10 @@ class Config:
     lr: float = _f(1e-3, "peak learning rate (Adam)")
     rampup: float = _f(0.1, "fraction of the steps with the sigmoid learning-rate ramp-up")
     rampdown: float = _f(0.3, "fraction of the steps with the cosine learning-rate ramp-down")
+    schedule: str | None = _f(None, "optimiser schedule: cosine (ramps over --rampup/--rampdown) or paper "
+                              "(the reference code's, per epoch: 10-epoch ramp-up, 30-epoch Gaussian "
+                              "ramp-down during which Adam beta1 goes 0.9 -> 0.5); default: paper in "
+                              "the paper preset for MRI, else cosine", ("cosine", "paper"))
     epochs: int | None = _f(None, "training budget in epochs (see --steps-per-epoch)")
     max_steps: int | None = _f(None, "total optimisation steps (the learning-rate schedule spans them)")
     steps_per_epoch: int | None = _f(None, "steps between validations (default: one pass over the data)")
@@ -200,9 +204,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: real scans with augmentation than without (README, Results).
 MRI_PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"model": "unrolled", "max_steps": 600, "loss": "kspace", "augment": True},
+    # the reference MRI code's per-epoch schedule (its photographic code ramps down only)
+    "paper": {"schedule": "paper"},
 }
-#: Values for fields that are still ``None`` after the preset (the plain U-Net's layout).
-_FALLBACK = {"base": 16, "depth": 3, "augment": False}
+#: Values for fields that are still ``None`` after the preset (the plain U-Net's layout, no
+#: augmentation, the cosine schedule).
+_FALLBACK = {"base": 16, "depth": 3, "augment": False, "schedule": "cosine"}
 
 #: Fields a resumed run cannot change: they define the model, the data or the corruption.
 RESUME_FIXED = (

@@ -7,6 +7,7 @@ import json
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import h5py
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from mri_n2n.data import DataDirError, build_mri_datasets, prepare_ixi, split_subjects
-from mri_n2n.data.ixi import find_ixi_subjects
+from mri_n2n.data.ixi import IXI_T1_PATTERN, build_ixi_datasets, find_ixi_subjects, paper_subject_ids
 from mri_n2n.data.synthetic import write_ixi_tar, write_synthetic_ixi
 from mri_n2n.seeding import stable_ident
 
@@ -36,7 +37,7 @@ def ixi(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prepared(ixi):
     out = ixi["root"] / "prep64"
-    manifest = prepare_ixi(ixi["root"] / "raw", out, size=64, progress=False)
+    manifest = prepare_ixi(ixi["root"] / "raw", out, size=64, split="sorted", progress=False)
     return out, manifest
 
 
@@ -98,8 +99,9 @@ def test_prepare_folder(ixi, prepared):
 def test_prepare_tarball_matches_folder(ixi, prepared, tmp_path):
     out_dir, _ = prepared
     manifest = prepare_ixi(
-        ixi["tar"], tmp_path / "prep", size=64, train_subjects=4, valid_subjects=1, progress=False
-    )
+        ixi["tar"], tmp_path / "prep", size=64, split="sorted", train_subjects=4, valid_subjects=1,
+        progress=False,
+    )  # fmt: skip
     assert [r["subject"] for r in manifest["train"]["subjects"]] == ixi["subjects"][:4]
     assert manifest["unused_subjects"] == ixi["subjects"][5:]
     with h5py.File(tmp_path / "prep" / "train.h5", "r") as a, h5py.File(out_dir / "train.h5", "r") as b:
@@ -107,8 +109,9 @@ def test_prepare_tarball_matches_folder(ixi, prepared, tmp_path):
 
 
 def test_prepare_paper_defaults_256(ixi, tmp_path):
-    manifest = prepare_ixi(ixi["tar"], tmp_path / "p256", progress=False)
+    manifest = prepare_ixi(ixi["tar"], tmp_path / "p256", split="sorted", progress=False)
     assert manifest["size"] == 256 and manifest["slices"] == [25, 125]
+    assert manifest["min_peak"] == pytest.approx(1 / 255) and manifest["subject_split"] == "sorted"
     assert manifest["train"]["n_slices"] == 5 * 95 and manifest["valid"]["n_slices"] == 95
     tr, va = build_mri_datasets("ixi", data_dir=str(tmp_path / "p256"))
     x, ident = va[3]
@@ -144,7 +147,10 @@ def test_load_raw_folder_and_tar_match_prepared(ixi, prepared):
     out, _ = prepared
     prep_tr, prep_va = build_mri_datasets("ixi", data_dir=str(out), size=64)
     for src in (ixi["root"] / "raw", ixi["tar"]):
-        tr, va = build_mri_datasets("ixi", data_dir=str(src), size=64)
+        # 6 random IDs, none of the paper's 60: the sorted split, with a one-line warning
+        with pytest.warns(UserWarning, match=r"lacks 60 of the paper's 60 subjects") as rec:
+            tr, va = build_mri_datasets("ixi", data_dir=str(src), size=64)
+        assert "\n" not in str(rec[0].message) and "by ID instead" in str(rec[0].message)
         assert (len(tr), len(va)) == (len(prep_tr), len(prep_va))
         for i in (0, 123, len(tr) - 1):
             x, ident = tr[i]
@@ -180,7 +186,7 @@ def test_ixi_errors(ixi, tmp_path):
     (tmp_path / "one").mkdir()
     name = ixi["subjects"][0]
     (tmp_path / "one" / f"{name}-T1.nii.gz").write_bytes(ixi["files"][name].read_bytes())
-    with pytest.raises(DataDirError, match="at least 2"):
+    with pytest.raises(DataDirError, match="at least 2"), pytest.warns(UserWarning, match="lacks"):
         build_mri_datasets("ixi", data_dir=str(tmp_path / "one"))
     (tmp_path / "bad.tar").write_bytes(b"x" * 1000)
     with pytest.raises(DataDirError, match="tar"):
@@ -205,6 +211,8 @@ def test_cli(ixi, tmp_path, capsys):
         "--train-subjects",
         "--valid-subjects",
         "--normalize",
+        "--split",
+        "--min-peak",
         "IXI-T1.tar",
         "wget",
         "tar -xf",
@@ -220,6 +228,8 @@ def test_cli(ixi, tmp_path, capsys):
         "48",
         "--slices",
         "50:60",
+        "--split",
+        "sorted",
         "--train-subjects",
         "2",
         "--valid-subjects",
@@ -237,6 +247,12 @@ def test_cli(ixi, tmp_path, capsys):
     assert "does not exist" in err and err.count("\n") == 1
     assert main([str(ixi["tar"]), str(tmp_path / "o3"), "--slices", "9"]) == 2
     assert "START:STOP" in capsys.readouterr().err
+    # the default split is the paper's: these 6 random IDs are not its subjects
+    assert main([str(ixi["tar"]), str(tmp_path / "o4"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lacks 60 of the paper's 60 subjects" in err and "--split sorted" in err
+    assert main([str(ixi["tar"]), str(tmp_path / "o5"), "--train-subjects", "3"]) == 2
+    assert "--split sorted" in capsys.readouterr().err
 
 
 def test_prepared_file_without_affines_still_loads(prepared, tmp_path):
@@ -251,3 +267,77 @@ def test_prepared_file_without_affines_still_loads(prepared, tmp_path):
     ds, new = H5SliceDataset(old), H5SliceDataset(out / "valid.h5")
     assert "affine" not in ds.provenance(0) and np.asarray(new.provenance(0)["affine"]).shape == (4, 4)
     np.testing.assert_array_equal(ds[3][0].numpy(), new[3][0].numpy())
+
+
+def test_paper_subject_lists_are_the_reference_ones():
+    train, valid = paper_subject_ids()
+    assert (len(train), len(valid)) == (50, 10) and not set(train) & set(valid)
+    assert list(train) == sorted(train) and list(valid) == sorted(valid) and max(train) < min(valid)
+    assert (train[0], train[-1], valid[0], valid[-1]) == (
+        "IXI002-Guys-0828", "IXI063-Guys-0742", "IXI064-Guys-0743", "IXI073-Guys-0755"
+    )  # fmt: skip
+    numbers = {int(s[3:6]) for s in train}
+    # the reference lists skip these IDs below IXI064
+    assert set(range(2, 64)) - numbers == {3, 4, 5, 6, 7, 8, 9, 10, 11, 18, 32, 47}
+    assert all(IXI_T1_PATTERN.match(f"{s}-T1.nii.gz") for s in train + valid)
+
+
+@pytest.fixture(scope="module")
+def paper_ixi(tmp_path_factory):
+    """The paper's 60 subjects plus two decoys that sort among them, as small synthetic files."""
+    root = tmp_path_factory.mktemp("paper_ixi")
+    train, valid = paper_subject_ids()
+    decoys = ["IXI003-Guys-0001", "IXI047-HH-0002"]  # IDs the reference does not list
+    files = write_synthetic_ixi(root / "raw", subjects=[*train, *valid, *decoys], shape=(12, 12, 130))
+    # one validation volume gets a faint slice: its maximum is 0.5/255 of the volume's
+    faint = files[valid[0]]
+    img = nib.load(faint)
+    vol = np.asarray(img.dataobj).astype(np.float32)
+    vol[:, :, 60] *= 0.5 / 255 * vol.max() / vol[:, :, 60].max()
+    nib.save(nib.Nifti1Image(vol, img.affine), faint)
+    return {"root": root, "files": files, "train": train, "valid": valid, "decoys": decoys}
+
+
+def test_prepare_paper_split_uses_the_pinned_subjects(paper_ixi, tmp_path):
+    raw = paper_ixi["root"] / "raw"
+    manifest = prepare_ixi(raw, tmp_path / "paper", size=16, progress=False)  # the default split
+    assert manifest["subject_split"] == "paper"
+    assert [r["subject"] for r in manifest["train"]["subjects"]] == list(paper_ixi["train"])
+    assert [r["subject"] for r in manifest["valid"]["subjects"]] == list(paper_ixi["valid"])
+    assert manifest["unused_subjects"] == paper_ixi["decoys"]
+    # the earlier rule (still available) takes the decoys because they sort among the first 60
+    sorted_manifest = prepare_ixi(raw, tmp_path / "sorted", size=16, split="sorted", progress=False)
+    assert "IXI003-Guys-0001" in [r["subject"] for r in sorted_manifest["train"]["subjects"]]
+    # slice 60 of the faint volume is below 1/255 of its maximum: dropped; kept without the threshold
+    rec = manifest["valid"]["subjects"][0]
+    assert rec["n_slices"] == 94 and rec["skipped_black"] == 6
+    with h5py.File(tmp_path / "paper" / "valid.h5", "r") as f:
+        idx = f["slice_index"][: rec["n_slices"]]
+        assert 60 not in idx and 59 in idx and f.attrs["min_peak"] == pytest.approx(1 / 255)
+    loose = prepare_ixi(raw, tmp_path / "loose", size=16, min_peak=None, progress=False)
+    assert loose["valid"]["subjects"][0]["n_slices"] == 95
+    # the raw reader finds every listed subject: the paper split, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tr, va = build_mri_datasets("ixi", data_dir=str(raw), size=16)
+    assert [va.provenance(i)["subject"] for i in range(0, len(va), 95)][:2] == list(paper_ixi["valid"][:2])
+    assert {tr.provenance(i)["subject"] for i in range(len(tr))} == set(paper_ixi["train"])
+
+
+def test_paper_split_names_a_missing_subject(paper_ixi, tmp_path):
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    gone = paper_ixi["train"][7]
+    for subject, path in paper_ixi["files"].items():
+        if subject != gone:
+            (partial / path.name).symlink_to(path)
+    with pytest.raises(DataDirError) as e:
+        prepare_ixi(partial, tmp_path / "out", size=16, progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and f"lacks 1 of the paper's 60 subjects ({gone})" in msg
+    assert "--split sorted" in msg
+    with pytest.warns(UserWarning, match=f"lacks 1 of the paper's 60 subjects \\({gone}\\)"):
+        tr, _ = build_ixi_datasets(partial, size=16, slices=(60, 61))
+    assert tr.provenance(0)["subject"] == "IXI002-Guys-0828" and len(tr) == 50  # sorted: decoy IXI003 in
+    with pytest.raises(DataDirError, match="lacks 1"):
+        build_ixi_datasets(partial, size=16, split="paper")

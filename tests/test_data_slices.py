@@ -72,6 +72,25 @@ def test_volume_to_slices_range_black_and_provenance():
         volume_to_slices(vol, axis=3)
 
 
+def test_min_peak_keeps_slices_as_the_ixi_reference_does():
+    """The reference writes a slice when max(clip(slice / volume max, 0, 1) * 255) > 1.0, computed
+    here independently on a volume whose slice maxima straddle 1/255 of the volume's maximum."""
+    rng = np.random.default_rng(3)
+    vol = np.zeros((10, 12, 40), np.float32)
+    peaks = np.concatenate([rng.uniform(0.2, 2.0, 30), [0.99, 1.01, 0.0, 255.0, 1.0e-3]]) / 255.0
+    vmax = 5000.0
+    for k, p in enumerate(peaks):
+        block = rng.uniform(0.0, 1.0, (10, 12)).astype(np.float32)
+        vol[:, :, k] = block / block.max() * p * vmax
+    vol[0, 0, 37] = -50.0  # a slice with only a negative value: the reference clips it to black
+    ref = [k for k in range(vol.shape[2]) if (np.clip(vol[:, :, k] / vol.max(), 0, 1) * 255).max() > 1.0]
+    assert 0 < len(ref) < 35  # the threshold matters here
+    _, kept = volume_to_slices(vol, axis=2, size=16, normalize="max", min_peak=1 / 255)
+    assert kept == ref
+    _, loose = volume_to_slices(vol, axis=2, size=16, normalize="max")
+    assert loose == [k for k in range(40) if vol[:, :, k].any()]  # without it: any non-zero pixel
+
+
 def test_resample_keeps_field_of_view_and_sign():
     img = np.zeros((1, 64, 48), np.float32)
     img[0, 16:48, 12:36] = 1.0

@@ -1,6 +1,7 @@
 """The trainer: learning happens, run folder contents, exact resume, DDP, clear errors."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -9,10 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from mri_n2n.checkpoint import load_checkpoint
+from mri_n2n.checkpoint import load_checkpoint, save_checkpoint
 from mri_n2n.config import Config, resolve_config
 from mri_n2n.train import main
-from mri_n2n.training import Trainer, TrainingError, learning_rate, train
+from mri_n2n.training import (
+    SCHEDULES,
+    Trainer,
+    TrainingError,
+    learning_rate,
+    optimizer_schedule,
+    resume,
+    train,
+)
 
 pytest.importorskip("nilearn")
 
@@ -30,6 +39,46 @@ def test_schedule_ramps():
     assert lrs[500] == pytest.approx(1e-3) and lrs[999] < 1e-6
     assert all(a <= b + 1e-15 for a, b in zip(lrs[:100], lrs[1:101]))  # monotone ramp-up
     assert all(a >= b - 1e-15 for a, b in zip(lrs[700:-1], lrs[701:]))  # monotone ramp-down
+
+
+def _reference_schedule(epoch: int, num_epochs: int, lr_max: float) -> tuple[float, float]:
+    """train_mri.py's per-epoch values, written out here: ramp-up exp(-5 (1 - e/10)^2) for e < 10;
+    ramp-down exp(-(0.5 (e - E + 30))^2 / 30) for e >= E - 30; beta1 from 0.9 to 0.5 with it."""
+    up = math.exp(-5 * (1 - epoch / 10) ** 2) if epoch < 10 else 1.0
+    down = math.exp(-((0.5 * (epoch - (num_epochs - 30))) ** 2) / 30) if epoch >= num_epochs - 30 else 1.0
+    return lr_max * up * down, 0.5 + 0.4 * down
+
+
+def test_paper_schedule_is_the_reference_one():
+    cfg = Config(lr=1e-3, schedule="paper")
+    spe, epochs = 7, 300
+    total = spe * epochs
+    for step in range(total):
+        lr, beta1 = optimizer_schedule(step, total, cfg, spe)
+        want_lr, want_beta1 = _reference_schedule(step // spe, epochs, 1e-3)
+        assert lr == pytest.approx(want_lr, rel=1e-12) and beta1 == pytest.approx(want_beta1, rel=1e-12)
+    # anchors: epoch 0, the plateau, the last epoch (ramp-down at 14.5 half-epochs)
+    assert learning_rate(0, total, cfg, spe) == pytest.approx(1e-3 * math.exp(-5))
+    assert optimizer_schedule(150 * spe, total, cfg, spe) == (pytest.approx(1e-3), pytest.approx(0.9))
+    lr, beta1 = optimizer_schedule(total - 1, total, cfg, spe)
+    assert lr == pytest.approx(1e-3 * math.exp(-(14.5**2) / 30)) and 0.5 < beta1 < 0.5005
+    # constant within an epoch; a step budget rounds the epoch count up
+    assert len({optimizer_schedule(s, total, cfg, spe) for s in range(280 * spe, 281 * spe)}) == 1
+    assert optimizer_schedule(5, 2095, cfg, spe) == optimizer_schedule(5, total, cfg, spe)
+    # the cosine schedule keeps beta1; unresolved configs (schedule None) are cosine
+    assert optimizer_schedule(999, 1000, Config(), 7)[1] == 0.9
+    assert learning_rate(10, 1000, Config()) == learning_rate(10, 1000, Config(schedule="cosine"))
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        learning_rate(0, 10, cfg)
+    assert SCHEDULES == Config.__dataclass_fields__["schedule"].metadata["choices"]
+
+
+def test_paper_preset_uses_the_paper_schedule_for_mri_only():
+    assert resolve_config(Config(preset="paper"))[0].schedule == "paper"
+    assert resolve_config(Config(preset="paper", task="image"))[0].schedule == "cosine"
+    assert resolve_config(Config(preset="paper", schedule="cosine"))[0].schedule == "cosine"
+    assert resolve_config(Config(preset="cpu"))[0].schedule == "cosine"
+    assert resolve_config(Config(preset="tiny", schedule="paper"))[0].schedule == "paper"
 
 
 def test_presets_resolve():
@@ -123,17 +172,51 @@ def test_training_learns_and_writes_run_folder(tmp_path):
     torch.load(run / "checkpoints" / "best.pt", weights_only=True)
 
 
-def test_resume_is_bit_exact(tmp_path):
-    kw = dict(max_steps=12, steps_per_epoch=5, batch_size=4, figures=False)
+@pytest.mark.parametrize("schedule", ["cosine", "paper"])
+def test_resume_is_bit_exact(tmp_path, schedule):
+    kw = dict(max_steps=12, steps_per_epoch=5, batch_size=4, figures=False, schedule=schedule)
+    if schedule == "paper":  # one step per epoch: lr and beta1 change at every step
+        kw.update(steps_per_epoch=1, lr=1e-2)
     full = train(_cfg(tmp_path / "a", **kw))
     part = train(_cfg(tmp_path / "b", stop_after=7, **kw))
     assert part["steps"] == 7 and not part["finished"]
     resumed = train(_cfg(tmp_path / "b", **kw), resume=True)
     assert resumed["steps"] == 12 and resumed["finished"] and full["finished"]
-    a = load_checkpoint(tmp_path / "a" / "run" / "checkpoints" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "b" / "run" / "checkpoints" / "last.pt")["model"]
+    ck_a = load_checkpoint(tmp_path / "a" / "run" / "checkpoints" / "last.pt")
+    ck_b = load_checkpoint(tmp_path / "b" / "run" / "checkpoints" / "last.pt")
+    a, b = ck_a["model"], ck_b["model"]
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the Adam param groups carry the last step's beta1 (the paper's ramp-down: below 0.9)
+    betas = [ck["optimizer"]["param_groups"][0]["betas"][0] for ck in (ck_a, ck_b)]
+    want = _reference_schedule(11, 12, 1e-2)[1] if schedule == "paper" else 0.9
+    assert betas == [pytest.approx(want), pytest.approx(want)] and (schedule == "cosine" or want < 0.51)
+
+
+def test_runs_saved_before_the_schedule_option_resume_with_cosine(tmp_path):
+    """A paper-preset run saved before ``schedule`` existed trained with the cosine schedule."""
+    cfg = _cfg(tmp_path, max_steps=4, steps_per_epoch=2, figures=False)
+    train(cfg.replace(stop_after=2))
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    del state["config"]["schedule"]
+    state["config"]["preset"] = "paper"  # which would now resolve to the paper schedule
+    save_checkpoint(last, state)
+    assert resume(tmp_path / "run")["finished"]
+    assert load_checkpoint(last)["config"]["schedule"] == "cosine"
+
+
+def test_trainer_sets_lr_and_beta1_every_step(tmp_path):
+    cfg, _ = resolve_config(_cfg(tmp_path, max_steps=40, steps_per_epoch=1, schedule="paper", figures=False))
+    trainer = Trainer(cfg)
+    batch = next(trainer._batches())[0]
+    for step in (0, 9, 10, 39):
+        trainer.step = step
+        trainer.train_step(batch)
+        want_lr, want_beta1 = _reference_schedule(step, 40, cfg.lr)
+        for group in trainer.opt.param_groups:
+            assert group["lr"] == pytest.approx(want_lr)
+            assert group["betas"] == (pytest.approx(want_beta1), 0.99)
 
 
 def test_non_finite_loss_stops_clearly_and_keeps_last_checkpoint(tmp_path):
@@ -222,7 +305,7 @@ def test_cli_trains_on_prepared_synthetic_ixi(tmp_path, capsys):
     from mri_n2n.data.synthetic import write_synthetic_ixi
 
     write_synthetic_ixi(tmp_path / "raw", n_subjects=4, shape=(24, 28, 130))
-    prepare_ixi(tmp_path / "raw", tmp_path / "prepared", size=32, progress=False)
+    prepare_ixi(tmp_path / "raw", tmp_path / "prepared", size=32, split="sorted", progress=False)
     out = tmp_path / "run"
     rc = main(
         [

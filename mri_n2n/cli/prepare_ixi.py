@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.ixi import prepare_ixi
+from ..data.ixi import PAPER_MIN_PEAK, SPLITS, prepare_ixi
 from ..data.slices import parse_slice_range
 from .common import OneLineParser, fail, parse_and_run
 
@@ -15,12 +15,16 @@ DESCRIPTION = """\
 Prepare IXI brain T1 volumes as the Noise2Noise paper does (Lehtinen et al. 2018, MRI
 experiment) and write them as HDF5 for `mri-n2n train --dataset ixi --data-dir OUTPUT`.
 
-Protocol (defaults = the paper): subjects sorted by ID (file stem, e.g. IXI002-Guys-0828);
-the first 50 train and the next 10 validate (the rest are unused; with fewer subjects than
-train + valid, the sorted list is split proportionally, keeping at least one validation
-subject: e.g. 6 subjects -> 5 train + 1 valid). Each volume is divided by its own maximum;
-axial slices 25..124 (array[:, :, k], k in 25:125) are centre zero-padded (or cropped) to
-256x256; all-black slices are skipped.
+Protocol (defaults = the paper): the 50 train and 10 validation subjects that the authors'
+reference implementation lists (NVlabs/noise2noise dataset_tool_mri.py; IXI002..IXI063 train,
+IXI064..IXI073 validate; pinned in the package), the rest unused; every listed subject must be
+in INPUT. --split sorted instead sorts the subjects found by ID (file stem, e.g.
+IXI002-Guys-0828): the first --train-subjects train and the next --valid-subjects validate
+(with fewer subjects than train + valid, the sorted list is split proportionally, keeping at
+least one validation subject: e.g. 6 subjects -> 5 train + 1 valid). Each volume is divided by
+its own maximum; axial slices 25..124 (array[:, :, k], k in 25:125) are centre zero-padded (or
+cropped) to 256x256; a slice is kept when its maximum exceeds 1/255 of the volume's maximum
+(the reference's threshold; --min-peak 0 keeps every slice that is not all black).
 """
 
 EPILOG = """\
@@ -81,18 +85,28 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         help="output side in pixels; slices are centre zero-padded or cropped (default: 256)",
     )
     p.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="paper",
+        help="paper: the reference implementation's 50 + 10 subjects (all must be present); "
+        "sorted: the first subjects by ID, counts from --train-subjects/--valid-subjects "
+        "(default: paper)",
+    )
+    p.add_argument(
         "--train-subjects",
         type=int,
-        default=50,
+        default=None,
         metavar="N",
-        help="number of training subjects, taken first in sorted ID order (default: 50)",
+        help="with --split sorted: number of training subjects, taken first in sorted ID order "
+        "(default: 50)",
     )
     p.add_argument(
         "--valid-subjects",
         type=int,
-        default=10,
+        default=None,
         metavar="N",
-        help="number of validation subjects, the next ones in sorted ID order (default: 10)",
+        help="with --split sorted: number of validation subjects, the next ones in sorted ID order "
+        "(default: 10)",
     )
     p.add_argument(
         "--normalize",
@@ -109,6 +123,15 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         choices=(0, 1, 2),
         help="array axis to slice along (default: 2, axial for IXI T1)",
     )
+    p.add_argument(
+        "--min-peak",
+        type=float,
+        default=PAPER_MIN_PEAK,
+        metavar="X",
+        help="keep a slice only if its maximum, in units of the normalised volume (with --normalize "
+        "max: a fraction of the volume's maximum), exceeds X (default: 1/255, the reference's "
+        "threshold; 0 keeps every slice with a positive pixel)",
+    )
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     p.set_defaults(func=run)
     return p
@@ -123,10 +146,12 @@ def run(args: argparse.Namespace) -> int:
             args.output,
             slices=slices,
             size=args.size,
+            split=args.split,
             train_subjects=args.train_subjects,
             valid_subjects=args.valid_subjects,
             normalize=args.normalize,
             axis=args.axis,
+            min_peak=args.min_peak,
             progress=not args.no_progress,
         )
     except ValueError as exc:  # VolumeError and DataDirError are ValueErrors

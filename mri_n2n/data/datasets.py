@@ -61,8 +61,8 @@ def build_mri_datasets(
         normalize: per-volume normalisation, see :func:`~mri_n2n.data.slices.volume_scale`.
         complex_kspace: ``kspace`` only: yield complex images as 2 channels.
         valid_fraction: validation share for ``mni152`` (slices), ``nifti``/``dicom``/``kspace``
-            (volumes). IXI uses the paper's subject counts instead (see
-            :func:`~mri_n2n.data.ixi.split_subjects`).
+            (volumes). IXI uses the paper's subjects instead (see
+            :func:`~mri_n2n.data.ixi.build_ixi_datasets`).
         seed: seeds the deterministic split by volume of ``nifti``/``dicom``/``kspace``.
 
     Returns:

@@ -11,13 +11,21 @@ CC BY-SA 3.0, from https://brain-development.org/ixi-dataset/)::
 
 The tarball holds ``IXI<nnn>-<site>-<nnnn>-T1.nii.gz`` files (site = Guys, HH or IOP).
 
-The paper's protocol, reproduced by :func:`prepare_ixi` and the raw-folder reader:
+The paper's protocol, reproduced by :func:`prepare_ixi` (defaults) and the raw-folder reader:
 
-- subjects sorted by ID (the file stem ``IXI002-Guys-0828``); the first 50 train, the next 10
-  validate, the rest are unused (:func:`split_subjects` documents the rule for fewer subjects);
+- the subjects of the authors' reference implementation (NVlabs/noise2noise,
+  ``dataset_tool_mri.py``), pinned as data in ``ixi_paper_subjects.json``
+  (:func:`paper_subject_ids`): 50 train (IXI002 .. IXI063, 12 IDs in that range are not listed)
+  and 10 validate (IXI064 .. IXI073); the rest are unused (``split="paper"``,
+  :func:`paper_split`). ``split="sorted"`` keeps the earlier rule: the first 50 subjects by ID
+  train and the next 10 validate, whatever the folder holds (:func:`split_subjects`
+  documents the rule for fewer subjects);
 - each volume divided by its own maximum;
 - axial slices 25..124 (``array[:, :, k]``, ``slices=(25, 125)``), centre zero-padded (or
-  cropped) to 256 x 256, all-black slices skipped.
+  cropped) to 256 x 256; a slice is kept when its maximum exceeds 1/255 of the volume's
+  maximum (:data:`PAPER_MIN_PEAK`: the reference clips ``slice / volume max`` to [0, 1],
+  scales it by 255 and keeps the slice when that float maximum is above 1.0, before it
+  quantises to 8-bit PNG); ``min_peak=None`` keeps every slice with a non-zero pixel.
 
 Prepared layout (``prepare_ixi`` output folder)::
 
@@ -27,14 +35,17 @@ Prepared layout (``prepare_ixi`` output folder)::
                          ident         int64 (N,), stable_ident("ixi", subject, slice)
                          affine        float64 (N, 4, 4), the slice's volume voxel-to-RAS+ matrix
                                        (for figures; absent in files prepared before it existed)
-                         attrs: format, version, split, size, axis, slice_start, slice_stop, normalize
-    manifest.json        options, split rule, per-subject counts; written last (its presence
-                         marks a complete preparation)
+                         attrs: format, version, split, size, axis, slice_start, slice_stop, normalize,
+                                min_peak (absent: no threshold; files before it existed)
+    manifest.json        options (subject_split: paper or sorted; min_peak), split rule,
+                         per-subject counts; written last (its presence marks a complete
+                         preparation)
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import re
@@ -42,6 +53,7 @@ import tarfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,9 +73,13 @@ __all__ = [
     "PAPER_SIZE",
     "PAPER_TRAIN_SUBJECTS",
     "PAPER_VALID_SUBJECTS",
+    "PAPER_MIN_PEAK",
+    "SPLITS",
     "MANIFEST_FORMAT",
     "IXISubject",
     "find_ixi_subjects",
+    "paper_subject_ids",
+    "paper_split",
     "split_subjects",
     "iter_ixi_volumes",
     "prepare_ixi",
@@ -77,6 +93,11 @@ PAPER_SLICES = (25, 125)
 PAPER_SIZE = 256
 PAPER_TRAIN_SUBJECTS = 50
 PAPER_VALID_SUBJECTS = 10
+#: The reference keeps a slice when its maximum exceeds this fraction of the volume's maximum.
+PAPER_MIN_PEAK = 1.0 / 255.0
+#: Subject splits: the reference's pinned lists, or the first subjects by ID.
+SPLITS = ("paper", "sorted")
+_PAPER_SUBJECTS_FILE = "ixi_paper_subjects.json"
 MANIFEST_FORMAT = "mri_n2n-ixi-prepared"
 _VERSION = 1
 
@@ -160,6 +181,49 @@ def split_subjects(
     return s[: n - v], s[n - v :], []
 
 
+@functools.lru_cache(maxsize=1)
+def paper_subject_ids() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The paper's (train, validation) subject IDs, 50 and 10, as the reference implementation
+    lists them (read from the package's ``ixi_paper_subjects.json``)."""
+    data = json.loads(resources.files(__package__).joinpath(_PAPER_SUBJECTS_FILE).read_text())
+    return tuple(data["train"]), tuple(data["valid"])
+
+
+def _missing_paper_subjects(subjects: Sequence[IXISubject]) -> list[str]:
+    """The paper's subject IDs that ``subjects`` lacks, sorted."""
+    have = {s.subject for s in subjects}
+    train, valid = paper_subject_ids()
+    return sorted(set(train + valid) - have)
+
+
+def _missing_message(source: str | os.PathLike, missing: Sequence[str]) -> str:
+    total = sum(len(ids) for ids in paper_subject_ids())
+    shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+    return f"IXI source {source} lacks {len(missing)} of the paper's {total} subjects ({shown})"
+
+
+def paper_split(
+    subjects: Sequence[IXISubject], *, source: str | os.PathLike = "?"
+) -> tuple[list[IXISubject], list[IXISubject], list[IXISubject]]:
+    """Split into the paper's train and validation subjects (:func:`paper_subject_ids`, in that
+    order) and the unused rest (sorted by ID).
+
+    Raises:
+        DataDirError: a listed subject is missing (one line naming ``source``, the count and the
+            first missing IDs, and ``--split sorted`` as the way to use the subjects at hand).
+    """
+    missing = _missing_paper_subjects(subjects)
+    if missing:
+        raise DataDirError(
+            _missing_message(source, missing) + "; --split sorted splits the subjects found by ID instead"
+        )
+    by_id = {s.subject: s for s in subjects}
+    train_ids, valid_ids = paper_subject_ids()
+    listed = set(train_ids + valid_ids)
+    unused = sorted((s for s in subjects if s.subject not in listed), key=lambda s: s.subject)
+    return [by_id[i] for i in train_ids], [by_id[i] for i in valid_ids], unused
+
+
 def iter_ixi_volumes(subjects: Sequence[IXISubject]) -> Iterator[tuple[IXISubject, Volume]]:
     """Load the subjects' volumes in order (one tarball opened once)."""
     tars: dict[str, tarfile.TarFile] = {}
@@ -183,9 +247,11 @@ def iter_ixi_volumes(subjects: Sequence[IXISubject]) -> Iterator[tuple[IXISubjec
 
 
 def _slices_of(
-    vol: Volume, *, axis: int, slices: tuple[int, int], size: int, normalize: str
+    vol: Volume, *, axis: int, slices: tuple[int, int], size: int, normalize: str, min_peak: float | None
 ) -> tuple[np.ndarray, list[int]]:
-    return volume_to_slices(vol.array, axis=axis, slice_range=slices, size=size, normalize=normalize)
+    return volume_to_slices(
+        vol.array, axis=axis, slice_range=slices, size=size, normalize=normalize, min_peak=min_peak
+    )
 
 
 def _write_split(
@@ -197,6 +263,7 @@ def _write_split(
     slices: tuple[int, int],
     size: int,
     normalize: str,
+    min_peak: float | None,
     bar: Any,
 ) -> dict[str, Any]:
     records = []
@@ -220,7 +287,9 @@ def _write_split(
             # each slice's volume affine (voxel -> RAS+ mm): figures show slices radiologically
             d_aff = f.create_dataset("affine", shape=(0, 4, 4), maxshape=(None, 4, 4), dtype="f8")
             for sub, vol in iter_ixi_volumes(subjects):
-                stack, idx = _slices_of(vol, axis=axis, slices=slices, size=size, normalize=normalize)
+                stack, idx = _slices_of(
+                    vol, axis=axis, slices=slices, size=size, normalize=normalize, min_peak=min_peak
+                )
                 n0, n = d_img.shape[0], len(idx)
                 for d in (d_img, d_sub, d_idx, d_id, d_aff):
                     d.resize(n0 + n, axis=0)
@@ -237,7 +306,7 @@ def _write_split(
                         "file": sub.label,
                         "shape": list(vol.shape),
                         "n_slices": n,
-                        "skipped_black": wanted - n,
+                        "skipped_black": wanted - n,  # all-black or under min_peak
                         "first_slice": idx[0] if idx else None,
                         "last_slice": idx[-1] if idx else None,
                     }
@@ -254,10 +323,39 @@ def _write_split(
                     "slice_start": slices[0],
                     "slice_stop": slices[1],
                     "normalize": normalize,
+                    **({"min_peak": min_peak} if min_peak is not None else {}),
                 }
             )
             total = int(d_img.shape[0])
     return {"file": path.name, "n_slices": total, "n_subjects": len(subjects), "subjects": records}
+
+
+def _choose_split(
+    subjects: Sequence[IXISubject],
+    split: str,
+    train_subjects: int | None,
+    valid_subjects: int | None,
+    source: str | os.PathLike,
+) -> tuple[list[IXISubject], list[IXISubject], list[IXISubject], str]:
+    """(train, valid, unused, the rule in words) of :func:`prepare_ixi`'s ``split``."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if split == "paper":
+        if train_subjects is not None or valid_subjects is not None:
+            raise ValueError(
+                "--train-subjects/--valid-subjects apply to --split sorted; "
+                "the paper split has its own 50 + 10 subjects"
+            )
+        train, valid, unused = paper_split(subjects, source=source)
+        return train, valid, unused, "the reference implementation's 50 train and 10 validation subjects"
+    n_train = PAPER_TRAIN_SUBJECTS if train_subjects is None else train_subjects
+    n_valid = PAPER_VALID_SUBJECTS if valid_subjects is None else valid_subjects
+    train, valid, unused = split_subjects(subjects, n_train, n_valid)
+    rule = (
+        f"subjects sorted by ID; first {n_train} train, next {n_valid} validate; "
+        "with fewer subjects the sorted list is split proportionally, at least 1 validation subject"
+    )
+    return train, valid, unused, rule
 
 
 def prepare_ixi(
@@ -266,10 +364,12 @@ def prepare_ixi(
     *,
     slices: tuple[int, int] = PAPER_SLICES,
     size: int = PAPER_SIZE,
-    train_subjects: int = PAPER_TRAIN_SUBJECTS,
-    valid_subjects: int = PAPER_VALID_SUBJECTS,
+    split: str = "paper",
+    train_subjects: int | None = None,
+    valid_subjects: int | None = None,
     normalize: str = "max",
     axis: int = 2,
+    min_peak: float | None = PAPER_MIN_PEAK,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Prepare IXI T1 volumes into ``train.h5``, ``valid.h5`` and ``manifest.json``.
@@ -279,16 +379,22 @@ def prepare_ixi(
         output: the output folder (created; existing outputs are replaced atomically).
         slices: ``(start, stop)`` half-open slice range (paper: 25..124).
         size: output side, centre pad/crop (paper: 256).
-        train_subjects, valid_subjects: subject counts (paper: 50/10; see :func:`split_subjects`).
+        split: ``"paper"`` (the reference's pinned subjects, :func:`paper_split`; every one must
+            be in ``source``) or ``"sorted"`` (the first subjects by ID, :func:`split_subjects`).
+        train_subjects, valid_subjects: subject counts of the ``"sorted"`` split (default
+            50/10); not allowed with ``"paper"``.
         normalize: per-volume normalisation (paper: ``"max"``).
         axis: slicing axis (paper: 2).
+        min_peak: keep a slice only if its normalised maximum exceeds this (paper: 1/255);
+            ``None`` keeps every slice with a non-zero pixel.
         progress: show a tqdm progress bar.
 
     Returns:
         The manifest (also written to ``output/manifest.json``).
 
     Raises:
-        DataDirError: no IXI volume in ``source``.
+        DataDirError: no IXI volume in ``source``, or (``split="paper"``) a listed subject
+            missing from it.
         VolumeError: a volume cannot be read (names it).
         ValueError: bad options.
     """
@@ -303,11 +409,11 @@ def prepare_ixi(
         raise ValueError(f"output {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     subjects = find_ixi_subjects(source)
-    train, valid, unused = split_subjects(subjects, train_subjects, valid_subjects)
+    train, valid, unused, rule = _choose_split(subjects, split, train_subjects, valid_subjects, source)
     manifest_path = out / "manifest.json"
     if manifest_path.exists():
         manifest_path.unlink()  # an interrupted re-run must not look complete
-    opts = dict(axis=axis, slices=slices, size=size, normalize=normalize)
+    opts = dict(axis=axis, slices=slices, size=size, normalize=normalize, min_peak=min_peak)
     with tqdm(total=len(train) + len(valid), desc="IXI", unit="subject", disable=not progress) as bar:
         train_info = _write_split(out / "train.h5", train, split="train", bar=bar, **opts)
         valid_info = _write_split(out / "valid.h5", valid, split="valid", bar=bar, **opts)
@@ -321,12 +427,11 @@ def prepare_ixi(
         "size": size,
         "axis": axis,
         "normalize": normalize,
+        "min_peak": min_peak,
+        "subject_split": split,
         "train_subjects_requested": train_subjects,
         "valid_subjects_requested": valid_subjects,
-        "split_rule": (
-            f"subjects sorted by ID; first {train_subjects} train, next {valid_subjects} validate; "
-            "with fewer subjects the sorted list is split proportionally, at least 1 validation subject"
-        ),
+        "split_rule": rule,
         "n_subjects_found": len(subjects),
         "train": train_info,
         "valid": valid_info,
@@ -386,20 +491,47 @@ def _build_prepared(
     return out[0], out[1]
 
 
-def _build_raw(
-    source: Path, *, size: int, slices: tuple[int, int] | None, axis: int, normalize: str
-) -> tuple[SliceDataset, SliceDataset]:
-    subjects = find_ixi_subjects(source)
+def _raw_split(
+    subjects: Sequence[IXISubject], split: str | None, source: Path
+) -> tuple[list[IXISubject], list[IXISubject]]:
+    """(train, valid) of the raw reader: ``None`` is the paper split when every listed subject is
+    present, else the sorted split with a one-line warning."""
+    if split is None:
+        missing = _missing_paper_subjects(subjects)
+        split = "sorted" if missing else "paper"
+        if missing:
+            warnings.warn(
+                _missing_message(source, missing) + f": splitting its {len(subjects)} subjects by ID instead",
+                stacklevel=4,
+            )
     try:
-        train, valid, _ = split_subjects(subjects)
+        train, valid, _, _ = _choose_split(subjects, split, None, None, source)
     except ValueError as exc:
+        if isinstance(exc, DataDirError):  # already names the source
+            raise
         raise DataDirError(f"data dir {source}: {exc}") from None
+    return train, valid
+
+
+def _build_raw(
+    source: Path,
+    *,
+    size: int,
+    slices: tuple[int, int] | None,
+    axis: int,
+    normalize: str,
+    split: str | None,
+    min_peak: float | None,
+) -> tuple[SliceDataset, SliceDataset]:
+    train, valid = _raw_split(find_ixi_subjects(source), split, source)
     rng = slices if slices is not None else PAPER_SLICES
 
     def make(subs: Sequence[IXISubject]) -> SliceDataset:
         images, prov = [], []
         for sub, vol in iter_ixi_volumes(subs):
-            stack, idx = _slices_of(vol, axis=axis, slices=rng, size=size, normalize=normalize)
+            stack, idx = _slices_of(
+                vol, axis=axis, slices=rng, size=size, normalize=normalize, min_peak=min_peak
+            )
             images.append(stack)
             affine = vol.affine.tolist()  # one list per volume, shared by its slices
             prov += [
@@ -427,13 +559,19 @@ def build_ixi_datasets(
     slices: tuple[int, int] | None = None,
     axis: int = 2,
     normalize: str = "max",
+    split: str | None = None,
+    min_peak: float | None = PAPER_MIN_PEAK,
 ) -> tuple[Dataset, Dataset]:
     """The IXI (train, valid) datasets.
 
     ``data_dir`` may be a :func:`prepare_ixi` output folder (read lazily from HDF5; ``size``
-    pads/crops on the fly and ``slices`` selects a sub-range of the prepared one), or the raw
-    IXI folder / ``IXI-T1.tar`` (the paper's split and slices computed on the fly and held in
-    memory: about 1.5 GB for 60 subjects at 256 x 256, so prefer preparing once).
+    pads/crops on the fly and ``slices`` selects a sub-range of the prepared one; its split
+    and slice threshold are the preparation's), or the raw IXI folder / ``IXI-T1.tar`` (split
+    and slices computed on the fly and held in memory: about 1.5 GB for 60 subjects at
+    256 x 256, so prefer preparing once). For a raw source, ``split`` is ``"paper"``,
+    ``"sorted"`` (see :func:`prepare_ixi`) or ``None``: the paper's subjects when the source
+    holds all of them, else the sorted split with a one-line warning naming the missing ones;
+    ``min_peak`` is the slice threshold (default the paper's 1/255).
     """
     p = Path(data_dir)
     if is_prepared_ixi(p):
@@ -443,4 +581,6 @@ def build_ixi_datasets(
             f"data dir {p}: train.h5 without manifest.json (incomplete preparation? re-run "
             "data_prep/prepare_ixi.py)"
         )
-    return _build_raw(p, size=size, slices=slices, axis=axis, normalize=normalize)
+    return _build_raw(
+        p, size=size, slices=slices, axis=axis, normalize=normalize, split=split, min_peak=min_peak
+    )

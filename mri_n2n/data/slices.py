@@ -10,7 +10,10 @@ Following the paper's MRI experiment, a volume is
    increasing order, e.g. ``axis=2`` gives ``array[:, :, k]`` with rows = ``i``, columns = ``j``;
 3. optionally resampled in-plane by ``zoom`` (antialiased, used for small MNI152 images);
 4. centre-padded with zeros and/or centre-cropped to ``size x size``;
-5. all-black slices (no non-zero pixel, or fewer than ``min_content`` of them) are skipped.
+5. all-black slices (no non-zero pixel, or fewer than ``min_content`` of them) are skipped,
+   and with ``min_peak`` also the slices whose largest normalised value is at most
+   ``min_peak`` (the IXI reference keeps a slice when its maximum exceeds 1/255 of the
+   volume's maximum, see :data:`mri_n2n.data.ixi.PAPER_MIN_PEAK`).
 
 Centring rule (shared by padding and cropping, so that one undoes the other): along an
 axis of length ``n`` and target ``m``, padding puts ``(m - n) // 2`` zeros before the data
@@ -173,6 +176,7 @@ def volume_to_slices(
     normalize: str = "max",
     zoom: float = 1.0,
     min_content: float = 0.0,
+    min_peak: float | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """Turn a volume into normalised, centred 2-D slices (see the module docstring).
 
@@ -186,6 +190,9 @@ def volume_to_slices(
         zoom: in-plane resampling factor applied before padding (1 = none).
         min_content: a slice is kept only if its fraction of non-zero pixels (after
             pad/crop) exceeds this (0 = skip only all-black slices).
+        min_peak: if given, a slice is also kept only if its largest value after
+            normalisation (magnitude for complex volumes) exceeds this, in the units of
+            ``normalize`` (with ``"max"``: a fraction of the volume's maximum).
 
     Returns:
         ``(slices, indices)``: float32 (or complex64) ``(N, size, size)`` and the ``N`` slice
@@ -217,8 +224,11 @@ def volume_to_slices(
     sel = (sel / scale).astype(dtype, copy=False)
     if sel.shape[0] == 0:
         return sel, []
-    frac = np.count_nonzero(sel.reshape(sel.shape[0], -1), axis=1) / float(sel[0].size)
-    keep = np.nonzero(frac > min_content)[0]
+    flat = sel.reshape(sel.shape[0], -1)
+    keep_mask = np.count_nonzero(flat, axis=1) / float(sel[0].size) > min_content
+    if min_peak is not None:
+        keep_mask &= (np.abs(flat) if np.iscomplexobj(flat) else flat).max(axis=1) > min_peak
+    keep = np.nonzero(keep_mask)[0]
     return np.ascontiguousarray(sel[keep]), [start + int(k) for k in keep]
 
 

@@ -94,8 +94,12 @@ def write_synthetic_ixi(
     shape: Sequence[int] = (40, 48, 130),
     seed: int = 0,
     dtype: str = "int16",
+    subjects: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Write ``n_subjects`` phantom volumes as ``<folder>/IXI???-<site>-????-T1.nii.gz``.
+
+    ``subjects`` gives the IDs (e.g. ``"IXI002-Guys-0828"``; then ``n_subjects`` is ignored);
+    by default they are ``n_subjects`` random IXI-style IDs.
 
     Each volume has its own maximum (so per-volume normalisation is observable), content in
     slices 10..119 of axis 2 (so with 130 slices the paper's range 25..124 contains black
@@ -109,7 +113,8 @@ def write_synthetic_ixi(
     affine = np.diag([0.9375, 0.9375, 1.2, 1.0])
     affine[:3, 3] = [-20.0, -24.0, -70.0]
     written = {}
-    for n, subject in enumerate(ixi_subject_names(n_subjects, seed=seed)):
+    names = list(subjects) if subjects is not None else ixi_subject_names(n_subjects, seed=seed)
+    for n, subject in enumerate(names):
         peak = 400.0 + 250.0 * n
         vol = phantom_volume(shape, content=(10, min(120, shape[2])), seed=seed * 1000 + n, peak=peak)
         img = nib.Nifti1Image(np.round(vol).astype(dtype), affine)

@@ -1,12 +1,14 @@
 """Training: one loop for the MRI and the photographic experiments.
 
 - :mod:`~mri_n2n.training.experiment` -- datasets, corruption, loss and network from a config.
-- :mod:`~mri_n2n.training.trainer` -- :class:`Trainer`, :func:`train`, :func:`resume` and the
-  paper's learning-rate schedule.
+- :mod:`~mri_n2n.training.trainer` -- :class:`Trainer`, :func:`train`, :func:`resume`.
+- :mod:`~mri_n2n.training.schedule` -- the learning-rate and Adam beta1 schedules (``cosine``,
+  and the reference's per-epoch ``paper`` one).
 """
 
 from .experiment import Experiment, build_experiment, build_model_for
-from .trainer import Trainer, TrainingError, learning_rate, resume, train
+from .schedule import SCHEDULES, learning_rate, optimizer_schedule
+from .trainer import Trainer, TrainingError, resume, train
 
 __all__ = [
     "Experiment",
@@ -15,6 +17,8 @@ __all__ = [
     "Trainer",
     "TrainingError",
     "learning_rate",
+    "optimizer_schedule",
+    "SCHEDULES",
     "resume",
     "train",
 ]

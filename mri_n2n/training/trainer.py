@@ -4,10 +4,11 @@ One loop serves the MRI and the photographic experiments (see :mod:`mri_n2n.corr
 
     clean batch -> corruption.pair -> model -> corruption.project -> loss
 
-Paper settings: Adam (beta1 0.9, beta2 0.99, eps 1e-8), learning rate 1e-3 with a
-sigmoid ramp-up and a smooth cosine ramp-down; for MRI a fresh Hermitian Bernoulli mask
-per sample and call, density-compensated zero-filled input, data consistency inside the
-graph, L2 loss and random circular shifts.
+Paper settings: Adam (beta1 0.9, beta2 0.99, eps 1e-8), learning rate 1e-3 with a ramp-up and
+a smooth ramp-down (:mod:`~mri_n2n.training.schedule`: ``--schedule paper``, the reference's
+per-epoch ramps with beta1 going to 0.5, or the step-wise ``cosine`` one); for MRI a fresh
+Hermitian Bernoulli mask per sample and call, density-compensated zero-filled input, data
+consistency inside the graph, L2 loss and random circular shifts.
 
 A run folder holds ``config.yaml``, ``metrics.csv``, ``checkpoints/{last,best}.pt``,
 ``summary.json`` and ``figures/``. ``--resume`` continues bit-exactly on CPU: the data
@@ -49,8 +50,9 @@ from ..models import uses_measurements
 from ..plots import image_panel, provenance_view, reconstruction_panel
 from ..seeding import seeded_generator
 from .experiment import build_experiment, build_model_for
+from .schedule import learning_rate, optimizer_schedule
 
-__all__ = ["TrainingError", "Trainer", "train", "resume", "learning_rate"]
+__all__ = ["TrainingError", "Trainer", "train", "resume"]
 
 
 class TrainingError(RuntimeError):
@@ -262,9 +264,10 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------
     def train_step(self, clean: torch.Tensor) -> float:
         """One optimisation step on a clean batch; returns the loss."""
-        lr = learning_rate(self.step, self.total_steps, self.cfg)
-        for group in self.opt.param_groups:
+        lr, beta1 = optimizer_schedule(self.step, self.total_steps, self.cfg, self.steps_per_epoch)
+        for group in self.opt.param_groups:  # from the step alone, so a resumed run agrees
             group["lr"] = lr
+            group["betas"] = (beta1, group["betas"][1])
         clean = self._to_device(clean)
         pair = self.corruption.pair(clean, generator=self.gen, target=self.cfg.target)
         out = self.corruption.project(self._forward(self.net, pair.input, pair.context), pair.context)
@@ -448,7 +451,7 @@ class Trainer:
         row = {
             "epoch": self.epoch,
             "step": self.step,
-            "lr": learning_rate(self.step - 1, self.total_steps, self.cfg),
+            "lr": learning_rate(self.step - 1, self.total_steps, self.cfg, self.steps_per_epoch),
             "train_loss": train_loss,
             **res,
             "seconds": time.perf_counter() - t_start + before,
@@ -555,7 +558,10 @@ def resume(out: str | os.PathLike, typed: Mapping[str, Any] | None = None) -> di
     last = Path(out) / "checkpoints" / "last.pt"
     if not last.is_file():
         raise TrainingError(f"--resume: no checkpoint at {last}")
-    saved = Config.from_dict(load_checkpoint(last, map_location="cpu")["config"], where=str(last))
+    saved_dict = load_checkpoint(last, map_location="cpu")["config"]
+    saved = Config.from_dict(saved_dict, where=str(last))
+    if "schedule" not in saved_dict:  # saved before --schedule existed: it trained with cosine
+        saved = saved.replace(schedule="cosine")
     cfg = resume_config(saved, {**dict(typed or {}), "out": str(out)})
     return train(cfg, resume=True)
 
@@ -570,21 +576,3 @@ def _final_table(s: dict[str, Any]) -> str:
         f"gain {s['val_psnr'] - s['val_psnr_input']:+.2f} dB after {s['steps']} steps "
         f"({s['train_seconds']:.0f} s)"
     )
-
-
-def learning_rate(step: int, total: int, cfg: Config) -> float:
-    """The paper's schedule: sigmoid ramp-up ``exp(-5 (1 - t)^2)`` over the first ``rampup``
-    fraction of steps, then constant, then the smooth ramp-down ``(0.5 + 0.5 cos(pi t))^2``
-    over the last ``rampdown`` fraction."""
-    total = max(total, 1)
-    frac = step / total
-    lr = cfg.lr
-    if cfg.rampup > 0 and frac < cfg.rampup:
-        t = frac / cfg.rampup
-        lr *= math.exp(-5.0 * (1.0 - t) ** 2)
-    if cfg.rampdown > 0 and frac > 1.0 - cfg.rampdown:
-        t = (frac - (1.0 - cfg.rampdown)) / cfg.rampdown
-        lr *= (0.5 + 0.5 * math.cos(math.pi * min(t, 1.0))) ** 2
-    return lr
-
-
