@@ -366,17 +366,44 @@ def write_fastmri_h5(
     reference: bool = True,
     mask: np.ndarray | None = None,
     attrs: dict[str, Any] | None = None,
+    oversample: int = 1,
+    noise_std: float = 0.0,
+    seed: int = 0,
+    mask_attribute: bool = False,
 ) -> np.ndarray:
     """Write ``images`` ``(slices, H, W)`` (real or complex) as a fastMRI single-coil file.
 
     ``kspace = fft2c(images)`` (complex64); ``reconstruction_esc = |images|`` when
     ``reference``; attributes ``max``, ``norm``, ``acquisition``, ``patient_id`` (plus ``attrs``).
 
+    Args:
+        oversample: readout oversampling as fastMRI's files have it (640 rows for a 320-row
+            reconstruction): the images are zero-padded to ``oversample * H`` rows before the FFT,
+            the reference stays ``H x W`` and an ISMRMRD header records the encoded and
+            reconstruction matrices.
+        noise_std: complex Gaussian noise (standard deviation, seeded by ``seed``) added to the
+            k-space, as a scanner's thermal noise; the reference stays noise-free.
+        mask: stored as the ``mask`` dataset, or (``mask_attribute``) as an attribute as some
+            fastMRI test files have it; the k-space is zeroed outside it.
+
     Returns:
         The k-space written.
     """
     imgs = np.asarray(images)
-    k = fft2c(torch.from_numpy(imgs.astype(np.complex64))).numpy().astype(np.complex64)
+    s_, h, w = imgs.shape
+    padded = imgs.astype(np.complex64)
+    if oversample > 1:
+        padded = np.zeros((s_, oversample * h, w), np.complex64)
+        top = (oversample * h - h) // 2
+        padded[:, top : top + h] = imgs
+    k = fft2c(torch.from_numpy(padded)).numpy().astype(np.complex64)
+    if noise_std > 0:
+        rng = np.random.default_rng(seed)
+        k = k + (noise_std / np.sqrt(2) * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape)))
+        k = k.astype(np.complex64)
+    if mask is not None:
+        m = np.asarray(mask) > 0
+        k = np.where(m if m.ndim != 1 else m[None, None, :], k, 0).astype(np.complex64)
     path = Path(path)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -384,8 +411,13 @@ def write_fastmri_h5(
             ref = np.abs(imgs).astype(np.float32)
             if reference:
                 f.create_dataset("reconstruction_esc", data=ref)
-            if mask is not None:
+            if mask is not None and mask_attribute:
+                f.attrs["mask"] = np.asarray(mask)
+            elif mask is not None:
                 f.create_dataset("mask", data=np.asarray(mask))
+            if oversample > 1:
+                header = _ismrmrd_header((oversample * h, w), (h, w))
+                f.create_dataset("ismrmrd_header", data=np.bytes_(header))
             f.attrs["max"] = float(ref.max())
             f.attrs["norm"] = float(np.linalg.norm(ref))
             f.attrs["acquisition"] = "CORPD_FBK"
@@ -393,3 +425,20 @@ def write_fastmri_h5(
             for key, v in (attrs or {}).items():
                 f.attrs[key] = v
     return k
+
+
+def _ismrmrd_header(encoded: tuple[int, int], recon: tuple[int, int]) -> str:
+    """A minimal ISMRMRD XML header with the encoded and reconstruction matrices (1 mm pixels)."""
+
+    def space(tag: str, m: tuple[int, int]) -> str:
+        return (
+            f"<{tag}><matrixSize><x>{m[0]}</x><y>{m[1]}</y><z>1</z></matrixSize>"
+            f"<fieldOfView_mm><x>{m[0]}</x><y>{m[1]}</y><z>3</z></fieldOfView_mm></{tag}>"
+        )
+
+    return (
+        '<?xml version="1.0"?><ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding>'
+        + space("encodedSpace", encoded)
+        + space("reconSpace", recon)
+        + "</encoding></ismrmrdHeader>"
+    )
