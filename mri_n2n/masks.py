@@ -62,6 +62,7 @@ __all__ = [
     "MaskFamily",
     "Bernoulli2D",
     "IndependentLines",
+    "independent_lines",
     "EquispacedLines",
     "make_family",
     "family_from_description",
@@ -320,50 +321,48 @@ def _outer_rate(w: int, n_center: int, acceleration: float, name: str) -> float:
     return (target - n_center) / max(w - n_center, 1)
 
 
-def random_lines(
-    shape: tuple[int, int] | int,
-    *,
-    acceleration: float = 4.0,
-    center_fraction: float = 0.08,
-    hermitian: bool = False,
-) -> IndependentLines:
-    """fastMRI's random line masks (see the module docstring)."""
-    h, w = _shape2(shape)
-    center = _center_set(w, center_fraction, hermitian)
-    p_out = _outer_rate(w, int(center.sum()), acceleration, "lines_random")
-    col = _with_center(center, p_out)
-    params = {"acceleration": float(acceleration), "center_fraction": float(center_fraction)}
-    return IndependentLines(h, col, hermitian=hermitian, name="lines_random", params=params)
+def _uniform_profile(center: torch.Tensor, rate: float) -> torch.Tensor:
+    """Random lines: every column outside the centre at the same rate."""
+    return _with_center(center, rate)
 
 
-def gaussian_lines(
-    shape: tuple[int, int] | int,
-    *,
-    acceleration: float = 4.0,
-    center_fraction: float = 0.08,
-    hermitian: bool = False,
-) -> IndependentLines:
-    """1-D Gaussian variable-density lines with a fully sampled centre (module docstring)."""
-    h, w = _shape2(shape)
-    center = _center_set(w, center_fraction, hermitian)
-    n_c = int(center.sum())
-    rate = _outer_rate(w, n_c, acceleration, "lines_gaussian")
+def _gaussian_profile(center: torch.Tensor, rate: float) -> torch.Tensor:
+    """Gaussian lines: ``floor + (1 - floor) exp(-d^2 / 2 sigma^2)`` outside the centre, with
+    ``floor = rate / 4`` (so ``1/p`` stays bounded) and ``sigma`` solved for the mean ``rate``."""
+    w = center.numel()
     d2 = (torch.arange(w, dtype=torch.float64) - w // 2) ** 2
     outer = ~center
-
-    floor = 0.25 * rate  # every column keeps a usable probability: 1/p stays bounded
+    if rate >= 1.0 or not bool(outer.any()):
+        return torch.ones(w, dtype=torch.float64)
+    floor = 0.25 * rate
 
     def col_for(inv_sigma: float) -> torch.Tensor:
         prof = floor + (1 - floor) * torch.exp(-0.5 * d2 * inv_sigma**2)
         return torch.where(center, torch.ones_like(d2), prof)
 
-    if rate >= 1.0 or not bool(outer.any()):
-        col = torch.ones(w, dtype=torch.float64)
-    else:
-        inv = _solve_monotone(lambda s: col_for(s)[outer].mean().item(), rate, 0.0, 10.0)
-        col = col_for(inv)
+    return col_for(_solve_monotone(lambda s: col_for(s)[outer].mean().item(), rate, 0.0, 10.0))
+
+
+_PROFILES = {"lines_random": _uniform_profile, "lines_gaussian": _gaussian_profile}
+
+
+def independent_lines(
+    name: str,
+    shape: tuple[int, int] | int,
+    *,
+    acceleration: float = 4.0,
+    center_fraction: float = 0.08,
+    hermitian: bool = False,
+) -> IndependentLines:
+    """``lines_random`` (fastMRI's random masks) or ``lines_gaussian``: a fully sampled centre
+    (mirrored to be symmetric when ``hermitian``) and independent columns outside it whose
+    probabilities make the expected fraction ``1 / acceleration`` (see the module docstring)."""
+    h, w = _shape2(shape)
+    center = _center_set(w, center_fraction, hermitian)
+    rate = _outer_rate(w, int(center.sum()), acceleration, name)
+    col = _PROFILES[name](center, rate)
     params = {"acceleration": float(acceleration), "center_fraction": float(center_fraction)}
-    return IndependentLines(h, col, hermitian=hermitian, name="lines_gaussian", params=params)
+    return IndependentLines(h, col, hermitian=hermitian, name=name, params=params)
 
 
 class EquispacedLines(MaskFamily):
@@ -466,10 +465,8 @@ def make_family(
             params = {"fraction": 0.1 if fraction is None else fraction}
         return Bernoulli2D(d, hermitian=hermitian, name=name, params=params)
     kw = {"acceleration": float(acceleration), "center_fraction": float(center_fraction)}
-    if name == "lines_random":
-        return random_lines(shape, hermitian=hermitian, **kw)
-    if name == "lines_gaussian":
-        return gaussian_lines(shape, hermitian=hermitian, **kw)
+    if name in _PROFILES:
+        return independent_lines(name, shape, hermitian=hermitian, **kw)
     if name == "lines_equispaced":
         return EquispacedLines(shape, mode="fraction", **kw)
     if name == "lines_lattice":
