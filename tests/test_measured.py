@@ -180,3 +180,23 @@ def test_recorded_law_drives_the_compensation(tmp_path):
         f.attrs[MASK_LAW_ATTR] = "{broken"
     with pytest.raises(ReconstructionError, match="rec.h5.*JSON"):
         Reconstructor(model, _cfg(), device="cpu").kspace_input(read_kspace_input(tmp_path / "rec.h5"))
+
+
+def test_fastmri_style_writer_round_trip(tmp_path):
+    from mri_n2n.data.synthetic import write_fastmri_h5
+
+    imgs = _volume(2)[:, 8:24, :]  # (2, 16, 20): the reconstruction matrix
+    cols = _cols()
+    k = write_fastmri_h5(
+        tmp_path / "f.h5", imgs, mask=cols.astype(np.float32), mask_attribute=True, oversample=2,
+        noise_std=0.5,
+    )  # fmt: skip
+    kin = read_kspace_input(tmp_path / "f.h5")
+    assert kin.kspace.shape == (2, 32, 20) and kin.mask_source == "attribute" and kin.recon_shape == (16, 20)
+    np.testing.assert_array_equal(kin.kspace, k)
+    assert np.all(k[:, :, ~cols] == 0)  # pre-masked, as fastMRI's test files
+    np.testing.assert_allclose(kin.reference, np.abs(imgs), rtol=1e-6)
+    assert kin.max_value == pytest.approx(float(np.abs(imgs).max()))
+    clean = _fft_c(np.pad(imgs, ((0, 0), (8, 8), (0, 0))), (-2, -1))
+    noise = (k - clean)[:, :, cols]
+    assert abs(float(np.sqrt(np.mean(np.abs(noise) ** 2))) - 0.5) < 0.05  # the stated noise level
