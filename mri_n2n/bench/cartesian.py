@@ -114,8 +114,8 @@ def _train_or_reuse(cfg: Config) -> dict[str, Any]:
     summary, saved, last = run / "summary.json", run / "config.yaml", run / "checkpoints" / "last.pt"
     if saved.is_file() and last.is_file():
         want = resolve_config(cfg)[0].to_dict()
-        have = load_yaml(saved)
-        free = ("quiet", "device", "threads", "stop_after")  # how a run ran, not what it learns
+        have = resolve_config(Config.from_dict(load_yaml(saved)))[0].to_dict()  # fields added since: defaults
+        free = ("quiet", "device", "threads", "stop_after", "out")  # how and where it ran
         same = all(have.get(k) == want[k] for k in want if k not in free)
         if same and summary.is_file() and json.loads(summary.read_text()).get("finished"):
             return json.loads(summary.read_text())
