@@ -44,15 +44,14 @@ from typing import Any
 import torch
 
 from .sampling import (
+    DENSITIES_2D,
     _solve_monotone,
     bernoulli_mask,
     center_lines,
-    exp_decay_density,
-    gaussian_density,
     hermitian_partner,
+    make_density,
     radius_grid,
     symmetric_density,
-    uniform_density,
 )
 
 __all__ = [
@@ -73,15 +72,7 @@ __all__ = [
 ]
 
 #: Named families for configs and CLIs (``--density``).
-DENSITIES = (
-    "exp",
-    "gaussian",
-    "uniform",
-    "lines_random",
-    "lines_equispaced",
-    "lines_lattice",
-    "lines_gaussian",
-)
+DENSITIES = (*DENSITIES_2D, "lines_random", "lines_equispaced", "lines_lattice", "lines_gaussian")
 #: The 1-D (whole phase-encode line) families.
 LINE_FAMILIES = ("lines_random", "lines_equispaced", "lines_lattice", "lines_gaussian")
 #: HDF5 attribute (a JSON string) in which a k-space file records the law of its mask.
@@ -453,15 +444,10 @@ def make_family(
     conjugate-symmetric masks where the family allows it (2-D, random and Gaussian lines); the
     equispaced families ignore it (real images use their completion).
     """
-    if name in ("exp", "gaussian", "uniform"):
-        if name == "exp":
-            d = exp_decay_density(shape, edge=edge, fraction=fraction)
-            params: dict[str, Any] = {"fraction": fraction, "edge": edge}
-        elif name == "gaussian":
-            d = gaussian_density(shape, fraction=0.1 if fraction is None else fraction)
-            params = {"fraction": 0.1 if fraction is None else fraction}
-        else:
-            d = uniform_density(shape, fraction=0.1 if fraction is None else fraction)
+    if name in DENSITIES_2D:
+        d = make_density(name, shape, fraction=fraction, edge=edge)
+        params: dict[str, Any] = {"fraction": fraction, "edge": edge}
+        if name != "exp":  # make_density's default for the other 2-D densities
             params = {"fraction": 0.1 if fraction is None else fraction}
         return Bernoulli2D(d, hermitian=hermitian, name=name, params=params)
     kw = {"acceleration": float(acceleration), "center_fraction": float(center_fraction)}

@@ -206,7 +206,7 @@ class MRIUndersampling(Corruption):
         mask = mask.to(k.device)
         op = SpectralSampling(mask)
         y = k * op._m(k)
-        if not self.complex_data:
+        if not self.complex_data and not self.family.hermitian:  # Hermitian draws are complete
             yc, mc = complete_measurements(y[:, 0], mask)
             mask, y = mc, yc[:, None]
             op = SpectralSampling(mask)

@@ -213,9 +213,12 @@ class Reconstructor:
             data_range=data_range,
             output_shape=output_shape,
         )
-        result.mask_law = {"source": source, **(fam.describe() if fam is not None else {})}
-        if fam is not None and fam.name in ("bernoulli", "lines"):
+        if fam is None:
+            result.mask_law = {"source": source}
+        elif fam.name in ("bernoulli", "lines"):  # an estimate: its summary, not every probability
             result.mask_law = {"source": source, "family": fam.name, "fraction": round(fam.fraction, 6)}
+        else:
+            result.mask_law = {"source": source, **fam.describe()}
         result.warnings = notes
         return result
 

@@ -296,11 +296,11 @@ def _run(
             z = torch.where(active[:, None, None], z, torch.zeros_like(z))
             rec = crop((x.abs() * scale).float().cpu().numpy())
             zf = crop((z.abs() * scale).float().cpu().numpy())
-            plain = crop((op.adjoint(y).abs() * scale).float().cpu().numpy())
             out_view[idx] = rec
             if complex_view is not None:
                 complex_view[idx] = crop((x * scale).cpu().numpy())
-            if ref is not None:
+            if ref is not None:  # the uncompensated zero-filled image only serves the metrics
+                plain = crop((op.adjoint(y).abs() * scale).float().cpu().numpy())
                 acc.add({"zf": zf, "plain": plain, "rec": rec}, ref)
             if preview_index in idx:
                 b = idx.index(preview_index)
