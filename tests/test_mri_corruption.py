@@ -175,14 +175,25 @@ def test_complex_training_on_magnitude_data_gets_a_smooth_phase():
     assert torch.equal(a.input, b.input) and torch.equal(a.target, b.target)
 
 
-def test_validation_masks_are_drawn_on_the_cpu():
-    """CPU and CUDA runs validate on the same masks: they come from CPU generators."""
-    corr = MRIUndersampling.from_config(Config(density="lines_random"), (32, 32))
-    pair = corr.validation_pair(_phantom(32, b=2), torch.tensor([11, 12]))
-    expect = torch.cat([corr.family.sample(1, generator=seeded_generator(s)) for s in (11, 12)])
-    from mri_n2n.masks import hermitian_complete
+def test_validation_masks_are_drawn_on_the_cpu(monkeypatch):
+    """CPU and CUDA runs validate on the same masks: they come from CPU generators whatever the
+    data's device (a 'meta' batch stands in for CUDA; the old code asked for a generator there)."""
+    import mri_n2n.corruptions.mri as mri_mod
 
-    assert torch.equal(pair.context["mask"], hermitian_complete(expect))
+    devices = []
+    real = mri_mod.seeded_generator
+
+    def recording(seed, device="cpu"):
+        devices.append(torch.device(device).type)
+        return real(seed, device)
+
+    monkeypatch.setattr(mri_mod, "seeded_generator", recording)
+    corr = MRIUndersampling.from_config(Config(density="lines_random"), (32, 32))
+    pair = corr.validation_pair(torch.zeros(2, 1, 32, 32, device="meta"), torch.tensor([11, 12]))
+    assert pair.context["mask"].device.type == "meta" and devices and set(devices) == {"cpu"}
+    cpu = corr.validation_pair(_phantom(32, b=2), torch.tensor([11, 12]))
+    expect = torch.cat([corr.family.sample(1, generator=real(s)) for s in (11, 12)])
+    assert torch.equal(cpu.context["mask"], expect)  # Hermitian draws: already complete
 
 
 def test_kspace_noise_is_one_acquisition_shared_by_both_observations():
