@@ -31,6 +31,7 @@ from .io import atomic_write_text
 from .losses import LOSSES, MRI_LOSSES
 from .masks import DENSITIES
 from .models import MODEL_NAMES
+from .splits import SPLIT_TARGETS
 
 __all__ = [
     "Config",
@@ -74,8 +75,12 @@ class Config:
     # what to learn
     task: str | None = _f(None, "mri (k-space undersampling) or image (photographic noise); "
                           "default: image for the image datasets, else mri", ("mri", "image"))
-    target: str = _f("noisy", "noisy: Noise2Noise (a second corrupted observation); clean: Noise2Clean",
-                     ("noisy", "clean"))
+    target: str = _f("noisy", "noisy: Noise2Noise (a second corrupted observation); clean: Noise2Clean; "
+                     "MRI with one acquisition per slice: ssdu (Yaman 2020) or noisier2noise (Millard "
+                     "and Chiew 2023), which split each acquisition into input and held-out k-space",
+                     ("noisy", "clean", *SPLIT_TARGETS))
+    split: float = _f(0.4, "ssdu/noisier2noise: expected share of each acquisition held out for the loss "
+                      "(SSDU paper: 0.4)")
     preset: str = _f("auto", "auto (paper on a GPU, cpu otherwise), cpu, paper, unrolled (GPU) or tiny",
                      ("auto", "cpu", "paper", "unrolled", "tiny"))
     # data
@@ -211,9 +216,12 @@ MRI_PRESETS: dict[str, dict[str, Any]] = {
 #: augmentation, the cosine schedule).
 _FALLBACK = {"base": 16, "depth": 3, "augment": False, "schedule": "cosine"}
 
+#: Losses of the single-acquisition targets (they read the held-out set from the context).
+SPLIT_LOSSES = ("kspace", "kspace_flat", "kspace_clipped", "kspace_normalized")
+
 #: Fields a resumed run cannot change: they define the model, the data or the corruption.
 RESUME_FIXED = (
-    "task", "target", "dataset", "data_dir", "size", "slices", "axis", "normalize", "density",
+    "task", "target", "split", "dataset", "data_dir", "size", "slices", "axis", "normalize", "density",
     "fraction", "edge", "acceleration", "center_fraction", "complex", "kspace_noise", "augment", "noise",
     "noise_options",
     "loss", "model", "width", "base", "depth", "cascades", "cascade_width", "cascade_depth",
@@ -350,6 +358,23 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
     upd: dict[str, Any] = {"preset": preset, "task": task, "dataset": dataset}
     if cfg.complex is None:  # measured k-space keeps its phase; magnitude datasets are real
         upd["complex"] = task == "mri" and dataset == "kspace"
+    if cfg.target in SPLIT_TARGETS:
+        if task != "mri":
+            raise ConfigError(f"--target {cfg.target} is an MRI target (it splits k-space acquisitions)")
+        if cfg.augment:
+            raise ConfigError(
+                f"--augment: with --target {cfg.target} each slice is acquired once, and augmentation "
+                "would transform the image before acquiring it (only circular shifts, --shift, apply)"
+            )
+        if cfg.loss is not None and cfg.loss not in SPLIT_LOSSES:
+            raise ConfigError(
+                f"--loss {cfg.loss}: --target {cfg.target} learns on held-out k-space; choose from "
+                f"{', '.join(SPLIT_LOSSES)}"
+            )
+        if not 0.0 < cfg.split < 1.0:
+            raise ConfigError(f"--split must lie in (0, 1), got {cfg.split}")
+        # the papers' weightings: SSDU's loss is unweighted, Noisier2Noise's weighted by 1/(1-K)
+        vals = {**vals, "augment": False, "loss": "kspace_flat" if cfg.target == "ssdu" else "kspace"}
     for k, v in vals.items():
         if getattr(cfg, k) is None:
             upd[k] = v

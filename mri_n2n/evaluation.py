@@ -51,7 +51,9 @@ PLAIN = "zero-filled (no 1/p)"
 
 def _method_name(path: Path, ckpt: dict[str, Any], taken: set[str]) -> str:
     cfg = ckpt.get("config", {})
-    base = {"noisy": "N2N", "clean": "N2C"}.get(cfg.get("target"), "model")
+    base = {"noisy": "N2N", "clean": "N2C", "ssdu": "SSDU", "noisier2noise": "Noisier2Noise"}.get(
+        cfg.get("target"), "model"
+    )
     name = base if base not in taken else f"{base} ({path.parent.parent.name or path.stem})"
     while name in taken:
         name += "'"

@@ -17,10 +17,11 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from ..fft import fft2c
+from ..fft import fft2c, ifft2c
 from ..masks import Bernoulli2D, MaskFamily, complete_measurements, make_family
 from ..physics import SpectralSampling
 from ..seeding import seeded_generator
+from ..splits import SPLIT_TARGETS, SplitLaw, make_split, split_loss_density
 from .augment import augment_batch
 from .base import TARGETS, Corruption, Pair
 
@@ -38,9 +39,19 @@ class SamplingSettings(Protocol):
     complex: bool | None
     augment: bool | None
     kspace_noise: float
+    target: str
+    split: float
 
 
-__all__ = ["MRIUndersampling", "random_shift", "smooth_phase"]
+__all__ = ["MRIUndersampling", "random_shift", "smooth_phase", "MEASURED_CHANNELS"]
+
+#: Channels of a measured (undersampled) k-space item: real and imaginary k-space, the mask, and
+#: the keep probability of every bin (see :class:`~mri_n2n.data.kspace.KSpaceSliceDataset`).
+MEASURED_CHANNELS = 4
+#: Salts of the per-slice seeds of a single acquisition (mask, noise, phase), so that a slice
+#: keeps its one acquisition for the whole run.
+_ACQ_SALT = 0xAC90
+
 
 
 # --------------------------------------------------------------------------------------
@@ -111,6 +122,10 @@ class MRIUndersampling(Corruption):
             ``noise_std / sqrt(2)``) added to the k-space of each (normalised) slice: one noisy
             acquisition per slice, from which both observations of a pair are drawn, as a
             scanner gives. The Noise2Clean target stays clean.
+        split: a :class:`~mri_n2n.splits.SplitLaw` for the single-acquisition targets (``ssdu``,
+            ``noisier2noise``): every slice is acquired once (mask, noise and phase seeded by its
+            identity), and each training step splits that acquisition into the input and a
+            held-out set for the k-space loss (:meth:`single_pair`).
     """
 
     task = "mri"
@@ -123,6 +138,7 @@ class MRIUndersampling(Corruption):
         complex_data: bool = False,
         augment: bool = False,
         noise_std: float = 0.0,
+        split: SplitLaw | None = None,
     ) -> None:
         if isinstance(family, torch.Tensor):
             family = Bernoulli2D(family, hermitian=not complex_data, name="bernoulli")
@@ -135,10 +151,23 @@ class MRIUndersampling(Corruption):
         self.noise_std = float(noise_std)
         p = family.keep_probability() if self.complex_data else family.real_keep_probability()
         self.density = p.float()  # the compensation: P(bin in the mask the model works with)
+        if split is not None and augment:
+            raise ValueError(
+                "augmentation transforms the image before it is acquired, which a single acquisition "
+                "per slice does not allow (only circular shifts, a phase ramp of the data, apply)"
+            )
+        self.split = split
+        #: the family is the law of measured training files (recorded in checkpoints)
+        self.measured_law = False
 
     @classmethod
     def from_config(
-        cls, cfg: SamplingSettings, shape: tuple[int, int], *, fraction: float | None = None
+        cls,
+        cfg: SamplingSettings,
+        shape: tuple[int, int],
+        *,
+        fraction: float | None = None,
+        family: MaskFamily | None = None,
     ) -> MRIUndersampling:
         """The corruption a run's config describes, for k-space of ``shape`` (training,
         reconstruction and evaluation alike).
@@ -149,6 +178,8 @@ class MRIUndersampling(Corruption):
             shape: slice shape ``(H, W)``.
             fraction: another mean sampling density (line families: acceleration
                 ``1 / fraction``); ``None`` keeps the config's.
+            family: the acquisitions' law when the data are measured (it replaces the config's
+                mask family, e.g. the law of undersampled training files).
 
         Raises:
             ValueError: the family cannot be built (e.g. a fraction outside ``(0, 1]``).
@@ -164,7 +195,8 @@ class MRIUndersampling(Corruption):
             else:
                 frac = float(fraction)
         complex_data = bool(cfg.complex)
-        family = make_family(
+        given = family is not None
+        family = family or make_family(
             cfg.density,
             shape,
             fraction=frac if frac else None,
@@ -173,13 +205,23 @@ class MRIUndersampling(Corruption):
             center_fraction=cfg.center_fraction,
             hermitian=not complex_data,
         )
-        return cls(
+        split = None
+        target = getattr(cfg, "target", "noisy")
+        if target in SPLIT_TARGETS:
+            p = family.keep_probability() if complex_data else family.real_keep_probability()
+            split = make_split(
+                target, family, p, float(getattr(cfg, "split", 0.4)), hermitian=not complex_data
+            )
+        out = cls(
             family,
             max_shift=min(shape) // 4 if cfg.shift is None else cfg.shift,
             complex_data=complex_data,
-            augment=bool(cfg.augment),
+            augment=bool(cfg.augment) and split is None,
             noise_std=float(getattr(cfg, "kspace_noise", 0.0) or 0.0),
+            split=split,
         )
+        out.measured_law = given
+        return out
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -252,9 +294,101 @@ class MRIUndersampling(Corruption):
         m, y, img = self._observe(k, mask.to(clean.device))
         return Pair(img, clean, {"mask": m, "kspace": y})
 
-    def pair(self, clean: torch.Tensor, *, generator: torch.Generator, target: str = "noisy") -> Pair:
+    # -- single acquisitions (SSDU, Noisier2Noise) --------------------------------------------
+    def acquire_once(self, clean: torch.Tensor, seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each slice's one acquisition, seeded by its identity so it never changes during a run:
+        ``(mask (B, H, W), measured k-space (B, 1, H, W))``. The mask, the k-space noise and (for
+        magnitude data trained as complex) the smooth phase are drawn on the CPU from the seed;
+        real images use the Hermitian completion of the mask."""
+        seeds = [int(v) ^ _ACQ_SALT for v in torch.as_tensor(seeds).tolist()]
+        if self.complex_data and clean.shape[1] == 1:
+            clean = torch.cat(
+                [smooth_phase(clean[i : i + 1], seeded_generator(v ^ 0x5EED)) for i, v in enumerate(seeds)]
+            )
+        k = self._acquire(self._spectrum(clean), [seeded_generator(v ^ 0x401CE) for v in seeds])
+        masks = torch.cat([self.draw_masks(1, seeded_generator(v)) for v in seeds], dim=0)
+        mask, y, _ = self._observe(k, masks.to(clean.device))
+        return mask, y
+
+    @staticmethod
+    def measured_parts(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(mask (B, H, W), k-space (B, 1, H, W), keep probability (B, H, W))`` of a measured
+        batch ``(B, 4, H, W)`` (:data:`MEASURED_CHANNELS`: real, imaginary, mask, probability)."""
+        if batch.ndim != 4 or batch.shape[1] != MEASURED_CHANNELS:
+            raise ValueError(f"a measured batch is (B, {MEASURED_CHANNELS}, H, W), got {tuple(batch.shape)}")
+        mask = batch[:, 2] > 0.5
+        y = torch.complex(batch[:, 0].float(), batch[:, 1].float())[:, None] * mask[:, None]
+        return mask, y, batch[:, 3].float()
+
+    def _shift_data(self, y: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The paper's random circular shift applied to measured data: a phase ramp in k-space
+        (exact; the sampled set does not change)."""
+        if self.max_shift <= 0:
+            return y
+        img = random_shift(ifft2c(y), self.max_shift, generator)
+        return fft2c(img if self.complex_data else img.real) * mask[:, None]
+
+    def _split_pair(
+        self,
+        mask: torch.Tensor,
+        y: torch.Tensor,
+        p: torch.Tensor,
+        inp_mask: torch.Tensor,
+        held: torch.Tensor,
+    ) -> Pair:
+        q = self.split.keep_probability().to(y.device)
+        p_in = (p * q).clamp_min(torch.finfo(torch.float32).tiny)
+        y_in = y * inp_mask[:, None]
+        z = ifft2c(y_in / p_in.reshape(-1, 1, *p_in.shape[-2:]) if p_in.ndim == 3 else y_in / p_in)
+        full = ifft2c(y / p.clamp_min(torch.finfo(torch.float32).tiny).reshape(-1, 1, *p.shape[-2:]))
+        as_model = _to_channels if self.complex_data else (lambda t: t.real)
+        context = {
+            "mask": inp_mask,
+            "kspace": y_in,
+            "target_mask": held,
+            "target_kspace": y * held[:, None],
+            "target_density": split_loss_density(p, q),
+        }
+        return Pair(as_model(z), as_model(full), context)
+
+    def single_pair(self, batch: torch.Tensor, *, generator: torch.Generator, seeds: torch.Tensor) -> Pair:
+        """A training pair from one acquisition per slice (``ssdu`` / ``noisier2noise``).
+
+        ``batch`` is clean ``(B, C, H, W)`` (each slice acquired once by :meth:`acquire_once`) or
+        measured ``(B, 4, H, W)`` (:meth:`measured_parts`). A fresh split of the acquisition:
+        the input is the zero-filled image of ``Omega & keep`` compensated by ``p q``; the
+        context's ``target_*`` entries hold the held-out set, its k-space and
+        ``P(held out | not in the input)`` for :func:`mri_n2n.losses.kspace_loss`. The pair's
+        ``target`` is the compensated zero-filled image of the whole acquisition (for display;
+        the k-space loss does not read it).
+        """
+        if self.split is None:
+            raise ValueError("this corruption has no split law (build it for --target ssdu or noisier2noise)")
+        if batch.shape[1] == MEASURED_CHANNELS:
+            mask, y, p = self.measured_parts(batch)
+        else:
+            mask, y = self.acquire_once(batch, seeds)
+            p = self.density.to(y.device)
+        y = self._shift_data(y, mask, generator)
+        inp_mask, held = self.split.split(mask, generator)
+        return self._split_pair(mask, y, p, inp_mask, held)
+
+    def pair(
+        self,
+        clean: torch.Tensor,
+        *,
+        generator: torch.Generator,
+        target: str = "noisy",
+        seeds: torch.Tensor | None = None,
+    ) -> Pair:
+        if target in SPLIT_TARGETS:
+            if seeds is None:
+                raise ValueError(f"target '{target}' needs each sample's identity (seeds) to acquire it")
+            return self.single_pair(clean, generator=generator, seeds=seeds)
         if target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, got '{target}'")
+            raise ValueError(f"target must be one of {(*TARGETS, *SPLIT_TARGETS)}, got '{target}'")
+        if clean.shape[1] == MEASURED_CHANNELS:
+            raise ValueError(f"undersampled data train only with the targets {SPLIT_TARGETS}")
         clean = self._as_model_data(clean, generator)
         if self.augment:
             clean = augment_batch(clean, generator)
@@ -279,7 +413,18 @@ class MRIUndersampling(Corruption):
 
     def validation_pair(self, clean: torch.Tensor, seeds: torch.Tensor) -> Pair:
         """Fixed corruptions seeded per sample; masks are drawn on the CPU, so CPU and CUDA runs
-        validate on the same masks."""
+        validate on the same masks.
+
+        A measured batch (no clean reference) gets a split seeded per sample, as in training:
+        the validation loss is then the held-out k-space loss."""
+        if clean.shape[1] == MEASURED_CHANNELS:
+            if self.split is None:
+                raise ValueError("measured validation data need a split law (--target ssdu or noisier2noise)")
+            mask, y, p = self.measured_parts(clean)
+            keep = torch.cat(
+                [self.split.draw(1, seeded_generator(int(s) ^ _ACQ_SALT)) for s in seeds.tolist()]
+            ).to(mask.device)
+            return self._split_pair(mask, y, p, mask & keep, mask & ~keep)
         masks = torch.cat([self.draw_masks(1, seeded_generator(int(s))) for s in seeds.tolist()], dim=0)
         return self.measure(clean, masks.to(clean.device), phase_seeds=seeds)
 
@@ -297,4 +442,6 @@ class MRIUndersampling(Corruption):
             "complex_data": self.complex_data,
             "augment": self.augment,
             "noise_std": self.noise_std,
+            "split": None if self.split is None else self.split.describe(),
+            "measured_law": self.family.describe() if self.measured_law else None,
         }

@@ -49,6 +49,7 @@ from ..metrics import psnr, ssim
 from ..models import uses_measurements
 from ..plots import image_panel, provenance_view, reconstruction_panel
 from ..seeding import seeded_generator
+from ..splits import SPLIT_TARGETS
 from .experiment import build_experiment, build_model_for
 from .schedule import learning_rate, optimizer_schedule
 
@@ -98,6 +99,8 @@ _CSV_FIELDS = [
     "val_psnr",
     "val_ssim_input",
     "val_ssim",
+    "val_heldout_loss_input",
+    "val_heldout_loss",
     "seconds",
     "slices_per_s",
 ]
@@ -262,14 +265,23 @@ class Trainer:
         return out.float()
 
     # -- one step ---------------------------------------------------------------------
-    def train_step(self, clean: torch.Tensor) -> float:
-        """One optimisation step on a clean batch; returns the loss."""
+    def train_step(self, clean: torch.Tensor, ident: torch.Tensor | None = None) -> float:
+        """One optimisation step on a clean (or, for the single-acquisition targets, measured)
+        batch; returns the loss. ``ident``: the samples' identities, which seed each slice's one
+        acquisition for ``--target ssdu|noisier2noise``."""
         lr, beta1 = optimizer_schedule(self.step, self.total_steps, self.cfg, self.steps_per_epoch)
         for group in self.opt.param_groups:  # from the step alone, so a resumed run agrees
             group["lr"] = lr
             group["betas"] = (beta1, group["betas"][1])
         clean = self._to_device(clean)
-        pair = self.corruption.pair(clean, generator=self.gen, target=self.cfg.target)
+        if self.cfg.target in SPLIT_TARGETS:
+            if ident is None:
+                raise ValueError(f"--target {self.cfg.target} needs the batch's sample identities")
+            pair = self.corruption.pair(
+                clean, generator=self.gen, target=self.cfg.target, seeds=torch.as_tensor(ident)
+            )
+        else:
+            pair = self.corruption.pair(clean, generator=self.gen, target=self.cfg.target)
         out = self.corruption.project(self._forward(self.net, pair.input, pair.context), pair.context)
         progress = self.step / max(self.total_steps, 1)
         loss = self.loss_fn(out, pair.target, pair.context, progress)
@@ -293,6 +305,8 @@ class Trainer:
     def validate(self, *, figure: str | os.PathLike | None = None) -> dict[str, float]:
         """PSNR (peak 1.0) and SSIM of the input and of the projected output against the clean
         reference, on fixed validation corruptions seeded from each sample's identity."""
+        if getattr(self.exp.valid_set, "measured", False):
+            return self._validate_heldout()
         self.model.eval()
         vs = self.exp.valid_set
         n = len(vs) if self.cfg.val_limit is None else min(len(vs), self.cfg.val_limit)
@@ -324,6 +338,28 @@ class Trainer:
         if figure is not None and shown is not None and self.is_main:
             self._figure(figure, shown[1:], res)
         return res
+
+    @torch.no_grad()
+    def _validate_heldout(self) -> dict[str, float]:
+        """Validation without a reference (undersampled files): the training loss on held-out
+        k-space, with splits seeded per sample, for the network and for its zero-filled input."""
+        self.model.eval()
+        vs = self.exp.valid_set
+        n = len(vs) if self.cfg.val_limit is None else min(len(vs), self.cfg.val_limit)
+        bs = self.cfg.val_batch_size or self.cfg.batch_size
+        loader = DataLoader(torch.utils.data.Subset(vs, list(range(n))), batch_size=bs)
+        sums = {"val_heldout_loss": 0.0, "val_heldout_loss_input": 0.0}
+        count = 0
+        for batch, ident in loader:
+            batch = self._to_device(batch)
+            pair = self.corruption.validation_pair(batch, torch.as_tensor(ident))
+            out = self.corruption.project(self._forward(self.model, pair.input, pair.context), pair.context)
+            b = batch.shape[0]
+            for key, img in (("val_heldout_loss", out), ("val_heldout_loss_input", pair.input)):
+                sums[key] += float(self.loss_fn(img, pair.target, pair.context, 1.0)) * b
+            count += b
+        self.model.train()
+        return {k: v / max(count, 1) for k, v in sums.items()}
 
     def _figure(self, path, shown, res) -> None:
         index, mask, ref, inp, rec = shown
@@ -413,8 +449,8 @@ class Trainer:
             old_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
             while self.step < stop_at:
-                clean, _ = next(stream)
-                loss = self.train_step(clean)
+                clean, ident = next(stream)
+                loss = self.train_step(clean, ident)
                 loss_sum += loss
                 loss_n += 1
                 seen += clean.shape[0] * self.world
@@ -458,19 +494,26 @@ class Trainer:
             "slices_per_s": seen / max(elapsed, 1e-9),
         }
         self._log(row)
-        if res:
+        if res and "val_psnr" in res:
             self._print(
                 f"epoch {self.epoch:4d} step {self.step:6d}  loss {train_loss:.5f}  "
                 f"val PSNR {res['val_psnr_input']:.2f} -> {res['val_psnr']:.2f} dB  "
                 f"SSIM {res['val_ssim_input']:.3f} -> {res['val_ssim']:.3f}"
             )
-            if res["val_psnr"] > self.best:
-                self.best = res["val_psnr"]
+        elif res:
+            self._print(
+                f"epoch {self.epoch:4d} step {self.step:6d}  loss {train_loss:.5f}  val held-out k-space "
+                f"loss {res['val_heldout_loss_input']:.5f} (zero-filled) -> {res['val_heldout_loss']:.5f}"
+            )
+        if res:
+            score = res["val_psnr"] if "val_psnr" in res else -res["val_heldout_loss"]
+            if score > self.best:
+                self.best = score
                 self.save("best")
         self.save("last")
 
     def _summary(self, seconds: float, interrupted: bool) -> dict[str, Any]:
-        rows = [r for r in self.history if "val_psnr" in r]
+        rows = [r for r in self.history if "val_psnr" in r or "val_heldout_loss" in r]
         last = rows[-1] if rows else {}
         summary: dict[str, Any] = {
             "task": self.cfg.task,
@@ -482,7 +525,9 @@ class Trainer:
             "val_ssim": last.get("val_ssim"),
             "val_psnr_input": last.get("val_psnr_input"),
             "val_ssim_input": last.get("val_ssim_input"),
-            "best_val_psnr": self.best if rows else None,
+            "best_val_psnr": self.best if rows and "val_psnr" in last else None,
+            "val_heldout_loss": last.get("val_heldout_loss"),
+            "val_heldout_loss_input": last.get("val_heldout_loss_input"),
             "epochs": self.epoch,
             "steps": self.step,
             "total_steps": self.total_steps,
@@ -567,6 +612,12 @@ def resume(out: str | os.PathLike, typed: Mapping[str, Any] | None = None) -> di
 
 
 def _final_table(s: dict[str, Any]) -> str:
+    if s.get("val_psnr") is None and s.get("val_heldout_loss") is not None:
+        return (
+            f"\nheld-out k-space loss (no reference): zero-filled {s['val_heldout_loss_input']:.5f} -> "
+            f"reconstruction {s['val_heldout_loss']:.5f} after {s['steps']} steps "
+            f"({s['train_seconds']:.0f} s)"
+        )
     if s.get("val_psnr") is None:
         return "no validation was run"
     return (

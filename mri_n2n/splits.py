@@ -1,0 +1,233 @@
+"""Splitting one acquisition into a network input and a held-out loss set (single-acquisition
+self-supervision: SSDU and Noisier2Noise).
+
+Noise2Noise needs two independent acquisitions of a slice. With one acquisition ``Omega``
+(mask drawn with keep probability ``p``), the methods below draw a *split* ``keep`` independent
+of ``Omega`` at every training step: the network sees ``Omega & keep`` (and keeps it in its data
+consistency) and the loss is computed on the held-out set ``Omega & ~keep``.
+
+- ``ssdu`` (Yaman et al., MRM 2020): each acquired bin is held out independently with a
+  probability ``s(k)`` shaped like a centred Gaussian (standard deviation ``N / 4`` along each
+  axis, as the paper's code selects its loss points), scaled so that the expected held-out
+  share of the acquired bins is ``rho`` (paper: 0.4); a central 5 x 5 block always stays in
+  the input (the paper's small 4 x 4 ACS block, made symmetric about DC). The split is
+  point-wise for every mask family.
+- ``noisier2noise`` (Millard and Chiew, IEEE TCI 2023): the kept set is a second mask ``Lambda``
+  drawn from a family of the acquisition's own kind (2-D families: the same density at another
+  mean; line families: random lines with the same fully sampled centre, since two independent
+  equispaced lattices rarely intersect), whose mean is solved so that the expected held-out
+  share is again ``rho``.
+
+Both give, for every bin, the exact laws the corruption and the loss need (``q`` is the
+probability that an acquired bin stays in the input, the split being independent of ``Omega``):
+
+- input keep probability ``P(k in Omega & keep) = p q``: the input's ``1 / p`` compensation;
+- ``P(k held out | k not in the input) = p (1 - q) / (1 - p q)``: with ``1 /`` this as the weight
+  of a k-space L2 on the held-out set, its expectation given the input is the L2 against the
+  *fully sampled* k-space on every bin the input lacks (plus the measurement noise). This is
+  Millard and Chiew's weighted SSDU, their ``(1 - K)^{-1}`` with ``1 - K = p (1 - q) / (1 - p q)``:
+  the Noisier2Noise correction folded into the loss, so the network estimates the full spectrum
+  directly and inference needs no correction. With a flat weight the per-bin minimiser is the
+  same, only the balance between frequencies changes (SSDU's unweighted loss).
+
+Real images (Hermitian-completed acquisitions) get conjugate-symmetric splits, so the input and
+the held-out set stay Hermitian.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .masks import LINE_FAMILIES, MaskFamily, _center_set, _mirror2, make_family
+
+__all__ = ["SPLIT_TARGETS", "SplitLaw", "make_split", "split_loss_density"]
+
+#: Training targets that learn from one acquisition per slice.
+SPLIT_TARGETS = ("ssdu", "noisier2noise")
+#: SSDU: the central block ``|k| <= SSDU_ACS / 2`` (5 x 5) always stays in the input (Yaman et al.
+#: keep a 4 x 4 block; ours is symmetric about DC so real images keep Hermitian sets).
+SSDU_ACS = 4
+#: SSDU: the selection Gaussian's standard deviation is ``N / SSDU_STD_SCALE`` along each axis.
+SSDU_STD_SCALE = 4.0
+
+
+def _bisect(fn, lo: float, hi: float, target: float, *, increasing: bool, iters: int = 60) -> float:
+    """``x`` in ``[lo, hi]`` with ``fn(x) ~= target`` for a monotone ``fn``."""
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if (fn(mid) < target) == increasing:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _held_share(p: torch.Tensor, q: torch.Tensor) -> float:
+    """Expected share of the acquired bins that the split holds out."""
+    p = p.double()
+    return float((p * (1 - q.double())).sum() / p.sum().clamp_min(1e-12))
+
+
+def _symmetric_uniform(b: int, shape: tuple[int, int], g: torch.Generator | None, device) -> torch.Tensor:
+    """Uniform draws ``(B, H, W)`` shared by each pair of partner bins ``k, -k``."""
+    h, w = shape
+    u = torch.rand((b, h * w), generator=g, device=g.device if g is not None else device).to(device)
+    lin = torch.arange(h * w, device=device).reshape(h, w)
+    rep = torch.minimum(lin, _mirror2(lin)).flatten()
+    return u[:, rep].reshape(b, h, w)
+
+
+class SplitLaw:
+    """A random split of acquired bins into an input set and a held-out set.
+
+    Attributes:
+        kind: ``"ssdu"`` or ``"noisier2noise"``.
+        shape: ``(H, W)``.
+        rho: expected share of the acquired bins held out.
+        hermitian: conjugate-symmetric splits (real images).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        shape: tuple[int, int],
+        rho: float,
+        *,
+        hermitian: bool,
+        keep: torch.Tensor | None = None,
+        family: MaskFamily | None = None,
+    ) -> None:
+        if kind not in SPLIT_TARGETS:
+            raise ValueError(f"split kind must be one of {SPLIT_TARGETS}, got {kind!r}")
+        if (keep is None) == (family is None):
+            raise ValueError("a split law is defined by point-wise keep probabilities or by a mask family")
+        self.kind = kind
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.rho = float(rho)
+        self.hermitian = bool(hermitian)
+        self._keep = None if keep is None else keep.float().cpu()
+        self.family = family
+
+    def keep_probability(self) -> torch.Tensor:
+        """``q``: probability ``(H, W)`` that an acquired bin stays in the input."""
+        if self._keep is not None:
+            return self._keep.clone()
+        return self.family.keep_probability().float()
+
+    def draw(self, batch: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """Kept sets ``(B, H, W)`` (bool), drawn independently of any acquisition."""
+        if device is None:
+            device = generator.device if generator is not None else "cpu"
+        device = torch.device(device)
+        if self.family is not None:
+            return self.family.sample(batch, generator=generator, device=device)
+        q = self._keep.to(device)
+        if self.hermitian:
+            u = _symmetric_uniform(batch, self.shape, generator, device)
+        else:
+            g = generator
+            u = torch.rand((batch, *self.shape), generator=g, device=g.device if g else device).to(device)
+        return u < q
+
+    def split(
+        self, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input set, held-out set)`` of acquired masks ``(B, H, W)``: disjoint, and their
+        union is the acquired set."""
+        mask = mask.bool()
+        keep = self.draw(mask.shape[0], generator, device=mask.device).to(mask.device)
+        return mask & keep, mask & ~keep
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description (recorded with the run)."""
+        d: dict[str, Any] = {"kind": self.kind, "rho": self.rho, "hermitian": self.hermitian}
+        if self.family is not None:
+            d["second_mask"] = self.family.describe()
+        else:
+            d.update(selection="gaussian", std_scale=SSDU_STD_SCALE, acs=SSDU_ACS)
+        return d
+
+    def __repr__(self) -> str:
+        return f"SplitLaw({self.describe()})"
+
+
+def _ssdu_keep(p: torch.Tensor, rho: float) -> torch.Tensor:
+    h, w = p.shape
+    ky = torch.arange(h, dtype=torch.float64) - h // 2
+    kx = torch.arange(w, dtype=torch.float64) - w // 2
+    sy, sx = max(h - 1, 1) / SSDU_STD_SCALE, max(w - 1, 1) / SSDU_STD_SCALE
+    g = torch.exp(-0.5 * ((ky[:, None] / sy) ** 2 + (kx[None, :] / sx) ** 2))
+    a = SSDU_ACS // 2  # |k| <= a on both axes: symmetric about DC, so real images keep Hermitian sets
+    acs = (ky.abs()[:, None] <= a) & (kx.abs()[None, :] <= a)
+    g = torch.where(acs, torch.zeros_like(g), g)
+
+    def share(c: float) -> float:
+        return _held_share(p, 1 - (c * g).clamp(max=1.0))
+
+    if share(1e6) < rho:
+        raise ValueError(f"ssdu: cannot hold out {rho:.0%} of the acquired bins (at most {share(1e6):.0%})")
+    c = _bisect(share, 0.0, 1e6, rho, increasing=True)
+    return (1 - (c * g).clamp(max=1.0)).float()
+
+
+def _second_family(acquisition: MaskFamily, p: torch.Tensor, rho: float, hermitian: bool) -> MaskFamily:
+    shape = acquisition.shape
+    params = acquisition.describe()
+    if acquisition.name in LINE_FAMILIES or acquisition.lines:
+        kind = acquisition.name if acquisition.name in ("lines_random", "lines_gaussian") else "lines_random"
+        cf = float(params.get("center_fraction", 0.08))
+
+        def fam(r: float) -> MaskFamily:
+            return make_family(kind, shape, acceleration=r, center_fraction=cf, hermitian=hermitian)
+
+        hi = max(shape[1] / max(int(_center_set(shape[1], cf, hermitian).sum()), 1), 1.0) * 0.999
+        if _held_share(p, fam(hi).keep_probability()) < rho:
+            raise ValueError(f"noisier2noise: a second line mask cannot hold out {rho:.0%} of the data")
+        r = _bisect(lambda r: _held_share(p, fam(r).keep_probability()), 1.0, hi, rho, increasing=True)
+        return fam(r)
+    kind = acquisition.name if acquisition.name in ("exp", "gaussian", "uniform") else "exp"
+
+    def fam2(f: float) -> MaskFamily:
+        return make_family(kind, shape, fraction=f, hermitian=hermitian)
+
+    f = _bisect(lambda f: _held_share(p, fam2(f).keep_probability()), 1e-3, 1.0, rho, increasing=False)
+    return fam2(f)
+
+
+def make_split(
+    kind: str, acquisition: MaskFamily, p: torch.Tensor, rho: float = 0.4, *, hermitian: bool = False
+) -> SplitLaw:
+    """The split law of a single-acquisition target for acquisitions from ``acquisition``.
+
+    Args:
+        kind: ``"ssdu"`` or ``"noisier2noise"`` (see the module docstring).
+        acquisition: the acquisition's mask family (its kind shapes Noisier2Noise's second mask).
+        p: the acquired sets' keep probability ``(H, W)`` (for real images, that of the
+            Hermitian completion).
+        rho: expected share of the acquired bins held out, in (0, 1).
+        hermitian: conjugate-symmetric splits (real images).
+
+    Raises:
+        ValueError: unknown kind, ``rho`` outside (0, 1), or a share the law cannot reach.
+    """
+    if not 0.0 < float(rho) < 1.0:
+        raise ValueError(f"the held-out share must lie in (0, 1), got {rho}")
+    p = p.float().cpu()
+    if kind == "ssdu":
+        return SplitLaw(kind, acquisition.shape, rho, hermitian=hermitian, keep=_ssdu_keep(p, float(rho)))
+    if kind == "noisier2noise":
+        fam = _second_family(acquisition, p, float(rho), hermitian)
+        return SplitLaw(kind, acquisition.shape, rho, hermitian=hermitian, family=fam)
+    raise ValueError(f"split kind must be one of {SPLIT_TARGETS}, got {kind!r}")
+
+
+def split_loss_density(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``P(k held out | k not in the input) = p (1 - q) / (1 - p q)`` (1 where the input always
+    has the bin: such bins are never held out, their weight is never used)."""
+    p, q = p.float(), q.to(p.device).float()
+    num = p * (1 - q)
+    den = 1 - p * q
+    out = num / den.clamp_min(1e-12)
+    return torch.where(den > 1e-7, out, torch.ones_like(out)).clamp(0.0, 1.0)
