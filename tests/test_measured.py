@@ -14,10 +14,10 @@ from torch import nn
 
 from mri_n2n.checkpoint import save_checkpoint
 from mri_n2n.config import Config
+from mri_n2n.data.measured import check_centred, crop_readout
 from mri_n2n.io import read_kspace_input
 from mri_n2n.reconstruct import main
 from mri_n2n.reconstruction import ReconstructionError, Reconstructor
-from mri_n2n.reconstruction.measured import check_centred, crop_readout
 
 ENC = (32, 20)  # readout x phase encode, the readout oversampled 2x (fastMRI: 640 x 368)
 RECON = (16, 16)  # the reconstruction matrix (fastMRI: 320 x 320)

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from torch.utils.data import Dataset
 
+from ..splits import SPLIT_TARGETS
 from .base import check_data_dir
 from .folders import build_folder_datasets
 from .ixi import build_ixi_datasets
@@ -43,6 +44,7 @@ def build_mri_datasets(
     complex_kspace: bool = False,
     valid_fraction: float = 0.2,
     seed: int = 0,
+    undersampled: bool = False,
 ) -> tuple[Dataset, Dataset]:
     """Build the (train, valid) datasets of an MRI data source.
 
@@ -64,6 +66,9 @@ def build_mri_datasets(
             (volumes). IXI uses the paper's subjects instead (see
             :func:`~mri_n2n.data.ixi.build_ixi_datasets`).
         seed: seeds the deterministic split by volume of ``nifti``/``dicom``/``kspace``.
+        undersampled: ``kspace`` only: accept prospectively undersampled files (one acquisition
+            per slice, for the single-acquisition targets); they yield measurements
+            (:class:`~mri_n2n.data.undersampled.UndersampledKSpaceDataset`).
 
     Returns:
         ``(train, valid)`` datasets yielding ``(image, ident)``.
@@ -107,6 +112,7 @@ def build_mri_datasets(
             complex_kspace=complex_kspace,
             valid_fraction=valid_fraction,
             seed=seed,
+            undersampled=undersampled,
         )
     return build_folder_datasets(
         name,
@@ -133,4 +139,5 @@ def mri_datasets_from_config(cfg: DataSettings) -> tuple[Dataset, Dataset]:
         normalize=cfg.normalize,
         complex_kspace=bool(cfg.complex),
         seed=0,
+        undersampled=getattr(cfg, "target", "noisy") in SPLIT_TARGETS,
     )

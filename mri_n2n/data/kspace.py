@@ -46,6 +46,7 @@ from ..seeding import stable_ident
 from .base import DataDirError
 from .folders import split_by_key
 from .slices import block_split, center_pad_crop, volume_scale, warn_if_cropped
+from .undersampled import UndersampledKSpaceDataset, is_undersampled
 
 __all__ = [
     "kspace_to_image",
@@ -237,18 +238,40 @@ def build_kspace_datasets(
     complex_kspace: bool = False,
     valid_fraction: float = 0.2,
     seed: int = 0,
-) -> tuple[KSpaceSliceDataset, KSpaceSliceDataset]:
+    undersampled: bool = False,
+) -> tuple[Dataset, Dataset]:
     """Train and validation datasets from a folder of k-space files (see the module docstring).
 
+    ``undersampled``: the run learns from one acquisition per slice (``--target ssdu`` or
+    ``noisier2noise``); a folder of prospectively undersampled files then gives
+    :class:`~mri_n2n.data.undersampled.UndersampledKSpaceDataset` (measurements, no reference),
+    a folder of fully sampled files the usual clean slices (each acquired once by the corruption).
+
     Raises:
-        DataDirError: no ``.h5``/``.hdf5`` file.
-        VolumeError: a file is unreadable, multi-coil, undersampled (names it).
+        DataDirError: no ``.h5``/``.hdf5`` file, or fully sampled and undersampled files mixed.
+        VolumeError: a file is unreadable, multi-coil, or undersampled without ``undersampled``
+            (names it).
     """
     root = Path(data_dir)
     files = find_kspace_files(root)
     if not files:
         raise DataDirError(f"data dir {root} contains no k-space files (.h5, .hdf5)")
     keys = [f.name if root.is_file() else f.relative_to(root).as_posix() for f in files]
+    under = [is_undersampled(f) for f in files]
+    if any(under):
+        first = files[under.index(True)]
+        if not undersampled:
+            raise VolumeError(
+                f"{first}: undersampled k-space; train on undersampled files with --target ssdu or "
+                "noisier2noise (one acquisition per slice), or give fully sampled files"
+            )
+        if not all(under):
+            raise DataDirError(
+                f"data dir {root}: {sum(under)} undersampled and {len(files) - sum(under)} fully sampled "
+                "files; use one kind per run"
+            )
+        return _split_files(UndersampledKSpaceDataset, files, keys, valid_fraction, seed,
+                            dict(size=size, slices=slices, normalize=normalize))
     common = dict(size=size, slices=slices, normalize=normalize, complex_kspace=complex_kspace)
     shapes = []
     for f in files:
@@ -271,4 +294,21 @@ def build_kspace_datasets(
     return (
         KSpaceSliceDataset([files[i] for i in train], keys=[keys[i] for i in train], **common),
         KSpaceSliceDataset([files[i] for i in valid], keys=[keys[i] for i in valid], **common),
+    )
+
+
+def _split_files(cls, files, keys, valid_fraction: float, seed: int, common: dict) -> tuple[Dataset, Dataset]:
+    """Train/validation datasets of ``cls`` split by file (a single file: slice blocks)."""
+    if len(files) == 1 and valid_fraction > 0:
+        whole = cls(files, keys=keys, **common)
+        idx = [k for _, k in whole._rows]
+        tr, va = block_split(idx, valid_fraction=valid_fraction, spacing_mm=1.0, gap_mm=5.0)
+        return (
+            cls(files, keys=keys, keep={keys[0]: tr}, **common),
+            cls(files, keys=keys, keep={keys[0]: va}, **common),
+        )
+    train, valid = split_by_key(keys, valid_fraction=valid_fraction, seed=seed)
+    return (
+        cls([files[i] for i in train], keys=[keys[i] for i in train], **common),
+        cls([files[i] for i in valid], keys=[keys[i] for i in valid], **common),
     )

@@ -123,7 +123,7 @@ def crop_readout(
 def law_mismatch(trained: MaskFamily, measured: MaskFamily, *, tolerance: float = 1.25) -> str | None:
     """A one-line warning when ``measured`` differs from the ``trained`` family in kind (2-D
     versus lines) or in rate (by more than ``tolerance`` either way); else ``None``."""
-    kind_t = "1-D lines" if trained.name in LINE_FAMILIES else "2-D"
+    kind_t = "1-D lines" if trained.name in LINE_FAMILIES or trained.lines else "2-D"
     kind_m = "1-D lines" if measured.lines else "2-D"
     ft, fm = trained.fraction, measured.fraction
     notes = []

@@ -7,7 +7,9 @@ Nothing here is used by training on real data. The writers produce:
 - :func:`write_dicom_series`: a single-frame MR DICOM series (one file per slice, files
   written in shuffled order, with rescale slope/intercept and any orientation);
 - :func:`write_enhanced_dicom`: one enhanced multi-frame MR DICOM file (frames shuffled);
-- :func:`write_fastmri_h5`: a fastMRI-style single-coil k-space file.
+- :func:`write_fastmri_h5`: a fastMRI-style single-coil k-space file;
+- :func:`write_undersampled_folder`: a folder of prospectively undersampled fastMRI-style
+  files (one acquisition per slice: its own line mask, a smooth phase, k-space noise).
 
 The DICOM writers take the volume in NIfTI voxel order ``(i, j, k)`` and store
 ``array[:, :, k].T`` as slice ``k`` (rows = ``j``, columns = ``i``), the convention of
@@ -31,6 +33,7 @@ from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, MRImageS
 
 from ..fft import fft2c
 from ..io import atomic_path
+from ..masks import make_family
 
 __all__ = [
     "phantom_volume",
@@ -42,6 +45,7 @@ __all__ = [
     "write_dicom_series",
     "write_enhanced_dicom",
     "write_fastmri_h5",
+    "write_undersampled_folder",
 ]
 
 
@@ -442,3 +446,59 @@ def _ismrmrd_header(encoded: tuple[int, int], recon: tuple[int, int]) -> str:
         + space("reconSpace", recon)
         + "</encoding></ismrmrdHeader>"
     )
+
+
+def _smooth_phase_np(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A smooth random phase map (a random low-order polynomial), as B0 and coil phase are."""
+    h, w = shape
+    yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+    c = rng.uniform(-1, 1, 6)
+    poly = c[0] + c[1] * yy + c[2] * xx + c[3] * yy * xx + c[4] * yy**2 + c[5] * xx**2
+    return (np.pi / 2 * poly).astype(np.float32)
+
+
+def write_undersampled_folder(
+    out_dir: str | os.PathLike,
+    images: np.ndarray,
+    *,
+    files: int = 4,
+    family: str = "lines_random",
+    acceleration: float = 4.0,
+    center_fraction: float = 0.08,
+    noise_std: float = 0.02,
+    oversample: int = 2,
+    seed: int = 0,
+    reference: bool = False,
+) -> list[Path]:
+    """Write magnitude slices ``(S, H, W)`` (peak about 1) as ``files`` prospectively
+    undersampled fastMRI-style files (consecutive blocks of slices): every slice gets a smooth
+    random phase, complex k-space noise of ``noise_std`` and its own mask of whole columns from
+    ``family`` (stored as a 3-D ``mask`` dataset), as a scanner acquires each slice once. The
+    mask law is not recorded (readers estimate it). ``reference``: also store
+    ``reconstruction_esc`` (for scoring only; single-acquisition training never reads it).
+
+    Returns:
+        The files written.
+    """
+    imgs = np.asarray(images, np.float32)
+    if imgs.ndim != 3:
+        raise ValueError(f"images must be (slices, H, W), got shape {imgs.shape}")
+    s_, h, w = imgs.shape
+    rng = np.random.default_rng(seed)
+    fam = make_family(family, (oversample * h, w), acceleration=acceleration, center_fraction=center_fraction)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, block in enumerate(np.array_split(np.arange(s_), max(int(files), 1))):
+        if len(block) == 0:
+            continue
+        cplx = np.stack([imgs[j] * np.exp(1j * _smooth_phase_np((h, w), rng)) for j in block])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        masks = fam.sample(len(block), generator=gen).numpy().astype(np.float32)
+        path = out / f"acq{i:03d}.h5"
+        write_fastmri_h5(
+            path, cplx, mask=masks, oversample=oversample, noise_std=noise_std,
+            seed=int(rng.integers(2**31)), reference=reference,
+        )
+        paths.append(path)
+    return paths

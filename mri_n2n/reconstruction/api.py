@@ -16,6 +16,7 @@ from ..checkpoint import (
 )
 from ..config import Config
 from ..corruptions import MRIUndersampling
+from ..data.measured import CenteringError, check_centred, crop_readout, file_mask_law, law_mismatch
 from ..devices import resolve_device
 from ..io.kspace import KSpaceInput, as_kspace, expand_mask
 from ..masks import MaskFamily, family_from_description
@@ -29,7 +30,6 @@ from .engine import (
     reconstruct_volume,
     simulate_kspace,
 )
-from .measured import CenteringError, check_centred, crop_readout, file_mask_law, law_mismatch
 
 __all__ = ["Reconstructor"]
 
@@ -69,6 +69,8 @@ class Reconstructor:
         self.amp = amp
         self.batch_size = check_batch(batch_size)
         self.checkpoint: str | None = None
+        #: the law of the undersampled files a checkpoint trained on (``None``: the config's family)
+        self.trained_law: MaskFamily | None = None
         self._densities: dict[tuple[int, int], torch.Tensor] = {}
 
     @classmethod
@@ -124,6 +126,12 @@ class Reconstructor:
             )
         rec = cls(model, config, device=dev, amp=amp, batch_size=batch_size)
         rec.checkpoint = str(resolve_checkpoint(path))
+        law = (ckpt.get("corruption") or {}).get("measured_law")
+        if law:  # trained on undersampled files: their law, not the config's family
+            try:
+                rec.trained_law = family_from_description(law)
+            except ValueError as e:
+                raise CheckpointError(f"{path}: unreadable training mask law ({e})") from None
         return rec
 
     @property
@@ -173,7 +181,7 @@ class Reconstructor:
 
         The ``1 / p`` compensation uses the law the mask was drawn from: ``law`` when given (a
         :class:`~mri_n2n.masks.MaskFamily` or its description), else an estimate from the mask
-        (:func:`~mri_n2n.reconstruction.measured.file_mask_law`). Non-centred k-space is refused;
+        (:func:`~mri_n2n.data.measured.file_mask_law`). Non-centred k-space is refused;
         a law unlike the checkpoint's training masks adds a warning to the result.
 
         Raises:
@@ -196,7 +204,7 @@ class Reconstructor:
             raise ReconstructionError(str(e)) from None
         notes = []
         if fam is not None:
-            note = law_mismatch(self.family(k.shape[1:]), fam)
+            note = law_mismatch(self.trained_law or self.family(k.shape[1:]), fam)
             if note:
                 notes.append(note)
         result = reconstruct_kspace(

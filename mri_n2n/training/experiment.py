@@ -32,7 +32,12 @@ def build_experiment(cfg: Config) -> Experiment:
     if cfg.task == "mri":
         complex_data = bool(cfg.complex)
         train_set, valid_set = mri_datasets_from_config(cfg)
-        corruption = MRIUndersampling.from_config(cfg, (cfg.size, cfg.size))
+        family = None
+        if getattr(train_set, "measured", False):  # undersampled files: their own mask law
+            if not complex_data:
+                raise ValueError("undersampled k-space files train as complex data (drop --complex false)")
+            family = train_set.family()
+        corruption = MRIUndersampling.from_config(cfg, (cfg.size, cfg.size), family=family)
         return Experiment(train_set, valid_set, corruption, cfg.loss or "l2", 2 if complex_data else 1)
     train_set, valid_set = build_image_datasets(
         cfg.dataset, data_dir=cfg.data_dir, crop=cfg.size, noise=cfg.noise, seed=cfg.seed
