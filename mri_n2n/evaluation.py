@@ -99,6 +99,12 @@ def evaluate_mri(
     )
     complex_data = cfg.complex
     _, valid = mri_datasets_from_config(cfg)
+    if getattr(valid, "measured", False):
+        raise ValueError(
+            f"{cfg.data_dir}: undersampled files have no fully sampled slices to evaluate against; "
+            "give fully sampled data (--dataset, --data-dir), or run `mri-n2n reconstruct` on files "
+            "that store reconstruction_esc"
+        )
     corruption = MRIUndersampling.from_config(cfg, (cfg.size, cfg.size))
     taken: set[str] = {"zero-filled", "CS-TV"}
     models: list[tuple[str, torch.nn.Module]] = []
