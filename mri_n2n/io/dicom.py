@@ -7,6 +7,11 @@ rows, ``k`` the slices sorted by ``ImagePositionPatient`` projected on ``row x c
 (or by ``InstanceNumber``). So ``array[:, :, k] == pixel_array_k.T`` after rescaling, and
 the affine is built in LPS and converted to RAS.
 
+Values: the Modality LUT rescale (``RescaleSlope``/``RescaleIntercept``, or an enhanced file's
+Pixel Value Transformation) when a frame has one; otherwise the first linear item of its Real World
+Value Mapping Sequence (what :func:`write_dicom_series` writes, as the MR Image IOD has no Modality
+LUT); otherwise the stored values. ``meta["value_mapping"]`` says which.
+
 Writing (:func:`write_dicom_series`, re-exported from :mod:`mri_n2n.io.dicom_write`) makes
 a new single-frame MR series.
 """
@@ -66,6 +71,7 @@ class _Frame:
     spacing: np.ndarray | None  # (row spacing, column spacing)
     slope: float
     intercept: float
+    mapping: str  # "rescale", "real world value" or "none": where slope and intercept come from
     order: float  # InstanceNumber / in-stack position fallback
     thickness: float | None
     between: float | None
@@ -103,6 +109,31 @@ def _seq_attr(groups: Sequence[Any], seq: str, attr: str) -> Any:
     return None
 
 
+def _rwv_linear(items: Any) -> tuple[float, float] | None:
+    """(slope, intercept) of the first linear item of a Real World Value Mapping Sequence (items
+    with a LUT instead of a slope are skipped)."""
+    for item in items or ():
+        slope = _float(item.get("RealWorldValueSlope"))
+        if slope is not None:
+            inter = _float(item.get("RealWorldValueIntercept"))
+            return slope, 0.0 if inter is None else inter
+    return None
+
+
+def _value_mapping(
+    slope: float | None, inter: float | None, groups: Sequence[Any]
+) -> tuple[float, float, str]:
+    """(slope, intercept, source): the rescale when there is one, else a linear Real World Value
+    Mapping from the first of ``groups`` (datasets or functional groups) that has one, else 1, 0."""
+    if slope is not None or inter is not None:
+        return (1.0 if slope is None else slope), (0.0 if inter is None else inter), "rescale"
+    for g in groups:
+        rwv = _rwv_linear(g.get("RealWorldValueMappingSequence")) if g is not None else None
+        if rwv is not None:
+            return rwv[0], rwv[1], "real world value"
+    return 1.0, 0.0, "none"
+
+
 def _frames_of(ds: Any, path: str) -> list[_Frame]:
     """Describe every frame of a DICOM dataset (single- or multi-frame)."""
     uid = str(ds.get("SeriesInstanceUID", "") or "")
@@ -127,6 +158,7 @@ def _frames_of(ds: Any, path: str) -> list[_Frame]:
     instance = _float(ds.get("InstanceNumber"))
     frames = []
     if n_frames == 1 and not per:
+        slope, inter, mapping = _value_mapping(top_slope, top_inter, [ds])
         frames.append(
             _Frame(
                 path,
@@ -136,8 +168,9 @@ def _frames_of(ds: Any, path: str) -> list[_Frame]:
                 top_iop,
                 top_ipp,
                 top_spacing,
-                1.0 if top_slope is None else top_slope,
-                0.0 if top_inter is None else top_inter,
+                slope,
+                inter,
+                mapping,
                 0.0 if instance is None else instance,
                 top_thick,
                 top_between,
@@ -159,6 +192,9 @@ def _frames_of(ds: Any, path: str) -> list[_Frame]:
         slope = _float(_seq_attr(groups, "PixelValueTransformationSequence", "RescaleSlope"))
         inter = _float(_seq_attr(groups, "PixelValueTransformationSequence", "RescaleIntercept"))
         order = _float(_seq_attr(groups, "FrameContentSequence", "InStackPositionNumber"))
+        slope = top_slope if slope is None else slope
+        inter = top_inter if inter is None else inter
+        slope, inter, mapping = _value_mapping(slope, inter, [*groups, ds])
         if iop is None:
             iop = top_iop
         if ipp is None and top_ipp is not None and normal is not None and legacy_step:
@@ -172,8 +208,9 @@ def _frames_of(ds: Any, path: str) -> list[_Frame]:
                 iop,
                 ipp,
                 spacing if spacing is not None else top_spacing,
-                slope if slope is not None else (1.0 if top_slope is None else top_slope),
-                inter if inter is not None else (0.0 if top_inter is None else top_inter),
+                slope,
+                inter,
+                mapping,
                 float(f) if order is None else order,
                 thick if thick is not None else top_thick,
                 between if between is not None else top_between,
@@ -301,6 +338,7 @@ def _assemble(frames: list[_Frame], where: str, uid: str) -> tuple[list[_Frame],
         "slice_spacing": float(np.linalg.norm(step)),
         "slice_thickness": first.thickness,
         "rescale": np.array([[f.slope, f.intercept] for f in frames], dtype=np.float64),
+        "value_mapping": " + ".join(sorted({f.mapping for f in frames})),
         "uniform_spacing": uniform,
         "notes": notes,
     }

@@ -1,9 +1,23 @@
 """DICOM writing: a reconstruction as a new single-frame MR Image Storage series.
 
 :func:`write_dicom_series` makes a new series: new Series/SOP Instance UIDs, patient/study/equipment
-tags copied from a template when there is one, geometry from the affine, 16-bit pixels with one
-``RescaleSlope`` per series. The series is written into a hidden temporary folder and renamed into
-place when complete. Re-exported by :mod:`mri_n2n.io.dicom`.
+tags copied from a template when there is one, geometry from the affine, and pixels a viewer shows
+correctly without any value mapping. The series is written into a hidden temporary folder and
+renamed into place when complete. Re-exported by :mod:`mri_n2n.io.dicom`.
+
+Pixel values. The classic MR Image IOD (PS3.3 A.4) has no Modality LUT module, and the MR Image
+module (C.8.3.1) defines no Rescale Slope/Intercept, so a viewer may ignore them and show
+``RescaleSlope``-scaled pixels mis-scaled. So the stored integers themselves are the
+image: ``stored = round(value / factor)`` with one ``factor`` per series chosen so the series peak
+maps to the top of a 12-bit range (``BitsStored`` 12 in a 16-bit word: unsigned 0..4095, or, when
+the array has negative values, signed -2047..2047), no ``RescaleSlope``/``RescaleIntercept``/
+``RescaleType``, and ``factor`` recorded in the Real World Value Mapping Sequence (0040,9096) of the
+General Image module (C.7.6.1, type 3; item macro C.7.6.16.2.11.1) of every instance: slope
+``factor`` (FD, exact), intercept 0, units UCUM ``[arb'U]``. Reading ``stored * factor`` gives the
+values back within ``factor / 2`` (= peak / 8190 unsigned, peak / 4094 signed). The window
+(VOI LUT module) is in stored values, as the VOI LUT applies to them when there is no Modality LUT.
+:func:`~mri_n2n.io.dicom.load_dicom_series` and nibabel >= 5.3 apply the mapping; a reader that
+ignores it gets the stored integers, proportional to the values.
 """
 
 from __future__ import annotations
@@ -19,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -31,7 +46,11 @@ __all__ = [
     "write_dicom_series",
     "DicomSeriesInfo",
     "COPIED_DICOM_TAGS",
+    "BITS_STORED",
 ]
+
+#: Bits of each stored value of a written series (in a 16-bit word): 0..4095 unsigned.
+BITS_STORED = 12
 
 
 #: Tags copied from the template dataset: patient, study, frame of reference, equipment and
@@ -124,21 +143,46 @@ def _ds_str(value: float) -> str:
     return f"{float(value):.5e}"[:16]
 
 
-def _quantisation(array: np.ndarray) -> tuple[np.dtype, int, float, float]:
-    """(stored dtype, PixelRepresentation, slope as read back, intercept) for ``array``."""
+def _quantisation(array: np.ndarray) -> tuple[np.dtype, int, int, int, float]:
+    """(stored dtype, PixelRepresentation, lowest and highest stored value, factor) for ``array``.
+
+    ``stored = round(value / factor)``: unsigned ``0 .. 2**BITS_STORED - 1`` when ``array`` has no
+    negative value (magnitude images, all that reconstruction writes), else signed
+    ``-(2**(BITS_STORED - 1) - 1) .. 2**(BITS_STORED - 1) - 1`` (negative values are kept, not
+    clipped; the range stays symmetric so that ``factor`` is the same for either sign). The peak
+    ``max |value|`` maps to the top value, so the rounding error is at most ``factor / 2``.
+    """
     vmin = float(np.min(array)) if array.size else 0.0
     vmax = float(np.max(array)) if array.size else 0.0
     if vmin >= 0:
-        dtype, rep, top = np.dtype("<u2"), 0, 65535.0
+        dtype, rep, lo, hi = np.dtype("<u2"), 0, 0, 2**BITS_STORED - 1
         peak = vmax
     else:
-        dtype, rep, top = np.dtype("<i2"), 1, 32767.0
+        hi = 2 ** (BITS_STORED - 1) - 1
+        dtype, rep, lo = np.dtype("<i2"), 1, -hi
         peak = max(abs(vmin), abs(vmax))
-    slope = peak / top if peak > 0 else 1.0
-    slope = float(_ds_str(slope))  # the value readers will parse
-    if slope <= 0:
-        slope = 1.0
-    return dtype, rep, slope, 0.0
+    factor = peak / hi if peak > 0 else 1.0
+    if not (np.isfinite(factor) and factor > 0):  # a peak near the smallest float
+        factor = 1.0
+    return dtype, rep, lo, hi, factor
+
+
+def _real_world_value_mapping(factor: float, lo: int, hi: int, rep: int) -> Dataset:
+    """One Real World Value Mapping item (PS3.3 C.7.6.16.2.11.1): ``value = stored * factor``."""
+    vr = "US" if rep == 0 else "SS"  # the "US or SS" attributes follow PixelRepresentation
+    item = Dataset()
+    item.add(DataElement(0x00409216, vr, lo))  # Real World Value First Value Mapped
+    item.add(DataElement(0x00409211, vr, hi))  # Real World Value Last Value Mapped
+    item.RealWorldValueIntercept = 0.0
+    item.RealWorldValueSlope = float(factor)
+    item.LUTExplanation = "reconstruction in the input's intensity units"
+    item.LUTLabel = "MRI_N2N_RECON"
+    units = Dataset()
+    units.CodeValue = "[arb'U]"
+    units.CodingSchemeDesignator = "UCUM"
+    units.CodeMeaning = "arbitrary unit"
+    item.MeasurementUnitsCodeSequence = [units]
+    return item
 
 
 @dataclass
@@ -150,8 +194,10 @@ class DicomSeriesInfo:
         series_uid: the new SeriesInstanceUID.
         files: the files, in slice order ``k`` of the array.
         sop_uids: their SOPInstanceUIDs, in slice order ``k``.
-        slope: the RescaleSlope (intercept is 0).
-        pixel_representation: 0 (unsigned) or 1 (signed).
+        slope: the series' factor, the RealWorldValueSlope: ``value = stored * slope`` (intercept
+            0; no RescaleSlope is written), to within ``slope / 2``.
+        pixel_representation: 0 (unsigned, 0..4095) or 1 (signed, -2047..2047: the array had
+            negative values).
     """
 
     folder: Path
@@ -183,7 +229,9 @@ def write_dicom_series(
 
     Args:
         folder: the series folder to create (one ``IM00001.dcm`` ... file per slice).
-        array: real values in the units to store (e.g. the input's units).
+        array: real values in the units to store (e.g. the input's units), stored as 12-bit
+            integers proportional to them (see the module docstring): unsigned when no value is
+            negative, else signed.
         affine: voxel ``(i, j, k)`` -> RAS+ mm.
         template: a :class:`pydicom.Dataset` whose patient, study, frame-of-reference, equipment
             and MR tags are copied (:data:`COPIED_DICOM_TAGS`), e.g. the input's header
@@ -217,8 +265,7 @@ def write_dicom_series(
         geo.positions = positions
         if nk > 1:
             geo.slice_spacing = float(np.linalg.norm(positions[-1] - positions[0]) / (nk - 1))
-    dtype, rep, slope, intercept = _quantisation(arr)
-    lo, hi = (0, 65535) if rep == 0 else (-32768, 32767)
+    dtype, rep, lo, hi, factor = _quantisation(arr)
 
     series_uid = generate_uid()
     date, time = _now()
@@ -279,15 +326,14 @@ def write_dicom_series(
     base.SamplesPerPixel = 1
     base.PhotometricInterpretation = "MONOCHROME2"
     base.BitsAllocated = 16
-    base.BitsStored = 16
-    base.HighBit = 15
+    base.BitsStored = BITS_STORED
+    base.HighBit = BITS_STORED - 1
     base.PixelRepresentation = rep
-    base.RescaleSlope = _ds_str(slope)
-    base.RescaleIntercept = _ds_str(intercept)
-    base.RescaleType = "US"
-    top = float(np.percentile(arr[::2, ::2, :], 99.5)) if arr.size else 0.0
-    bottom = min(0.0, float(arr.min())) if arr.size else 0.0
-    width = max(top - bottom, 1e-6)
+    base.RealWorldValueMappingSequence = [_real_world_value_mapping(factor, lo, hi, rep)]
+    # the window is in stored values (no Modality LUT: the VOI LUT applies to them)
+    top = float(np.percentile(arr[::2, ::2, :], 99.5)) / factor if arr.size else 0.0
+    bottom = min(0.0, float(arr.min()) / factor) if arr.size else 0.0
+    width = max(top - bottom, 1.0)
     base.WindowCenter = _ds_str(bottom + width / 2)
     base.WindowWidth = _ds_str(width)
 
@@ -315,7 +361,7 @@ def write_dicom_series(
             ds.ImagePositionPatient = [_ds_str(v) for v in pos]
             ds.SliceLocation = _ds_str(float(pos @ geo.normal))
             plane = arr[:, :, k].T.astype(np.float64)
-            stored = np.clip(np.round((plane - intercept) / slope), lo, hi).astype(dtype)
+            stored = np.clip(np.round(plane / factor), lo, hi).astype(dtype)
             ds.PixelData = np.ascontiguousarray(stored).tobytes()
             name = f"IM{instance_of[k]:05d}.dcm"
             with atomic_path(tmpdir / name, suffix=".tmp") as tmp:
@@ -326,7 +372,7 @@ def write_dicom_series(
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
-    return DicomSeriesInfo(folder, series_uid, files, sops, slope, rep)
+    return DicomSeriesInfo(folder, series_uid, files, sops, factor, rep)
 
 
 def _swap_into_place(tmpdir: Path, folder: Path, *, overwrite: bool) -> None:
