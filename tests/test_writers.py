@@ -1,5 +1,6 @@
 """Writers of reconstructed volumes: NIfTI (affine, header, scale) and new DICOM series (UIDs,
-copied tags, geometry, rescale), read back with this package's readers, pydicom and nibabel."""
+copied tags, geometry, values), read back with this package's readers, pydicom and nibabel.
+(tests/test_dicom_output.py checks the DICOM pixel values in detail.)"""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ def _nib_wrapper(path):
         import nibabel.nicom.dicomwrappers as dw
 
         return dw.wrapper_from_file(str(path))
+
+
+#: nibabel 5.3 (nipy/nibabel#1342) applies a Real World Value Mapping with defined units; older
+#: versions return our series' stored integers.
+NIB_APPLIES_RWV = tuple(int(x) for x in nib.__version__.split(".")[:2]) >= (5, 3)
+
+
+def _nib_values(w, slope: float) -> np.ndarray:
+    """nibabel's data of one of our files, in our units."""
+    data = np.asarray(w.get_data(), dtype=np.float64)
+    return data if NIB_APPLIES_RWV else data * slope
 
 
 def _hidden_leftovers(folder: Path) -> list[str]:
@@ -156,8 +168,9 @@ def test_dicom_series_round_trip(tmp_path):
         assert d.AccessionNumber == "ACC123" and d.FrameOfReferenceUID == "1.2.3.4.5"
         assert float(d.EchoTime) == 4.5 and int(d.SeriesNumber) == 1007
         assert "recon" in d.SeriesDescription and "DERIVED" in d.ImageType
-        assert d.PixelRepresentation == 0 and d.BitsStored == 16 and d.pixel_array.dtype == np.uint16
-        assert float(d.RescaleSlope) == info.slope and float(d.RescaleIntercept) == 0.0
+        assert d.PixelRepresentation == 0 and d.BitsStored == 12 and d.pixel_array.dtype == np.uint16
+        assert "RescaleSlope" not in d and "RescaleIntercept" not in d  # no Modality LUT in MR Image
+        assert d.RealWorldValueMappingSequence[0].RealWorldValueSlope == info.slope
         assert d.file_meta.MediaStorageSOPInstanceUID == d.SOPInstanceUID
     # InstanceNumber follows the slice normal
     normal = np.cross(OBLIQUE.row_cosine, OBLIQUE.col_cosine)
@@ -168,7 +181,7 @@ def test_dicom_series_round_trip(tmp_path):
     # nibabel's DICOM reader: per-file geometry and scaled data
     for k, f in enumerate(info.files):
         w = _nib_wrapper(f)
-        np.testing.assert_allclose(w.get_data(), recon[:, :, k].T, atol=info.slope / 2 + 1e-3)
+        np.testing.assert_allclose(_nib_values(w, info.slope), recon[:, :, k].T, atol=info.slope / 2 + 1e-3)
         aff = w.affine  # (row, column, slice) index -> LPS
         np.testing.assert_allclose(aff[:3, 3], src.meta["positions"][k], atol=1e-5)
         np.testing.assert_allclose(aff[:3, 0], np.asarray(OBLIQUE.col_cosine) * 0.9, atol=1e-6)
@@ -182,10 +195,10 @@ def test_dicom_signed_values_and_overwrite(tmp_path):
     info = write_recon_series(tmp_path / "s", arr, aff)
     assert info.pixel_representation == 1
     d = pydicom.dcmread(info.files[0])
-    assert d.PixelRepresentation == 1 and d.pixel_array.dtype == np.int16
+    assert d.PixelRepresentation == 1 and d.pixel_array.dtype == np.int16 and d.BitsStored == 12
     back = load_volume(tmp_path / "s")
     assert np.abs(back.array - arr).max() <= info.slope / 2 + 1e-4
-    assert info.slope == pytest.approx(np.abs(arr).max() / 32767, rel=1e-6)
+    assert info.slope == pytest.approx(np.abs(arr).max() / 2047, rel=1e-12)  # 12-bit signed: +-2047
     # a new study when there is no template
     assert d.PatientName == "" and d.StudyInstanceUID and d.FrameOfReferenceUID
     with pytest.raises(FileExistsError):
@@ -221,7 +234,7 @@ def test_nifti_affine_to_dicom_geometry(tmp_path):
         w = _nib_wrapper(f)
         k = int(round(float(np.linalg.solve(lps[:3, :3], w.affine[:3, 3] - lps[:3, 3])[2])))
         np.testing.assert_allclose(w.affine[:3, 3], (lps @ [0, 0, k, 1])[:3], atol=1e-5)
-        np.testing.assert_allclose(w.get_data(), vol[:, :, k].T, atol=info.slope / 2 + 1e-3)
+        np.testing.assert_allclose(_nib_values(w, info.slope), vol[:, :, k].T, atol=info.slope / 2 + 1e-3)
 
 
 def test_sheared_affine_is_refused(tmp_path):

@@ -35,7 +35,9 @@ class Volume:
             nibabel header). DICOM: ``series_uid``, ``files`` and ``frames`` (file and frame index
             of each slice ``k``), ``positions`` (``(K, 3)`` ImagePositionPatient, LPS),
             ``orientation`` (ImageOrientationPatient, 6 values), ``pixel_spacing`` (row, column),
-            ``slice_spacing``, ``slice_thickness``, ``rescale`` (``(K, 2)`` slope, intercept),
+            ``slice_spacing``, ``slice_thickness``, ``rescale`` (``(K, 2)`` slope, intercept
+            applied), ``value_mapping`` (their source: ``"rescale"``, ``"real world value"``,
+            ``"none"``, or several joined by ``" + "``),
             ``uniform_spacing``, ``multiframe`` and ``dataset`` (the representative
             :class:`pydicom.Dataset` header of the first slice, without pixel data).
         name: a short, stable identifier (file name without suffix, or the series UID).

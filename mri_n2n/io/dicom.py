@@ -7,35 +7,37 @@ rows, ``k`` the slices sorted by ``ImagePositionPatient`` projected on ``row x c
 (or by ``InstanceNumber``). So ``array[:, :, k] == pixel_array_k.T`` after rescaling, and
 the affine is built in LPS and converted to RAS.
 
-Writing (:func:`write_dicom_series`) makes a new single-frame series: new Series/SOP
-Instance UIDs, patient/study/equipment tags copied from a template when there is one,
-geometry from the affine, 16-bit pixels with one ``RescaleSlope`` per series. The series is
-written into a hidden temporary folder and renamed into place when complete.
+Values: the Modality LUT rescale (``RescaleSlope``/``RescaleIntercept``, or an enhanced file's
+Pixel Value Transformation) when a frame has one; otherwise the first linear item of its Real World
+Value Mapping Sequence (what :func:`write_dicom_series` writes, as the MR Image IOD has no Modality
+LUT); otherwise the stored values. ``meta["value_mapping"]`` says which.
+
+Writing (:func:`write_dicom_series`, re-exported from :mod:`mri_n2n.io.dicom_write`) makes
+a new single-frame MR series.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import datetime
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from .atomic import atomic_path
 from .base import Volume, VolumeError, check_finite, describe, is_dicom_file, is_nifti_path
-from .geometry import lps_to_ras, ras_to_lps
+from .dicom_write import (
+    COPIED_DICOM_TAGS,
+    DicomSeriesInfo,
+    DicomSliceGeometry,
+    dicom_geometry_from_affine,
+    write_dicom_series,
+)
+from .geometry import lps_to_ras
 
 __all__ = [
     "DICOMDIR_CLASS",
@@ -69,6 +71,7 @@ class _Frame:
     spacing: np.ndarray | None  # (row spacing, column spacing)
     slope: float
     intercept: float
+    mapping: str  # "rescale", "real world value" or "none": where slope and intercept come from
     order: float  # InstanceNumber / in-stack position fallback
     thickness: float | None
     between: float | None
@@ -106,6 +109,31 @@ def _seq_attr(groups: Sequence[Any], seq: str, attr: str) -> Any:
     return None
 
 
+def _rwv_linear(items: Any) -> tuple[float, float] | None:
+    """(slope, intercept) of the first linear item of a Real World Value Mapping Sequence (items
+    with a LUT instead of a slope are skipped)."""
+    for item in items or ():
+        slope = _float(item.get("RealWorldValueSlope"))
+        if slope is not None:
+            inter = _float(item.get("RealWorldValueIntercept"))
+            return slope, 0.0 if inter is None else inter
+    return None
+
+
+def _value_mapping(
+    slope: float | None, inter: float | None, groups: Sequence[Any]
+) -> tuple[float, float, str]:
+    """(slope, intercept, source): the rescale when there is one, else a linear Real World Value
+    Mapping from the first of ``groups`` (datasets or functional groups) that has one, else 1, 0."""
+    if slope is not None or inter is not None:
+        return (1.0 if slope is None else slope), (0.0 if inter is None else inter), "rescale"
+    for g in groups:
+        rwv = _rwv_linear(g.get("RealWorldValueMappingSequence")) if g is not None else None
+        if rwv is not None:
+            return rwv[0], rwv[1], "real world value"
+    return 1.0, 0.0, "none"
+
+
 def _frames_of(ds: Any, path: str) -> list[_Frame]:
     """Describe every frame of a DICOM dataset (single- or multi-frame)."""
     uid = str(ds.get("SeriesInstanceUID", "") or "")
@@ -130,6 +158,7 @@ def _frames_of(ds: Any, path: str) -> list[_Frame]:
     instance = _float(ds.get("InstanceNumber"))
     frames = []
     if n_frames == 1 and not per:
+        slope, inter, mapping = _value_mapping(top_slope, top_inter, [ds])
         frames.append(
             _Frame(
                 path,
@@ -139,8 +168,9 @@ def _frames_of(ds: Any, path: str) -> list[_Frame]:
                 top_iop,
                 top_ipp,
                 top_spacing,
-                1.0 if top_slope is None else top_slope,
-                0.0 if top_inter is None else top_inter,
+                slope,
+                inter,
+                mapping,
                 0.0 if instance is None else instance,
                 top_thick,
                 top_between,
@@ -162,6 +192,9 @@ def _frames_of(ds: Any, path: str) -> list[_Frame]:
         slope = _float(_seq_attr(groups, "PixelValueTransformationSequence", "RescaleSlope"))
         inter = _float(_seq_attr(groups, "PixelValueTransformationSequence", "RescaleIntercept"))
         order = _float(_seq_attr(groups, "FrameContentSequence", "InStackPositionNumber"))
+        slope = top_slope if slope is None else slope
+        inter = top_inter if inter is None else inter
+        slope, inter, mapping = _value_mapping(slope, inter, [*groups, ds])
         if iop is None:
             iop = top_iop
         if ipp is None and top_ipp is not None and normal is not None and legacy_step:
@@ -175,8 +208,9 @@ def _frames_of(ds: Any, path: str) -> list[_Frame]:
                 iop,
                 ipp,
                 spacing if spacing is not None else top_spacing,
-                slope if slope is not None else (1.0 if top_slope is None else top_slope),
-                inter if inter is not None else (0.0 if top_inter is None else top_inter),
+                slope,
+                inter,
+                mapping,
                 float(f) if order is None else order,
                 thick if thick is not None else top_thick,
                 between if between is not None else top_between,
@@ -304,6 +338,7 @@ def _assemble(frames: list[_Frame], where: str, uid: str) -> tuple[list[_Frame],
         "slice_spacing": float(np.linalg.norm(step)),
         "slice_thickness": first.thickness,
         "rescale": np.array([[f.slope, f.intercept] for f in frames], dtype=np.float64),
+        "value_mapping": " + ".join(sorted({f.mapping for f in frames})),
         "uniform_spacing": uniform,
         "notes": notes,
     }
@@ -436,320 +471,3 @@ def load_dicom_series(
     }
     desc = str(header.get("SeriesDescription", "") or "")
     return Volume(array=array, affine=affine, meta=meta, name=uid or desc or Path(frames[0].path).stem)
-
-
-
-#: Tags copied from the template dataset: patient, study, frame of reference, equipment and
-#: MR acquisition modules (per-instance, per-slice and pixel tags are never copied).
-COPIED_DICOM_TAGS: tuple[str, ...] = (
-    "SpecificCharacterSet",
-    # patient
-    "PatientName", "PatientID", "IssuerOfPatientID", "OtherPatientIDsSequence", "PatientBirthDate",
-    "PatientBirthTime", "PatientSex", "PatientAge", "PatientSize", "PatientWeight", "EthnicGroup",
-    "PatientComments", "PatientIdentityRemoved", "DeidentificationMethod",
-    # study
-    "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
-    "StudyDescription", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy",
-    # frame of reference
-    "FrameOfReferenceUID", "PositionReferenceIndicator",
-    # equipment
-    "Manufacturer", "InstitutionName", "InstitutionAddress", "StationName", "ManufacturerModelName",
-    "DeviceSerialNumber",
-    # series / acquisition context
-    "Modality", "BodyPartExamined", "PatientPosition", "ProtocolName", "Laterality",
-    # MR image module
-    "ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType", "SequenceName",
-    "AngioFlag", "RepetitionTime", "EchoTime", "InversionTime", "NumberOfAverages", "ImagingFrequency",
-    "ImagedNucleus", "EchoNumbers", "MagneticFieldStrength", "NumberOfPhaseEncodingSteps",
-    "EchoTrainLength", "PercentSampling", "PercentPhaseFieldOfView", "PixelBandwidth", "ReceiveCoilName",
-    "TransmitCoilName", "AcquisitionMatrix", "InPlanePhaseEncodingDirection", "FlipAngle",
-)
-
-_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
-_ORTHO_TOL = 1e-4
-
-
-# --------------------------------------------------------------------------------------
-# DICOM geometry
-
-
-@dataclass
-class DicomSliceGeometry:
-    """Per-slice DICOM geometry of a volume (LPS millimetres).
-
-    Attributes:
-        orientation: ``ImageOrientationPatient``: row cosine (direction of increasing column
-            index ``i``) then column cosine (direction of increasing row index ``j``).
-        positions: ``(K, 3)`` ``ImagePositionPatient`` of each slice ``k``.
-        pixel_spacing: ``(row spacing, column spacing)`` = (step along ``j``, step along ``i``).
-        slice_spacing: distance between neighbouring slice positions (mean).
-        normal: ``row cosine x column cosine``.
-    """
-
-    orientation: np.ndarray
-    positions: np.ndarray
-    pixel_spacing: tuple[float, float]
-    slice_spacing: float
-    normal: np.ndarray = field(default_factory=lambda: np.zeros(3))
-
-
-def dicom_geometry_from_affine(affine: np.ndarray, n_slices: int) -> DicomSliceGeometry:
-    """DICOM orientation, spacing and slice positions for a RAS+ ``affine`` (voxel ``(i, j, k)``).
-
-    Raises:
-        ValueError: the ``i`` and ``j`` axes are not orthogonal (a sheared in-plane grid has no
-            DICOM representation) or an axis has zero length.
-    """
-    lps = ras_to_lps(affine)
-    ci, cj, ck = lps[:3, 0], lps[:3, 1], lps[:3, 2]
-    si, sj = float(np.linalg.norm(ci)), float(np.linalg.norm(cj))
-    if si <= 0 or sj <= 0 or not np.isfinite([si, sj]).all():
-        raise ValueError(f"affine has a zero-length in-plane axis:\n{affine}")
-    row, col = ci / si, cj / sj
-    if abs(float(row @ col)) > _ORTHO_TOL:
-        raise ValueError(
-            "affine has a sheared in-plane grid (i and j axes not orthogonal): no DICOM geometry"
-        )
-    positions = np.stack([lps[:3, 3] + k * ck for k in range(n_slices)])
-    return DicomSliceGeometry(
-        orientation=np.concatenate([row, col]),
-        positions=positions,
-        pixel_spacing=(sj, si),
-        slice_spacing=float(np.linalg.norm(ck)),
-        normal=np.cross(row, col),
-    )
-
-
-def _ds_str(value: float) -> str:
-    """A DICOM decimal string (at most 16 characters)."""
-    for digits in (10, 9, 8, 7, 6):
-        s = f"{float(value):.{digits}g}"
-        if len(s) <= 16:
-            return s
-    return f"{float(value):.5e}"[:16]
-
-
-def _quantisation(array: np.ndarray) -> tuple[np.dtype, int, float, float]:
-    """(stored dtype, PixelRepresentation, slope as read back, intercept) for ``array``."""
-    vmin = float(np.min(array)) if array.size else 0.0
-    vmax = float(np.max(array)) if array.size else 0.0
-    if vmin >= 0:
-        dtype, rep, top = np.dtype("<u2"), 0, 65535.0
-        peak = vmax
-    else:
-        dtype, rep, top = np.dtype("<i2"), 1, 32767.0
-        peak = max(abs(vmin), abs(vmax))
-    slope = peak / top if peak > 0 else 1.0
-    slope = float(_ds_str(slope))  # the value readers will parse
-    if slope <= 0:
-        slope = 1.0
-    return dtype, rep, slope, 0.0
-
-
-@dataclass
-class DicomSeriesInfo:
-    """What :func:`write_dicom_series` wrote.
-
-    Attributes:
-        folder: the series folder.
-        series_uid: the new SeriesInstanceUID.
-        files: the files, in slice order ``k`` of the array.
-        sop_uids: their SOPInstanceUIDs, in slice order ``k``.
-        slope: the RescaleSlope (intercept is 0).
-        pixel_representation: 0 (unsigned) or 1 (signed).
-    """
-
-    folder: Path
-    series_uid: str
-    files: list[Path]
-    sop_uids: list[str]
-    slope: float
-    pixel_representation: int
-
-
-def _now() -> tuple[str, str]:
-    now = datetime.datetime.now()
-    return now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
-
-
-def write_dicom_series(
-    folder: str | os.PathLike,
-    array: np.ndarray,
-    affine: np.ndarray,
-    *,
-    template: Any | None = None,
-    positions: np.ndarray | None = None,
-    series_description: str = "mri_n2n reconstruction",
-    series_number: int | None = None,
-    comments: str | None = None,
-    overwrite: bool = False,
-) -> DicomSeriesInfo:
-    """Write ``array`` ``(I, J, K)`` as a new single-frame MR DICOM series in ``folder``.
-
-    Args:
-        folder: the series folder to create (one ``IM00001.dcm`` ... file per slice).
-        array: real values in the units to store (e.g. the input's units).
-        affine: voxel ``(i, j, k)`` -> RAS+ mm.
-        template: a :class:`pydicom.Dataset` whose patient, study, frame-of-reference, equipment
-            and MR tags are copied (:data:`COPIED_DICOM_TAGS`), e.g. the input's header
-            (``Volume.meta["dataset"]``). ``None``: a new study.
-        positions: ``(K, 3)`` LPS ``ImagePositionPatient`` of each slice (e.g. the input's own,
-            ``Volume.meta["positions"]``); default from the affine.
-        series_description: ``SeriesDescription`` (at most 64 characters; cut).
-        series_number: ``SeriesNumber``; default the template's plus 1000, else 1001.
-        comments: ``ImageComments`` of every file (provenance).
-        overwrite: replace an existing ``folder`` (otherwise :class:`FileExistsError`).
-
-    Returns:
-        A :class:`DicomSeriesInfo`.
-
-    Raises:
-        FileExistsError: ``folder`` exists and ``overwrite`` is false.
-        ValueError: not a finite real 3-D array, a sheared affine, or ``positions`` of the wrong shape.
-    """
-    folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise FileExistsError(f"{folder}: exists (pass --force to replace it)")
-    arr = np.asarray(array)
-    if arr.ndim != 3 or np.iscomplexobj(arr) or not np.isfinite(arr).all():
-        raise ValueError(f"write_dicom_series expects a finite real 3-D volume, got shape {arr.shape}")
-    ni, nj, nk = arr.shape
-    geo = dicom_geometry_from_affine(affine, nk)
-    if positions is not None:
-        positions = np.asarray(positions, dtype=np.float64)
-        if positions.shape != (nk, 3):
-            raise ValueError(f"positions must have shape ({nk}, 3), got {positions.shape}")
-        geo.positions = positions
-        if nk > 1:
-            geo.slice_spacing = float(np.linalg.norm(positions[-1] - positions[0]) / (nk - 1))
-    dtype, rep, slope, intercept = _quantisation(arr)
-    lo, hi = (0, 65535) if rep == 0 else (-32768, 32767)
-
-    series_uid = generate_uid()
-    date, time = _now()
-    base = Dataset()
-    if template is not None:
-        for kw in COPIED_DICOM_TAGS:
-            if kw in template:
-                base[kw] = copy.deepcopy(template[kw])
-    if "StudyInstanceUID" not in base:
-        base.StudyInstanceUID = generate_uid()
-        base.StudyDate, base.StudyTime = date, time
-        base.StudyID = ""
-        base.AccessionNumber = ""
-        base.ReferringPhysicianName = ""
-    if "PatientName" not in base:
-        base.PatientName = ""
-    if "PatientID" not in base:
-        base.PatientID = ""
-    for kw in ("PatientBirthDate", "PatientSex"):  # type 2: present, possibly empty
-        if kw not in base:
-            setattr(base, kw, "")
-    if "FrameOfReferenceUID" not in base:
-        base.FrameOfReferenceUID = generate_uid()
-        base.PositionReferenceIndicator = ""
-    base.Modality = "MR"
-    if "ScanningSequence" not in base:
-        base.ScanningSequence = "RM"  # research mode: the reconstruction is not an acquisition
-    if "SequenceVariant" not in base:
-        base.SequenceVariant = "NONE"
-    for kw in ("ScanOptions", "MRAcquisitionType", "EchoTime", "RepetitionTime", "EchoTrainLength"):
-        if kw not in base:  # type 2 attributes of the MR image module: present, empty
-            setattr(base, kw, None)
-    if series_number is None:
-        orig = template.get("SeriesNumber") if template is not None else None
-        try:
-            series_number = int(orig) + 1000 if orig not in (None, "") else 1001
-        except (TypeError, ValueError):
-            series_number = 1001
-    base.SeriesInstanceUID = series_uid
-    base.SeriesNumber = int(series_number)
-    base.SeriesDescription = series_description[:64]
-    base.SeriesDate, base.SeriesTime = date, time
-    base.ContentDate, base.ContentTime = date, time
-    base.InstanceCreationDate, base.InstanceCreationTime = date, time
-    base.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
-    base.DerivationDescription = "Noise2Noise reconstruction (mri_n2n)"
-    if comments:
-        base.ImageComments = comments[:10240]
-    base.SOPClassUID = _MR_IMAGE_STORAGE
-    base.ImageOrientationPatient = [_ds_str(v) for v in geo.orientation]
-    base.PixelSpacing = [_ds_str(v) for v in geo.pixel_spacing]
-    base.SpacingBetweenSlices = _ds_str(geo.slice_spacing if geo.slice_spacing > 0 else 1.0)
-    if template is not None and template.get("SliceThickness") not in (None, ""):
-        base.SliceThickness = template.SliceThickness
-    else:
-        base.SliceThickness = _ds_str(geo.slice_spacing if geo.slice_spacing > 0 else 1.0)
-    base.Rows, base.Columns = nj, ni
-    base.SamplesPerPixel = 1
-    base.PhotometricInterpretation = "MONOCHROME2"
-    base.BitsAllocated = 16
-    base.BitsStored = 16
-    base.HighBit = 15
-    base.PixelRepresentation = rep
-    base.RescaleSlope = _ds_str(slope)
-    base.RescaleIntercept = _ds_str(intercept)
-    base.RescaleType = "US"
-    top = float(np.percentile(arr[::2, ::2, :], 99.5)) if arr.size else 0.0
-    bottom = min(0.0, float(arr.min())) if arr.size else 0.0
-    width = max(top - bottom, 1e-6)
-    base.WindowCenter = _ds_str(bottom + width / 2)
-    base.WindowWidth = _ds_str(width)
-
-    # slices numbered along the normal, as viewers and readers sort them
-    along = geo.positions @ geo.normal
-    order = sorted(range(nk), key=lambda k: (along[k], k))
-    instance_of = {k: n + 1 for n, k in enumerate(order)}
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    files: list[Path] = []
-    sops: list[str] = []
-    try:
-        for k in range(nk):
-            ds = copy.deepcopy(base)
-            sop = generate_uid()
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = _MR_IMAGE_STORAGE
-            meta.MediaStorageSOPInstanceUID = sop
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds.file_meta = meta
-            ds.SOPInstanceUID = sop
-            ds.InstanceNumber = instance_of[k]
-            pos = geo.positions[k]
-            ds.ImagePositionPatient = [_ds_str(v) for v in pos]
-            ds.SliceLocation = _ds_str(float(pos @ geo.normal))
-            plane = arr[:, :, k].T.astype(np.float64)
-            stored = np.clip(np.round((plane - intercept) / slope), lo, hi).astype(dtype)
-            ds.PixelData = np.ascontiguousarray(stored).tobytes()
-            name = f"IM{instance_of[k]:05d}.dcm"
-            with atomic_path(tmpdir / name, suffix=".tmp") as tmp:
-                ds.save_as(tmp, enforce_file_format=True)
-            files.append(folder / name)
-            sops.append(sop)
-        _swap_into_place(tmpdir, folder, overwrite=overwrite)
-    except BaseException:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-        raise
-    return DicomSeriesInfo(folder, series_uid, files, sops, slope, rep)
-
-
-def _swap_into_place(tmpdir: Path, folder: Path, *, overwrite: bool) -> None:
-    """Rename the finished ``tmpdir`` onto ``folder`` (moving an old one aside first)."""
-    if not folder.exists():
-        os.replace(tmpdir, folder)
-        return
-    if not overwrite:
-        raise FileExistsError(f"{folder}: exists (pass --force to replace it)")
-    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
-    os.rmdir(old)
-    os.replace(folder, old)
-    try:
-        os.replace(tmpdir, folder)
-    except BaseException:
-        os.replace(old, folder)
-        raise
-    with contextlib.suppress(OSError):
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-
-
