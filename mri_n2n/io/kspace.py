@@ -40,6 +40,9 @@ __all__ = [
     "kspace_affine",
     "find_kspace_files",
     "open_h5",
+    "KSPACE_AXES",
+    "parse_layout",
+    "to_multicoil",
 ]
 
 #: File endings read as k-space (``reconstruct`` inputs).
@@ -82,6 +85,11 @@ def as_kspace(arr: np.ndarray, where: str) -> np.ndarray:
     a = as_complex(arr, where)
     if a.ndim == 2:
         a = a[None]
+    if a.ndim == 4:
+        raise VolumeError(
+            f"{where}: 4-D k-space {tuple(a.shape)} is multi-coil; this single-coil reader takes "
+            "(slices, ky, kx): read it with mri_n2n.io.read_raw(path, layout='slices,coils,ky,kx')"
+        )
     if a.ndim != 3:
         raise VolumeError(
             f"{where}: k-space must be 2-D (ky, kx) or 3-D (slices, ky, kx), got shape {tuple(a.shape)}"
@@ -94,6 +102,57 @@ def as_kspace(arr: np.ndarray, where: str) -> np.ndarray:
     if not np.isfinite(a).all():
         raise VolumeError(f"{where}: k-space contains NaN or infinite values")
     return a
+
+
+#: The axes of a multi-coil k-space array, in the order every multi-coil reader returns them.
+KSPACE_AXES = ("slices", "coils", "ky", "kx")
+
+
+def parse_layout(layout: str | Sequence[str], where: str) -> tuple[str, ...]:
+    """The axis names of a k-space array: ``"coils,ky,kx"`` -> ``("coils", "ky", "kx")``.
+
+    ``slices`` and ``coils`` (each at most once, in any order) followed by ``ky, kx``; raises
+    :class:`VolumeError` (naming ``where``) for anything else.
+    """
+    parts = layout.split(",") if isinstance(layout, str) else list(layout)
+    names = tuple(str(n).strip().lower() for n in parts)
+    lead = names[:-2]
+    if names[-2:] != ("ky", "kx") or len(set(lead)) != len(lead) or not set(lead) <= {"slices", "coils"}:
+        raise VolumeError(
+            f"{where}: layout {layout!r} is not understood (use 'ky,kx', 'slices,ky,kx', 'coils,ky,kx' "
+            "or 'slices,coils,ky,kx')"
+        )
+    return names
+
+
+def to_multicoil(arr: np.ndarray, layout: str | Sequence[str], where: str) -> np.ndarray:
+    """``arr`` with axes named by ``layout`` as a ``(slices, coils, ky, kx)`` view (missing axes
+    of length 1); raises :class:`VolumeError` when the number of axes does not match."""
+    names = parse_layout(layout, where)
+    a = np.asarray(arr)
+    if a.ndim != len(names):
+        raise VolumeError(
+            f"{where}: layout {','.join(names)!r} names {len(names)} axes but the k-space has shape "
+            f"{tuple(a.shape)}"
+        )
+    for axis in ("coils", "slices"):
+        if axis not in names:
+            a, names = a[None], (axis, *names)
+    return np.transpose(a, [names.index(n) for n in KSPACE_AXES])
+
+
+def _single_coil(arr: np.ndarray, layout: str | Sequence[str] | None, where: str) -> np.ndarray:
+    """Apply an explicit ``layout`` for the single-coil reader: ``(slices, ky, kx)``; several coils
+    are refused with a pointer to the multi-coil reader."""
+    if layout is None:
+        return arr
+    k = to_multicoil(as_complex(arr, where), layout, where)
+    if k.shape[1] != 1:
+        raise VolumeError(
+            f"{where}: {k.shape[1]} coils (layout {layout!r}); this single-coil reader does not combine "
+            "coils: read it with mri_n2n.io.read_raw(path, layout=...)"
+        )
+    return k[:, 0]
 
 
 def expand_mask(mask: Any, shape: tuple[int, int, int], where: str) -> np.ndarray:
@@ -146,8 +205,8 @@ def _check_layout(f: Any, where: str) -> Any:
     ndim = len(shape) - (1 if (d.dtype.kind == "f" and shape and shape[-1] == 2) else 0)
     if ndim == 4:
         raise VolumeError(
-            f"{where}: multi-coil k-space {tuple(shape)} is not supported (expected single-coil "
-            "(slices, ky, kx))"
+            f"{where}: multi-coil k-space {tuple(shape)} (slices, coils, ky, kx): this single-coil reader "
+            "does not combine coils; read it with mri_n2n.io.read_fastmri_multicoil (or read_raw)"
         )
     if ndim not in (2, 3):
         raise VolumeError(f"{where}: 'kspace' has shape {tuple(shape)}; expected (slices, ky, kx)")
@@ -346,9 +405,15 @@ def _npy_load(path: Path) -> Any:
         raise VolumeError(f"{path}: not a readable NumPy file ({type(e).__name__}: {e})") from None
 
 
-def read_kspace_input(path: str | os.PathLike) -> KSpaceInput:
+def read_kspace_input(path: str | os.PathLike, layout: str | None = None) -> KSpaceInput:
     """Read a k-space input (``.h5``/``.hdf5``, ``.npy`` with an optional ``_mask.npy`` sidecar,
-    or ``.npz`` with ``kspace`` and optional ``mask``/``voxel_size``); see the module docstring.
+    or ``.npz`` with ``kspace`` and optional ``mask``/``voxel_size``/``layout``); see the module
+    docstring.
+
+    This reader is single-coil: without ``layout`` a 3-D array is ``(slices, ky, kx)`` (the
+    fastMRI single-coil convention, unchanged) and a 4-D one is refused with a pointer to
+    :func:`mri_n2n.io.read_raw`. ``layout`` (e.g. ``"coils,ky,kx"``, see :func:`parse_layout`)
+    names the axes explicitly; a layout with more than one coil is refused the same way.
 
     Raises:
         VolumeError: unreadable file, missing ``kspace``, real or wrongly shaped data,
@@ -361,7 +426,7 @@ def read_kspace_input(path: str | os.PathLike) -> KSpaceInput:
     extra: dict[str, Any] = {}
     if low.endswith((".h5", ".hdf5")):
         k, mask, attrs = read_kspace_h5(p)
-        k = as_kspace(k, where)
+        k = as_kspace(_single_coil(k, layout, where), where)
         source = "dataset"
         if mask is None and attrs.get("mask") is not None:
             mask, source = np.asarray(attrs["mask"]), "attribute"
@@ -401,7 +466,9 @@ def read_kspace_input(path: str | os.PathLike) -> KSpaceInput:
                 raise VolumeError(
                     f"{where}: no 'kspace' array (have: {', '.join(data.files) or 'nothing'})"
                 )
-            k = as_kspace(data["kspace"], where)
+            if layout is None and "layout" in data.files:
+                layout = str(data["layout"])
+            k = as_kspace(_single_coil(data["kspace"], layout, where), where)
             mask = data["mask"] if "mask" in data.files else None
             if "voxel_size" in data.files:
                 vs = [float(v) for v in np.ravel(data["voxel_size"])]
@@ -411,7 +478,7 @@ def read_kspace_input(path: str | os.PathLike) -> KSpaceInput:
         arr = _npy_load(p)
         if not isinstance(arr, np.ndarray):
             raise VolumeError(f"{where}: not a single NumPy array")
-        k = as_kspace(arr, where)
+        k = as_kspace(_single_coil(arr, layout, where), where)
         side = p.with_name(p.name[: -len(".npy")] + MASK_SIDECAR)
         mask = _npy_load(side) if side.is_file() else None
         source = "sidecar"
