@@ -218,16 +218,19 @@ def test_bench_quality_cli_mri_with_a_step_budget(tmp_path):
     assert (tmp_path / "mri_quality_quick_runs_seed1" / "N2N" / "summary.json").is_file()
     mri = res["mri"]
     assert mri["settings"]["steps"] == 3 and mri["settings"]["size"] == 64 and mri["settings"]["seed"] == 1
-    assert {k: v["steps"] for k, v in mri["train"].items()} == {"N2N": 3, "N2C": 3}
-    assert mri["evaluation"]["methods"] == ["zero-filled", "CS-TV", "N2N", "N2C"]
+    trained = ["N2N", "N2C", "SSDU", "Noisier2Noise"]
+    assert {k: v["steps"] for k, v in mri["train"].items()} == dict.fromkeys(trained, 3)
+    assert mri["evaluation"]["methods"] == ["zero-filled", "CS-TV", *trained]
     assert set(mri["goals"]) == {
         "n2n_within_0.2dB_of_n2c",
         "n2n_at_or_above_cs_tv",
         "gain_over_zero_filled_at_least_10dB",
         "real_volumes_n2n_at_or_above_cs_tv",
+        "ssdu_within_1dB_of_n2c",
+        "noisier2noise_within_1dB_of_n2c",
     }
     gen = mri["generalization"]
-    assert gen["methods"] == ["zero-filled", "CS-TV", "N2N", "N2C"] and len(gen["rows"]) >= 2
+    assert gen["methods"] == ["zero-filled", "CS-TV", *trained] and len(gen["rows"]) >= 2
     assert mri["goals"]["real_volumes_n2n_at_or_above_cs_tv"] == (
         gen["mean"]["N2N"]["psnr"] >= gen["mean"]["CS-TV"]["psnr"]
     )
