@@ -189,9 +189,10 @@ class SenseOperator:
         the replaced coil images stay in the range of ``S`` -- e.g. when ``x`` is already
         consistent (then ``project(x, y) = x``) or with one coil. With ``C > 1`` coils and a
         general ``x`` it is one step of alternating projections (onto the measured data, then
-        onto the maps' range): it never increases the data residual ``||A x - y||`` but does not
-        zero it. For exact data consistency use :meth:`cg_dc` (``lam -> 0`` is the exact
-        projection onto ``{z : A z = y}``).
+        onto the maps' range); with normalised maps it equals ``x + A^H (y - A x)`` on the
+        support, a unit-step gradient (Landweber) step, which never increases the data residual
+        ``||A x - y||`` but does not zero it. For exact data consistency use :meth:`cg_dc`
+        (``lam -> 0`` is the exact projection onto ``{z : A z = y}``).
 
         Args:
             x: image estimate ``(B, H, W)`` (e.g. a network output), real or complex.
