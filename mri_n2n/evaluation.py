@@ -38,7 +38,7 @@ from .data.datasets import mri_datasets_from_config
 from .devices import resolve_device
 from .io import atomic_write_json, atomic_write_text
 from .metrics import nmse, psnr, ssim, volume_metrics
-from .models import uses_measurements
+from .models import measurement_kwargs
 from .physics import SpectralSampling
 from .plots import comparison_grid, provenance_view, psnr_histogram
 
@@ -149,9 +149,7 @@ def evaluate_mri(
         for name, model in models:
             t0 = time.perf_counter()
             with torch.no_grad():
-                kw = {}
-                if uses_measurements(model):  # unrolled nets: data consistency after every cascade
-                    kw = {"mask": pair.context["mask"], "kspace": pair.context["kspace"]}
+                kw = measurement_kwargs(model, pair.context)  # unrolled nets: DC after every cascade
                 outs[name] = corruption.project(model(pair.input, **kw), pair.context)
             seconds[name] += time.perf_counter() - t0
         ref = _magnitude(pair.target)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from .fft import fft2c
+from .fft import fft2c, ifft2c
 
 __all__ = [
     "l2_loss",
@@ -178,8 +178,14 @@ def kspace_loss(
     kf = _spectrum(output)
     if context is None or "target_kspace" not in context:
         return (kf - _spectrum(target)).abs().square().sum() / denom
-    m2 = context["target_mask"].to(kf.device).bool().reshape(kf.shape)
-    y2 = context["target_kspace"].to(kf.device).reshape(kf.shape)  # (B, 1, H, W) -> (B, H, W)
+    if "maps" in context:  # multi-coil: every coil's spectrum F S_c f against its measurements
+        maps = context["maps"].to(kf.device)
+        kf = fft2c(maps * ifft2c(kf)[:, None])  # (B, Nc, H, W)
+        m2 = context["target_mask"].to(kf.device).bool().reshape(b, 1, h, w)
+        y2 = context["target_kspace"].to(kf.device)
+    else:
+        m2 = context["target_mask"].to(kf.device).bool().reshape(kf.shape)
+        y2 = context["target_kspace"].to(kf.device).reshape(kf.shape)  # (B, 1, H, W) -> (B, H, W)
     p = context["target_density"].to(device=kf.device, dtype=torch.float32)
     p = p.clamp_min(torch.finfo(torch.float32).tiny)
     if weighting == "inverse":
@@ -188,12 +194,14 @@ def kspace_loss(
         wt = 1.0 / p.clamp_min(KSPACE_P_FLOOR)
     else:  # flat, normalized
         wt = torch.full_like(p, 1.0 / float(p.mean()))
-    wt = torch.where(m2, wt.expand_as(m2), torch.zeros((), device=kf.device))
+    full = torch.broadcast_shapes(m2.shape, p.shape)
+    m2 = m2.expand(full)
+    wt = torch.where(m2, wt.expand(full), torch.zeros((), device=kf.device))
     if weighting == "normalized":
-        inv = torch.where(m2, (1.0 / p).expand_as(m2), torch.zeros((), device=kf.device))
+        inv = torch.where(m2, (1.0 / p).expand(full), torch.zeros((), device=kf.device))
         cnt = m2.flatten(1).sum(1).clamp_min(1).float()
         scale = cnt / inv.flatten(1).sum(1).clamp_min(torch.finfo(torch.float32).tiny)
-        wt = inv * scale[:, None, None] / float(p.mean())
+        wt = inv * scale.reshape(-1, *([1] * (inv.ndim - 1))) / float(p.mean())
     return (wt * (kf - y2.to(kf.dtype)).abs().square()).sum() / denom
 
 

@@ -45,6 +45,7 @@ from ..io.kspace import as_complex, find_kspace_files, ismrmrd_recon_shape, open
 from ..seeding import stable_ident
 from .base import DataDirError
 from .folders import split_by_key
+from .multicoil import MultiCoilSliceDataset, is_multicoil
 from .slices import block_split, center_pad_crop, volume_scale, warn_if_cropped
 from .undersampled import UndersampledKSpaceDataset, is_undersampled
 
@@ -257,6 +258,20 @@ def build_kspace_datasets(
     if not files:
         raise DataDirError(f"data dir {root} contains no k-space files (.h5, .hdf5)")
     keys = [f.name if root.is_file() else f.relative_to(root).as_posix() for f in files]
+    multi = [is_multicoil(f) for f in files]
+    if any(multi):
+        if not all(multi):
+            raise DataDirError(
+                f"data dir {root}: {sum(multi)} multi-coil and {len(files) - sum(multi)} single-coil files; "
+                "use one kind per run"
+            )
+        if undersampled:
+            raise VolumeError(
+                f"{files[0]}: the single-acquisition targets (ssdu, noisier2noise) take no multi-coil "
+                "data yet"
+            )
+        return _split_files(MultiCoilSliceDataset, files, keys, valid_fraction, seed,
+                            dict(size=size, slices=slices, normalize=normalize))
     under = [is_undersampled(f) for f in files]
     if any(under):
         first = files[under.index(True)]

@@ -29,7 +29,9 @@ from .red import RED30
 from .unet import UNet
 from .unrolled import Unrolled
 
-__all__ = ["UNet", "RED30", "Unrolled", "build_model", "uses_measurements", "MODEL_NAMES"]
+__all__ = [
+    "UNet", "RED30", "Unrolled", "build_model", "uses_measurements", "measurement_kwargs", "MODEL_NAMES"
+]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "unet_paper": UNet.paper,
@@ -61,6 +63,17 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}") from None
     return factory(**kwargs)
+
+
+def measurement_kwargs(model: nn.Module, context: dict) -> dict:
+    """The keyword arguments a model takes from a pair's context: ``mask`` and ``kspace`` (and
+    ``maps`` for multi-coil data) for unrolled nets, nothing for the others."""
+    if not uses_measurements(model) or "mask" not in context:
+        return {}
+    kw = {"mask": context["mask"], "kspace": context["kspace"]}
+    if "maps" in context:
+        kw["maps"] = context["maps"]
+    return kw
 
 
 def uses_measurements(model: nn.Module) -> bool:

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..coils import SenseOperator
 from ..fft import fft2c, ifft2c
 from .unet import UNet
 
@@ -43,6 +44,7 @@ def data_consistency(
     mask: torch.Tensor,
     kspace: torch.Tensor,
     phase: torch.Tensor | None = None,
+    maps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Replace the sampled frequencies of ``x`` by the measurements (exact DC).
 
@@ -52,11 +54,20 @@ def data_consistency(
         kspace: complex ``(B, H, W)`` (or ``(B, 1, H, W)``) measured k-space (centred orthonormal
             FFT units).
         phase: optional unit complex ``(B, H, W)`` map for real data (see the module docstring).
+        maps: multi-coil data: sensitivity maps ``(B, Nc, H, W)`` complex, with ``kspace`` the
+            coils' measurements ``(B, Nc, H, W)``; the replacement is per coil, then the coils
+            are combined (:meth:`mri_n2n.coils.SenseOperator.project`).
 
     Returns:
         float32 images of the same shape: ``F^-1((1 - M) F x + M y)`` (its real part for ``C == 1``).
     """
     x = x.float()
+    if maps is not None:
+        if x.shape[1] != 2:
+            raise ValueError(f"multi-coil data consistency needs 2 channels (complex), got {x.shape[1]}")
+        m = mask[:, 0] if mask.ndim == 4 else mask
+        z = SenseOperator(maps, m).project(torch.complex(x[:, 0], x[:, 1]), kspace)
+        return torch.stack([z.real, z.imag], dim=1).float()
     if kspace.ndim == 4:  # (B, 1, H, W), as MRIUndersampling's pair context holds it
         kspace = kspace[:, 0]
     if mask.ndim == 4:
@@ -194,6 +205,7 @@ class Unrolled(nn.Module):
         mask: torch.Tensor | None = None,
         kspace: torch.Tensor | None = None,
         phase: torch.Tensor | None = None,
+        maps: torch.Tensor | None = None,
         *,
         return_all: bool = False,
     ) -> torch.Tensor | list[torch.Tensor]:
@@ -204,6 +216,7 @@ class Unrolled(nn.Module):
             mask: bool ``(B, H, W)`` sampled set, or ``None`` for no DC (plain denoiser).
             kspace: complex ``(B, H, W)`` measurements (required with ``mask``).
             phase: optional unit phase map for real data (module docstring).
+            maps: multi-coil sensitivities ``(B, Nc, H, W)`` (``kspace`` is then per coil).
             return_all: return the list of every cascade's output (for tests and diagnostics).
 
         Returns:
@@ -216,7 +229,7 @@ class Unrolled(nn.Module):
             x = self.block(k)(x)
             if mask is not None:
                 with torch.autocast(x.device.type, enabled=False):
-                    x = data_consistency(x, mask, kspace, phase)
+                    x = data_consistency(x, mask, kspace, phase, maps)
             outs.append(x)
         return outs if return_all else x
 

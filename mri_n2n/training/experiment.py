@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from ..config import Config
 from ..corruptions import Corruption, MRIUndersampling, default_loss, make_corruption
+from ..corruptions.multicoil import MultiCoilUndersampling
 from ..data.datasets import mri_datasets_from_config
 from ..images import build_image_datasets
 from ..models import build_model
@@ -32,6 +33,11 @@ def build_experiment(cfg: Config) -> Experiment:
     if cfg.task == "mri":
         complex_data = bool(cfg.complex)
         train_set, valid_set = mri_datasets_from_config(cfg)
+        if getattr(train_set, "multicoil", False):  # the coil-combined complex image
+            if not complex_data:
+                raise ValueError("multi-coil k-space trains as complex data (drop --complex false)")
+            mc = MultiCoilUndersampling.from_config(cfg, (cfg.size, cfg.size), coils=train_set.coils)
+            return Experiment(train_set, valid_set, mc, cfg.loss or "l2", 2)
         family = None
         if getattr(train_set, "measured", False):  # undersampled files: their own mask law
             if not complex_data:

@@ -46,7 +46,7 @@ from ..devices import resolve_device
 from ..io import atomic_write_json, atomic_write_text
 from ..losses import get_loss
 from ..metrics import psnr, ssim
-from ..models import uses_measurements
+from ..models import measurement_kwargs
 from ..plots import image_panel, provenance_view, reconstruction_panel
 from ..seeding import seeded_generator
 from ..splits import SPLIT_TARGETS
@@ -257,9 +257,7 @@ class Trainer:
         (``context``) for their data consistency after every cascade."""
         if self.channels_last:
             inp = inp.contiguous(memory_format=torch.channels_last)
-        kw = {}
-        if context is not None and "mask" in context and uses_measurements(self.model):
-            kw = {"mask": context["mask"], "kspace": context["kspace"]}
+        kw = measurement_kwargs(self.model, context) if context is not None else {}
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             out = net(inp, **kw)
         return out.float()

@@ -1,0 +1,203 @@
+"""Fully sampled multi-coil k-space files as training data (``--dataset kspace`` on fastMRI
+multi-coil HDF5 or ISMRMRD files: the file's layout decides).
+
+Each item is one slice as ``(4 C, size, size)`` float32 channels (see :func:`split_multicoil`):
+the real and imaginary parts of the ``C`` coils' k-space, then the real and imaginary parts of
+their sensitivity maps. The maps are estimated from the slice's own fully sampled k-space centre
+(:func:`mri_n2n.coils.estimate_maps`, ESPIRiT on a 24 x 24 calibration block, cached per slice
+and process) and normalised so that ``sum_c |S_c|^2 = 1`` on the support; the coil-combined image
+``sum_c conj(S_c) F^-1 y_c`` is then the clean target, and its magnitude equals the
+root-sum-of-squares image where the maps are exact.
+
+Geometry: readout oversampling is removed as fastMRI does (centre crop of every coil image to
+the reconstruction matrix), then each coil image is centre cropped/padded to ``size x size``
+(fully sampled data: image-space crops are exact). Each file is divided by the maximum
+magnitude of its coil-combined images. All files of a dataset must have the same number of
+coils (refused in one line otherwise), so that slices batch together.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..coils import estimate_maps
+from ..fft import fft2c, ifft2c
+from ..io import VolumeError
+from ..io.kspace import open_h5
+from ..io.raw import read_raw
+from ..seeding import stable_ident
+from .slices import center_pad_crop, volume_scale
+
+__all__ = ["MultiCoilSliceDataset", "is_multicoil", "split_multicoil", "CALIBRATION"]
+
+#: Side of the centred calibration block the training maps are estimated from.
+CALIBRATION = 24
+
+
+def is_multicoil(path: str | os.PathLike) -> bool:
+    """Whether a k-space file holds multi-coil data: a 4-D fastMRI ``kspace`` or an ISMRMRD file."""
+    with open_h5(path) as f:
+        if "kspace" in f:
+            d = f["kspace"]
+            pairs = d.dtype.kind == "f" and d.shape and d.shape[-1] == 2
+            return len(d.shape) - bool(pairs) == 4
+        return "dataset" in f and "data" in f["dataset"]
+
+
+def split_multicoil(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, 4 C, H, W)`` channels -> ``(k-space, maps)``, each complex ``(B, C, H, W)``."""
+    if batch.ndim != 4 or batch.shape[1] % 4:
+        raise ValueError(f"a multi-coil batch is (B, 4 C, H, W), got {tuple(batch.shape)}")
+    c = batch.shape[1] // 4
+    b = batch.float()
+    k = torch.complex(b[:, :c], b[:, c : 2 * c])
+    s = torch.complex(b[:, 2 * c : 3 * c], b[:, 3 * c :])
+    return k, s
+
+
+def _coil_images(k: np.ndarray, rows: int, size: int) -> np.ndarray:
+    """``(C, ky, kx)`` k-space -> coil images cropped to ``rows`` then to ``size x size``."""
+    img = ifft2c(torch.from_numpy(np.ascontiguousarray(k, np.complex64))).numpy()
+    img = center_pad_crop(img, (min(rows, img.shape[-2]), img.shape[-1]))
+    return center_pad_crop(img, size).astype(np.complex64)
+
+
+@functools.lru_cache(maxsize=2)
+def _read(path: str, mtime_ns: int) -> Any:
+    return read_raw(path)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_info(
+    path: str, mtime_ns: int, size: int, normalize: str
+) -> tuple[float, tuple[int, ...], int, int]:
+    """(divisor, slices with signal, coils, readout rows of the reconstruction matrix)."""
+    mc = _read(path, mtime_ns)
+    if mc.mask is not None and not bool(np.asarray(mc.mask).all()):
+        raise VolumeError(f"{path}: undersampled multi-coil k-space; training needs fully sampled data")
+    s, c, h, _ = mc.kspace.shape
+    rows = int(mc.recon_shape[0]) if mc.recon_shape else h
+    mags = []
+    for i in range(s):
+        imgs = _coil_images(mc.kspace[i], rows, size)
+        mags.append(np.sqrt((np.abs(imgs) ** 2).sum(0)))  # RSS: the combined magnitude's scale
+    mag = np.stack(mags)
+    nonblack = tuple(int(i) for i in np.nonzero(mag.reshape(s, -1).max(1) > 0)[0])
+    return volume_scale(mag, normalize), nonblack, c, rows
+
+
+class MultiCoilSliceDataset(Dataset):
+    """Slices of fully sampled multi-coil k-space files (module docstring).
+
+    Items: ``(channels, ident)``, channels float32 ``(4 C, size, size)``: coil k-space (real,
+    imaginary) and maps (real, imaginary); :func:`split_multicoil` undoes the packing.
+
+    Args:
+        files: fastMRI multi-coil ``.h5`` or ISMRMRD files.
+        keys: one stable key per file; default the file names.
+        size: image side.
+        slices: ``(start, stop)`` slice range, ``None`` = all slices with signal.
+        normalize: per-file normalisation of the combined magnitude.
+        keep: optional ``{key: slice indices}``.
+        maps_method: ``"espirit"`` or ``"walsh"`` (:func:`mri_n2n.coils.estimate_maps`).
+    """
+
+    #: items are coil k-space and maps (the corruption combines them)
+    multicoil = True
+
+    def __init__(
+        self,
+        files: Sequence[str | os.PathLike],
+        *,
+        keys: Sequence[str] | None = None,
+        size: int = 256,
+        slices: tuple[int, int] | None = None,
+        normalize: str = "max",
+        keep: dict[str, Sequence[int]] | None = None,
+        maps_method: str = "espirit",
+    ) -> None:
+        self.files = [str(f) for f in files]
+        self.keys = list(keys) if keys is not None else [Path(f).name for f in self.files]
+        self.size = int(size)
+        self.maps_method = maps_method
+        self._info = [_file_info(f, Path(f).stat().st_mtime_ns, self.size, normalize) for f in self.files]
+        coils = sorted({info[2] for info in self._info})
+        if len(coils) > 1:
+            raise VolumeError(
+                f"{self.files[0]}: the files have {', '.join(map(str, coils))} coils; a dataset needs one "
+                "coil count (split the folder)"
+            )
+        self.coils = coils[0] if coils else 0
+        self._rows: list[tuple[int, int]] = []
+        for fi, (_, nonblack, _, _) in enumerate(self._info):
+            idx = [k for k in nonblack if slices is None or slices[0] <= k < slices[1]]
+            if keep is not None:
+                wanted = set(keep.get(self.keys[fi], ()))
+                idx = [k for k in idx if k in wanted]
+            self._rows += [(fi, k) for k in idx]
+        self._idents = [stable_ident("kspace", self.keys[fi], k) for fi, k in self._rows]
+        self._maps: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def coil_kspace(self, i: int) -> np.ndarray:
+        """Item ``i``'s normalised coil k-space, complex64 ``(C, size, size)``."""
+        fi, k = self._rows[i]
+        path = self.files[fi]
+        scale, _, _, rows = self._info[fi]
+        mc = _read(path, Path(path).stat().st_mtime_ns)
+        imgs = _coil_images(mc.kspace[k], rows, self.size) / scale
+        return fft2c(torch.from_numpy(imgs)).numpy().astype(np.complex64)
+
+    def maps(self, i: int) -> np.ndarray:
+        """Item ``i``'s sensitivity maps, complex64 ``(C, size, size)`` (cached)."""
+        if i not in self._maps:
+            k = self.coil_kspace(i)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # small eigenproblems: one thread is several times faster
+            try:
+                m = estimate_maps(k, self.maps_method, calib=min(CALIBRATION, self.size))
+            except ValueError as e:
+                raise VolumeError(f"{self.files[self._rows[i][0]]}: {e}") from None
+            finally:
+                torch.set_num_threads(threads)
+            self._maps[i] = np.asarray(m, np.complex64)
+        return self._maps[i]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        k, s = self.coil_kspace(i), self.maps(i)
+        arr = np.concatenate([k.real, k.imag, s.real, s.imag]).astype(np.float32)
+        return torch.from_numpy(arr), self._idents[i]
+
+    def reference(self, i: int) -> np.ndarray:
+        """The root-sum-of-squares magnitude of item ``i`` (in the items' units)."""
+        img = ifft2c(torch.from_numpy(self.coil_kspace(i))).numpy()
+        return np.sqrt((np.abs(img) ** 2).sum(0)).astype(np.float32)
+
+    def provenance(self, i: int) -> dict[str, Any]:
+        """``dataset``, ``source``, ``slice``, ``file``, ``scale`` and ``coils`` of item ``i``."""
+        fi, k = self._rows[i]
+        return {"dataset": "kspace", "source": self.keys[fi], "slice": k, "axis": 0,
+                "file": self.files[fi], "scale": self._info[fi][0], "coils": self.coils}
+
+    def ident(self, i: int) -> int:
+        """The stable identity of item ``i``."""
+        return self._idents[i]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(4 C, H, W)`` of every item."""
+        return (4 * self.coils, self.size, self.size)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(files={len(self.files)}, n={len(self)}, coils={self.coils}, "
+                f"size={self.size})")

@@ -1,0 +1,128 @@
+"""Noise2Noise on multi-coil k-space: the dataset (coil k-space + estimated maps), the corruption
+(SENSE-1 inputs, per-coil data consistency), the multi-coil k-space loss, and training from
+fastMRI multi-coil files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mri_n2n.coils import SenseOperator, birdcage_maps
+from mri_n2n.config import Config, resolve_config
+from mri_n2n.corruptions.multicoil import MultiCoilUndersampling
+from mri_n2n.data.kspace import build_kspace_datasets
+from mri_n2n.data.multicoil import split_multicoil
+from mri_n2n.data.synthetic import phantom_volume, write_fastmri_h5
+from mri_n2n.data.synthetic_raw import write_fastmri_multicoil_h5
+from mri_n2n.fft import ifft2c
+from mri_n2n.io import VolumeError
+from mri_n2n.losses import kspace_loss
+
+SIZE = 32
+
+
+def _folder(root: Path, n_files: int = 3, coils: int = 6) -> Path:
+    root.mkdir(parents=True)
+    maps = birdcage_maps((SIZE, SIZE), coils).numpy()
+    for i in range(n_files):
+        vol = phantom_volume((SIZE, SIZE, 5), seed=i).astype(np.float32)
+        imgs = np.moveaxis(vol, 2, 0) / vol.max()
+        write_fastmri_multicoil_h5(root / f"mc{i}.h5", imgs, maps, noise_std=0.001, seed=i, oversample=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return _folder(tmp_path_factory.mktemp("mc") / "data")
+
+
+def _corruption(coils: int) -> MultiCoilUndersampling:
+    cfg, _ = resolve_config(
+        Config(dataset="kspace", density="lines_random", acceleration=3, center_fraction=0.15, shift=0)
+    )
+    return MultiCoilUndersampling.from_config(cfg, (SIZE, SIZE), coils=coils)
+
+
+def test_dataset_yields_coil_kspace_and_normalised_maps(folder):
+    train, valid = build_kspace_datasets(folder, size=SIZE)
+    assert train.multicoil and train.coils == 6 and train[0][0].shape == (24, SIZE, SIZE)
+    k, maps = split_multicoil(train[0][0][None])
+    power = (maps.abs() ** 2).sum(1)
+    support = power > 0.5
+    torch.testing.assert_close(power[support], torch.ones_like(power[support]), atol=1e-4, rtol=0)
+    rss = torch.from_numpy(train.reference(0))[None]
+    assert float(support[rss > 0.1 * rss.max()].float().mean()) > 0.95  # the maps cover the object
+    # the SENSE-1 combination of the coils reproduces their root-sum-of-squares on the support
+    combined = SenseOperator(maps, torch.ones(SIZE, SIZE, dtype=torch.bool)).combine(k).abs()
+    inside = support & (rss > 0.1 * rss.max())
+    assert float(((combined - rss).abs()[inside] / rss[inside]).max()) < 0.05
+
+
+def test_input_is_the_sense1_zero_filled_image_and_dc_never_increases_the_residual(folder):
+    train, _ = build_kspace_datasets(folder, size=SIZE)
+    c = _corruption(train.coils)
+    batch = torch.stack([train[i][0] for i in range(3)])
+    pair = c.pair(batch, generator=torch.Generator().manual_seed(0))
+    k, maps = split_multicoil(batch)
+    m = pair.context["mask"]
+    want = (maps.conj() * ifft2c(k * m[:, None] / c.density)).sum(1)
+    torch.testing.assert_close(torch.complex(pair.input[:, 0], pair.input[:, 1]), want, atol=1e-5, rtol=1e-4)
+    op = SenseOperator(maps, m)
+    x = torch.randn(3, 2, SIZE, SIZE)
+    out = c.project(x, pair.context)
+    before = (op(torch.complex(x[:, 0], x[:, 1])) - pair.context["kspace"]).norm()
+    after = (op(torch.complex(out[:, 0], out[:, 1])) - pair.context["kspace"]).norm()
+    assert float(after) < float(before)
+    clean = c.pair(batch, generator=torch.Generator().manual_seed(0), target="clean")
+    torch.testing.assert_close(clean.target, torch.stack([(maps.conj() * ifft2c(k)).sum(1).real,
+                                                          (maps.conj() * ifft2c(k)).sum(1).imag], 1))
+
+
+def test_multicoil_kspace_loss_is_unbiased_over_target_masks():
+    """E over target masks of the 1/p-weighted per-coil loss = the image L2 on the maps' support."""
+    torch.manual_seed(0)
+    coils, n = 4, 3000
+    maps = birdcage_maps((16, 16), coils)
+    c = MultiCoilUndersampling(
+        __import__("mri_n2n.masks", fromlist=["make_family"]).make_family("exp", (16, 16), fraction=0.3),
+        coils=coils,
+    )
+    x = torch.randn(1, 16, 16, dtype=torch.complex64)
+    f = x + 0.3 * torch.randn(1, 16, 16, dtype=torch.complex64)
+    k = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(maps * x[:, None], dim=(-2, -1)), norm="ortho"),
+                           dim=(-2, -1))
+    masks = c.draw_masks(n, torch.Generator().manual_seed(1))
+    ctx = {"maps": maps.expand(n, -1, -1, -1), "target_mask": masks,
+           "target_kspace": k.expand(n, -1, -1, -1) * masks[:, None], "target_density": c.density}
+    out = torch.stack([f.real, f.imag], 1).expand(n, -1, -1, -1)
+    loss = kspace_loss(out, out, ctx)
+    full = (((f - x).abs() ** 2) * (maps.abs() ** 2).sum(0)).sum() / (2 * 16 * 16)
+    assert float(loss) == pytest.approx(float(full), rel=0.05)
+
+
+def test_training_on_multicoil_files_and_refusals(folder, tmp_path):
+    from mri_n2n.training import train
+
+    out = tmp_path / "run"
+    cfg = Config(dataset="kspace", data_dir=str(folder), size=SIZE, preset="tiny", model="unrolled",
+                 cascades=2, loss="kspace", density="lines_random", acceleration=3, center_fraction=0.15,
+                 max_steps=4, steps_per_epoch=2, val_limit=3, quiet=True, tensorboard=False, out=str(out))
+    summary = train(cfg)
+    assert summary["val_psnr"] > 0 and (out / "checkpoints" / "last.pt").is_file()
+    saved = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["corruption"]["name"] == "MultiCoilUndersampling" and saved["corruption"]["coils"] == 6
+    # one kind of file per folder, one coil count per dataset
+    mixed = tmp_path / "mixed"
+    _folder(mixed, n_files=1)
+    write_fastmri_h5(mixed / "single.h5", np.ones((2, SIZE, SIZE), np.float32))
+    with pytest.raises(Exception, match="multi-coil and 1 single-coil"):
+        build_kspace_datasets(mixed, size=SIZE)
+    other = tmp_path / "coils"
+    _folder(other, n_files=1, coils=6)
+    write_fastmri_multicoil_h5(other / "eight.h5", np.ones((2, SIZE, SIZE), np.float32),
+                               birdcage_maps((SIZE, SIZE), 8).numpy())
+    with pytest.raises(VolumeError, match="coils"):
+        build_kspace_datasets(other, size=SIZE, valid_fraction=0.0)
