@@ -16,9 +16,11 @@ from ..checkpoint import (
 )
 from ..config import Config
 from ..corruptions import MRIUndersampling
+from ..corruptions.multicoil import MultiCoilUndersampling
 from ..data.measured import CenteringError, check_centred, crop_readout, file_mask_law, law_mismatch
 from ..devices import resolve_device
 from ..io.kspace import KSpaceInput, as_kspace, expand_mask
+from ..io.multicoil import MultiCoilKSpace
 from ..masks import MaskFamily, family_from_description
 from .engine import (
     Reconstruction,
@@ -30,6 +32,7 @@ from .engine import (
     reconstruct_volume,
     simulate_kspace,
 )
+from .multicoil import reconstruct_multicoil
 
 __all__ = ["Reconstructor"]
 
@@ -321,6 +324,26 @@ class Reconstructor:
             reference=reference,
             data_range=data_range,
             output_shape=output_shape,
+        )
+
+    def multicoil(
+        self, mc: MultiCoilKSpace, *, simulate: float | None = None, seed: int = 0
+    ) -> Reconstruction:
+        """Reconstruct a multi-coil file as :func:`~mri_n2n.io.raw.read_raw` read it (fastMRI
+        multi-coil, ISMRMRD, twix; :func:`~mri_n2n.reconstruction.multicoil.reconstruct_multicoil`),
+        or with ``simulate`` a retrospective study of a fully sampled one with the checkpoint's
+        mask family at mean density ``simulate``, masks seeded per slice by ``seed``."""
+        s, c, h, w = mc.kspace.shape
+        rows = min(mc.recon_shape[0], h) if mc.recon_shape else h
+        corruption = MultiCoilUndersampling.from_config(self.config, (rows, w), fraction=simulate, coils=c)
+        return reconstruct_multicoil(
+            self.model,
+            corruption.project,
+            mc,
+            family=corruption.family,
+            simulate=simulate,
+            seed=seed,
+            batch_size=self.batch_size,
         )
 
     def simulate_kspace_input(self, kin: KSpaceInput, fraction: float, *, seed: int = 0) -> Reconstruction:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pydicom
 
+from ..data.multicoil import is_multicoil
 from ..errors import one_line
 from ..io import (
     KSPACE_SUFFIXES,
@@ -35,9 +36,14 @@ from ..io import (
 )
 from ..io.dicom import DICOMDIR_CLASS
 from ..io.kspace import MASK_SIDECAR
+from ..io.raw import read_raw
 from ..plots import radiological_view, reconstruction_panel
 from .api import Reconstructor
 from .engine import ReconstructionError
+from .multicoil import multicoil_affine
+
+#: Raw scanner files read by :func:`mri_n2n.io.raw.read_raw` (Siemens twix, ISMRMRD ``.mrd``).
+RAW_SUFFIXES = (".dat", ".mrd")
 
 __all__ = ["InputItem", "BatchResult", "collect_inputs", "plan_outputs", "check_out", "run_batch"]
 
@@ -82,13 +88,21 @@ def _is_sidecar(path: Path) -> bool:
     )
 
 
+def _is_multicoil_file(path: Path) -> bool:
+    """Raw scanner files (twix ``.dat``, ``.mrd``) and multi-coil HDF5 (fastMRI, ISMRMRD)."""
+    low = path.name.lower()
+    if low.endswith(RAW_SUFFIXES):
+        return True
+    return low.endswith((".h5", ".hdf5")) and is_multicoil(path)
+
+
 def _classify_file(path: Path, *, walked: bool) -> InputItem | None:
     """The item for one file, or ``None`` for a file a folder walk skips quietly."""
     name = path.name
     low = name.lower()
     if is_nifti_path(name):
         return InputItem(str(path), "nifti", (str(path),), name=_stem(name))
-    if low.endswith(KSPACE_SUFFIXES):
+    if low.endswith(KSPACE_SUFFIXES + RAW_SUFFIXES):
         if walked and _is_sidecar(path):
             return None
         return InputItem(str(path), "kspace", (str(path),), name=_stem(name))
@@ -298,6 +312,15 @@ def _process(
             template = vol.meta.get("dataset")
             positions = vol.meta.get("positions")
         description = f"N2N recon (simulated {simulate:g})"
+    elif _is_multicoil_file(Path(item.paths[0])):
+        mc = read_raw(item.paths[0])
+        result = rec.multicoil(mc, simulate=simulate, seed=args.seed or 0)
+        affine = multicoil_affine(mc, result.image.shape)
+        view_axis = None
+        row["mode"] = "simulate" if simulate is not None else "kspace"
+        row["coils"] = int(mc.kspace.shape[1])
+        row["mask_law"] = result.mask_law
+        description = "N2N recon" + (f" (simulated {simulate:g})" if simulate is not None else "")
     else:
         kin = read_kspace_input(item.paths[0])
         affine = kin.affine

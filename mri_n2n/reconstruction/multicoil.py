@@ -1,0 +1,174 @@
+"""Reconstructing multi-coil k-space (fastMRI multi-coil HDF5, ISMRMRD, Siemens twix as
+:func:`mri_n2n.io.raw.read_raw` reads them) with a two-channel (complex) checkpoint.
+
+Per slice: readout oversampling is removed in image space (exact for masks of whole lines),
+coil maps are estimated from the fully sampled k-space centre (:func:`mri_n2n.coils.estimate_maps`,
+Walsh's method, as for training: ESPIRiT needs a wider calibration region than accelerated line
+masks keep), the network sees the SENSE-1 zero-filled image compensated by the file's mask law
+(recorded or estimated, :func:`~mri_n2n.data.measured.file_mask_law`), unrolled networks get the
+coils' measurements and maps for their data consistency, and the output goes through the
+multi-coil data consistency of :class:`~mri_n2n.corruptions.multicoil.MultiCoilUndersampling`.
+The output is the magnitude ``(rows, cols, slices)`` cropped to the reconstruction matrix; with
+a reference (the file's ``reconstruction_rss``, or for ``simulate`` the root-sum-of-squares of
+the fully sampled coils) fastMRI volume metrics compare it, the SENSE-1 compensated zero-filled
+image and the usual baseline, the root-sum-of-squares of the zero-filled coil images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..coils import SenseOperator, estimate_maps
+from ..data.measured import crop_readout, file_mask_law
+from ..data.slices import center_pad_crop
+from ..fft import ifft2c
+from ..io.kspace import kspace_affine
+from ..io.multicoil import MultiCoilKSpace
+from ..masks import MASK_LAW_ATTR, MaskFamily
+from ..models import measurement_kwargs
+from ..seeding import seeded_generator
+from .engine import Reconstruction, ReconstructionError, _Accum, model_channels, slice_seed
+
+__all__ = ["reconstruct_multicoil", "MAPS_MIN_CALIBRATION"]
+
+#: Smallest side of the fully sampled centre from which maps are estimated at inference (8x line
+#: masks keep 4 % of the lines: 5 at 128 columns).
+MAPS_MIN_CALIBRATION = 4
+
+
+def _crop_rows(k: np.ndarray, mask: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(S, C, ky, kx)`` and ``(S, ky, kx)`` with the readout cropped to ``rows``."""
+    s, c, h, w = k.shape
+    if rows >= h:
+        return k, mask
+    flat, m = crop_readout(k.reshape(s * c, h, w), np.repeat(mask, c, axis=0), rows)
+    return flat.reshape(s, c, rows, w), m.reshape(s, c, rows, w)[:, 0]
+
+
+def _maps(k: torch.Tensor, where: str) -> torch.Tensor:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small eigenproblems: one thread is several times faster
+    try:
+        return estimate_maps(k, "walsh", min_calib=MAPS_MIN_CALIBRATION)
+    except ValueError as e:
+        raise ReconstructionError(f"{where}: {e}") from None
+    finally:
+        torch.set_num_threads(threads)
+
+
+def reconstruct_multicoil(
+    model: torch.nn.Module,
+    corruption_project,
+    mc: MultiCoilKSpace,
+    *,
+    family: MaskFamily | None = None,
+    simulate: float | None = None,
+    seed: int = 0,
+    batch_size: int = 4,
+) -> Reconstruction:
+    """Reconstruct one multi-coil file (module docstring).
+
+    Args:
+        model: a two-channel (complex) MRI network, on the device to use.
+        corruption_project: ``project(output, context)`` of the multi-coil corruption.
+        mc: the file as :func:`~mri_n2n.io.raw.read_raw` returns it.
+        family: for ``simulate``, the checkpoint's mask family at the file's grid (after the
+            readout crop); its draws are seeded per slice by ``seed``.
+        simulate: retrospective study: undersample the fully sampled file with ``family``.
+        seed: seeds the simulated masks.
+        batch_size: slices per network call.
+
+    Raises:
+        ReconstructionError: a one-channel model, an undersampled file with ``simulate``, no
+            usable calibration region, an unreadable mask law (one line naming the file).
+    """
+    where = mc.path
+    if model_channels(model) != 2:
+        raise ReconstructionError(f"{where}: multi-coil data need a two-channel (complex) checkpoint")
+    k = np.asarray(mc.kspace, np.complex64)
+    s, c, h, w = k.shape
+    mask = np.ascontiguousarray(mc.sampled())
+    if simulate is not None and not bool(mask.all()):
+        raise ReconstructionError(f"{where}: --simulate needs fully sampled k-space")
+    rows, cols = mc.recon_shape if mc.recon_shape else (h, w)
+    columns = bool((mask == mask[:, :1, :]).all())
+    if rows < h and columns:
+        k, mask = _crop_rows(k, mask, rows)
+    h = k.shape[2]
+    if simulate is not None:
+        if family is None or family.shape != (h, w):
+            raise ReconstructionError(f"{where}: no mask family for the {h}x{w} grid")
+        draws = [family.sample(1, generator=seeded_generator(slice_seed(seed, i))) for i in range(s)]
+        mask = torch.cat(draws).numpy()
+        law, source = family, "simulated"
+    else:
+        try:
+            recorded = (mc.meta.get("attrs") or {}).get(MASK_LAW_ATTR)
+            law, source = file_mask_law(k[:, 0], mask, recorded, where=where)
+        except ValueError as e:
+            raise ReconstructionError(str(e)) from None
+    full = None
+    if mc.reference is None and (simulate is not None or bool(mask.all())):
+        full = np.sqrt((np.abs(ifft2c(torch.from_numpy(k)).numpy()) ** 2).sum(1))  # RSS of all coils
+    p = torch.ones(h, w) if law is None else law.keep_probability().float()
+    y_all = torch.from_numpy(np.where(mask[:, None], k, 0).astype(np.complex64))
+    m_all = torch.from_numpy(mask.astype(bool))
+    dev = next(model.parameters()).device
+    # per slice: maps, SENSE-1 compensated zero-filled image
+    maps = torch.stack([_maps(y_all[i], where) for i in range(s)])
+    zf = torch.stack([SenseOperator(maps[i], m_all[i]).zero_filled(y_all[i][None], p)[0] for i in range(s)])
+    scale = float(zf.abs().max()) or 1.0
+    ref = mc.reference if mc.reference is not None else full
+    ref = None if ref is None else center_pad_crop(np.asarray(ref, np.float32), (rows, cols))
+    data_range = None if ref is None else float(ref.max())
+    if mc.max_value and simulate is None and mc.reference is not None:
+        data_range = float(mc.max_value)  # fastMRI: the file's max is the metrics' range
+    acc = _Accum(data_range)
+    out = np.zeros((s, rows, cols), np.float32)
+    zf_mag = np.zeros_like(out)
+    plain_mag = np.zeros_like(out)
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, s, batch_size):
+            idx = list(range(start, min(s, start + batch_size)))
+            y = y_all[idx].to(dev) / scale
+            m = m_all[idx].to(dev)
+            sm = maps[idx].to(dev)
+            z = zf[idx].to(dev) / scale
+            inp = torch.stack([z.real, z.imag], dim=1)
+            ctx = {"mask": m, "kspace": y, "maps": sm}
+            est = model(inp, **measurement_kwargs(model, ctx)).float()
+            x = corruption_project(est, ctx)
+            mag = torch.complex(x[:, 0], x[:, 1]).abs() * scale
+            out[idx] = center_pad_crop(mag.cpu().numpy(), (rows, cols))
+            zf_mag[idx] = center_pad_crop((z.abs() * scale).cpu().numpy(), (rows, cols))
+            plain = ifft2c(y * scale).abs().square().sum(1).sqrt()  # RSS of the zero-filled coils
+            plain_mag[idx] = center_pad_crop(plain.cpu().numpy(), (rows, cols))
+    if ref is not None:
+        acc.add({"zf": zf_mag, "plain": plain_mag, "rec": out}, ref)
+    active = [i for i in range(s) if float(np.abs(zf_mag[i]).max()) > 0]
+    mid = active[len(active) // 2] if active else s // 2
+    inv = 1.0 / scale
+    preview = {
+        "slice": mid, "mask": mask[mid], "zero_filled": plain_mag[mid] * inv, "reconstruction": out[mid] * inv
+    }
+    if ref is not None:
+        preview["reference"] = ref[mid] * inv
+    described = {"source": source, **({} if law is None else {"family": law.name, "fraction": law.fraction})}
+    image = np.ascontiguousarray(np.moveaxis(out, 0, -1))
+    return Reconstruction(
+        image=image,
+        scale=scale,
+        sampled_fraction=float(mask.mean()),
+        metrics=acc.result(),
+        preview=preview,
+        mask_law=described,
+    )
+
+
+def multicoil_affine(mc: MultiCoilKSpace, shape: tuple[int, int, int]) -> np.ndarray:
+    """The output's affine: axis-aligned, the file's voxel sizes (1 mm when it records none)."""
+    return kspace_affine(shape, mc.voxel_size)
+
+
