@@ -7,6 +7,7 @@ import argparse
 
 from ..bench import machine_info, markdown_table, write_results
 from ..bench.cartesian import bench_cartesian, cartesian_markdown
+from ..bench.multicoil import bench_multicoil, multicoil_markdown
 from ..bench.generalization import bench_generalization, generalization_markdown
 from ..bench.images import bench_image_quality, image_quality_markdown
 from ..bench.quality import bench_mri_quality, mri_quality_markdown
@@ -66,6 +67,11 @@ def _quality(args) -> int:
             quick=args.quick, out_dir=args.results, device=args.device, steps=args.steps, seed=args.seed
         )
         parts.append("## Single-coil Cartesian study\n\n" + cartesian_markdown(res["cartesian"]))
+    if args.only == "multicoil":
+        res["multicoil"] = bench_multicoil(
+            quick=args.quick, out_dir=args.results, device=args.device, steps=args.steps, seed=args.seed
+        )
+        parts.append("## Multi-coil study\n\n" + multicoil_markdown(res["multicoil"]))
     if args.only in (None, "images"):
         res["images"] = bench_image_quality(
             quick=args.quick,
@@ -138,9 +144,9 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         if name == "quality":
             s.add_argument(
                 "--only",
-                choices=("mri", "images", "cartesian"),
-                help="run one part only; cartesian (not in the default run): the single-coil 1-D "
-                "line-mask study on complex MNI152 slices",
+                choices=("mri", "images", "cartesian", "multicoil"),
+                help="run one part only; cartesian and multicoil (not in the default run): the "
+                "single-coil 1-D line-mask study on complex MNI152 slices, and the 8-coil study",
             )
             s.add_argument(
                 "--steps",

@@ -1,0 +1,163 @@
+"""The multi-coil study: 8 coils, 1-D equispaced masks at 4x and 8x
+(``python -m mri_n2n.bench quality --only multicoil``).
+
+Data: the MNI152 template's slices (training and validation split as ``--dataset mni152``),
+each given a seeded smooth phase, seen by 8 birdcage coils (:func:`mri_n2n.coils.birdcage_maps`)
+with complex k-space noise :data:`NOISE` of the peak per coil, written as fully sampled fastMRI
+multi-coil HDF5 files (blocks of slices; the validation slices in their own file). Runs: Noise2Noise
+and Noise2Clean at 4x (the CPU preset's unrolled network and k-space loss, one budget and seed),
+Noise2Noise at 8x. Every method is then scored by :func:`mri_n2n.evaluation.evaluate_mri` on the
+validation slices with the same fixed masks: zero-filling (root-sum-of-squares of the zero-filled
+coils), CG-SENSE and the networks, against the root-sum-of-squares reference. A speed row times
+``reconstruct`` of a 16-coil 320 x 320 x 30 fastMRI-style volume.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..coils import birdcage_maps
+from ..config import Config, resolve_config
+from ..corruptions import seeded_generator
+from ..corruptions.mri import smooth_phase
+from ..data.mni152 import build_mni152_datasets
+from ..data.synthetic_raw import write_fastmri_multicoil_h5
+from ..evaluation import PLAIN, evaluate_mri, evaluation_markdown, write_evaluation
+from ..io.raw import read_raw
+from ..reconstruction import Reconstructor
+from ..seeding import stable_ident
+from .runs import train_or_reuse
+
+__all__ = ["COILS", "NOISE", "write_multicoil_study_data", "bench_multicoil", "multicoil_markdown"]
+
+#: Receive coils of the study.
+COILS = 8
+#: Complex k-space noise per coil, relative to the normalised image peak.
+NOISE = 0.01
+#: (label, acceleration, centre fraction, train Noise2Clean too)
+MASKS = (("equispaced 4x", 4.0, 0.08, True), ("equispaced 8x", 8.0, 0.04, False))
+
+
+def _write(folder: Path, name: str, slices: np.ndarray, maps: np.ndarray, seed: int) -> Path:
+    g = seeded_generator(stable_ident("multicoil-phase", name))
+    z = smooth_phase(torch.from_numpy(np.ascontiguousarray(slices, np.float32))[:, None], g)
+    path = folder / f"{name}.h5"
+    write_fastmri_multicoil_h5(path, (z[:, 0] + 1j * z[:, 1]).numpy(), maps, noise_std=NOISE, seed=seed)
+    return path
+
+
+def write_multicoil_study_data(out_dir: str | Path, size: int, *, files: int = 6) -> Path:
+    """Fully sampled 8-coil fastMRI-style files of the MNI152 slices (module docstring); the last
+    file holds the validation slices. Reuses the folder when its files exist."""
+    folder = Path(out_dir)
+    if folder.is_dir() and len(list(folder.glob("*.h5"))) == files + 1:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    train, valid = build_mni152_datasets(size=size)
+    maps = birdcage_maps((size, size), COILS).numpy()
+    tr = np.stack([train[i][0][0].numpy() for i in range(len(train))])
+    for j, block in enumerate(np.array_split(tr, files)):
+        _write(folder, f"train{j:02d}", block, maps, seed=j)
+    va = np.stack([valid[i][0][0].numpy() for i in range(len(valid))])
+    _write(folder, "valid", va, maps, seed=99)
+    return folder
+
+
+def _speed(out_dir: Path) -> dict[str, Any]:
+    """Seconds of ``Reconstructor.multicoil`` on a 16-coil 320 x 320 x 30 fastMRI-style file with
+    an equispaced 4x mask (the untrained network: the cost does not depend on the weights)."""
+    path = out_dir / "speed_16coil_320.h5"
+    if not path.is_file():
+        rng = np.random.default_rng(0)
+        imgs = rng.random((30, 320, 320)).astype(np.float32)
+        cols = np.zeros(320, np.float32)
+        cols[::4] = 1
+        cols[160 - 13 : 160 + 13] = 1
+        maps = birdcage_maps((320, 320), 16).numpy()
+        write_fastmri_multicoil_h5(path, imgs, maps, mask=cols, reference=False)
+    return {"file": path.name, "shape": [30, 16, 320, 320]}
+
+
+def bench_multicoil(
+    *,
+    quick: bool = False,
+    out_dir: str | Path = "results",
+    device: str = "auto",
+    steps: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write the data, train (or reuse) the runs, evaluate, and time ``reconstruct`` (module
+    docstring). ``quick``: 64 x 64 slices and 150 steps."""
+    size = 64 if quick else 128
+    steps = steps or (150 if quick else int(resolve_config(Config(preset="cpu"))[0].max_steps))
+    name = ("multicoil_quick_runs" if quick else "multicoil_runs") + (f"_seed{seed}" if seed else "")
+    root = Path(out_dir) / name
+    data = write_multicoil_study_data(root / "data", size)
+    rows: dict[str, Any] = {}
+    for label, accel, center, with_n2c in MASKS:
+        base = Config(
+            dataset="kspace", data_dir=str(data), preset="cpu", size=size, max_steps=steps,
+            steps_per_epoch=max(steps // 4, 1), seed=seed, device=device, quiet=True, tensorboard=False,
+            density="lines_lattice", acceleration=accel, center_fraction=center, augment=False,
+        )
+        runs = {}
+        for name, target in (("N2N", "noisy"), ("N2C", "clean")):
+            if target == "clean" and not with_n2c:
+                continue
+            cfg = base.replace(target=target, out=str(root / label.replace(" ", "_") / name))
+            runs[name] = (cfg, train_or_reuse(cfg))
+        ckpts = [Path(c.out) / "checkpoints" / "last.pt" for c, _ in runs.values()]
+        ev = evaluate_mri(ckpts, device=device, progress=False, plain_zero_filled=True)
+        write_evaluation(ev, root / label.replace(" ", "_") / "evaluation")
+        rows[label] = {
+            "acceleration": accel,
+            "summary": ev["summary"],
+            "markdown": evaluation_markdown(ev),
+            "train_seconds": {k: s.get("train_seconds") for k, (_, s) in runs.items()},
+        }
+    speed = _speed(root)
+    n2n_4x = root / "equispaced_4x" / "N2N" / "checkpoints" / "last.pt"
+    rec = Reconstructor.from_checkpoint(n2n_4x, device=device)
+    mc = read_raw(root / speed["file"])
+    t0 = time.perf_counter()
+    rec.multicoil(mc)
+    speed["seconds"] = time.perf_counter() - t0
+    s4 = {k: v["psnr_mean"] for k, v in rows["equispaced 4x"]["summary"].items()}
+    goals = {
+        "4x_n2n_2dB_above_sense": s4["N2N"] - s4["CG-SENSE"] >= 2.0,
+        "4x_n2n_within_0.5dB_of_n2c": abs(s4["N2N"] - s4["N2C"]) <= 0.5,
+        "reconstruct_16coil_320x320x30_under_30s": speed["seconds"] < 30.0,
+    }
+    settings = {"size": size, "steps": steps, "coils": COILS, "noise_std": NOISE, "seed": seed}
+    settings["quick"] = quick
+    return {"settings": settings, "rows": rows, "speed": speed, "goals": goals}
+
+
+def multicoil_markdown(result: dict[str, Any]) -> str:
+    """One table (a row per mask, PSNR / SSIM per method), the speed row and the goals."""
+    st = result["settings"]
+    methods = ["zero-filled", PLAIN, "CG-SENSE", "N2N", "N2C"]
+    lines = [
+        f"Multi-coil study: {st['coils']} birdcage coils, complex MNI152 slices (smooth random "
+        f"phase, k-space noise {st['noise_std']} of the peak per coil), {st['size']}x{st['size']}, "
+        f"{st['steps']} steps, seed {st['seed']}. PSNR dB / SSIM of the magnitude against the "
+        f"root-sum-of-squares image (per slice, mean); `{PLAIN}` is the RSS of the zero-filled coils.",
+        "",
+        "| mask | " + " | ".join(methods) + " | training s (N2N) |",
+        "|---|" + "---|" * len(methods) + "---|",
+    ]
+    for label, row in result["rows"].items():
+        s = row["summary"]
+        cells = [f"{s[m]['psnr_mean']:.2f} / {s[m]['ssim_mean']:.3f}" if m in s else "-" for m in methods]
+        secs = row["train_seconds"].get("N2N") or 0
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {secs:.0f} |")
+    sp = result["speed"]
+    lines += ["", f"`reconstruct` of a 16-coil 320x320x30 volume: {sp['seconds']:.1f} s.", "",
+              "| goal | met |", "|---|---|"]
+    lines += [f"| {k} | {'yes' if v else 'NO'} |" for k, v in result["goals"].items()]
+    return "\n".join(lines)
