@@ -7,9 +7,9 @@ import argparse
 
 from ..bench import machine_info, markdown_table, write_results
 from ..bench.cartesian import bench_cartesian, cartesian_markdown
-from ..bench.multicoil import bench_multicoil, multicoil_markdown
 from ..bench.generalization import bench_generalization, generalization_markdown
 from ..bench.images import bench_image_quality, image_quality_markdown
+from ..bench.multicoil import bench_multicoil, multicoil_markdown
 from ..bench.quality import bench_mri_quality, mri_quality_markdown
 from ..bench.reconstruct import bench_reconstruct
 from ..bench.speed import bench_speed
