@@ -46,7 +46,7 @@ from ..seeding import stable_ident
 from .base import DataDirError
 from .folders import split_by_key
 from .multicoil import MultiCoilSliceDataset, is_multicoil
-from .slices import block_split, center_pad_crop, volume_scale, warn_if_cropped
+from .slices import block_split, center_pad_crop, file_slice_rows, volume_scale, warn_if_cropped
 from .undersampled import UndersampledKSpaceDataset, is_undersampled
 
 __all__ = [
@@ -142,18 +142,15 @@ class KSpaceSliceDataset(Dataset):
         self.keys = list(keys) if keys is not None else [Path(f).name for f in self.files]
         self.size = int(size)
         self.complex_kspace = bool(complex_kspace)
-        self._rows: list[tuple[int, int]] = []
+        found: list[tuple[int, ...]] = []
         self._scales: list[float] = []
         self._recon: list[tuple[int, int] | None] = []
-        for fi, path in enumerate(self.files):
+        for path in self.files:
             scale, nonblack, recon = _info(Path(path), self.size, normalize)
             self._scales.append(scale)
             self._recon.append(recon)
-            idx = [k for k in nonblack if slices is None or slices[0] <= k < slices[1]]
-            if keep is not None:
-                wanted = set(keep.get(self.keys[fi], ()))
-                idx = [k for k in idx if k in wanted]
-            self._rows += [(fi, k) for k in idx]
+            found.append(nonblack)
+        self._rows = file_slice_rows(found, self.keys, slices, keep)
         self._idents = [stable_ident("kspace", self.keys[fi], k) for fi, k in self._rows]
         self._handles: dict[str, Any] = {}
         self._pid: int | None = None

@@ -37,7 +37,7 @@ from ..io import VolumeError
 from ..io.kspace import open_h5
 from ..io.raw import read_raw
 from ..seeding import stable_ident
-from .slices import center_pad_crop, volume_scale
+from .slices import center_pad_crop, file_slice_rows, volume_scale
 
 __all__ = ["MultiCoilSliceDataset", "is_multicoil", "split_multicoil", "CALIBRATION"]
 
@@ -139,13 +139,7 @@ class MultiCoilSliceDataset(Dataset):
                 "coil count (split the folder)"
             )
         self.coils = coils[0] if coils else 0
-        self._rows: list[tuple[int, int]] = []
-        for fi, (_, nonblack, _, _) in enumerate(self._info):
-            idx = [k for k in nonblack if slices is None or slices[0] <= k < slices[1]]
-            if keep is not None:
-                wanted = set(keep.get(self.keys[fi], ()))
-                idx = [k for k in idx if k in wanted]
-            self._rows += [(fi, k) for k in idx]
+        self._rows = file_slice_rows([info[1] for info in self._info], self.keys, slices, keep)
         self._idents = [stable_ident("kspace", self.keys[fi], k) for fi, k in self._rows]
         self._maps: dict[int, np.ndarray] = {}
 

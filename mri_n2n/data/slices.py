@@ -304,3 +304,21 @@ def block_split(
     if not train:
         raise ValueError(f"{n} slices are too few for a validation split with a {gap_mm} mm gap")
     return train, valid
+
+
+def file_slice_rows(
+    nonblack: Sequence[Sequence[int]],
+    keys: Sequence[str],
+    slices: tuple[int, int] | None,
+    keep: dict[str, Sequence[int]] | None,
+) -> list[tuple[int, int]]:
+    """``(file index, slice index)`` rows of a multi-file dataset: each file's slices with signal
+    (``nonblack[i]``), within ``slices`` and, with ``keep``, among ``keep[keys[i]]``."""
+    rows: list[tuple[int, int]] = []
+    for fi, ks in enumerate(nonblack):
+        idx = [k for k in ks if slices is None or slices[0] <= k < slices[1]]
+        if keep is not None:
+            wanted = set(keep.get(keys[fi], ()))
+            idx = [k for k in idx if k in wanted]
+        rows += [(fi, k) for k in idx]
+    return rows

@@ -39,7 +39,7 @@ from ..io.kspace import as_complex, expand_mask, open_h5, read_kspace_h5
 from ..masks import MASK_LAW_ATTR, Bernoulli2D, IndependentLines, MaskFamily
 from ..seeding import stable_ident
 from .measured import CenteringError, check_centred, crop_readout, file_mask_law
-from .slices import center_pad_crop, volume_scale
+from .slices import center_pad_crop, file_slice_rows, volume_scale
 
 __all__ = ["UndersampledKSpaceDataset", "is_undersampled", "measured_slice"]
 
@@ -156,14 +156,8 @@ class UndersampledKSpaceDataset(Dataset):
         self.files = [str(f) for f in files]
         self.keys = list(keys) if keys is not None else [Path(f).name for f in self.files]
         self.size = int(size)
-        self._rows: list[tuple[int, int]] = []
         self._info = [_info(Path(f), self.size, normalize) for f in self.files]
-        for fi, (_, nonblack, *_) in enumerate(self._info):
-            idx = [k for k in nonblack if slices is None or slices[0] <= k < slices[1]]
-            if keep is not None:
-                wanted = set(keep.get(self.keys[fi], ()))
-                idx = [k for k in idx if k in wanted]
-            self._rows += [(fi, k) for k in idx]
+        self._rows = file_slice_rows([info[1] for info in self._info], self.keys, slices, keep)
         self._idents = [stable_ident("kspace", self.keys[fi], k) for fi, k in self._rows]
 
     def __len__(self) -> int:
