@@ -133,11 +133,12 @@ def test_reconstruct_multicoil_files_end_to_end(folder, tmp_path):
     reconstructed with their estimated mask law, a fully sampled file with every sample measured
     gives back its coil combination (the data consistency keeps all of it), and --simulate scores
     a retrospective study against the file's reference."""
+    import importlib.util
     import json
     import subprocess
     import sys
 
-    from mri_n2n.data.synthetic_raw import write_ismrmrd_file
+    from mri_n2n.data.synthetic_raw import write_ismrmrd_file, write_twix_file
     from mri_n2n.masks import make_family
     from mri_n2n.training import train
 
@@ -156,6 +157,9 @@ def test_reconstruct_multicoil_files_end_to_end(folder, tmp_path):
     write_fastmri_multicoil_h5(data / "under.h5", imgs, maps, mask=cols, oversample=2)
     write_fastmri_multicoil_h5(data / "full.h5", imgs, maps, oversample=2)
     write_ismrmrd_file(data / "raw.mrd", imgs, maps, mask=cols, oversample=2)
+    twix = importlib.util.find_spec("twixtools") is not None
+    if twix:  # the raw extra: a Siemens VE file through the same path
+        write_twix_file(data / "meas.dat", imgs, maps, mask=cols, oversample=2)
 
     def rec(out, *extra):
         cmd = [sys.executable, "-m", "mri_n2n", "reconstruct", "--checkpoint", str(ckpt), "--out", str(out)]
@@ -163,8 +167,9 @@ def test_reconstruct_multicoil_files_end_to_end(folder, tmp_path):
         assert r.returncode == 0, r.stderr
         return {Path(x["input"]).name: x for x in json.loads((out / "report.json").read_text())["inputs"]}
 
-    rows = rec(tmp_path / "o1", str(data / "under.h5"), str(data / "raw.mrd"), str(data / "full.h5"))
-    assert all(r["status"] == "ok" and r["coils"] == 6 for r in rows.values())
+    raw = [str(data / "meas.dat")] if twix else []
+    rows = rec(tmp_path / "o1", str(data / "under.h5"), str(data / "raw.mrd"), str(data / "full.h5"), *raw)
+    assert all(r["status"] == "ok" and r["coils"] == 6 for r in rows.values()) and len(rows) == 3 + len(raw)
     assert rows["under.h5"]["mask_law"]["source"] == "estimated"
     assert rows["raw.mrd"]["shape"] == [SIZE, SIZE, 3]
     assert rows["full.h5"]["metrics"]["psnr"] > 40  # nothing to fill in: the data's own combination
