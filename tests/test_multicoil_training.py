@@ -177,3 +177,35 @@ def test_reconstruct_multicoil_files_end_to_end(folder, tmp_path):
     sim = rec(tmp_path / "o2", str(data / "full.h5"), "--simulate", "0.34")
     assert sim["full.h5"]["mode"] == "simulate" and sim["full.h5"]["sampled_fraction"] < 0.5
     assert sim["full.h5"]["metrics"]["psnr_zero_filled_plain"] < rows["full.h5"]["metrics"]["psnr"]
+
+
+@pytest.mark.parametrize("target", ["ssdu", "noisier2noise"])
+def test_single_acquisition_targets_on_multicoil_data(folder, tmp_path, target):
+    train_set, _ = build_kspace_datasets(folder, size=SIZE, undersampled=True)
+    cfg, _ = resolve_config(Config(dataset="kspace", density="lines_random", acceleration=3,
+                                   center_fraction=0.15, target=target))
+    c = MultiCoilUndersampling.from_config(cfg, (SIZE, SIZE), coils=train_set.coils)
+    batch = torch.stack([train_set[i][0] for i in range(2)])
+    seeds = torch.tensor([5, 6])
+    a = c.pair(batch, generator=torch.Generator().manual_seed(0), target=target, seeds=seeds)
+    b = c.pair(batch, generator=torch.Generator().manual_seed(1), target=target, seeds=seeds)
+    inp, held = a.context["mask"], a.context["target_mask"]
+    assert not bool((inp & held).any())
+    assert torch.equal(inp | held, b.context["mask"] | b.context["target_mask"])  # one acquisition
+    assert not torch.equal(inp, b.context["mask"])  # split afresh
+    # the input is the SENSE-1 image of the kept samples, compensated by p q
+    maps = a.context["maps"]  # shifted with the coil images
+    pq = c.density * c.split.keep_probability()
+    y = a.context["kspace"]
+    assert torch.equal(y != 0, (y != 0) & inp[:, None])
+    want = (maps.conj() * ifft2c(y / pq.clamp_min(1e-12))).sum(1)
+    torch.testing.assert_close(torch.complex(a.input[:, 0], a.input[:, 1]), want, atol=1e-5, rtol=1e-4)
+    from mri_n2n.training import train
+
+    out = tmp_path / "run"
+    summary = train(cfg.replace(data_dir=str(folder), size=SIZE, preset="tiny", model="unrolled", cascades=2,
+                                max_steps=2, steps_per_epoch=2, val_limit=2, quiet=True, tensorboard=False,
+                                out=str(out)))
+    assert summary["val_psnr"] > 0
+    saved = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["corruption"]["split"]["kind"] == target and saved["corruption"]["coils"] == 6

@@ -7,7 +7,8 @@ The model sees the coil-combined complex image (two channels):
 - input: the SENSE-1 zero-filled image ``sum_c conj(S_c) F^-1(M y_c / p)`` of one mask;
 - Noise2Noise target: the same under an independent mask (and, for the k-space loss, that
   mask's per-coil measurements, compared with ``F S_c f``); Noise2Clean: the combined clean
-  image ``sum_c conj(S_c) F^-1 y_c``;
+  image ``sum_c conj(S_c) F^-1 y_c``; SSDU / Noisier2Noise: each slice acquired once, split afresh
+  at every step into the input and the held-out coils' samples (:mod:`mri_n2n.splits`);
 - data consistency, after the network (:meth:`project`) and inside every cascade of the
   unrolled network (which gets the maps with the measurements): per-coil replacement of the
   measured entries, then the SENSE-1 combination (:meth:`mri_n2n.coils.SenseOperator.project`,
@@ -31,8 +32,9 @@ from ..data.multicoil import split_multicoil
 from ..fft import fft2c, ifft2c
 from ..masks import MaskFamily
 from ..seeding import seeded_generator
+from ..splits import SPLIT_TARGETS, SplitLaw, make_split, split_loss_density
 from .base import TARGETS, Pair
-from .mri import MRIUndersampling, SamplingSettings, random_shift
+from .mri import _ACQ_SALT, MRIUndersampling, SamplingSettings, random_shift
 
 __all__ = ["MultiCoilUndersampling", "split_multicoil"]
 
@@ -53,8 +55,16 @@ class MultiCoilUndersampling(MRIUndersampling):
             per slice, shared by both observations of a pair).
     """
 
-    def __init__(self, family: MaskFamily, *, coils: int, max_shift: int = 0, noise_std: float = 0.0) -> None:
-        super().__init__(family, max_shift=max_shift, complex_data=True, noise_std=noise_std)
+    def __init__(
+        self,
+        family: MaskFamily,
+        *,
+        coils: int,
+        max_shift: int = 0,
+        noise_std: float = 0.0,
+        split: SplitLaw | None = None,
+    ) -> None:
+        super().__init__(family, max_shift=max_shift, complex_data=True, noise_std=noise_std, split=split)
         if coils < 1:
             raise ValueError(f"coils must be >= 1, got {coils}")
         self.coils = int(coils)
@@ -63,9 +73,8 @@ class MultiCoilUndersampling(MRIUndersampling):
     def from_config(
         cls, cfg: SamplingSettings, shape: tuple[int, int], *, fraction: float | None = None, coils: int = 1
     ) -> MultiCoilUndersampling:
-        """The multi-coil corruption a run's config describes (mask family, shift, noise)."""
-        if getattr(cfg, "target", "noisy") not in TARGETS:
-            raise ValueError(f"multi-coil data train with --target {' or '.join(TARGETS)} for now")
+        """The multi-coil corruption a run's config describes (mask family, shift, noise, and the
+        split law of the single-acquisition targets)."""
         single = MRIUndersampling.from_config(cfg, shape, fraction=fraction)
         fam = single.family
         if fam.hermitian:  # multi-coil data are complex: masks as drawn
@@ -73,7 +82,11 @@ class MultiCoilUndersampling(MRIUndersampling):
 
             fam = make_family(cfg.density, shape, fraction=cfg.fraction or None, edge=cfg.edge,
                               acceleration=cfg.acceleration, center_fraction=cfg.center_fraction)
-        return cls(fam, coils=coils, max_shift=single.max_shift, noise_std=single.noise_std)
+        split = None
+        target = getattr(cfg, "target", "noisy")
+        if target in SPLIT_TARGETS:
+            split = make_split(target, fam, fam.keep_probability(), float(getattr(cfg, "split", 0.4)))
+        return cls(fam, coils=coils, max_shift=single.max_shift, noise_std=single.noise_std, split=split)
 
     def _check(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, maps = split_multicoil(batch)
@@ -106,8 +119,12 @@ class MultiCoilUndersampling(MRIUndersampling):
         target: str = "noisy",
         seeds: torch.Tensor | None = None,
     ) -> Pair:
+        if target in SPLIT_TARGETS:
+            if seeds is None:
+                raise ValueError(f"target '{target}' needs each sample's identity (seeds) to acquire it")
+            return self._single_pair(clean, generator, seeds)
         if target not in TARGETS:
-            raise ValueError(f"multi-coil targets are {TARGETS} for now, got '{target}'")
+            raise ValueError(f"target must be one of {(*TARGETS, *SPLIT_TARGETS)}, got '{target}'")
         k, maps = self._check(clean)
         k, maps = self._shift(k, maps, generator)
         noisy = self._acquire(k, [generator])
@@ -120,6 +137,32 @@ class MultiCoilUndersampling(MRIUndersampling):
         else:
             tgt = _channels(SenseOperator(maps, mask).combine(k))
         return Pair(inp, tgt, context)
+
+    def _single_pair(self, batch: torch.Tensor, g: torch.Generator, seeds: torch.Tensor) -> Pair:
+        """SSDU / Noisier2Noise: each slice acquired once (mask and per-coil noise seeded by its
+        identity), then split afresh (:meth:`MRIUndersampling.single_pair` for one coil)."""
+        if self.split is None:
+            raise ValueError("this corruption has no split law (build it for --target ssdu or noisier2noise)")
+        k, maps = self._check(batch)
+        ids = [int(v) ^ _ACQ_SALT for v in torch.as_tensor(seeds).tolist()]
+        noisy = self._acquire(k, [seeded_generator(v ^ 0x401CE) for v in ids])
+        mask = torch.cat([self.draw_masks(1, seeded_generator(v)) for v in ids]).to(k.device)
+        y, maps = self._shift(noisy * mask[:, None], maps, g)
+        y = y * mask[:, None]  # a shift is a phase ramp of the data: the sampled set stays
+        inp, held = self.split.split(mask, g)
+        p = self.density.to(k.device)
+        q = self.split.keep_probability().to(k.device)
+        z = SenseOperator(maps, inp).zero_filled(y * inp[:, None], p * q)
+        full = SenseOperator(maps, mask).zero_filled(y, p)
+        context = {
+            "mask": inp,
+            "kspace": y * inp[:, None],
+            "maps": maps,
+            "target_mask": held,
+            "target_kspace": y * held[:, None],
+            "target_density": split_loss_density(p, q),
+        }
+        return Pair(_channels(z), _channels(full), context)
 
     def measure(
         self, clean: torch.Tensor, mask: torch.Tensor, *, phase_seeds: torch.Tensor | None = None

@@ -262,11 +262,6 @@ def build_kspace_datasets(
                 f"data dir {root}: {sum(multi)} multi-coil and {len(files) - sum(multi)} single-coil files; "
                 "use one kind per run"
             )
-        if undersampled:
-            raise VolumeError(
-                f"{files[0]}: the single-acquisition targets (ssdu, noisier2noise) take no multi-coil "
-                "data yet"
-            )
         return _split_files(MultiCoilSliceDataset, files, keys, valid_fraction, seed,
                             dict(size=size, slices=slices, normalize=normalize))
     under = [is_undersampled(f) for f in files]

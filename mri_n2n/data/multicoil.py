@@ -85,7 +85,10 @@ def _file_info(
     """(divisor, slices with signal, coils, readout rows of the reconstruction matrix)."""
     mc = _read(path, mtime_ns)
     if mc.mask is not None and not bool(np.asarray(mc.mask).all()):
-        raise VolumeError(f"{path}: undersampled multi-coil k-space; training needs fully sampled data")
+        raise VolumeError(
+            f"{path}: undersampled multi-coil k-space; multi-coil training needs fully sampled files "
+            "(each slice is then acquired once for --target ssdu|noisier2noise)"
+        )
     s, c, h, _ = mc.kspace.shape
     rows = int(mc.recon_shape[0]) if mc.recon_shape else h
     mags = []
