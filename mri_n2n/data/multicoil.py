@@ -179,7 +179,15 @@ class MultiCoilSliceDataset(Dataset):
         return torch.from_numpy(arr), self._idents[i]
 
     def reference(self, i: int) -> np.ndarray:
-        """The root-sum-of-squares magnitude of item ``i`` (in the items' units)."""
+        """Item ``i``'s reference magnitude in the items' units: the file's own
+        (``reconstruction_rss``, cropped like the items), else the root-sum-of-squares of its
+        coils (which keeps their noise, background included)."""
+        fi, k = self._rows[i]
+        path = self.files[fi]
+        mc = _read(path, Path(path).stat().st_mtime_ns)
+        if mc.reference is not None:
+            ref = center_pad_crop(np.asarray(mc.reference[k], np.float32), self.size)
+            return (ref / self._info[fi][0]).astype(np.float32)
         img = ifft2c(torch.from_numpy(self.coil_kspace(i))).numpy()
         return np.sqrt((np.abs(img) ** 2).sum(0)).astype(np.float32)
 
