@@ -289,19 +289,7 @@ def build_kspace_datasets(
         if recon is not None:
             shapes.append(recon)
     warn_if_cropped(shapes, size, "--dataset kspace")
-    if len(files) == 1 and valid_fraction > 0:
-        _, nonblack, _ = _info(files[0], size, normalize)
-        idx = [k for k in nonblack if slices is None or slices[0] <= k < slices[1]]
-        tr, va = block_split(idx, valid_fraction=valid_fraction, spacing_mm=1.0, gap_mm=5.0)
-        return (
-            KSpaceSliceDataset(files, keys=keys, keep={keys[0]: tr}, **common),
-            KSpaceSliceDataset(files, keys=keys, keep={keys[0]: va}, **common),
-        )
-    train, valid = split_by_key(keys, valid_fraction=valid_fraction, seed=seed)
-    return (
-        KSpaceSliceDataset([files[i] for i in train], keys=[keys[i] for i in train], **common),
-        KSpaceSliceDataset([files[i] for i in valid], keys=[keys[i] for i in valid], **common),
-    )
+    return _split_files(KSpaceSliceDataset, files, keys, valid_fraction, seed, common)
 
 
 def _split_files(cls, files, keys, valid_fraction: float, seed: int, common: dict) -> tuple[Dataset, Dataset]:
