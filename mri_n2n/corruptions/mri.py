@@ -53,7 +53,6 @@ MEASURED_CHANNELS = 4
 _ACQ_SALT = 0xAC90
 
 
-
 # --------------------------------------------------------------------------------------
 
 
@@ -339,8 +338,10 @@ class MRIUndersampling(Corruption):
         q = self.split.keep_probability().to(y.device)
         p_in = (p * q).clamp_min(torch.finfo(torch.float32).tiny)
         y_in = y * inp_mask[:, None]
-        z = ifft2c(y_in / p_in.reshape(-1, 1, *p_in.shape[-2:]) if p_in.ndim == 3 else y_in / p_in)
-        full = ifft2c(y / p.clamp_min(torch.finfo(torch.float32).tiny).reshape(-1, 1, *p.shape[-2:]))
+        # p is shared (H, W) or per sample (B, H, W, measured files): broadcast it over the channel
+        z = ifft2c(y_in / (p_in.unsqueeze(-3) if p_in.ndim == 3 else p_in))
+        p_all = p.clamp_min(torch.finfo(torch.float32).tiny)
+        full = ifft2c(y / (p_all.unsqueeze(-3) if p_all.ndim == 3 else p_all))
         as_model = _to_channels if self.complex_data else (lambda t: t.real)
         context = {
             "mask": inp_mask,
@@ -387,6 +388,11 @@ class MRIUndersampling(Corruption):
             return self.single_pair(clean, generator=generator, seeds=seeds)
         if target not in TARGETS:
             raise ValueError(f"target must be one of {(*TARGETS, *SPLIT_TARGETS)}, got '{target}'")
+        return self.paired(clean, generator=generator, target=target)
+
+    def paired(self, clean: torch.Tensor, *, generator: torch.Generator, target: str = "noisy") -> Pair:
+        """A Noise2Noise (``noisy``) or Noise2Clean (``clean``) pair: two independent masks on one
+        (noisy) acquisition of each slice, drawn afresh at every call."""
         if clean.shape[1] == MEASURED_CHANNELS:
             raise ValueError(f"undersampled data train only with the targets {SPLIT_TARGETS}")
         clean = self._as_model_data(clean, generator)

@@ -25,6 +25,8 @@ noise is added per coil; a random circular shift moves the coil images and the m
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..coils import SenseOperator
@@ -32,8 +34,8 @@ from ..data.multicoil import split_multicoil
 from ..fft import fft2c, ifft2c
 from ..masks import MaskFamily
 from ..seeding import seeded_generator
-from ..splits import SPLIT_TARGETS, SplitLaw, make_split, split_loss_density
-from .base import TARGETS, Pair
+from ..splits import SplitLaw, split_loss_density
+from .base import Pair
 from .mri import _ACQ_SALT, MRIUndersampling, SamplingSettings, random_shift
 
 __all__ = ["MultiCoilUndersampling", "split_multicoil"]
@@ -75,18 +77,11 @@ class MultiCoilUndersampling(MRIUndersampling):
     ) -> MultiCoilUndersampling:
         """The multi-coil corruption a run's config describes (mask family, shift, noise, and the
         split law of the single-acquisition targets)."""
-        single = MRIUndersampling.from_config(cfg, shape, fraction=fraction)
-        fam = single.family
-        if fam.hermitian:  # multi-coil data are complex: masks as drawn
-            from ..masks import make_family
-
-            fam = make_family(cfg.density, shape, fraction=cfg.fraction or None, edge=cfg.edge,
-                              acceleration=cfg.acceleration, center_fraction=cfg.center_fraction)
-        split = None
-        target = getattr(cfg, "target", "noisy")
-        if target in SPLIT_TARGETS:
-            split = make_split(target, fam, fam.keep_probability(), float(getattr(cfg, "split", 0.4)))
-        return cls(fam, coils=coils, max_shift=single.max_shift, noise_std=single.noise_std, split=split)
+        # multi-coil data are complex: the single-coil complex corruption has the family (masks
+        # as drawn), the shift, the noise and the split law
+        cfg = dataclasses.replace(cfg, complex=True)
+        one = MRIUndersampling.from_config(cfg, shape, fraction=fraction)
+        return cls(one.family, coils=coils, max_shift=one.max_shift, noise_std=one.noise_std, split=one.split)
 
     def _check(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, maps = split_multicoil(batch)
@@ -111,20 +106,7 @@ class MultiCoilUndersampling(MRIUndersampling):
         both = random_shift(torch.cat([ifft2c(k), maps], dim=1), self.max_shift, g)
         return fft2c(both[:, : self.coils]), both[:, self.coils :]
 
-    def pair(
-        self,
-        clean: torch.Tensor,
-        *,
-        generator: torch.Generator,
-        target: str = "noisy",
-        seeds: torch.Tensor | None = None,
-    ) -> Pair:
-        if target in SPLIT_TARGETS:
-            if seeds is None:
-                raise ValueError(f"target '{target}' needs each sample's identity (seeds) to acquire it")
-            return self._single_pair(clean, generator, seeds)
-        if target not in TARGETS:
-            raise ValueError(f"target must be one of {(*TARGETS, *SPLIT_TARGETS)}, got '{target}'")
+    def paired(self, clean: torch.Tensor, *, generator: torch.Generator, target: str = "noisy") -> Pair:
         k, maps = self._check(clean)
         k, maps = self._shift(k, maps, generator)
         noisy = self._acquire(k, [generator])
@@ -138,9 +120,10 @@ class MultiCoilUndersampling(MRIUndersampling):
             tgt = _channels(SenseOperator(maps, mask).combine(k))
         return Pair(inp, tgt, context)
 
-    def _single_pair(self, batch: torch.Tensor, g: torch.Generator, seeds: torch.Tensor) -> Pair:
+    def single_pair(self, batch: torch.Tensor, *, generator: torch.Generator, seeds: torch.Tensor) -> Pair:
         """SSDU / Noisier2Noise: each slice acquired once (mask and per-coil noise seeded by its
         identity), then split afresh (:meth:`MRIUndersampling.single_pair` for one coil)."""
+        g = generator
         if self.split is None:
             raise ValueError("this corruption has no split law (build it for --target ssdu or noisier2noise)")
         k, maps = self._check(batch)
