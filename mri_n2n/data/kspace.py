@@ -41,10 +41,11 @@ from torch.utils.data import Dataset
 
 from ..fft import ifft2c
 from ..io import VolumeError
-from ..io.kspace import as_complex, find_kspace_files, ismrmrd_recon_shape, open_h5, read_kspace_h5
+from ..io.kspace import as_complex, find_kspace_files, open_h5, read_kspace_h5
 from ..seeding import stable_ident
 from .base import DataDirError
 from .folders import split_by_key
+from .measured import file_recon_shape
 from .multicoil import MultiCoilSliceDataset, is_multicoil
 from .slices import block_split, center_pad_crop, file_slice_rows, volume_scale, warn_if_cropped
 from .undersampled import UndersampledKSpaceDataset, is_undersampled
@@ -76,16 +77,6 @@ def kspace_to_image(
     return img.astype(np.complex64, copy=False) if complex_output else np.abs(img).astype(np.float32)
 
 
-def _recon_shape(f: Any, kshape: tuple[int, int]) -> tuple[int, int] | None:
-    """The file's reconstruction matrix: its reference's in-plane shape, else the header's."""
-    for name in ("reconstruction_esc", "reconstruction_rss"):
-        if name in f and len(f[name].shape) >= 2:
-            return tuple(int(v) for v in f[name].shape[-2:])  # type: ignore[return-value]
-    if "ismrmrd_header" in f:
-        return ismrmrd_recon_shape(f["ismrmrd_header"][()], kshape)
-    return None
-
-
 @functools.lru_cache(maxsize=4096)
 def _volume_info(
     path: str, mtime_ns: int, nbytes: int, size: int, normalize: str
@@ -99,7 +90,7 @@ def _volume_info(
             f"{path}: undersampled k-space (mask keeps {kept:.0%}); training needs fully sampled data"
         )
     with open_h5(path) as f:
-        recon = _recon_shape(f, tuple(k.shape[-2:]))
+        recon = file_recon_shape(f, tuple(k.shape[-2:]))
     mag = kspace_to_image(k, size=size, recon_shape=recon)
     scale = volume_scale(mag, normalize)
     nonblack = tuple(int(i) for i in np.nonzero(mag.reshape(len(mag), -1).max(axis=1) > 0)[0])

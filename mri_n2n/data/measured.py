@@ -13,14 +13,18 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..fft import fft2c, ifft2c
+from ..io.kspace import ismrmrd_recon_shape
 from ..masks import LINE_FAMILIES, MaskFamily, estimate_family, family_from_description
 
-__all__ = ["check_centred", "file_mask_law", "crop_readout", "law_mismatch", "CenteringError"]
+__all__ = [
+    "check_centred", "file_mask_law", "crop_readout", "law_mismatch", "file_recon_shape", "CenteringError"
+]
 
 
 class CenteringError(ValueError):
@@ -134,3 +138,14 @@ def law_mismatch(trained: MaskFamily, measured: MaskFamily, *, tolerance: float 
     if not notes:
         return None
     return "the checkpoint was trained on " + "; ".join(notes) + ": expect a worse reconstruction"
+
+
+def file_recon_shape(f: Any, kshape: tuple[int, int]) -> tuple[int, int] | None:
+    """An open k-space HDF5 file's reconstruction matrix: its reference's in-plane shape, else
+    the ISMRMRD header's ``reconSpace`` (``None`` when it records neither)."""
+    for name in ("reconstruction_esc", "reconstruction_rss"):
+        if name in f and len(f[name].shape) >= 2:
+            return tuple(int(v) for v in f[name].shape[-2:])  # type: ignore[return-value]
+    if "ismrmrd_header" in f:
+        return ismrmrd_recon_shape(f["ismrmrd_header"][()], kshape)
+    return None

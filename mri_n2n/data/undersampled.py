@@ -38,7 +38,7 @@ from ..io import VolumeError
 from ..io.kspace import as_complex, expand_mask, open_h5, read_kspace_h5
 from ..masks import MASK_LAW_ATTR, Bernoulli2D, IndependentLines, MaskFamily
 from ..seeding import stable_ident
-from .measured import CenteringError, check_centred, crop_readout, file_mask_law
+from .measured import CenteringError, check_centred, crop_readout, file_mask_law, file_recon_shape
 from .slices import center_pad_crop, file_slice_rows, volume_scale
 
 __all__ = ["UndersampledKSpaceDataset", "is_undersampled", "measured_slice"]
@@ -58,19 +58,6 @@ def is_undersampled(path: str | os.PathLike) -> bool:
     with open_h5(path) as f:
         m = _stored_mask(f)
     return m is not None and bool(m.size) and float(m.min()) <= 0
-
-
-def _recon_rows(f: Any, h: int) -> int:
-    for name in ("reconstruction_esc", "reconstruction_rss"):
-        if name in f and len(f[name].shape) >= 2:
-            return int(f[name].shape[-2])
-    if "ismrmrd_header" in f:
-        from ..io.kspace import ismrmrd_recon_shape
-
-        shape = ismrmrd_recon_shape(f["ismrmrd_header"][()], (h, h))
-        if shape is not None:
-            return int(shape[0])
-    return h
 
 
 def measured_slice(
@@ -107,7 +94,8 @@ def _file_info(
     if family is None:
         raise VolumeError(f"{path}: the mask samples everything; this file is not undersampled")
     with open_h5(path) as f:
-        rows = _recon_rows(f, k.shape[1])
+        shape = file_recon_shape(f, tuple(k.shape[1:]))
+        rows = k.shape[1] if shape is None else int(shape[0])
     p = family.keep_probability().numpy()
     lines = bool((m == m[:, :1, :]).all())
     imgs, p_grid = [], None
