@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from ..coils import estimate_maps
 from ..fft import fft2c, ifft2c
 from ..io import VolumeError
-from ..io.kspace import open_h5
+from ..io.kspace import as_complex, open_h5
 from ..io.raw import read_raw
 from ..seeding import stable_ident
 from .slices import center_pad_crop, file_slice_rows, volume_scale
@@ -145,6 +145,8 @@ class MultiCoilSliceDataset(Dataset):
         self._rows = file_slice_rows([info[1] for info in self._info], self.keys, slices, keep)
         self._idents = [stable_ident("kspace", self.keys[fi], k) for fi, k in self._rows]
         self._maps: dict[int, np.ndarray] = {}
+        self._handles: dict[str, Any] = {}
+        self._pid: int | None = None
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -154,9 +156,27 @@ class MultiCoilSliceDataset(Dataset):
         fi, k = self._rows[i]
         path = self.files[fi]
         scale, _, _, rows = self._info[fi]
-        mc = _read(path, Path(path).stat().st_mtime_ns)
-        imgs = _coil_images(mc.kspace[k], rows, self.size) / scale
+        imgs = _coil_images(self._raw_slice(path, k), rows, self.size) / scale
         return fft2c(torch.from_numpy(imgs)).numpy().astype(np.complex64)
+
+    def _raw_slice(self, path: str, k: int) -> np.ndarray:
+        """Slice ``k`` of a file as ``(C, ky, kx)``: read alone from a fastMRI file's ``kspace``
+        (handles kept per process, as batches mix files), else from the whole file as
+        :func:`~mri_n2n.io.raw.read_raw` reads it (ISMRMRD, twix: a small per-process cache)."""
+        if self._pid != os.getpid():
+            self._handles, self._pid = {}, os.getpid()
+        if path not in self._handles:
+            f = open_h5(path)
+            self._handles[path] = f["kspace"] if "kspace" in f else None
+        d = self._handles[path]
+        if d is None:
+            return _read(path, Path(path).stat().st_mtime_ns).kspace[k]
+        return as_complex(np.asarray(d[k]), path)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handles"], state["_pid"] = {}, None
+        return state
 
     def maps(self, i: int) -> np.ndarray:
         """Item ``i``'s sensitivity maps, complex64 ``(C, size, size)`` (cached)."""
