@@ -52,7 +52,8 @@ def is_multicoil(path: str | os.PathLike) -> bool:
             d = f["kspace"]
             pairs = d.dtype.kind == "f" and d.shape and d.shape[-1] == 2
             return len(d.shape) - bool(pairs) == 4
-        return "dataset" in f and "data" in f["dataset"]
+        group = f.get("dataset")
+        return hasattr(group, "keys") and "data" in group  # an ISMRMRD group, not a dataset
 
 
 def split_multicoil(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
