@@ -129,6 +129,10 @@ class Config:
     cascade_width: int = _f(16, "unrolled: channels of each cascade's CNN")
     cascade_depth: int = _f(5, "unrolled: convolution layers per cascade")
     share_weights: bool = _f(False, "unrolled: one CNN for every cascade (MoDL), else one per cascade")
+    dc: str = _f("replace", "unrolled: data consistency of each cascade: replace (exact; per coil for "
+                 "multi-coil data) or prox (MoDL: a learned-weight proximal step, CG-SENSE for multi-coil "
+                 "data; the output is not projected again)", ("replace", "prox"))
+    cg_iters: int = _f(6, "unrolled, --dc prox, multi-coil data: conjugate-gradient iterations per cascade")
     # optimisation (paper: Adam 0.9/0.99/1e-8, lr 1e-3, ramp-up and ramp-down)
     batch_size: int | None = _f(None, "training batch size; preset default")
     lr: float = _f(1e-3, "peak learning rate (Adam)")
@@ -225,7 +229,7 @@ RESUME_FIXED = (
     "fraction", "edge", "acceleration", "center_fraction", "complex", "kspace_noise", "augment", "noise",
     "noise_options",
     "loss", "model", "width", "base", "depth", "cascades", "cascade_width", "cascade_depth",
-    "share_weights", "seed",
+    "share_weights", "dc", "cg_iters", "seed",
 )  # fmt: skip
 
 

@@ -41,7 +41,7 @@ from .devices import resolve_device
 from .fft import ifft2c
 from .io import atomic_write_json, atomic_write_text
 from .metrics import nmse, psnr, ssim, volume_metrics
-from .models import measurement_kwargs
+from .models import ends_with_dc, measurement_kwargs
 from .physics import SpectralSampling
 from .plots import comparison_grid, provenance_view, psnr_histogram
 
@@ -171,7 +171,8 @@ def evaluate_mri(
             t0 = time.perf_counter()
             with torch.no_grad():
                 kw = measurement_kwargs(model, pair.context)  # unrolled nets: DC after every cascade
-                outs[name] = corruption.project(model(pair.input, **kw), pair.context)
+                out = model(pair.input, **kw)
+                outs[name] = out if ends_with_dc(model) else corruption.project(out, pair.context)
             seconds[name] += time.perf_counter() - t0
         ref = _magnitude(pair.target)
         refs = [valid.reference(i) for i in idx] if hasattr(valid, "reference") else []

@@ -115,7 +115,7 @@ def bench_speed(
             t0 = time.perf_counter()
             for _ in range(max(steps // 2, 2)):
                 pair = corr.measure(vol, masks)
-                corr.project(trainer._forward(model, pair.input, pair.context), pair.context)
+                trainer._predict(model, pair)
             _sync(dev)
             if i:  # the first block is warm-up
                 inf_rates.append(max(steps // 2, 2) * inf_batch / (time.perf_counter() - t0))

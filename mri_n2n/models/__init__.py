@@ -16,7 +16,8 @@ Registered names:
 - ``"unrolled"`` -- :class:`Unrolled` (kwargs ``in_channels``, ``out_channels``, ``cascades``,
   ``width``, ``depth``, ``share_weights``, ``block``): cascades of a small CNN and exact data
   consistency. Its ``uses_measurements`` attribute is ``True``: call it as
-  ``model(x, mask=..., kspace=...)`` (see :func:`uses_measurements`).
+  ``model(x, mask=..., kspace=...)`` (see :func:`uses_measurements`); with ``dc="prox"`` its
+  output is final (see :func:`ends_with_dc`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from .unet import UNet
 from .unrolled import Unrolled
 
 __all__ = [
-    "UNet", "RED30", "Unrolled", "build_model", "uses_measurements", "measurement_kwargs", "MODEL_NAMES"
+    "UNet", "RED30", "Unrolled", "build_model", "uses_measurements", "measurement_kwargs", "ends_with_dc",
+    "MODEL_NAMES",
 ]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
@@ -84,3 +86,14 @@ def uses_measurements(model: nn.Module) -> bool:
         if isinstance(inner, nn.Module):
             return uses_measurements(inner)
     return bool(getattr(model, "uses_measurements", False))
+
+
+def ends_with_dc(model: nn.Module) -> bool:
+    """Whether ``model``'s output is final: it ends with its own learned data consistency
+    (an unrolled net with ``dc="prox"``), so callers must not apply the corruption's projection
+    again. Looks through DDP and ``torch.compile`` wrappers."""
+    for attr in ("module", "_orig_mod"):
+        inner = getattr(model, attr, None)
+        if isinstance(inner, nn.Module):
+            return ends_with_dc(inner)
+    return bool(getattr(model, "ends_with_dc", False))

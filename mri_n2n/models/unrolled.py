@@ -12,6 +12,18 @@ projection), applied after every cascade instead of only once at the end. The in
 not projected: its sampled values are ``y / p`` (density compensation), which the first CNN sees
 as they are.
 
+With ``dc="prox"`` every cascade ends instead with MoDL's proximal step (Aggarwal et al. 2019)
+with a learned weight ``lam_k > 0`` per cascade::
+
+    DC_k(z) = argmin_x ||A x - y||^2 + lam_k ||x - z||^2
+
+in closed form for single-coil data (``(y + lam F z) / (1 + lam)`` on the sampled set) and by
+``cg_iters`` conjugate-gradient iterations for multi-coil data (CG-SENSE warm-started at ``z``).
+It does not force noisy measurements into the output: with several coils ``A x = y`` is
+overdetermined and its exact solution keeps all the measurement noise (CG-SENSE), which the
+learned weight can trade against the network's prior. The output of such a model is final
+(:attr:`Unrolled.ends_with_dc`): callers do not project it again.
+
 Real images are ``(B, 1, H, W)``; complex images are ``(B, 2, H, W)`` real/imag channels.
 Called as ``model(x)`` (no measurements) every cascade is applied without DC: a plain
 denoiser, so call sites written for the U-Nets keep working. :attr:`Unrolled.uses_measurements`
@@ -34,9 +46,11 @@ from ..coils import SenseOperator
 from ..fft import fft2c, ifft2c
 from .unet import UNet
 
-__all__ = ["Unrolled", "data_consistency"]
+__all__ = ["Unrolled", "data_consistency", "DC_MODES"]
 
 LEAKY_SLOPE = 0.1
+#: Data consistency of each cascade: exact replacement, or MoDL's learned proximal step.
+DC_MODES = ("replace", "prox")
 
 
 def data_consistency(
@@ -45,8 +59,11 @@ def data_consistency(
     kspace: torch.Tensor,
     phase: torch.Tensor | None = None,
     maps: torch.Tensor | None = None,
+    lam: torch.Tensor | float | None = None,
+    cg_iters: int = 6,
 ) -> torch.Tensor:
-    """Replace the sampled frequencies of ``x`` by the measurements (exact DC).
+    """Replace the sampled frequencies of ``x`` by the measurements (exact DC), or with ``lam``
+    the proximal step ``argmin_z ||A z - y||^2 + lam ||z - x||^2``.
 
     Args:
         x: images ``(B, C, H, W)``, ``C`` 1 (real) or 2 (real/imag channels), any float dtype.
@@ -56,7 +73,11 @@ def data_consistency(
         phase: optional unit complex ``(B, H, W)`` map for real data (see the module docstring).
         maps: multi-coil data: sensitivity maps ``(B, Nc, H, W)`` complex, with ``kspace`` the
             coils' measurements ``(B, Nc, H, W)``; the replacement is per coil, then the coils
-            are combined (:meth:`mri_n2n.coils.SenseOperator.project`).
+            are combined (:meth:`mri_n2n.coils.SenseOperator.project`); with ``lam`` the proximal
+            step by ``cg_iters`` conjugate-gradient iterations (:meth:`~mri_n2n.coils.SenseOperator.cg_dc`).
+        lam: ``None`` for the exact replacement, else the proximal weight ``>= 0`` (a number or a
+            0-d tensor, e.g. a learned one): ``(y + lam F x) / (1 + lam)`` on the sampled set.
+        cg_iters: conjugate-gradient iterations of the multi-coil proximal step.
 
     Returns:
         float32 images of the same shape: ``F^-1((1 - M) F x + M y)`` (its real part for ``C == 1``).
@@ -66,7 +87,9 @@ def data_consistency(
         if x.shape[1] != 2:
             raise ValueError(f"multi-coil data consistency needs 2 channels (complex), got {x.shape[1]}")
         m = mask[:, 0] if mask.ndim == 4 else mask
-        z = SenseOperator(maps, m).project(torch.complex(x[:, 0], x[:, 1]), kspace)
+        op = SenseOperator(maps, m)
+        zx = torch.complex(x[:, 0], x[:, 1])
+        z = op.project(zx, kspace) if lam is None else op.cg_dc(zx, kspace, lam, cg_iters)
         return torch.stack([z.real, z.imag], dim=1).float()
     if kspace.ndim == 4:  # (B, 1, H, W), as MRIUndersampling's pair context holds it
         kspace = kspace[:, 0]
@@ -81,7 +104,10 @@ def data_consistency(
     else:
         raise ValueError(f"data consistency needs 1 or 2 channels, got {x.shape[1]}")
     k = fft2c(z)
-    k = torch.where(mask.bool(), kspace.to(k.dtype), k)
+    y = kspace.to(k.dtype)
+    if lam is not None:
+        y = (y + lam * k) / (1 + lam)
+    k = torch.where(mask.bool(), y, k)
     z = ifft2c(k)
     if x.shape[1] == 2:
         return torch.stack([z.real, z.imag], dim=1)
@@ -129,11 +155,17 @@ class Unrolled(nn.Module):
         depth: conv layers per CNN cascade (>= 2), or the U-Net's number of poolings.
         share_weights: one CNN applied in every cascade (MoDL) instead of one per cascade.
         block: ``"cnn"`` (plain residual CNN) or ``"unet"`` (small plain U-Net).
+        dc: ``"replace"`` (exact data consistency) or ``"prox"`` (MoDL's proximal step with a
+            learned weight per cascade, initialised to ``lam_init``; module docstring).
+        cg_iters: conjugate-gradient iterations of the multi-coil proximal step.
+        lam_init: initial proximal weight of ``dc="prox"``.
 
     Attributes:
         spec: ``{"name": "unrolled", "kwargs": {...}}`` for ``build_model``.
         uses_measurements: ``True``: call as ``model(x, mask=..., kspace=...)`` for DC.
         multiple: 1 for the CNN (any size), ``2**depth`` for the U-Net block (padded inside).
+        ends_with_dc: ``True`` for ``dc="prox"``: the output is final, callers do not project it
+            again (:func:`mri_n2n.models.ends_with_dc`).
     """
 
     uses_measurements = True
@@ -147,6 +179,9 @@ class Unrolled(nn.Module):
         depth: int = 5,
         share_weights: bool = False,
         block: str = "cnn",
+        dc: str = "replace",
+        cg_iters: int = 6,
+        lam_init: float = 0.05,
     ) -> None:
         super().__init__()
         if in_channels != out_channels or in_channels not in (1, 2):
@@ -162,12 +197,21 @@ class Unrolled(nn.Module):
             raise ValueError(f"unrolled: a U-Net cascade needs depth >= 1, got {depth}")
         if block not in ("cnn", "unet"):
             raise ValueError(f"unrolled: block must be 'cnn' or 'unet', got {block!r}")
+        if dc not in DC_MODES:
+            raise ValueError(f"unrolled: dc must be one of {DC_MODES}, got {dc!r}")
+        if cg_iters < 1 or not lam_init > 0:
+            raise ValueError(f"unrolled: cg_iters >= 1 and lam_init > 0 required, got {cg_iters}, {lam_init}")
         self.cascades = int(cascades)
+        self.dc = dc
+        self.cg_iters = int(cg_iters)
+        self.ends_with_dc = dc == "prox"
         self.share_weights = bool(share_weights)
         make = _ResCNN if block == "cnn" else _ResUNet
         n_blocks = 1 if share_weights else self.cascades
         self.blocks = nn.ModuleList(make(in_channels, int(width), int(depth)) for _ in range(n_blocks))
         self.multiple = 1 if block == "cnn" else 2 ** int(depth)
+        # log of the proximal weights, one per cascade (learned; only for dc="prox")
+        self.log_lam = nn.Parameter(torch.full((self.cascades,), math.log(lam_init))) if dc == "prox" else None
         self.spec: dict[str, Any] = {
             "name": "unrolled",
             "kwargs": {
@@ -180,6 +224,8 @@ class Unrolled(nn.Module):
                 "block": block,
             },
         }
+        if dc != "replace":  # older checkpoints' specs stay valid: replace is the default
+            self.spec["kwargs"].update(dc=dc, cg_iters=self.cg_iters, lam_init=float(lam_init))
         if block == "cnn":
             self.reset_parameters()
 
@@ -228,11 +274,13 @@ class Unrolled(nn.Module):
         for k in range(self.cascades):
             x = self.block(k)(x)
             if mask is not None:
+                lam = None if self.log_lam is None else self.log_lam[k].exp()
                 with torch.autocast(x.device.type, enabled=False):
-                    x = data_consistency(x, mask, kspace, phase, maps)
+                    x = data_consistency(x, mask, kspace, phase, maps, lam, self.cg_iters)
             outs.append(x)
         return outs if return_all else x
 
     def extra_repr(self) -> str:
         kw = self.spec["kwargs"]
-        return ", ".join(f"{k}={kw[k]}" for k in ("cascades", "width", "depth", "share_weights", "block"))
+        keys = ("cascades", "width", "depth", "share_weights", "block")
+        return ", ".join(f"{k}={kw[k]}" for k in keys) + f", dc={self.dc}"

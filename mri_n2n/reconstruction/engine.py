@@ -22,7 +22,7 @@ from ..fft import fft2c, ifft2c
 from ..io.kspace import as_kspace, expand_mask
 from ..masks import complete_measurements
 from ..metrics import ssim
-from ..models import uses_measurements
+from ..models import ends_with_dc, uses_measurements
 from ..physics import SpectralSampling
 from ..sampling import hermitian_partner, radius_grid
 from ..seeding import seeded_generator, stable_ident
@@ -292,7 +292,7 @@ def _run(
                     est = torch.complex(out[:, 0], out[:, 1])
                 else:
                     est = out[:, 0].to(torch.complex64) * phase
-                x[sel] = SpectralSampling(ma).project(est, ya)
+                x[sel] = est if ends_with_dc(model) else SpectralSampling(ma).project(est, ya)
             z = torch.where(active[:, None, None], z, torch.zeros_like(z))
             rec = crop((x.abs() * scale).float().cpu().numpy())
             zf = crop((z.abs() * scale).float().cpu().numpy())

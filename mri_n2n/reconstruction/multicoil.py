@@ -26,7 +26,7 @@ from ..fft import ifft2c
 from ..io.kspace import kspace_affine
 from ..io.multicoil import MultiCoilKSpace
 from ..masks import MASK_LAW_ATTR, MaskFamily
-from ..models import measurement_kwargs
+from ..models import ends_with_dc, measurement_kwargs
 from ..seeding import seeded_generator
 from .engine import Reconstruction, ReconstructionError, _Accum, model_channels, slice_seed
 
@@ -139,7 +139,7 @@ def reconstruct_multicoil(
             inp = torch.stack([z.real, z.imag], dim=1)
             ctx = {"mask": m, "kspace": y, "maps": sm}
             est = model(inp, **measurement_kwargs(model, ctx)).float()
-            x = corruption_project(est, ctx)
+            x = est if ends_with_dc(model) else corruption_project(est, ctx)
             mag = torch.complex(x[:, 0], x[:, 1]).abs() * scale
             out[idx] = center_pad_crop(mag.cpu().numpy(), (rows, cols))
             zf_mag[idx] = center_pad_crop((z.abs() * scale).cpu().numpy(), (rows, cols))

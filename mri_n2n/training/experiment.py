@@ -70,5 +70,7 @@ def build_model_for(cfg: Config, channels: int) -> nn.Module:
             width=cfg.cascade_width,
             depth=cfg.cascade_depth,
             share_weights=cfg.share_weights,
+            dc=cfg.dc,
+            cg_iters=cfg.cg_iters,
         )
     return build_model(cfg.model, in_channels=channels, out_channels=channels)

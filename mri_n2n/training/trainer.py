@@ -46,7 +46,7 @@ from ..devices import resolve_device
 from ..io import atomic_write_json, atomic_write_text
 from ..losses import get_loss
 from ..metrics import psnr, ssim
-from ..models import measurement_kwargs
+from ..models import ends_with_dc, measurement_kwargs
 from ..plots import image_panel, provenance_view, reconstruction_panel
 from ..seeding import seeded_generator
 from ..splits import SPLIT_TARGETS
@@ -262,6 +262,12 @@ class Trainer:
             out = net(inp, **kw)
         return out.float()
 
+    def _predict(self, net: nn.Module, pair: Any) -> torch.Tensor:
+        """The projected output on ``pair``: the corruption's data consistency after the network,
+        unless the network ends with its own learned one (:func:`mri_n2n.models.ends_with_dc`)."""
+        out = self._forward(net, pair.input, pair.context)
+        return out if ends_with_dc(self.model) else self.corruption.project(out, pair.context)
+
     # -- one step ---------------------------------------------------------------------
     def train_step(self, clean: torch.Tensor, ident: torch.Tensor | None = None) -> float:
         """One optimisation step on a clean (or, for the single-acquisition targets, measured)
@@ -280,7 +286,7 @@ class Trainer:
             )
         else:
             pair = self.corruption.pair(clean, generator=self.gen, target=self.cfg.target)
-        out = self.corruption.project(self._forward(self.net, pair.input, pair.context), pair.context)
+        out = self._predict(self.net, pair)
         progress = self.step / max(self.total_steps, 1)
         loss = self.loss_fn(out, pair.target, pair.context, progress)
         if not torch.isfinite(loss):
@@ -318,7 +324,7 @@ class Trainer:
         for clean, ident in loader:
             clean = self._to_device(clean)
             pair = self.corruption.validation_pair(clean, torch.as_tensor(ident))
-            out = self.corruption.project(self._forward(self.model, pair.input, pair.context), pair.context)
+            out = self._predict(self.model, pair)
             ref, inp, rec = (_display(t) for t in (pair.target, pair.input, out))
             for key, img in (("input", inp), ("", rec)):
                 suffix = f"_{key}" if key else ""
@@ -351,7 +357,7 @@ class Trainer:
         for batch, ident in loader:
             batch = self._to_device(batch)
             pair = self.corruption.validation_pair(batch, torch.as_tensor(ident))
-            out = self.corruption.project(self._forward(self.model, pair.input, pair.context), pair.context)
+            out = self._predict(self.model, pair)
             b = batch.shape[0]
             for key, img in (("val_heldout_loss", out), ("val_heldout_loss_input", pair.input)):
                 sums[key] += float(self.loss_fn(img, pair.target, pair.context, 1.0)) * b
