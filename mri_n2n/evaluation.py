@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .baselines import DEFAULT_TV_LAM, tv_reconstruct
+from .baselines import DEFAULT_SENSE_TV_LAM, DEFAULT_TV_LAM, tv_reconstruct, tv_sense
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .coils import SenseOperator
 from .config import Config
@@ -81,13 +81,17 @@ def evaluate_mri(
     device: str = "auto",
     progress: bool = True,
     plain_zero_filled: bool = False,
+    sense_lam: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate zero-filling, CS-TV and checkpoints on the same validation slices and masks.
 
     The data set, slice size and sampling density come from the first checkpoint's config
     unless overridden. Slices whose dataset has a reference (``--dataset kspace`` files with
     ``reconstruction_esc``, :meth:`~mri_n2n.data.kspace.KSpaceSliceDataset.reference`) are
-    scored against it; others against the clean slice's magnitude. ``plain_zero_filled`` adds
+    scored against it; others against the clean slice's magnitude. Multi-coil data get two
+    baselines in place of CS-TV: CG-SENSE (Tikhonov weight ``sense_lam``, default
+    :data:`SENSE_LAM`) and TV-SENSE (:func:`~mri_n2n.baselines.tv_sense`, weight ``tv_lam``,
+    default :data:`~mri_n2n.baselines.DEFAULT_SENSE_TV_LAM`). ``plain_zero_filled`` adds
     the uncompensated zero-filled image ``F^-1 M y`` (:data:`PLAIN`). Returns a dict with
     ``methods`` (names in order), ``per_slice`` (a list of rows: slice identity, source volume,
     and ``<method>/<metric>`` values),
@@ -117,8 +121,8 @@ def evaluate_mri(
         corruption = MultiCoilUndersampling.from_config(cfg, (cfg.size, cfg.size), coils=valid.coils)
     else:
         corruption = MRIUndersampling.from_config(cfg, (cfg.size, cfg.size))
-    baseline = "CG-SENSE" if multicoil else "CS-TV"
-    taken: set[str] = {"zero-filled", baseline}
+    baselines = ["CG-SENSE", "TV-SENSE"] if multicoil else ["CS-TV"]
+    taken: set[str] = {"zero-filled", *baselines}
     models: list[tuple[str, torch.nn.Module]] = []
     for path, ck in ckpts:
         name = _method_name(path, ck, taken)
@@ -127,10 +131,11 @@ def evaluate_mri(
     methods = (
         ["zero-filled"]
         + ([PLAIN] if plain_zero_filled else [])
-        + ([baseline] if cs_tv else [])
+        + (baselines if cs_tv else [])
         + [n for n, _ in models]
     )
-    lam = DEFAULT_TV_LAM if tv_lam is None else tv_lam
+    lam = (DEFAULT_SENSE_TV_LAM if multicoil else DEFAULT_TV_LAM) if tv_lam is None else tv_lam
+    sense_lam = SENSE_LAM if sense_lam is None else sense_lam
 
     n = len(valid) if limit is None else min(limit, len(valid))
     rows: list[dict[str, Any]] = []
@@ -154,10 +159,14 @@ def evaluate_mri(
             outs[PLAIN] = torch.cat([z.real, z.imag], dim=1) if complex_data else z.real
         if cs_tv and multicoil:
             t0 = time.perf_counter()
-            op = SenseOperator(pair.context["maps"], pair.context["mask"])
-            z = op.sense(pair.context["kspace"], SENSE_LAM, SENSE_ITERS)
-            outs[baseline] = torch.stack([z.real, z.imag], dim=1)
-            seconds[baseline] += time.perf_counter() - t0
+            ctx = pair.context
+            z = SenseOperator(ctx["maps"], ctx["mask"]).sense(ctx["kspace"], sense_lam, SENSE_ITERS)
+            outs["CG-SENSE"] = torch.stack([z.real, z.imag], dim=1)
+            t1 = time.perf_counter()
+            z = tv_sense(ctx["kspace"], ctx["maps"], ctx["mask"], lam=lam, iters=tv_iters)
+            outs["TV-SENSE"] = torch.stack([z.real, z.imag], dim=1)
+            seconds["CG-SENSE"] += t1 - t0
+            seconds["TV-SENSE"] += time.perf_counter() - t1
         elif cs_tv:
             t0 = time.perf_counter()
             outs["CS-TV"] = tv_reconstruct(
@@ -242,6 +251,7 @@ def evaluate_mri(
             "volumes": len(vol_store),
             "tv_lam": lam if cs_tv else None,
             "tv_iters": tv_iters if cs_tv else None,
+            "sense_lam": sense_lam if cs_tv and multicoil else None,
             "checkpoints": [str(p) for p, _ in ckpts],
             "device": str(dev),
         },

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mri_n2n.config import Config
+from mri_n2n.config import Config, resolve_config
 from mri_n2n.corruptions import MRIUndersampling, seeded_generator
 from mri_n2n.fft import fft2c
 from mri_n2n.losses import get_loss, kspace_loss, l2_loss
@@ -256,3 +256,99 @@ def test_config_fields_reach_the_model():
         "share_weights": True,
         "block": "cnn",
     }
+    prox = build_model_for(cfg.replace(dc="prox", cg_iters=4), 2)
+    assert prox.spec["kwargs"]["dc"] == "prox" and prox.cg_iters == 4
+
+
+def _dense_prox(op, x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
+    """``(A^H A + lam I)^-1 (A^H y + lam x)`` by a dense solve (float64), for tiny images."""
+    _, h, w = x.shape
+    cols = []
+    for i in range(h * w):
+        e = torch.zeros(1, h, w, dtype=torch.complex64)
+        e.view(-1)[i] = 1
+        cols.append((op.normal(e) + lam * e).reshape(-1))
+    a = torch.stack(cols, 1).to(torch.complex128)
+    b = (op.adjoint(y) + lam * x).reshape(-1).to(torch.complex128)
+    return torch.linalg.solve(a, b).reshape(1, h, w).to(torch.complex64)
+
+
+@pytest.mark.parametrize("coils", [1, 4])
+def test_proximal_dc_solves_its_least_squares_problem(coils):
+    """--dc prox: single-coil closed form and multi-coil CG both equal the dense solution of
+    argmin ||A z - y||^2 + lam ||z - x||^2; lam -> 0 gives the exact replacement (single coil)."""
+    from mri_n2n.coils import SenseOperator, birdcage_maps
+    from mri_n2n.models.unrolled import data_consistency
+
+    g = torch.Generator().manual_seed(3)
+    h = w = 12
+    mask = torch.rand(1, h, w, generator=g) < 0.4
+    x = torch.randn(1, 2, h, w, generator=g)
+    xc = torch.complex(x[:, 0], x[:, 1])
+    lam = 0.3
+    if coils == 1:
+        y = torch.complex(torch.randn(1, h, w, generator=g), torch.randn(1, h, w, generator=g)) * mask
+        op = SenseOperator(torch.ones(1, 1, h, w, dtype=torch.complex64), mask)
+        out = data_consistency(x, mask, y, lam=lam)
+        ref = _dense_prox(op, xc, y[:, None], lam)
+        exact = data_consistency(x, mask, y)
+        near = data_consistency(x, mask, y, lam=1e-6)
+        assert torch.allclose(near, exact, atol=1e-5)
+    else:
+        maps = birdcage_maps((h, w), coils)[None].to(torch.complex64)
+        y = torch.complex(torch.randn(1, coils, h, w, generator=g), torch.randn(1, coils, h, w, generator=g))
+        y = y * mask[:, None]
+        op = SenseOperator(maps, mask)
+        out = data_consistency(x, mask, y, maps=maps, lam=lam, cg_iters=60)
+        ref = _dense_prox(op, xc, y, lam)
+    got = torch.complex(out[:, 0], out[:, 1])
+    assert (got - ref).abs().max() < 1e-4 * ref.abs().max()
+
+
+def test_proximal_model_learns_its_weights_and_is_final():
+    """dc="prox": one learned weight per cascade receives gradients, the spec rebuilds the model,
+    the output is final (ends_with_dc), and a spec without ``dc`` (older checkpoints) is exact DC."""
+    from mri_n2n.coils import birdcage_maps
+    from mri_n2n.models import ends_with_dc
+
+    torch.manual_seed(0)
+    m = build_model("unrolled", in_channels=2, out_channels=2, cascades=3, width=6, depth=3, dc="prox")
+    assert ends_with_dc(m) and m.log_lam.shape == (3,)
+    assert torch.allclose(m.log_lam.exp(), torch.full((3,), 0.05))
+    again = build_model("unrolled", **m.spec["kwargs"])
+    again.load_state_dict(m.state_dict())
+    maps = birdcage_maps((16, 16), 4)[None].expand(2, -1, -1, -1).to(torch.complex64)
+    mask = torch.zeros(2, 16, 16, dtype=torch.bool)
+    mask[:, :, ::3] = True
+    k = torch.randn(2, 4, 16, 16, dtype=torch.complex64) * mask[:, None]
+    x = torch.randn(2, 2, 16, 16)
+    out = m(x, mask=mask, kspace=k, maps=maps)
+    assert torch.equal(out, again(x, mask=mask, kspace=k, maps=maps))
+    out.square().mean().backward()
+    assert m.log_lam.grad is not None and bool((m.log_lam.grad != 0).all())
+    old = dict(m.spec["kwargs"])
+    for key in ("dc", "cg_iters", "lam_init"):
+        old.pop(key)
+    plain = build_model("unrolled", **old)
+    assert not ends_with_dc(plain) and plain.log_lam is None
+    with pytest.raises(ValueError, match="dc must be one of"):
+        build_model("unrolled", in_channels=2, out_channels=2, dc="cg")
+
+
+def test_trainer_does_not_project_a_final_model(tmp_path):
+    """A --dc prox run: the trainer's prediction is the network's output itself (no second
+    projection); with exact DC the corruption's projection is applied."""
+    from mri_n2n.training import Trainer
+
+    for dc in ("prox", "replace"):
+        cfg = Config(task="mri", dataset="mni152", size=32, preset="tiny", model="unrolled", cascades=2,
+                     cascade_width=4, cascade_depth=2, dc=dc, complex=True, max_steps=1, quiet=True,
+                     tensorboard=False, out=str(tmp_path / dc))
+        tr = Trainer(resolve_config(cfg)[0])
+        clean = torch.stack([tr.exp.valid_set[i][0] for i in range(2)])
+        pair = tr.corruption.validation_pair(clean, torch.arange(2))
+        with torch.no_grad():
+            raw = tr._forward(tr.model, pair.input, pair.context)
+            pred = tr._predict(tr.model, pair)
+            projected = tr.corruption.project(raw, pair.context)
+        assert torch.equal(pred, raw if dc == "prox" else projected)

@@ -211,7 +211,9 @@ class Unrolled(nn.Module):
         self.blocks = nn.ModuleList(make(in_channels, int(width), int(depth)) for _ in range(n_blocks))
         self.multiple = 1 if block == "cnn" else 2 ** int(depth)
         # log of the proximal weights, one per cascade (learned; only for dc="prox")
-        self.log_lam = nn.Parameter(torch.full((self.cascades,), math.log(lam_init))) if dc == "prox" else None
+        self.log_lam = (
+            nn.Parameter(torch.full((self.cascades,), math.log(lam_init))) if dc == "prox" else None
+        )
         self.spec: dict[str, Any] = {
             "name": "unrolled",
             "kwargs": {
