@@ -19,6 +19,7 @@ with a learned weight ``lam_k > 0`` per cascade::
 
 in closed form for single-coil data (``(y + lam F z) / (1 + lam)`` on the sampled set) and by
 ``cg_iters`` conjugate-gradient iterations for multi-coil data (CG-SENSE warm-started at ``z``).
+The multi-coil step's output is zero outside the maps' support (where no coil sees the image).
 It does not force noisy measurements into the output: with several coils ``A x = y`` is
 overdetermined and its exact solution keeps all the measurement noise (CG-SENSE), which the
 learned weight can trade against the network's prior. The output of such a model is final
@@ -89,7 +90,12 @@ def data_consistency(
         m = mask[:, 0] if mask.ndim == 4 else mask
         op = SenseOperator(maps, m)
         zx = torch.complex(x[:, 0], x[:, 1])
-        z = op.project(zx, kspace) if lam is None else op.cg_dc(zx, kspace, lam, cg_iters)
+        if lam is None:
+            z = op.project(zx, kspace)  # a coil combination: zero outside the maps' support
+        else:  # the image lives on the maps' support, as SENSE-1 and the replacement keep it: outside
+            # it no coil sees the image, no loss reaches it, and cg_dc would keep the network's values
+            support = maps.abs().square().sum(1) > 0
+            z = op.cg_dc(zx, kspace, lam, cg_iters) * support
         return torch.stack([z.real, z.imag], dim=1).float()
     if kspace.ndim == 4:  # (B, 1, H, W), as MRIUndersampling's pair context holds it
         kspace = kspace[:, 0]
