@@ -111,6 +111,8 @@ class Config:
     augment: bool | None = _f(None, "MRI: random flips, 90-degree rotations, bias fields, gamma and "
                               "intensity scaling (and a smooth phase for --complex) of the training "
                               "slices; default: on in the cpu preset, off otherwise")
+    deform: bool | None = _f(None, "MRI, with --augment: also warp each training slice by a random affine "
+                             "(rotation, scale, shear, shift) and smooth elastic deformation")
     # image corruption
     noise: str = _f("gaussian", "image noise: gaussian, poisson, bernoulli, text, impulse, montecarlo, pairs")
     noise_options: dict[str, Any] = _f({}, "image noise: constructor options (YAML only), "
@@ -218,7 +220,7 @@ MRI_PRESETS: dict[str, dict[str, Any]] = {
 }
 #: Values for fields that are still ``None`` after the preset (the plain U-Net's layout, no
 #: augmentation, the cosine schedule).
-_FALLBACK = {"base": 16, "depth": 3, "augment": False, "schedule": "cosine"}
+_FALLBACK = {"base": 16, "depth": 3, "augment": False, "deform": False, "schedule": "cosine"}
 
 #: Losses of the single-acquisition targets (they read the held-out set from the context).
 SPLIT_LOSSES = ("kspace", "kspace_flat", "kspace_clipped", "kspace_normalized")
@@ -226,8 +228,8 @@ SPLIT_LOSSES = ("kspace", "kspace_flat", "kspace_clipped", "kspace_normalized")
 #: Fields a resumed run cannot change: they define the model, the data or the corruption.
 RESUME_FIXED = (
     "task", "target", "split", "dataset", "data_dir", "size", "slices", "axis", "normalize", "density",
-    "fraction", "edge", "acceleration", "center_fraction", "complex", "kspace_noise", "augment", "noise",
-    "noise_options",
+    "fraction", "edge", "acceleration", "center_fraction", "complex", "kspace_noise", "augment", "deform",
+    "noise", "noise_options",
     "loss", "model", "width", "base", "depth", "cascades", "cascade_width", "cascade_depth",
     "share_weights", "dc", "cg_iters", "seed",
 )  # fmt: skip
@@ -378,7 +380,8 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
         if not 0.0 < cfg.split < 1.0:
             raise ConfigError(f"--split must lie in (0, 1), got {cfg.split}")
         # the papers' weightings: SSDU's loss is unweighted, Noisier2Noise's weighted by 1/(1-K)
-        vals = {**vals, "augment": False, "loss": "kspace_flat" if cfg.target == "ssdu" else "kspace"}
+        vals = {**vals, "augment": False, "deform": False,
+                "loss": "kspace_flat" if cfg.target == "ssdu" else "kspace"}
     for k, v in vals.items():
         if getattr(cfg, k) is None:
             upd[k] = v
@@ -388,6 +391,8 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
     if cfg.max_steps is not None and cfg.epochs is None and "epochs" in vals:
         upd["epochs"] = None
     cfg = cfg.replace(**upd)
+    if cfg.deform and not cfg.augment:
+        raise ConfigError("--deform warps the slices as part of the augmentation: add --augment")
     if cfg.size is not None and cfg.size < 8:
         raise ConfigError(f"--size must be at least 8, got {cfg.size}")
     return cfg, f"preset '{preset}' ({why})"

@@ -66,3 +66,44 @@ def test_pairs_are_two_observations_of_the_same_augmented_slice():
     plain = MRIUndersampling(exp_decay_density((32, 32), fraction=0.3))
     unaugmented = plain.pair(clean, generator=seeded_generator(7), target="clean").target
     assert torch.equal(unaugmented, clean) and not torch.equal(unaugmented, n2c.target)
+
+
+def test_deformations_warp_every_channel_alike_and_keep_their_range():
+    """random_deformation: seeded, one map per sample for all its channels (real and imaginary
+    parts stay one complex image), the identity reproduces the input, areas change by the drawn
+    scales only (a disc keeps 0.85^2..1.15^2 of its area), and --deform reaches the pairs."""
+    from mri_n2n.config import Config, ConfigError, resolve_config
+    from mri_n2n.corruptions import augment as aug
+
+    yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    disc = (((yy - 23.5) ** 2 + (xx - 23.5) ** 2) < 12**2).float()
+    x = torch.stack([disc, 0.5 * disc], 0)[None].repeat(32, 1, 1, 1)
+    a = aug.random_deformation(x, seeded_generator(5))
+    assert torch.equal(a, aug.random_deformation(x, seeded_generator(5))) and a.shape == x.shape
+    assert torch.allclose(a[:, 1], 0.5 * a[:, 0], atol=1e-6)  # both channels moved together
+    ratio = a[:, 0].sum((1, 2)) / disc.sum()
+    assert 0.85**2 * 0.95 < ratio.min() and ratio.max() < 1.15**2 * 1.05 and ratio.std() > 0.02
+    moved = (a[:, 0] - disc).abs().sum((1, 2)) / disc.sum()
+    assert moved.min() > 0.01  # every sample is warped
+
+    saved = (aug.MAX_ROTATION, aug.SCALE_RANGE, aug.MAX_SHEAR, aug.MAX_TRANSLATION, aug.ELASTIC_AMPLITUDE)
+    try:
+        aug.MAX_ROTATION, aug.SCALE_RANGE, aug.MAX_SHEAR, aug.MAX_TRANSLATION = 0.0, (1.0, 1.0), 0.0, 0.0
+        aug.ELASTIC_AMPLITUDE = 0.0
+        assert torch.allclose(aug.random_deformation(x, seeded_generator(5)), x, atol=1e-5)
+    finally:
+        (aug.MAX_ROTATION, aug.SCALE_RANGE, aug.MAX_SHEAR, aug.MAX_TRANSLATION, aug.ELASTIC_AMPLITUDE) = saved
+
+    clean = torch.rand(3, 1, 32, 32)
+    corr = MRIUndersampling(exp_decay_density((32, 32), fraction=0.3), augment=True, deform=True)
+    pair = corr.pair(clean, generator=seeded_generator(7), target="clean")
+    assert torch.equal(pair.target, augment_batch(clean, seeded_generator(7), deform=True))
+    assert corr.config()["deform"] is True
+    cfg, _ = resolve_config(Config(task="mri", preset="cpu", deform=True))
+    assert cfg.augment and cfg.deform
+    try:
+        resolve_config(Config(task="mri", preset="tiny", deform=True))
+    except ConfigError as e:
+        assert "--augment" in str(e)
+    else:
+        raise AssertionError("--deform without --augment was accepted")

@@ -6,8 +6,12 @@ of each axis and a random multiple of 90 degrees (square images), a smooth multi
 field (a random low-order field, up to about +-30 %), a gamma change of the contrast (real
 images, exponent in [0.7, 1.4]) and an intensity scale in [0.7, 1.0] (the peak stays at most 1,
 as normalised volumes are). Complex (two-channel) images get a random smooth phase instead of
-the gamma change, as real scans have. The clean image is augmented before both observations
-are drawn, so Noise2Noise pairs stay pairs of the same (augmented) slice.
+the gamma change, as real scans have. With ``deform=True`` each sample is first warped by a
+random affine map (rotation up to 15 degrees, scale 0.85-1.15 per axis, shear up to 0.1,
+translation up to 5 % of the field of view) and a smooth elastic displacement (a 5 x 5 grid of
+random offsets up to 2 % of the field of view, bicubic upsampled), bilinear, zero outside: one
+template brain then shows the network many anatomies. The clean image is augmented before both
+observations are drawn, so Noise2Noise pairs stay pairs of the same (augmented) slice.
 """
 
 from __future__ import annotations
@@ -15,7 +19,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_batch"]
+__all__ = ["augment_batch", "random_deformation"]
+
+#: Ranges of :func:`random_deformation` (radians, scale factor, shear, fraction of the half-width).
+MAX_ROTATION = 0.26
+SCALE_RANGE = (0.85, 1.15)
+MAX_SHEAR = 0.1
+MAX_TRANSLATION = 0.1
+#: Elastic displacement: control grid and largest offset (fraction of the half-width: 2 % of the FOV).
+ELASTIC_GRID = 5
+ELASTIC_AMPLITUDE = 0.04
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator, like: torch.Tensor) -> torch.Tensor:
@@ -29,10 +42,36 @@ def _smooth_field(n: int, h: int, w: int, g: torch.Generator, like: torch.Tensor
     return amp * field.clamp(-1, 1)
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Augment a clean batch ``(B, C, H, W)`` (C = 1 real, C = 2 real/imaginary); see the module."""
+def random_deformation(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Warp each image of ``(B, C, H, W)`` by its own random affine map and smooth elastic
+    displacement (module docstring); every channel of a sample moves together (real and
+    imaginary parts alike), and the identity map reproduces the input exactly."""
+    b, _, h, w = x.shape
+    g = generator
+    ang = _uniform(b, -MAX_ROTATION, MAX_ROTATION, g, x)
+    sx, sy = _uniform(b, *SCALE_RANGE, g, x), _uniform(b, *SCALE_RANGE, g, x)
+    shear = _uniform(b, -MAX_SHEAR, MAX_SHEAR, g, x)
+    tx = _uniform(b, -MAX_TRANSLATION, MAX_TRANSLATION, g, x)
+    ty = _uniform(b, -MAX_TRANSLATION, MAX_TRANSLATION, g, x)
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    # output -> input coordinates (normalised [-1, 1]): rotation @ shear @ scale^-1
+    a00, a01 = cos / sx, (cos * shear - sin) / sy
+    a10, a11 = sin / sx, (sin * shear + cos) / sy
+    theta = torch.stack([torch.stack([a00, a01, tx], 1), torch.stack([a10, a11, ty], 1)], 1)
+    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
+    coarse = torch.rand(b, 2, ELASTIC_GRID, ELASTIC_GRID, generator=g, device=g.device)
+    coarse = ((coarse * 2 - 1) * ELASTIC_AMPLITUDE).to(x.device, x.dtype)
+    grid = grid + F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, *, deform: bool = False) -> torch.Tensor:
+    """Augment a clean batch ``(B, C, H, W)`` (C = 1 real, C = 2 real/imaginary); see the module.
+    ``deform``: first warp each sample (:func:`random_deformation`)."""
     b, c, h, w = x.shape
     g = generator
+    if deform:
+        x = random_deformation(x, g)
     flips = torch.rand(b, 2, generator=g, device=g.device) < 0.5
     turns = torch.randint(0, 4, (b,), generator=g, device=g.device)
     if h != w:  # a quarter turn would change the shape

@@ -38,6 +38,7 @@ class SamplingSettings(Protocol):
     shift: int | None
     complex: bool | None
     augment: bool | None
+    deform: bool | None
     kspace_noise: float
     target: str
     split: float
@@ -117,6 +118,8 @@ class MRIUndersampling(Corruption):
             clean batch gets a random smooth phase (:func:`smooth_phase`).
         augment: augment each clean training slice (:func:`~mri_n2n.corruptions.augment.augment_batch`)
             before its observations are drawn.
+        deform: with ``augment``, also warp each slice by a random affine and elastic
+            deformation (:func:`~mri_n2n.corruptions.augment.random_deformation`).
         noise_std: standard deviation of complex Gaussian noise (real and imaginary parts each
             ``noise_std / sqrt(2)``) added to the k-space of each (normalised) slice: one noisy
             acquisition per slice, from which both observations of a pair are drawn, as a
@@ -136,6 +139,7 @@ class MRIUndersampling(Corruption):
         max_shift: int = 0,
         complex_data: bool = False,
         augment: bool = False,
+        deform: bool = False,
         noise_std: float = 0.0,
         split: SplitLaw | None = None,
     ) -> None:
@@ -145,6 +149,7 @@ class MRIUndersampling(Corruption):
         self.complex_data = bool(complex_data)
         self.max_shift = int(max_shift)
         self.augment = bool(augment)
+        self.deform = bool(deform) and self.augment
         if not noise_std >= 0:
             raise ValueError(f"k-space noise must be >= 0, got {noise_std}")
         self.noise_std = float(noise_std)
@@ -216,6 +221,7 @@ class MRIUndersampling(Corruption):
             max_shift=min(shape) // 4 if cfg.shift is None else cfg.shift,
             complex_data=complex_data,
             augment=bool(cfg.augment) and split is None,
+            deform=bool(getattr(cfg, "deform", False)),
             noise_std=float(getattr(cfg, "kspace_noise", 0.0) or 0.0),
             split=split,
         )
@@ -397,7 +403,7 @@ class MRIUndersampling(Corruption):
             raise ValueError(f"undersampled data train only with the targets {SPLIT_TARGETS}")
         clean = self._as_model_data(clean, generator)
         if self.augment:
-            clean = augment_batch(clean, generator)
+            clean = augment_batch(clean, generator, deform=self.deform)
         clean = random_shift(clean, self.max_shift, generator)
         k = self._acquire(self._spectrum(clean), [generator])
         b = clean.shape[0]
@@ -447,6 +453,7 @@ class MRIUndersampling(Corruption):
             "max_shift": self.max_shift,
             "complex_data": self.complex_data,
             "augment": self.augment,
+            "deform": self.deform,
             "noise_std": self.noise_std,
             "split": None if self.split is None else self.split.describe(),
             "measured_law": self.family.describe() if self.measured_law else None,
