@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..coils import SenseOperator, estimate_maps
+from ..coils import SenseOperator, estimate_maps, find_calibration
 from ..data.measured import crop_readout, file_mask_law
 from ..data.slices import center_pad_crop
 from ..fft import ifft2c
@@ -46,15 +46,29 @@ def _crop_rows(k: np.ndarray, mask: np.ndarray, rows: int) -> tuple[np.ndarray, 
     return flat.reshape(s, c, rows, w), m.reshape(s, c, rows, w)[:, 0]
 
 
+#: Slices whose maps are estimated in one call (their small eigenproblems solved together).
+MAPS_CHUNK = 8
+
+
 def _maps(k: torch.Tensor, where: str) -> torch.Tensor:
+    """Walsh maps ``(S, C, H, W)`` of k-space ``(S, C, H, W)``: each slice from its own fully
+    sampled centre (the slices are grouped by its size and estimated in chunks)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in range(k.shape[0]):
+        groups.setdefault(find_calibration(k[i]), []).append(i)
+    out = torch.empty_like(k)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small eigenproblems: one thread is several times faster
+    torch.set_num_threads(1)  # small eigenproblems and elementwise work: one thread is faster
     try:
-        return estimate_maps(k, "walsh", min_calib=MAPS_MIN_CALIBRATION)
+        for idx in groups.values():
+            for j in range(0, len(idx), MAPS_CHUNK):
+                chunk = idx[j : j + MAPS_CHUNK]
+                out[chunk] = estimate_maps(k[chunk], "walsh", min_calib=MAPS_MIN_CALIBRATION)
     except ValueError as e:
         raise ReconstructionError(f"{where}: {e}") from None
     finally:
         torch.set_num_threads(threads)
+    return out
 
 
 def reconstruct_multicoil(
@@ -116,8 +130,9 @@ def reconstruct_multicoil(
     m_all = torch.from_numpy(mask.astype(bool))
     dev = next(model.parameters()).device
     # per slice: maps, SENSE-1 compensated zero-filled image
-    maps = torch.stack([_maps(y_all[i], where) for i in range(s)])
-    zf = torch.stack([SenseOperator(maps[i], m_all[i]).zero_filled(y_all[i][None], p)[0] for i in range(s)])
+    maps = _maps(y_all, where)
+    chunks = [slice(i, i + batch_size) for i in range(0, s, batch_size)]
+    zf = torch.cat([SenseOperator(maps[b], m_all[b]).zero_filled(y_all[b], p) for b in chunks])
     scale = float(zf.abs().max()) or 1.0
     ref = mc.reference if mc.reference is not None else full
     ref = None if ref is None else center_pad_crop(np.asarray(ref, np.float32), (rows, cols))
