@@ -48,6 +48,7 @@ __all__ = [
     "espirit_maps",
     "walsh_maps",
     "estimate_maps",
+    "compress_coils",
 ]
 
 PhaseRef = Literal["first", "virtual"]
@@ -753,3 +754,40 @@ def estimate_maps(
             h, w = min(h, max_calib), min(w, max_calib)
         calib = (h, w)
     return fns[method](kspace, calib, **kwargs)
+
+
+def compress_coils(kspace: Array, n_virtual: int) -> Array:
+    """SVD coil compression (Huang et al. 2008; BART ``cc -S``): the ``n_virtual`` principal
+    combinations of the coils of each item's k-space.
+
+    Each item's coils are rotated by the eigenvectors of their ``C x C`` covariance over all its
+    k-space bins, strongest first, and the first ``n_virtual`` kept: a unitary map for
+    ``n_virtual = C`` (lossless: the root-sum-of-squares image and any coil combination are
+    unchanged), otherwise the least-squares best ``n_virtual`` coils. Zeros (unsampled bins) stay
+    zero, so masks are unchanged; maps must be estimated from the compressed data. Costs of
+    maps and multi-coil data consistency scale with the number of coils.
+
+    Args:
+        kspace: complex multi-coil k-space ``(C, H, W)`` or ``(B, C, H, W)``, numpy or torch.
+        n_virtual: number of virtual coils, ``1 <= n_virtual <= C``.
+
+    Returns:
+        ``(n_virtual, H, W)`` or ``(B, n_virtual, H, W)`` of the input's kind and dtype.
+
+    Raises:
+        ValueError: bad shapes or ``n_virtual`` out of range.
+    """
+    was_numpy = isinstance(kspace, np.ndarray)
+    k = torch.from_numpy(kspace) if was_numpy else kspace.detach()
+    if k.ndim not in (3, 4):
+        raise ValueError(f"k-space must be (C, H, W) or (B, C, H, W), got shape {tuple(k.shape)}")
+    C = k.shape[-3]
+    if not 1 <= n_virtual <= C:
+        raise ValueError(f"n_virtual must be in 1..{C}, got {n_virtual}")
+    batch = _complex(k if k.ndim == 4 else k[None])
+    flat = batch.reshape(batch.shape[0], C, -1)
+    cov = (flat @ flat.conj().transpose(-1, -2)).to(torch.complex128)  # (B, C, C)
+    vecs = torch.linalg.eigh(cov)[1].flip(-1)[..., :n_virtual]  # strongest first
+    out = (vecs.conj().transpose(-1, -2).to(flat.dtype) @ flat).reshape(-1, n_virtual, *k.shape[-2:])
+    out = out if k.ndim == 4 else out[0]
+    return out.numpy() if was_numpy else out

@@ -12,6 +12,7 @@ import mri_n2n.coils as coils_module
 from mri_n2n.coils import (
     SenseOperator,
     birdcage_maps,
+    compress_coils,
     espirit_maps,
     estimate_maps,
     find_calibration,
@@ -348,6 +349,25 @@ def test_walsh_batch_equals_items_and_complex64(scan):
     assert np.abs(single - maps[0].numpy()).max() < 1e-4
     with pytest.raises(ValueError, match="grid"):
         walsh_maps(y, calib=(48, 24), grid=0)
+
+
+def test_compress_coils(scan):
+    y = scan["y"]  # 8 birdcage coils
+    same = compress_coils(y, 8)
+    assert same.shape == y.shape and same.dtype == y.dtype
+    assert torch.allclose(rss(ifft2c(same), 0), rss(ifft2c(y), 0), atol=1e-10)  # lossless: unitary
+    assert torch.equal(same != 0, y != 0)  # unsampled bins stay zero
+    four = compress_coils(y, 4)
+    assert four.shape == (4, 96, 96)
+    kept = four.abs().square().sum() / y.abs().square().sum()
+    assert kept > 0.97, kept  # 4 of 8 birdcage coils keep > 97 % of the energy
+    img, ref = rss(ifft2c(four), 0), rss(ifft2c(y), 0)
+    assert ((img - ref).norm() / ref.norm()) < 0.03  # and the RSS image within 3 %
+    batch = compress_coils(torch.stack([y, 2 * y]).numpy(), 4)
+    assert isinstance(batch, np.ndarray) and batch.shape == (2, 4, 96, 96)
+    assert np.allclose(np.abs(batch[1]), 2 * np.abs(four.numpy()))  # per item, up to each coil's sign
+    with pytest.raises(ValueError, match="n_virtual"):
+        compress_coils(y, 9)
 
 
 def test_estimation_numpy_batch_and_phase_reference(scan):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..coils import SenseOperator, estimate_maps, find_calibration
+from ..coils import SenseOperator, compress_coils, estimate_maps, find_calibration
 from ..data.measured import crop_readout, file_mask_law
 from ..data.slices import center_pad_crop
 from ..fft import ifft2c
@@ -80,6 +80,7 @@ def reconstruct_multicoil(
     simulate: float | None = None,
     seed: int = 0,
     batch_size: int = 4,
+    virtual_coils: int | None = None,
 ) -> Reconstruction:
     """Reconstruct one multi-coil file (module docstring).
 
@@ -92,6 +93,10 @@ def reconstruct_multicoil(
         simulate: retrospective study: undersample the fully sampled file with ``family``.
         seed: seeds the simulated masks.
         batch_size: slices per network call.
+        virtual_coils: compress each slice's coils to this many virtual coils first
+            (:func:`~mri_n2n.coils.compress_coils`; the costs of the maps, the zero-filled images
+            and the data consistency scale with the coils); ``None`` or at least the file's
+            coils: no compression. The reference of ``simulate`` uses all coils.
 
     Raises:
         ReconstructionError: a one-channel model, an undersampled file with ``simulate``, no
@@ -125,6 +130,10 @@ def reconstruct_multicoil(
     full = None
     if mc.reference is None and (simulate is not None or bool(mask.all())):
         full = np.sqrt((np.abs(ifft2c(torch.from_numpy(k)).numpy()) ** 2).sum(1))  # RSS of all coils
+    if virtual_coils is not None and virtual_coils < 1:
+        raise ReconstructionError(f"{where}: virtual_coils must be >= 1, got {virtual_coils}")
+    if virtual_coils is not None and virtual_coils < c:
+        k = compress_coils(k, virtual_coils)
     p = torch.ones(h, w) if law is None else law.keep_probability().float()
     y_all = torch.from_numpy(np.where(mask[:, None], k, 0).astype(np.complex64))
     m_all = torch.from_numpy(mask.astype(bool))
