@@ -153,6 +153,8 @@ def reconstruct_multicoil(
     zf_mag = np.zeros_like(out)
     plain_mag = np.zeros_like(out)
     model.eval()
+    if dev.type == "cpu":
+        model.to(memory_format=torch.channels_last)  # CPU convolutions ~1.5x faster; same results
     with torch.inference_mode():
         for start in range(0, s, batch_size):
             idx = list(range(start, min(s, start + batch_size)))
@@ -169,6 +171,7 @@ def reconstruct_multicoil(
             zf_mag[idx] = center_pad_crop((z.abs() * scale).cpu().numpy(), (rows, cols))
             plain = ifft2c(y * scale).abs().square().sum(1).sqrt()  # RSS of the zero-filled coils
             plain_mag[idx] = center_pad_crop(plain.cpu().numpy(), (rows, cols))
+    model.to(memory_format=torch.contiguous_format)
     if ref is not None:
         acc.add({"zf": zf_mag, "plain": plain_mag, "rec": out}, ref)
     active = [i for i in range(s) if float(np.abs(zf_mag[i]).max()) > 0]
