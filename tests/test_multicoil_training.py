@@ -186,6 +186,8 @@ def test_reconstruct_multicoil_files_end_to_end(folder, tmp_path):
     plain, same = r.multicoil(mc), r.multicoil(mc, virtual_coils=6)
     assert np.allclose(same.image, plain.image, atol=1e-4 * plain.image.max())
     assert r.multicoil(mc, virtual_coils=3).metrics["psnr"] > 35
+    cc = rec(tmp_path / "o3", str(data / "full.h5"), "--virtual-coils", "6")
+    assert cc["full.h5"]["metrics"]["psnr"] == pytest.approx(rows["full.h5"]["metrics"]["psnr"], abs=0.05)
 
 
 @pytest.mark.parametrize("target", ["ssdu", "noisier2noise"])
