@@ -177,6 +177,17 @@ def test_reconstruct_multicoil_files_end_to_end(folder, tmp_path):
     sim = rec(tmp_path / "o2", str(data / "full.h5"), "--simulate", "0.34")
     assert sim["full.h5"]["mode"] == "simulate" and sim["full.h5"]["sampled_fraction"] < 0.5
     assert sim["full.h5"]["metrics"]["psnr_zero_filled_plain"] < rows["full.h5"]["metrics"]["psnr"]
+    # the coil-compression option: lossless with all coils, still the data's combination with 3
+    from mri_n2n.io.raw import read_raw
+    from mri_n2n.reconstruction import Reconstructor
+
+    r = Reconstructor.from_checkpoint(ckpt, device="cpu")
+    mc = read_raw(data / "full.h5")
+    plain, same = r.multicoil(mc), r.multicoil(mc, virtual_coils=6)
+    assert np.allclose(same.image, plain.image, atol=1e-4 * plain.image.max())
+    assert r.multicoil(mc, virtual_coils=3).metrics["psnr"] > 35
+    cc = rec(tmp_path / "o3", str(data / "full.h5"), "--virtual-coils", "6")
+    assert cc["full.h5"]["metrics"]["psnr"] == pytest.approx(rows["full.h5"]["metrics"]["psnr"], abs=0.05)
 
 
 @pytest.mark.parametrize("target", ["ssdu", "noisier2noise"])

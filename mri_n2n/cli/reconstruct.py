@@ -47,6 +47,13 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=8, help="slices per network call (default 8)")
     p.add_argument(
+        "--virtual-coils",
+        type=int,
+        default=None,
+        metavar="N",
+        help="multi-coil files: SVD-compress each slice's coils to N virtual coils first (default: all)",
+    )
+    p.add_argument(
         "--amp", action=argparse.BooleanOptionalAction, default=None, help="autocast on CUDA (default on)"
     )
     p.add_argument("--figures", action="store_true", help="write figures/<output>.png per volume")
@@ -66,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--batch-size must be at least 1, got {args.batch_size}", 2)
     if args.seed is not None and args.simulate is None:
         return fail("--seed only applies to --simulate", 2)
+    if args.virtual_coils is not None and args.virtual_coils < 1:
+        return fail(f"--virtual-coils must be at least 1, got {args.virtual_coils}", 2)
     if args.simulate is not None and not (0.0 < args.simulate <= 1.0):
         return fail(f"--simulate DENSITY must lie in (0, 1], got {args.simulate:g}", 2)
     out = Path(args.out)

@@ -327,12 +327,18 @@ class Reconstructor:
         )
 
     def multicoil(
-        self, mc: MultiCoilKSpace, *, simulate: float | None = None, seed: int = 0
+        self,
+        mc: MultiCoilKSpace,
+        *,
+        simulate: float | None = None,
+        seed: int = 0,
+        virtual_coils: int | None = None,
     ) -> Reconstruction:
         """Reconstruct a multi-coil file as :func:`~mri_n2n.io.raw.read_raw` read it (fastMRI
         multi-coil, ISMRMRD, twix; :func:`~mri_n2n.reconstruction.multicoil.reconstruct_multicoil`),
         or with ``simulate`` a retrospective study of a fully sampled one with the checkpoint's
-        mask family at mean density ``simulate``, masks seeded per slice by ``seed``."""
+        mask family at mean density ``simulate``, masks seeded per slice by ``seed``;
+        ``virtual_coils`` compresses the coils first (SVD, off by default)."""
         s, c, h, w = mc.kspace.shape
         rows = min(mc.recon_shape[0], h) if mc.recon_shape else h
         corruption = MultiCoilUndersampling.from_config(self.config, (rows, w), fraction=simulate, coils=c)
@@ -344,6 +350,7 @@ class Reconstructor:
             simulate=simulate,
             seed=seed,
             batch_size=self.batch_size,
+            virtual_coils=virtual_coils,
         )
 
     def simulate_kspace_input(self, kin: KSpaceInput, fraction: float, *, seed: int = 0) -> Reconstruction:

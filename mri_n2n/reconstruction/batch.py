@@ -314,7 +314,9 @@ def _process(
         description = f"N2N recon (simulated {simulate:g})"
     elif _is_multicoil_file(Path(item.paths[0])):
         mc = read_raw(item.paths[0])
-        result = rec.multicoil(mc, simulate=simulate, seed=args.seed or 0)
+        result = rec.multicoil(
+            mc, simulate=simulate, seed=args.seed or 0, virtual_coils=getattr(args, "virtual_coils", None)
+        )
         affine = multicoil_affine(mc, result.image.shape)
         view_axis = None
         row["mode"] = "simulate" if simulate is not None else "kspace"

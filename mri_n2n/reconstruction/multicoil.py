@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..coils import SenseOperator, estimate_maps
+from ..coils import SenseOperator, compress_coils, estimate_maps, find_calibration
 from ..data.measured import crop_readout, file_mask_law
 from ..data.slices import center_pad_crop
 from ..fft import ifft2c
@@ -46,15 +46,29 @@ def _crop_rows(k: np.ndarray, mask: np.ndarray, rows: int) -> tuple[np.ndarray, 
     return flat.reshape(s, c, rows, w), m.reshape(s, c, rows, w)[:, 0]
 
 
+#: Slices whose maps are estimated in one call (their small eigenproblems solved together).
+MAPS_CHUNK = 8
+
+
 def _maps(k: torch.Tensor, where: str) -> torch.Tensor:
+    """Walsh maps ``(S, C, H, W)`` of k-space ``(S, C, H, W)``: each slice from its own fully
+    sampled centre (the slices are grouped by its size and estimated in chunks)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in range(k.shape[0]):
+        groups.setdefault(find_calibration(k[i]), []).append(i)
+    out = torch.empty_like(k)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small eigenproblems: one thread is several times faster
+    torch.set_num_threads(1)  # small eigenproblems and elementwise work: one thread is faster
     try:
-        return estimate_maps(k, "walsh", min_calib=MAPS_MIN_CALIBRATION)
+        for idx in groups.values():
+            for j in range(0, len(idx), MAPS_CHUNK):
+                chunk = idx[j : j + MAPS_CHUNK]
+                out[chunk] = estimate_maps(k[chunk], "walsh", min_calib=MAPS_MIN_CALIBRATION)
     except ValueError as e:
         raise ReconstructionError(f"{where}: {e}") from None
     finally:
         torch.set_num_threads(threads)
+    return out
 
 
 def reconstruct_multicoil(
@@ -66,6 +80,7 @@ def reconstruct_multicoil(
     simulate: float | None = None,
     seed: int = 0,
     batch_size: int = 4,
+    virtual_coils: int | None = None,
 ) -> Reconstruction:
     """Reconstruct one multi-coil file (module docstring).
 
@@ -78,6 +93,10 @@ def reconstruct_multicoil(
         simulate: retrospective study: undersample the fully sampled file with ``family``.
         seed: seeds the simulated masks.
         batch_size: slices per network call.
+        virtual_coils: compress each slice's coils to this many virtual coils first
+            (:func:`~mri_n2n.coils.compress_coils`; the costs of the maps, the zero-filled images
+            and the data consistency scale with the coils); ``None`` or at least the file's
+            coils: no compression. The reference of ``simulate`` uses all coils.
 
     Raises:
         ReconstructionError: a one-channel model, an undersampled file with ``simulate``, no
@@ -111,13 +130,18 @@ def reconstruct_multicoil(
     full = None
     if mc.reference is None and (simulate is not None or bool(mask.all())):
         full = np.sqrt((np.abs(ifft2c(torch.from_numpy(k)).numpy()) ** 2).sum(1))  # RSS of all coils
+    if virtual_coils is not None and virtual_coils < 1:
+        raise ReconstructionError(f"{where}: virtual_coils must be >= 1, got {virtual_coils}")
+    if virtual_coils is not None and virtual_coils < c:
+        k = compress_coils(k, virtual_coils)
     p = torch.ones(h, w) if law is None else law.keep_probability().float()
     y_all = torch.from_numpy(np.where(mask[:, None], k, 0).astype(np.complex64))
     m_all = torch.from_numpy(mask.astype(bool))
     dev = next(model.parameters()).device
     # per slice: maps, SENSE-1 compensated zero-filled image
-    maps = torch.stack([_maps(y_all[i], where) for i in range(s)])
-    zf = torch.stack([SenseOperator(maps[i], m_all[i]).zero_filled(y_all[i][None], p)[0] for i in range(s)])
+    maps = _maps(y_all, where)
+    chunks = [slice(i, i + batch_size) for i in range(0, s, batch_size)]
+    zf = torch.cat([SenseOperator(maps[b], m_all[b]).zero_filled(y_all[b], p) for b in chunks])
     scale = float(zf.abs().max()) or 1.0
     ref = mc.reference if mc.reference is not None else full
     ref = None if ref is None else center_pad_crop(np.asarray(ref, np.float32), (rows, cols))
@@ -129,6 +153,8 @@ def reconstruct_multicoil(
     zf_mag = np.zeros_like(out)
     plain_mag = np.zeros_like(out)
     model.eval()
+    if dev.type == "cpu":
+        model.to(memory_format=torch.channels_last)  # CPU convolutions ~1.5x faster; same results
     with torch.inference_mode():
         for start in range(0, s, batch_size):
             idx = list(range(start, min(s, start + batch_size)))
@@ -145,6 +171,7 @@ def reconstruct_multicoil(
             zf_mag[idx] = center_pad_crop((z.abs() * scale).cpu().numpy(), (rows, cols))
             plain = ifft2c(y * scale).abs().square().sum(1).sqrt()  # RSS of the zero-filled coils
             plain_mag[idx] = center_pad_crop(plain.cpu().numpy(), (rows, cols))
+    model.to(memory_format=torch.contiguous_format)
     if ref is not None:
         acc.add({"zf": zf_mag, "plain": plain_mag, "rec": out}, ref)
     active = [i for i in range(s) if float(np.abs(zf_mag[i]).max()) > 0]
