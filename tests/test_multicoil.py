@@ -87,6 +87,11 @@ def test_adjointness_and_normal(batched_maps, batched_mask):
     rhs = torch.vdot(x.flatten(), op.adjoint(y).flatten())
     assert torch.allclose(lhs, rhs, rtol=1e-12, atol=1e-10)
     assert torch.allclose(op.normal(x), op.adjoint(op.forward(x)))
+    for hh, ww in ((16, 12), (15, 12), (16, 11)):  # the even-size paths: 2-D masks and whole lines
+        sub = (slice(None), slice(0, hh), slice(0, ww))
+        for mk in (mask[..., :hh, :ww], (mask[..., :1, :ww] | torch.zeros(hh, ww, dtype=torch.bool))):
+            o = SenseOperator(maps[..., :hh, :ww], mk)
+            assert torch.allclose(o.normal(x[sub]), o.adjoint(o.forward(x[sub])), atol=1e-10)
     # masked entries are zero and the adjoint ignores unmeasured data
     m = mask if batched_mask else mask.expand(b, h, w)
     assert ax.permute(1, 0, 2, 3)[:, ~m].abs().max() == 0
@@ -139,7 +144,7 @@ def test_zero_filled_density_compensation():
 def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="maps must be"):
         SenseOperator(torch.ones(8, 8, dtype=C128), torch.ones(8, 8, dtype=torch.bool))
-    with pytest.raises(ValueError, match="differ in their image size"):
+    with pytest.raises(ValueError, match="differ in \\(H, W\\)"):
         SenseOperator(torch.ones(2, 8, 8, dtype=C128), torch.ones(8, 9, dtype=torch.bool))
 
 
