@@ -15,9 +15,10 @@ The model sees the coil-combined complex image (two channels):
   E2E-VarNet's choice). Every coil's k-space is exactly the measurements on the measured
   entries before the combination; with several coils the combined image is one gradient step
   ``x + A^H (y - A x)`` towards ``{z : A z = y}``, not its projection (it never increases the
-  residual). Chosen because it costs two FFTs per coil; the exact projection needs conjugate
-  gradients (:meth:`~mri_n2n.coils.SenseOperator.cg_dc`), which on 4x line masks still leaves a
-  4 % residual after 10 iterations (20 FFTs per coil).
+  residual). It costs two FFTs per coil. Networks built with ``--dc prox`` instead end every
+  cascade with MoDL's learned proximal CG-SENSE step (:mod:`mri_n2n.models.unrolled`); their
+  output is final and :meth:`project` is not applied to it: noisy multi-coil data overdetermine
+  the image, and forcing them exactly keeps all their noise.
 
 Masks come from the run's family (complex data: drawn as they are), shared by the coils; k-space
 noise is added per coil; a random circular shift moves the coil images and the maps together.
