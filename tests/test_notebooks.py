@@ -24,6 +24,7 @@ EXPECTED = (
     "02_noise2noise_vs_noise2clean.ipynb",
     "03_photographic_noise.ipynb",
     "04_batch_reconstruction.ipynb",
+    "05_multicoil_raw.ipynb",
     "06_single_acquisition.ipynb",
 )
 QUICK_FLAG = 'QUICK = os.environ.get("MRI_N2N_QUICK", "0") == "1"'
