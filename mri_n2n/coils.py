@@ -222,6 +222,7 @@ class SenseOperator:
         iters: int = 10,
         *,
         tol: float = 0.0,
+        aty: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Proximal data consistency (MoDL's DC, CG-SENSE):
         ``argmin_z ||A z - y||^2 + lam ||z - x||^2`` by conjugate gradients.
@@ -236,17 +237,15 @@ class SenseOperator:
         Args:
             x: prior image ``(B, H, W)`` (e.g. a network output), real or complex.
             y: measured multi-coil k-space ``(B, C, H, W)``.
-            lam: weight ``>= 0`` of the prior, a number or a tensor broadcastable to ``(B,)``
-                (e.g. a learned scalar).
+            lam: weight ``>= 0`` of the prior, a number or a tensor broadcastable to ``(B,)``.
             iters: number of CG iterations (fixed, so the graph is the same for every batch).
             tol: if ``> 0``, stop once every sample's residual norm is below ``tol`` times its
                 initial one (one device sync per iteration).
+            aty: ``A^H y`` when already computed (an unrolled network reuses it in every cascade).
 
         Returns:
-            Complex image ``(B, H, W)``.
-
-        Raises:
-            ValueError: a negative ``lam`` (number) or ``iters``, or unbatched ``x`` / ``y``.
+            Complex image ``(B, H, W)``. Raises ``ValueError`` for a negative ``lam`` (number) or
+            ``iters``, or unbatched ``x`` / ``y``.
         """
         if iters < 0:
             raise ValueError(f"iters must be >= 0, got {iters}")
@@ -261,7 +260,7 @@ class SenseOperator:
             raise ValueError(f"lam must be >= 0, got {lam}")
         if lam_t.ndim:
             lam_t = lam_t.reshape(-1, *([1] * (z.ndim - 1)))
-        r = self.adjoint(y - self.forward(z))  # = b - (A^H A + lam) z for the warm start z = x
+        r = (self.adjoint(y) if aty is None else aty) - self.normal(z)  # b - (A^H A + lam) z, z = x
         p = r
         rs = _bdot(r, r)
         rs0 = rs

@@ -62,6 +62,7 @@ def data_consistency(
     maps: torch.Tensor | None = None,
     lam: torch.Tensor | float | None = None,
     cg_iters: int = 6,
+    aty: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Replace the sampled frequencies of ``x`` by the measurements (exact DC), or with ``lam``
     the proximal step ``argmin_z ||A z - y||^2 + lam ||z - x||^2``.
@@ -79,6 +80,7 @@ def data_consistency(
         lam: ``None`` for the exact replacement, else the proximal weight ``>= 0`` (a number or a
             0-d tensor, e.g. a learned one): ``(y + lam F x) / (1 + lam)`` on the sampled set.
         cg_iters: conjugate-gradient iterations of the multi-coil proximal step.
+        aty: the multi-coil ``A^H y``, when already computed (reused by every cascade).
 
     Returns:
         float32 images of the same shape: ``F^-1((1 - M) F x + M y)`` (its real part for ``C == 1``).
@@ -95,7 +97,7 @@ def data_consistency(
         else:  # the image lives on the maps' support, as SENSE-1 and the replacement keep it: outside
             # it no coil sees the image, no loss reaches it, and cg_dc would keep the network's values
             support = maps.abs().square().sum(1) > 0
-            z = op.cg_dc(zx, kspace, lam, cg_iters) * support
+            z = op.cg_dc(zx, kspace, lam, cg_iters, aty=aty) * support
         return torch.stack([z.real, z.imag], dim=1).float()
     if kspace.ndim == 4:  # (B, 1, H, W), as MRIUndersampling's pair context holds it
         kspace = kspace[:, 0]
@@ -279,12 +281,16 @@ class Unrolled(nn.Module):
         if (mask is None) != (kspace is None):
             raise ValueError("unrolled: pass both mask and kspace, or neither")
         outs = []
+        aty = None
+        if maps is not None and mask is not None and self.log_lam is not None:
+            with torch.autocast(x.device.type, enabled=False):  # A^H y, the same in every cascade
+                aty = SenseOperator(maps, mask[:, 0] if mask.ndim == 4 else mask).adjoint(kspace)
         for k in range(self.cascades):
             x = self.block(k)(x)
             if mask is not None:
                 lam = None if self.log_lam is None else self.log_lam[k].exp()
                 with torch.autocast(x.device.type, enabled=False):
-                    x = data_consistency(x, mask, kspace, phase, maps, lam, self.cg_iters)
+                    x = data_consistency(x, mask, kspace, phase, maps, lam, self.cg_iters, aty)
             outs.append(x)
         return outs if return_all else x
 
