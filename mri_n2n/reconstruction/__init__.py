@@ -3,6 +3,8 @@
 - :mod:`~mri_n2n.reconstruction.engine` -- the streaming engine (zero-filling, normalisation,
   network, data consistency) and retrospective studies; :class:`Reconstruction` results.
 - :mod:`~mri_n2n.reconstruction.api` -- :class:`Reconstructor`, a checkpoint ready to use.
+- :mod:`~mri_n2n.reconstruction.multicoil` -- multi-coil files (:func:`reconstruct_multicoil`,
+  :func:`multicoil_affine` for the output's geometry).
 - :mod:`~mri_n2n.reconstruction.batch` -- input discovery, output planning and reports for
   ``mri-n2n reconstruct``.
 """
@@ -18,6 +20,7 @@ from .engine import (
     simulate_kspace,
     slice_seed,
 )
+from .multicoil import multicoil_affine, reconstruct_multicoil
 
 __all__ = [
     "Reconstructor",
@@ -29,4 +32,6 @@ __all__ = [
     "reconstruct_volume",
     "simulate_kspace",
     "slice_seed",
+    "multicoil_affine",
+    "reconstruct_multicoil",
 ]

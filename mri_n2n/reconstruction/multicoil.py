@@ -30,7 +30,7 @@ from ..models import ends_with_dc, measurement_kwargs
 from ..seeding import seeded_generator
 from .engine import Reconstruction, ReconstructionError, _Accum, model_channels, slice_seed
 
-__all__ = ["reconstruct_multicoil", "MAPS_MIN_CALIBRATION"]
+__all__ = ["reconstruct_multicoil", "multicoil_affine", "MAPS_MIN_CALIBRATION"]
 
 #: Smallest side of the fully sampled centre from which maps are estimated at inference (8x line
 #: masks keep 4 % of the lines: 5 at 128 columns).
