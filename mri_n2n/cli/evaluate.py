@@ -27,8 +27,9 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
     p.add_argument("--data-dir", help="override the checkpoint's data folder")
     p.add_argument("--size", type=int, help="override the slice size")
     p.add_argument("--limit", type=int, help="evaluate at most this many validation slices")
-    p.add_argument("--no-cs", action="store_true", help="skip the CS-TV baseline")
-    p.add_argument("--tv-lam", type=float, help="CS-TV weight (default: the tuned value)")
+    p.add_argument("--no-cs", action="store_true", help="skip CS-TV (multi-coil: CG-, TV-SENSE)")
+    p.add_argument("--tv-lam", type=float, help="CS-TV / TV-SENSE weight (default: the tuned value)")
+    p.add_argument("--sense-lam", type=float, help="multi-coil: CG-SENSE's Tikhonov weight (default 1e-3)")
     p.add_argument("--tv-iters", type=int, default=100, help="CS-TV iterations (default 100)")
     p.add_argument("--batch-size", type=int, default=8, help="slices per batch (default 8)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
@@ -50,6 +51,7 @@ def run(a: argparse.Namespace) -> int:
             cs_tv=not a.no_cs,
             tv_lam=a.tv_lam,
             tv_iters=a.tv_iters,
+            sense_lam=a.sense_lam,
             limit=a.limit,
             batch_size=a.batch_size,
             device=a.device,
