@@ -108,6 +108,7 @@ class SenseOperator:
         maps = _complex(maps)
         self.maps = maps if maps.ndim == 4 else maps.unsqueeze(0)
         self.mask = mask.to(self.maps.device).bool()
+        self._lines: bool | None = None  # the mask is whole lines along H (:meth:`normal`)
 
     @property
     def n_coils(self) -> int:
@@ -156,7 +157,9 @@ class SenseOperator:
             return self.adjoint(self.forward(x))
         u = self.expand(x)
         m = torch.fft.ifftshift(self._m(), dim=(-2, -1))
-        if bool((m == m[..., :1, :]).all()):  # whole lines along H
+        if self._lines is None:  # tested once per operator (a device sync), not per CG iteration
+            self._lines = bool((m == m[..., :1, :]).all())
+        if self._lines:  # whole lines along H
             k = torch.fft.fft(u, dim=-1, norm="ortho") * m[..., :1, :].to(u.real.dtype)
             return self.reduce(torch.fft.ifft(k, dim=-1, norm="ortho"))
         k = torch.fft.fft2(u, norm="ortho") * m.to(u.real.dtype)
@@ -674,8 +677,8 @@ def walsh_maps(
     eigen-decompositions.
 
     With ``grid`` (default) the covariance and its eigenvectors are computed on a coarse grid of
-    ``max(grid, 2 * calib)`` points per axis (the covariance of the low-resolution images is
-    exactly sampled there) and the maps are interpolated linearly to full resolution: about
+    ``min(grid, H) x min(grid, W)`` points (the covariance of the low-resolution images is band
+    limited, so it is evaluated there exactly) and the maps are interpolated linearly: about
     ``(H W) / grid^2`` times fewer eigenproblems (25x at 320 x 320), within a fraction of a
     percent of the full-resolution maps on the support (tests/test_multicoil.py). The batch's
     eigenproblems are solved together. ``grid=None``: every pixel's own eigenproblem, one item
@@ -778,10 +781,8 @@ def compress_coils(kspace: Array, n_virtual: int) -> Array:
         n_virtual: number of virtual coils, ``1 <= n_virtual <= C``.
 
     Returns:
-        ``(n_virtual, H, W)`` or ``(B, n_virtual, H, W)`` of the input's kind and dtype.
-
-    Raises:
-        ValueError: bad shapes or ``n_virtual`` out of range.
+        ``(n_virtual, H, W)`` or ``(B, n_virtual, H, W)`` of the input's kind and dtype; raises
+        ``ValueError`` for bad shapes or ``n_virtual`` out of range.
     """
     was_numpy = isinstance(kspace, np.ndarray)
     k = torch.from_numpy(kspace) if was_numpy else kspace.detach()

@@ -63,6 +63,7 @@ def data_consistency(
     lam: torch.Tensor | float | None = None,
     cg_iters: int = 6,
     aty: torch.Tensor | None = None,
+    support: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Replace the sampled frequencies of ``x`` by the measurements (exact DC), or with ``lam``
     the proximal step ``argmin_z ||A z - y||^2 + lam ||z - x||^2``.
@@ -81,6 +82,7 @@ def data_consistency(
             0-d tensor, e.g. a learned one): ``(y + lam F x) / (1 + lam)`` on the sampled set.
         cg_iters: conjugate-gradient iterations of the multi-coil proximal step.
         aty: the multi-coil ``A^H y``, when already computed (reused by every cascade).
+        support: the maps' support ``(B, H, W)`` bool, when already computed.
 
     Returns:
         float32 images of the same shape: ``F^-1((1 - M) F x + M y)`` (its real part for ``C == 1``).
@@ -96,7 +98,7 @@ def data_consistency(
             z = op.project(zx, kspace)  # a coil combination: zero outside the maps' support
         else:  # the image lives on the maps' support, as SENSE-1 and the replacement keep it: outside
             # it no coil sees the image, no loss reaches it, and cg_dc would keep the network's values
-            support = maps.abs().square().sum(1) > 0
+            support = maps.abs().square().sum(1) > 0 if support is None else support
             z = op.cg_dc(zx, kspace, lam, cg_iters, aty=aty) * support
         return torch.stack([z.real, z.imag], dim=1).float()
     if kspace.ndim == 4:  # (B, 1, H, W), as MRIUndersampling's pair context holds it
@@ -281,16 +283,17 @@ class Unrolled(nn.Module):
         if (mask is None) != (kspace is None):
             raise ValueError("unrolled: pass both mask and kspace, or neither")
         outs = []
-        aty = None
+        aty = support = None
         if maps is not None and mask is not None and self.log_lam is not None:
-            with torch.autocast(x.device.type, enabled=False):  # A^H y, the same in every cascade
+            with torch.autocast(x.device.type, enabled=False):  # the same in every cascade
                 aty = SenseOperator(maps, mask[:, 0] if mask.ndim == 4 else mask).adjoint(kspace)
+                support = maps.abs().square().sum(1) > 0
         for k in range(self.cascades):
             x = self.block(k)(x)
             if mask is not None:
                 lam = None if self.log_lam is None else self.log_lam[k].exp()
                 with torch.autocast(x.device.type, enabled=False):
-                    x = data_consistency(x, mask, kspace, phase, maps, lam, self.cg_iters, aty)
+                    x = data_consistency(x, mask, kspace, phase, maps, lam, self.cg_iters, aty, support)
             outs.append(x)
         return outs if return_all else x
 
