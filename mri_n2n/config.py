@@ -113,6 +113,9 @@ class Config:
                               "slices; default: on in the cpu preset, off otherwise")
     deform: bool | None = _f(None, "MRI, with --augment: also warp each training slice by a random affine "
                              "(rotation, scale, shear, shift) and smooth elastic deformation")
+    crop: bool | None = _f(None, "MRI, with --augment: cut half of the training batches to a random "
+                           "matrix size (32 to the full size per side, one per batch) around the "
+                           "slices' content, with masks of the same law at that size")
     # image corruption
     noise: str = _f("gaussian", "image noise: gaussian, poisson, bernoulli, text, impulse, montecarlo, pairs")
     noise_options: dict[str, Any] = _f({}, "image noise: constructor options (YAML only), "
@@ -220,7 +223,7 @@ MRI_PRESETS: dict[str, dict[str, Any]] = {
 }
 #: Values for fields that are still ``None`` after the preset (the plain U-Net's layout, no
 #: augmentation, the cosine schedule).
-_FALLBACK = {"base": 16, "depth": 3, "augment": False, "deform": False, "schedule": "cosine"}
+_FALLBACK = {"base": 16, "depth": 3, "augment": False, "deform": False, "crop": False, "schedule": "cosine"}
 
 #: Losses of the single-acquisition targets (they read the held-out set from the context).
 SPLIT_LOSSES = ("kspace", "kspace_flat", "kspace_clipped", "kspace_normalized")
@@ -229,7 +232,7 @@ SPLIT_LOSSES = ("kspace", "kspace_flat", "kspace_clipped", "kspace_normalized")
 RESUME_FIXED = (
     "task", "target", "split", "dataset", "data_dir", "size", "slices", "axis", "normalize", "density",
     "fraction", "edge", "acceleration", "center_fraction", "complex", "kspace_noise", "augment", "deform",
-    "noise", "noise_options",
+    "crop", "noise", "noise_options",
     "loss", "model", "width", "base", "depth", "cascades", "cascade_width", "cascade_depth",
     "share_weights", "dc", "cg_iters", "seed",
 )  # fmt: skip
@@ -380,7 +383,7 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
         if not 0.0 < cfg.split < 1.0:
             raise ConfigError(f"--split must lie in (0, 1), got {cfg.split}")
         # the papers' weightings: SSDU's loss is unweighted, Noisier2Noise's weighted by 1/(1-K)
-        vals = {**vals, "augment": False, "deform": False,
+        vals = {**vals, "augment": False, "deform": False, "crop": False,
                 "loss": "kspace_flat" if cfg.target == "ssdu" else "kspace"}
     for k, v in vals.items():
         if getattr(cfg, k) is None:
@@ -393,6 +396,8 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
     cfg = cfg.replace(**upd)
     if cfg.deform and not cfg.augment:
         raise ConfigError("--deform warps the slices as part of the augmentation: add --augment")
+    if cfg.crop and not cfg.augment:
+        raise ConfigError("--crop cuts the slices as part of the augmentation: add --augment")
     if cfg.size is not None and cfg.size < 8:
         raise ConfigError(f"--size must be at least 8, got {cfg.size}")
     return cfg, f"preset '{preset}' ({why})"

@@ -107,3 +107,80 @@ def test_deformations_warp_every_channel_alike_and_keep_their_range():
         assert "--augment" in str(e)
     else:
         raise AssertionError("--deform without --augment was accepted")
+
+
+def test_random_crops_are_windows_on_content_one_size_per_batch():
+    """random_crop: seeded; every sample of a batch gets the same matrix, within
+    [min_size, full]; each output is an exact window of its input (no resampling); windows are
+    centred on content, so a slice that is empty but for a small blob keeps the blob in every
+    crop; ``keep_whole=1`` is the identity; both real/imaginary channels are cut alike."""
+    from mri_n2n.corruptions.augment import random_crop
+
+    x = torch.zeros(16, 2, 64, 48)
+    x[:, 0, 40:44, 5:9] = torch.rand(16, 4, 4) + 0.5  # the only content, off-centre
+    x[:, 1] = 0.5 * x[:, 0]
+    sizes = set()
+    for seed in range(12):
+        a = random_crop(x, seeded_generator(seed), min_size=8, keep_whole=0.0)
+        assert torch.equal(a, random_crop(x, seeded_generator(seed), min_size=8, keep_whole=0.0))
+        h, w = a.shape[-2:]
+        assert 8 <= h <= 64 and 8 <= w <= 48 and a.shape[:2] == x.shape[:2]
+        sizes.add((h, w))
+        assert (a[:, 0].flatten(1).sum(1) > 0).all()  # the blob is in every window
+        assert torch.allclose(a[:, 1], 0.5 * a[:, 0])
+        for i in range(0, 16, 5):  # an exact window of the input
+            windows = [(r, q) for r in range(64 - h + 1) for q in range(48 - w + 1)]
+            assert any(torch.equal(a[i], x[i, :, r : r + h, q : q + w]) for r, q in windows)
+    assert len(sizes) >= 10  # the size is drawn, not fixed
+    assert torch.equal(random_crop(x, seeded_generator(0), keep_whole=1.0), x)
+
+
+def test_crop_pairs_use_the_mask_law_at_the_crop_size():
+    """--crop: a pair of a cropped batch is observed through the family rebuilt at the crop's
+    size (same name and parameters), its keep rates equal that law's density (Monte Carlo), the
+    input is the compensated zero-filled image of exactly those measurements, and the flag needs
+    --augment and a named family."""
+    from mri_n2n.config import Config, ConfigError, resolve_config
+    from mri_n2n.masks import hermitian_complete, make_family
+    from mri_n2n.physics import SpectralSampling
+
+    fam = make_family("gaussian", (64, 64), fraction=0.2, hermitian=True)
+    corr = MRIUndersampling(fam, augment=True, crop=True)
+    assert corr.config()["crop"] is True
+    law, dens = corr.law_at((40, 24))
+    assert law.shape == (40, 24) and law.name == "gaussian"
+    direct = make_family("gaussian", (40, 24), fraction=0.2, hermitian=True)
+    assert torch.allclose(dens, direct.real_keep_probability())
+    assert corr.law_at((64, 64))[1] is corr.density
+    rate = hermitian_complete(law.sample(4000, generator=seeded_generator(1))).float().mean(0)
+    assert (rate - dens).abs().max() < 0.035  # 4000 draws: 4.5 standard errors at p = 0.5
+
+    clean = torch.rand(4, 1, 64, 64)
+    cut = None
+    for seed in range(40):
+        pair = corr.pair(clean, generator=seeded_generator(seed), target="noisy")
+        if pair.input.shape[-2:] != (64, 64):
+            cut = pair
+            break
+    assert cut is not None
+    shape = tuple(cut.input.shape[-2:])
+    _, d = corr.law_at(shape)
+    assert torch.equal(cut.context["target_density"], d)
+    assert cut.context["mask"].shape[-2:] == shape and cut.target.shape[-2:] == shape
+    zf = SpectralSampling(cut.context["mask"]).zero_filled(cut.context["kspace"], d).real
+    assert torch.allclose(cut.input, zf, atol=1e-6)
+
+    cfg, _ = resolve_config(Config(task="mri", preset="cpu", crop=True))
+    assert cfg.augment and cfg.crop
+    try:
+        resolve_config(Config(task="mri", preset="tiny", crop=True))
+    except ConfigError as e:
+        assert "--augment" in str(e)
+    else:
+        raise AssertionError("--crop without --augment was accepted")
+    try:
+        MRIUndersampling(exp_decay_density((32, 32), fraction=0.3), augment=True, crop=True)
+    except ValueError as e:
+        assert "named mask family" in str(e)
+    else:
+        raise AssertionError("crops with an explicit density tensor were accepted")

@@ -12,6 +12,11 @@ translation up to 5 % of the field of view) and a smooth elastic displacement (a
 random offsets up to 2 % of the field of view, bicubic upsampled), bilinear, zero outside: one
 template brain then shows the network many anatomies. The clean image is augmented before both
 observations are drawn, so Noise2Noise pairs stay pairs of the same (augmented) slice.
+
+:func:`random_crop` cuts every sample of a batch to one random matrix size (the batch's), at a
+position drawn per sample around its content: real scans come in every matrix size, often as
+crops that fill the field of view with tissue and end in non-periodic edges, where the template
+slices are a whole brain in a black field of view.
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_batch", "random_deformation"]
+__all__ = ["augment_batch", "random_crop", "random_deformation"]
 
 #: Ranges of :func:`random_deformation` (radians, scale factor, shear, fraction of the half-width).
 MAX_ROTATION = 0.26
 SCALE_RANGE = (0.85, 1.15)
 MAX_SHEAR = 0.1
 MAX_TRANSLATION = 0.1
+#: :func:`random_crop`: the smallest side and the probability of keeping the whole slice.
+CROP_MIN_SIZE = 32
+CROP_KEEP_WHOLE = 0.5
 #: Elastic displacement: control grid and largest offset (fraction of the half-width: 2 % of the FOV).
 ELASTIC_GRID = 5
 ELASTIC_AMPLITUDE = 0.04
@@ -63,6 +71,35 @@ def random_deformation(x: torch.Tensor, generator: torch.Generator) -> torch.Ten
     coarse = ((coarse * 2 - 1) * ELASTIC_AMPLITUDE).to(x.device, x.dtype)
     grid = grid + F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_crop(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    min_size: int = CROP_MIN_SIZE,
+    keep_whole: float = CROP_KEEP_WHOLE,
+) -> torch.Tensor:
+    """Cut ``(B, C, H, W)`` to one random matrix ``(h, w)`` for the whole batch, or keep it whole
+    with probability ``keep_whole``.
+
+    ``h`` and ``w`` are drawn independently and uniformly in ``[min(min_size, H), H]`` (and
+    likewise for ``W``); each sample's window is centred on a pixel drawn with probability
+    proportional to its magnitude (so crops hold tissue, not air), then moved inside the image.
+    The crop is plain (no resampling): pixel size and noise stay as they were.
+    """
+    b, c, h, w = x.shape
+    g = generator
+    if float(torch.rand((), generator=g, device=g.device)) < keep_whole:
+        return x
+    hh = int(torch.randint(min(min_size, h), h + 1, (), generator=g, device=g.device))
+    ww = int(torch.randint(min(min_size, w), w + 1, (), generator=g, device=g.device))
+    mag = x.abs().sum(1).flatten(1).float() if c == 1 else x.square().sum(1).sqrt().flatten(1).float()
+    weights = mag + 1e-12  # an empty slice: uniform
+    centre = torch.multinomial(weights.to(g.device), 1, generator=g)[:, 0].cpu()
+    rows = (centre // w - hh // 2).clamp(0, h - hh).tolist()
+    cols = (centre % w - ww // 2).clamp(0, w - ww).tolist()
+    return torch.stack([x[i, :, r : r + hh, q : q + ww] for i, (r, q) in enumerate(zip(rows, cols))])
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, *, deform: bool = False) -> torch.Tensor:

@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from ..fft import fft2c, ifft2c
-from ..masks import Bernoulli2D, MaskFamily, complete_measurements, make_family
+from ..masks import Bernoulli2D, MaskFamily, complete_measurements, family_from_description, make_family
 from ..physics import SpectralSampling
 from ..seeding import seeded_generator
 from ..splits import SPLIT_TARGETS, SplitLaw, make_split, split_loss_density
-from .augment import augment_batch
+from .augment import augment_batch, random_crop
 from .base import TARGETS, Corruption, Pair
 
 
@@ -39,6 +39,7 @@ class SamplingSettings(Protocol):
     complex: bool | None
     augment: bool | None
     deform: bool | None
+    crop: bool | None
     kspace_noise: float
     target: str
     split: float
@@ -120,6 +121,9 @@ class MRIUndersampling(Corruption):
             before its observations are drawn.
         deform: with ``augment``, also warp each slice by a random affine and elastic
             deformation (:func:`~mri_n2n.corruptions.augment.random_deformation`).
+        crop: with ``augment``, also cut each training batch to a random matrix size
+            (:func:`~mri_n2n.corruptions.augment.random_crop`); its masks are drawn from the
+            family rebuilt at that size (a named family, see :meth:`law_at`).
         noise_std: standard deviation of complex Gaussian noise (real and imaginary parts each
             ``noise_std / sqrt(2)``) added to the k-space of each (normalised) slice: one noisy
             acquisition per slice, from which both observations of a pair are drawn, as a
@@ -140,6 +144,7 @@ class MRIUndersampling(Corruption):
         complex_data: bool = False,
         augment: bool = False,
         deform: bool = False,
+        crop: bool = False,
         noise_std: float = 0.0,
         split: SplitLaw | None = None,
     ) -> None:
@@ -150,6 +155,10 @@ class MRIUndersampling(Corruption):
         self.max_shift = int(max_shift)
         self.augment = bool(augment)
         self.deform = bool(deform) and self.augment
+        self.crop = bool(crop) and self.augment
+        if self.crop and family.name in ("bernoulli", "lines"):
+            raise ValueError(f"crops need a named mask family to rebuild at each size, not '{family.name}'")
+        self._laws: dict[tuple[int, int], tuple[MaskFamily, torch.Tensor]] = {}
         if not noise_std >= 0:
             raise ValueError(f"k-space noise must be >= 0, got {noise_std}")
         self.noise_std = float(noise_std)
@@ -222,6 +231,7 @@ class MRIUndersampling(Corruption):
             complex_data=complex_data,
             augment=bool(cfg.augment) and split is None,
             deform=bool(getattr(cfg, "deform", False)),
+            crop=bool(getattr(cfg, "crop", False)),
             noise_std=float(getattr(cfg, "kspace_noise", 0.0) or 0.0),
             split=split,
         )
@@ -232,6 +242,18 @@ class MRIUndersampling(Corruption):
     def shape(self) -> tuple[int, int]:
         """The k-space shape ``(H, W)``."""
         return self.family.shape
+
+    def law_at(self, shape: tuple[int, int]) -> tuple[MaskFamily, torch.Tensor]:
+        """The mask family rebuilt for k-space of ``shape`` (same name and parameters) and its
+        compensation density; the corruption's own for its shape. Cached per shape."""
+        shape = (int(shape[0]), int(shape[1]))
+        if shape == tuple(self.family.shape):
+            return self.family, self.density
+        if shape not in self._laws:
+            fam = family_from_description({**self.family.describe(), "shape": list(shape)})
+            p = fam.keep_probability() if self.complex_data else fam.real_keep_probability()
+            self._laws[shape] = (fam, p.float())
+        return self._laws[shape]
 
     def draw_masks(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Draw ``batch`` independent masks ``(B, H, W)`` on the generator's device."""
@@ -246,10 +268,11 @@ class MRIUndersampling(Corruption):
         return clean
 
     def _observe(
-        self, k: torch.Tensor, mask: torch.Tensor
+        self, k: torch.Tensor, mask: torch.Tensor, density: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(mask, measured k-space, compensated zero-filled image as model channels)``;
-        real data use the Hermitian completion of ``mask``."""
+        real data use the Hermitian completion of ``mask``; ``density``: the compensation
+        (default the corruption's own)."""
         mask = mask.to(k.device)
         op = SpectralSampling(mask)
         y = k * op._m(k)
@@ -257,7 +280,7 @@ class MRIUndersampling(Corruption):
             yc, mc = complete_measurements(y[:, 0], mask)
             mask, y = mc, yc[:, None]
             op = SpectralSampling(mask)
-        z = op.zero_filled(y, self.density.to(k.device))
+        z = op.zero_filled(y, (self.density if density is None else density).to(k.device))
         img = _to_channels(z) if self.complex_data else z.real
         return mask, y, img
 
@@ -404,16 +427,19 @@ class MRIUndersampling(Corruption):
         clean = self._as_model_data(clean, generator)
         if self.augment:
             clean = augment_batch(clean, generator, deform=self.deform)
+            if self.crop:
+                clean = random_crop(clean, generator)
         clean = random_shift(clean, self.max_shift, generator)
         k = self._acquire(self._spectrum(clean), [generator])
         b = clean.shape[0]
-        mask, y, inp = self._observe(k, self.draw_masks(b, generator))
+        family, density = self.law_at(clean.shape[-2:])
+        mask, y, inp = self._observe(k, family.sample(b, generator=generator), density)
         context = {"mask": mask, "kspace": y}
         if target == "noisy":
-            mask2, y2, tgt = self._observe(k, self.draw_masks(b, generator))
+            mask2, y2, tgt = self._observe(k, family.sample(b, generator=generator), density)
             # what a k-space loss needs (mri_n2n.losses.kspace_loss): the target's own sampled
             # set, its measured (unscaled) k-space and each bin's keep probability
-            context.update(target_mask=mask2, target_kspace=y2, target_density=self.density.to(k.device))
+            context.update(target_mask=mask2, target_kspace=y2, target_density=density.to(k.device))
         else:
             tgt = clean
         return Pair(inp, tgt, context)
@@ -454,6 +480,7 @@ class MRIUndersampling(Corruption):
             "complex_data": self.complex_data,
             "augment": self.augment,
             "deform": self.deform,
+            "crop": self.crop,
             "noise_std": self.noise_std,
             "split": None if self.split is None else self.split.describe(),
             "measured_law": self.family.describe() if self.measured_law else None,
