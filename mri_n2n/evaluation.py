@@ -42,8 +42,10 @@ from .fft import ifft2c
 from .io import atomic_write_json, atomic_write_text
 from .metrics import nmse, psnr, ssim, volume_metrics
 from .models import ends_with_dc, measurement_kwargs
+from .models.ensemble import ensemble_forward
 from .physics import SpectralSampling
 from .plots import comparison_grid, provenance_view, psnr_histogram
+from .reconstruction.adapt import adapt_model
 
 __all__ = ["evaluate_mri", "write_evaluation", "evaluation_markdown"]
 
@@ -82,6 +84,8 @@ def evaluate_mri(
     progress: bool = True,
     plain_zero_filled: bool = False,
     sense_lam: float | None = None,
+    ensemble: bool = False,
+    adapt: int = 0,
 ) -> dict[str, Any]:
     """Evaluate zero-filling, CS-TV and checkpoints on the same validation slices and masks.
 
@@ -92,7 +96,12 @@ def evaluate_mri(
     baselines in place of CS-TV: CG-SENSE (Tikhonov weight ``sense_lam``, default
     :data:`SENSE_LAM`) and TV-SENSE (:func:`~mri_n2n.baselines.tv_sense`, weight ``tv_lam``,
     default :data:`~mri_n2n.baselines.DEFAULT_SENSE_TV_LAM`). ``plain_zero_filled`` adds
-    the uncompensated zero-filled image ``F^-1 M y`` (:data:`PLAIN`). Returns a dict with
+    the uncompensated zero-filled image ``F^-1 M y`` (:data:`PLAIN`); ``ensemble`` adds, after
+    each checkpoint, its geometric self-ensemble (:func:`~mri_n2n.models.ensemble.ensemble_forward`,
+    named ``<name> x8`` or ``x4`` for line masks and non-square slices); ``adapt`` adds each
+    checkpoint adapted by this many self-supervised steps to the evaluated slices' own
+    measurements (:func:`~mri_n2n.reconstruction.adapt.adapt_model`; single-coil data; named
+    ``<name> adapted``). Returns a dict with
     ``methods`` (names in order), ``per_slice`` (a list of rows: slice identity, source volume,
     and ``<method>/<metric>`` values),
     ``summary`` (per method: mean and std of each metric in both conventions), and
@@ -128,6 +137,16 @@ def evaluate_mri(
         name = _method_name(path, ck, taken)
         taken.add(name)
         models.append((name, model_from_checkpoint(ck, device=dev)))
+    n = len(valid) if limit is None else min(limit, len(valid))
+    if adapt:
+        if multicoil:
+            raise ValueError("adaptation (--adapt) is for single-coil data")
+        models += [(f"{name} adapted", _adapted(m, valid, corruption, n, adapt, dev)) for name, m in models]
+    ens_names: set[str] = set()
+    if ensemble:
+        tag = " x4" if corruption.family.lines else " x8"
+        models = [m for name, net in models for m in ((name, net), (name + tag, net))]
+        ens_names = {n for n, _ in models[1::2]}
     methods = (
         ["zero-filled"]
         + ([PLAIN] if plain_zero_filled else [])
@@ -137,7 +156,6 @@ def evaluate_mri(
     lam = (DEFAULT_SENSE_TV_LAM if multicoil else DEFAULT_TV_LAM) if tv_lam is None else tv_lam
     sense_lam = SENSE_LAM if sense_lam is None else sense_lam
 
-    n = len(valid) if limit is None else min(limit, len(valid))
     rows: list[dict[str, Any]] = []
     vol_store: dict[str, dict[str, list[np.ndarray]]] = {}
     examples: dict[str, np.ndarray] = {}
@@ -180,7 +198,10 @@ def evaluate_mri(
             t0 = time.perf_counter()
             with torch.no_grad():
                 kw = measurement_kwargs(model, pair.context)  # unrolled nets: DC after every cascade
-                out = model(pair.input, **kw)
+                if name in ens_names:
+                    out = ensemble_forward(model, pair.input, **kw)
+                else:
+                    out = model(pair.input, **kw)
                 outs[name] = out if ends_with_dc(model) else corruption.project(out, pair.context)
             seconds[name] += time.perf_counter() - t0
         ref = _magnitude(pair.target)
@@ -256,6 +277,18 @@ def evaluate_mri(
             "device": str(dev),
         },
     }
+
+
+def _adapted(
+    model: torch.nn.Module, valid: Any, corruption: MRIUndersampling, n: int, steps: int, dev: torch.device
+) -> torch.nn.Module:
+    """``model`` adapted to the measurements of the first ``n`` validation slices (the masks and
+    k-space :meth:`~mri_n2n.corruptions.MRIUndersampling.validation_pair` gives them)."""
+    items = [valid[i] for i in range(n)]
+    clean = torch.stack([it[0] for it in items]).to(dev).float()
+    pair = corruption.validation_pair(clean, torch.tensor([it[1] for it in items]))
+    mask, y = pair.context["mask"], pair.context["kspace"][:, 0]
+    return adapt_model(model, corruption.family, mask, y, complex_data=corruption.complex_data, steps=steps)
 
 
 def _magnitude(x: torch.Tensor) -> torch.Tensor:

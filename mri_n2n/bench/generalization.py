@@ -112,6 +112,8 @@ def bench_generalization(
     lams: Sequence[float] = DEFAULT_LAM_GRID,
     device: str = "cpu",
     volumes: Sequence[RealVolume] | None = None,
+    ensemble: bool = False,
+    adapt: int = 0,
 ) -> dict[str, Any]:
     """Evaluate checkpoints, zero-filling and per-volume-tuned CS-TV on the real volumes.
 
@@ -123,6 +125,11 @@ def bench_generalization(
         lams: CS-TV weights tried per volume.
         device: where the networks run.
         volumes: the volumes (default :func:`real_volumes`).
+        ensemble: also score each checkpoint's geometric self-ensemble, as ``"<name> ens"``
+            (:class:`~mri_n2n.models.ensemble.SelfEnsemble`).
+        adapt: also score each checkpoint adapted to every volume's own measurements by this
+            many self-supervised steps, as ``"<name> adapted"`` (and ``"<name> adapted ens"``
+            with ``ensemble``; :func:`~mri_n2n.reconstruction.adapt.adapt_model`).
 
     Returns:
         ``{"rows": [...], "methods": [...], "mean": {method: {"psnr", "ssim"}}, "fraction",
@@ -130,7 +137,13 @@ def bench_generalization(
     """
     if not checkpoints:
         raise ValueError("give at least one checkpoint")
-    recs = {name: Reconstructor.from_checkpoint(p, device=device) for name, p in checkpoints.items()}
+    recs = {}
+    for name, p in checkpoints.items():
+        variants = [("", False, 0)] + ([(" ens", True, 0)] if ensemble else [])
+        if adapt:
+            variants += [(" adapted", False, adapt)] + ([(" adapted ens", True, adapt)] if ensemble else [])
+        for tag, ens, steps in variants:
+            recs[name + tag] = Reconstructor.from_checkpoint(p, device=device, ensemble=ens, adapt=steps)
     first = next(iter(recs.values()))
     rows: list[dict[str, Any]] = []
     for vol in volumes if volumes is not None else real_volumes():

@@ -13,6 +13,7 @@ from ..bench.multicoil import bench_multicoil, multicoil_markdown
 from ..bench.quality import bench_mri_quality, mri_quality_markdown
 from ..bench.reconstruct import bench_reconstruct
 from ..bench.speed import bench_speed
+from ..reconstruction.adapt import ADAPT_STEPS
 from .common import fail, parse_and_run, register
 
 __all__ = ["build_parser", "run", "main"]
@@ -116,7 +117,13 @@ def _generalization(args) -> int:
         name, sep, path = item.partition("=")
         named[name if sep else f"model {len(named) + 1}"] = path if sep else item
     res = bench_generalization(
-        named, fraction=args.fraction, seed=args.seed, device=args.device, tv_iters=20 if args.quick else 100
+        named,
+        fraction=args.fraction,
+        seed=args.seed,
+        device=args.device,
+        tv_iters=20 if args.quick else 100,
+        ensemble=args.ensemble,
+        adapt=args.adapt,
     )
     res["machine"] = machine_info(args.device if args.device != "auto" else "cpu")
     md = generalization_markdown(res)
@@ -176,6 +183,21 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
             )
             s.add_argument("--fraction", type=float, default=0.1, help="mean sampling density (default 0.1)")
             s.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
+            s.add_argument(
+                "--ensemble",
+                action="store_true",
+                help="also score each checkpoint's geometric self-ensemble (a column 'NAME ens')",
+            )
+            s.add_argument(
+                "--adapt",
+                type=int,
+                nargs="?",
+                const=ADAPT_STEPS,
+                default=0,
+                metavar="STEPS",
+                help=f"also score each checkpoint adapted to every volume's own measurements "
+                f"(self-supervised, no reference; default {ADAPT_STEPS} steps; a column 'NAME adapted')",
+            )
     p.set_defaults(func=run)
     return p
 

@@ -7,6 +7,7 @@ import argparse
 
 from ..checkpoint import CheckpointError
 from ..evaluation import evaluate_mri, evaluation_markdown, write_evaluation
+from ..reconstruction.adapt import ADAPT_STEPS
 from .common import fail, parse_and_run, register
 
 __all__ = ["build_parser", "run", "main"]
@@ -31,6 +32,21 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
     p.add_argument("--tv-lam", type=float, help="CS-TV / TV-SENSE weight (default: the tuned value)")
     p.add_argument("--sense-lam", type=float, help="multi-coil: CG-SENSE's Tikhonov weight (default 1e-3)")
     p.add_argument("--tv-iters", type=int, default=100, help="CS-TV iterations (default 100)")
+    p.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="also score each checkpoint's geometric self-ensemble (mean over flips and transposes)",
+    )
+    p.add_argument(
+        "--adapt",
+        type=int,
+        nargs="?",
+        const=ADAPT_STEPS,
+        default=0,
+        metavar="STEPS",
+        help="also score each checkpoint adapted to the evaluated slices' own measurements "
+        f"(self-supervised, no reference; default {ADAPT_STEPS} steps)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="slices per batch (default 8)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--no-figures", action="store_true", help="skip figures/comparison.png and psnr_hist.png")
@@ -52,6 +68,8 @@ def run(a: argparse.Namespace) -> int:
             tv_lam=a.tv_lam,
             tv_iters=a.tv_iters,
             sense_lam=a.sense_lam,
+            ensemble=a.ensemble,
+            adapt=a.adapt,
             limit=a.limit,
             batch_size=a.batch_size,
             device=a.device,

@@ -17,20 +17,27 @@ from ..checkpoint import (
 from ..config import Config
 from ..corruptions import MRIUndersampling
 from ..corruptions.multicoil import MultiCoilUndersampling
+from ..data import volume_scale
 from ..data.measured import CenteringError, check_centred, crop_readout, file_mask_law, law_mismatch
 from ..devices import resolve_device
+from ..fft import fft2c
 from ..io.kspace import KSpaceInput, as_kspace, expand_mask
 from ..io.multicoil import MultiCoilKSpace
 from ..masks import MaskFamily, family_from_description
+from ..models.ensemble import SelfEnsemble
+from .adapt import adapt_model
 from .engine import (
+    AdaptFn,
     Reconstruction,
     ReconstructionError,
     check_batch,
     kspace_normalize,
     model_channels,
+    phase_factors,
     reconstruct_kspace,
     reconstruct_volume,
     simulate_kspace,
+    simulated_masks,
 )
 from .multicoil import reconstruct_multicoil
 
@@ -53,6 +60,13 @@ class Reconstructor:
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or a :class:`torch.device`.
         amp: autocast on CUDA (default: on for CUDA).
         batch_size: slices per network call.
+        ensemble: run the network as a geometric self-ensemble
+            (:class:`~mri_n2n.models.ensemble.SelfEnsemble`: the mean over flips, and transposes
+            where the masks allow them; 4 to 8 network passes per slice, measurements exact).
+        adapt: scan-specific self-supervised adaptation before each retrospective study
+            (:meth:`simulate`): this many fine-tuning steps on the scan's own measurements
+            (:func:`~mri_n2n.reconstruction.adapt.adapt_model`); 0 (default) uses the weights as
+            trained.
     """
 
     def __init__(
@@ -63,8 +77,16 @@ class Reconstructor:
         device: str | torch.device = "auto",
         amp: bool | None = None,
         batch_size: int = 8,
+        ensemble: bool = False,
+        adapt: int = 0,
     ) -> None:
         self.device = resolve_device(device)
+        self.ensemble = bool(ensemble)
+        if int(adapt) < 0:
+            raise ValueError(f"adaptation steps must be >= 0, got {adapt}")
+        self.adapt_steps = int(adapt)
+        if self.ensemble and not isinstance(model, SelfEnsemble):
+            model = SelfEnsemble(model)
         self.model = model.to(self.device).eval()
         if not isinstance(config, Config):
             config = Config.from_dict(config, where="checkpoint config")
@@ -84,6 +106,8 @@ class Reconstructor:
         device: str | torch.device = "auto",
         amp: bool | None = None,
         batch_size: int = 8,
+        ensemble: bool = False,
+        adapt: int = 0,
     ) -> Reconstructor:
         """A shipped checkpoint by name (:func:`mri_n2n.checkpoint.pretrained` lists them).
 
@@ -93,7 +117,9 @@ class Reconstructor:
         if name not in pretrained():
             names = ", ".join(pretrained()) or "none"
             raise CheckpointError(f"{name}: no shipped checkpoint of that name (have: {names})")
-        return cls.from_checkpoint(name, device=device, amp=amp, batch_size=batch_size)
+        return cls.from_checkpoint(
+            name, device=device, amp=amp, batch_size=batch_size, ensemble=ensemble, adapt=adapt
+        )
 
     @classmethod
     def from_checkpoint(
@@ -103,6 +129,8 @@ class Reconstructor:
         device: str | torch.device = "auto",
         amp: bool | None = None,
         batch_size: int = 8,
+        ensemble: bool = False,
+        adapt: int = 0,
     ) -> Reconstructor:
         """Load an MRI checkpoint (``weights_only=True``).
 
@@ -127,7 +155,7 @@ class Reconstructor:
             raise CheckpointError(
                 f"{path}: an MRI model must take 1 or 2 channels, this one takes {channels}"
             )
-        rec = cls(model, config, device=dev, amp=amp, batch_size=batch_size)
+        rec = cls(model, config, device=dev, amp=amp, batch_size=batch_size, ensemble=ensemble, adapt=adapt)
         rec.checkpoint = str(resolve_checkpoint(path))
         law = (ckpt.get("corruption") or {}).get("measured_law")
         if law:  # trained on undersampled files: their law, not the config's family
@@ -223,6 +251,7 @@ class Reconstructor:
             reference=reference,
             data_range=data_range,
             output_shape=output_shape,
+            adapt=self._adapt_hook(fam, where) if self.adapt_steps else None,
         )
         if fam is None:
             result.mask_law = {"source": source}
@@ -283,15 +312,23 @@ class Reconstructor:
         axis: int | None = None,
         keep_complex: bool = False,
     ) -> Reconstruction:
-        """Retrospective study of an image volume (see :func:`reconstruct_volume`)."""
+        """Retrospective study of an image volume (see :func:`reconstruct_volume`); with
+        :attr:`adapt_steps` the network is first adapted to the study's own measurements."""
         ax = self.axis if axis is None else axis
         arr = np.asarray(array)
         if arr.ndim != 3:
             raise ReconstructionError(f"expected a 3-D image volume, got shape {arr.shape}")
         shape = tuple(s for a, s in enumerate(arr.shape) if a != ax)
+        corruption = self.corruption(shape, fraction)  # type: ignore[arg-type]
+        model = self.model
+        if self.adapt_steps:
+            scale = volume_scale(arr, self.normalize)
+            slices = torch.from_numpy(np.moveaxis(arr, ax, 0).astype(np.float32)) / scale
+            masks = simulated_masks(corruption, range(slices.shape[0]), seed)
+            model = self.adapted(corruption.family, masks, fft2c(slices) * masks, seed=seed)
         return reconstruct_volume(
-            self.model,
-            self.corruption(shape, fraction),  # type: ignore[arg-type]
+            model,
+            corruption,
             arr,
             axis=ax,
             seed=seed,
@@ -300,6 +337,40 @@ class Reconstructor:
             amp=self.amp,
             keep_complex=keep_complex,
         )
+
+    def adapted(
+        self, family: MaskFamily, mask: torch.Tensor, kspace: torch.Tensor, *, seed: int = 0
+    ) -> torch.nn.Module:
+        """The network adapted to one scan's measurements (``mask``, ``kspace``: ``(N, H, W)``,
+        normalised as in training) by :attr:`adapt_steps` self-supervised steps; a copy (the
+        loaded weights do not change). Raises :class:`ReconstructionError` when it fails."""
+        try:
+            return adapt_model(
+                self.model,
+                family,
+                mask,
+                kspace.to(torch.complex64),
+                complex_data=self.complex_model,
+                steps=self.adapt_steps,
+                seed=seed,
+            )
+        except ValueError as e:
+            raise ReconstructionError(str(e)) from None
+
+    def _adapt_hook(self, family: MaskFamily | None, where: str, seed: int = 0) -> AdaptFn:
+        """The engine's adaptation hook for a scan from ``family``'s law (``where`` names it)."""
+
+        def hook(y: torch.Tensor, mask: torch.Tensor) -> torch.nn.Module:
+            if family is None:
+                raise ReconstructionError(f"{where}: adaptation needs the law of the mask (none given)")
+            if not self.complex_model and not bool((phase_factors(y, mask) == 1).all()):
+                raise ReconstructionError(
+                    f"{where}: a one-channel (real-image) model adapts only to the measurements of real "
+                    "images; these are complex (adapt a --complex checkpoint, or reconstruct without --adapt)"
+                )
+            return self.adapted(family, mask, y, seed=seed)
+
+        return hook
 
     def simulate_kspace(
         self,
@@ -313,10 +384,12 @@ class Reconstructor:
     ) -> Reconstruction:
         """Retrospective study of fully sampled k-space (see :func:`simulate_kspace`)."""
         k = as_kspace(kspace, "kspace")
+        corruption = self.corruption(k.shape[1:], fraction)
         return simulate_kspace(
             self.model,
-            self.corruption(k.shape[1:], fraction),
+            corruption,
             k,
+            adapt=self._adapt_hook(corruption.family, "kspace", seed) if self.adapt_steps else None,
             seed=seed,
             normalize=self.normalize,
             batch_size=self.batch_size,
@@ -342,7 +415,7 @@ class Reconstructor:
         s, c, h, w = mc.kspace.shape
         rows = min(mc.recon_shape[0], h) if mc.recon_shape else h
         corruption = MultiCoilUndersampling.from_config(self.config, (rows, w), fraction=simulate, coils=c)
-        return reconstruct_multicoil(
+        result = reconstruct_multicoil(
             self.model,
             corruption.project,
             mc,
@@ -352,6 +425,9 @@ class Reconstructor:
             batch_size=self.batch_size,
             virtual_coils=virtual_coils,
         )
+        if self.adapt_steps:
+            result.warnings = [*result.warnings, "adaptation is single-coil only: trained weights used"]
+        return result
 
     def simulate_kspace_input(self, kin: KSpaceInput, fraction: float, *, seed: int = 0) -> Reconstruction:
         """Retrospective study of a fully sampled k-space file: readout oversampling removed and

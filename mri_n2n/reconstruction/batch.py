@@ -462,6 +462,7 @@ def run_batch(rec: Reconstructor, args: argparse.Namespace) -> BatchResult:
         "simulate": args.simulate,
         "seed": (args.seed or 0) if args.simulate is not None else None,
         "batch_size": args.batch_size,
+        "ensemble": rec.ensemble,
         "failed": failures,
         "interrupted": interrupted,
     }

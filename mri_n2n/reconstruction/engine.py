@@ -148,6 +148,18 @@ def phase_factors(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 
 
 BatchFn = Callable[[list[int]], tuple[torch.Tensor, torch.Tensor, np.ndarray | None]]
+#: Scan-specific adaptation hook: ``(normalised k-space (N, H, W), bool masks (N, H, W)) -> the
+#: network to use for this scan`` (:meth:`mri_n2n.reconstruction.Reconstructor.adapted`).
+AdaptFn = Callable[[torch.Tensor, torch.Tensor], torch.nn.Module]
+
+
+def _adapt_with(adapt: AdaptFn | None, model: torch.nn.Module, n: int, batch_fn: BatchFn, scale: float):
+    """``model``, or what ``adapt`` makes of it given all ``n`` slices' normalised measurements."""
+    if adapt is None:
+        return model
+    y, m, _ = batch_fn(list(range(n)))
+    m = m.bool()
+    return adapt(torch.where(m, y.to(torch.complex64), 0) / scale, m)
 
 
 @dataclass
@@ -353,6 +365,7 @@ def reconstruct_kspace(
     reference: np.ndarray | None = None,
     data_range: float | None = None,
     output_shape: tuple[int, int] | None = None,
+    adapt: AdaptFn | None = None,
 ) -> Reconstruction:
     """Reconstruct undersampled k-space directly (zero-filled -> network -> data consistency).
 
@@ -380,6 +393,7 @@ def reconstruct_kspace(
             reference's maximum.
         output_shape: centre-crop the outputs in image space to ``(rows, cols)`` (default the
             reference's shape, else no crop).
+        adapt: an adaptation hook (:data:`AdaptFn`) given the whole scan once it is normalised.
 
     Returns:
         A :class:`Reconstruction` with ``image`` laid out ``(rows, cols, slices)``; without a
@@ -450,6 +464,7 @@ def reconstruct_kspace(
             return y, mm, ref[idx]
 
     dr = data_range if data_range is not None else (float(ref.max()) if ref is not None else None)
+    model = _adapt_with(adapt, model, s, batches, scale)
     acc, preview = _run(
         model,
         n=s,
@@ -588,6 +603,7 @@ def simulate_kspace(
     reference: np.ndarray | None = None,
     data_range: float | None = None,
     output_shape: tuple[int, int] | None = None,
+    adapt: AdaptFn | None = None,
 ) -> Reconstruction:
     """Retrospective study of fully sampled k-space ``(slices, ky, kx)``: each slice is
     undersampled with seeded masks from ``corruption`` (:func:`slice_seed`), reconstructed and
@@ -595,7 +611,7 @@ def simulate_kspace(
     Outputs (and the default reference) are centre-cropped in image space to ``output_shape``
     (default: the reference's shape, else none) and laid out ``(rows, cols, slices)``; the
     metrics' data range is ``data_range`` (fastMRI: the file's ``max``), default the reference's
-    maximum."""
+    maximum; ``adapt`` (:data:`AdaptFn`) may replace the network once the study is measured."""
     k = as_kspace(kspace, "kspace")
     s, h, w = k.shape
     if tuple(corruption.density.shape) != (h, w):
@@ -635,6 +651,7 @@ def simulate_kspace(
         m = simulated_masks(corruption, idx, seed)
         return kk * m, m, ref
 
+    model = _adapt_with(adapt, model, s, batches, scale)
     acc, preview = _run(
         model,
         n=s,

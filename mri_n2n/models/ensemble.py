@@ -1,0 +1,110 @@
+"""Geometric self-ensemble at inference: average a network over the symmetries of the problem.
+
+A network trained with random flips and quarter turns (``--augment``) is close to, but not
+exactly, equivariant to them. Running it on each transformed input and mapping each output back
+before averaging (Lim et al. 2017, "EDSR"'s self-ensemble) removes the part of its error that
+is not equivariant, at the cost of one network pass per transform.
+
+The transforms act on the image and on centred k-space alike, so measurements stay exact:
+
+- a *circular* flip of an axis about its centre index (``n -> (2c - n) mod N`` with
+  ``c = N // 2``: a plain flip for odd ``N``, a flip then a one-pixel roll for even ``N``) maps
+  an image to the same circular flip of its centred spectrum;
+- a transpose of a square matrix maps its centred spectrum to the transposed spectrum.
+
+So the transformed measurements are the transformed k-space under the transformed mask, and
+every output that agrees with them agrees, mapped back, with the original measurements: the
+average of exact data-consistent outputs is data-consistent. Masks of whole phase-encode lines
+are not transposed (the network never saw rows of lines); non-square matrices are not either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["SelfEnsemble", "circular_flip", "dihedral_transforms", "ensemble_forward"]
+
+#: A transform: ``(flip rows, flip columns, transpose)``, applied in that order.
+Transform = tuple[bool, bool, bool]
+
+
+def circular_flip(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Flip ``x`` along ``dim`` about its centre index ``N // 2`` (module docstring): the flip
+    that commutes with the centred FFT."""
+    out = torch.flip(x, [dim])
+    return torch.roll(out, 1, dims=dim) if x.shape[dim] % 2 == 0 else out
+
+
+def _apply(x: torch.Tensor, t: Transform) -> torch.Tensor:
+    if t[0]:
+        x = circular_flip(x, -2)
+    if t[1]:
+        x = circular_flip(x, -1)
+    return x.transpose(-2, -1) if t[2] else x
+
+
+def _invert(x: torch.Tensor, t: Transform) -> torch.Tensor:
+    if t[2]:
+        x = x.transpose(-2, -1)
+    if t[1]:
+        x = circular_flip(x, -1)
+    return circular_flip(x, -2) if t[0] else x
+
+
+def dihedral_transforms(shape: tuple[int, int], *, transpose: bool = True) -> list[Transform]:
+    """The transforms of the ensemble for an ``(H, W)`` matrix: the four flips, and with
+    ``transpose`` and a square matrix their transposes too (eight: the dihedral group)."""
+    flips = [(a, b, False) for a in (False, True) for b in (False, True)]
+    if transpose and shape[0] == shape[1]:
+        flips += [(a, b, True) for a, b, _ in flips]
+    return flips
+
+
+def _line_mask(mask: torch.Tensor) -> bool:
+    """Whether every mask of ``(..., H, W)`` is made of whole columns (phase-encode lines)."""
+    return bool((mask == mask[..., :1, :]).all())
+
+
+def ensemble_forward(model: nn.Module, x: torch.Tensor, **measurements: Any) -> torch.Tensor:
+    """The mean over :func:`dihedral_transforms` of ``T^-1 model(T x, T mask, T kspace, ...)``.
+
+    Args:
+        model: the network (any of :mod:`mri_n2n.models`).
+        x: network input ``(B, C, H, W)``.
+        **measurements: the keyword tensors the model takes (``mask``, ``kspace``, ``phase``,
+            ``maps``), each with ``(H, W)`` as its last two dimensions, or ``None``; a ``mask`` of
+            whole lines turns the transposes off.
+
+    Returns:
+        The averaged output, in the original orientation.
+    """
+    mask = measurements.get("mask")
+    transpose = mask is None or not _line_mask(mask)
+    ts = dihedral_transforms(tuple(x.shape[-2:]), transpose=transpose)
+    total: torch.Tensor | None = None
+    for t in ts:
+        kw = {k: (v if v is None else _apply(v, t)) for k, v in measurements.items()}
+        out = _invert(model(_apply(x, t), **kw), t).float()
+        total = out if total is None else total + out
+    assert total is not None
+    return total / len(ts)
+
+
+class SelfEnsemble(nn.Module):
+    """A network wrapped so that every call is :func:`ensemble_forward`.
+
+    The wrapped network is ``.module`` (so :func:`~mri_n2n.models.uses_measurements` and
+    :func:`~mri_n2n.models.ends_with_dc` see through the wrapper, as they do through DDP); its
+    parameters are the wrapper's, and callers such as :class:`~mri_n2n.reconstruction.Reconstructor`
+    use it unchanged.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor, **measurements: Any) -> torch.Tensor:
+        return ensemble_forward(self.module, x, **measurements)
