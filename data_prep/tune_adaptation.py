@@ -23,10 +23,8 @@ import pydicom
 import pydicom.data
 import skimage.data
 import skimage.io
-import torch
 
 from mri_n2n.reconstruction import Reconstructor
-from mri_n2n.reconstruction.adapt import adapt_model
 
 GRID = [(shift, steps) for shift in (None, 0) for steps in (50, 100, 200)]
 
@@ -44,32 +42,14 @@ def tuning_volumes() -> dict[str, np.ndarray]:
     }
 
 
-class _Setting(Reconstructor):
-    """The shipped model with one adaptation setting (``max_shift``; steps via ``adapt``)."""
-
-    max_shift: int | None = None
-
-    def adapted(self, family, mask, kspace, *, seed=0):  # noqa: D102 - see Reconstructor.adapted
-        return adapt_model(
-            self.model,
-            family,
-            mask,
-            kspace.to(torch.complex64),
-            complex_data=self.complex_model,
-            steps=self.adapt_steps,
-            max_shift=self.max_shift,
-            seed=seed,
-        )
-
-
 def main() -> None:
     vols = tuning_volumes()
     base = Reconstructor.from_pretrained("mni152-n2n", device="cpu")
     ref = {k: base.simulate(v, 0.1, seed=0, axis=2).metrics["psnr"] for k, v in vols.items()}
     print("trained weights: " + " ".join(f"{k} {p:.2f}" for k, p in ref.items()), flush=True)
     for shift, steps in GRID:
-        rec = _Setting.from_pretrained("mni152-n2n", device="cpu", adapt=steps)
-        rec.max_shift = shift
+        rec = Reconstructor.from_pretrained("mni152-n2n", device="cpu", adapt=steps)
+        rec.adapt_max_shift = shift
         t0 = time.perf_counter()
         ps = [rec.simulate(v, 0.1, seed=0, axis=2).metrics["psnr"] for v in vols.values()]
         gain = np.mean(ps) - np.mean(list(ref.values()))

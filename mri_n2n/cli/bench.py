@@ -13,8 +13,7 @@ from ..bench.multicoil import bench_multicoil, multicoil_markdown
 from ..bench.quality import bench_mri_quality, mri_quality_markdown
 from ..bench.reconstruct import bench_reconstruct
 from ..bench.speed import bench_speed
-from ..reconstruction.adapt import ADAPT_STEPS
-from .common import fail, parse_and_run, register
+from .common import add_adapt_argument, fail, parse_and_run, register
 
 __all__ = ["build_parser", "run", "main"]
 
@@ -188,16 +187,7 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
                 action="store_true",
                 help="also score each checkpoint's geometric self-ensemble (a column 'NAME ens')",
             )
-            s.add_argument(
-                "--adapt",
-                type=int,
-                nargs="?",
-                const=ADAPT_STEPS,
-                default=0,
-                metavar="STEPS",
-                help=f"also score each checkpoint adapted to every volume's own measurements "
-                f"(self-supervised, no reference; default {ADAPT_STEPS} steps; a column 'NAME adapted')",
-            )
+            add_adapt_argument(s, "scores each checkpoint also adapted to each volume ('NAME adapted')")
     p.set_defaults(func=run)
     return p
 

@@ -43,3 +43,21 @@ def parse_and_run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     func: Callable[[argparse.Namespace], int] = args.func
     return int(func(args))
+
+
+def add_adapt_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """``--adapt [STEPS]``: scan-specific self-supervised adaptation (0, the default, is off;
+    the flag alone gives :data:`~mri_n2n.reconstruction.adapt.ADAPT_STEPS`). ``what`` ends the
+    help text (what it applies to)."""
+    from ..reconstruction.adapt import ADAPT_STEPS
+
+    p.add_argument(
+        "--adapt",
+        type=int,
+        nargs="?",
+        const=ADAPT_STEPS,
+        default=0,
+        metavar="STEPS",
+        help=f"adapt the network to each scan's own measurements (self-supervised, no reference; "
+        f"default {ADAPT_STEPS} steps); {what}",
+    )

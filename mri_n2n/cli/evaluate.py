@@ -7,8 +7,7 @@ import argparse
 
 from ..checkpoint import CheckpointError
 from ..evaluation import evaluate_mri, evaluation_markdown, write_evaluation
-from ..reconstruction.adapt import ADAPT_STEPS
-from .common import fail, parse_and_run, register
+from .common import add_adapt_argument, fail, parse_and_run, register
 
 __all__ = ["build_parser", "run", "main"]
 
@@ -37,16 +36,7 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         action="store_true",
         help="also score each checkpoint's geometric self-ensemble (mean over flips and transposes)",
     )
-    p.add_argument(
-        "--adapt",
-        type=int,
-        nargs="?",
-        const=ADAPT_STEPS,
-        default=0,
-        metavar="STEPS",
-        help="also score each checkpoint adapted to the evaluated slices' own measurements "
-        f"(self-supervised, no reference; default {ADAPT_STEPS} steps)",
-    )
+    add_adapt_argument(p, "scores each checkpoint also adapted to the evaluated slices (single-coil)")
     p.add_argument("--batch-size", type=int, default=8, help="slices per batch (default 8)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--no-figures", action="store_true", help="skip figures/comparison.png and psnr_hist.png")

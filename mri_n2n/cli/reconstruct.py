@@ -11,9 +11,8 @@ from pathlib import Path
 from ..checkpoint import CheckpointError
 from ..errors import one_line
 from ..reconstruction import Reconstructor
-from ..reconstruction.adapt import ADAPT_STEPS
 from ..reconstruction.batch import check_out, run_batch
-from .common import fail, parse_and_run, register
+from .common import add_adapt_argument, fail, parse_and_run, register
 
 __all__ = ["build_parser", "run", "main"]
 
@@ -64,17 +63,7 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         help="geometric self-ensemble: average the network over flips (and transposes where the "
         "masks allow); 4 to 8 times the network time, measurements still exact",
     )
-    p.add_argument(
-        "--adapt",
-        type=int,
-        nargs="?",
-        const=ADAPT_STEPS,
-        default=0,
-        metavar="STEPS",
-        help="adapt the network to each scan's own measurements first (self-supervised, no "
-        f"reference; default {ADAPT_STEPS} steps, seconds to a minute per volume on a CPU); "
-        "single-coil inputs",
-    )
+    add_adapt_argument(p, "before reconstructing; seconds to minutes per volume on a CPU; single-coil")
     p.add_argument(
         "--force",
         action="store_true",

@@ -85,6 +85,8 @@ class Reconstructor:
         if int(adapt) < 0:
             raise ValueError(f"adaptation steps must be >= 0, got {adapt}")
         self.adapt_steps = int(adapt)
+        #: circular shifts of the adaptation (``None``: a quarter of the smaller side, as trained)
+        self.adapt_max_shift: int | None = None
         if self.ensemble and not isinstance(model, SelfEnsemble):
             model = SelfEnsemble(model)
         self.model = model.to(self.device).eval()
@@ -352,6 +354,7 @@ class Reconstructor:
                 kspace.to(torch.complex64),
                 complex_data=self.complex_model,
                 steps=self.adapt_steps,
+                max_shift=self.adapt_max_shift,
                 seed=seed,
             )
         except ValueError as e:
