@@ -126,3 +126,31 @@ def test_kspace_inputs_adapt_too_and_complex_data_need_a_complex_model(tmp_path)
     real = Reconstructor(Unrolled(1, 1, cascades=1, width=4, depth=2), cfg.replace(complex=False), adapt=5)
     with pytest.raises(ReconstructionError, match="one-channel"):
         real.kspace(y, mask.numpy(), law=law, where="scan.h5")
+
+
+def test_reconstruct_cli_adapts_and_records_it(tmp_path):
+    """`mri-n2n reconstruct --simulate 0.3 --adapt 3 --ensemble` on a NIfTI: one output, the
+    report records both options, and a negative step count is a one-line usage error."""
+    import json
+
+    import nibabel as nib
+
+    from mri_n2n.checkpoint import save_checkpoint
+    from mri_n2n.cli.reconstruct import main
+    from mri_n2n.config import Config
+
+    torch.manual_seed(0)
+    net = Unrolled(1, 1, cascades=1, width=4, depth=2)
+    cfg = Config(task="mri", model="unrolled", size=32, dataset="mni152")
+    ckpt = tmp_path / "u.pt"
+    state = {"task": "mri", "model_spec": net.spec, "model": net.state_dict(), "config": cfg.to_dict()}
+    save_checkpoint(ckpt, state)
+    vol = _blocks(3, 32, 5).permute(1, 2, 0).numpy().astype(np.float32)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "v.nii.gz")
+    out = tmp_path / "out"
+    args = ["--checkpoint", str(ckpt), str(tmp_path / "v.nii.gz"), "--simulate", "0.3", "--out", str(out)]
+    assert main([*args, "--adapt", "3", "--ensemble", "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["adapt_steps"] == 3 and report["ensemble"] is True
+    assert report["inputs"][0]["status"] == "ok" and (out / "v_recon.nii.gz").exists()
+    assert main([*args, "--adapt", "-1", "--force"]) == 2

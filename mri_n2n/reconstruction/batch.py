@@ -463,6 +463,7 @@ def run_batch(rec: Reconstructor, args: argparse.Namespace) -> BatchResult:
         "seed": (args.seed or 0) if args.simulate is not None else None,
         "batch_size": args.batch_size,
         "ensemble": rec.ensemble,
+        "adapt_steps": rec.adapt_steps,
         "failed": failures,
         "interrupted": interrupted,
     }
