@@ -43,6 +43,18 @@ def _predict(net, fam, mask, y):
         return net(z.real[:, None].float(), mask=mask, kspace=y[:, None])
 
 
+def _checkpoint(tmp_path, net):
+    """``(net, config, path)``: ``net`` saved as a 32x32 MNI152 unrolled checkpoint."""
+    from mri_n2n.checkpoint import save_checkpoint
+    from mri_n2n.config import Config
+
+    cfg = Config(task="mri", model="unrolled", size=32, dataset="mni152")
+    path = tmp_path / "u.pt"
+    state = {"task": "mri", "model_spec": net.spec, "model": net.state_dict(), "config": cfg.to_dict()}
+    save_checkpoint(path, state)
+    return net, cfg, path
+
+
 def test_adaptation_is_a_seeded_copy_and_leaves_the_model_alone():
     torch.manual_seed(0)
     net = Unrolled(1, 1, cascades=2, width=8, depth=3)
@@ -83,16 +95,10 @@ def test_bad_scans_are_refused_in_one_line():
 
 
 def test_the_reconstructor_adapts_per_study_on_the_study_masks(tmp_path):
-    from mri_n2n.checkpoint import save_checkpoint
-    from mri_n2n.config import Config
     from mri_n2n.reconstruction import Reconstructor
 
     torch.manual_seed(0)
-    net = Unrolled(1, 1, cascades=2, width=8, depth=3)
-    cfg = Config(task="mri", model="unrolled", size=32, dataset="mni152")
-    path = tmp_path / "u.pt"
-    state = {"task": "mri", "model_spec": net.spec, "model": net.state_dict(), "config": cfg.to_dict()}
-    save_checkpoint(path, state)
+    net, cfg, path = _checkpoint(tmp_path, Unrolled(1, 1, cascades=2, width=8, depth=3))
     vol = _blocks(4, 32, 3).permute(1, 2, 0).numpy().astype(np.float32)
     plain = Reconstructor.from_checkpoint(path, device="cpu")
     rec = Reconstructor.from_checkpoint(path, device="cpu", adapt=20)
@@ -135,16 +141,10 @@ def test_reconstruct_cli_adapts_and_records_it(tmp_path):
 
     import nibabel as nib
 
-    from mri_n2n.checkpoint import save_checkpoint
     from mri_n2n.cli.reconstruct import main
-    from mri_n2n.config import Config
 
     torch.manual_seed(0)
-    net = Unrolled(1, 1, cascades=1, width=4, depth=2)
-    cfg = Config(task="mri", model="unrolled", size=32, dataset="mni152")
-    ckpt = tmp_path / "u.pt"
-    state = {"task": "mri", "model_spec": net.spec, "model": net.state_dict(), "config": cfg.to_dict()}
-    save_checkpoint(ckpt, state)
+    _, _, ckpt = _checkpoint(tmp_path, Unrolled(1, 1, cascades=1, width=4, depth=2))
     vol = _blocks(3, 32, 5).permute(1, 2, 0).numpy().astype(np.float32)
     nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "v.nii.gz")
     out = tmp_path / "out"
