@@ -63,10 +63,11 @@ class Reconstructor:
         ensemble: run the network as a geometric self-ensemble
             (:class:`~mri_n2n.models.ensemble.SelfEnsemble`: the mean over flips, and transposes
             where the masks allow them; 4 to 8 network passes per slice, measurements exact).
-        adapt: scan-specific self-supervised adaptation before each retrospective study
-            (:meth:`simulate`): this many fine-tuning steps on the scan's own measurements
+        adapt: scan-specific self-supervised adaptation before each single-coil scan
+            (:meth:`simulate`, :meth:`kspace`, :meth:`simulate_kspace` and the file methods built
+            on them): this many fine-tuning steps on the scan's own measurements
             (:func:`~mri_n2n.reconstruction.adapt.adapt_model`); 0 (default) uses the weights as
-            trained.
+            trained. Multi-coil files keep the trained weights (with a warning).
     """
 
     def __init__(
