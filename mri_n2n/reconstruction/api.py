@@ -17,10 +17,8 @@ from ..checkpoint import (
 from ..config import Config
 from ..corruptions import MRIUndersampling
 from ..corruptions.multicoil import MultiCoilUndersampling
-from ..data import volume_scale
 from ..data.measured import CenteringError, check_centred, crop_readout, file_mask_law, law_mismatch
 from ..devices import resolve_device
-from ..fft import fft2c
 from ..io.kspace import KSpaceInput, as_kspace, expand_mask
 from ..io.multicoil import MultiCoilKSpace
 from ..masks import MaskFamily, family_from_description
@@ -37,7 +35,6 @@ from .engine import (
     reconstruct_kspace,
     reconstruct_volume,
     simulate_kspace,
-    simulated_masks,
 )
 from .multicoil import reconstruct_multicoil
 
@@ -323,16 +320,11 @@ class Reconstructor:
             raise ReconstructionError(f"expected a 3-D image volume, got shape {arr.shape}")
         shape = tuple(s for a, s in enumerate(arr.shape) if a != ax)
         corruption = self.corruption(shape, fraction)  # type: ignore[arg-type]
-        model = self.model
-        if self.adapt_steps:
-            scale = volume_scale(arr, self.normalize)
-            slices = torch.from_numpy(np.moveaxis(arr, ax, 0).astype(np.float32)) / scale
-            masks = simulated_masks(corruption, range(slices.shape[0]), seed)
-            model = self.adapted(corruption.family, masks, fft2c(slices) * masks, seed=seed)
         return reconstruct_volume(
-            model,
+            self.model,
             corruption,
             arr,
+            adapt=self._adapt_hook(corruption.family, "volume", seed) if self.adapt_steps else None,
             axis=ax,
             seed=seed,
             normalize=self.normalize,

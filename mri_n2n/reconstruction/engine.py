@@ -519,6 +519,7 @@ def reconstruct_volume(
     batch_size: int = 8,
     amp: bool | None = None,
     keep_complex: bool = False,
+    adapt: AdaptFn | None = None,
 ) -> Reconstruction:
     """Retrospective study of an image volume: undersample each slice, reconstruct, compare.
 
@@ -538,6 +539,7 @@ def reconstruct_volume(
         batch_size: slices per network call.
         amp: autocast on CUDA (default: on for CUDA).
         keep_complex: also return the complex data-consistent volume.
+        adapt: an adaptation hook (:data:`AdaptFn`) given the whole study once it is measured.
 
     Returns:
         A :class:`Reconstruction` in ``array``'s layout, with fastMRI volume metrics of the
@@ -573,6 +575,7 @@ def reconstruct_volume(
         y = fft2c(torch.from_numpy(ref)) * m
         return y, m, ref
 
+    model = _adapt_with(adapt, model, n, batches, scale)
     acc, preview = _run(
         model,
         n=n,
