@@ -276,3 +276,56 @@ def test_multicoil_bench_tunes_its_baselines_on_training_slices(folder):
                              "goals": {"g": True}})
     assert "| equispaced 3x | 30.00 / 0.900 | - | 31.00 / 0.900 | 32.00 / 0.900 | 33.00 / 0.900 | - |" in md
     assert "--dc prox" in md
+
+
+def test_explicit_train_val_subfolders_split_the_folder(tmp_path):
+    """fastMRI's layout (``multicoil_train/`` and ``multicoil_val/``) decides the split, whatever
+    the seeded file split would have chosen; files elsewhere are not used (with a warning)."""
+    maps = birdcage_maps((SIZE, SIZE), 4).numpy()
+    root = tmp_path / "fastmri"
+    for sub, n in (("multicoil_train", 3), ("multicoil_val", 1), ("other", 1)):
+        (root / sub).mkdir(parents=True)
+        for i in range(n):
+            vol = phantom_volume((SIZE, SIZE, 3), seed=i).astype(np.float32)
+            imgs = np.moveaxis(vol, 2, 0) / vol.max()
+            write_fastmri_multicoil_h5(root / sub / f"{sub}{i}.h5", imgs, maps, seed=i)
+    with pytest.warns(UserWarning, match="1 other k-space file"):
+        train, valid = build_kspace_datasets(root, size=SIZE)
+    assert [Path(f).parent.name for f in valid.files] == ["multicoil_val"]
+    assert sorted(Path(f).parent.name for f in train.files) == ["multicoil_train"] * 3
+    (root / "val").mkdir()
+    with pytest.raises(Exception, match="several training or validation subfolders"):
+        build_kspace_datasets(root, size=SIZE)
+
+
+def test_multicoil_study_holds_out_the_mni152_validation_slices(tmp_path):
+    """The study's validation file is the MNI152 validation slices, more than 5 mm from every
+    training slice, and it is the file ``--dataset kspace`` holds out (a seeded file split once
+    held out a file of training slices)."""
+    pytest.importorskip("nilearn")
+    import h5py
+
+    from mri_n2n.bench.multicoil import SLICES_ATTR, write_multicoil_study_data
+    from mri_n2n.data.datasets import mri_datasets_from_config
+    from mri_n2n.data.mni152 import GAP_MM, build_mni152_datasets, mni152_slices
+
+    data = write_multicoil_study_data(tmp_path / "data", SIZE, files=3)
+    cfg, _ = resolve_config(Config(dataset="kspace", data_dir=str(data), size=SIZE, density="lines_lattice",
+                                   acceleration=4, center_fraction=0.08))
+    train, valid = mri_datasets_from_config(cfg)
+
+    def slices(ds) -> list[int]:
+        out = []
+        for f in ds.files:
+            with h5py.File(f, "r") as h:
+                out += [int(v) for v in h.attrs[SLICES_ATTR]]
+        return out
+
+    tr, va = slices(train), slices(valid)
+    assert [Path(f).name for f in valid.files] == ["valid.h5"] and len(va) == len(valid)
+    _, mni_valid = build_mni152_datasets(size=SIZE)
+    assert sorted(va) == sorted(int(mni_valid.provenance(i)["slice"]) for i in range(len(mni_valid)))
+    spacing = mni152_slices(SIZE)[2]
+    gap = min(abs(a - b) for a in tr for b in va) * spacing
+    assert gap > GAP_MM
+    assert not set(tr) & set(va)

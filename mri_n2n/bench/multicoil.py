@@ -1,20 +1,22 @@
 """The multi-coil study: 8 coils, 1-D equispaced masks at 4x and 8x
 (``python -m mri_n2n.bench quality --only multicoil``).
 
-Data: the MNI152 template's slices (training and validation split as ``--dataset mni152``),
-each given a seeded smooth phase, seen by 8 birdcage coils (:func:`mri_n2n.coils.birdcage_maps`)
-with complex k-space noise :data:`NOISE` of the peak per coil, written as fully sampled fastMRI
+Data: the MNI152 template's slices (training and validation split as ``--dataset mni152``), each
+given a seeded smooth phase, seen by 8 birdcage coils (:func:`mri_n2n.coils.birdcage_maps`) with
+complex k-space noise :data:`NOISE` of the peak per coil, written as fully sampled fastMRI
 multi-coil HDF5 files (blocks of slices), with the noise-free root-sum-of-squares image as each
-file's ``reconstruction_rss``; the ``--dataset kspace`` file split (20 %, seeded) holds one file out
-for validation. Runs: Noise2Noise and Noise2Clean at 4x (the CPU preset's unrolled network and
-k-space loss with MoDL's learned proximal data consistency, ``--dc prox``; one budget and seed),
-Noise2Noise at 8x. The baselines' weights are tuned on training slices
-(:func:`mri_n2n.baselines.tune_sense_lambda`: CG-SENSE's Tikhonov weight, TV-SENSE's TV weight,
-best mean PSNR against the noise-free reference), then every method is scored by
-:func:`mri_n2n.evaluation.evaluate_mri` on the validation slices with the same fixed masks:
-zero-filling (and the root-sum-of-squares of the zero-filled coils), CG-SENSE, TV-SENSE and the
-networks, against the noise-free reference. A speed row times ``reconstruct`` of a 16-coil
-320 x 320 x 30 fastMRI-style volume.
+file's ``reconstruction_rss`` and the MNI152 slice indices as the attribute :data:`SLICES_ATTR`,
+in fastMRI's layout: the training slices under ``train/``, the MNI152 validation slices (more
+than 5 mm from every training slice, :func:`~mri_n2n.data.slices.block_split`) in
+``val/valid.h5``, which ``--dataset kspace`` holds out (its explicit split). Runs: Noise2Noise
+and Noise2Clean at 4x (the CPU preset's unrolled network and k-space loss with MoDL's learned
+proximal data consistency, ``--dc prox``; one budget and seed), Noise2Noise at 8x. The
+baselines' weights are tuned on training slices (:func:`mri_n2n.baselines.tune_sense_lambda`:
+CG-SENSE's Tikhonov weight, TV-SENSE's TV weight, best mean PSNR against the noise-free
+reference), then every method is scored by :func:`mri_n2n.evaluation.evaluate_mri` on the
+validation slices with the same fixed masks: zero-filling (and the root-sum-of-squares of the
+zero-filled coils), CG-SENSE, TV-SENSE and the networks, against the noise-free reference. A
+speed row times ``reconstruct`` of a 16-coil 320 x 320 x 30 fastMRI-style volume.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from ..reconstruction import Reconstructor
 from ..seeding import stable_ident
 from .runs import train_or_reuse
 
-__all__ = ["COILS", "NOISE", "write_multicoil_study_data", "bench_multicoil", "multicoil_markdown"]
+__all__ = [
+    "COILS", "NOISE", "SLICES_ATTR", "write_multicoil_study_data", "bench_multicoil", "multicoil_markdown"
+]
 
 #: Receive coils of the study.
 COILS = 8
@@ -49,6 +53,8 @@ COILS = 8
 NOISE = 0.01
 #: (label, acceleration, centre fraction, train Noise2Clean too)
 MASKS = (("equispaced 4x", 4.0, 0.08, True), ("equispaced 8x", 8.0, 0.04, False))
+#: HDF5 attribute of a study file: the MNI152 slice index (mm along the axis) of each of its slices.
+SLICES_ATTR = "mni152_slices"
 #: Weights searched for the baselines (images normalised to peak 1).
 TV_LAMS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 TIKHONOV_LAMS = (1e-3, 1e-2, 3e-2, 1e-1, 3e-1)
@@ -57,28 +63,33 @@ TUNE_SLICES = 16
 TV_ITERS = 100
 
 
-def _write(folder: Path, name: str, slices: np.ndarray, maps: np.ndarray, seed: int) -> Path:
-    g = seeded_generator(stable_ident("multicoil-phase", name))
+def _write(path: Path, slices: np.ndarray, index: list[int], maps: np.ndarray, seed: int) -> Path:
+    g = seeded_generator(stable_ident("multicoil-phase", path.stem))
     z = smooth_phase(torch.from_numpy(np.ascontiguousarray(slices, np.float32))[:, None], g)
-    path = folder / f"{name}.h5"
-    write_fastmri_multicoil_h5(path, (z[:, 0] + 1j * z[:, 1]).numpy(), maps, noise_std=NOISE, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_fastmri_multicoil_h5(
+        path, (z[:, 0] + 1j * z[:, 1]).numpy(), maps, noise_std=NOISE, seed=seed,
+        attrs={SLICES_ATTR: np.asarray(index, np.int64)},
+    )
     return path
 
 
 def write_multicoil_study_data(out_dir: str | Path, size: int, *, files: int = 6) -> Path:
-    """Fully sampled 8-coil fastMRI-style files of the MNI152 slices (module docstring); the last
-    file holds the validation slices. Reuses the folder when its files exist."""
+    """Fully sampled 8-coil fastMRI-style files of the MNI152 slices (module docstring):
+    ``train/train00.h5`` ... (the training slices in ``files`` blocks) and ``val/valid.h5`` (the
+    validation slices). Reuses the folder when its files exist."""
     folder = Path(out_dir)
-    if folder.is_dir() and len(list(folder.glob("*.h5"))) == files + 1:
+    expect = [folder / "train" / f"train{j:02d}.h5" for j in range(files)] + [folder / "val" / "valid.h5"]
+    if all(p.is_file() for p in expect):
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
     train, valid = build_mni152_datasets(size=size)
     maps = birdcage_maps((size, size), COILS).numpy()
     tr = np.stack([train[i][0][0].numpy() for i in range(len(train))])
-    for j, block in enumerate(np.array_split(tr, files)):
-        _write(folder, f"train{j:02d}", block, maps, seed=j)
+    tr_idx = [int(train.provenance(i)["slice"]) for i in range(len(train))]
+    for j, block in enumerate(np.array_split(np.arange(len(tr)), files)):
+        _write(expect[j], tr[block], [tr_idx[i] for i in block], maps, seed=j)
     va = np.stack([valid[i][0][0].numpy() for i in range(len(valid))])
-    _write(folder, "valid", va, maps, seed=99)
+    _write(expect[-1], va, [int(valid.provenance(i)["slice"]) for i in range(len(valid))], maps, seed=99)
     return folder
 
 

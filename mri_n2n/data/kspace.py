@@ -23,7 +23,11 @@ computed once per file and process, by reading the whole file, when the dataset 
 same crop and units, which evaluation uses when present. Files whose ``mask`` drops samples
 are refused for training.
 
-Split: by file, as for user folders (:func:`~mri_n2n.data.folders.split_by_key`); a single
+Split: a folder laid out as fastMRI distributes its data, with a training and a validation
+subfolder (``train``/``val``, ``multicoil_train``/``multicoil_val``, ``singlecoil_train``/
+``singlecoil_val``; ``valid`` and ``validation`` also name the validation one), is split by those
+subfolders (:func:`explicit_split`), so the held-out files are the ones the data's author held
+out. Otherwise by file, as for user folders (:func:`~mri_n2n.data.folders.split_by_key`); a single
 file is split into slice blocks with a 5-slice gap.
 """
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +59,65 @@ __all__ = [
     "kspace_to_image",
     "KSpaceSliceDataset",
     "build_kspace_datasets",
+    "explicit_split",
 ]
+
+#: Subfolder names of an explicit split (fastMRI's ``multicoil_train`` ends with ``_train``).
+TRAIN_DIRS = ("train",)
+VALID_DIRS = ("val", "valid", "validation")
+
+
+def _split_role(name: str) -> str | None:
+    low = name.lower()
+    tail = low.rsplit("_", 1)[-1]
+    if low in TRAIN_DIRS or tail in TRAIN_DIRS:
+        return "train"
+    if low in VALID_DIRS or tail in VALID_DIRS:
+        return "valid"
+    return None
+
+
+def explicit_split(root: str | os.PathLike, files: Sequence[Path]) -> tuple[list[int], list[int]] | None:
+    """Positions of ``files`` under the training and the validation subfolder of ``root``.
+
+    ``root`` has an explicit split when it holds exactly one training subfolder (``train`` or a
+    name ending in ``_train``) and one validation subfolder (``val``, ``valid``, ``validation``
+    or a name ending in one of those after ``_``), as fastMRI's releases do. Files elsewhere in
+    ``root`` are not used (a warning names how many). Returns ``None`` without such a layout.
+
+    Raises:
+        DataDirError: two training or two validation subfolders, or one of them without files.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    roles: dict[str, list[str]] = {"train": [], "valid": []}
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        role = _split_role(d.name)
+        if role:
+            roles[role].append(d.name)
+    if not roles["train"] or not roles["valid"]:
+        return None
+    if len(roles["train"]) > 1 or len(roles["valid"]) > 1:
+        raise DataDirError(
+            f"data dir {root}: several training or validation subfolders "
+            f"({', '.join(roles['train'] + roles['valid'])}); keep one of each"
+        )
+    tr_dir, va_dir = roles["train"][0], roles["valid"][0]
+    top = [f.relative_to(root).parts[0] for f in files]
+    train = [i for i, t in enumerate(top) if t == tr_dir]
+    valid = [i for i, t in enumerate(top) if t == va_dir]
+    if not train or not valid:
+        empty = tr_dir if not train else va_dir
+        raise DataDirError(f"data dir {root}: the split subfolder '{empty}' holds no k-space files")
+    other = len(files) - len(train) - len(valid)
+    if other:
+        warnings.warn(
+            f"data dir {root}: split by its '{tr_dir}' and '{va_dir}' subfolders; {other} other "
+            "k-space file(s) are not used",
+            stacklevel=2,
+        )
+    return train, valid
 
 def kspace_to_image(
     kspace: np.ndarray,
@@ -253,7 +316,7 @@ def build_kspace_datasets(
                 f"data dir {root}: {sum(multi)} multi-coil and {len(files) - sum(multi)} single-coil files; "
                 "use one kind per run"
             )
-        return _split_files(MultiCoilSliceDataset, files, keys, valid_fraction, seed,
+        return _split_files(MultiCoilSliceDataset, root, files, keys, valid_fraction, seed,
                             dict(size=size, slices=slices, normalize=normalize))
     under = [is_undersampled(f) for f in files]
     if any(under):
@@ -268,7 +331,7 @@ def build_kspace_datasets(
                 f"data dir {root}: {sum(under)} undersampled and {len(files) - sum(under)} fully sampled "
                 "files; use one kind per run"
             )
-        return _split_files(UndersampledKSpaceDataset, files, keys, valid_fraction, seed,
+        return _split_files(UndersampledKSpaceDataset, root, files, keys, valid_fraction, seed,
                             dict(size=size, slices=slices, normalize=normalize))
     common = dict(size=size, slices=slices, normalize=normalize, complex_kspace=complex_kspace)
     shapes = []
@@ -280,11 +343,21 @@ def build_kspace_datasets(
         if recon is not None:
             shapes.append(recon)
     warn_if_cropped(shapes, size, "--dataset kspace")
-    return _split_files(KSpaceSliceDataset, files, keys, valid_fraction, seed, common)
+    return _split_files(KSpaceSliceDataset, root, files, keys, valid_fraction, seed, common)
 
 
-def _split_files(cls, files, keys, valid_fraction: float, seed: int, common: dict) -> tuple[Dataset, Dataset]:
-    """Train/validation datasets of ``cls`` split by file (a single file: slice blocks)."""
+def _split_files(
+    cls, root: Path, files, keys, valid_fraction: float, seed: int, common: dict
+) -> tuple[Dataset, Dataset]:
+    """Train/validation datasets of ``cls``: by the folder's explicit split, else by file (a
+    single file: slice blocks)."""
+    explicit = explicit_split(root, files)
+    if explicit is not None:
+        train, valid = explicit
+        return (
+            cls([files[i] for i in train], keys=[keys[i] for i in train], **common),
+            cls([files[i] for i in valid], keys=[keys[i] for i in valid], **common),
+        )
     if len(files) == 1 and valid_fraction > 0:
         whole = cls(files, keys=keys, **common)
         idx = [k for _, k in whole._rows]
