@@ -199,7 +199,7 @@ def evaluate_mri(
             with torch.no_grad():
                 kw = measurement_kwargs(model, pair.context)  # unrolled nets: DC after every cascade
                 if name in ens_names:
-                    out = ensemble_forward(model, pair.input, **kw)
+                    out = ensemble_forward(model, pair.input, geometry_mask=pair.context.get("mask"), **kw)
                 else:
                     out = model(pair.input, **kw)
                 outs[name] = out if ends_with_dc(model) else corruption.project(out, pair.context)

@@ -69,9 +69,13 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
 
 def measurement_kwargs(model: nn.Module, context: dict) -> dict:
     """The keyword arguments a model takes from a pair's context: ``mask`` and ``kspace`` (and
-    ``maps`` for multi-coil data) for unrolled nets, nothing for the others."""
-    if not uses_measurements(model) or "mask" not in context:
+    ``maps`` for multi-coil data) for unrolled nets, nothing for the others; a wrapper that needs
+    the mask's geometry (a :class:`~mri_n2n.models.ensemble.SelfEnsemble` of a U-Net) gets the
+    mask as ``geometry_mask``."""
+    if "mask" not in context:
         return {}
+    if not uses_measurements(model):
+        return {"geometry_mask": context["mask"]} if getattr(model, "needs_mask_geometry", False) else {}
     kw = {"mask": context["mask"], "kspace": context["kspace"]}
     if "maps" in context:
         kw["maps"] = context["maps"]

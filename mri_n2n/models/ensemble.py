@@ -14,8 +14,13 @@ The transforms act on the image and on centred k-space alike, so measurements st
 
 So the transformed measurements are the transformed k-space under the transformed mask, and
 every output that agrees with them agrees, mapped back, with the original measurements: the
-average of exact data-consistent outputs is data-consistent. Masks of whole phase-encode lines
-are not transposed (the network never saw rows of lines); non-square matrices are not either.
+average of exact data-consistent outputs is data-consistent (for networks that end with an exact
+projection; a proximal data consistency, ``--dc prox``, is a weighted solve, so its passes and
+their mean are near, not at, the measurements). Masks of whole phase-encode lines are not
+transposed (the network never saw rows of lines); non-square matrices are not either. Networks
+that take no measurements (U-Nets) still need the mask's geometry for that choice:
+:func:`~mri_n2n.models.measurement_kwargs` passes it to a :class:`SelfEnsemble` as
+``geometry_mask``.
 """
 
 from __future__ import annotations
@@ -68,20 +73,26 @@ def _line_mask(mask: torch.Tensor) -> bool:
     return bool((mask == mask[..., :1, :]).all())
 
 
-def ensemble_forward(model: nn.Module, x: torch.Tensor, **measurements: Any) -> torch.Tensor:
+def ensemble_forward(
+    model: nn.Module, x: torch.Tensor, *, geometry_mask: torch.Tensor | None = None, **measurements: Any
+) -> torch.Tensor:
     """The mean over :func:`dihedral_transforms` of ``T^-1 model(T x, T mask, T kspace, ...)``.
 
     Args:
         model: the network (any of :mod:`mri_n2n.models`).
         x: network input ``(B, C, H, W)``.
+        geometry_mask: the sampling mask ``(..., H, W)`` when the model takes no ``mask``
+            (U-Nets): it only decides whether transposes are allowed.
         **measurements: the keyword tensors the model takes (``mask``, ``kspace``, ``phase``,
-            ``maps``), each with ``(H, W)`` as its last two dimensions, or ``None``; a ``mask`` of
-            whole lines turns the transposes off.
+            ``maps``), each with ``(H, W)`` as its last two dimensions, or ``None``. A mask of
+            whole lines (``mask``, else ``geometry_mask``) turns the transposes off.
 
     Returns:
         The averaged output, in the original orientation.
     """
     mask = measurements.get("mask")
+    if mask is None:
+        mask = geometry_mask
     transpose = mask is None or not _line_mask(mask)
     ts = dihedral_transforms(tuple(x.shape[-2:]), transpose=transpose)
     total: torch.Tensor | None = None
@@ -102,9 +113,15 @@ class SelfEnsemble(nn.Module):
     use it unchanged.
     """
 
+    #: :func:`~mri_n2n.models.measurement_kwargs` passes the mask as ``geometry_mask`` to a model
+    #: that takes no measurements, so line masks are never transposed for it either.
+    needs_mask_geometry = True
+
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
 
-    def forward(self, x: torch.Tensor, **measurements: Any) -> torch.Tensor:
-        return ensemble_forward(self.module, x, **measurements)
+    def forward(
+        self, x: torch.Tensor, *, geometry_mask: torch.Tensor | None = None, **measurements: Any
+    ) -> torch.Tensor:
+        return ensemble_forward(self.module, x, geometry_mask=geometry_mask, **measurements)

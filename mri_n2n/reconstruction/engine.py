@@ -297,6 +297,8 @@ def _run(
                     kw = {"mask": ma, "kspace": ya}
                     if phase is not None and not bool((phase == 1).all()):
                         kw["phase"] = phase  # DC on real * phase (see models.unrolled)
+                elif getattr(model, "needs_mask_geometry", False):
+                    kw = {"geometry_mask": ma}  # a self-ensemble of a U-Net: no transposed lines
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     out = model(inp.float(), **kw)
                 out = out.float()
