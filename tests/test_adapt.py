@@ -111,6 +111,49 @@ def test_the_reconstructor_adapts_per_study_on_the_study_masks(tmp_path):
         Reconstructor(net, cfg, device="cpu", adapt=-1)
 
 
+def test_adaptation_sees_only_the_studys_measurements_masks_and_law(tmp_path, monkeypatch):
+    """What reaches adapt_model: the study's own law (the checkpoint's family for --simulate, the
+    given law for k-space), its seeded masks, and k-space that is zero off the mask and equals
+    the normalised measurements on it; never the reference image."""
+    from mri_n2n.config import Config
+    from mri_n2n.data import volume_scale
+    from mri_n2n.reconstruction import Reconstructor
+    from mri_n2n.reconstruction import api as api_mod
+    from mri_n2n.reconstruction.engine import simulated_masks
+
+    seen: list[tuple] = []
+
+    def spy(model, family, mask, kspace, **kw):
+        seen.append((family, mask.clone(), kspace.clone(), kw))
+        return model
+
+    monkeypatch.setattr(api_mod, "adapt_model", spy)
+    torch.manual_seed(0)
+    _, _, path = _checkpoint(tmp_path, Unrolled(1, 1, cascades=1, width=4, depth=2))
+    vol = _blocks(4, 32, 3).permute(1, 2, 0).numpy().astype(np.float32) * 7.0
+    rec = Reconstructor.from_checkpoint(path, device="cpu", adapt=9)
+    rec.simulate(vol, 0.3, seed=5, axis=2)
+    family, mask, k, kw = seen[-1]
+    corruption = rec.corruption((32, 32), 0.3)
+    assert family == corruption.family and kw["steps"] == 9 and kw["seed"] == 5
+    assert torch.equal(mask, simulated_masks(corruption, range(4), 5))
+    ref = torch.from_numpy(np.ascontiguousarray(np.moveaxis(vol, 2, 0)))
+    want = fft2c(ref / volume_scale(vol, rec.normalize)) * mask
+    assert bool((k[~mask] == 0).all()) and torch.allclose(k, want.to(k.dtype), atol=1e-5)
+
+    # k-space input: the file's law and mask as given, the measurements only
+    fam, x, m, y = _scan(n=3, size=32)
+    cfg = Config(task="mri", model="unrolled", size=32, dataset="mni152")
+    krec = Reconstructor(Unrolled(1, 1, cascades=1, width=4, depth=2), cfg, device="cpu", adapt=4)
+    noisy = (y + 0.5 * (~m)).numpy()  # junk off the mask must not reach the adaptation
+    krec.kspace(noisy, m.numpy(), law=fam.describe())
+    family, mask, k, _ = seen[-1]
+    assert family == fam and torch.equal(mask, m)
+    assert bool((k[~m] == 0).all()) and float(k.abs().max()) > 0
+    scale = float(k[m].abs().max() / y[m].abs().max())
+    assert torch.allclose(k[m], (y[m] * scale).to(k.dtype), atol=1e-5 * float(k.abs().max()))
+
+
 def test_kspace_inputs_adapt_too_and_complex_data_need_a_complex_model(tmp_path):
     """Measured k-space: a two-channel model adapts to it (the output still matches every
     measurement); a one-channel model refuses complex data in one line instead of learning
