@@ -35,7 +35,7 @@ def ckpt(tmp_path_factory):
 
 def test_real_volumes_are_real_scans():
     vols = {v.name: v for v in real_volumes()}
-    assert {"epi-bold", "t1-small"} <= set(vols)
+    assert {"epi-bold", "t1-small", "mr-dicom", "abdomen-mr", "phantom-epi"} <= set(vols)
     epi = load_real_volume(vols["epi-bold"])
     assert epi.shape == (128, 96, 24) and epi.dtype == np.float32 and epi.max() > 0
     assert load_real_volume(vols["t1-small"]).shape == (33, 41, 25)
@@ -67,14 +67,20 @@ def test_every_method_sees_the_same_masks_and_cs_tv_is_tuned_per_volume(ckpt):
     mine = volume_metrics(torch.where(active, out.abs(), 0.0) * scale, ref)["psnr"]
     assert row["N2N/psnr"] == pytest.approx(mine, abs=1e-3)
     assert row["N2N/psnr"] > row["zero-filled/psnr"] + 1.0
-    # CS-TV: the best of the weights tried, on the same masks
+    # CS-TV: the best of the weights tried (the given ones, and past an edge winner more), same masks
+    tried = row["CS-TV/lams"]
+    assert set(lams) <= set(tried) and len(tried) <= len(lams) + 4
     scale = volume_scale(arr, "max")
     per_lam = []
-    for lam in lams:
+    for lam in tried:
         out = tv_reconstruct(fft2c(ref / scale) * masks, masks, lam=lam, iters=10, rho=30 * lam)
         per_lam.append(volume_metrics(out.abs() * scale, ref)["psnr"])
     assert row["CS-TV/psnr"] == pytest.approx(max(per_lam), abs=1e-6)
-    assert row["CS-TV/lam"] == lams[int(np.argmax(per_lam))]
+    assert row["CS-TV/lam"] == tried[int(np.argmax(per_lam))]
+    assert row["CS-TV/interior"] == (min(tried) < row["CS-TV/lam"] < max(tried))
+    given_best = max(lams, key=lambda v: per_lam[tried.index(v)])
+    if len(tried) > len(lams):  # the grid only grows past an edge winner
+        assert given_best in (min(lams), max(lams))
     assert res["mean"]["N2N"]["psnr"] == pytest.approx(row["N2N/psnr"])
 
 
