@@ -108,7 +108,12 @@ def test_network_input_is_compensated_by_the_files_own_mask_law(tmp_path):
     got = (inp[:, 0] + 1j * inp[:, 1]).numpy() * r.scale
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-4 * np.abs(expected).max())
     # the checkpoint's own (10 % 2-D) density would give a different input
-    assert r.mask_law == {"source": "estimated", "family": "lines", "fraction": pytest.approx(0.5)}
+    assert r.mask_law == {
+        "source": "estimated",
+        "family": "lines",
+        "fraction": pytest.approx(0.5),
+        "hermitian": False,
+    }
     assert any("1-D lines" in w for w in r.warnings)
 
     # outputs: 16 x 16, exact on the measured columns of the cropped grid, fastMRI metrics

@@ -264,6 +264,7 @@ class Reconstructor:
             result.mask_law = {"source": source}
         elif fam.name in ("bernoulli", "lines"):  # an estimate: its summary, not every probability
             result.mask_law = {"source": source, "family": fam.name, "fraction": round(fam.fraction, 6)}
+            result.mask_law["hermitian"] = fam.hermitian
         else:
             result.mask_law = {"source": source, **fam.describe()}
         result.warnings = notes
