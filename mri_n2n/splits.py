@@ -14,9 +14,10 @@ consistency) and the loss is computed on the held-out set ``Omega & ~keep``.
   point-wise for every mask family.
 - ``noisier2noise`` (Millard and Chiew, IEEE TCI 2023): the kept set is a second mask ``Lambda``
   drawn from a family of the acquisition's own kind (2-D families: the same density at another
-  mean; line families: random lines with the same fully sampled centre, since two independent
-  equispaced lattices rarely intersect), whose mean is solved so that the expected held-out
-  share is again ``rho``.
+  mean, for an estimated radial density ``d`` its power ``d ** gamma``; line families: random
+  lines with the same fully sampled centre, since two independent equispaced lattices rarely
+  intersect, for an estimated law the columns it always keeps), whose mean is solved so that
+  the expected held-out share is again ``rho``.
 
 Both give, for every bin, the exact laws the corruption and the loss need (``q`` is the
 probability that an acquired bin stays in the input, the split being independent of ``Omega``):
@@ -36,11 +37,21 @@ the held-out set stay Hermitian.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from .masks import LINE_FAMILIES, MaskFamily, _center_set, _mirror2, make_family
+from .masks import (
+    LINE_FAMILIES,
+    Bernoulli2D,
+    IndependentLines,
+    MaskFamily,
+    _center_set,
+    _mirror2,
+    _mirror_cols,
+    make_family,
+)
 
 __all__ = ["SPLIT_TARGETS", "SplitLaw", "make_split", "split_loss_density"]
 
@@ -172,28 +183,69 @@ def _ssdu_keep(p: torch.Tensor, rho: float) -> torch.Tensor:
     return (1 - (c * g).clamp(max=1.0)).float()
 
 
+def _always_kept_columns(acquisition: MaskFamily) -> torch.Tensor:
+    """The columns a line law keeps in every draw (its fully sampled centre)."""
+    return acquisition.keep_probability()[0].double() >= 1.0 - 1e-9
+
+
 def _second_family(acquisition: MaskFamily, p: torch.Tensor, rho: float, hermitian: bool) -> MaskFamily:
+    """Noisier2Noise's second mask: the acquisition's own kind at the mean that holds out ``rho``.
+
+    Named line laws (random or Gaussian lines) keep their kind and centre fraction; equispaced
+    laws give random lines with the same centre; other line laws (an estimate) random lines whose
+    always-kept columns are the acquisition's. Named 2-D laws keep their density at another mean;
+    other 2-D laws (an estimated radial density ``d``) give ``d ** gamma``, which is exactly "the
+    same density at another mean" for the named ones (``exp``: ``exp(-gamma lambda r)``;
+    ``gaussian``: its width over ``sqrt(gamma)``; ``uniform``: another constant).
+    """
     shape = acquisition.shape
     params = acquisition.describe()
     if acquisition.name in LINE_FAMILIES or acquisition.lines:
-        kind = acquisition.name if acquisition.name in ("lines_random", "lines_gaussian") else "lines_random"
-        cf = float(params.get("center_fraction", 0.08))
+        if acquisition.name in LINE_FAMILIES:
+            kind = (
+                acquisition.name if acquisition.name in ("lines_random", "lines_gaussian") else "lines_random"
+            )
+            cf = float(params.get("center_fraction", 0.08))
 
-        def fam(r: float) -> MaskFamily:
-            return make_family(kind, shape, acceleration=r, center_fraction=cf, hermitian=hermitian)
+            def fam(r: float) -> MaskFamily:
+                return make_family(kind, shape, acceleration=r, center_fraction=cf, hermitian=hermitian)
 
-        hi = max(shape[1] / max(int(_center_set(shape[1], cf, hermitian).sum()), 1), 1.0) * 0.999
-        if _held_share(p, fam(hi).keep_probability()) < rho:
+            hi = max(shape[1] / max(int(_center_set(shape[1], cf, hermitian).sum()), 1), 1.0) * 0.999
+            if _held_share(p, fam(hi).keep_probability()) < rho:
+                raise ValueError(f"noisier2noise: a second line mask cannot hold out {rho:.0%} of the data")
+            r = _bisect(lambda r: _held_share(p, fam(r).keep_probability()), 1.0, hi, rho, increasing=True)
+            return fam(r)
+        centre = _always_kept_columns(acquisition)
+        if hermitian:
+            centre = centre | _mirror_cols(centre)
+
+        def lines(rate: float) -> MaskFamily:
+            col = torch.where(centre, 1.0, rate).double()
+            return IndependentLines(shape[0], col, hermitian=hermitian, name="lines")
+
+        if _held_share(p, lines(0.0).keep_probability()) < rho:
             raise ValueError(f"noisier2noise: a second line mask cannot hold out {rho:.0%} of the data")
-        r = _bisect(lambda r: _held_share(p, fam(r).keep_probability()), 1.0, hi, rho, increasing=True)
-        return fam(r)
-    kind = acquisition.name if acquisition.name in ("exp", "gaussian", "uniform") else "exp"
+        rate = _bisect(lambda v: _held_share(p, lines(v).keep_probability()), 0.0, 1.0, rho, increasing=False)
+        return lines(rate)
+    if acquisition.name in ("exp", "gaussian", "uniform"):
+        kind = acquisition.name
 
-    def fam2(f: float) -> MaskFamily:
-        return make_family(kind, shape, fraction=f, hermitian=hermitian)
+        def fam2(f: float) -> MaskFamily:
+            return make_family(kind, shape, fraction=f, hermitian=hermitian)
 
-    f = _bisect(lambda f: _held_share(p, fam2(f).keep_probability()), 1e-3, 1.0, rho, increasing=False)
-    return fam2(f)
+        f = _bisect(lambda f: _held_share(p, fam2(f).keep_probability()), 1e-3, 1.0, rho, increasing=False)
+        return fam2(f)
+    dens = acquisition.keep_probability().double().clamp(1e-12, 1.0)
+
+    def powered(log_gamma: float) -> MaskFamily:
+        return Bernoulli2D((dens ** math.exp(log_gamma)).float(), hermitian=hermitian, name="bernoulli")
+
+    if _held_share(p, powered(12.0).keep_probability()) < rho:
+        raise ValueError(
+            f"noisier2noise: a second mask of this density cannot hold out {rho:.0%} of the data"
+        )
+    g = _bisect(lambda t: _held_share(p, powered(t).keep_probability()), -12.0, 12.0, rho, increasing=True)
+    return powered(g)
 
 
 def make_split(

@@ -108,7 +108,12 @@ def test_network_input_is_compensated_by_the_files_own_mask_law(tmp_path):
     got = (inp[:, 0] + 1j * inp[:, 1]).numpy() * r.scale
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-4 * np.abs(expected).max())
     # the checkpoint's own (10 % 2-D) density would give a different input
-    assert r.mask_law == {"source": "estimated", "family": "lines", "fraction": pytest.approx(0.5)}
+    assert r.mask_law == {
+        "source": "estimated",
+        "family": "lines",
+        "fraction": pytest.approx(0.5),
+        "hermitian": False,
+    }
     assert any("1-D lines" in w for w in r.warnings)
 
     # outputs: 16 x 16, exact on the measured columns of the cropped grid, fastMRI metrics
@@ -200,3 +205,76 @@ def test_fastmri_style_writer_round_trip(tmp_path):
     clean = _fft_c(np.pad(imgs, ((0, 0), (8, 8), (0, 0))), (-2, -1))
     noise = (k - clean)[:, :, cols]
     assert abs(float(np.sqrt(np.mean(np.abs(noise) ** 2))) - 0.5) < 0.05  # the stated noise level
+
+
+def _measured(masks: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Complex k-space (S, H, W) nonzero exactly on ``masks``."""
+    rng = np.random.default_rng(seed)
+    k = rng.standard_normal(masks.shape) + 1j * rng.standard_normal(masks.shape) + 0.5
+    return (k * masks).astype(np.complex64)
+
+
+def test_file_mask_law_of_hermitian_2d_and_lattice_masks(tmp_path):
+    from mri_n2n.data.measured import file_mask_law
+    from mri_n2n.masks import make_family
+
+    # 2-D masks of real images (one uniform per partner pair), one per slice: a Hermitian law,
+    # so the real keep probability is p (an independent estimate gave about 2p - p^2)
+    fam = make_family("exp", (64, 64), fraction=0.1, hermitian=True)
+    m = fam.sample(6, generator=torch.Generator().manual_seed(0)).numpy()
+    np.savez(tmp_path / "herm.npz", kspace=_measured(m), mask=m)
+    kin = read_kspace_input(tmp_path / "herm.npz")
+    est, source = file_mask_law(kin.kspace, kin.mask, kin.mask_law)
+    assert source == "estimated" and est.hermitian
+    ratio = est.real_keep_probability().double().mean() / fam.real_keep_probability().double().mean()
+    assert float(ratio) == pytest.approx(1.0, abs=0.05)
+
+    # fastMRI's single-coil files: one equispaced (lattice) mask over kx for every slice
+    lat = make_family("lines_lattice", (32, 368), acceleration=4, center_fraction=0.08)
+    for offset in range(4):
+        cols = lat.table[offset].numpy()
+        with h5py.File(tmp_path / "lat.h5", "w") as f:
+            f.create_dataset("kspace", data=_measured(np.broadcast_to(cols, (3, 32, 368))))
+            f.attrs["mask"] = cols.astype(np.float32)
+        kin = read_kspace_input(tmp_path / "lat.h5")
+        est, source = file_mask_law(kin.kspace, kin.mask, kin.mask_law)
+        assert source == "estimated" and est == lat  # the exact law: same description, same p
+        assert torch.equal(est.real_keep_probability(), lat.real_keep_probability())
+
+    # per-slice offsets of one law: every slice's mask is used, and together they fix a centre
+    # (6 % at 4x) that one mask leaves open
+    lat6 = make_family("lines_lattice", (32, 368), acceleration=4, center_fraction=0.06)
+    m = lat6.table[[1, 3, 0, 1]][:, None, :].expand(4, 32, 368).numpy()
+    np.savez(tmp_path / "slices.npz", kspace=_measured(m), mask=m)
+    kin = read_kspace_input(tmp_path / "slices.npz")
+    est, source = file_mask_law(kin.kspace, kin.mask, kin.mask_law)
+    assert source == "estimated" and est == lat6
+    one = np.broadcast_to(lat6.table[1].numpy(), (2, 32, 368))
+    est, source = file_mask_law(_measured(one), one, None)
+    assert source.startswith("estimated (unidentified: the fully sampled centre is 21 to 22 lines")
+
+
+def test_an_unidentified_mask_law_is_reported_and_warned(tmp_path, capsys):
+    yy, xx = np.mgrid[: ENC[0], : ENC[1]]
+    grid = np.broadcast_to((yy + xx) % 2 == 0, (2, *ENC))  # a checkerboard: no random law gives it
+    k = (_fft_c(_volume(2), (-2, -1)) * grid).astype(np.complex64)
+    r = Reconstructor(Recorder(), _cfg(), device="cpu").kspace(k, grid)
+    assert r.mask_law["source"].startswith("estimated (unidentified: neighbouring bins")
+    assert any("not identified" in w for w in r.warnings)
+
+    np.savez(tmp_path / "grid.npz", kspace=k, mask=grid)
+    torch.manual_seed(0)
+    from mri_n2n.models import build_model
+
+    net = build_model("unet", in_channels=2, out_channels=2, base=4, depth=1)
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(
+        ckpt, {"task": "mri", "model_spec": net.spec, "model": net.state_dict(), "config": _cfg().to_dict()}
+    )
+    rc = main([str(a) for a in ["--checkpoint", ckpt, tmp_path / "grid.npz", "--out", tmp_path / "out"]])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "not identified" in err and "grid.npz" in err
+    row = json.loads((tmp_path / "out" / "report.json").read_text())["inputs"][0]
+    assert row["mask_law"]["source"].startswith("estimated (unidentified: ")
+    assert any("not identified" in w for w in row["warnings"])

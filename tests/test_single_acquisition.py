@@ -20,7 +20,7 @@ from mri_n2n.data.synthetic import phantom_volume, write_fastmri_h5
 from mri_n2n.fft import fft2c, ifft2c
 from mri_n2n.io import VolumeError
 from mri_n2n.losses import kspace_loss
-from mri_n2n.masks import _mirror2, make_family
+from mri_n2n.masks import _mirror2, estimate_family, make_family
 from mri_n2n.splits import SPLIT_TARGETS, make_split, split_loss_density
 
 CASES = [  # (acquisition family, complex data)
@@ -216,3 +216,99 @@ def test_undersampled_files_train_and_reconstruct_without_any_reference(tmp_path
     assert report["inputs"][0]["status"] == "ok"
     assert report["inputs"][0]["mask_law"]["source"] == "estimated"
     assert list(rec.glob("u0_recon*"))
+
+
+def _conditional_held_out(inp0, omega, keep, n):
+    """``n`` held-out sets drawn from their law given the input set ``inp0`` (H, W).
+
+    ``omega``, ``keep``: many independent (acquisition, split) draws ``(P, H, W)``. Bins of
+    different partner pairs are independent in both (2-D Bernoulli laws), so the held-out
+    indicator of a bin ``k`` outside ``inp0`` given the whole input set has the law it has given
+    only ``k`` outside the input: the ``j``-th sample takes, for every bin, the ``j``-th draw in
+    which that bin is outside the draw's input (partners share their draws, so sets stay
+    Hermitian). Bins in ``inp0`` are never held out."""
+    avail = ~(omega & keep)
+    rank = avail.long().cumsum(0) - 1
+    take = avail & (rank < n)
+    held = torch.zeros(n, *inp0.shape, dtype=torch.bool)
+    j, a, b = take.nonzero(as_tuple=True)
+    held[rank[j, a, b], a, b] = (omega & ~keep)[j, a, b]
+    outside = ~inp0
+    assert bool((avail.sum(0) >= n)[outside].all())  # enough draws for every bin the input lacks
+    return held & outside
+
+
+@pytest.mark.parametrize("law", ["given", "estimated"])
+@pytest.mark.parametrize("kind", SPLIT_TARGETS)
+def test_weighted_heldout_loss_given_the_input_is_the_fully_sampled_loss_on_what_it_lacks(kind, law):
+    """The README's statement, conditionally: for one fixed input set (one acquisition and one
+    split), the expectation over the held-out set given that input of the weighted held-out loss
+    of the network's output (a fixed function of the input) is the fully sampled loss on the
+    bins the input lacks, and nothing on the others, except the bins the split never holds out
+    (SSDU's central block: missed by the acquisition, they get no loss at all). Real images with
+    the paper's Hermitian 2-D masks; ``law="estimated"``: the compensation and weights use the law
+    estimated from 400 of the acquisition's masks (the old estimate took them for independent
+    masks: weights about half)."""
+    shape = (16, 16)
+    true = make_family("exp", shape, fraction=0.3, hermitian=True)
+    g = torch.Generator().manual_seed(0)
+    fam = true if law == "given" else estimate_family(true.sample(400, generator=g))
+    split = make_split(kind, fam, fam.real_keep_probability(), 0.4, hermitian=True)
+    c = MRIUndersampling(fam, complex_data=False, split=split)
+    x = torch.rand(1, 1, *shape, generator=g)  # the truth, a real image
+    k = fft2c(x)
+    inp0 = (true.sample(1, generator=g) & split.draw(1, g))[0]
+    pool, n = 40000, 2000
+    held = _conditional_held_out(inp0, true.sample(pool, generator=g), split.draw(pool, g), n)
+    inp = inp0.expand(n, -1, -1)
+    mask = inp | held
+    pair = c._split_pair(mask, k * mask[:, None], c.density, inp, held)
+    f = x + 0.3 * torch.randn(1, 1, *shape, generator=g)  # the network's estimate from the input
+    out = c.project(f.expand(n, -1, -1, -1), pair.context)
+    assert torch.equal(out, out[:1].expand_as(out))  # one input, one output
+    err = (fft2c(out[0, 0]) - k[0, 0]).abs().square()
+    # bins the split never holds out (q = 1: SSDU's 5 x 5 block) get no loss when the acquisition
+    # missed them; every other bin the input lacks is held out with a positive probability
+    never = split.keep_probability() >= 1
+    missable = never & (true.real_keep_probability() < 1)
+    assert bool(missable.any()) == (kind == "ssdu") and not bool(held[:, never].any())
+    lacking = float(err[~inp0 & ~never].sum()) / inp0.numel()  # the fully sampled loss there
+    assert float(err[inp0].max()) < 1e-10  # data consistency: nothing on the input's bins
+    heldout = float(kspace_loss(out, pair.target, pair.context))  # the mean over the n held-out sets
+    # over seeds the ratio's standard deviation is 1 % (the given law) and 1.2 to 2 % (estimated)
+    assert heldout == pytest.approx(lacking, rel=0.08 if law == "estimated" else 0.06)
+
+
+@pytest.mark.parametrize("acquisition", ["gaussian", "lines_lattice", "lines_random"])
+def test_second_mask_of_an_estimated_law_keeps_the_acquisitions_kind(acquisition):
+    """Noisier2Noise on files whose law is estimated: the second mask has the estimated density's
+    own shape (2-D: ``d ** gamma``, not an ``exp`` density) or the file's own fully sampled centre
+    (lines: not the 8 % default), and by Monte Carlo the split holds out ``rho`` of the acquired
+    bins."""
+    g = torch.Generator().manual_seed(0)
+    lines = acquisition.startswith("lines")
+    if lines:  # fastMRI's 8x lattice (4 % centre) and random lines with a 12 % centre, complex data
+        cf = {"lines_lattice": 0.04, "lines_random": 0.12}[acquisition]
+        acc = {"lines_lattice": 8, "lines_random": 4}[acquisition]
+        true = make_family(acquisition, (16, 96), acceleration=acc, center_fraction=cf)
+    else:  # a Gaussian density, real images (Hermitian masks)
+        true = make_family("gaussian", (32, 32), fraction=0.25, hermitian=True)
+    est = estimate_family(true.sample(24, generator=g))
+    p = est.keep_probability() if lines else est.real_keep_probability()
+    split = make_split("noisier2noise", est, p, 0.4, hermitian=not lines)
+    second = split.family.keep_probability().double()
+    n = 4000
+    omega, lam = true.sample(n, generator=g), split.draw(n, g)
+    assert float((omega & ~lam).sum() / omega.sum()) == pytest.approx(0.4, abs=0.015)
+    if lines:
+        centre = true.keep_probability()[0] == 1
+        assert torch.equal(second[0] >= 1, centre)  # the file's centre, always kept
+        assert bool(lam[:, 0, centre].all()) and not bool(lam[:, 0, ~centre].all(0).any())
+    else:
+        d = est.keep_probability().double()
+        inner = (d < 0.999) & (d > 1e-3)
+        gamma = second[inner].log() / d[inner].log()  # one power of the estimated density
+        assert float(gamma.std() / gamma.mean()) < 1e-3
+        rate = lam.double().mean(0)  # and the draws follow it
+        se = (second * (1 - second) / n).sqrt().clamp_min(1e-12)
+        assert float(((rate - second).abs() / se)[(second > 0) & (second < 1)].max()) < 5.5

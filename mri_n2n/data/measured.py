@@ -3,8 +3,10 @@
 - :func:`check_centred` refuses k-space whose energy peak is clearly away from the centre
   (an array written without ``fftshift`` gives garbage silently otherwise).
 - :func:`file_mask_law` gives the law the file's mask was drawn from: the one the file records
-  (:data:`~mri_n2n.masks.MASK_LAW_ATTR`), else an estimate from the mask itself (fastMRI's 1-D
-  mask over ``kx``: a fully sampled centre plus the uniform rate outside it).
+  (:data:`~mri_n2n.masks.MASK_LAW_ATTR`), else an estimate from the masks themselves
+  (:func:`~mri_n2n.masks.estimate_family`: fastMRI's equispaced masks exactly, a fully sampled
+  centre plus the uniform rate outside it for random lines, a radial density for 2-D masks,
+  Hermitian when they are symmetric), whose source says when the masks do not identify a law.
 - :func:`crop_readout` removes readout oversampling the way fastMRI does (crop in image space
   along the readout, back to k-space), which keeps a line mask exact.
 - :func:`law_mismatch` says when a checkpoint was trained on another mask family or rate.
@@ -23,8 +25,13 @@ from ..io.kspace import ismrmrd_recon_shape
 from ..masks import LINE_FAMILIES, MaskFamily, estimate_family, family_from_description
 
 __all__ = [
-    "check_centred", "file_mask_law", "crop_readout", "law_mismatch", "file_recon_shape", "CenteringError"
+    "check_centred", "file_mask_law", "unidentified_note", "UNIDENTIFIED", "crop_readout", "law_mismatch",
+    "file_recon_shape", "CenteringError",
 ]
+
+
+#: How :func:`file_mask_law`'s source begins for an estimate that the masks do not identify.
+UNIDENTIFIED = "estimated (unidentified: "
 
 
 class CenteringError(ValueError):
@@ -71,7 +78,9 @@ def file_mask_law(
     Returns:
         ``(family, source)``: ``(None, "fully sampled")`` when nothing is missing; the recorded
         law (``source="recorded"``); else :func:`~mri_n2n.masks.estimate_family` of the masks of
-        the slices with signal (``"estimated"``).
+        the slices with signal (all of them: per-slice offsets of an equispaced mask identify its
+        centre), ``"estimated"``, or ``"estimated (unidentified: <why>)"`` when the masks do not
+        identify the law (:data:`UNIDENTIFIED`; the estimate is still the best guess).
 
     Raises:
         ValueError: a recorded law that cannot be read or does not match the k-space grid.
@@ -97,7 +106,16 @@ def file_mask_law(
     # a mask shared by every slice (fastMRI's 1-D mask) is one observation, not S
     first = sel[0]
     obs = first[None] if bool((sel == first).all()) else sel
-    return estimate_family(torch.from_numpy(np.ascontiguousarray(obs))), "estimated"
+    fam = estimate_family(torch.from_numpy(np.ascontiguousarray(obs)))
+    return fam, f"{UNIDENTIFIED}{fam.unidentified})" if fam.unidentified else "estimated"
+
+
+def unidentified_note(source: str) -> str | None:
+    """The warning line for a law :func:`file_mask_law` could not identify, else None."""
+    if not source.startswith(UNIDENTIFIED):
+        return None
+    why = source[len(UNIDENTIFIED) : -1]
+    return f"the mask law is estimated but not identified ({why}): its 1/p compensation is a guess"
 
 
 def crop_readout(

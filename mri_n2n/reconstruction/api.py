@@ -17,7 +17,14 @@ from ..checkpoint import (
 from ..config import Config
 from ..corruptions import MRIUndersampling
 from ..corruptions.multicoil import MultiCoilUndersampling
-from ..data.measured import CenteringError, check_centred, crop_readout, file_mask_law, law_mismatch
+from ..data.measured import (
+    CenteringError,
+    check_centred,
+    crop_readout,
+    file_mask_law,
+    law_mismatch,
+    unidentified_note,
+)
 from ..devices import resolve_device
 from ..io.kspace import KSpaceInput, as_kspace, expand_mask
 from ..io.multicoil import MultiCoilKSpace
@@ -233,7 +240,7 @@ class Reconstructor:
                     )
         except (CenteringError, ValueError) as e:
             raise ReconstructionError(str(e)) from None
-        notes = []
+        notes = [note] if (note := unidentified_note(source)) else []
         if fam is not None:
             note = law_mismatch(self.trained_law or self.family(k.shape[1:]), fam)
             if note:
@@ -257,6 +264,7 @@ class Reconstructor:
             result.mask_law = {"source": source}
         elif fam.name in ("bernoulli", "lines"):  # an estimate: its summary, not every probability
             result.mask_law = {"source": source, "family": fam.name, "fraction": round(fam.fraction, 6)}
+            result.mask_law["hermitian"] = fam.hermitian
         else:
             result.mask_law = {"source": source, **fam.describe()}
         result.warnings = notes
@@ -301,6 +309,8 @@ class Reconstructor:
             where=where,
         )
         result.mask_law["source"] = source
+        if note := unidentified_note(source):
+            result.warnings = [note, *result.warnings]
         return result
 
     def simulate(
@@ -421,6 +431,8 @@ class Reconstructor:
             batch_size=self.batch_size,
             virtual_coils=virtual_coils,
         )
+        if note := unidentified_note(str(result.mask_law.get("source", ""))):
+            result.warnings = [note, *result.warnings]
         if self.adapt_steps:
             result.warnings = [*result.warnings, "adaptation is single-coil only: trained weights used"]
         return result

@@ -322,6 +322,10 @@ def _process(
         row["mode"] = "simulate" if simulate is not None else "kspace"
         row["coils"] = int(mc.kspace.shape[1])
         row["mask_law"] = result.mask_law
+        for note in result.warnings:
+            print(f"warning: {item.label}: {note}", file=sys.stderr)
+        if result.warnings:
+            row["warnings"] = list(result.warnings)
         description = "N2N recon" + (f" (simulated {simulate:g})" if simulate is not None else "")
     else:
         kin = read_kspace_input(item.paths[0])
