@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The shipped MNI152 model on measured k-space of its validation slices: PSNR with the masks'
-law given and with the law estimated from the masks (``mri_n2n.masks.estimate_family``).
+law given and with the law estimated from the masks (``mri_n2n.mask_estimation.estimate_family``).
 
 Each validation slice (``build_mni152_datasets(size=128)``) is acquired once, noise-free, with a
 mask of the checkpoint's family seeded per slice as ``reconstruct --simulate`` seeds them
@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from mri_n2n.corruptions import seeded_generator  # noqa: E402
 from mri_n2n.data.mni152 import build_mni152_datasets  # noqa: E402
 from mri_n2n.fft import fft2c  # noqa: E402
-from mri_n2n.masks import estimate_family  # noqa: E402
+from mri_n2n.mask_estimation import estimate_family  # noqa: E402
 from mri_n2n.metrics import psnr  # noqa: E402
 from mri_n2n.reconstruction import Reconstructor  # noqa: E402
 from mri_n2n.reconstruction.engine import slice_seed  # noqa: E402

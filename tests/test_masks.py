@@ -8,12 +8,12 @@ import torch
 
 from mri_n2n.corruptions import MRIUndersampling, seeded_generator
 from mri_n2n.fft import fft2c, ifft2c
+from mri_n2n.mask_estimation import estimate_family
 from mri_n2n.masks import (
     DENSITIES,
     EquispacedLines,
     IndependentLines,
     complete_measurements,
-    estimate_family,
     family_from_description,
     hermitian_complete,
     make_family,

@@ -20,7 +20,8 @@ from mri_n2n.data.synthetic import phantom_volume, write_fastmri_h5
 from mri_n2n.fft import fft2c, ifft2c
 from mri_n2n.io import VolumeError
 from mri_n2n.losses import kspace_loss
-from mri_n2n.masks import _mirror2, estimate_family, make_family
+from mri_n2n.mask_estimation import estimate_family
+from mri_n2n.masks import _mirror2, make_family
 from mri_n2n.splits import SPLIT_TARGETS, make_split, split_loss_density
 
 CASES = [  # (acquisition family, complex data)

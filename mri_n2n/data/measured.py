@@ -4,7 +4,7 @@
   (an array written without ``fftshift`` gives garbage silently otherwise).
 - :func:`file_mask_law` gives the law the file's mask was drawn from: the one the file records
   (:data:`~mri_n2n.masks.MASK_LAW_ATTR`), else an estimate from the masks themselves
-  (:func:`~mri_n2n.masks.estimate_family`: fastMRI's equispaced masks exactly, a fully sampled
+  (:func:`~mri_n2n.mask_estimation.estimate_family`: fastMRI's equispaced masks exactly, a fully sampled
   centre plus the uniform rate outside it for random lines, a radial density for 2-D masks,
   Hermitian when they are symmetric), whose source says when the masks do not identify a law.
 - :func:`crop_readout` removes readout oversampling the way fastMRI does (crop in image space
@@ -22,7 +22,8 @@ import torch
 
 from ..fft import fft2c, ifft2c
 from ..io.kspace import ismrmrd_recon_shape
-from ..masks import LINE_FAMILIES, MaskFamily, estimate_family, family_from_description
+from ..mask_estimation import estimate_family
+from ..masks import LINE_FAMILIES, MaskFamily, family_from_description
 
 __all__ = [
     "check_centred", "file_mask_law", "unidentified_note", "UNIDENTIFIED", "crop_readout", "law_mismatch",
@@ -77,7 +78,7 @@ def file_mask_law(
 
     Returns:
         ``(family, source)``: ``(None, "fully sampled")`` when nothing is missing; the recorded
-        law (``source="recorded"``); else :func:`~mri_n2n.masks.estimate_family` of the masks of
+        law (``source="recorded"``); else :func:`~mri_n2n.mask_estimation.estimate_family` of the masks of
         the slices with signal (all of them: per-slice offsets of an equispaced mask identify its
         centre), ``"estimated"``, or ``"estimated (unidentified: <why>)"`` when the masks do not
         identify the law (:data:`UNIDENTIFIED`; the estimate is still the best guess).
