@@ -202,7 +202,6 @@ def _upsample2(x: np.ndarray, axis: int, n: int) -> np.ndarray:
     return np.moveaxis(out, 0, axis)
 
 
-@functools.lru_cache(maxsize=4)
 def tissue_maps(
     size: int = 256, axis: int = 2, slices: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, tuple[int, ...], float]:
@@ -216,9 +215,16 @@ def tissue_maps(
 
     Returns:
         ``(maps float16 (N, 5, size, size), slice indices, spacing in mm)``; the channels are
-        :data:`MAP_CHANNELS` (``t1`` is exactly the max-normalised ``mni152`` slice), and the
+        :data:`MAP_CHANNELS` (``t1`` is the max-normalised ``mni152`` slice, in float16), and the
         slice indices those of ``mni152_slices(size, axis, "max", slices)``.
     """
+    return _tissue_maps(int(size), int(axis), None if slices is None else (int(slices[0]), int(slices[1])))
+
+
+@functools.lru_cache(maxsize=4)
+def _tissue_maps(
+    size: int, axis: int, slices: tuple[int, int] | None
+) -> tuple[np.ndarray, tuple[int, ...], float]:
     t1, idx, spacing = mni152_slices(int(size), int(axis), "max", slices)
     zoom = min(1.0, size / 256.0)
     chans = []
