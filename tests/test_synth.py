@@ -125,10 +125,16 @@ def test_zoom_varies_the_brains_extent(maps):
     assert areas.max() / areas.min() > 2.0
     ratio = areas / zooms**2  # the area scales with the square of the magnification
     assert ratio.std() / ratio.mean() < 0.15
-    fixed = S.SynthParams(zoom=(1.0, 1.0), rotation_deg=0, shift=0, aspect=0, dihedral=False)
+    fixed = S.SynthParams(zoom=(1.0, 1.0), rotation_deg=0, shift=0, aspect=0, dihedral=False, sharpen=(1, 1))
     s = S.synthesize(row, seeded_generator(0), fixed, return_maps=True)
     assert s.zoom == 1.0
-    np.testing.assert_allclose(s.maps[:3].numpy(), row[:3].astype(np.float32), atol=1e-5)
+    brain = row[:3].astype(np.float32)
+    np.testing.assert_allclose(s.maps[:3].numpy(), brain, atol=1e-5)
+    # sharpening keeps the brain's fraction of each pixel and pushes the tissues towards 0 or 1
+    sharp = S.synthesize(row, seeded_generator(0), S.SynthParams(**{**fixed.__dict__, "sharpen": (4, 4)}),
+                         return_maps=True).maps[:3].numpy()  # fmt: skip
+    np.testing.assert_allclose(sharp.sum(0), brain.sum(0), atol=1e-4)
+    assert (sharp > 0.9).sum() > 1.2 * (brain > 0.9).sum()
 
 
 def test_train_set_draws_from_training_slices_only(datasets):

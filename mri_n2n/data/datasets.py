@@ -13,7 +13,6 @@ from .ixi import build_ixi_datasets
 from .kspace import build_kspace_datasets
 from .mni152 import build_mni152_datasets
 from .slices import check_normalize, parse_slice_range
-from .synth import build_synth_datasets
 
 
 class DataSettings(Protocol):
@@ -103,6 +102,9 @@ def build_mri_datasets(
     if synth_photos and name != "synth":
         raise ValueError(f"synth_photos applies to the synth dataset only, not {name!r}")
     if name == "synth":
+        # imported here so that ``python -m mri_n2n.data.synth`` runs a module not yet imported
+        from .synth import build_synth_datasets
+
         return build_synth_datasets(
             size=size,
             slices=slices,

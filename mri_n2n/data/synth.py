@@ -31,7 +31,9 @@ defaults of :class:`SynthParams`):
    so neighbouring tissues differ by at least 20 %. Skull ``U(0, 0.4)`` and scalp
    ``U(0.1, 1.2)``, both 0 (a skull-stripped image) with probability 0.25; skull outer radius
    ``U(2, 7)`` mm and scalp thickness ``U(2, 10)`` mm beyond the brain mask; background 0;
-2. partial volume: the image is the probability-weighted sum of the tissue levels;
+2. partial volume: the image is the probability-weighted sum of the tissue levels, after the
+   brain tissues' probabilities are sharpened (raised to a power log-uniform in ``[1, 4]`` and
+   renormalised: the atlas's soft boundaries, somewhere between as-is and nearly hard);
 3. texture: each tissue's level is multiplied by ``exp(sum_s a_s n_s)``, smooth Gaussian
    fields ``n_s`` of unit variance at 3 scales (2 %, 6 % and 20 % of the matrix; bicubic
    upsampling of white noise on a coarse grid) with amplitudes ``a_s ~ U(0, 0.15)``;
@@ -267,6 +269,8 @@ class SynthParams:
     skull_mm: tuple[float, float] = (2.0, 7.0)
     #: scalp thickness beyond the skull (mm); ``skull_mm[1] + scalp_mm[1]`` must stay under SHELL_MM.
     scalp_mm: tuple[float, float] = (2.0, 10.0)
+    #: exponent sharpening the atlas's soft tissue boundaries, log-uniform (1: as the atlas).
+    sharpen: tuple[float, float] = (1.0, 4.0)
     #: correlation lengths of the texture fields, as fractions of the matrix side.
     texture_scales: tuple[float, ...] = (0.02, 0.06, 0.2)
     #: each tissue's and scale's log-texture amplitude is ``U(0, texture_amplitude)``.
@@ -306,12 +310,12 @@ class SynthParams:
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key} must lie in [0, 1], got {getattr(self, key)}")
         for key in ("middle", "darkest", "random_level", "skull_level", "scalp_level", "skull_mm",
-                    "scalp_mm", "zoom", "blur_sigma", "lowres_factor"):  # fmt: skip
+                    "scalp_mm", "zoom", "sharpen", "blur_sigma", "lowres_factor"):  # fmt: skip
             lo, hi = getattr(self, key)
             if not 0.0 <= lo <= hi:
                 raise ValueError(f"{key} must be a range 0 <= lo <= hi, got {(lo, hi)}")
-        if self.zoom[0] <= 0 or self.lowres_factor[0] < 1.0:
-            raise ValueError("zoom must be positive and lowres_factor at least 1")
+        if self.zoom[0] <= 0 or self.sharpen[0] < 1.0 or self.lowres_factor[0] < 1.0:
+            raise ValueError("zoom must be positive, sharpen and lowres_factor at least 1")
         if self.skull_mm[1] + self.scalp_mm[1] > SHELL_MM - 2 * _EDGE_MM:
             raise ValueError(f"skull_mm + scalp_mm must stay under {SHELL_MM - 2 * _EDGE_MM} mm")
         if not self.texture_scales or min(self.texture_scales) <= 0:
@@ -425,7 +429,8 @@ def _log_texture(
     A pyramid: the bias field's 4 x 4 knots are interpolated (bicubic, corners aligned) to the
     coarsest texture grid, white noise of each tissue's amplitude is added there, the sum is
     interpolated to the next finer grid, and so on; one bicubic upsampling to the image ends
-    it. Returns the field and the drawn bias amplitude.
+    it (through half the matrix, then bilinearly, when the finest knots are 4 px or more apart).
+    Returns the field and the drawn bias amplitude.
     """
     k = len(TISSUES)
     bias = u(0.0, p.bias_amplitude)
@@ -437,13 +442,28 @@ def _log_texture(
         amp = torch.tensor(u.many(k, 0.0, p.texture_amplitude), dtype=torch.float32).view(1, k, 1, 1)
         field = F.interpolate(field, size=grid, mode="bicubic", align_corners=True)
         field = field + amp * _KNOT_GAIN * torch.randn(1, k, *grid, generator=generator)
+    if length >= 4.0:  # smooth at 2 px: bicubic to half the matrix, then bilinear (4x cheaper)
+        half = ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
+        field = F.interpolate(field, size=half, mode="bicubic", align_corners=True)
+        return F.interpolate(field, size=shape, mode="bilinear", align_corners=True)[0], bias
     return F.interpolate(field, size=shape, mode="bicubic", align_corners=True)[0], bias
 
 
-def _class_maps(maps: torch.Tensor, r_skull: float, r_scalp: float) -> torch.Tensor:
-    """``(5, H, W)`` probabilities of :data:`TISSUES` from the :data:`MAP_CHANNELS` of one slice."""
-    wm, gm, csf, head = maps[0], maps[1], maps[2], maps[3]
-    outside = (1.0 - wm - gm - csf).clamp(0.0, 1.0)
+def _class_maps(maps: torch.Tensor, r_skull: float, r_scalp: float, sharpen: float = 1.0) -> torch.Tensor:
+    """``(5, H, W)`` probabilities of :data:`TISSUES` from the :data:`MAP_CHANNELS` of one slice.
+
+    ``sharpen > 1`` raises the brain tissues' probabilities to that power and renormalises them
+    to the same brain fraction, which sharpens the population atlas's soft tissue boundaries
+    towards a hard segmentation.
+    """
+    brain = maps[:3]
+    total = brain.sum(0)
+    if sharpen != 1.0:
+        q = brain.pow(sharpen)
+        qsum = q.sum(0)
+        brain = torch.where(qsum > 0, q * (total / qsum.clamp_min(torch.finfo(qsum.dtype).tiny)), brain)
+    wm, gm, csf, head = brain[0], brain[1], brain[2], maps[3]
+    outside = (1.0 - total).clamp(0.0, 1.0)
     dist = SHELL_MM * (1.0 - head)
     in_skull = torch.sigmoid((r_skull - dist) / _EDGE_MM)
     in_scalp = torch.sigmoid((r_scalp - dist) / _EDGE_MM)
@@ -499,7 +519,8 @@ def synthesize(
     contrast = _draw_contrast(u, p)
     r_skull = u(*p.skull_mm)
     r_scalp = r_skull + u(*p.scalp_mm)
-    classes = _class_maps(m, r_skull, r_scalp)
+    sharpen = math.exp(u(math.log(p.sharpen[0]), math.log(p.sharpen[1])))
+    classes = _class_maps(m, r_skull, r_scalp, sharpen)
     levels = torch.tensor(contrast.levels, dtype=torch.float32).view(-1, 1, 1)
     # 3-4. per-tissue multiplicative texture at several scales, times the bias field
     log_tex, _ = _log_texture(u, g, (h, w), p)
