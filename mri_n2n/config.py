@@ -84,7 +84,9 @@ class Config:
     preset: str = _f("auto", "auto (paper on a GPU, cpu otherwise), cpu, paper, unrolled (GPU) or tiny",
                      ("auto", "cpu", "paper", "unrolled", "tiny"))
     # data
-    dataset: str | None = _f(None, "mri: mni152 (embedded, default), ixi, nifti, dicom, kspace; "
+    dataset: str | None = _f(None, "mri: mni152 (embedded, default), ixi, nifti, dicom, kspace, synth "
+                             "(contrast-randomised images from the MNI152 tissue maps, validated on "
+                             "the mni152 validation slices); "
                              "image: images (default for --task image), folder, pairs, montecarlo",
                              (*DATASET_NAMES, *IMAGE_DATASETS))
     data_dir: str | None = _f(None, "folder of the dataset (prepared IXI, NIfTI/DICOM folder, k-space files)")
@@ -93,6 +95,9 @@ class Config:
     axis: int = _f(2, "slicing axis of the volumes (2: axial for IXI and MNI152)")
     normalize: str = _f("max", "per-volume normalisation: max, none or pNN (e.g. p99.5)")
     num_workers: int = _f(0, "DataLoader worker processes")
+    synth_photos: float = _f(0.0, "--dataset synth: share of the training items that are grayscale "
+                             "scikit-image photographs instead of synthetic brains (texture variety; "
+                             "0 = none, at most 0.9)")
     # MRI corruption (paper: exp-decay density, 10 % of k-space, Hermitian masks)
     density: str = _f("exp", "k-space mask family: exp (paper), gaussian, uniform (2-D Bernoulli); "
                       "lines_random, lines_equispaced (fastMRI equispaced_fraction), lines_lattice "
@@ -230,7 +235,8 @@ SPLIT_LOSSES = ("kspace", "kspace_flat", "kspace_clipped", "kspace_normalized")
 
 #: Fields a resumed run cannot change: they define the model, the data or the corruption.
 RESUME_FIXED = (
-    "task", "target", "split", "dataset", "data_dir", "size", "slices", "axis", "normalize", "density",
+    "task", "target", "split", "dataset", "data_dir", "size", "slices", "axis", "normalize", "synth_photos",
+    "density",
     "fraction", "edge", "acceleration", "center_fraction", "complex", "kspace_noise", "augment", "deform",
     "crop", "noise", "noise_options",
     "loss", "model", "width", "base", "depth", "cascades", "cascade_width", "cascade_depth",
@@ -398,6 +404,12 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
         raise ConfigError("--deform warps the slices as part of the augmentation: add --augment")
     if cfg.crop and not cfg.augment:
         raise ConfigError("--crop cuts the slices as part of the augmentation: add --augment")
+    if not 0.0 <= cfg.synth_photos <= 0.9:
+        raise ConfigError(f"--synth-photos must lie in [0, 0.9], got {cfg.synth_photos}")
+    if cfg.synth_photos and cfg.dataset != "synth":
+        raise ConfigError(f"--synth-photos mixes photographs into --dataset synth, not '{cfg.dataset}'")
+    if cfg.dataset == "synth" and cfg.normalize != "max":
+        raise ConfigError("--dataset synth draws max-normalised images: drop --normalize (or use max)")
     if cfg.size is not None and cfg.size < 8:
         raise ConfigError(f"--size must be at least 8, got {cfg.size}")
     return cfg, f"preset '{preset}' ({why})"

@@ -30,7 +30,7 @@ class DataSettings(Protocol):
 __all__ = ["DATASET_NAMES", "build_mri_datasets", "mri_datasets_from_config"]
 
 #: Names accepted by :func:`build_mri_datasets`.
-DATASET_NAMES = ("mni152", "ixi", "nifti", "dicom", "kspace")
+DATASET_NAMES = ("mni152", "ixi", "nifti", "dicom", "kspace", "synth")
 
 
 def build_mri_datasets(
@@ -45,6 +45,7 @@ def build_mri_datasets(
     valid_fraction: float = 0.2,
     seed: int = 0,
     undersampled: bool = False,
+    synth_photos: float = 0.0,
 ) -> tuple[Dataset, Dataset]:
     """Build the (train, valid) datasets of an MRI data source.
 
@@ -53,22 +54,29 @@ def build_mri_datasets(
             ``"ixi"`` (prepared folder with ``train.h5``/``valid.h5``/``manifest.json``, the
             raw folder of ``IXI???-<site>-????-T1.nii.gz`` files, or ``IXI-T1.tar``),
             ``"nifti"`` / ``"dicom"`` (a folder of volumes / DICOM series, searched
-            recursively), ``"kspace"`` (a folder of fastMRI-style single-coil ``.h5`` files).
-        data_dir: the data folder (ignored for ``mni152``).
+            recursively), ``"kspace"`` (a folder of fastMRI-style single-coil ``.h5`` files),
+            ``"synth"`` (contrast-randomised images drawn from the MNI152 tissue maps of the
+            ``mni152`` training slices, validated on the ``mni152`` validation slices; offline,
+            no data dir; see :mod:`mri_n2n.data.synth`).
+        data_dir: the data folder (ignored for ``mni152`` and ``synth``).
         size: output side; slices are centre padded/cropped (``mni152`` below 256 is
             resampled instead, see :mod:`mri_n2n.data.mni152`).
         slices: ``(start, stop)`` half-open slice range along ``axis``; ``None`` = the
             dataset's default (IXI: the paper's 25..124; others: all slices with content).
         axis: slicing axis of the volumes (default 2, axial for IXI and MNI152).
-        normalize: per-volume normalisation, see :func:`~mri_n2n.data.slices.volume_scale`.
+        normalize: per-volume normalisation, see :func:`~mri_n2n.data.slices.volume_scale`
+            (``synth``: ``"max"`` only, as its images are max-normalised).
         complex_kspace: ``kspace`` only: yield complex images as 2 channels.
-        valid_fraction: validation share for ``mni152`` (slices), ``nifti``/``dicom``/``kspace``
+        valid_fraction: validation share for ``mni152``/``synth`` (slices), ``nifti``/``dicom``/``kspace``
             (volumes). IXI uses the paper's subjects instead (see
             :func:`~mri_n2n.data.ixi.build_ixi_datasets`).
-        seed: seeds the deterministic split by volume of ``nifti``/``dicom``/``kspace``.
+        seed: seeds the deterministic split by volume of ``nifti``/``dicom``/``kspace``, and the
+            synthetic draws of ``synth`` (whose split is fixed).
         undersampled: ``kspace`` only: accept prospectively undersampled files (one acquisition
             per slice, for the single-acquisition targets); they yield measurements
             (:class:`~mri_n2n.data.undersampled.UndersampledKSpaceDataset`).
+        synth_photos: ``synth`` only: share of the training items that are grayscale scikit-image
+            photographs instead of brains (0: none).
 
     Returns:
         ``(train, valid)`` datasets yielding ``(image, ident)``.
@@ -91,6 +99,21 @@ def build_mri_datasets(
         slices = (int(slices[0]), int(slices[1]))
         if slices[0] < 0 or slices[1] <= slices[0]:
             raise ValueError(f"bad slice range {slices[0]}:{slices[1]} (need 0 <= start < stop)")
+    if synth_photos and name != "synth":
+        raise ValueError(f"synth_photos applies to the synth dataset only, not {name!r}")
+    if name == "synth":
+        # imported here so that ``python -m mri_n2n.data.synth`` runs a module not yet imported
+        from .synth import build_synth_datasets
+
+        return build_synth_datasets(
+            size=size,
+            slices=slices,
+            axis=axis,
+            normalize=normalize,
+            valid_fraction=valid_fraction,
+            seed=seed,
+            photo_fraction=synth_photos,
+        )
     if name == "mni152":
         return build_mni152_datasets(
             size=size, slices=slices, axis=axis, normalize=normalize, valid_fraction=valid_fraction
@@ -128,7 +151,7 @@ def build_mri_datasets(
 
 def mri_datasets_from_config(cfg: DataSettings) -> tuple[Dataset, Dataset]:
     """The ``(train, valid)`` datasets a resolved run config describes (training and evaluation
-    alike; the split never depends on the training seed)."""
+    alike; the split never depends on the training seed, the synthetic draws of ``synth`` do)."""
     slices = parse_slice_range(cfg.slices) if cfg.slices else None
     return build_mri_datasets(
         cfg.dataset,
@@ -138,6 +161,7 @@ def mri_datasets_from_config(cfg: DataSettings) -> tuple[Dataset, Dataset]:
         axis=cfg.axis,
         normalize=cfg.normalize,
         complex_kspace=bool(cfg.complex),
-        seed=0,
+        seed=int(getattr(cfg, "seed", 0)) if cfg.dataset == "synth" else 0,
         undersampled=getattr(cfg, "target", "noisy") in SPLIT_TARGETS,
+        synth_photos=float(getattr(cfg, "synth_photos", 0.0) or 0.0),
     )
