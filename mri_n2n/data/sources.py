@@ -10,9 +10,9 @@ Names alone cannot prove that two sets are disjoint: nibabel's ``example_nifti2.
 exact crop of its ``example4d.nii.gz`` with another file name. :func:`pixel_overlap` compares the
 pixels themselves: it fingerprints every run of :data:`RUN` consecutive voxels along every axis
 (z-scored, so an intensity rescaling keeps the fingerprint; reversed too, so flips do) and
-reports the share of one volume's *distinctive* runs (runs that a straight line does not fit
-and that take at least six different values: texture and noise, not flat background, ramps or
-step edges, which any two images share) that also occur in
+reports the share of one volume's *distinctive* runs (runs that a parabola does not fit and
+that take at least six different values: texture and noise, not flat background, ramps, smooth
+curves or step edges, which any two images share) that also occur in
 the other. A crop, flip, transpose or rescaled copy scores about 1; unrelated scans about 0.
 :func:`check_disjoint` applies it to every pair of two groups of sources and raises
 :class:`SourceOverlapError` above :data:`OVERLAP_LIMIT`.
@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .synth import PHOTO_NAMES
 
 __all__ = [
     "ROLES",
@@ -46,9 +48,9 @@ ROLES = ("training", "tuning", "evaluation")
 RUN = 8
 #: Share of distinctive runs above which two sources count as sharing pixels.
 OVERLAP_LIMIT = 0.01
-#: A run is distinctive when the residual of a straight-line fit keeps at least this share of its
-#: variance (in z-score units): noise and texture, not flat or linear stretches.
-_MIN_RESIDUAL = 0.05
+#: A run is distinctive when the residual of a parabola fit keeps at least this share of its
+#: variance: noise and texture, not flat, linear or smoothly curved stretches.
+_MIN_RESIDUAL = 0.1
 #: A distinctive run also takes at least this many different values (a step edge takes two).
 _MIN_DISTINCT = 6
 #: z-scores are rounded to this step before hashing.
@@ -159,6 +161,15 @@ def _skimage(names: Sequence[str], size: int = 512) -> Callable[[], np.ndarray]:
     return load
 
 
+def _training_photos() -> np.ndarray:
+    import skimage.transform
+
+    from .synth import load_photos
+
+    out = [skimage.transform.resize(im, (512, 512), anti_aliasing=True) for _, im in load_photos()]
+    return np.stack(out, axis=-1).astype(np.float32)
+
+
 def _synthetic_tuning() -> np.ndarray:
     from .synth import tuning_volume
 
@@ -167,8 +178,8 @@ def _synthetic_tuning() -> np.ndarray:
 
 #: Photographs the image module validates on: not used as MRI training texture.
 PHOTO_VALIDATION = ("camera", "coffee", "chelsea")
-#: Photographs that may serve as training texture (grey or made grey).
-PHOTO_TRAINING = ("astronaut", "brick", "grass", "gravel", "moon", "cell", "coins", "page", "rocket")
+#: Photographs that may serve as training texture (``--synth-photos``; grey or made grey).
+PHOTO_TRAINING = PHOTO_NAMES
 #: Photographs kept for tuning only (never trained on).
 PHOTO_TUNING = ("shepp_logan_phantom", "microaneurysms")
 
@@ -199,12 +210,13 @@ SOURCES: dict[str, DataSource] = {
         DataSource("mni152-t1", "training", "MNI152 2009a T1 template, 197x233x189 at 1 mm",
                    "nilearn (BSD); the ICBM 2009a template's own licence", "nilearn load_mni152_template",
                    _mni152_t1),
-        DataSource("mni152-tissue", "training", "MNI152 grey- and white-matter probability maps",
+        DataSource("mni152-tissue", "training",
+                   "MNI152 grey- and white-matter probability maps (--dataset synth)",
                    "nilearn (BSD); the ICBM 2009a template's own licence",
                    "nilearn load_mni152_gm_template / load_mni152_wm_template", _mni152_tissue),
-        DataSource("photos", "training", "scikit-image photographs made grey, 512x512",
+        DataSource("photos", "training", "scikit-image photographs made grey, 512x512 (--synth-photos)",
                    "scikit-image data (public domain / CC0 / BSD, per image)",
-                   "skimage.data " + ", ".join(PHOTO_TRAINING), _skimage(PHOTO_TRAINING)),
+                   "skimage.data " + ", ".join(PHOTO_TRAINING), _training_photos),
         # tuning: never trained on, never evaluated on
         DataSource("tuning-photos", "tuning", "Shepp-Logan phantom and a photograph, 256x256",
                    "scikit-image data (public domain)", "skimage.data " + ", ".join(PHOTO_TUNING),
@@ -237,8 +249,9 @@ def _runs(vol: np.ndarray, *, both_directions: bool) -> np.ndarray:
     """Fingerprints (int64, unique) of the distinctive runs of :data:`RUN` voxels along every axis."""
     v = np.asarray(vol, dtype=np.float64)
     v = v[..., None] if v.ndim == 2 else v
-    t = np.arange(RUN, dtype=np.float64) - (RUN - 1) / 2
-    t /= np.sqrt((t**2).sum())
+    x = np.arange(RUN, dtype=np.float64) - (RUN - 1) / 2
+    basis, _ = np.linalg.qr(np.stack([np.ones(RUN), x, x**2 - (x**2).mean()], axis=1))
+    smooth = basis[:, 1:]  # orthonormal linear and quadratic shapes (the mean is removed anyway)
     rng = np.random.default_rng(12345)
     weights = rng.integers(1, 2**62, size=RUN, dtype=np.int64) | 1
     out = []
@@ -256,7 +269,8 @@ def _runs(vol: np.ndarray, *, both_directions: bool) -> np.ndarray:
             var = (c**2).sum(1)
             ok = var > 1e-12 * peak
             c, var = c[ok], var[ok]
-            resid = 1.0 - (c @ t) ** 2 / np.maximum(var, 1e-300)  # the share a straight line leaves
+            fit = ((c @ smooth) ** 2).sum(1)
+            resid = 1.0 - fit / np.maximum(var, 1e-300)  # the share a parabola leaves
             keep = resid > _MIN_RESIDUAL
             if not keep.any():
                 continue
