@@ -197,3 +197,40 @@ def test_reconstruct_cli_adapts_and_records_it(tmp_path):
     assert report["adapt_steps"] == 3 and report["ensemble"] is True
     assert report["inputs"][0]["status"] == "ok" and (out / "v_recon.nii.gz").exists()
     assert main([*args, "--adapt", "-1", "--force"]) == 2
+
+
+def test_self_validated_early_stopping_holds_out_measurements_and_keeps_the_best_weights(monkeypatch):
+    """With validation, a fixed share of the measured bins never reaches the training pairs, the
+    kept weights are those of the lowest validation loss, and the report says what happened."""
+    from mri_n2n.corruptions import MRIUndersampling
+    from mri_n2n.reconstruction.adapt import AdaptReport
+
+    torch.manual_seed(0)
+    net = Unrolled(1, 1, cascades=2, width=8, depth=3)
+    fam, x, mask, y = _scan(n=8, size=32)
+    seen: list[torch.Tensor] = []
+    real = MRIUndersampling.single_pair
+
+    def spy(self, batch, **kw):
+        seen.append(batch[:, 2] > 0.5)
+        return real(self, batch, **kw)
+
+    monkeypatch.setattr(MRIUndersampling, "single_pair", spy)
+    rep = AdaptReport()
+    tuned = adapt_model(net, fam, mask, y, complex_data=False, steps=40, lr=2e-3, seed=0, validation=0.2,
+                        check_every=4, patience=2, report=rep)
+    kept = torch.stack([m.float().mean() for m in seen]).mean()
+    assert float(kept) == pytest.approx(0.8 * float(mask.float().mean()), rel=0.1)
+    assert rep.val_losses[0][0] == 0 and rep.steps <= 40 and len(seen) == rep.steps
+    losses = dict(rep.val_losses)
+    assert rep.best_step in losses and losses[rep.best_step] == min(losses.values())
+    assert losses[rep.best_step] < losses[0]  # adapting helped on the held-out measurements
+    if rep.stopped_early:
+        assert rep.steps < 40 and [s for s, _ in rep.val_losses][-1] - rep.best_step >= 2 * 4
+    assert rep.seconds > 0 and tuned is not net
+    # without validation: exactly the step budget, and the report says so
+    rep2 = AdaptReport()
+    adapt_model(net, fam, mask, y, complex_data=False, steps=3, seed=0, report=rep2)
+    assert rep2.steps == rep2.best_step == 3 and rep2.val_losses == [] and not rep2.stopped_early
+    with pytest.raises(ValueError, match="validation < 0.5"):
+        adapt_model(net, fam, mask, y, complex_data=False, steps=3, validation=0.6)

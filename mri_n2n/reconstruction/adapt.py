@@ -7,34 +7,97 @@ Noisier2Noise loss the trainer already uses (:mod:`mri_n2n.splits`; in the spiri
 al. 2022, "zero-shot self-supervised learning"): every step draws a second mask of the same law,
 the network sees the zero-filled image of the doubly undersampled set, and the loss is the
 ``1/p``-weighted k-space L2 on the measured bins it did not see
-(:func:`mri_n2n.losses.kspace_loss`). The weights move from the trained ones for a fixed number
-of Adam steps at a small learning rate (:data:`ADAPT_STEPS`, :data:`ADAPT_LR`; fixed before any
-real volume was scored, see the README), then the adapted copy reconstructs the scan with all its
-measurements as usual; the trained model is not changed.
+(:func:`mri_n2n.losses.kspace_loss`). The weights move from the trained ones for at most
+:data:`ADAPT_STEPS` Adam steps at the learning rate :data:`ADAPT_LR` (chosen on tuning volumes
+that share no pixel with any evaluation volume, see the README), then the adapted copy
+reconstructs the scan with all its measurements as usual; the trained model is not changed.
+
+**Self-validated early stopping** (``validation > 0``; Yaman et al.'s zero-shot recipe): a fixed
+share of each slice's measured bins, the set ``Gamma`` (one draw per partner pair for real
+images), is held out from the adaptation altogether; the network learns from the rest,
+``Omega - Gamma`` (its keep probability ``p (1 - v)``), and every ``check_every`` steps it
+reconstructs a few slices from ``Omega - Gamma`` and is scored on how well it predicts the
+measurements in ``Gamma`` it never saw. The weights with the lowest validation loss are kept, and
+the adaptation stops when the loss has not fallen for ``patience`` checks: a scan the network
+already fits stops after a few steps, one it does not fit adapts longer. :class:`AdaptReport`
+says what happened.
 """
 
 from __future__ import annotations
 
 import copy
+import time
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..corruptions import MRIUndersampling
-from ..corruptions.mri import MEASURED_CHANNELS
+from ..corruptions.mri import MEASURED_CHANNELS, _to_channels, _to_complex
+from ..fft import fft2c, ifft2c
 from ..losses import kspace_loss
-from ..masks import MaskFamily, complete_measurements
+from ..masks import MaskFamily, _mirror2, complete_measurements
 from ..models import ends_with_dc, measurement_kwargs
 from ..models.ensemble import SelfEnsemble
 from ..splits import make_split
 
-__all__ = ["ADAPT_STEPS", "ADAPT_LR", "ADAPT_SPLIT", "adapt_model"]
+__all__ = [
+    "ADAPT_STEPS", "ADAPT_LR", "ADAPT_SPLIT", "ADAPT_VALIDATION", "ADAPT_CHECK_EVERY", "ADAPT_PATIENCE",
+    "AdaptReport", "adapt_model",
+]
 
 #: Default number of adaptation steps, learning rate and held-out share of each acquisition.
 ADAPT_STEPS = 200
 ADAPT_LR = 3e-4
 ADAPT_SPLIT = 0.4
+#: Defaults of the self-validated early stopping: share of the measurements held out (0: off,
+#: a fixed number of steps), steps between checks, checks without progress before stopping.
+ADAPT_VALIDATION = 0.0
+ADAPT_CHECK_EVERY = 5
+ADAPT_PATIENCE = 3
+
+
+@dataclass
+class AdaptReport:
+    """What an adaptation did (filled in by :func:`adapt_model` when given one).
+
+    Attributes:
+        steps: Adam steps taken.
+        best_step: the step whose weights were kept (``steps`` without validation).
+        seconds: wall time of the adaptation.
+        val_losses: ``(step, loss)`` of every self-validation check (empty without validation).
+        stopped_early: the validation loss stopped falling before the step budget ran out.
+    """
+
+    steps: int = 0
+    best_step: int = 0
+    seconds: float = 0.0
+    val_losses: list[tuple[int, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def _holdout(mask: torch.Tensor, share: float, hermitian: bool, g: torch.Generator) -> torch.Tensor:
+    """A fixed validation set: each measured bin with probability ``share`` (partners together)."""
+    u = torch.rand(mask.shape, generator=g)
+    if hermitian:  # one draw per pair of partner bins: the draw of the pair's first bin
+        h, w = mask.shape[-2:]
+        lin = torch.arange(h * w).reshape(h, w)
+        first = torch.minimum(lin, _mirror2(lin)).flatten()
+        u = u.flatten(-2)[..., first].reshape(u.shape)
+    return mask & (u < share)
+
+
+def _val_loss(net, y_fit, m_fit, y_val, m_val, p_fit, complex_data: bool) -> float:
+    """Mean ``|F f - y|^2`` over the held-out bins of a reconstruction from the other measurements."""
+    z = ifft2c(y_fit / p_fit.clamp_min(1e-12))
+    inp = _to_channels(z[:, None]) if complex_data else z.real[:, None]
+    ctx = {"mask": m_fit, "kspace": y_fit[:, None]}
+    with torch.no_grad():
+        out = net(inp, **measurement_kwargs(net, ctx)).float()
+    x = _to_complex(out)[:, 0] if complex_data else out[:, 0].to(torch.complex64)
+    err = (fft2c(x) - y_val).abs().square() * m_val
+    return float(err.sum() / m_val.sum().clamp_min(1))
 
 
 def adapt_model(
@@ -51,6 +114,10 @@ def adapt_model(
     max_shift: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    validation: float = ADAPT_VALIDATION,
+    check_every: int = ADAPT_CHECK_EVERY,
+    patience: int = ADAPT_PATIENCE,
+    report: AdaptReport | None = None,
 ) -> nn.Module:
     """A copy of ``model`` fine-tuned on one scan's measurements (module docstring).
 
@@ -73,6 +140,11 @@ def adapt_model(
             measurements, as in training); ``None``: a quarter of the smaller side.
         seed: seeds the slice choice and the second masks.
         progress: show a progress bar.
+        validation: share of each slice's measured bins held out for self-validated early
+            stopping, in [0, 0.5); 0 adapts for exactly ``steps`` steps.
+        check_every: steps between validation checks.
+        patience: checks without a lower validation loss before the adaptation stops.
+        report: an :class:`AdaptReport` to fill in.
 
     Raises:
         ValueError: no slice with measurements, mismatched shapes, a bad setting, or a loss that
@@ -82,6 +154,12 @@ def adapt_model(
         raise ValueError(
             f"adaptation needs steps >= 0, lr > 0, batch_size >= 1 (got {steps}, {lr}, {batch_size})"
         )
+    if not 0.0 <= validation < 0.5 or check_every < 1 or patience < 1:
+        raise ValueError(
+            f"adaptation needs 0 <= validation < 0.5, check_every >= 1, patience >= 1 "
+            f"(got {validation}, {check_every}, {patience})"
+        )
+    t_start = time.perf_counter()
     if steps == 0:
         return model
     if mask.shape != kspace.shape or mask.ndim != 3 or tuple(mask.shape[-2:]) != tuple(family.shape):
@@ -93,9 +171,6 @@ def adapt_model(
     net = copy.deepcopy(model.module if wrapped else model)
     device = next(net.parameters()).device
     p = family.keep_probability() if complex_data else family.real_keep_probability()
-    law = make_split("noisier2noise", family, p, float(split), hermitian=not complex_data)
-    shift = min(family.shape) // 4 if max_shift is None else int(max_shift)
-    corr = MRIUndersampling(family, complex_data=complex_data, split=law, max_shift=shift)
     mask = mask.bool().cpu()
     kspace = kspace.to(torch.complex64).cpu() * mask
     if not complex_data:  # a real image's measurements: the Hermitian completion, as in training
@@ -103,13 +178,49 @@ def adapt_model(
     active = (kspace.abs().flatten(1).amax(1) > 0).nonzero().flatten()
     if active.numel() == 0:
         raise ValueError("adaptation: the scan has no slice with measurements")
+    g = torch.Generator().manual_seed(int(seed))
     dens = p.float().expand(mask.shape)
+    val = None
+    if validation > 0:  # hold Gamma out of everything the adaptation learns from
+        gamma = _holdout(mask, float(validation), not complex_data, g)
+        fit = mask & ~gamma
+        dens = dens * (1.0 - float(validation))
+        picks = active[torch.linspace(0, active.numel() - 1, min(batch_size, active.numel())).round().long()]
+        val = (
+            (kspace * fit)[picks].to(device), fit[picks].to(device), (kspace * gamma)[picks].to(device),
+            gamma[picks].to(device), dens[picks].to(device),
+        )
+        kspace, mask = kspace * fit, fit
+    # the split of what the adaptation learns from: its keep probability is p (1 - validation)
+    law = make_split("noisier2noise", family, dens[0], float(split), hermitian=not complex_data)
+    shift = min(family.shape) // 4 if max_shift is None else int(max_shift)
+    corr = MRIUndersampling(family, complex_data=complex_data, split=law, max_shift=shift)
     measured = torch.stack([kspace.real, kspace.imag, mask.float(), dens], dim=1)
     assert measured.shape[1] == MEASURED_CHANNELS
-    g = torch.Generator().manual_seed(int(seed))
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
+    rep = report if report is not None else AdaptReport()
+    best: tuple[float, int, dict] | None = None
+    bad = 0
+
+    def check(step: int) -> bool:
+        """Score the weights after ``step`` steps; True when the adaptation should stop."""
+        nonlocal best, bad
+        net.eval()
+        loss = _val_loss(net, *val, complex_data)
+        net.train()
+        rep.val_losses.append((step, loss))
+        if best is None or loss < best[0]:
+            best = (loss, step, copy.deepcopy(net.state_dict()))
+            bad = 0
+        else:
+            bad += 1
+        return bad >= patience
+
+    if val is not None:
+        check(0)
     net.train()
-    for step in tqdm(range(int(steps)), desc="adapt", unit="step", disable=not progress, leave=False):
+    step = 0
+    for step in tqdm(range(1, int(steps) + 1), desc="adapt", unit="step", disable=not progress, leave=False):
         pick = active[torch.randperm(active.numel(), generator=g)[:batch_size]]
         pair = corr.single_pair(measured[pick], generator=g, seeds=pick)
         ctx = {k: v.to(device) for k, v in pair.context.items()}
@@ -122,5 +233,14 @@ def adapt_model(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if val is not None and (step % check_every == 0 or step == steps) and check(step):
+            rep.stopped_early = step < steps
+            break
+    rep.steps = step
+    rep.best_step = step
+    if best is not None:
+        net.load_state_dict(best[2])
+        rep.best_step = best[1]
+    rep.seconds = time.perf_counter() - t_start
     net.eval()
     return SelfEnsemble(net) if wrapped else net

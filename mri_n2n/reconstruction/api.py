@@ -30,7 +30,14 @@ from ..io.kspace import KSpaceInput, as_kspace, expand_mask
 from ..io.multicoil import MultiCoilKSpace
 from ..masks import MaskFamily, family_from_description
 from ..models.ensemble import SelfEnsemble
-from .adapt import adapt_model
+from .adapt import (
+    ADAPT_CHECK_EVERY,
+    ADAPT_LR,
+    ADAPT_PATIENCE,
+    ADAPT_VALIDATION,
+    AdaptReport,
+    adapt_model,
+)
 from .engine import (
     AdaptFn,
     Reconstruction,
@@ -92,6 +99,14 @@ class Reconstructor:
         self.adapt_steps = int(adapt)
         #: circular shifts of the adaptation (``None``: a quarter of the smaller side, as trained)
         self.adapt_max_shift: int | None = None
+        #: the adaptation's learning rate and self-validated early stopping (share of the
+        #: measurements held out, steps between checks, checks without progress before stopping)
+        self.adapt_lr: float = ADAPT_LR
+        self.adapt_validation: float = ADAPT_VALIDATION
+        self.adapt_check_every: int = ADAPT_CHECK_EVERY
+        self.adapt_patience: int = ADAPT_PATIENCE
+        #: what the last adaptation did (steps, kept step, seconds, validation losses)
+        self.last_adaptation: AdaptReport | None = None
         if self.ensemble and not isinstance(model, SelfEnsemble):
             model = SelfEnsemble(model)
         self.model = model.to(self.device).eval()
@@ -349,19 +364,27 @@ class Reconstructor:
         """The network adapted to one scan's measurements (``mask``, ``kspace``: ``(N, H, W)``,
         normalised as in training) by :attr:`adapt_steps` self-supervised steps; a copy (the
         loaded weights do not change). Raises :class:`ReconstructionError` when it fails."""
+        report = AdaptReport()
         try:
-            return adapt_model(
+            net = adapt_model(
                 self.model,
                 family,
                 mask,
                 kspace.to(torch.complex64),
                 complex_data=self.complex_model,
                 steps=self.adapt_steps,
+                lr=self.adapt_lr,
                 max_shift=self.adapt_max_shift,
                 seed=seed,
+                validation=self.adapt_validation,
+                check_every=self.adapt_check_every,
+                patience=self.adapt_patience,
+                report=report,
             )
         except ValueError as e:
             raise ReconstructionError(str(e)) from None
+        self.last_adaptation = report
+        return net
 
     def _adapt_hook(self, family: MaskFamily | None, where: str, seed: int = 0) -> AdaptFn:
         """The engine's adaptation hook for a scan from ``family``'s law (``where`` names it)."""
