@@ -278,3 +278,37 @@ def test_an_unidentified_mask_law_is_reported_and_warned(tmp_path, capsys):
     row = json.loads((tmp_path / "out" / "report.json").read_text())["inputs"][0]
     assert row["mask_law"]["source"].startswith("estimated (unidentified: ")
     assert any("not identified" in w for w in row["warnings"])
+
+
+def test_measured_file_bench_scores_every_variant_and_gives_cs_tv_its_best_weight(tmp_path):
+    """`bench measured`'s table: each method on the same files, the adapted variant records its
+    steps, CS-TV's per-file weight is the best of the weights it tried, and the Markdown agrees."""
+    from mri_n2n.bench.cartesian import bench_fastmri_style, fastmri_style_markdown
+    from mri_n2n.checkpoint import save_checkpoint
+    from mri_n2n.config import Config
+    from mri_n2n.data.synthetic import write_fastmri_h5
+    from mri_n2n.models import Unrolled
+
+    net = Unrolled(2, 2, cascades=1, width=4, depth=2)
+    cfg = Config(task="mri", model="unrolled", size=32, dataset="kspace", complex=True,
+                 density="lines_lattice", acceleration=4, center_fraction=0.08)
+    ckpt = tmp_path / "c.pt"
+    save_checkpoint(ckpt, {"task": "mri", "model_spec": net.spec, "model": net.state_dict(),
+                           "config": cfg.to_dict()})
+    files = []
+    for i in range(2):
+        imgs = _volume(2, seed=i)[:, 8:24, :].astype(np.complex64)
+        write_fastmri_h5(tmp_path / f"f{i}.h5", imgs, mask=_cols().astype(np.float32), mask_attribute=True,
+                         oversample=2, noise_std=0.01, seed=i)
+        files.append(tmp_path / f"f{i}.h5")
+    res = bench_fastmri_style(ckpt, files, tv_iters=5, ensemble=True, adapt=2)
+    assert res["methods"][-4:] == ["N2N", "N2N ens", "N2N adapted", "N2N adapted ens"]
+    for row in res["rows"]:
+        assert row["N2N adapted/adapt_steps"] == 2 and row["mask_law"]["source"].startswith("estimated")
+        assert row["zero-filled/psnr"] < row["N2N/psnr"] + 50
+    for m in res["methods"]:
+        assert res["mean"][m]["psnr"] == pytest.approx(np.mean([r[f"{m}/psnr"] for r in res["rows"]]))
+    fixed = bench_fastmri_style(ckpt, files, tv_iters=5, tv_lam=res["rows"][0]["CS-TV/lam"] * 10)
+    assert res["rows"][0]["CS-TV/psnr"] >= fixed["rows"][0]["CS-TV/psnr"] - 1e-9
+    md = fastmri_style_markdown(res)
+    assert "| f0.h5 |" in md and "N2N adapted ens" in md and "CS-TV weights:" in md

@@ -17,6 +17,7 @@ Finished runs are reused, so the study can be resumed or its runs trained in par
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ __all__ = [
     "cartesian_markdown",
     "write_fastmri_style",
     "bench_fastmri_style",
+    "fastmri_style_markdown",
 ]
 
 #: (label, family, acceleration, centre fraction, train Noise2Clean too)
@@ -220,7 +222,6 @@ def cartesian_markdown(result: dict[str, Any]) -> str:
         )
     fm = result.get("fastmri_style")
     if fm:
-        cols = ["zero-filled", PLAIN, "CS-TV", "N2N"]
         lines += [
             "",
             "`mri-n2n reconstruct` on prospectively undersampled fastMRI-style files made from real "
@@ -228,14 +229,8 @@ def cartesian_markdown(result: dict[str, Any]) -> str:
             "oversampling, the same noise), with the equispaced 4x N2N model; fastMRI volume "
             "PSNR dB / SSIM against `reconstruction_esc`:",
             "",
-            "| file | sampled | " + " | ".join(cols) + " |",
-            "|---|---|" + "---|" * len(cols),
+            fastmri_style_markdown(fm),
         ]
-        for row in fm["rows"]:
-            cells = [f"{row[f'{c}/psnr']:.2f} / {row[f'{c}/ssim']:.3f}" for c in cols]
-            lines.append(
-                f"| {row['file']} | {row['sampled_fraction'] * 100:.1f} % | " + " | ".join(cells) + " |"
-            )
     lines += ["", "| goal | met |", "|---|---|"]
     lines += [f"| {k} | {'yes' if v else 'NO'} |" for k, v in result["goals"].items()]
     return "\n".join(lines)
@@ -282,37 +277,110 @@ def write_fastmri_style(
     return paths
 
 
+def _tv_best(y: torch.Tensor, mask: torch.Tensor, kin, lams: tuple[float, ...], iters: int):
+    """CS-TV (complex) on readout-cropped measurements: metrics and weight of the best weight in
+    ``lams``, the grid extended by half decades past an edge winner."""
+    scores: dict[float, dict[str, float]] = {}
+
+    def run(lam: float) -> None:
+        tv = tv_reconstruct(y, mask, lam=lam, iters=iters, real=False).abs().numpy()
+        tv = center_pad_crop(tv, kin.recon_shape)
+        scores[lam] = volume_metrics(tv, kin.reference, data_range=kin.max_value)
+
+    for lam in lams:
+        run(float(lam))
+    for _ in range(4):
+        order = sorted(scores)
+        best = max(order, key=lambda v: scores[v]["psnr"])
+        if best not in (order[0], order[-1]):
+            break
+        run(best / np.sqrt(10.0) if best == order[0] else best * np.sqrt(10.0))
+    best = max(scores, key=lambda v: scores[v]["psnr"])
+    return scores[best], best
+
+
 def bench_fastmri_style(
-    checkpoint: str | Path, files: list[Path], *, tv_lam: float, device: str = "cpu", tv_iters: int = 100
+    checkpoint: str | Path,
+    files: list[Path],
+    *,
+    tv_lam: float | None = None,
+    device: str = "cpu",
+    tv_iters: int = 100,
+    ensemble: bool = False,
+    adapt: int = 0,
 ) -> dict[str, Any]:
     """``reconstruct`` on fastMRI-style files (the path ``mri-n2n reconstruct`` takes): fastMRI
     volume PSNR/SSIM against ``reconstruction_esc`` with the file's ``max``, for zero-filling
-    (with and without ``1/p``), CS-TV (complex, weight ``tv_lam``) on the same readout-cropped
-    measurements and the checkpoint."""
-    rec = Reconstructor.from_checkpoint(checkpoint, device=device)
+    (with and without ``1/p``), CS-TV (complex; weight ``tv_lam``, or ``None``: the best of
+    :data:`~mri_n2n.bench.generalization.CS_TV_LAMS` per file against the reference, an oracle)
+    on the same readout-cropped measurements, and the checkpoint (``N2N``; with ``ensemble`` also
+    ``N2N ens``, with ``adapt`` steps also ``N2N adapted`` and, with both, ``N2N adapted ens``;
+    each with its seconds and the law the file's mask was read as)."""
+    from .generalization import CS_TV_LAMS
+
+    variants = [("N2N", False, 0)] + ([("N2N ens", True, 0)] if ensemble else [])
+    if adapt:
+        variants += [("N2N adapted", False, adapt)] + ([("N2N adapted ens", True, adapt)] if ensemble else [])
+    recs = {
+        name: Reconstructor.from_checkpoint(checkpoint, device=device, ensemble=ens, adapt=steps)
+        for name, ens, steps in variants
+    }
     rows = []
     for path in files:
         kin = read_kspace_input(path)
-        r = rec.kspace_input(kin)
+        row: dict[str, Any] = {"file": path.name, "shape": list(kin.kspace.shape)}
+        for i, (name, rec) in enumerate(recs.items()):
+            t0 = time.perf_counter()
+            r = rec.kspace_input(kin)
+            row[f"{name}/seconds"] = time.perf_counter() - t0
+            row[f"{name}/psnr"], row[f"{name}/ssim"] = r.metrics["psnr"], r.metrics["ssim"]
+            if rec.adapt_steps and rec.last_adaptation is not None:
+                row[f"{name}/adapt_steps"] = rec.last_adaptation.steps
+            if i == 0:
+                row["sampled_fraction"] = r.sampled_fraction
+                row["mask_law"] = r.mask_law
+                row["zero-filled/psnr"], row["zero-filled/ssim"] = (
+                    r.metrics["psnr_zero_filled"], r.metrics["ssim_zero_filled"]
+                )
+                row[f"{PLAIN}/psnr"] = r.metrics["psnr_zero_filled_plain"]
+                row[f"{PLAIN}/ssim"] = r.metrics["ssim_zero_filled_plain"]
         k, m = crop_readout(kin.kspace, kin.mask, kin.recon_shape[0])
         y = torch.from_numpy(np.ascontiguousarray(k))
         mask = torch.from_numpy(np.ascontiguousarray(m))
-        tv = tv_reconstruct(y, mask, lam=tv_lam, iters=tv_iters, real=False).abs().numpy()
-        tv_m = volume_metrics(center_pad_crop(tv, kin.recon_shape), kin.reference, data_range=kin.max_value)
-        rows.append(
-            {
-                "file": path.name,
-                "shape": list(kin.kspace.shape),
-                "sampled_fraction": r.sampled_fraction,
-                "zero-filled/psnr": r.metrics["psnr_zero_filled"],
-                f"{PLAIN}/psnr": r.metrics["psnr_zero_filled_plain"],
-                "CS-TV/psnr": tv_m["psnr"],
-                "N2N/psnr": r.metrics["psnr"],
-                "zero-filled/ssim": r.metrics["ssim_zero_filled"],
-                f"{PLAIN}/ssim": r.metrics["ssim_zero_filled_plain"],
-                "CS-TV/ssim": tv_m["ssim"],
-                "N2N/ssim": r.metrics["ssim"],
-                "mask_law": r.mask_law,
-            }
-        )
-    return {"checkpoint": str(checkpoint), "rows": rows}
+        if tv_lam is None:
+            tv_m, lam = _tv_best(y, mask, kin, CS_TV_LAMS, tv_iters)
+        else:
+            lam = float(tv_lam)
+            tv = tv_reconstruct(y, mask, lam=lam, iters=tv_iters, real=False).abs().numpy()
+            tv = center_pad_crop(tv, kin.recon_shape)
+            tv_m = volume_metrics(tv, kin.reference, data_range=kin.max_value)
+        row.update({"CS-TV/psnr": tv_m["psnr"], "CS-TV/ssim": tv_m["ssim"], "CS-TV/lam": lam})
+        rows.append(row)
+    methods = ["zero-filled", PLAIN, "CS-TV", *recs]
+    mean = {m: {k: float(np.mean([r[f"{m}/{k}"] for r in rows])) for k in ("psnr", "ssim")} for m in methods}
+    return {"checkpoint": str(checkpoint), "rows": rows, "methods": methods, "mean": mean,
+            "tv_lam": "per file (oracle)" if tv_lam is None else tv_lam}
+
+
+def fastmri_style_markdown(res: dict[str, Any]) -> str:
+    """The measured-file table: a row per file (PSNR dB / SSIM per method), the mean, the CS-TV
+    weights and the law each file's mask was read as."""
+    methods = res.get("methods") or ["zero-filled", PLAIN, "CS-TV", "N2N"]
+    lines = ["| file | sampled | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for row in res["rows"]:
+        cells = [f"{row[f'{c}/psnr']:.2f} / {row[f'{c}/ssim']:.3f}" for c in methods]
+        lines.append(f"| {row['file']} | {row['sampled_fraction'] * 100:.1f} % | " + " | ".join(cells) + " |")
+    if "mean" in res:
+        cells = [f"**{res['mean'][m]['psnr']:.2f} / {res['mean'][m]['ssim']:.3f}**" for m in methods]
+        lines.append("| mean | | " + " | ".join(cells) + " |")
+    lams = ", ".join(f"{r['file']} {r['CS-TV/lam']:g}" for r in res["rows"] if "CS-TV/lam" in r)
+    laws = ", ".join(f"{r['file']} {r['mask_law'].get('source', '?')}" for r in res["rows"])
+    lines += ["", f"CS-TV weights: {lams}. Mask laws: {laws}."]
+    timed = [m for m in methods if all(f"{m}/seconds" in r for r in res["rows"])]
+    if timed:
+        lines += ["", "| seconds | " + " | ".join(timed) + " |", "|---|" + "---|" * len(timed)]
+        for r in res["rows"]:
+            lines.append(f"| {r['file']} | " + " | ".join(f"{r[f'{m}/seconds']:.1f}" for m in timed) + " |")
+    return "\n".join(lines)
+
+
