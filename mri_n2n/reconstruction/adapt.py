@@ -43,14 +43,17 @@ from ..models.ensemble import SelfEnsemble
 from ..splits import make_split
 
 __all__ = [
-    "ADAPT_STEPS", "ADAPT_LR", "ADAPT_SPLIT", "ADAPT_VALIDATION", "ADAPT_CHECK_EVERY", "ADAPT_PATIENCE",
-    "AdaptReport", "adapt_model",
+    "ADAPT_STEPS", "ADAPT_LR", "ADAPT_SPLIT", "ADAPT_MAX_SHIFT", "ADAPT_VALIDATION", "ADAPT_CHECK_EVERY",
+    "ADAPT_PATIENCE", "AdaptReport", "adapt_model",
 ]
 
 #: Default number of adaptation steps, learning rate and held-out share of each acquisition.
 ADAPT_STEPS = 200
 ADAPT_LR = 3e-4
 ADAPT_SPLIT = 0.4
+#: Circular shifts of the adaptation's pairs, at most this many pixels (``None``: a quarter of
+#: the smaller side, as in training); the tuning set preferred none.
+ADAPT_MAX_SHIFT: int | None = 0
 #: Defaults of the self-validated early stopping: share of the measurements held out (0: off,
 #: a fixed number of steps), steps between checks, checks without progress before stopping.
 ADAPT_VALIDATION = 0.0
@@ -111,7 +114,7 @@ def adapt_model(
     lr: float = ADAPT_LR,
     split: float = ADAPT_SPLIT,
     batch_size: int = 8,
-    max_shift: int | None = None,
+    max_shift: int | None = ADAPT_MAX_SHIFT,
     seed: int = 0,
     progress: bool = False,
     validation: float = ADAPT_VALIDATION,

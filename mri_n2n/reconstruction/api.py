@@ -33,6 +33,7 @@ from ..models.ensemble import SelfEnsemble
 from .adapt import (
     ADAPT_CHECK_EVERY,
     ADAPT_LR,
+    ADAPT_MAX_SHIFT,
     ADAPT_PATIENCE,
     ADAPT_VALIDATION,
     AdaptReport,
@@ -98,7 +99,7 @@ class Reconstructor:
             raise ValueError(f"adaptation steps must be >= 0, got {adapt}")
         self.adapt_steps = int(adapt)
         #: circular shifts of the adaptation (``None``: a quarter of the smaller side, as trained)
-        self.adapt_max_shift: int | None = None
+        self.adapt_max_shift: int | None = ADAPT_MAX_SHIFT
         #: the adaptation's learning rate and self-validated early stopping (share of the
         #: measurements held out, steps between checks, checks without progress before stopping)
         self.adapt_lr: float = ADAPT_LR
