@@ -72,6 +72,12 @@ def multicoil_output(
     Both scale with ``(image, kspace)``: a k-space ``c`` times larger gives a ``c`` times larger
     output (the reconstruction normalises its input and multiplies the output back).
 
+    Why not ``|x|`` itself: the coil combination by the maps is the root-sum-of-squares only where
+    the maps match the signal; where noise dominates it keeps one channel's worth of noise power
+    while the root-sum-of-squares sums all ``C`` (``sqrt(C)`` times larger: 1.41 for a 2-channel
+    file), and it is zero outside the maps' support. Written as the image, ``|x|`` was therefore
+    not in the units of the file's own root-sum-of-squares, even for a fully sampled file.
+
     Returns:
         float32 magnitude ``(B, H, W)``.
 
