@@ -95,6 +95,7 @@ def multicoil_output(
         out = torch.where(norm > 0, x.abs() * norm, out)
     return out.float()
 
+
 #: Smallest side of the fully sampled centre from which maps are estimated at inference (8x line
 #: masks keep 4 % of the lines: 5 at 128 columns).
 MAPS_MIN_CALIBRATION = 4
