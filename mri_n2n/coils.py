@@ -6,9 +6,10 @@ sensitivity ``S_c``; each coil's k-space is sampled on the same mask ``M``::
     y_c = M F (S_c x),        A = M F S,        A^H y = sum_c conj(S_c) F^-1 (M y_c)
 
 with ``F`` the centred orthonormal FFT of :mod:`mri_n2n.fft`. :class:`SenseOperator` implements
-``A``, its adjoint, the normal operator, coil combination, zero-filling and two kinds of data
+``A``, its adjoint, the normal operator, coil combination, zero-filling, two kinds of data
 consistency for a network output (per-coil replacement, :meth:`SenseOperator.project`, and the
-exact proximal/CG-SENSE step, :meth:`SenseOperator.cg_dc`).
+exact proximal/CG-SENSE step, :meth:`SenseOperator.cg_dc`) and fastMRI's output image, the
+root-sum-of-squares of the per-coil data-consistent coil images (:meth:`SenseOperator.coil_rss`).
 
 **Conventions.** Images ``(B, H, W)`` complex; multi-coil k-space and coil images
 ``(B, C, H, W)`` complex; maps ``(C, H, W)`` (shared by the batch) or ``(B, C, H, W)``; masks
@@ -216,6 +217,29 @@ class SenseOperator:
         k = fft2c(self.expand(x))
         k = torch.where(self._m(), _complex(y, k), k)
         return self.reduce(ifft2c(k))
+
+    def coil_rss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """fastMRI's multi-coil output: the root-sum-of-squares of the coil images of the
+        per-coil data-consistent k-space (E2E-VarNet's final image)::
+
+            coil_rss(x, y) = sqrt(sum_c |F^-1 k_c|^2),    k_c = M y_c + (1 - M) F S_c x
+
+        Every coil's k-space holds the measurements on the measured entries and the estimate's
+        ``F S_c x`` elsewhere; no coil combination by the maps is involved, so the result is in
+        the data's units everywhere, outside the maps' support too. A full mask gives the
+        root-sum-of-squares of the data (:func:`rss` of ``F^-1 y``) whatever ``x``; the result
+        scales with ``(x, y)``.
+
+        Args:
+            x: image estimate ``(B, H, W)``, real or complex.
+            y: measured multi-coil k-space ``(B, C, H, W)`` (entries off the mask are ignored).
+
+        Returns:
+            Real magnitude ``(B, H, W)``.
+        """
+        k = fft2c(self.expand(x))
+        k = torch.where(self._m(), _complex(y, k), k)
+        return rss(ifft2c(k), dim=-3)
 
     def cg_dc(
         self,

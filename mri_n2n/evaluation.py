@@ -46,6 +46,7 @@ from .models.ensemble import ensemble_forward
 from .physics import SpectralSampling
 from .plots import comparison_grid, provenance_view, psnr_histogram
 from .reconstruction.adapt import adapt_model
+from .reconstruction.multicoil import MULTICOIL_OUTPUTS, multicoil_output
 
 __all__ = ["evaluate_mri", "write_evaluation", "evaluation_markdown"]
 
@@ -86,6 +87,7 @@ def evaluate_mri(
     sense_lam: float | None = None,
     ensemble: bool = False,
     adapt: int = 0,
+    output: str = "rss",
 ) -> dict[str, Any]:
     """Evaluate zero-filling, CS-TV and checkpoints on the same validation slices and masks.
 
@@ -95,7 +97,13 @@ def evaluate_mri(
     scored against it; others against the clean slice's magnitude. Multi-coil data get two
     baselines in place of CS-TV: CG-SENSE (Tikhonov weight ``sense_lam``, default
     :data:`SENSE_LAM`) and TV-SENSE (:func:`~mri_n2n.baselines.tv_sense`, weight ``tv_lam``,
-    default :data:`~mri_n2n.baselines.DEFAULT_SENSE_TV_LAM`). ``plain_zero_filled`` adds
+    default :data:`~mri_n2n.baselines.DEFAULT_SENSE_TV_LAM`). Every multi-coil method (the SENSE-1
+    zero-filled image, the baselines, the networks after their data consistency) is scored as
+    ``mri-n2n reconstruct`` writes it, in the convention ``output``
+    (:func:`~mri_n2n.reconstruction.multicoil.multicoil_output`: ``"rss"``, fastMRI's
+    root-sum-of-squares of the data-consistent coil images, or ``"sense"``, the SENSE image
+    on the maps' support), so a network's scores are those of its reconstructions and the
+    baselines are treated alike. ``plain_zero_filled`` adds
     the uncompensated zero-filled image ``F^-1 M y`` (:data:`PLAIN`); ``ensemble`` adds, after
     each checkpoint, its geometric self-ensemble (:func:`~mri_n2n.models.ensemble.ensemble_forward`,
     named ``<name> x8`` or ``x4`` for line masks and non-square slices); ``adapt`` adds each
@@ -111,6 +119,8 @@ def evaluate_mri(
     """
     if not checkpoints:
         raise ValueError("give at least one --checkpoint")
+    if output not in MULTICOIL_OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(MULTICOIL_OUTPUTS)}, got {output!r}")
     dev = resolve_device(device)
     ckpts = [(Path(p), load_checkpoint(p, task="mri", map_location="cpu")) for p in checkpoints]
     cfg = Config.from_dict(ckpts[0][1]["config"], where=f"{ckpts[0][0]}: config")
@@ -208,7 +218,13 @@ def evaluate_mri(
         refs = [valid.reference(i) for i in idx] if hasattr(valid, "reference") else []
         if refs and all(r is not None for r in refs):  # the file's own reference (fastMRI's esc)
             ref = torch.from_numpy(np.stack(refs))[:, None].to(ref.device, ref.dtype)
-        mags = {k: _magnitude(v) for k, v in outs.items()}
+        if multicoil:  # as reconstruct writes them; the RSS of the zero-filled coils as it is
+            mags = {
+                k: _magnitude(v) if k == PLAIN else multicoil_output(v, pair.context, output)[:, None]
+                for k, v in outs.items()
+            }
+        else:
+            mags = {k: _magnitude(v) for k, v in outs.items()}
         per = {
             k: {
                 "psnr": psnr(v.clamp(0, 1), ref, data_range=1.0, reduction="none"),
@@ -273,6 +289,7 @@ def evaluate_mri(
             "tv_lam": lam if cs_tv else None,
             "tv_iters": tv_iters if cs_tv else None,
             "sense_lam": sense_lam if cs_tv and multicoil else None,
+            "multicoil_output": output if multicoil else None,
             "checkpoints": [str(p) for p, _ in ckpts],
             "device": str(dev),
         },
@@ -337,6 +354,17 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
         "Paper convention: per slice, output clipped to [0, 1], peak 1.0, mean ± std over slices. "
         "fastMRI convention: per volume, data range = reference volume maximum, mean over volumes.",
     ]
+    out = st.get("multicoil_output")
+    if out:
+        lines.append(
+            "Multi-coil images as `mri-n2n reconstruct` writes them: "
+            + (
+                "the root-sum-of-squares of the data-consistent coil images (fastMRI's convention)."
+                if out == "rss"
+                else "the SENSE image on the maps' support, the data-consistent coils' root-sum-of-squares "
+                "outside it (`--multicoil-output sense`)."
+            )
+        )
     return "\n".join(lines)
 
 

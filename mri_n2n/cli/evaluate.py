@@ -32,6 +32,12 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
     p.add_argument("--sense-lam", type=float, help="multi-coil: CG-SENSE's Tikhonov weight (default 1e-3)")
     p.add_argument("--tv-iters", type=int, default=100, help="CS-TV iterations (default 100)")
     p.add_argument(
+        "--multicoil-output",
+        choices=("rss", "sense"),
+        default="rss",
+        help="multi-coil: score images as `reconstruct --multicoil-output` writes them (default rss)",
+    )
+    p.add_argument(
         "--ensemble",
         action="store_true",
         help="also score each checkpoint's geometric self-ensemble (mean over flips and transposes)",
@@ -58,6 +64,7 @@ def run(a: argparse.Namespace) -> int:
             tv_lam=a.tv_lam,
             tv_iters=a.tv_iters,
             sense_lam=a.sense_lam,
+            output=a.multicoil_output,
             ensemble=a.ensemble,
             adapt=a.adapt,
             limit=a.limit,

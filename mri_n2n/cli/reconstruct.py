@@ -54,6 +54,15 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         help="multi-coil files: SVD-compress each slice's coils to N virtual coils first (default: all)",
     )
     p.add_argument(
+        "--multicoil-output",
+        choices=("rss", "sense"),
+        default="rss",
+        help="multi-coil files: rss (default; fastMRI's: the root-sum-of-squares of the coil images "
+        "with the measured k-space kept, exactly the data's RSS when fully sampled) or sense (the "
+        "network's coil-combined image where the maps see the object, rss outside); both in the "
+        "input's units",
+    )
+    p.add_argument(
         "--amp", action=argparse.BooleanOptionalAction, default=None, help="autocast on CUDA (default on)"
     )
     p.add_argument("--figures", action="store_true", help="write figures/<output>.png per volume")
@@ -108,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--checkpoint: {one_line(e)}{hint}", 2)
     except ValueError as e:
         return fail(one_line(e), 2)
+    rec.multicoil_output = getattr(args, "multicoil_output", "rss")
     if args.simulate is not None:
         try:
             rec.corruption((256, 256), args.simulate)

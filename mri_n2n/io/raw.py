@@ -104,9 +104,16 @@ def _read_kspace_hdf5(path: Path, layout: str | None, *, multicoil: bool) -> Mul
                     f"{where}: 3-D 'kspace' {tuple(d.shape)} is ambiguous: (slices, ky, kx) single-coil "
                     "or (coils, ky, kx) one slice; pass layout='slices,ky,kx' or layout='coils,ky,kx'"
                 )
+            elif ndim == 4:  # the shape fits, the reading is not certain: say what would settle it
+                raise VolumeError(
+                    f"{where}: 4-D 'kspace' {tuple(d.shape)} has no fastMRI marker (an 'ismrmrd_header' "
+                    "dataset or a 'reconstruction_rss'/'reconstruction_esc' reference), so its axes are "
+                    "not known; pass layout='slices,coils,ky,kx' (or 'coils,slices,ky,kx'), set a 'layout' "
+                    "attribute, or read it with read_fastmri_multicoil"
+                )
             else:
                 raise VolumeError(
-                    f"{where}: 'kspace' has shape {tuple(d.shape)}; a fastMRI multi-coil file holds "
+                    f"{where}: {ndim}-D 'kspace' {tuple(d.shape)}: expected (ky, kx), (slices, ky, kx) or "
                     "(slices, coils, ky, kx)"
                 )
         try:

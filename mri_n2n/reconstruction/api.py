@@ -119,6 +119,9 @@ class Reconstructor:
         self.checkpoint: str | None = None
         #: the law of the undersampled files a checkpoint trained on (``None``: the config's family)
         self.trained_law: MaskFamily | None = None
+        #: multi-coil files' output convention when :meth:`multicoil` is given none: ``"rss"``
+        #: (fastMRI's) or ``"sense"`` (:func:`~mri_n2n.reconstruction.multicoil.multicoil_output`)
+        self.multicoil_output = "rss"
         self._densities: dict[tuple[int, int], torch.Tensor] = {}
 
     @classmethod
@@ -436,12 +439,17 @@ class Reconstructor:
         simulate: float | None = None,
         seed: int = 0,
         virtual_coils: int | None = None,
+        output: str | None = None,
     ) -> Reconstruction:
         """Reconstruct a multi-coil file as :func:`~mri_n2n.io.raw.read_raw` read it (fastMRI
         multi-coil, ISMRMRD, twix; :func:`~mri_n2n.reconstruction.multicoil.reconstruct_multicoil`),
         or with ``simulate`` a retrospective study of a fully sampled one with the checkpoint's
         mask family at mean density ``simulate``, masks seeded per slice by ``seed``;
-        ``virtual_coils`` compresses the coils first (SVD, off by default)."""
+        ``virtual_coils`` compresses the coils first (SVD, off by default). ``output``: the
+        output convention, ``"rss"`` (fastMRI's: the root-sum-of-squares of the data-consistent
+        coil images, exactly the data's on a fully sampled file) or ``"sense"`` (the network's
+        SENSE image on the maps' support), both in the input's units; ``None``:
+        :attr:`multicoil_output` (default ``"rss"``)."""
         s, c, h, w = mc.kspace.shape
         rows = min(mc.recon_shape[0], h) if mc.recon_shape else h
         corruption = MultiCoilUndersampling.from_config(self.config, (rows, w), fraction=simulate, coils=c)
@@ -454,6 +462,7 @@ class Reconstructor:
             seed=seed,
             batch_size=self.batch_size,
             virtual_coils=virtual_coils,
+            output=self.multicoil_output if output is None else output,
         )
         if note := unidentified_note(str(result.mask_law.get("source", ""))):
             result.warnings = [note, *result.warnings]

@@ -7,11 +7,17 @@ Walsh's method, as for training: ESPIRiT needs a wider calibration region than a
 masks keep), the network sees the SENSE-1 zero-filled image compensated by the file's mask law
 (recorded or estimated, :func:`~mri_n2n.data.measured.file_mask_law`), unrolled networks get the
 coils' measurements and maps for their data consistency, and the output goes through the
-multi-coil data consistency of :class:`~mri_n2n.corruptions.multicoil.MultiCoilUndersampling`.
-The output is the magnitude ``(rows, cols, slices)`` cropped to the reconstruction matrix; with
-a reference (the file's ``reconstruction_rss``, or for ``simulate`` the root-sum-of-squares of
-the fully sampled coils) fastMRI volume metrics compare it, the SENSE-1 compensated zero-filled
-image and the usual baseline, the root-sum-of-squares of the zero-filled coil images.
+multi-coil data consistency of :class:`~mri_n2n.corruptions.multicoil.MultiCoilUndersampling`
+(``--dc prox`` networks: their own). The written image follows fastMRI's convention
+(:func:`multicoil_output`, ``output="rss"``): the root-sum-of-squares of the coil images whose
+k-space holds the measurements on the measured bins and the network's ``F S_c x`` elsewhere, in
+the input's units, exactly the data's root-sum-of-squares on a fully sampled file (outside the
+maps' support too); ``output="sense"`` keeps the network's coil-combined image on the maps'
+support. The output is the magnitude ``(rows, cols, slices)`` cropped to the reconstruction
+matrix; with a reference (the file's ``reconstruction_rss``, or for ``simulate`` the
+root-sum-of-squares of the fully sampled coils) fastMRI volume metrics compare it, the SENSE-1
+compensated zero-filled image (in the same convention) and the usual baseline, the
+root-sum-of-squares of the zero-filled coil images.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..coils import SenseOperator, compress_coils, estimate_maps, find_calibration
+from ..coils import SenseOperator, compress_coils, estimate_maps, find_calibration, rss
 from ..data.measured import crop_readout, file_mask_law
 from ..data.slices import center_pad_crop
 from ..fft import ifft2c
@@ -30,7 +36,65 @@ from ..models import ends_with_dc, measurement_kwargs
 from ..seeding import seeded_generator
 from .engine import Reconstruction, ReconstructionError, _Accum, model_channels, slice_seed
 
-__all__ = ["reconstruct_multicoil", "multicoil_affine", "MAPS_MIN_CALIBRATION"]
+__all__ = [
+    "reconstruct_multicoil",
+    "multicoil_affine",
+    "multicoil_output",
+    "MULTICOIL_OUTPUTS",
+    "MAPS_MIN_CALIBRATION",
+]
+
+#: The multi-coil output conventions of :func:`multicoil_output` (the first is the default).
+MULTICOIL_OUTPUTS = ("rss", "sense")
+
+
+def multicoil_output(
+    image: torch.Tensor, context: dict[str, torch.Tensor], output: str = "rss"
+) -> torch.Tensor:
+    """The magnitude a multi-coil method delivers, in the units of its measurements.
+
+    ``image`` is the method's final complex SENSE image ``x`` (real/imaginary channels
+    ``(B, 2, H, W)`` or complex ``(B, H, W)``): a network's output after its data consistency
+    (``--dc prox`` networks: their own output; others: the corruption's per-coil projection),
+    a baseline's solution (CG-SENSE, TV-SENSE) or the SENSE-1 zero-filled image; ``context``
+    holds the slices' ``mask``, measured coil ``kspace`` and ``maps``.
+
+    - ``"rss"`` (default; fastMRI's convention, E2E-VarNet's output): the root-sum-of-squares
+      of the coil images of the per-coil data-consistent k-space, ``k_c = M y_c + (1 - M) F S_c
+      x`` (:meth:`~mri_n2n.coils.SenseOperator.coil_rss`). On a fully sampled slice this is
+      the root-sum-of-squares of the data, exactly, outside the maps' support too; on measured
+      bins every coil keeps its measurements (their noise included).
+    - ``"sense"``: the SENSE image itself where the maps see the object, ``|x| sqrt(sum_c
+      |S_c|^2)`` (``|x|`` for normalised maps), and the ``"rss"`` image outside the maps'
+      support (where ``x`` is not defined). Same units as ``"rss"``; it keeps the denoising of
+      methods that do not force the measurements (``--dc prox``, CG-SENSE, TV-SENSE).
+
+    Both scale with ``(image, kspace)``: a k-space ``c`` times larger gives a ``c`` times larger
+    output (the reconstruction normalises its input and multiplies the output back).
+
+    Why not ``|x|`` itself: the coil combination by the maps is the root-sum-of-squares only where
+    the maps match the signal; where noise dominates it keeps one channel's worth of noise power
+    while the root-sum-of-squares sums all ``C`` (``sqrt(C)`` times larger: 1.41 for a 2-channel
+    file), and it is zero outside the maps' support. Written as the image, ``|x|`` was therefore
+    not in the units of the file's own root-sum-of-squares, even for a fully sampled file.
+
+    Returns:
+        float32 magnitude ``(B, H, W)``.
+
+    Raises:
+        ValueError: an unknown ``output``.
+    """
+    if output not in MULTICOIL_OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(MULTICOIL_OUTPUTS)}, got {output!r}")
+    x = image if image.is_complex() else torch.complex(image[:, 0].float(), image[:, 1].float())
+    maps, mask, y = context["maps"], context["mask"], context["kspace"]
+    op = SenseOperator(maps, mask[:, 0] if mask.ndim == 4 else mask)
+    out = op.coil_rss(x, y)
+    if output == "sense":
+        norm = rss(op.maps, dim=-3).expand_as(out)
+        out = torch.where(norm > 0, x.abs() * norm, out)
+    return out.float()
+
 
 #: Smallest side of the fully sampled centre from which maps are estimated at inference (8x line
 #: masks keep 4 % of the lines: 5 at 128 columns).
@@ -81,6 +145,7 @@ def reconstruct_multicoil(
     seed: int = 0,
     batch_size: int = 4,
     virtual_coils: int | None = None,
+    output: str = "rss",
 ) -> Reconstruction:
     """Reconstruct one multi-coil file (module docstring).
 
@@ -97,12 +162,20 @@ def reconstruct_multicoil(
             (:func:`~mri_n2n.coils.compress_coils`; the costs of the maps, the zero-filled images
             and the data consistency scale with the coils); ``None`` or at least the file's
             coils: no compression. The reference of ``simulate`` uses all coils.
+        output: the output convention (:func:`multicoil_output`): ``"rss"`` (default; fastMRI's:
+            the root-sum-of-squares of the data-consistent coil images, the data's own
+            root-sum-of-squares on fully sampled files) or ``"sense"`` (the network's SENSE
+            image scaled by the maps' root-sum-of-squares on their support). Both are in the
+            input's units; the report's zero-filled row follows the same convention.
 
     Raises:
         ReconstructionError: a one-channel model, an undersampled file with ``simulate``, no
             usable calibration region, an unreadable mask law (one line naming the file).
     """
     where = mc.path
+    if output not in MULTICOIL_OUTPUTS:
+        known = ", ".join(MULTICOIL_OUTPUTS)
+        raise ReconstructionError(f"{where}: output must be one of {known}, got {output!r}")
     if model_channels(model) != 2:
         raise ReconstructionError(f"{where}: multi-coil data need a two-channel (complex) checkpoint")
     k = np.asarray(mc.kspace, np.complex64)
@@ -167,9 +240,10 @@ def reconstruct_multicoil(
                 ctx = {"mask": m, "kspace": y, "maps": sm}
                 est = model(inp, **measurement_kwargs(model, ctx)).float()
                 x = est if ends_with_dc(model) else corruption_project(est, ctx)
-                mag = torch.complex(x[:, 0], x[:, 1]).abs() * scale
+                mag = multicoil_output(x, ctx, output) * scale  # in the data's units
                 out[idx] = center_pad_crop(mag.cpu().numpy(), (rows, cols))
-                zf_mag[idx] = center_pad_crop((z.abs() * scale).cpu().numpy(), (rows, cols))
+                zmag = multicoil_output(z, ctx, output) * scale
+                zf_mag[idx] = center_pad_crop(zmag.cpu().numpy(), (rows, cols))
                 plain = ifft2c(y * scale).abs().square().sum(1).sqrt()  # RSS of the zero-filled coils
                 plain_mag[idx] = center_pad_crop(plain.cpu().numpy(), (rows, cols))
     finally:
