@@ -330,3 +330,20 @@ def test_unmarked_4d_kspace_error_says_what_is_missing(tmp_path):
         f["kspace"] = np.ones((1, 2, 2, 8, 8), np.complex64)
     with pytest.raises(VolumeError, match=r"5-D 'kspace' \(1, 2, 2, 8, 8\): expected"):
         read_raw(tmp_path / "five.h5")
+
+
+def test_object_psnr_scores_only_the_object():
+    """The multi-coil study's object PSNR ignores the background: noise where the reference is 0
+    changes the whole-image PSNR, not the object's."""
+    from mri_n2n.evaluation import object_psnr
+    from mri_n2n.metrics import psnr
+
+    ref = torch.zeros(2, 1, 16, 16)
+    ref[:, :, 4:12, 4:12] = 0.8
+    rec = ref.clone()
+    rec[:, :, 4:12, 4:12] += 0.01
+    noisy = rec.clone()
+    noisy[:, :, :2] += 0.2  # background only
+    assert torch.allclose(object_psnr(rec, ref), torch.full((2,), 40.0), atol=1e-3)
+    assert torch.allclose(object_psnr(noisy, ref), object_psnr(rec, ref))
+    assert float(psnr(noisy, ref, data_range=1.0)) < float(psnr(rec, ref, data_range=1.0)) - 10
