@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command", required=True, help="the command that trained it (recorded)")
     p.add_argument("--machine", default="", help="where it trained (recorded)")
     p.add_argument("--train-seconds", type=float, default=None, help="training wall time (recorded)")
+    p.add_argument("--data", default="", help="the training data and its sources (recorded)")
+    p.add_argument("--default", action="store_true", help="mark it as the default shipped model")
     a = p.parse_args(argv)
     ck = load_checkpoint(a.checkpoint, task="mri")
     slim = {k: ck[k] for k in KEEP if k in ck}
@@ -60,8 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         "command": a.command,
         "machine": a.machine,
         "train_seconds": a.train_seconds,
+        "data": a.data,
         "bytes": dest.stat().st_size,
     }
+    if a.default:  # one default: Reconstructor.from_pretrained() and --checkpoint default load it
+        for rec in registry.values():
+            rec.pop("default", None)
+        registry[a.name]["default"] = True
     atomic_write_text(registry_path, json.dumps(registry, indent=2) + "\n")
     print(json.dumps(registry[a.name], indent=2))
     return 0

@@ -71,14 +71,27 @@ def pretrained() -> dict[str, dict[str, Any]]:
     return json.loads(registry.read_text())
 
 
+#: The name that means "the shipped model the registry marks as the default".
+DEFAULT_NAME = "default"
+
+
+def default_pretrained() -> str:
+    """The name of the shipped model the registry marks ``"default": true`` (the first one when
+    none is marked; ``""`` when nothing is shipped)."""
+    reg = pretrained()
+    marked = [k for k, v in reg.items() if v.get("default")]
+    return marked[0] if marked else next(iter(reg), "")
+
+
 def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
     """A checkpoint path: an existing file as is, else the shipped checkpoint of that name
-    (e.g. ``"mni152-n2n"``, see :func:`pretrained`); other values are returned unchanged, so
-    :func:`load_checkpoint` reports them as missing."""
+    (e.g. ``"mni152-n2n"``, or ``"default"`` for the registry's default, see :func:`pretrained`);
+    other values are returned unchanged, so :func:`load_checkpoint` reports them as missing."""
     path = Path(path_or_name)
     if path.is_file():
         return path
-    entry = pretrained().get(str(path_or_name))
+    name = default_pretrained() if str(path_or_name) == DEFAULT_NAME else str(path_or_name)
+    entry = pretrained().get(name)
     return PRETRAINED_DIR / entry["file"] if entry else path
 
 

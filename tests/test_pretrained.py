@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from mri_n2n import Reconstructor
-from mri_n2n.checkpoint import PRETRAINED_DIR, CheckpointError, load_checkpoint, pretrained
+from mri_n2n.checkpoint import (
+    PRETRAINED_DIR,
+    CheckpointError,
+    default_pretrained,
+    load_checkpoint,
+    pretrained,
+    resolve_checkpoint,
+)
 from mri_n2n.cli.reconstruct import main as reconstruct_main
 from mri_n2n.data.synthetic import phantom_volume
 from mri_n2n.evaluation import evaluate_mri
@@ -42,9 +49,17 @@ def test_load_by_name_everywhere(tmp_path):
     assert load_checkpoint("mni152-n2n")["task"] == "mri"
     with pytest.raises(CheckpointError, match="no shipped checkpoint"):
         Reconstructor.from_pretrained("no-such-weights")
+    # exactly one default, which from_pretrained() and the name "default" load
+    defaults = [k for k, v in pretrained().items() if v.get("default")]
+    assert len(defaults) == 1 and default_pretrained() == defaults[0]
+    assert resolve_checkpoint("default") == PRETRAINED_DIR / pretrained()[defaults[0]]["file"]
+    rec_default = Reconstructor.from_pretrained(device="cpu")
+    want = load_checkpoint(defaults[0])["model"]
+    assert all(torch.equal(v, want[k]) for k, v in rec_default.model.state_dict().items())
+    assert Reconstructor.from_pretrained("mni152-n2n", device="cpu").config.dataset == "mni152"
     vol = phantom_volume((64, 64, 6), content=(1, 5), seed=2)
     write_nifti(tmp_path / "p.nii.gz", vol, np.diag([1.0, 1.0, 1.0, 1.0]))
     out = tmp_path / "out"
-    args = ["--checkpoint", "mni152-n2n", str(tmp_path / "p.nii.gz"), "--simulate", "0.1", "--out", str(out)]
+    args = ["--checkpoint", "default", str(tmp_path / "p.nii.gz"), "--simulate", "0.1", "--out", str(out)]
     assert reconstruct_main([*args, "--quiet"]) == 0
     assert load_volume(out / "p_recon.nii.gz").array.shape == (64, 64, 6)

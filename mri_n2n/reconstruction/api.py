@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from ..checkpoint import (
+    DEFAULT_NAME,
     CheckpointError,
+    default_pretrained,
     load_checkpoint,
     model_from_checkpoint,
     pretrained,
@@ -127,7 +129,7 @@ class Reconstructor:
     @classmethod
     def from_pretrained(
         cls,
-        name: str = "mni152-n2n",
+        name: str | None = None,
         *,
         device: str | torch.device = "auto",
         amp: bool | None = None,
@@ -135,11 +137,14 @@ class Reconstructor:
         ensemble: bool = False,
         adapt: int = 0,
     ) -> Reconstructor:
-        """A shipped checkpoint by name (:func:`mri_n2n.checkpoint.pretrained` lists them).
+        """A shipped checkpoint by name (:func:`mri_n2n.checkpoint.pretrained` lists them);
+        ``None`` or ``"default"``: the one the registry marks as the default.
 
         Raises:
             CheckpointError: no shipped checkpoint of that name.
         """
+        if name is None or name == DEFAULT_NAME:
+            name = default_pretrained()
         if name not in pretrained():
             names = ", ".join(pretrained()) or "none"
             raise CheckpointError(f"{name}: no shipped checkpoint of that name (have: {names})")
