@@ -98,6 +98,8 @@ class Config:
     synth_photos: float = _f(0.0, "--dataset synth: share of the training items that are grayscale "
                              "scikit-image photographs instead of synthetic brains (texture variety; "
                              "0 = none, at most 0.9)")
+    synth_template: float = _f(0.0, "--dataset synth: share of the other training items that are the "
+                               "MNI152 T1 template slice itself (0 = none, at most 0.9)")
     # MRI corruption (paper: exp-decay density, 10 % of k-space, Hermitian masks)
     density: str = _f("exp", "k-space mask family: exp (paper), gaussian, uniform (2-D Bernoulli); "
                       "lines_random, lines_equispaced (fastMRI equispaced_fraction), lines_lattice "
@@ -236,6 +238,7 @@ SPLIT_LOSSES = ("kspace", "kspace_flat", "kspace_clipped", "kspace_normalized")
 #: Fields a resumed run cannot change: they define the model, the data or the corruption.
 RESUME_FIXED = (
     "task", "target", "split", "dataset", "data_dir", "size", "slices", "axis", "normalize", "synth_photos",
+    "synth_template",
     "density",
     "fraction", "edge", "acceleration", "center_fraction", "complex", "kspace_noise", "augment", "deform",
     "crop", "noise", "noise_options",
@@ -406,6 +409,10 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
         raise ConfigError("--crop cuts the slices as part of the augmentation: add --augment")
     if not 0.0 <= cfg.synth_photos <= 0.9:
         raise ConfigError(f"--synth-photos must lie in [0, 0.9], got {cfg.synth_photos}")
+    if not 0.0 <= cfg.synth_template <= 0.9:
+        raise ConfigError(f"--synth-template must lie in [0, 0.9], got {cfg.synth_template}")
+    if cfg.synth_template and cfg.dataset != "synth":
+        raise ConfigError(f"--synth-template mixes the template into --dataset synth, not '{cfg.dataset}'")
     if cfg.synth_photos and cfg.dataset != "synth":
         raise ConfigError(f"--synth-photos mixes photographs into --dataset synth, not '{cfg.dataset}'")
     if cfg.dataset == "synth" and cfg.normalize != "max":

@@ -224,3 +224,21 @@ def test_figure(tmp_path):
     out = tmp_path / "synth.png"
     S.synth_figure(out, size=SIZE, n_slices=2, n_contrasts=2)
     assert out.stat().st_size > 1000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_template_fraction_mixes_the_template_slice_itself(maps):
+    """--synth-template: about that share of the items are the training slice of the T1 template,
+    exactly, chosen by (seed, item) alone."""
+    stack, idx, _ = maps
+    ds = S.SynthDataset(stack[:4], idx[:4], seed=1, variety=100, template_fraction=0.3)
+    picks = [ds._template(i) for i in range(len(ds))]
+    share = sum(picks) / len(picks)
+    assert abs(share - 0.3) < 4 * math.sqrt(0.3 * 0.7 / len(picks))
+    i = picks.index(True)
+    t1 = stack[i % 4, S.MAP_CHANNELS.index("t1")].astype(np.float32)
+    assert np.array_equal(ds[i][0][0].numpy(), t1) and ds.provenance(i)["template"]
+    j = picks.index(False)
+    t1j = stack[j % 4, S.MAP_CHANNELS.index("t1")].astype(np.float32)
+    assert not np.array_equal(ds[j][0][0].numpy(), t1j)
+    with pytest.raises(ConfigError, match="--synth-template"):
+        resolve_config(Config(dataset="mni152", synth_template=0.2))

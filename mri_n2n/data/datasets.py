@@ -46,6 +46,7 @@ def build_mri_datasets(
     seed: int = 0,
     undersampled: bool = False,
     synth_photos: float = 0.0,
+    synth_template: float = 0.0,
 ) -> tuple[Dataset, Dataset]:
     """Build the (train, valid) datasets of an MRI data source.
 
@@ -75,6 +76,7 @@ def build_mri_datasets(
         undersampled: ``kspace`` only: accept prospectively undersampled files (one acquisition
             per slice, for the single-acquisition targets); they yield measurements
             (:class:`~mri_n2n.data.undersampled.UndersampledKSpaceDataset`).
+        synth_template: ``synth`` only: share of the other training items that are the T1 template slice.
         synth_photos: ``synth`` only: share of the training items that are grayscale scikit-image
             photographs instead of brains (0: none).
 
@@ -99,8 +101,8 @@ def build_mri_datasets(
         slices = (int(slices[0]), int(slices[1]))
         if slices[0] < 0 or slices[1] <= slices[0]:
             raise ValueError(f"bad slice range {slices[0]}:{slices[1]} (need 0 <= start < stop)")
-    if synth_photos and name != "synth":
-        raise ValueError(f"synth_photos applies to the synth dataset only, not {name!r}")
+    if (synth_photos or synth_template) and name != "synth":
+        raise ValueError(f"synth_photos and synth_template apply to the synth dataset only, not {name!r}")
     if name == "synth":
         # imported here so that ``python -m mri_n2n.data.synth`` runs a module not yet imported
         from .synth import build_synth_datasets
@@ -113,6 +115,7 @@ def build_mri_datasets(
             valid_fraction=valid_fraction,
             seed=seed,
             photo_fraction=synth_photos,
+            template_fraction=synth_template,
         )
     if name == "mni152":
         return build_mni152_datasets(
@@ -164,4 +167,5 @@ def mri_datasets_from_config(cfg: DataSettings) -> tuple[Dataset, Dataset]:
         seed=int(getattr(cfg, "seed", 0)) if cfg.dataset == "synth" else 0,
         undersampled=getattr(cfg, "target", "noisy") in SPLIT_TARGETS,
         synth_photos=float(getattr(cfg, "synth_photos", 0.0) or 0.0),
+        synth_template=float(getattr(cfg, "synth_template", 0.0) or 0.0),
     )

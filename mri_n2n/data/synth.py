@@ -170,6 +170,9 @@ class SynthDataset(Dataset):
         params: the generative model's ranges.
         photo_fraction: share of the items that are scikit-image photographs instead
             (:func:`photo_image`); which ones depends only on ``(seed, i)``.
+        template_fraction: share of the other items that are the T1 template slice itself (the
+            ``mni152`` training image, so the template's contrast keeps its weight); which ones
+            depends only on ``(seed, i)``.
         axis, spacing_mm, affine: the template's geometry, for provenance.
     """
 
@@ -182,6 +185,7 @@ class SynthDataset(Dataset):
         variety: int = DEFAULT_VARIETY,
         params: SynthParams | None = None,
         photo_fraction: float = 0.0,
+        template_fraction: float = 0.0,
         axis: int = 2,
         spacing_mm: float = 1.0,
         affine: list[list[float]] | None = None,
@@ -194,6 +198,9 @@ class SynthDataset(Dataset):
             raise ValueError(f"variety must be at least 1, got {variety}")
         if not 0.0 <= photo_fraction < 1.0:
             raise ValueError(f"photo_fraction must lie in [0, 1), got {photo_fraction}")
+        if not 0.0 <= template_fraction < 1.0:
+            raise ValueError(f"template_fraction must lie in [0, 1), got {template_fraction}")
+        self.template_fraction = float(template_fraction)
         self._maps = maps
         self.slice_index = tuple(int(k) for k in slice_index)
         self.seed = int(seed)
@@ -231,6 +238,13 @@ class SynthDataset(Dataset):
         photos = load_photos()
         return photos[(h & ((1 << 30) - 1)) % len(photos)][0]
 
+    def _template(self, i: int) -> bool:
+        """Whether item ``i`` is the template slice itself (a hash of ``(seed, i)``)."""
+        if self.template_fraction <= 0:
+            return False
+        h = stable_ident(SYNTH_NAME, "template", self.seed, i)
+        return (h >> 30) / float(1 << 32) < self.template_fraction
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         i = self._check(i)
         ident = stable_ident(SYNTH_NAME, self.seed, i)
@@ -239,6 +253,9 @@ class SynthDataset(Dataset):
         if photo is not None:
             arr = dict(load_photos())[photo]
             image = photo_image(arr, int(self._maps.shape[-1]), g)
+        elif self._template(i):
+            t1 = self._maps[i % len(self.slice_index), MAP_CHANNELS.index("t1")]
+            image = torch.from_numpy(np.asarray(t1, np.float32))
         else:
             image = synth_image(self._maps[i % len(self.slice_index)], g, self.params)
         return image[None], ident
@@ -267,6 +284,7 @@ class SynthDataset(Dataset):
             "affine": self.affine,
             "draw": i,
             "seed": self.seed,
+            "template": self._template(i),
         }
 
     @property
@@ -291,6 +309,7 @@ def build_synth_datasets(
     seed: int = 0,
     variety: int = DEFAULT_VARIETY,
     photo_fraction: float = 0.0,
+    template_fraction: float = 0.0,
     params: SynthParams | None = None,
 ) -> tuple[SynthDataset, SliceDataset]:
     """``(train, valid)``: synthetic images from the MNI152 *training* slices, and the plain MNI152
@@ -304,6 +323,7 @@ def build_synth_datasets(
         seed: seeds the synthetic draws (not the split, which is fixed).
         variety: the training set's length in passes over the training slices.
         photo_fraction: share of training items that are scikit-image photographs (0: none).
+        template_fraction: share of the other training items that are the T1 template slice itself.
         params: the generative model's ranges (default :class:`SynthParams`).
 
     Raises:
@@ -330,6 +350,7 @@ def build_synth_datasets(
         variety=variety,
         params=params,
         photo_fraction=photo_fraction,
+        template_fraction=template_fraction,
         axis=axis,
         spacing_mm=spacing,
         affine=load_mni152_volume()[1].tolist(),
