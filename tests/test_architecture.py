@@ -107,7 +107,14 @@ def test_layers_point_one_way(module):
 
 def test_physics_and_io_stay_at_the_bottom():
     g = _graph()
-    bottom = ("mri_n2n.fft", "mri_n2n.sampling", "mri_n2n.physics", "mri_n2n.coils", "mri_n2n.splits")
+    bottom = (
+        "mri_n2n.fft",
+        "mri_n2n.sampling",
+        "mri_n2n.physics",
+        "mri_n2n.coils",
+        "mri_n2n.coil_maps",
+        "mri_n2n.splits",
+    )
     for low in (*bottom, "mri_n2n.io"):
         deps = _closure(g, low)
         higher = ("mri_n2n.data", "mri_n2n.corruptions", "mri_n2n.models")
