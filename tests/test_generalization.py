@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from mri_n2n.baselines import tv_reconstruct
-from mri_n2n.bench.generalization import bench_generalization, load_real_volume, real_volumes
+from mri_n2n.bench.generalization import (
+    bench_generalization,
+    generalization_markdown,
+    load_real_volume,
+    real_volumes,
+)
 from mri_n2n.cli.bench import main as bench_main
 from mri_n2n.config import Config
 from mri_n2n.data import volume_scale
@@ -82,6 +87,20 @@ def test_every_method_sees_the_same_masks_and_cs_tv_is_tuned_per_volume(ckpt):
     if len(tried) > len(lams):  # the grid only grows past an edge winner
         assert given_best in (min(lams), max(lams))
     assert res["mean"]["N2N"]["psnr"] == pytest.approx(row["N2N/psnr"])
+    assert set(res["inference_s_per_slice"]) == {"N2N"} and res["inference_s_per_slice"]["N2N"] > 0
+
+
+def test_adapted_rows_report_the_adaptation(ckpt):
+    """With --adapt the row records what the adaptation did: steps taken, the step kept, seconds."""
+    vol = [v for v in real_volumes() if v.name == "mr-dicom"]
+    res = bench_generalization({"N2N": ckpt}, volumes=vol, lams=(1e-3,), tv_iters=5, adapt=3)
+    row = res["rows"][0]
+    assert res["methods"] == ["zero-filled", "CS-TV", "N2N", "N2N adapted"]
+    rep = row["N2N adapted/adapt"]
+    assert rep["steps"] == 3 and rep["best_step"] == 3 and not rep["stopped_early"]
+    assert 0 < rep["seconds"] <= row["N2N adapted/seconds"]
+    assert "N2N/adapt" not in row
+    assert "| mr-dicom | 3 / 3 / " in generalization_markdown(res)
 
 
 def test_cli_writes_json_and_markdown_that_agree(ckpt, tmp_path, capsys):

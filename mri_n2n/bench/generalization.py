@@ -48,6 +48,7 @@ __all__ = [
     "load_real_volume",
     "bench_generalization",
     "generalization_markdown",
+    "inference_seconds",
 ]
 
 
@@ -176,6 +177,14 @@ def bench_generalization(
                 row["zero-filled/ssim"] = study.metrics["ssim_zero_filled"]
             row[f"{name}/psnr"] = study.metrics["psnr"]
             row[f"{name}/ssim"] = study.metrics["ssim"]
+            if rec.adapt_steps and rec.last_adaptation is not None:  # steps taken, kept, and their seconds
+                rep = rec.last_adaptation
+                row[f"{name}/adapt"] = {
+                    "steps": rep.steps,
+                    "best_step": rep.best_step,
+                    "seconds": rep.seconds,
+                    "stopped_early": rep.stopped_early,
+                }
         m, lam, seconds, interior = _cs_tv(arr, first, fraction, seed, lams, tv_iters)
         row.update({"CS-TV/psnr": m["psnr"], "CS-TV/ssim": m["ssim"], "CS-TV/lam": lam})
         row.update({"CS-TV/interior": interior, "CS-TV/lams": [float(v) for v in m["tried"]]})
@@ -183,7 +192,38 @@ def bench_generalization(
         rows.append(row)
     methods = ["zero-filled", "CS-TV", *recs]
     mean = {k: {s: float(np.mean([r[f"{k}/{s}"] for r in rows])) for s in ("psnr", "ssim")} for k in methods}
-    return {"rows": rows, "methods": methods, "mean": mean, "fraction": fraction, "seed": seed}
+    plain = {name: recs[name] for name in checkpoints}
+    return {
+        "rows": rows,
+        "methods": methods,
+        "mean": mean,
+        "fraction": fraction,
+        "seed": seed,
+        "inference_s_per_slice": inference_seconds(plain, fraction=fraction),
+    }
+
+
+def inference_seconds(
+    recs: dict[str, Reconstructor],
+    *,
+    size: int = 256,
+    slices: int = 8,
+    blocks: int = 3,
+    fraction: float = 0.1,
+) -> dict[str, float]:
+    """Seconds per ``size``-square slice of each reconstructor's plain inference (masks, zero-filling,
+    network, data consistency; ``Reconstructor.simulate`` on a ``size x size x slices`` volume),
+    the median of ``blocks`` interleaved blocks so that a changing load hits every model alike."""
+    vol = np.zeros((size, size, slices), np.float32)
+    yy, xx = np.mgrid[:size, :size] / size - 0.5
+    vol[...] = ((xx**2 + yy**2) < 0.16)[..., None] * (1.0 + 0.2 * np.arange(slices))
+    times: dict[str, list[float]] = {name: [] for name in recs}
+    for _ in range(blocks):
+        for name, rec in recs.items():
+            t0 = time.perf_counter()
+            rec.simulate(vol, fraction, seed=0, axis=2)
+            times[name].append((time.perf_counter() - t0) / slices)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def generalization_markdown(res: dict[str, Any]) -> str:
@@ -203,11 +243,31 @@ def generalization_markdown(res: dict[str, Any]) -> str:
         for r in res["rows"]
     )
     grid = ", ".join(f"{v:g}" for v in CS_TV_LAMS)
-    lines += ["", f"CS-TV weight per volume (grid {grid}, extended by half decades past an edge winner): "
-              f"{lams}."]
+    lines += [
+        "",
+        f"CS-TV weight per volume (grid {grid}, extended by half decades past an edge winner): {lams}.",
+    ]
     timed = [m for m in methods if all(f"{m}/seconds" in r for r in res["rows"])]
     if timed:
         lines += ["", "| seconds | " + " | ".join(timed) + " |", "|---|" + "---|" * len(timed)]
         for r in res["rows"]:
             lines.append(f"| {r['volume']} | " + " | ".join(f"{r[f'{m}/seconds']:.1f}" for m in timed) + " |")
+    adapted = [m for m in methods if all(f"{m}/adapt" in r for r in res["rows"])]
+    if adapted:
+        lines += [
+            "",
+            "Adaptation per volume (Adam steps taken / step kept / seconds of the adaptation alone):",
+            "",
+        ]
+        lines += ["| volume | " + " | ".join(adapted) + " |", "|---|" + "---|" * len(adapted)]
+        for r in res["rows"]:
+            cells = [
+                f"{r[f'{m}/adapt']['steps']} / {r[f'{m}/adapt']['best_step']} / "
+                f"{r[f'{m}/adapt']['seconds']:.1f}"
+                for m in adapted
+            ]
+            lines.append(f"| {r['volume']} | " + " | ".join(cells) + " |")
+    if res.get("inference_s_per_slice"):
+        cells = ", ".join(f"{k} {v:.3f} s" for k, v in res["inference_s_per_slice"].items())
+        lines += ["", f"Plain inference per 256² slice (median of interleaved blocks of 8 slices): {cells}."]
     return "\n".join(lines)
