@@ -25,11 +25,15 @@ import numpy as np
 from mri_n2n.data.sources import check_disjoint, sources
 from mri_n2n.reconstruction import Reconstructor
 
-#: ``(max shift, steps, learning rate, validation share)`` per setting. ``default``: the grid that
-#: chose the 200-step default; ``fast``: short adaptations for the 20-second budget (issue 23).
+#: ``(max shift, steps, learning rate, validation share, slices per step)`` per setting.
+#: ``default``: the grid that chose the 200-step default for ``mni152-n2n``; ``fast``: short
+#: adaptations for the 20-second budget of a 128² x 24 volume (issue 23), trading steps for slices.
 GRIDS = {
-    "default": [(shift, steps, 3e-4, 0.0) for shift in (None, 0) for steps in (50, 100, 200)],
-    "fast": [(0, steps, lr, val) for steps in (20, 40) for lr in (3e-4, 1e-3, 3e-3) for val in (0.0, 0.1)],
+    "default": [(shift, steps, 3e-4, 0.0, 8) for shift in (None, 0) for steps in (50, 100, 200)],
+    "fast": [
+        *[(0, steps, lr, 0.0, batch) for steps, batch in ((20, 8), (40, 4)) for lr in (3e-4, 1e-3, 3e-3)],
+        *[(0, 60, lr, 0.1, 4) for lr in (1e-3, 3e-3)],
+    ],
 }
 
 
@@ -43,7 +47,7 @@ def tuning_volumes() -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", default="mni152-n2n", help="shipped model name or checkpoint path")
+    ap.add_argument("--checkpoint", default="default", help="shipped name or path")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--grid", default="default", choices=sorted(GRIDS), help="the settings to try")
     args = ap.parse_args(argv)
@@ -56,18 +60,19 @@ def main(argv: list[str] | None = None) -> None:
     ref = {k: base.simulate(v, 0.1, seed=0, axis=2).metrics["psnr"] for k, v in vols.items()}
     print("trained weights: " + " ".join(f"{k} {p:.2f}" for k, p in ref.items()), flush=True)
     rows = []
-    for shift, steps, lr, val in GRIDS[args.grid]:
+    for shift, steps, lr, val, batch in GRIDS[args.grid]:
         rec = load(adapt=steps)
         rec.adapt_max_shift, rec.adapt_lr, rec.adapt_validation = shift, lr, val
-        rec.adapt_check_every = max(1, steps // 8)
+        rec.adapt_check_every, rec.adapt_batch_size = max(1, steps // 8), batch
         t0 = time.perf_counter()
         ps = [rec.simulate(v, 0.1, seed=0, axis=2).metrics["psnr"] for v in vols.values()]
         gain = float(np.mean(ps) - np.mean(list(ref.values())))
         secs = time.perf_counter() - t0
-        rows.append({"shift": shift, "steps": steps, "lr": lr, "validation": val, "psnr": ps, "gain": gain,
-                     "seconds": secs})
+        rows.append({"shift": shift, "steps": steps, "lr": lr, "validation": val, "batch": batch, "psnr": ps,
+                     "gain": gain, "seconds": secs})  # fmt: skip
         print(
-            f"shift={'quarter' if shift is None else shift} steps={steps} lr={lr:g} validation={val:g}: "
+            f"shift={'quarter' if shift is None else shift} steps={steps} lr={lr:g} validation={val:g} "
+            f"batch={batch}: "
             + " ".join(f"{p:.2f}" for p in ps)
             + f" mean {np.mean(ps):.2f} gain {gain:+.2f} ({secs:.0f} s)",
             flush=True,

@@ -44,7 +44,7 @@ from ..splits import make_split
 
 __all__ = [
     "ADAPT_STEPS", "ADAPT_LR", "ADAPT_SPLIT", "ADAPT_MAX_SHIFT", "ADAPT_VALIDATION", "ADAPT_CHECK_EVERY",
-    "ADAPT_PATIENCE", "AdaptReport", "adapt_model",
+    "ADAPT_PATIENCE", "ADAPT_BATCH_SIZE", "AdaptReport", "adapt_model",
 ]
 
 #: Default number of adaptation steps, learning rate and held-out share of each acquisition.
@@ -59,6 +59,8 @@ ADAPT_MAX_SHIFT: int | None = 0
 ADAPT_VALIDATION = 0.0
 ADAPT_CHECK_EVERY = 5
 ADAPT_PATIENCE = 3
+#: Slices per adaptation step (a step's cost grows with it; fewer slices, more steps per second).
+ADAPT_BATCH_SIZE = 8
 
 
 @dataclass
@@ -113,7 +115,7 @@ def adapt_model(
     steps: int = ADAPT_STEPS,
     lr: float = ADAPT_LR,
     split: float = ADAPT_SPLIT,
-    batch_size: int = 8,
+    batch_size: int = ADAPT_BATCH_SIZE,
     max_shift: int | None = ADAPT_MAX_SHIFT,
     seed: int = 0,
     progress: bool = False,

@@ -33,6 +33,7 @@ from ..io.multicoil import MultiCoilKSpace
 from ..masks import MaskFamily, family_from_description
 from ..models.ensemble import SelfEnsemble
 from .adapt import (
+    ADAPT_BATCH_SIZE,
     ADAPT_CHECK_EVERY,
     ADAPT_LR,
     ADAPT_MAX_SHIFT,
@@ -108,6 +109,8 @@ class Reconstructor:
         self.adapt_validation: float = ADAPT_VALIDATION
         self.adapt_check_every: int = ADAPT_CHECK_EVERY
         self.adapt_patience: int = ADAPT_PATIENCE
+        #: slices per adaptation step
+        self.adapt_batch_size: int = ADAPT_BATCH_SIZE
         #: what the last adaptation did (steps, kept step, seconds, validation losses)
         self.last_adaptation: AdaptReport | None = None
         if self.ensemble and not isinstance(model, SelfEnsemble):
@@ -383,6 +386,7 @@ class Reconstructor:
                 complex_data=self.complex_model,
                 steps=self.adapt_steps,
                 lr=self.adapt_lr,
+                batch_size=self.adapt_batch_size,
                 max_shift=self.adapt_max_shift,
                 seed=seed,
                 validation=self.adapt_validation,
