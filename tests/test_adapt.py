@@ -13,7 +13,7 @@ from mri_n2n.masks import make_family
 from mri_n2n.metrics import psnr
 from mri_n2n.models import Unrolled
 from mri_n2n.models.ensemble import SelfEnsemble
-from mri_n2n.reconstruction.adapt import adapt_model
+from mri_n2n.reconstruction.adapt import ADAPT_BATCH_SIZE, adapt_model
 
 
 def _blocks(n: int, size: int, seed: int) -> torch.Tensor:
@@ -136,6 +136,10 @@ def test_adaptation_sees_only_the_studys_measurements_masks_and_law(tmp_path, mo
     family, mask, k, kw = seen[-1]
     corruption = rec.corruption((32, 32), 0.3)
     assert family == corruption.family and kw["steps"] == 9 and kw["seed"] == 5
+    assert kw["batch_size"] == ADAPT_BATCH_SIZE and kw["lr"] == rec.adapt_lr
+    rec.adapt_batch_size, rec.adapt_lr = 3, 2e-3  # the Reconstructor's settings reach the adaptation
+    rec.simulate(vol, 0.3, seed=5, axis=2)
+    assert seen[-1][3]["batch_size"] == 3 and seen[-1][3]["lr"] == 2e-3
     assert torch.equal(mask, simulated_masks(corruption, range(4), 5))
     ref = torch.from_numpy(np.ascontiguousarray(np.moveaxis(vol, 2, 0)))
     want = fft2c(ref / volume_scale(vol, rec.normalize)) * mask
