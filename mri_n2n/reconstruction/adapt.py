@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: Default number of adaptation steps, learning rate and held-out share of each acquisition.
-ADAPT_STEPS = 200
+ADAPT_STEPS = 40
 ADAPT_LR = 3e-4
 ADAPT_SPLIT = 0.4
 #: Circular shifts of the adaptation's pairs, at most this many pixels (``None``: a quarter of
@@ -60,7 +60,7 @@ ADAPT_VALIDATION = 0.0
 ADAPT_CHECK_EVERY = 5
 ADAPT_PATIENCE = 3
 #: Slices per adaptation step (a step's cost grows with it; fewer slices, more steps per second).
-ADAPT_BATCH_SIZE = 8
+ADAPT_BATCH_SIZE = 2
 
 
 @dataclass
