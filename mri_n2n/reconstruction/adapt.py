@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..coils import SenseOperator
 from ..corruptions import MRIUndersampling
 from ..corruptions.mri import MEASURED_CHANNELS, _to_channels, _to_complex
 from ..fft import fft2c, ifft2c
@@ -40,11 +41,11 @@ from ..losses import kspace_loss
 from ..masks import MaskFamily, _mirror2, complete_measurements
 from ..models import ends_with_dc, measurement_kwargs
 from ..models.ensemble import SelfEnsemble
-from ..splits import make_split
+from ..splits import make_split, split_loss_density
 
 __all__ = [
     "ADAPT_STEPS", "ADAPT_LR", "ADAPT_SPLIT", "ADAPT_MAX_SHIFT", "ADAPT_VALIDATION", "ADAPT_CHECK_EVERY",
-    "ADAPT_PATIENCE", "ADAPT_BATCH_SIZE", "AdaptReport", "adapt_model",
+    "ADAPT_PATIENCE", "ADAPT_BATCH_SIZE", "AdaptReport", "adapt_model", "adapt_multicoil",
 ]
 
 #: Default number of adaptation steps, learning rate and held-out share of each acquisition.
@@ -246,6 +247,104 @@ def adapt_model(
     if best is not None:
         net.load_state_dict(best[2])
         rep.best_step = best[1]
+    rep.seconds = time.perf_counter() - t_start
+    net.eval()
+    return SelfEnsemble(net) if wrapped else net
+
+
+def adapt_multicoil(
+    model: nn.Module,
+    family: MaskFamily,
+    mask: torch.Tensor,
+    kspace: torch.Tensor,
+    maps: torch.Tensor,
+    *,
+    steps: int = ADAPT_STEPS,
+    lr: float = ADAPT_LR,
+    split: float = ADAPT_SPLIT,
+    batch_size: int = ADAPT_BATCH_SIZE,
+    seed: int = 0,
+    progress: bool = False,
+    report: AdaptReport | None = None,
+) -> nn.Module:
+    """A copy of a multi-coil (two-channel) ``model`` fine-tuned on one scan's coil measurements.
+
+    The multi-coil form of :func:`adapt_model` (module docstring), as multi-coil Noisier2Noise
+    trains (:meth:`~mri_n2n.corruptions.multicoil.MultiCoilUndersampling.single_pair`): each step
+    splits every picked slice's sampled set by the split law of ``family``, the network sees the
+    SENSE-1 zero-filled image of the input part (compensated by ``p q``) with the maps, and the
+    loss is the ``1/p``-weighted k-space L2 of every coil's spectrum ``F S_c f`` on the held-out
+    measured bins. No circular shifts and no early stopping (the single-coil tuning chose none).
+
+    Args:
+        model: a trained two-channel multi-coil MRI network (a
+            :class:`~mri_n2n.models.ensemble.SelfEnsemble` is adapted inside and returned wrapped).
+        family: the law the (coil-shared) masks were drawn from.
+        mask: bool ``(N, H, W)`` sampled sets of the scan's slices.
+        kspace: complex ``(N, C, H, W)`` coil measurements, in the network's units.
+        maps: complex ``(N, C, H, W)`` sensitivity maps (``sum_c |S_c|^2 = 1`` on the support).
+        steps, lr, split, batch_size, seed, progress, report: as :func:`adapt_model`.
+
+    Raises:
+        ValueError: no slice with measurements, mismatched shapes, a bad setting, or a loss that
+            stops being finite.
+    """
+    if steps < 0 or not lr > 0 or batch_size < 1:
+        raise ValueError(
+            f"adaptation needs steps >= 0, lr > 0, batch_size >= 1 (got {steps}, {lr}, {batch_size})"
+        )
+    t_start = time.perf_counter()
+    if steps == 0:
+        return model
+    n, _, h, w = kspace.shape if kspace.ndim == 4 else (0, 0, 0, 0)
+    if kspace.ndim != 4 or maps.shape != kspace.shape or tuple(mask.shape) != (n, h, w):
+        raise ValueError(
+            f"multi-coil adaptation: k-space {tuple(kspace.shape)} and maps {tuple(maps.shape)} must be "
+            f"(N, C, H, W) and the mask {tuple(mask.shape)} (N, H, W)"
+        )
+    if tuple(mask.shape[-2:]) != tuple(family.shape):
+        raise ValueError(
+            f"multi-coil adaptation: the law is for {family.shape}, the masks are {tuple(mask.shape[-2:])}"
+        )
+    wrapped = isinstance(model, SelfEnsemble)
+    net = copy.deepcopy(model.module if wrapped else model)
+    device = next(net.parameters()).device
+    mask = mask.bool().cpu()
+    kspace = kspace.to(torch.complex64).cpu() * mask[:, None]
+    maps = maps.to(torch.complex64).cpu()
+    active = (kspace.abs().flatten(1).amax(1) > 0).nonzero().flatten()
+    if active.numel() == 0:
+        raise ValueError("adaptation: the scan has no slice with measurements")
+    g = torch.Generator().manual_seed(int(seed))
+    p = family.keep_probability().float()
+    law = make_split("noisier2noise", family, p, float(split))
+    q = law.keep_probability().float()
+    pq_dev, held_dens = (p * q).to(device), split_loss_density(p, q).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=float(lr))
+    rep = report if report is not None else AdaptReport()
+    net.train()
+    step = 0
+    for step in tqdm(range(1, int(steps) + 1), desc="adapt", unit="step", disable=not progress, leave=False):
+        pick = active[torch.randperm(active.numel(), generator=g)[:batch_size]]
+        m = mask[pick].to(device)
+        y = kspace[pick].to(device)
+        sm = maps[pick].to(device)
+        inp, held = law.split(m, g)
+        y_in = y * inp[:, None]
+        z = SenseOperator(sm, inp).zero_filled(y_in, pq_dev)
+        ctx = {"mask": inp, "kspace": y_in, "maps": sm, "target_mask": held,
+               "target_kspace": y * held[:, None], "target_density": held_dens}  # fmt: skip
+        out = net(torch.stack([z.real, z.imag], dim=1), **measurement_kwargs(net, ctx))
+        if not ends_with_dc(net):  # per-coil replacement, then the SENSE-1 combination
+            x = SenseOperator(sm, inp).project(torch.complex(out[:, 0].float(), out[:, 1].float()), y_in)
+            out = torch.stack([x.real, x.imag], dim=1)
+        loss = kspace_loss(out, out.detach(), ctx)
+        if not torch.isfinite(loss):
+            raise ValueError(f"adaptation: the loss is not finite at step {step} (lower the learning rate)")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    rep.steps = rep.best_step = step
     rep.seconds = time.perf_counter() - t_start
     net.eval()
     return SelfEnsemble(net) if wrapped else net

@@ -41,6 +41,7 @@ from .adapt import (
     ADAPT_VALIDATION,
     AdaptReport,
     adapt_model,
+    adapt_multicoil,
 )
 from .engine import (
     AdaptFn,
@@ -78,11 +79,12 @@ class Reconstructor:
         ensemble: run the network as a geometric self-ensemble
             (:class:`~mri_n2n.models.ensemble.SelfEnsemble`: the mean over flips, and transposes
             where the masks allow them; 4 to 8 network passes per slice, measurements exact).
-        adapt: scan-specific self-supervised adaptation before each single-coil scan
-            (:meth:`simulate`, :meth:`kspace`, :meth:`simulate_kspace` and the file methods built
+        adapt: scan-specific self-supervised adaptation before each scan (:meth:`simulate`,
+            :meth:`kspace`, :meth:`simulate_kspace`, :meth:`multicoil` and the file methods built
             on them): this many fine-tuning steps on the scan's own measurements
-            (:func:`~mri_n2n.reconstruction.adapt.adapt_model`); 0 (default) uses the weights as
-            trained. Multi-coil files keep the trained weights (with a warning).
+            (:func:`~mri_n2n.reconstruction.adapt.adapt_model`, for multi-coil files
+            :func:`~mri_n2n.reconstruction.adapt.adapt_multicoil`); 0 (default) uses the weights
+            as trained.
     """
 
     def __init__(
@@ -472,12 +474,33 @@ class Reconstructor:
             batch_size=self.batch_size,
             virtual_coils=virtual_coils,
             output=self.multicoil_output if output is None else output,
+            adapt=self._adapt_multicoil if self.adapt_steps else None,
         )
         if note := unidentified_note(str(result.mask_law.get("source", ""))):
             result.warnings = [note, *result.warnings]
-        if self.adapt_steps:
-            result.warnings = [*result.warnings, "adaptation is single-coil only: trained weights used"]
         return result
+
+    def _adapt_multicoil(
+        self, family: MaskFamily, mask: torch.Tensor, kspace: torch.Tensor, maps: torch.Tensor
+    ) -> torch.nn.Module:
+        """The network adapted to one multi-coil scan by :attr:`adapt_steps` steps (a copy)."""
+        report = AdaptReport()
+        try:
+            net = adapt_multicoil(
+                self.model,
+                family,
+                mask,
+                kspace,
+                maps,
+                steps=self.adapt_steps,
+                lr=self.adapt_lr,
+                batch_size=self.adapt_batch_size,
+                report=report,
+            )
+        except ValueError as e:
+            raise ReconstructionError(str(e)) from None
+        self.last_adaptation = report
+        return net
 
     def simulate_kspace_input(self, kin: KSpaceInput, fraction: float, *, seed: int = 0) -> Reconstruction:
         """Retrospective study of a fully sampled k-space file: readout oversampling removed and

@@ -146,6 +146,7 @@ def reconstruct_multicoil(
     batch_size: int = 4,
     virtual_coils: int | None = None,
     output: str = "rss",
+    adapt=None,
 ) -> Reconstruction:
     """Reconstruct one multi-coil file (module docstring).
 
@@ -167,6 +168,10 @@ def reconstruct_multicoil(
             root-sum-of-squares on fully sampled files) or ``"sense"`` (the network's SENSE
             image scaled by the maps' root-sum-of-squares on their support). Both are in the
             input's units; the report's zero-filled row follows the same convention.
+        adapt: ``adapt(law, mask, kspace, maps) -> model``, called once before reconstructing
+            with the file's mask law, the masks ``(N, H, W)``, the coil measurements
+            ``(N, C, H, W)`` in the network's units and the maps; the model it returns (an adapted
+            copy, :func:`~mri_n2n.reconstruction.adapt.adapt_multicoil`) reconstructs the file.
 
     Raises:
         ReconstructionError: a one-channel model, an undersampled file with ``simulate``, no
@@ -216,6 +221,10 @@ def reconstruct_multicoil(
     chunks = [slice(i, i + batch_size) for i in range(0, s, batch_size)]
     zf = torch.cat([SenseOperator(maps[b], m_all[b]).zero_filled(y_all[b], p) for b in chunks])
     scale = float(zf.abs().max()) or 1.0
+    if adapt is not None:
+        if law is None:
+            raise ReconstructionError(f"{where}: adaptation needs the law of the mask (none found)")
+        model = adapt(law, m_all, y_all / scale, maps)
     ref = mc.reference if mc.reference is not None else full
     ref = None if ref is None else center_pad_crop(np.asarray(ref, np.float32), (rows, cols))
     data_range = None if ref is None else float(ref.max())
