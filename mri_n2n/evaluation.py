@@ -45,7 +45,7 @@ from .models import ends_with_dc, measurement_kwargs
 from .models.ensemble import ensemble_forward
 from .physics import SpectralSampling
 from .plots import comparison_grid, provenance_view, psnr_histogram
-from .reconstruction.adapt import adapt_model
+from .reconstruction.adapt import adapt_model, adapt_multicoil
 from .reconstruction.multicoil import MULTICOIL_OUTPUTS, multicoil_output
 
 __all__ = ["evaluate_mri", "write_evaluation", "evaluation_markdown"]
@@ -121,7 +121,8 @@ def evaluate_mri(
     each checkpoint, its geometric self-ensemble (:func:`~mri_n2n.models.ensemble.ensemble_forward`,
     named ``<name> x8`` or ``x4`` for line masks and non-square slices); ``adapt`` adds each
     checkpoint adapted by this many self-supervised steps to the evaluated slices' own
-    measurements (:func:`~mri_n2n.reconstruction.adapt.adapt_model`; single-coil data; named
+    measurements (:func:`~mri_n2n.reconstruction.adapt.adapt_model`, multi-coil data
+    :func:`~mri_n2n.reconstruction.adapt.adapt_multicoil`; named
     ``<name> adapted``). Returns a dict with
     ``methods`` (names in order), ``per_slice`` (a list of rows: slice identity, source volume,
     and ``<method>/<metric>`` values),
@@ -162,8 +163,6 @@ def evaluate_mri(
         models.append((name, model_from_checkpoint(ck, device=dev)))
     n = len(valid) if limit is None else min(limit, len(valid))
     if adapt:
-        if multicoil:
-            raise ValueError("adaptation (--adapt) is for single-coil data")
         models += [(f"{name} adapted", _adapted(m, valid, corruption, n, adapt, dev)) for name, m in models]
     ens_names: set[str] = set()
     if ensemble:
@@ -322,6 +321,9 @@ def _adapted(
     items = [valid[i] for i in range(n)]
     clean = torch.stack([it[0] for it in items]).to(dev).float()
     pair = corruption.validation_pair(clean, torch.tensor([it[1] for it in items]))
+    if "maps" in pair.context:  # multi-coil: the coils' measurements and the maps
+        ctx = pair.context
+        return adapt_multicoil(model, corruption.family, ctx["mask"], ctx["kspace"], ctx["maps"], steps=steps)
     mask, y = pair.context["mask"], pair.context["kspace"][:, 0]
     return adapt_model(model, corruption.family, mask, y, complex_data=corruption.complex_data, steps=steps)
 

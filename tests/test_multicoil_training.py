@@ -242,6 +242,12 @@ def test_prox_network_trains_evaluates_and_reconstructs_multicoil(folder, tmp_pa
     assert ev["settings"]["tv_lam"] == 2e-3 and ev["settings"]["sense_lam"] == 0.02
     s = ev["summary"]
     assert s["TV-SENSE"]["psnr_mean"] > s["zero-filled"]["psnr_mean"]
+    # --adapt on multi-coil data: the copy adapted to the evaluated slices' coil measurements
+    ev = evaluate_mri([ckpt], limit=3, progress=False, tv_lam=2e-3, sense_lam=0.02, tv_iters=5, device="cpu",
+                      adapt=3)  # fmt: skip
+    assert ev["methods"][-2:] == ["N2N", "N2N adapted"]
+    a, b = ev["summary"]["N2N adapted"]["psnr_mean"], ev["summary"]["N2N"]["psnr_mean"]
+    assert np.isfinite(a) and a != b
 
     from mri_n2n.io.raw import read_raw
     from mri_n2n.models import ends_with_dc
