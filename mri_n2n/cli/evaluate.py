@@ -42,7 +42,7 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         action="store_true",
         help="also score each checkpoint's geometric self-ensemble (mean over flips and transposes)",
     )
-    add_adapt_argument(p, "scores each checkpoint also adapted to the evaluated slices (single-coil)")
+    add_adapt_argument(p, "scores each checkpoint also adapted to the evaluated slices")
     p.add_argument("--batch-size", type=int, default=8, help="slices per batch (default 8)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--no-figures", action="store_true", help="skip figures/comparison.png and psnr_hist.png")

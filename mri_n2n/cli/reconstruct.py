@@ -72,7 +72,7 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         help="geometric self-ensemble: average the network over flips (and transposes where the "
         "masks allow); 4 to 8 times the network time, measurements still exact",
     )
-    add_adapt_argument(p, "before reconstructing; seconds to minutes per volume on a CPU; single-coil")
+    add_adapt_argument(p, "before reconstructing; seconds per volume on a CPU; single- and multi-coil")
     p.add_argument(
         "--force",
         action="store_true",
