@@ -585,6 +585,11 @@ def train(cfg: Config, *, resume: bool = False) -> dict[str, Any]:
         )
     try:
         summary = trainer.fit()
+        if trainer.world > 1 and dist.is_initialized():
+            # leave together (on success only: a failed rank must not wait for its peers): a rank
+            # that tears gloo down while its peer is still mid-collective aborts the peer
+            # ("terminate called without an active exception")
+            dist.barrier()
     finally:
         if trainer.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
