@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_adapt import _blocks  # the same piecewise-constant slices as the single-coil tests
 
 from mri_n2n.coils import SenseOperator, birdcage_maps
 from mri_n2n.config import Config
@@ -28,14 +29,7 @@ def _net(seed: int = 0) -> torch.nn.Module:
 
 def _scan(n: int = 12):
     """Piecewise-constant slices seen by ``COILS`` birdcage coils, 30 % Gaussian masks (complex law)."""
-    g = torch.Generator().manual_seed(1)
-    x = torch.zeros(n, SIZE, SIZE)
-    for i in range(n):
-        for _ in range(6):
-            r0, c0 = torch.randint(0, SIZE - 8, (2,), generator=g).tolist()
-            h, w = torch.randint(4, SIZE // 2, (2,), generator=g).tolist()
-            x[i, r0 : r0 + h, c0 : c0 + w] += torch.rand((), generator=g)
-    x = (x / x.amax()).to(torch.complex64)
+    x = _blocks(n, SIZE, 1).to(torch.complex64)
     maps = birdcage_maps((SIZE, SIZE), COILS).to(torch.complex64).expand(n, -1, -1, -1).clone()
     fam = make_family("gaussian", (SIZE, SIZE), fraction=0.3)
     mask = fam.sample(n, generator=torch.Generator().manual_seed(2)).bool()

@@ -132,10 +132,23 @@ class MultiCoilUndersampling(MRIUndersampling):
         noisy = self._acquire(k, [seeded_generator(v ^ 0x401CE) for v in ids])
         mask = torch.cat([self.draw_masks(1, seeded_generator(v)) for v in ids]).to(k.device)
         y, maps = self._shift(noisy * mask[:, None], maps, g)
-        y = y * mask[:, None]  # a shift is a phase ramp of the data: the sampled set stays
-        inp, held = self.split.split(mask, g)
-        p = self.density.to(k.device)
-        q = self.split.keep_probability().to(k.device)
+        return self.split_measured(y, mask, maps, generator=g)
+
+    def split_measured(
+        self, kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor, *, generator: torch.Generator
+    ) -> Pair:
+        """A single-acquisition pair of measured coil data: the sampled sets ``mask`` ``(B, H, W)``
+        split afresh by the split law into the input and the held-out bins. Input: the SENSE-1
+        zero-filled image of the input bins (compensated by ``p q``); target: that of all the
+        measurements; the context carries the held-out coils' samples and their loss density.
+        Used by :meth:`single_pair` and by scan-specific adaptation to a measured file."""
+        if self.split is None:
+            raise ValueError("this corruption has no split law (build it for --target ssdu or noisier2noise)")
+        mask = mask.bool()
+        y = kspace * mask[:, None]  # a shift is a phase ramp of the data: the sampled set stays
+        inp, held = self.split.split(mask, generator)
+        p = self.density.to(y.device)
+        q = self.split.keep_probability().to(y.device)
         z = SenseOperator(maps, inp).zero_filled(y * inp[:, None], p * q)
         full = SenseOperator(maps, mask).zero_filled(y, p)
         context = {

@@ -33,15 +33,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..coils import SenseOperator
 from ..corruptions import MRIUndersampling
 from ..corruptions.mri import MEASURED_CHANNELS, _to_channels, _to_complex
+from ..corruptions.multicoil import MultiCoilUndersampling
 from ..fft import fft2c, ifft2c
 from ..losses import kspace_loss
 from ..masks import MaskFamily, _mirror2, complete_measurements
 from ..models import ends_with_dc, measurement_kwargs
 from ..models.ensemble import SelfEnsemble
-from ..splits import make_split, split_loss_density
+from ..splits import make_split
 
 __all__ = [
     "ADAPT_STEPS", "ADAPT_LR", "ADAPT_SPLIT", "ADAPT_MAX_SHIFT", "ADAPT_VALIDATION", "ADAPT_CHECK_EVERY",
@@ -81,6 +81,14 @@ class AdaptReport:
     seconds: float = 0.0
     val_losses: list[tuple[int, float]] = field(default_factory=list)
     stopped_early: bool = False
+
+
+def _check_settings(steps: int, lr: float, batch_size: int) -> None:
+    """One-line ``ValueError`` for adaptation settings that cannot work."""
+    if steps < 0 or not lr > 0 or batch_size < 1:
+        raise ValueError(
+            f"adaptation needs steps >= 0, lr > 0, batch_size >= 1 (got {steps}, {lr}, {batch_size})"
+        )
 
 
 def _holdout(mask: torch.Tensor, share: float, hermitian: bool, g: torch.Generator) -> torch.Tensor:
@@ -156,10 +164,7 @@ def adapt_model(
         ValueError: no slice with measurements, mismatched shapes, a bad setting, or a loss that
             stops being finite.
     """
-    if steps < 0 or not lr > 0 or batch_size < 1:
-        raise ValueError(
-            f"adaptation needs steps >= 0, lr > 0, batch_size >= 1 (got {steps}, {lr}, {batch_size})"
-        )
+    _check_settings(steps, lr, batch_size)
     if not 0.0 <= validation < 0.5 or check_every < 1 or patience < 1:
         raise ValueError(
             f"adaptation needs 0 <= validation < 0.5, check_every >= 1, patience >= 1 "
@@ -289,10 +294,7 @@ def adapt_multicoil(
         ValueError: no slice with measurements, mismatched shapes, a bad setting, or a loss that
             stops being finite.
     """
-    if steps < 0 or not lr > 0 or batch_size < 1:
-        raise ValueError(
-            f"adaptation needs steps >= 0, lr > 0, batch_size >= 1 (got {steps}, {lr}, {batch_size})"
-        )
+    _check_settings(steps, lr, batch_size)
     t_start = time.perf_counter()
     if steps == 0:
         return model
@@ -316,29 +318,20 @@ def adapt_multicoil(
     if active.numel() == 0:
         raise ValueError("adaptation: the scan has no slice with measurements")
     g = torch.Generator().manual_seed(int(seed))
-    p = family.keep_probability().float()
-    law = make_split("noisier2noise", family, p, float(split))
-    q = law.keep_probability().float()
-    pq_dev, held_dens = (p * q).to(device), split_loss_density(p, q).to(device)
+    law = make_split("noisier2noise", family, family.keep_probability().float(), float(split))
+    corr = MultiCoilUndersampling(family, coils=kspace.shape[1], split=law)  # as multi-coil N2N trains
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
     rep = report if report is not None else AdaptReport()
     net.train()
     step = 0
     for step in tqdm(range(1, int(steps) + 1), desc="adapt", unit="step", disable=not progress, leave=False):
         pick = active[torch.randperm(active.numel(), generator=g)[:batch_size]]
-        m = mask[pick].to(device)
-        y = kspace[pick].to(device)
-        sm = maps[pick].to(device)
-        inp, held = law.split(m, g)
-        y_in = y * inp[:, None]
-        z = SenseOperator(sm, inp).zero_filled(y_in, pq_dev)
-        ctx = {"mask": inp, "kspace": y_in, "maps": sm, "target_mask": held,
-               "target_kspace": y * held[:, None], "target_density": held_dens}  # fmt: skip
-        out = net(torch.stack([z.real, z.imag], dim=1), **measurement_kwargs(net, ctx))
+        pair = corr.split_measured(kspace[pick], mask[pick], maps[pick], generator=g)
+        ctx = {k: v.to(device) for k, v in pair.context.items()}
+        out = net(pair.input.to(device), **measurement_kwargs(net, ctx))
         if not ends_with_dc(net):  # per-coil replacement, then the SENSE-1 combination
-            x = SenseOperator(sm, inp).project(torch.complex(out[:, 0].float(), out[:, 1].float()), y_in)
-            out = torch.stack([x.real, x.imag], dim=1)
-        loss = kspace_loss(out, out.detach(), ctx)
+            out = corr.project(out, ctx)
+        loss = kspace_loss(out, pair.target.to(device), ctx)
         if not torch.isfinite(loss):
             raise ValueError(f"adaptation: the loss is not finite at step {step} (lower the learning rate)")
         opt.zero_grad(set_to_none=True)

@@ -373,29 +373,38 @@ class Reconstructor:
         )
 
     def adapted(
-        self, family: MaskFamily, mask: torch.Tensor, kspace: torch.Tensor, *, seed: int = 0
+        self,
+        family: MaskFamily,
+        mask: torch.Tensor,
+        kspace: torch.Tensor,
+        maps: torch.Tensor | None = None,
+        *,
+        seed: int = 0,
     ) -> torch.nn.Module:
-        """The network adapted to one scan's measurements (``mask``, ``kspace``: ``(N, H, W)``,
-        normalised as in training) by :attr:`adapt_steps` self-supervised steps; a copy (the
-        loaded weights do not change). Raises :class:`ReconstructionError` when it fails."""
+        """The network adapted to one scan's measurements by :attr:`adapt_steps` self-supervised
+        steps; a copy (the loaded weights do not change). ``mask`` ``(N, H, W)``; ``kspace``
+        ``(N, H, W)``, or ``(N, C, H, W)`` coil data with their ``maps`` (multi-coil,
+        :func:`~mri_n2n.reconstruction.adapt.adapt_multicoil`), normalised as in training.
+        Raises :class:`ReconstructionError` when it fails."""
         report = AdaptReport()
+        common = {"steps": self.adapt_steps, "lr": self.adapt_lr, "batch_size": self.adapt_batch_size,
+                  "seed": seed, "report": report}  # fmt: skip
         try:
-            net = adapt_model(
-                self.model,
-                family,
-                mask,
-                kspace.to(torch.complex64),
-                complex_data=self.complex_model,
-                steps=self.adapt_steps,
-                lr=self.adapt_lr,
-                batch_size=self.adapt_batch_size,
-                max_shift=self.adapt_max_shift,
-                seed=seed,
-                validation=self.adapt_validation,
-                check_every=self.adapt_check_every,
-                patience=self.adapt_patience,
-                report=report,
-            )
+            if maps is not None:
+                net = adapt_multicoil(self.model, family, mask, kspace, maps, **common)
+            else:
+                net = adapt_model(
+                    self.model,
+                    family,
+                    mask,
+                    kspace.to(torch.complex64),
+                    complex_data=self.complex_model,
+                    max_shift=self.adapt_max_shift,
+                    validation=self.adapt_validation,
+                    check_every=self.adapt_check_every,
+                    patience=self.adapt_patience,
+                    **common,
+                )
         except ValueError as e:
             raise ReconstructionError(str(e)) from None
         self.last_adaptation = report
@@ -474,33 +483,11 @@ class Reconstructor:
             batch_size=self.batch_size,
             virtual_coils=virtual_coils,
             output=self.multicoil_output if output is None else output,
-            adapt=self._adapt_multicoil if self.adapt_steps else None,
+            adapt=self.adapted if self.adapt_steps else None,
         )
         if note := unidentified_note(str(result.mask_law.get("source", ""))):
             result.warnings = [note, *result.warnings]
         return result
-
-    def _adapt_multicoil(
-        self, family: MaskFamily, mask: torch.Tensor, kspace: torch.Tensor, maps: torch.Tensor
-    ) -> torch.nn.Module:
-        """The network adapted to one multi-coil scan by :attr:`adapt_steps` steps (a copy)."""
-        report = AdaptReport()
-        try:
-            net = adapt_multicoil(
-                self.model,
-                family,
-                mask,
-                kspace,
-                maps,
-                steps=self.adapt_steps,
-                lr=self.adapt_lr,
-                batch_size=self.adapt_batch_size,
-                report=report,
-            )
-        except ValueError as e:
-            raise ReconstructionError(str(e)) from None
-        self.last_adaptation = report
-        return net
 
     def simulate_kspace_input(self, kin: KSpaceInput, fraction: float, *, seed: int = 0) -> Reconstruction:
         """Retrospective study of a fully sampled k-space file: readout oversampling removed and
