@@ -90,6 +90,8 @@ def _quality(args) -> int:
 
 
 def _reconstruct(args) -> int:
+    if args.multicoil:
+        return _reconstruct_multicoil(args)
     slices = 16 if args.quick else 64
     res = bench_reconstruct(args.checkpoint, size=256, slices=slices, device=args.device)
     res["machine"] = machine_info(res["device"])
@@ -107,6 +109,22 @@ def _reconstruct(args) -> int:
         "network, data consistency and the magnitude, after one warm-up batch."
     )
     write_results(args.results, "reconstruct_quick" if args.quick else "reconstruct", res, md)
+    print(md)
+    return 0
+
+
+def _reconstruct_multicoil(args) -> int:
+    from ..bench.reconstruct_multicoil import bench_reconstruct_multicoil, reconstruct_multicoil_markdown
+
+    size, slices, coils = (64, 4, 8) if args.quick else (320, 30, 16)
+    device = "cpu" if args.device == "auto" else args.device
+    res = bench_reconstruct_multicoil(
+        args.checkpoint, results=args.results, slices=slices, coils=coils, size=size, device=device
+    )
+    res["machine"] = machine_info(res["device"])
+    md = reconstruct_multicoil_markdown(res)
+    name = "reconstruct_multicoil_quick" if args.quick else "reconstruct_multicoil"
+    write_results(args.results, name, res, md)
     print(md)
     return 0
 
@@ -189,7 +207,14 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
             s.add_argument(
                 "--checkpoint",
                 help="MRI checkpoint (default: runs/mni152 or runs/latest best.pt, else an untrained "
-                "CPU-preset model, which has the same speed)",
+                "CPU-preset model, which has the same speed; --multicoil: a two-channel --dc prox "
+                "checkpoint, default the multi-coil study's 4x run under --results when present)",
+            )
+            s.add_argument(
+                "--multicoil",
+                action="store_true",
+                help="time reconstruct of a 16-coil 320x320x30 fastMRI-style volume (equispaced 4x) "
+                "with each speed option (CG iterations, virtual coils) and state each option's quality cost",
             )
         if name == "generalization":
             s.add_argument(

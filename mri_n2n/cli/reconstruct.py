@@ -54,6 +54,14 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         help="multi-coil files: SVD-compress each slice's coils to N virtual coils first (default: all)",
     )
     p.add_argument(
+        "--cg-iters",
+        type=int,
+        default=None,
+        metavar="N",
+        help="multi-coil files, --dc prox networks: CG iterations of each cascade's data consistency "
+        "(default: the trained count; fewer are faster at a quality cost, see the speed results)",
+    )
+    p.add_argument(
         "--multicoil-output",
         choices=("rss", "sense"),
         default="rss",
@@ -93,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--adapt STEPS must be at least 0, got {args.adapt}", 2)
     if args.virtual_coils is not None and args.virtual_coils < 1:
         return fail(f"--virtual-coils must be at least 1, got {args.virtual_coils}", 2)
+    if args.cg_iters is not None and args.cg_iters < 1:
+        return fail(f"--cg-iters must be at least 1, got {args.cg_iters}", 2)
     if args.simulate is not None and not (0.0 < args.simulate <= 1.0):
         return fail(f"--simulate DENSITY must lie in (0, 1], got {args.simulate:g}", 2)
     out = Path(args.out)

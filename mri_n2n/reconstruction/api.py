@@ -460,6 +460,7 @@ class Reconstructor:
         seed: int = 0,
         virtual_coils: int | None = None,
         output: str | None = None,
+        cg_iters: int | None = None,
     ) -> Reconstruction:
         """Reconstruct a multi-coil file as :func:`~mri_n2n.io.raw.read_raw` read it (fastMRI
         multi-coil, ISMRMRD, twix; :func:`~mri_n2n.reconstruction.multicoil.reconstruct_multicoil`),
@@ -469,7 +470,9 @@ class Reconstructor:
         output convention, ``"rss"`` (fastMRI's: the root-sum-of-squares of the data-consistent
         coil images, exactly the data's on a fully sampled file) or ``"sense"`` (the network's
         SENSE image on the maps' support), both in the input's units; ``None``:
-        :attr:`multicoil_output` (default ``"rss"``)."""
+        :attr:`multicoil_output` (default ``"rss"``). ``cg_iters``: CG iterations of a ``--dc
+        prox`` network's data consistency for this call (fewer: faster, a stated quality cost;
+        ``None``: the trained count)."""
         s, c, h, w = mc.kspace.shape
         rows = min(mc.recon_shape[0], h) if mc.recon_shape else h
         corruption = MultiCoilUndersampling.from_config(self.config, (rows, w), fraction=simulate, coils=c)
@@ -484,6 +487,7 @@ class Reconstructor:
             virtual_coils=virtual_coils,
             output=self.multicoil_output if output is None else output,
             adapt=self.adapted if self.adapt_steps else None,
+            cg_iters=cg_iters,
         )
         if note := unidentified_note(str(result.mask_law.get("source", ""))):
             result.warnings = [note, *result.warnings]

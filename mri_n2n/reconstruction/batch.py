@@ -315,7 +315,8 @@ def _process(
     elif _is_multicoil_file(Path(item.paths[0])):
         mc = read_raw(item.paths[0])
         result = rec.multicoil(
-            mc, simulate=simulate, seed=args.seed or 0, virtual_coils=getattr(args, "virtual_coils", None)
+            mc, simulate=simulate, seed=args.seed or 0, virtual_coils=getattr(args, "virtual_coils", None),
+            cg_iters=getattr(args, "cg_iters", None),
         )
         affine = multicoil_affine(mc, result.image.shape)
         view_axis = None

@@ -22,6 +22,8 @@ root-sum-of-squares of the zero-filled coil images.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -49,7 +51,10 @@ MULTICOIL_OUTPUTS = ("rss", "sense")
 
 
 def multicoil_output(
-    image: torch.Tensor, context: dict[str, torch.Tensor], output: str = "rss"
+    image: torch.Tensor,
+    context: dict[str, torch.Tensor],
+    output: str = "rss",
+    coil_images: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The magnitude a multi-coil method delivers, in the units of its measurements.
 
@@ -68,6 +73,9 @@ def multicoil_output(
       |S_c|^2)`` (``|x|`` for normalised maps), and the ``"rss"`` image outside the maps'
       support (where ``x`` is not defined). Same units as ``"rss"``; it keeps the denoising of
       methods that do not force the measurements (``--dc prox``, CG-SENSE, TV-SENSE).
+
+    ``coil_images``: the zero-filled coil images of the measurements
+    (:meth:`~mri_n2n.coils.SenseOperator.coil_images`), when already computed.
 
     Both scale with ``(image, kspace)``: a k-space ``c`` times larger gives a ``c`` times larger
     output (the reconstruction normalises its input and multiplies the output back).
@@ -89,7 +97,7 @@ def multicoil_output(
     x = image if image.is_complex() else torch.complex(image[:, 0].float(), image[:, 1].float())
     maps, mask, y = context["maps"], context["mask"], context["kspace"]
     op = SenseOperator(maps, mask[:, 0] if mask.ndim == 4 else mask)
-    out = op.coil_rss(x, y)
+    out = op.coil_rss(x, y, coil_images)
     if output == "sense":
         norm = rss(op.maps, dim=-3).expand_as(out)
         out = torch.where(norm > 0, x.abs() * norm, out)
@@ -116,22 +124,31 @@ MAPS_CHUNK = 8
 
 def _maps(k: torch.Tensor, where: str) -> torch.Tensor:
     """Walsh maps ``(S, C, H, W)`` of k-space ``(S, C, H, W)``: each slice from its own fully
-    sampled centre (the slices are grouped by its size and estimated in chunks)."""
+    sampled centre (the slices are grouped by its size and estimated in chunks, one chunk per
+    thread of ``torch.get_num_threads()``, each chunk single-threaded)."""
     groups: dict[tuple[int, int], list[int]] = {}
     for i in range(k.shape[0]):
         groups.setdefault(find_calibration(k[i]), []).append(i)
     out = torch.empty_like(k)
+    jobs = [idx[j : j + MAPS_CHUNK] for idx in groups.values() for j in range(0, len(idx), MAPS_CHUNK)]
+
+    def one(chunk: list[int]) -> torch.Tensor:
+        torch.set_num_threads(1)  # small eigenproblems and elementwise work: one thread is faster
+        return estimate_maps(k[chunk], "walsh", min_calib=MAPS_MIN_CALIBRATION)
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small eigenproblems and elementwise work: one thread is faster
     try:
-        for idx in groups.values():
-            for j in range(0, len(idx), MAPS_CHUNK):
-                chunk = idx[j : j + MAPS_CHUNK]
-                out[chunk] = estimate_maps(k[chunk], "walsh", min_calib=MAPS_MIN_CALIBRATION)
+        if threads > 1 and len(jobs) > 1:  # one chunk per thread instead (torch frees the GIL)
+            with ThreadPoolExecutor(min(threads, len(jobs))) as pool:
+                maps = list(pool.map(one, jobs))
+        else:
+            maps = [one(chunk) for chunk in jobs]
     except ValueError as e:
         raise ReconstructionError(f"{where}: {e}") from None
     finally:
         torch.set_num_threads(threads)
+    for chunk, m in zip(jobs, maps):
+        out[chunk] = m
     return out
 
 
@@ -147,6 +164,7 @@ def reconstruct_multicoil(
     virtual_coils: int | None = None,
     output: str = "rss",
     adapt=None,
+    cg_iters: int | None = None,
 ) -> Reconstruction:
     """Reconstruct one multi-coil file (module docstring).
 
@@ -172,6 +190,10 @@ def reconstruct_multicoil(
             with the file's mask law, the masks ``(N, H, W)``, the coil measurements
             ``(N, C, H, W)`` in the network's units and the maps; the model it returns (an adapted
             copy, :func:`~mri_n2n.reconstruction.adapt.adapt_multicoil`) reconstructs the file.
+        cg_iters: conjugate-gradient iterations of each cascade's proximal data consistency
+            (``--dc prox`` networks) for this reconstruction, instead of the trained count: fewer
+            are faster and change the output (the benchmark ``bench reconstruct --multicoil``
+            states by how much); ``None``: the trained count.
 
     Raises:
         ReconstructionError: a one-channel model, an undersampled file with ``simulate``, no
@@ -183,6 +205,10 @@ def reconstruct_multicoil(
         raise ReconstructionError(f"{where}: output must be one of {known}, got {output!r}")
     if model_channels(model) != 2:
         raise ReconstructionError(f"{where}: multi-coil data need a two-channel (complex) checkpoint")
+    if cg_iters is not None and not (ends_with_dc(model) and hasattr(model, "cg_iters")):
+        raise ReconstructionError(f"{where}: cg_iters needs a network with --dc prox data consistency")
+    if cg_iters is not None and cg_iters < 1:
+        raise ReconstructionError(f"{where}: cg_iters must be >= 1, got {cg_iters}")
     k = np.asarray(mc.kspace, np.complex64)
     s, c, h, w = k.shape
     mask = np.ascontiguousarray(mc.sampled())
@@ -237,6 +263,9 @@ def reconstruct_multicoil(
     model.eval()
     if dev.type == "cpu":
         model.to(memory_format=torch.channels_last)  # CPU convolutions ~1.5x faster; same results
+    trained_iters = getattr(model, "cg_iters", None)
+    if cg_iters is not None:
+        model.cg_iters = int(cg_iters)
     try:
         with torch.inference_mode():
             for start in range(0, s, batch_size):
@@ -249,17 +278,21 @@ def reconstruct_multicoil(
                 ctx = {"mask": m, "kspace": y, "maps": sm}
                 est = model(inp, **measurement_kwargs(model, ctx)).float()
                 x = est if ends_with_dc(model) else corruption_project(est, ctx)
-                mag = multicoil_output(x, ctx, output) * scale  # in the data's units
+                coils = SenseOperator(sm, m).coil_images(y)  # shared by the outputs below
+                mag = multicoil_output(x, ctx, output, coils) * scale  # in the data's units
                 out[idx] = center_pad_crop(mag.cpu().numpy(), (rows, cols))
-                zmag = multicoil_output(z, ctx, output) * scale
-                zf_mag[idx] = center_pad_crop(zmag.cpu().numpy(), (rows, cols))
-                plain = ifft2c(y * scale).abs().square().sum(1).sqrt()  # RSS of the zero-filled coils
+                if ref is not None:  # only the metrics need the compensated zero-filled image
+                    zmag = multicoil_output(z, ctx, output, coils) * scale
+                    zf_mag[idx] = center_pad_crop(zmag.cpu().numpy(), (rows, cols))
+                plain = rss(coils, dim=-3) * scale  # RSS of the zero-filled coils
                 plain_mag[idx] = center_pad_crop(plain.cpu().numpy(), (rows, cols))
     finally:
         model.to(memory_format=torch.contiguous_format)  # the default layout again, even on errors
+        if cg_iters is not None:
+            model.cg_iters = trained_iters
     if ref is not None:
         acc.add({"zf": zf_mag, "plain": plain_mag, "rec": out}, ref)
-    active = [i for i in range(s) if float(np.abs(zf_mag[i]).max()) > 0]
+    active = [i for i in range(s) if float(np.abs(plain_mag[i]).max()) > 0]
     mid = active[len(active) // 2] if active else s // 2
     inv = 1.0 / scale
     preview = {
