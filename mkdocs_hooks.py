@@ -9,6 +9,11 @@ The pages under ``docs/`` link to them with paths relative to the repository
 the folder sits one level lower (``docs/`` is the site's root), so those links are rewritten
 to the site's layout before the Markdown is rendered. A link that points nowhere is left
 alone and fails ``mkdocs build --strict`` as usual.
+
+The docstrings cross-reference with Sphinx roles (``:func:`~mri_n2n.fft.fft2c```), which
+Markdown shows as text followed by code; the API pages show them as code instead, linked to
+the object's entry when the name is a full ``mri_n2n.`` path that the reference documents
+(an optional autoref: a name it does not document stays plain code, never a warning).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ MOUNTED = "notebooks"
 #: File kinds served from it: the notebooks and the figures they and the pages show.
 SUFFIXES = {".ipynb", ".png", ".jpg", ".jpeg", ".svg", ".gif"}
 _LINK = re.compile(r"(\]\()([^)\s#]+)((?:#[^)\s]*)?\))")
+_ROLE = re.compile(r":(?:mod|class|func|meth|data|attr|exc|obj):<code>(~?)([^<]+)</code>")
 
 
 def _repo_root(config) -> Path:
@@ -57,3 +63,14 @@ def on_page_markdown(markdown: str, page, config, files: Files) -> str:
         return m.group(1) + posixpath.relpath(in_repo, page_dir or ".") + m.group(3)
 
     return _LINK.sub(rewrite, markdown)
+
+
+def on_page_content(html: str, page, config, files: Files) -> str:
+    def role(m: re.Match) -> str:
+        name = m.group(2)
+        title = f"<code>{name.rsplit('.', 1)[-1] if m.group(1) else name}</code>"
+        if not name.startswith("mri_n2n."):
+            return title
+        return f'<autoref identifier="{name}" optional>{title}</autoref>'
+
+    return _ROLE.sub(role, html)
