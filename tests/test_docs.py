@@ -126,3 +126,19 @@ def test_nav_names_only_existing_files():
         # notebooks/ is served from the repository root by mkdocs_hooks.py, the rest from docs/
         base = ROOT if entry.startswith("notebooks/") else DOCS
         assert (base / entry).is_file(), f"mkdocs.yml nav names a missing file: {entry}"
+
+
+def test_ci_builds_the_site_strictly():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "mkdocs build --strict" in ci, ".ci/run must build the documentation site with --strict"
+    assert ci.index("mkdocs build --strict") < ci.index(TEST_COMMAND), "the site builds before the tests"
+
+
+def test_docs_extra_is_in_all():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    names = {re.split(r"[<>=\[ ]", req, maxsplit=1)[0] for req in extras["docs"]}
+    assert {"mkdocs", "mkdocs-material", "mkdocstrings", "mkdocs-jupyter"} <= names
+    assert "docs" in extras["all"][0], "the all extra must include docs (CI installs .[all])"
