@@ -122,7 +122,7 @@ DEFAULT_TV_LAM = 3e-6
 DEFAULT_LAM_GRID = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 #: TV weight of :func:`tv_sense` when none is tuned (images normalised to peak 1); chosen by
 #: :func:`tune_sense_lambda` on the training slices of the multi-coil study
-#: (``python -m mri_n2n.bench quality --only multicoil``, README).
+#: (``python -m mri_n2n.bench quality --only multicoil``, ``docs/results.md``).
 DEFAULT_SENSE_TV_LAM = 1e-3
 #: Multi-coil baselines of :func:`tune_sense_lambda`: Tikhonov CG-SENSE and TV-SENSE.
 SENSE_METHODS = ("tikhonov", "tv")

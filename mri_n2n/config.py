@@ -204,7 +204,7 @@ _TYPES = typing.get_type_hints(Config)
 PRESETS: dict[str, dict[str, Any]] = {
     # the paper's MRI setting: full U-Net of Table 2, 256x256, batch 16, 300 epochs
     "paper": {"model": "unet_paper", "size": 256, "batch_size": 16, "epochs": 300},
-    # CPU default: chosen by measured time-to-quality on 2 cores (see README; MRI in MRI_PRESETS)
+    # CPU default: chosen by measured time-to-quality on 2 cores (see docs/results.md; MRI in MRI_PRESETS)
     "cpu": {
         "model": "unet",
         "size": 128,
@@ -222,7 +222,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: What a preset sets differently for the MRI task: on a CPU the unrolled network (5 cascades of
 #: a 5-layer, 16-wide CNN with data consistency after each, 36k parameters), the k-space loss and
 #: augmentation: 4 dB above the U-Net on MNI152 validation in less time, and 2.5 dB better on
-#: real scans with augmentation than without (README, Results).
+#: real scans with augmentation than without (``docs/results.md``).
 MRI_PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"model": "unrolled", "max_steps": 600, "loss": "kspace", "augment": True},
     # the reference MRI code's per-epoch schedule (its photographic code ramps down only)

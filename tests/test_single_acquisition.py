@@ -242,14 +242,14 @@ def _conditional_held_out(inp0, omega, keep, n):
 @pytest.mark.parametrize("law", ["given", "estimated"])
 @pytest.mark.parametrize("kind", SPLIT_TARGETS)
 def test_weighted_heldout_loss_given_the_input_is_the_fully_sampled_loss_on_what_it_lacks(kind, law):
-    """The README's statement, conditionally: for one fixed input set (one acquisition and one
-    split), the expectation over the held-out set given that input of the weighted held-out loss
-    of the network's output (a fixed function of the input) is the fully sampled loss on the
-    bins the input lacks, and nothing on the others, except the bins the split never holds out
-    (SSDU's central block: missed by the acquisition, they get no loss at all). Real images with
-    the paper's Hermitian 2-D masks; ``law="estimated"``: the compensation and weights use the law
-    estimated from 400 of the acquisition's masks (the old estimate took them for independent
-    masks: weights about half)."""
+    """The statement of docs/guide/single-acquisition.md ("The split laws"), conditionally: for one
+    fixed input set (one acquisition and one split), the expectation over the held-out set given
+    that input of the weighted held-out loss of the network's output (a fixed function of the input)
+    is the fully sampled loss on the bins the input lacks, and nothing on the others, except the
+    bins the split never holds out (SSDU's central block: missed by the acquisition, they get no
+    loss at all). Real images with the paper's Hermitian 2-D masks; ``law="estimated"``: the
+    compensation and weights use the law estimated from 400 of the acquisition's masks (the old
+    estimate took them for independent masks: weights about half)."""
     shape = (16, 16)
     true = make_family("exp", shape, fraction=0.3, hermitian=True)
     g = torch.Generator().manual_seed(0)

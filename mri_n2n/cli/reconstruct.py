@@ -1,6 +1,6 @@
 """``mri-n2n reconstruct`` (and ``python -m mri_n2n.reconstruct``): batch reconstruction of
-k-space files and retrospective studies of image volumes; the README's "Reconstruction" section
-is the manual."""
+k-space files and retrospective studies of image volumes; ``docs/guide/reconstruction.md`` is the
+manual."""
 
 from __future__ import annotations
 

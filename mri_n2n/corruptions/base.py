@@ -1,6 +1,6 @@
 """The corruption interface shared by the MRI and photographic experiments.
 
-Every Noise2Noise experiment is the same loop (see the README's architecture section)::
+Every Noise2Noise experiment is the same loop (see ``docs/architecture.md``)::
 
     clean (or measured) batch --Corruption.pair--> Pair(input, target, context)
     output = Corruption.project(model(pair.input), pair.context)

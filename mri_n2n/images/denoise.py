@@ -1,5 +1,5 @@
 """Denoising image files with a trained image checkpoint (the library of ``mri-n2n denoise``;
-its behaviour is described in the README's "Photographic noise" section)."""
+its behaviour is described in ``docs/guide/photographs.md``)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ the network sees the zero-filled image of the doubly undersampled set, and the l
 ``1/p``-weighted k-space L2 on the measured bins it did not see
 (:func:`mri_n2n.losses.kspace_loss`). The weights move from the trained ones for at most
 :data:`ADAPT_STEPS` Adam steps at the learning rate :data:`ADAPT_LR` (chosen on tuning volumes
-that share no pixel with any evaluation volume, see the README), then the adapted copy
+that share no pixel with any evaluation volume, see ``docs/results.md``), then the adapted copy
 reconstructs the scan with all its measurements as usual; the trained model is not changed.
 
 **Self-validated early stopping** (``validation > 0``; Yaman et al.'s zero-shot recipe): a fixed

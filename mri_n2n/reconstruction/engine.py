@@ -3,7 +3,7 @@ normalisation, the network and data consistency, ``batch_size`` at a time.
 
 :func:`reconstruct_kspace` reconstructs measured k-space; :func:`reconstruct_volume` and
 :func:`simulate_kspace` run retrospective studies (seeded masks per slice, metrics against the
-reference). The README's "Reconstruction" section describes the pipeline step by step.
+reference). ``docs/guide/reconstruction.md`` ("The pipeline") describes it step by step.
 """
 
 from __future__ import annotations
