@@ -163,7 +163,9 @@ class Config:
     # hardware
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     amp: bool | None = _f(None, "mixed precision (default: on for CUDA)")
-    channels_last: bool | None = _f(None, "channels-last memory format (default: on for CUDA)")
+    channels_last: bool | None = _f(
+        None, "channels-last memory format (default: on for CUDA and for the unrolled network)"
+    )
     compile: bool = _f(False, "torch.compile the network")
     threads: int | None = _f(None, "CPU threads for torch (default: torch's choice)")
     # validation and output

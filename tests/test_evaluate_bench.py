@@ -199,9 +199,34 @@ def test_bench_speed_cli_reports_consistent_rates(tmp_path, monkeypatch):
         "batch": "2",
         "N2N step (slices/s)": f"{res['pipeline_slices_per_s']:.2f}",
         "bare network step (slices/s)": f"{res['bare_slices_per_s']:.2f}",
+        "plain cascade, contiguous / channels-last (slices/s)": (
+            f"{res['reference_slices_per_s']:.2f} / {res['reference_channels_last_slices_per_s']:.2f}"
+        ),
+        "bare / plain (median of blocks)": f"{res['bare_over_reference']:.2f}",
         "overhead": f"{res['overhead'] * 100:.1f} %",
         "inference 256² (slices/s)": f"{res['inference_slices_per_s']:.2f}",
     }
+    # the reference is interleaved with the other steps; the ratio pairs blocks
+    assert len(res["reference_block_rates"]) == 3
+    pairs = [b / r for b, r in zip(res["bare_block_rates"], res["reference_block_rates"])]
+    assert res["bare_over_reference"] == pytest.approx(statistics.median(pairs))
+    assert res["spread"]["bare"] == [min(res["bare_block_rates"]), max(res["bare_block_rates"])]
+
+
+def test_plain_reference_cascade_keeps_the_measured_frequencies():
+    from mri_n2n.bench.speed import PlainCascade
+    from mri_n2n.fft import fft2c
+
+    g = torch.Generator().manual_seed(0)
+    for channels in (1, 2):
+        net = PlainCascade(channels, cascades=2, width=4, depth=3)
+        mask = torch.rand(2, 16, 16, generator=g) < 0.3
+        k = torch.randn(2, 16, 16, dtype=torch.complex64, generator=g)
+        out = net(torch.randn(2, channels, 16, 16, generator=g), mask, k)
+        z = out[:, 0] if channels == 1 else torch.complex(out[:, 0], out[:, 1])
+        if channels == 2:  # complex images: the measured bins are exactly the data
+            assert torch.allclose(fft2c(z)[mask], k[mask], atol=1e-5)
+        assert out.shape == (2, channels, 16, 16)
 
 
 def test_bench_cli_bad_subcommand(capsys):

@@ -4,23 +4,66 @@ The *pipeline* step is what :class:`~mri_n2n.training.Trainer` does: fetch a bat
 dataset, draw two Hermitian masks per sample, FFTs, density-compensated zero-filling, the
 forward pass, data consistency, the loss, backward and the Adam step. The *bare* step is the
 same network's forward/backward/Adam step on tensors already in memory: the floor the
-pipeline's overhead is measured against. Blocks of both are interleaved and the median block
-rate is reported, so slow drifts of a shared machine hit both alike.
+pipeline's overhead is measured against. The *reference* step is a same-size plain cascade
+written here (:class:`PlainCascade`: per cascade a DnCNN-style stack of 3x3 convolutions and
+ReLUs with a residual, then the closed-form single-coil data consistency by uncentred FFTs,
+contiguous memory layout, as a peer such as deepinv's unrolled HQS network runs on a CPU) on
+the same tensors, mask and optimiser settings: what our network's step is compared with (also
+timed in the channels-last layout our trainer uses on a CPU, for a like-for-like layout). Blocks
+of the three are interleaved and the median block rate is reported with its spread (the
+smallest and largest block), so slow drifts of a shared machine hit all alike; the ratio of our
+bare step to the reference is the median of the per-block ratios.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import statistics
 import time
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..config import Config, resolve_config
 from ..corruptions import MRIUndersampling
+from ..fft import ifft2c
 from ..training import Trainer
 
-__all__ = ["bench_speed"]
+__all__ = ["bench_speed", "PlainCascade"]
+
+
+class PlainCascade(nn.Module):
+    """The reference of :func:`bench_speed`: ``cascades`` x (``x + CNN(x)``, then data
+    consistency ``F^-1((1 - M') F x) + F_c^-1 (M y)`` with uncentred FFTs, ``M'`` the mask in
+    their order), each CNN ``depth`` 3x3
+    convolutions ``width`` wide with ReLUs between; real ``(B, 1, H, W)`` or complex
+    ``(B, 2, H, W)`` images, bool mask ``(B, H, W)`` and complex k-space ``(B, H, W)`` centred as
+    :mod:`mri_n2n.fft` centres them (shifted once per call)."""
+
+    def __init__(self, channels: int, cascades: int, width: int, depth: int) -> None:
+        super().__init__()
+
+        def cnn() -> nn.Sequential:
+            layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
+            for _ in range(depth - 2):
+                layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
+            return nn.Sequential(*layers, nn.Conv2d(width, channels, 3, padding=1))
+
+        self.cnns = nn.ModuleList(cnn() for _ in range(cascades))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, kspace: torch.Tensor) -> torch.Tensor:
+        m = mask.reshape(-1, *mask.shape[-2:]).bool()
+        y = kspace.reshape(-1, *kspace.shape[-2:])
+        measured = ifft2c(torch.where(m, y, torch.zeros_like(y)))  # F_c^-1 (M y), once
+        unmeasured = ~torch.fft.ifftshift(m, dim=(-2, -1))  # 1 - M in uncentred FFT order
+        for cnn in self.cnns:
+            x = x + cnn(x)
+            z = x[:, 0] if x.shape[1] == 1 else torch.complex(x[:, 0], x[:, 1])
+            z = torch.fft.ifft2(torch.fft.fft2(z, norm="ortho") * unmeasured, norm="ortho") + measured
+            x = z.real[:, None] if x.shape[1] == 1 else torch.stack([z.real, z.imag], dim=1)
+        return x
 
 
 def _sync(device: torch.device) -> None:
@@ -45,8 +88,8 @@ def bench_speed(
     (``bare / pipeline - 1``), ``inference_slices_per_s`` (zero-filled -> network -> data
     consistency, no gradients, 256x256 slices) and the settings.
     """
-    blocks = blocks or (4 if quick else 8)
-    steps = steps_per_block or (5 if quick else 10)
+    blocks = blocks or (9 if quick else 12)  # enough interleaved blocks for a median and a spread
+    steps = steps_per_block or (3 if quick else 8)
     cfg, why = resolve_config(
         Config(
             dataset="mni152",
@@ -87,12 +130,33 @@ def bench_speed(
         clean, _ = next(batches)
         trainer.train_step(clean)
 
+    torch.manual_seed(cfg.seed)
+    ref_net = PlainCascade(trainer.exp.channels, cfg.cascades, cfg.cascade_width, cfg.cascade_depth).to(dev)
+    ref_opt = torch.optim.Adam(ref_net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8)
+    ref_mask, ref_k = fixed.context["mask"], fixed.context["kspace"]
+
+    cl_net = copy.deepcopy(ref_net).to(memory_format=torch.channels_last)
+    cl_opt = torch.optim.Adam(cl_net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+
+    def reference_step(net=ref_net, opt=ref_opt, inp=x) -> None:
+        loss = torch.mean((net(inp, ref_mask, ref_k) - y) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    steps_of = {
+        "pipeline": pipeline_step,
+        "bare": bare_step,
+        "reference": reference_step,
+        "reference_channels_last": functools.partial(reference_step, cl_net, cl_opt, x_cl),
+    }
     for _ in range(3):  # warm-up (allocator, kernels, first DataLoader)
-        pipeline_step()
-        bare_step()
-    rates: dict[str, list[float]] = {"pipeline": [], "bare": []}
+        for fn in steps_of.values():
+            fn()
+    rates: dict[str, list[float]] = {name: [] for name in steps_of}
     for _ in range(blocks):
-        for name, fn in (("pipeline", pipeline_step), ("bare", bare_step)):
+        for name, fn in steps_of.items():
             _sync(dev)
             t0 = time.perf_counter()
             for _ in range(steps):
@@ -101,6 +165,8 @@ def bench_speed(
             rates[name].append(steps * b / (time.perf_counter() - t0))
     pipe = statistics.median(rates["pipeline"])
     bare = statistics.median(rates["bare"])
+    ref = statistics.median(rates["reference"])
+    paired = [b_ / r_ for b_, r_ in zip(rates["bare"], rates["reference"])]
 
     # inference: 256x256 slices by default, batch of 8, as volume reconstruction does it
     inf_size, inf_batch = inference_size, 8
@@ -137,6 +203,13 @@ def bench_speed(
         "overhead": bare / pipe - 1.0,
         "pipeline_block_rates": rates["pipeline"],
         "bare_block_rates": rates["bare"],
+        "reference_slices_per_s": ref,
+        "reference_block_rates": rates["reference"],
+        "reference": "PlainCascade (ReLU, contiguous layout, uncentred-FFT data consistency)",
+        "reference_channels_last_slices_per_s": statistics.median(rates["reference_channels_last"]),
+        "bare_over_reference": statistics.median(paired),
+        "bare_over_reference_blocks": paired,
+        "spread": {k: [min(v), max(v)] for k, v in rates.items()},
         "inference_size": inf_size,
         "inference_slices_per_s": statistics.median(inf_rates),
     }

@@ -32,13 +32,21 @@ def _speed(args) -> int:
         "batch": res["batch_size"],
         "N2N step (slices/s)": res["pipeline_slices_per_s"],
         "bare network step (slices/s)": res["bare_slices_per_s"],
+        "plain cascade, contiguous / channels-last (slices/s)": (
+            f"{res['reference_slices_per_s']:.2f} / {res['reference_channels_last_slices_per_s']:.2f}"
+        ),
+        "bare / plain (median of blocks)": f"{res['bare_over_reference']:.2f}",
         "overhead": f"{res['overhead'] * 100:.1f} %",
         "inference 256² (slices/s)": res["inference_slices_per_s"],
     }
     md = markdown_table([row], list(row))
+    spread = "; ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in res["spread"].items())
     md += (
         "\n\nOverhead = bare / pipeline - 1: the cost of data, masks, FFTs, zero-filling and data "
-        "consistency over the bare network step (target: at most 10 %)."
+        "consistency over the bare network step (target: at most 10 %). Plain cascade: the same-size "
+        "DnCNN-style cascade with ReLUs and uncentred-FFT data consistency written in the benchmark "
+        f"(the reference). {len(res['bare_block_rates'])} interleaved blocks; spread of the block "
+        f"rates (slices/s): {spread}."
     )
     name = "speed_quick" if args.quick else "speed"
     write_results(args.results, name, res, md)

@@ -137,7 +137,9 @@ class Trainer:
         cuda = self.device.type == "cuda"
         self.amp = cuda if cfg.amp is None else (cfg.amp and cuda)
         self.amp_dtype = torch.bfloat16 if (cuda and torch.cuda.is_bf16_supported()) else torch.float16
-        self.channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+        # CPU too for the unrolled CNN: its training step measured 1.3x faster (bench speed)
+        default_cl = cuda or cfg.model == "unrolled"
+        self.channels_last = default_cl if cfg.channels_last is None else cfg.channels_last
 
         self.exp = build_experiment(cfg)
         if len(self.exp.train_set) == 0:
