@@ -101,6 +101,8 @@ def data_consistency(
             support = maps.abs().square().sum(1) > 0 if support is None else support
             z = op.cg_dc(zx, kspace, lam, cg_iters, aty=aty) * support
         return torch.stack([z.real, z.imag], dim=1).float()
+    if phase is None and x.shape[1] in (1, 2) and (terms := _single_coil_terms(mask, kspace)) is not None:
+        return _fast_dc(x, terms, lam)  # even sizes: no centring shifts
     if kspace.ndim == 4:  # (B, 1, H, W), as MRIUndersampling's pair context holds it
         kspace = kspace[:, 0]
     if mask.ndim == 4:
