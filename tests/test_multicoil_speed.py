@@ -117,3 +117,21 @@ def test_multicoil_reconstruct_benchmark_writes_each_option(tmp_path):
     assert all(r["seconds"] > 0 and np.isfinite(r["psnr"]) for r in rows.values())
     assert res["shape"] == [4, 8, 64, 64]
     assert "| full |" in (tmp_path / "reconstruct_multicoil_quick.md").read_text()
+
+
+def test_8x_gap_table_trains_each_variant_and_scores_it_with_the_baselines(tmp_path, monkeypatch):
+    from test_multicoil_training import SIZE, _folder
+
+    import mri_n2n.bench.multicoil_8x as b8
+
+    data = _folder(tmp_path / "data")
+    monkeypatch.setattr(b8, "write_multicoil_study_data", lambda root, size: data)
+    monkeypatch.setattr(b8, "TV_ITERS", 5)
+    variants = {"2 steps": {"max_steps": 2}, "2 steps, 2 CG": {"max_steps": 2, "cg_iters": 2}}
+    res = b8.bench_multicoil_8x(out_dir=tmp_path, variants=variants, size=SIZE)
+    assert [r["run"] for r in res["rows"]] == list(variants)
+    assert {"TV-SENSE", "CG-SENSE"} <= set(res["baselines"])
+    assert all(np.isfinite(r["psnr"]) and r["train_seconds"] > 0 for r in res["rows"])
+    assert res["rows"][0]["psnr"] != res["rows"][1]["psnr"]  # two different runs
+    md = b8.multicoil_8x_markdown(res)
+    assert "| N2N, 2 steps, 2 CG |" in md and "| TV-SENSE | - |" in md and "+0.00 |" in md
