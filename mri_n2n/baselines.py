@@ -99,7 +99,7 @@ from .coils import SenseOperator
 from .corruptions import MRIUndersampling
 from .metrics import psnr
 from .physics import SpectralSampling
-from .sampling import exp_decay_density
+from .sampling import exp_decay_density, symmetric_density
 from .solvers import conjugate_gradient
 
 __all__ = [
@@ -229,11 +229,6 @@ def _laplacian_symbol(
     return lap.to(dtype)
 
 
-def _unshifted_partner(m: torch.Tensor) -> torch.Tensor:
-    """``m(-k)`` on the unshifted FFT grid (index ``i`` -> ``-i mod N``)."""
-    return torch.roll(torch.flip(m, dims=_DIMS), shifts=(1, 1), dims=_DIMS)
-
-
 # --------------------------------------------------------------------------------------
 # Reconstruction
 # --------------------------------------------------------------------------------------
@@ -330,10 +325,9 @@ def _solve(
     rdtype = x.real.dtype
     u = torch.fft.ifftshift(x, dim=_DIMS)
     yu = torch.fft.ifftshift(y, dim=_DIMS)  # unshifted k-space: fft2(u) == ifftshift(fft2c(x))
-    mu = torch.fft.ifftshift(m, dim=_DIMS).to(rdtype)
     if real:
         # Real images: normal operator F^-1 M_s F with the Hermitian-symmetrised mask, rhs Re(A^T y).
-        ms = 0.5 * (mu + _unshifted_partner(mu))
+        ms = torch.fft.ifftshift(symmetric_density(m.to(rdtype)), dim=_DIMS)
         ms = ms[..., : w // 2 + 1]
         rhs = torch.fft.rfft2(torch.fft.ifft2(yu, norm="ortho").real, norm="ortho")
 
@@ -344,7 +338,7 @@ def _solve(
             return torch.fft.irfft2(k, s=(h, w), norm="ortho")
 
     else:
-        ms = mu
+        ms = torch.fft.ifftshift(m, dim=_DIMS).to(rdtype)
         rhs = yu
 
         def fwd(v: torch.Tensor) -> torch.Tensor:
