@@ -549,7 +549,8 @@ def tv_sense(
     ``lam``), by ADMM on ``z = grad x`` with penalty ``rho`` (default ``30 lam``). The coil maps
     make the ``x``-step ``(A^H A + rho grad^H grad) x = A^H y + rho grad^H (z - w)`` a non-diagonal
     system, solved approximately by ``inner`` conjugate-gradient iterations warm-started at the
-    current ``x`` (inexact ADMM; each outer iteration costs ``2 (inner + 1)`` FFTs per coil). The
+    current ``x`` (inexact ADMM; each outer iteration costs ``2 (inner + 1)`` FFTs per coil); the
+    rest of the loop is :func:`tv_reconstruct`'s, without its over-relaxation. The
     start is CG-SENSE (:meth:`~mri_n2n.coils.SenseOperator.sense`, ``lam = 1e-3``, 30 iterations)
     unless ``x0`` is given. No projection follows: noisy multi-coil measurements overdetermine
     the image, and forcing them exactly would undo the regularisation.
