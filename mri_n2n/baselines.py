@@ -91,7 +91,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -99,7 +99,8 @@ from .coils import SenseOperator
 from .corruptions import MRIUndersampling
 from .metrics import psnr
 from .physics import SpectralSampling
-from .sampling import exp_decay_density
+from .sampling import exp_decay_density, symmetric_density
+from .solvers import conjugate_gradient
 
 __all__ = [
     "DEFAULT_TV_LAM",
@@ -228,11 +229,6 @@ def _laplacian_symbol(
     return lap.to(dtype)
 
 
-def _unshifted_partner(m: torch.Tensor) -> torch.Tensor:
-    """``m(-k)`` on the unshifted FFT grid (index ``i`` -> ``-i mod N``)."""
-    return torch.roll(torch.flip(m, dims=_DIMS), shifts=(1, 1), dims=_DIMS)
-
-
 # --------------------------------------------------------------------------------------
 # Reconstruction
 # --------------------------------------------------------------------------------------
@@ -329,10 +325,9 @@ def _solve(
     rdtype = x.real.dtype
     u = torch.fft.ifftshift(x, dim=_DIMS)
     yu = torch.fft.ifftshift(y, dim=_DIMS)  # unshifted k-space: fft2(u) == ifftshift(fft2c(x))
-    mu = torch.fft.ifftshift(m, dim=_DIMS).to(rdtype)
     if real:
         # Real images: normal operator F^-1 M_s F with the Hermitian-symmetrised mask, rhs Re(A^T y).
-        ms = 0.5 * (mu + _unshifted_partner(mu))
+        ms = torch.fft.ifftshift(symmetric_density(m.to(rdtype)), dim=_DIMS)
         ms = ms[..., : w // 2 + 1]
         rhs = torch.fft.rfft2(torch.fft.ifft2(yu, norm="ortho").real, norm="ortho")
 
@@ -343,7 +338,7 @@ def _solve(
             return torch.fft.irfft2(k, s=(h, w), norm="ortho")
 
     else:
-        ms = mu
+        ms = torch.fft.ifftshift(m, dim=_DIMS).to(rdtype)
         rhs = yu
 
         def fwd(v: torch.Tensor) -> torch.Tensor:
@@ -353,25 +348,15 @@ def _solve(
             return torch.fft.ifft2(k, norm="ortho")
 
     lap = _laplacian_symbol(h, w, half=real, dtype=rdtype, device=x.device)
-    prev = u
     if method == "admm":
         # Exact x-step: (M_s + rho L) u = A^T y + rho grad^T (z - w). An unsampled DC bin
         # (M_s = L = 0 there) gets 0 / tiny = 0: the mean stays zero.
         inv_den = 1.0 / (ms + rho * lap).clamp_min(torch.finfo(rdtype).tiny)
-        zx, zy = _grad(u)
-        wx, wy = torch.zeros_like(zx), torch.zeros_like(zy)
-        thresh = lam / rho
-        for it in range(iters):
-            prev = u
-            u = inv((rhs + rho * fwd(_grad_adj(zx - wx, zy - wy))) * inv_den)
-            gx, gy = _grad(u)
-            gx = _RELAX * gx + (1.0 - _RELAX) * zx
-            gy = _RELAX * gy + (1.0 - _RELAX) * zy
-            zx, zy = _shrink(gx + wx, gy + wy, thresh)
-            wx = wx + gx - zx
-            wy = wy + gy - zy
-            if tol is not None and (it + 1) % _TOL_EVERY == 0 and _converged(u, prev, tol):
-                break
+
+        def x_step(_: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor) -> torch.Tensor:
+            return inv((rhs + rho * fwd(_grad_adj(vx, vy))) * inv_den)
+
+        u = _admm_tv(u, x_step, lam=lam, rho=rho, iters=iters, relax=_RELAX, tol=tol)
     else:
         # Chambolle-Pock: dual step sigma = rho, primal tau = 1 / (8 rho), tau sigma ||grad||^2 <= 1.
         sigma = rho
@@ -389,6 +374,42 @@ def _solve(
             if tol is not None and (it + 1) % _TOL_EVERY == 0 and _converged(u, prev, tol):
                 break
     return torch.fft.fftshift(u, dim=_DIMS)
+
+
+def _admm_tv(
+    x: torch.Tensor,
+    x_step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    lam: float,
+    rho: float,
+    iters: int,
+    relax: float = 1.0,
+    tol: float | None = None,
+) -> torch.Tensor:
+    """ADMM for ``min_x f(x) + lam TV(x)`` on the splitting ``z = grad x`` (scaled dual ``w``).
+
+    ``x_step(x, vx, vy)`` returns the ``x``-update ``argmin_x f(x) + rho / 2 ||grad x - v||^2``
+    for ``v = z - w`` (exact or approximate, started from the current ``x``): the only part that
+    depends on the data term. Then over-relaxation by ``relax`` (1: none), the isotropic
+    shrinkage of ``grad x + w`` by ``lam / rho`` and the dual update; with ``tol``, a stop once
+    every image's relative change is below it (tested every :data:`_TOL_EVERY` iterations).
+    """
+    zx, zy = _grad(x)
+    wx, wy = torch.zeros_like(zx), torch.zeros_like(zy)
+    thresh = lam / rho
+    for it in range(iters):
+        prev = x
+        x = x_step(x, zx - wx, zy - wy)
+        gx, gy = _grad(x)
+        if relax != 1.0:
+            gx = relax * gx + (1.0 - relax) * zx
+            gy = relax * gy + (1.0 - relax) * zy
+        zx, zy = _shrink(gx + wx, gy + wy, thresh)
+        wx = wx + gx - zx
+        wy = wy + gy - zy
+        if tol is not None and (it + 1) % _TOL_EVERY == 0 and _converged(x, prev, tol):
+            break
+    return x
 
 
 def _converged(u: torch.Tensor, prev: torch.Tensor, tol: float) -> bool:
@@ -528,7 +549,8 @@ def tv_sense(
     ``lam``), by ADMM on ``z = grad x`` with penalty ``rho`` (default ``30 lam``). The coil maps
     make the ``x``-step ``(A^H A + rho grad^H grad) x = A^H y + rho grad^H (z - w)`` a non-diagonal
     system, solved approximately by ``inner`` conjugate-gradient iterations warm-started at the
-    current ``x`` (inexact ADMM; each outer iteration costs ``2 (inner + 1)`` FFTs per coil). The
+    current ``x`` (inexact ADMM; each outer iteration costs ``2 (inner + 1)`` FFTs per coil); the
+    rest of the loop is :func:`tv_reconstruct`'s, without its over-relaxation. The
     start is CG-SENSE (:meth:`~mri_n2n.coils.SenseOperator.sense`, ``lam = 1e-3``, 30 iterations)
     unless ``x0`` is given. No projection follows: noisy multi-coil measurements overdetermine
     the image, and forcing them exactly would undo the regularisation.
@@ -563,28 +585,10 @@ def tv_sense(
     def normal(v: torch.Tensor) -> torch.Tensor:
         return op.normal(v) + rho * _grad_adj(*_grad(v))
 
-    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a.conj() * b).real.sum(dim=(-2, -1), keepdim=True)
+    def x_step(x: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor) -> torch.Tensor:
+        return conjugate_gradient(normal, x, aty + rho * _grad_adj(vx, vy) - normal(x), inner)
 
-    zx, zy = _grad(x)
-    wx, wy = torch.zeros_like(zx), torch.zeros_like(zy)
-    for _ in range(iters):
-        b = aty + rho * _grad_adj(zx - wx, zy - wy)
-        r = b - normal(x)
-        p = r
-        rs = dot(r, r)
-        for _ in range(inner):
-            ap = normal(p)
-            alpha = rs / dot(p, ap).clamp_min(1e-30)
-            x = x + alpha * p
-            r = r - alpha * ap
-            rs_new = dot(r, r)
-            p = r + rs_new / rs.clamp_min(1e-30) * p
-            rs = rs_new
-        gx, gy = _grad(x)
-        zx, zy = _shrink(gx + wx, gy + wy, lam / rho)
-        wx, wy = wx + gx - zx, wy + gy - zy
-    return x
+    return _admm_tv(x, x_step, lam=lam, rho=rho, iters=iters)
 
 
 def tune_sense_lambda(

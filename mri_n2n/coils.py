@@ -44,6 +44,7 @@ from .coil_maps import (  # noqa: F401  (re-exported: the estimation API lives i
     walsh_maps,
 )
 from .fft import fft2c, ifft2c
+from .solvers import conjugate_gradient
 
 __all__ = [
     "SenseOperator",
@@ -58,24 +59,6 @@ __all__ = [
 ]
 
 Array = torch.Tensor | np.ndarray
-
-
-def _bdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Real part of the per-sample inner product ``<a, b>`` over all dims but the first, kept
-    as ``(B, 1, ..., 1)`` for broadcasting."""
-    if not (a.is_complex() and b.is_complex()):
-        dims = tuple(range(1, a.ndim))
-        return (a.conj() * b).real.sum(dim=dims, keepdim=True)
-    n = a.shape[0]
-    ar = torch.view_as_real(a.resolve_conj()).reshape(n, 1, -1)  # Re<a, b> = a_re b_re + a_im b_im
-    br = torch.view_as_real(b.resolve_conj()).reshape(n, -1, 1)
-    return torch.bmm(ar, br).reshape(n, *([1] * (a.ndim - 1)))  # one BLAS dot, no temporary
-
-
-def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """``num / den`` where ``den > 0``, else 0, with finite gradients in both branches."""
-    ok = den > 0
-    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
 #: Most multi-coil k-space elements (samples x coils x H x W) :meth:`SenseOperator.cg_dc` works
@@ -297,7 +280,8 @@ class SenseOperator:
         aty: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Proximal data consistency (MoDL's DC, CG-SENSE):
-        ``argmin_z ||A z - y||^2 + lam ||z - x||^2`` by conjugate gradients.
+        ``argmin_z ||A z - y||^2 + lam ||z - x||^2`` by conjugate gradients
+        (:func:`~mri_n2n.solvers.conjugate_gradient`).
 
         Solves ``(A^H A + lam I) z = A^H y + lam x`` from the warm start ``z = x``; the batch
         runs in lock-step with one step size per sample. The unrolled iterations are
@@ -346,20 +330,7 @@ class SenseOperator:
         if lam_t.ndim:
             lam_t = lam_t.reshape(-1, *([1] * (z.ndim - 1)))
         r = (self.adjoint(y) if aty is None else aty) - self.normal(z)  # b - (A^H A + lam) z, z = x
-        p = r
-        rs = _bdot(r, r)
-        rs0 = rs
-        for _ in range(iters):
-            ap = self.normal(p) + lam_t * p
-            alpha = _safe_div(rs, _bdot(p, ap))
-            z = z + alpha * p
-            r = r - alpha * ap
-            rs_new = _bdot(r, r)
-            if tol > 0 and bool((rs_new <= tol**2 * rs0).all()):
-                break
-            p = r + _safe_div(rs_new, rs) * p
-            rs = rs_new
-        return z
+        return conjugate_gradient(lambda p: self.normal(p) + lam_t * p, z, r, iters, tol=tol)
 
     def _samples(self, sl: slice) -> SenseOperator:
         """The operator of samples ``sl`` of the batch (shared maps and masks stay shared)."""

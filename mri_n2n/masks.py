@@ -50,13 +50,15 @@ import torch
 
 from .sampling import (
     DENSITIES_2D,
-    _solve_monotone,
     bernoulli_mask,
     center_lines,
+    hermitian_mirror,
     hermitian_partner,
     make_density,
+    share_partner_draws,
     symmetric_density,
 )
+from .solvers import bisect
 
 __all__ = [
     "DENSITIES",
@@ -83,12 +85,10 @@ MASK_LAW_ATTR = "mri_n2n_mask_law"
 
 
 def _mirror_cols(x: torch.Tensor) -> torch.Tensor:
-    return x[..., hermitian_partner(x.shape[-1], x.device)]
+    return hermitian_mirror(x, ndim=1)
 
 
-def _mirror2(x: torch.Tensor) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    return x[..., hermitian_partner(h, x.device), :][..., :, hermitian_partner(w, x.device)]
+_mirror2 = hermitian_mirror
 
 
 def hermitian_complete(mask: torch.Tensor) -> torch.Tensor:
@@ -281,9 +281,7 @@ class IndependentLines(MaskFamily):
         w = self.shape[1]
         u = torch.rand((b, w), generator=g, device=device, dtype=torch.float64)
         if self.hermitian:
-            pj = hermitian_partner(w, device)
-            idx = torch.arange(w, device=device)
-            u = torch.where(idx <= pj, u, u[:, pj])
+            u = share_partner_draws(u, ndim=1)
         cols = u < self.column_p.to(device)
         return cols[:, None, :].expand(b, *self.shape).clone()
 
@@ -338,7 +336,7 @@ def _gaussian_profile(center: torch.Tensor, rate: float) -> torch.Tensor:
         prof = floor + (1 - floor) * torch.exp(-0.5 * d2 * inv_sigma**2)
         return torch.where(center, torch.ones_like(d2), prof)
 
-    return col_for(_solve_monotone(lambda s: col_for(s)[outer].mean().item(), rate, 0.0, 10.0))
+    return col_for(bisect(lambda s: col_for(s)[outer].mean().item(), rate, 0.0, 10.0))
 
 
 _PROFILES = {"lines_random": _uniform_profile, "lines_gaussian": _gaussian_profile}

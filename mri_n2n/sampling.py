@@ -21,9 +21,10 @@ an asymmetric one is symmetrised by averaging ``p(k)`` and ``p(-k)``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
+
+from .solvers import bisect
 
 __all__ = [
     "radius_grid",
@@ -34,6 +35,8 @@ __all__ = [
     "center_lines",
     "bernoulli_mask",
     "hermitian_partner",
+    "hermitian_mirror",
+    "share_partner_draws",
     "symmetric_density",
     "make_density",
     "DENSITIES_2D",
@@ -60,19 +63,6 @@ def radius_grid(shape: tuple[int, int] | int, *, dtype: torch.dtype = torch.floa
 def _edge_radius(h: int, w: int) -> int:
     # Distance from the centre to the last bin of the shorter axis: 127 for 256 or 255.
     return max((min(h, w) - 1) // 2, 1)
-
-
-def _solve_monotone(
-    fn: Callable[[float], float], target: float, lo: float, hi: float, iters: int = 100
-) -> float:
-    """Bisection for a decreasing ``fn`` on [lo, hi] with fn(lo) >= target >= fn(hi)."""
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        if fn(mid) > target:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
 
 
 def _check_fraction(fraction: float, h: int, w: int) -> None:
@@ -106,7 +96,7 @@ def exp_decay_density(
         _check_fraction(fraction, h, w)
         if fraction >= 1.0:
             return torch.ones(h, w)
-        lam = _solve_monotone(lambda l: torch.exp(-l * r).mean().item(), fraction, 0.0, 50.0)
+        lam = bisect(lambda l: torch.exp(-l * r).mean().item(), fraction, 0.0, 50.0)
     return torch.exp(-lam * r).float()
 
 
@@ -126,7 +116,7 @@ def gaussian_density(
     def dens(inv_sigma: float) -> torch.Tensor:
         return floor + (1.0 - floor) * torch.exp(-0.5 * r2 * inv_sigma**2)
 
-    inv = _solve_monotone(lambda s: dens(s).mean().item(), fraction, 0.0, 50.0)
+    inv = bisect(lambda s: dens(s).mean().item(), fraction, 0.0, 50.0)
     return dens(inv).float()
 
 
@@ -180,15 +170,23 @@ def hermitian_partner(n: int, device: torch.device | str | None = None) -> torch
     return (2 * c - torch.arange(n, device=device)) % n
 
 
-def _symmetrise(u: torch.Tensor) -> torch.Tensor:
-    """Make ``u[..., k] == u[..., -k]`` by copying each canonical bin's value to its partner."""
-    h, w = u.shape[-2:]
-    pi = hermitian_partner(h, u.device)
-    pj = hermitian_partner(w, u.device)
-    lin = torch.arange(h * w, device=u.device).reshape(h, w)
-    lin_partner = lin[pi][:, pj]
-    mirrored = u[..., pi, :][..., :, pj]
-    return torch.where(lin <= lin_partner, u, mirrored)
+def hermitian_mirror(x: torch.Tensor, ndim: int = 2) -> torch.Tensor:
+    """``x(-k)``: every centred bin of the last ``ndim`` dims (2: ``(H, W)``, 1: ``(W,)``)
+    takes the value of its Hermitian partner (:func:`hermitian_partner`)."""
+    for d in range(1, ndim + 1):
+        x = x.index_select(-d, hermitian_partner(x.shape[-d], x.device))
+    return x
+
+
+def share_partner_draws(u: torch.Tensor, ndim: int = 2) -> torch.Tensor:
+    """One draw per pair of partner bins: every bin of the last ``ndim`` dims of the draws ``u``
+    takes the draw of its pair's first bin (the lower flat index), so ``u[..., k] == u[..., -k]``
+    and every bin keeps its own law. Masks ``u < p`` are then conjugate-symmetric, each bin kept
+    with probability exactly ``p(k)`` for a symmetric ``p``."""
+    sizes = u.shape[-ndim:]
+    lin = torch.arange(math.prod(sizes), device=u.device).reshape(sizes)
+    first = torch.minimum(lin, hermitian_mirror(lin, ndim)).flatten()
+    return u.flatten(-ndim)[..., first].reshape(u.shape)
 
 
 def bernoulli_mask(
@@ -216,17 +214,14 @@ def bernoulli_mask(
     u = torch.rand(shape, generator=generator, device=density.device, dtype=torch.float32)
     p = density.to(torch.float32)
     if hermitian:
-        u = _symmetrise(u)
+        u = share_partner_draws(u)
         p = symmetric_density(p)
     return u < p
 
 
 def symmetric_density(p: torch.Tensor) -> torch.Tensor:
-    """Average each bin's probability with its Hermitian partner's."""
-    h, w = p.shape
-    pi = hermitian_partner(h, p.device)
-    pj = hermitian_partner(w, p.device)
-    return 0.5 * (p + p[pi][:, pj])
+    """Average each bin's probability with its Hermitian partner's (``p`` is ``(..., H, W)``)."""
+    return 0.5 * (p + hermitian_mirror(p))
 
 
 #: The 2-D densities :func:`make_density` builds (the mask families, 1-D lines included, are in

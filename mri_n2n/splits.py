@@ -48,10 +48,11 @@ from .masks import (
     IndependentLines,
     MaskFamily,
     _center_set,
-    _mirror2,
     _mirror_cols,
     make_family,
 )
+from .sampling import share_partner_draws
+from .solvers import bisect
 
 __all__ = ["SPLIT_TARGETS", "SplitLaw", "make_split", "split_loss_density"]
 
@@ -62,32 +63,14 @@ SPLIT_TARGETS = ("ssdu", "noisier2noise")
 SSDU_ACS = 4
 #: SSDU: the selection Gaussian's standard deviation is ``N / SSDU_STD_SCALE`` along each axis.
 SSDU_STD_SCALE = 4.0
-
-
-def _bisect(fn, lo: float, hi: float, target: float, *, increasing: bool, iters: int = 60) -> float:
-    """``x`` in ``[lo, hi]`` with ``fn(x) ~= target`` for a monotone ``fn``."""
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        if (fn(mid) < target) == increasing:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+#: Bisection steps of the laws' parameters.
+_ITERS = 60
 
 
 def _held_share(p: torch.Tensor, q: torch.Tensor) -> float:
     """Expected share of the acquired bins that the split holds out."""
     p = p.double()
     return float((p * (1 - q.double())).sum() / p.sum().clamp_min(1e-12))
-
-
-def _symmetric_uniform(b: int, shape: tuple[int, int], g: torch.Generator | None, device) -> torch.Tensor:
-    """Uniform draws ``(B, H, W)`` shared by each pair of partner bins ``k, -k``."""
-    h, w = shape
-    u = torch.rand((b, h * w), generator=g, device=g.device if g is not None else device).to(device)
-    lin = torch.arange(h * w, device=device).reshape(h, w)
-    rep = torch.minimum(lin, _mirror2(lin)).flatten()
-    return u[:, rep].reshape(b, h, w)
 
 
 class SplitLaw:
@@ -135,12 +118,9 @@ class SplitLaw:
         if self.family is not None:
             return self.family.sample(batch, generator=generator, device=device)
         q = self._keep.to(device)
-        if self.hermitian:
-            u = _symmetric_uniform(batch, self.shape, generator, device)
-        else:
-            g = generator
-            u = torch.rand((batch, *self.shape), generator=g, device=g.device if g else device).to(device)
-        return u < q
+        g = generator
+        u = torch.rand((batch, *self.shape), generator=g, device=g.device if g else device).to(device)
+        return (share_partner_draws(u) if self.hermitian else u) < q
 
     def split(
         self, mask: torch.Tensor, generator: torch.Generator | None = None
@@ -179,7 +159,7 @@ def _ssdu_keep(p: torch.Tensor, rho: float) -> torch.Tensor:
 
     if share(1e6) < rho:
         raise ValueError(f"ssdu: cannot hold out {rho:.0%} of the acquired bins (at most {share(1e6):.0%})")
-    c = _bisect(share, 0.0, 1e6, rho, increasing=True)
+    c = bisect(share, rho, 0.0, 1e6, increasing=True, iters=_ITERS)
     return (1 - (c * g).clamp(max=1.0)).float()
 
 
@@ -210,10 +190,13 @@ def _second_family(acquisition: MaskFamily, p: torch.Tensor, rho: float, hermiti
             def fam(r: float) -> MaskFamily:
                 return make_family(kind, shape, acceleration=r, center_fraction=cf, hermitian=hermitian)
 
+            def share(r: float) -> float:
+                return _held_share(p, fam(r).keep_probability())
+
             hi = max(shape[1] / max(int(_center_set(shape[1], cf, hermitian).sum()), 1), 1.0) * 0.999
-            if _held_share(p, fam(hi).keep_probability()) < rho:
+            if share(hi) < rho:
                 raise ValueError(f"noisier2noise: a second line mask cannot hold out {rho:.0%} of the data")
-            r = _bisect(lambda r: _held_share(p, fam(r).keep_probability()), 1.0, hi, rho, increasing=True)
+            r = bisect(share, rho, 1.0, hi, increasing=True, iters=_ITERS)
             return fam(r)
         centre = _always_kept_columns(acquisition)
         if hermitian:
@@ -225,7 +208,7 @@ def _second_family(acquisition: MaskFamily, p: torch.Tensor, rho: float, hermiti
 
         if _held_share(p, lines(0.0).keep_probability()) < rho:
             raise ValueError(f"noisier2noise: a second line mask cannot hold out {rho:.0%} of the data")
-        rate = _bisect(lambda v: _held_share(p, lines(v).keep_probability()), 0.0, 1.0, rho, increasing=False)
+        rate = bisect(lambda v: _held_share(p, lines(v).keep_probability()), rho, 0.0, 1.0, iters=_ITERS)
         return lines(rate)
     if acquisition.name in ("exp", "gaussian", "uniform"):
         kind = acquisition.name
@@ -233,7 +216,7 @@ def _second_family(acquisition: MaskFamily, p: torch.Tensor, rho: float, hermiti
         def fam2(f: float) -> MaskFamily:
             return make_family(kind, shape, fraction=f, hermitian=hermitian)
 
-        f = _bisect(lambda f: _held_share(p, fam2(f).keep_probability()), 1e-3, 1.0, rho, increasing=False)
+        f = bisect(lambda f: _held_share(p, fam2(f).keep_probability()), rho, 1e-3, 1.0, iters=_ITERS)
         return fam2(f)
     dens = acquisition.keep_probability().double().clamp(1e-12, 1.0)
 
@@ -244,7 +227,8 @@ def _second_family(acquisition: MaskFamily, p: torch.Tensor, rho: float, hermiti
         raise ValueError(
             f"noisier2noise: a second mask of this density cannot hold out {rho:.0%} of the data"
         )
-    g = _bisect(lambda t: _held_share(p, powered(t).keep_probability()), -12.0, 12.0, rho, increasing=True)
+    g = bisect(lambda t: _held_share(p, powered(t).keep_probability()), rho, -12.0, 12.0,
+               increasing=True, iters=_ITERS)
     return powered(g)
 
 

@@ -109,6 +109,7 @@ def test_physics_and_io_stay_at_the_bottom():
     g = _graph()
     bottom = (
         "mri_n2n.fft",
+        "mri_n2n.solvers",
         "mri_n2n.sampling",
         "mri_n2n.physics",
         "mri_n2n.coils",

@@ -38,9 +38,10 @@ from ..corruptions.mri import MEASURED_CHANNELS, _to_channels, _to_complex
 from ..corruptions.multicoil import MultiCoilUndersampling
 from ..fft import fft2c, ifft2c
 from ..losses import kspace_loss
-from ..masks import MaskFamily, _mirror2, complete_measurements
+from ..masks import MaskFamily, complete_measurements
 from ..models import ends_with_dc, measurement_kwargs
 from ..models.ensemble import SelfEnsemble
+from ..sampling import share_partner_draws
 from ..splits import make_split
 
 __all__ = [
@@ -94,11 +95,8 @@ def _check_settings(steps: int, lr: float, batch_size: int) -> None:
 def _holdout(mask: torch.Tensor, share: float, hermitian: bool, g: torch.Generator) -> torch.Tensor:
     """A fixed validation set: each measured bin with probability ``share`` (partners together)."""
     u = torch.rand(mask.shape, generator=g)
-    if hermitian:  # one draw per pair of partner bins: the draw of the pair's first bin
-        h, w = mask.shape[-2:]
-        lin = torch.arange(h * w).reshape(h, w)
-        first = torch.minimum(lin, _mirror2(lin)).flatten()
-        u = u.flatten(-2)[..., first].reshape(u.shape)
+    if hermitian:  # one draw per pair of partner bins
+        u = share_partner_draws(u)
     return mask & (u < share)
 
 

@@ -24,7 +24,7 @@ from ..masks import complete_measurements
 from ..metrics import ssim
 from ..models import ends_with_dc, uses_measurements
 from ..physics import SpectralSampling
-from ..sampling import hermitian_partner, radius_grid
+from ..sampling import hermitian_mirror, radius_grid
 from ..seeding import seeded_generator, stable_ident
 
 __all__ = [
@@ -129,10 +129,8 @@ def phase_factors(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     bins around DC), so the network sees a nearly real image.
     """
     h, w = y.shape[-2:]
-    pi = hermitian_partner(h, y.device)
-    pj = hermitian_partner(w, y.device)
-    yp = y[:, pi][:, :, pj].conj()
-    both = (m & m[:, pi][:, :, pj]).to(y.real.dtype)
+    yp = hermitian_mirror(y).conj()
+    both = (m & hermitian_mirror(m)).to(y.real.dtype)
     num = ((y - yp).abs().square() * both).flatten(1).sum(1)
     den = (y.abs().square() * both).flatten(1).sum(1)
     real_like = (den > 0) & (num <= _HERMITIAN_TOL * den)
