@@ -18,9 +18,10 @@ from mri_n2n.config import Config, resolve_config
 from mri_n2n.data.kspace import build_kspace_datasets
 from mri_n2n.data.maps_cache import MapsCache, default_cache_dir, resolve_maps_cache
 from mri_n2n.data.multicoil import MultiCoilSliceDataset, _coil_images, crop_coil_kspace
+from mri_n2n.data.slices import center_pad_crop
 from mri_n2n.data.synthetic import phantom_volume
 from mri_n2n.data.synthetic_raw import write_fastmri_multicoil_h5
-from mri_n2n.fft import fft2c
+from mri_n2n.fft import fft2c, ifft2c
 from mri_n2n.training import Trainer
 
 SIZE, COILS = 32, 6
@@ -124,7 +125,10 @@ def test_readout_crop_with_1d_ffts_equals_the_2d_crop(h5, rows, size):
 
     with open_h5(h5) as f:
         raw = as_complex(np.asarray(f["kspace"][1]), str(h5))
-    want = fft2c(torch.from_numpy(_coil_images(raw, rows, size))).numpy()
+    img = ifft2c(torch.from_numpy(raw)).numpy()  # the plain 2-D definition
+    img = center_pad_crop(center_pad_crop(img, (min(rows, img.shape[-2]), img.shape[-1])), size)
+    want = fft2c(torch.from_numpy(img)).numpy()
+    np.testing.assert_allclose(_coil_images(raw, rows, size), img, atol=1e-5 * np.abs(img).max())
     got = crop_coil_kspace(raw, rows, size)
     assert got.shape == want.shape and got.dtype == np.complex64
     np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())

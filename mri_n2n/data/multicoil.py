@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.fft
 import torch
 from torch.utils.data import Dataset
 
@@ -72,17 +73,21 @@ def split_multicoil(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _coil_images(k: np.ndarray, rows: int, size: int) -> np.ndarray:
-    """``(C, ky, kx)`` k-space -> coil images cropped to ``rows`` then to ``size x size``."""
-    img = ifft2c(torch.from_numpy(np.ascontiguousarray(k, np.complex64))).numpy()
-    img = center_pad_crop(img, (min(rows, img.shape[-2]), img.shape[-1]))
+    """``(C, ky, kx)`` k-space -> coil images cropped to ``rows`` then to ``size x size`` (the
+    readout transformed and cropped first, so the second FFT runs on the cropped rows only)."""
+    r, w = k.shape[-2:]
+    img = _centred_fft(np.ascontiguousarray(k, np.complex64), -2, inverse=True)
+    img = _centred_fft(center_pad_crop(img, (min(rows, r), w)), -1, inverse=True)
     return center_pad_crop(img, size).astype(np.complex64)
 
 
-def _centred_fft(x: torch.Tensor, dim: int, *, inverse: bool) -> torch.Tensor:
-    """The centred orthonormal 1-D (inverse) FFT along ``dim`` (one axis of :func:`fft2c`)."""
-    x = torch.fft.ifftshift(x, dim=dim)
-    x = (torch.fft.ifft if inverse else torch.fft.fft)(x, dim=dim, norm="ortho")
-    return torch.fft.fftshift(x, dim=dim)
+def _centred_fft(x: np.ndarray, axis: int, *, inverse: bool) -> np.ndarray:
+    """The centred orthonormal 1-D (inverse) FFT along ``axis`` (one axis of
+    :func:`~mri_n2n.fft.fft2c`), with :mod:`scipy.fft` (single precision stays single; about
+    2.5 times faster than torch's FFT along a non-last axis on one CPU thread)."""
+    x = scipy.fft.ifftshift(x, axes=axis)  # a copy: overwriting it is safe
+    x = (scipy.fft.ifft if inverse else scipy.fft.fft)(x, axis=axis, norm="ortho", overwrite_x=True)
+    return scipy.fft.fftshift(x, axes=axis)
 
 
 def crop_coil_kspace(k: np.ndarray, rows: int, size: int) -> np.ndarray:
@@ -91,16 +96,15 @@ def crop_coil_kspace(k: np.ndarray, rows: int, size: int) -> np.ndarray:
     :func:`_coil_images`, but each axis is transformed only when its crop changes it (the 2-D
     FFT is separable), so fastMRI's 640 x 320 -> 320 x 320 costs two 1-D FFTs along the
     readout instead of two 2-D ones. complex64."""
-    x = torch.from_numpy(np.ascontiguousarray(k, np.complex64))
+    x = np.ascontiguousarray(k, np.complex64)
     r, w = x.shape[-2:]
     if not r == min(rows, r) == size:  # the readout (rows): crop the oversampling, then to size
-        img = _centred_fft(x, -2, inverse=True).numpy()
+        img = _centred_fft(x, -2, inverse=True)
         img = center_pad_crop(center_pad_crop(img, (min(rows, r), w)), (size, w))
-        x = _centred_fft(torch.from_numpy(img), -2, inverse=False)
+        x = _centred_fft(img, -2, inverse=False)
     if w != size:  # the phase encoding (columns)
-        img = center_pad_crop(_centred_fft(x, -1, inverse=True).numpy(), (size, size))
-        x = _centred_fft(torch.from_numpy(img), -1, inverse=False)
-    return x.numpy().astype(np.complex64, copy=False)
+        x = _centred_fft(center_pad_crop(_centred_fft(x, -1, inverse=True), (size, size)), -1, inverse=False)
+    return x.astype(np.complex64, copy=False)
 
 
 @functools.lru_cache(maxsize=2)
