@@ -99,7 +99,7 @@ class Config:
     axis: int = _f(2, "slicing axis of the volumes (2: axial for IXI and MNI152)")
     normalize: str = _f("max", "per-volume normalisation: max, none or pNN (e.g. p99.5)")
     num_workers: int | None = _f(None, "DataLoader worker processes, persistent for the whole run; "
-                                 "preset default (0; 1 in multicoil, 4 in multicoil-gpu)")
+                                 "preset default (0; 1 in multicoil, 8 in multicoil-gpu)")
     maps_cache: str = _f("auto", "multi-coil k-space: folder of the on-disk cache of the coil maps "
                          "estimated per slice (keyed by file path, mtime, size and settings; inputs "
                          "are only read); auto: $MRI_N2N_CACHE/maps, else ~/.cache/mri_n2n/maps; "
@@ -234,19 +234,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     # tests and smoke runs
     "tiny": {"model": "unet", "size": 32, "batch_size": 4, "max_steps": 20, "base": 8, "depth": 2},
     # multi-coil k-space (fastMRI brain/knee matrices, 320x320) on a CPU: the unrolled network with
-    # MoDL's proximal CG-SENSE step; 3 CG iterations and 4 cascades keep a 16-coil 320x320 step near
-    # 1.5 s per slice on 2 cores (README of issue 25: bench scale), batch 2, one loader worker
+    # MoDL's proximal CG-SENSE step, 4 cascades and 3 CG iterations (the CG-SENSE steps dominate
+    # the cost: 5 cascades x 6 iterations ran 2.4x slower per slice than 5 x 3), batch 2, one
+    # loader worker; `bench scale`: 16 coils, 0.3-0.7 slices/s per step on 2 shared cores, the warm
+    # loader 6-7 slices/s per worker (the network is the bottleneck by 9-20x)
     "multicoil": {
         "model": "unrolled", "size": 320, "batch_size": 2, "max_steps": 600, "steps_per_epoch": 100,
         "loss": "kspace", "dc": "prox", "cascades": 4, "cascade_width": 16, "cascade_depth": 5,
         "cg_iters": 3, "augment": False, "num_workers": 1,
     },
     # the same on a CUDA GPU: wider and deeper (8 cascades, 32 channels, 6 CG iterations), batch 8,
-    # 4 loader workers with the maps cache; AMP and channels-last are the trainer's CUDA defaults
+    # AMP and channels-last (the trainer's CUDA defaults); 8 loader workers: at 6-7 warm slices/s
+    # per worker (maps cache filled; a cold first epoch about 2.5) they supply about 50 slices/s
     "multicoil-gpu": {
         "model": "unrolled", "size": 320, "batch_size": 8, "epochs": 50, "loss": "kspace", "dc": "prox",
         "cascades": 8, "cascade_width": 32, "cascade_depth": 5, "cg_iters": 6, "augment": False,
-        "num_workers": 4,
+        "num_workers": 8,
     },
 }
 #: Presets made for multi-coil k-space files (refused for other data).

@@ -168,7 +168,7 @@ def test_multicoil_presets_resolve_to_the_unrolled_prox_network_at_320():
         PRESETS["multicoil"]["cascades"], 16, PRESETS["multicoil"]["cg_iters"], 2, 1
     )
     assert (gpu.cascades, gpu.cascade_width, gpu.cg_iters, gpu.batch_size, gpu.num_workers) == (
-        8, 32, 6, 8, 4
+        8, 32, 6, 8, 8
     )
     assert cpu.max_steps and gpu.epochs and gpu.max_steps is None
     assert "multicoil" in why

@@ -29,9 +29,10 @@ k-space (64 x 64 images).
   resident set (``VmHWM`` of ``/proc/self/status``, reset through ``/proc/self/clear_refs``
   after ``malloc_trim``) above the resident set before the step (``ru_maxrss`` where that is
   missing: then an upper bound);
-- *ratio* per preset: the warm loader rate with the preset's workers (more than 2 workers:
-  extrapolated linearly from the per-worker rate) over the step rate: above 1 the network is
-  the bottleneck, below 1 the loader.
+- *ratio* per preset: the warm loader rate with the preset's workers (more workers than
+  measured: extrapolated as that many times the 1-worker rate, i.e. one free core per worker,
+  which a 2-core machine cannot show) over the step rate: above 1 the network is the
+  bottleneck, below 1 the loader.
 """
 
 from __future__ import annotations
@@ -421,16 +422,15 @@ def bench_scale(
     ratios = {}
     for name_, st in steps.items():
         w = int(st["num_workers"])
-        per = loader["workers"][str(min(w, 2))]["warm_per_worker"]
-        if w <= 2:
+        if str(w) in loader["workers"]:
             rate = loader["workers"][str(w)]["warm"]["median"]
-        else:
-            rate = per * w
+        else:  # more workers than measured: the 1-worker rate per worker, one core each
+            rate = loader["workers"]["1"]["warm_per_worker"] * w
         step = st["slices_per_s"]["median"]
         ratios[name_] = {
             "workers": w,
             "loader_slices_per_s": rate,
-            "extrapolated": w > 2,
+            "extrapolated": str(w) not in loader["workers"],
             "step_slices_per_s": step,
             "ratio": rate / step,
             "bottleneck": "network" if rate > step else "loader",
@@ -509,7 +509,7 @@ def scale_markdown(res: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for name, r in res["ratios"].items():
-        ext = " (extrapolated)" if r["extrapolated"] else ""
+        ext = " (extrapolated: workers x the 1-worker rate)" if r["extrapolated"] else ""
         lines.append(
             f"| {name} | {r['workers']} | {r['loader_slices_per_s']:.2f}{ext} | "
             f"{r['step_slices_per_s']:.3f} | {r['ratio']:.1f} | {r['bottleneck']} |"
