@@ -236,8 +236,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # multi-coil k-space (fastMRI brain/knee matrices, 320x320) on a CPU: the unrolled network with
     # MoDL's proximal CG-SENSE step, 4 cascades and 3 CG iterations (the CG-SENSE steps dominate
     # the cost: 5 cascades x 6 iterations ran 2.4x slower per slice than 5 x 3), batch 2, one
-    # loader worker; `bench scale`: 16 coils, 0.3-0.7 slices/s per step on 2 shared cores, the warm
-    # loader 6-7 slices/s per worker (the network is the bottleneck by 9-20x)
+    # loader worker; `bench scale` (16 coils, 2 cores shared at load 2.4-3.6): 0.15-0.7 slices/s
+    # per step, the warm loader 6-7 slices/s per worker: the network is the bottleneck by 9-46x
     "multicoil": {
         "model": "unrolled", "size": 320, "batch_size": 2, "max_steps": 600, "steps_per_epoch": 100,
         "loss": "kspace", "dc": "prox", "cascades": 4, "cascade_width": 16, "cascade_depth": 5,
