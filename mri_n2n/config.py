@@ -38,6 +38,7 @@ __all__ = [
     "ConfigError",
     "PRESETS",
     "MRI_PRESETS",
+    "MULTICOIL_PRESETS",
     "MRI_DATASETS",
     "IMAGE_DATASETS",
     "RESUME_FIXED",
@@ -81,8 +82,11 @@ class Config:
                      ("noisy", "clean", *SPLIT_TARGETS))
     split: float = _f(0.4, "ssdu/noisier2noise: expected share of each acquisition held out for the loss "
                       "(SSDU paper: 0.4)")
-    preset: str = _f("auto", "auto (paper on a GPU, cpu otherwise), cpu, paper, unrolled (GPU) or tiny",
-                     ("auto", "cpu", "paper", "unrolled", "tiny"))
+    preset: str = _f("auto", "auto (paper on a GPU, cpu otherwise), cpu, paper, unrolled (GPU), tiny, or for "
+                     "multi-coil k-space (--dataset kspace on fastMRI-style multi-coil files, 320x320): "
+                     "multicoil (CPU) and multicoil-gpu (CUDA: AMP and channels-last), the unrolled "
+                     "network with the proximal CG-SENSE data consistency (--dc prox) and the k-space loss",
+                     ("auto", "cpu", "paper", "unrolled", "tiny", "multicoil", "multicoil-gpu"))
     # data
     dataset: str | None = _f(None, "mri: mni152 (embedded, default), ixi, nifti, dicom, kspace, synth "
                              "(contrast-randomised images from the MNI152 tissue maps, validated on "
@@ -94,7 +98,15 @@ class Config:
     slices: str | None = _f(None, "slice range START:STOP along --axis (IXI default 25:125)")
     axis: int = _f(2, "slicing axis of the volumes (2: axial for IXI and MNI152)")
     normalize: str = _f("max", "per-volume normalisation: max, none or pNN (e.g. p99.5)")
-    num_workers: int = _f(0, "DataLoader worker processes")
+    num_workers: int | None = _f(None, "DataLoader worker processes, persistent for the whole run; "
+                                 "preset default (0; 1 in multicoil, 8 in multicoil-gpu)")
+    maps_cache: str = _f("auto", "multi-coil k-space: folder of the on-disk cache of the coil maps "
+                         "estimated per slice (keyed by file path, mtime, size and settings; inputs "
+                         "are only read); auto: $MRI_N2N_CACHE/maps, else ~/.cache/mri_n2n/maps; "
+                         "none: no disk cache (maps kept in each process's memory)")
+    virtual_coils: int | None = _f(None, "multi-coil k-space: compress each slice's coils to N virtual "
+                                   "coils (SVD) at load time; maps and multi-coil data consistency "
+                                   "cost scales with the coils (default: no compression)")
     synth_photos: float = _f(0.0, "--dataset synth: share of the training items that are grayscale "
                              "scikit-image photographs instead of synthetic brains (texture variety; "
                              "0 = none, at most 0.9)")
@@ -137,14 +149,17 @@ class Config:
     width: float = _f(1.0, "unet_paper: channel width multiplier")
     base: int | None = _f(None, "unet: channels of the first level (preset default 16)")
     depth: int | None = _f(None, "unet: number of 2x poolings (preset default 3)")
-    cascades: int = _f(5, "unrolled: number of cascades (a CNN, then exact data consistency)")
-    cascade_width: int = _f(16, "unrolled: channels of each cascade's CNN")
-    cascade_depth: int = _f(5, "unrolled: convolution layers per cascade")
+    cascades: int | None = _f(None, "unrolled: number of cascades (a CNN, then data consistency); "
+                              "preset default (5)")
+    cascade_width: int | None = _f(None, "unrolled: channels of each cascade's CNN; preset default (16)")
+    cascade_depth: int | None = _f(None, "unrolled: convolution layers per cascade; preset default (5)")
     share_weights: bool = _f(False, "unrolled: one CNN for every cascade (MoDL), else one per cascade")
-    dc: str = _f("replace", "unrolled: data consistency of each cascade: replace (exact; per coil for "
-                 "multi-coil data) or prox (MoDL: a learned-weight proximal step, CG-SENSE for multi-coil "
-                 "data; the output is not projected again)", ("replace", "prox"))
-    cg_iters: int = _f(6, "unrolled, --dc prox, multi-coil data: conjugate-gradient iterations per cascade")
+    dc: str | None = _f(None, "unrolled: data consistency of each cascade: replace (exact; per coil for "
+                        "multi-coil data) or prox (MoDL: a learned-weight proximal step, CG-SENSE for "
+                        "multi-coil data; the output is not projected again); preset default (replace; "
+                        "prox in the multicoil presets)", ("replace", "prox"))
+    cg_iters: int | None = _f(None, "unrolled, --dc prox, multi-coil data: conjugate-gradient iterations "
+                              "per cascade; preset default (6)")
     # optimisation (paper: Adam 0.9/0.99/1e-8, lr 1e-3, ramp-up and ramp-down)
     batch_size: int | None = _f(None, "training batch size; preset default")
     lr: float = _f(1e-3, "peak learning rate (Adam)")
@@ -220,7 +235,27 @@ PRESETS: dict[str, dict[str, Any]] = {
     "unrolled": {"model": "unrolled", "size": 256, "batch_size": 16, "epochs": 100, "loss": "kspace"},
     # tests and smoke runs
     "tiny": {"model": "unet", "size": 32, "batch_size": 4, "max_steps": 20, "base": 8, "depth": 2},
+    # multi-coil k-space (fastMRI brain/knee matrices, 320x320) on a CPU: the unrolled network with
+    # MoDL's proximal CG-SENSE step, 4 cascades and 3 CG iterations (the CG-SENSE steps dominate
+    # the cost: 5 cascades x 6 iterations ran 2.4x slower per slice than 5 x 3), batch 2, one
+    # loader worker; `bench scale` (16 coils, 2 cores shared at load 2.4-3.6): 0.15-0.7 slices/s
+    # per step, the warm loader 6-7 slices/s per worker: the network is the bottleneck by 9-46x
+    "multicoil": {
+        "model": "unrolled", "size": 320, "batch_size": 2, "max_steps": 600, "steps_per_epoch": 100,
+        "loss": "kspace", "dc": "prox", "cascades": 4, "cascade_width": 16, "cascade_depth": 5,
+        "cg_iters": 3, "augment": False, "num_workers": 1,
+    },
+    # the same on a CUDA GPU: wider and deeper (8 cascades, 32 channels, 6 CG iterations), batch 8,
+    # AMP and channels-last (the trainer's CUDA defaults); 8 loader workers: at 6-7 warm slices/s
+    # per worker (maps cache filled; a cold first epoch about 2.5) they supply about 50 slices/s
+    "multicoil-gpu": {
+        "model": "unrolled", "size": 320, "batch_size": 8, "epochs": 50, "loss": "kspace", "dc": "prox",
+        "cascades": 8, "cascade_width": 32, "cascade_depth": 5, "cg_iters": 6, "augment": False,
+        "num_workers": 8,
+    },
 }
+#: Presets made for multi-coil k-space files (refused for other data).
+MULTICOIL_PRESETS = ("multicoil", "multicoil-gpu")
 #: What a preset sets differently for the MRI task: on a CPU the unrolled network (5 cascades of
 #: a 5-layer, 16-wide CNN with data consistency after each, 36k parameters), the k-space loss and
 #: augmentation: 4 dB above the U-Net on MNI152 validation in less time, and 2.5 dB better on
@@ -232,7 +267,9 @@ MRI_PRESETS: dict[str, dict[str, Any]] = {
 }
 #: Values for fields that are still ``None`` after the preset (the plain U-Net's layout, no
 #: augmentation, the cosine schedule).
-_FALLBACK = {"base": 16, "depth": 3, "augment": False, "deform": False, "crop": False, "schedule": "cosine"}
+_FALLBACK = {"base": 16, "depth": 3, "augment": False, "deform": False, "crop": False, "schedule": "cosine",
+             "cascades": 5, "cascade_width": 16, "cascade_depth": 5, "dc": "replace", "cg_iters": 6,
+             "num_workers": 0}
 
 #: Losses of the single-acquisition targets (they read the held-out set from the context).
 SPLIT_LOSSES = ("kspace", "kspace_flat", "kspace_clipped", "kspace_normalized")
@@ -240,7 +277,7 @@ SPLIT_LOSSES = ("kspace", "kspace_flat", "kspace_clipped", "kspace_normalized")
 #: Fields a resumed run cannot change: they define the model, the data or the corruption.
 RESUME_FIXED = (
     "task", "target", "split", "dataset", "data_dir", "size", "slices", "axis", "normalize", "synth_photos",
-    "synth_template",
+    "synth_template", "virtual_coils",
     "density",
     "fraction", "edge", "acceleration", "center_fraction", "complex", "kspace_noise", "augment", "deform",
     "crop", "noise", "noise_options",
@@ -373,6 +410,9 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
         why = "asked for with --preset"
     if preset not in PRESETS:
         raise ConfigError(f"--preset: unknown preset '{preset}' (choose from auto, {', '.join(PRESETS)})")
+    if preset in MULTICOIL_PRESETS and (task != "mri" or dataset != "kspace"):
+        raise ConfigError(f"--preset {preset} is for multi-coil k-space files (--dataset kspace), not "
+                          f"--dataset {dataset}")
     vals = {**PRESETS[preset], **(MRI_PRESETS.get(preset, {}) if task == "mri" else {})}
     vals.update({k: v for k, v in _FALLBACK.items() if k not in vals})
     upd: dict[str, Any] = {"preset": preset, "task": task, "dataset": dataset}

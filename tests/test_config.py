@@ -154,3 +154,31 @@ def test_killed_run_resumes_as_configured(tmp_path):
     assert a["step"] == b["step"] == 240
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_multicoil_presets_resolve_to_the_unrolled_prox_network_at_320():
+    cpu, why = resolve_config(Config(dataset="kspace", data_dir="d", preset="multicoil"))
+    gpu, _ = resolve_config(Config(dataset="kspace", data_dir="d", preset="multicoil-gpu"))
+    for cfg in (cpu, gpu):
+        assert (cfg.task, cfg.model, cfg.dc, cfg.loss, cfg.size, cfg.complex) == (
+            "mri", "unrolled", "prox", "kspace", 320, True
+        )
+        assert cfg.augment is False and cfg.amp is None and cfg.channels_last is None  # on for CUDA
+    assert (cpu.cascades, cpu.cascade_width, cpu.cg_iters, cpu.batch_size, cpu.num_workers) == (
+        PRESETS["multicoil"]["cascades"], 16, PRESETS["multicoil"]["cg_iters"], 2, 1
+    )
+    assert (gpu.cascades, gpu.cascade_width, gpu.cg_iters, gpu.batch_size, gpu.num_workers) == (
+        8, 32, 6, 8, 8
+    )
+    assert cpu.max_steps and gpu.epochs and gpu.max_steps is None
+    assert "multicoil" in why
+    # typed values win; other presets keep the unrolled network's old defaults
+    typed, _ = resolve_config(Config(dataset="kspace", preset="multicoil", cascades=2, dc="replace"))
+    assert (typed.cascades, typed.dc) == (2, "replace")
+    plain, _ = resolve_config(Config(preset="cpu"))
+    assert (plain.cascades, plain.cascade_width, plain.cascade_depth, plain.dc, plain.cg_iters) == (
+        5, 16, 5, "replace", 6
+    )
+    assert plain.num_workers == 0
+    with pytest.raises(ConfigError, match="multi-coil"):
+        resolve_config(Config(dataset="mni152", preset="multicoil"))

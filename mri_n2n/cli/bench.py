@@ -1,5 +1,6 @@
-"""``mri-n2n bench`` (and ``python -m mri_n2n.bench``): ``{speed,quality,reconstruct} [--quick]
-[--results DIR]``, writing ``<results>/<name>.json`` and ``.md``."""
+"""``mri-n2n bench`` (and ``python -m mri_n2n.bench``): ``{speed,quality,reconstruct,scale,...}
+[--quick] [--results DIR]`` (``scale``: also ``--out DIR``), writing ``<results>/<name>.json`` and
+``.md``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..bench.images import bench_image_quality, image_quality_markdown
 from ..bench.multicoil import bench_multicoil, multicoil_markdown
 from ..bench.quality import bench_mri_quality, mri_quality_markdown
 from ..bench.reconstruct import bench_reconstruct
+from ..bench.scale import bench_scale, scale_markdown
 from ..bench.speed import bench_speed
 from .common import add_adapt_argument, fail, parse_and_run, register
 
@@ -181,11 +183,20 @@ def _measured(args) -> int:
     return 0
 
 
+def _scale(args) -> int:
+    res = bench_scale(quick=args.quick, out_dir=args.results, device=args.device, seed=args.seed)
+    res["machine"] = machine_info(args.device if args.device != "auto" else "cpu")
+    md = scale_markdown(res)
+    write_results(args.results, "scale_quick" if args.quick else "scale", res, md)
+    print(md)
+    return 0
+
+
 def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
     """The ``bench`` parser: standalone, or registered as ``mri-n2n bench``."""
     p = register(subparsers, "bench", "speed and quality benchmarks", "Speed and quality benchmarks.")
     sub = p.add_subparsers(
-        dest="which", required=True, metavar="{speed,quality,reconstruct,generalization,measured}"
+        dest="which", required=True, metavar="{speed,quality,reconstruct,generalization,measured,scale}"
     )
     for name, help_ in (
         ("speed", "training-step and inference throughput"),
@@ -193,13 +204,15 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         ("reconstruct", "volume reconstruction throughput (slices/s, 256x256 k-space)"),
         ("generalization", "checkpoints vs zero-filling and CS-TV on real scans never seen in training"),
         ("measured", "reconstruct on prospectively undersampled fastMRI-style files made from real scans"),
+        ("scale", "multi-coil input pipeline vs training step at fastMRI scale (16 coils, 640x320)"),
     ):
         s = sub.add_parser(name, help=help_)
         s.add_argument(
             "--quick", action="store_true", help="small budget (quality: within 10 min on 2 cores)"
         )
         s.add_argument("--device", default="auto", help="auto, cpu or cuda")
-        s.add_argument("--results", default="results", help="folder for JSON and Markdown results")
+        outs = ("--results", "--out") if name == "scale" else ("--results",)
+        s.add_argument(*outs, dest="results", default="results", help="folder for JSON and Markdown results")
         if name == "quality":
             s.add_argument(
                 "--only",
@@ -220,6 +233,8 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
                 metavar="NAME",
                 help="with --only images: run these noises only (gaussian poisson bernoulli text impulse)",
             )
+        if name == "scale":
+            s.add_argument("--seed", type=int, default=0, help="seed of the data set (default 0)")
         if name == "reconstruct":
             s.add_argument(
                 "--checkpoint",
@@ -265,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
         "reconstruct": _reconstruct,
         "generalization": _generalization,
         "measured": _measured,
+        "scale": _scale,
     }[args.which]
     try:
         return bench(args)

@@ -47,6 +47,8 @@ def build_mri_datasets(
     undersampled: bool = False,
     synth_photos: float = 0.0,
     synth_template: float = 0.0,
+    maps_cache: str | None = None,
+    virtual_coils: int | None = None,
 ) -> tuple[Dataset, Dataset]:
     """Build the (train, valid) datasets of an MRI data source.
 
@@ -79,6 +81,10 @@ def build_mri_datasets(
         synth_template: ``synth`` only: share of the other training items that are the T1 template slice.
         synth_photos: ``synth`` only: share of the training items that are grayscale scikit-image
             photographs instead of brains (0: none).
+        maps_cache: ``kspace`` multi-coil files only: the coil maps' disk cache
+            (:func:`~mri_n2n.data.maps_cache.resolve_maps_cache`: ``"auto"``, ``"none"`` or a
+            folder); ``None`` (default): no disk cache.
+        virtual_coils: ``kspace`` multi-coil files only: SVD coil compression at load time.
 
     Returns:
         ``(train, valid)`` datasets yielding ``(image, ident)``.
@@ -139,6 +145,8 @@ def build_mri_datasets(
             valid_fraction=valid_fraction,
             seed=seed,
             undersampled=undersampled,
+            maps_cache=maps_cache,
+            virtual_coils=virtual_coils,
         )
     return build_folder_datasets(
         name,
@@ -168,4 +176,6 @@ def mri_datasets_from_config(cfg: DataSettings) -> tuple[Dataset, Dataset]:
         undersampled=getattr(cfg, "target", "noisy") in SPLIT_TARGETS,
         synth_photos=float(getattr(cfg, "synth_photos", 0.0) or 0.0),
         synth_template=float(getattr(cfg, "synth_template", 0.0) or 0.0),
+        maps_cache=getattr(cfg, "maps_cache", None),
+        virtual_coils=getattr(cfg, "virtual_coils", None),
     )

@@ -50,6 +50,7 @@ from ..io.kspace import as_complex, find_kspace_files, open_h5, read_kspace_h5
 from ..seeding import stable_ident
 from .base import DataDirError
 from .folders import split_by_key
+from .maps_cache import resolve_maps_cache
 from .measured import file_recon_shape
 from .multicoil import MultiCoilSliceDataset, is_multicoil
 from .slices import block_split, center_pad_crop, file_slice_rows, volume_scale, warn_if_cropped
@@ -291,8 +292,14 @@ def build_kspace_datasets(
     valid_fraction: float = 0.2,
     seed: int = 0,
     undersampled: bool = False,
+    maps_cache: str | os.PathLike | None = None,
+    virtual_coils: int | None = None,
 ) -> tuple[Dataset, Dataset]:
     """Train and validation datasets from a folder of k-space files (see the module docstring).
+
+    Multi-coil files only: ``maps_cache``, the coil maps' disk cache (``"auto"``, ``"none"`` or a
+    folder, :func:`~mri_n2n.data.maps_cache.resolve_maps_cache`; ``None``: none), and
+    ``virtual_coils``, SVD coil compression at load time (:class:`MultiCoilSliceDataset`).
 
     ``undersampled``: the run learns from one acquisition per slice (``--target ssdu`` or
     ``noisier2noise``); a folder of prospectively undersampled files then gives
@@ -316,8 +323,10 @@ def build_kspace_datasets(
                 f"data dir {root}: {sum(multi)} multi-coil and {len(files) - sum(multi)} single-coil files; "
                 "use one kind per run"
             )
+        cache = resolve_maps_cache(maps_cache) if maps_cache is not None else None
         return _split_files(MultiCoilSliceDataset, root, files, keys, valid_fraction, seed,
-                            dict(size=size, slices=slices, normalize=normalize))
+                            dict(size=size, slices=slices, normalize=normalize, maps_cache=cache,
+                                 virtual_coils=virtual_coils))
     under = [is_undersampled(f) for f in files]
     if any(under):
         first = files[under.index(True)]

@@ -106,6 +106,16 @@ _CSV_FIELDS = [
 ]
 
 
+class _Endless:
+    """An endless batch sampler: iterating it calls ``make()`` for a fresh stream of batches."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def __iter__(self):
+        return self.make()
+
+
 class Trainer:
     """Trains one experiment described by a resolved :class:`Config`.
 
@@ -234,21 +244,29 @@ class Trainer:
         bs = self.cfg.batch_size
         return [mine[i : i + bs] for i in range(0, len(mine), bs)]
 
-    def _batches(self):
-        """Endless stream of training batches, starting at ``self.step`` (so resume is exact)."""
+    def _batch_indices(self):
+        """Endless stream of this rank's batches of indices, from ``self.step`` on."""
         data_epoch, skip = divmod(self.step, self.batches_per_epoch)
         while True:
-            batches = self._epoch_batches(data_epoch)[skip:]
+            yield from self._epoch_batches(data_epoch)[skip:]
             skip = 0
-            loader = DataLoader(
-                self.exp.train_set,
-                batch_sampler=batches,
-                num_workers=self.cfg.num_workers,
-                pin_memory=self.device.type == "cuda",
-                persistent_workers=False,
-            )
-            yield from loader
             data_epoch += 1
+
+    def _batches(self):
+        """Endless stream of training batches, starting at ``self.step`` (so resume is exact).
+
+        One DataLoader serves the whole run (its batch sampler never ends), so worker processes
+        (``--num-workers``) start once and keep their state (open files, caches) across epochs;
+        batches go to pinned memory on CUDA."""
+        workers = self.cfg.num_workers
+        loader = DataLoader(
+            self.exp.train_set,
+            batch_sampler=_Endless(self._batch_indices),
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
+        )
+        yield from loader
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True).float()
@@ -474,6 +492,7 @@ class Trainer:
             )
         finally:
             bar.close()
+            stream.close()  # stops the DataLoader's worker processes
             if old_handler is not None:
                 signal.signal(signal.SIGTERM, old_handler)
         if self.step % self.steps_per_epoch != 0 or interrupted:
