@@ -142,3 +142,16 @@ def test_docs_extra_is_in_all():
     names = {re.split(r"[<>=\[ ]", req, maxsplit=1)[0] for req in extras["docs"]}
     assert {"mkdocs", "mkdocs-material", "mkdocstrings", "mkdocs-jupyter"} <= names
     assert "docs" in extras["all"][0], "the all extra must include docs (CI installs .[all])"
+
+
+def test_every_module_is_in_the_api_reference():
+    """A new module gets its page in the API reference (mkdocstrings ``::: mri_n2n.x``)."""
+    api = "\n".join(p.read_text() for p in (ROOT / "docs" / "api").glob("*.md"))
+    listed = set(re.findall(r"^::: (mri_n2n[\w.]*)", api, flags=re.M))
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts)
+        for p in (ROOT / "mri_n2n").rglob("*.py")
+        if not p.name.startswith("_") and p.parent.name != "__pycache__"
+    }
+    missing = sorted(m for m in modules if m not in listed)
+    assert missing == [], f"not in docs/api: {missing}"
