@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from .fft import fft2c, ifft2c
+from .fft import fft2c, ifft2c, to_complex
 
 __all__ = [
     "l2_loss",
@@ -139,9 +139,7 @@ KSPACE_P_FLOOR = 0.1
 
 def _spectrum(x: torch.Tensor) -> torch.Tensor:
     """``(B, 1, H, W)`` real or ``(B, 2, H, W)`` real/imag -> complex centred k-space ``(B, H, W)``."""
-    x = x.float()
-    z = torch.complex(x[:, 0], x[:, 1]) if x.shape[1] == 2 else x[:, 0]
-    return fft2c(z)
+    return fft2c(to_complex(x.float()))
 
 
 def kspace_loss(
