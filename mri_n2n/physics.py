@@ -44,16 +44,21 @@ class SpectralSampling:
             m = m.unsqueeze(-3)  # (B, H, W) -> (B, 1, H, W) for (B, C, H, W) data
         return m
 
+    def sample(self, k: torch.Tensor) -> torch.Tensor:
+        """``M k``: centred k-space ``(..., H, W)`` (complex) with its unsampled bins zeroed, e.g.
+        the measurements of a spectrum that is already in k-space (:meth:`forward` is
+        ``sample(F x)``). A ``(B, H, W)`` mask applies to every channel of ``(B, C, H, W)`` data."""
+        return k * self._m(k).to(k.real.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Image ``(..., H, W)`` (real or complex) -> masked centred k-space (complex)."""
-        k = fft2c(x)
-        return k * self._m(k).to(k.real.dtype)
+        return self.sample(fft2c(x))
 
     __call__ = forward
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """k-space -> image: ``F^-1 M y`` (complex). For a Hermitian mask and Hermitian data it is real."""
-        return ifft2c(y * self._m(y).to(y.real.dtype))
+        return ifft2c(self.sample(y))
 
     def zero_filled(self, y: torch.Tensor, density: torch.Tensor | None = None) -> torch.Tensor:
         """Zero-filled reconstruction ``F^-1 (M y / p)`` (complex).

@@ -139,3 +139,15 @@ def test_channel_conversions_are_inverse():
     assert torch.equal(to_complex(real, keepdim=True), real.to(torch.complex64))
     with pytest.raises(ValueError, match="2 channels"):
         to_complex(torch.zeros(1, 3, 4, 4))
+
+
+def test_sample_masks_kspace_per_channel():
+    g = torch.Generator().manual_seed(8)
+    mask = torch.rand(2, 8, 6, generator=g) > 0.5
+    k = _cplx(2, 3, 8, 6, g=g)
+    op = SpectralSampling(mask)
+    y = op.sample(k)
+    assert torch.equal(y, torch.where(mask[:, None], k, torch.zeros_like(k)))
+    x = _cplx(2, 3, 8, 6, g=g)
+    assert torch.equal(op.forward(x), op.sample(fft2c(x)))
+    assert torch.equal(op.adjoint(k), ifft2c(y))

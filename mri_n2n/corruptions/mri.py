@@ -263,7 +263,7 @@ class MRIUndersampling(Corruption):
         (default the corruption's own)."""
         mask = mask.to(k.device)
         op = SpectralSampling(mask)
-        y = k * op._m(k)
+        y = op.sample(k)
         if not self.complex_data and not self.family.hermitian:  # Hermitian draws are complete
             yc, mc = complete_measurements(y[:, 0], mask)
             mask, y = mc, yc[:, None]
@@ -333,7 +333,7 @@ class MRIUndersampling(Corruption):
         if batch.ndim != 4 or batch.shape[1] != MEASURED_CHANNELS:
             raise ValueError(f"a measured batch is (B, {MEASURED_CHANNELS}, H, W), got {tuple(batch.shape)}")
         mask = batch[:, 2] > 0.5
-        y = to_complex(batch[:, :2].float(), keepdim=True) * mask[:, None]
+        y = SpectralSampling(mask).sample(to_complex(batch[:, :2].float(), keepdim=True))
         return mask, y, batch[:, 3].float()
 
     def _shift_data(self, y: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -342,7 +342,7 @@ class MRIUndersampling(Corruption):
         if self.max_shift <= 0:
             return y
         img = random_shift(ifft2c(y), self.max_shift, generator)
-        return fft2c(img if self.complex_data else img.real) * mask[:, None]
+        return SpectralSampling(mask).forward(img if self.complex_data else img.real)
 
     def _split_pair(
         self,
@@ -353,18 +353,20 @@ class MRIUndersampling(Corruption):
         held: torch.Tensor,
     ) -> Pair:
         q = self.split.keep_probability().to(y.device)
-        p_in = (p * q).clamp_min(torch.finfo(torch.float32).tiny)
-        y_in = y * inp_mask[:, None]
-        # p is shared (H, W) or per sample (B, H, W, measured files): broadcast it over the channel
-        z = ifft2c(y_in / (p_in.unsqueeze(-3) if p_in.ndim == 3 else p_in))
-        p_all = p.clamp_min(torch.finfo(torch.float32).tiny)
-        full = ifft2c(y / (p_all.unsqueeze(-3) if p_all.ndim == 3 else p_all))
+        inp = SpectralSampling(inp_mask)
+
+        def per_channel(d: torch.Tensor) -> torch.Tensor:
+            # p is shared (H, W) or per sample (B, H, W, measured files): broadcast it over the channel
+            return d.unsqueeze(-3) if d.ndim == 3 else d
+
+        z = inp.zero_filled(y, per_channel(p * q))
+        full = SpectralSampling(mask).zero_filled(y, per_channel(p))
         as_model = (lambda t: to_channels(t, keepdim=True)) if self.complex_data else (lambda t: t.real)
         context = {
             "mask": inp_mask,
-            "kspace": y_in,
+            "kspace": inp.sample(y),
             "target_mask": held,
-            "target_kspace": y * held[:, None],
+            "target_kspace": SpectralSampling(held).sample(y),
             "target_density": split_loss_density(p, q),
         }
         return Pair(as_model(z), as_model(full), context)
