@@ -38,11 +38,13 @@ class SpectralSampling:
             raise ValueError(f"mask must have at least 2 dims (H, W), got shape {tuple(mask.shape)}")
         self.mask = mask.bool()
 
+    @staticmethod
+    def _per_channel(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """A per-sample ``(B, H, W)`` map as ``(B, 1, H, W)`` for ``(B, C, H, W)`` data."""
+        return t.unsqueeze(-3) if like.ndim == t.ndim + 1 and t.ndim >= 3 else t
+
     def _m(self, like: torch.Tensor) -> torch.Tensor:
-        m = self.mask
-        if like.ndim == m.ndim + 1 and m.ndim >= 3:
-            m = m.unsqueeze(-3)  # (B, H, W) -> (B, 1, H, W) for (B, C, H, W) data
-        return m
+        return self._per_channel(self.mask, like)
 
     def sample(self, k: torch.Tensor) -> torch.Tensor:
         """``M k``: centred k-space ``(..., H, W)`` (complex) with its unsampled bins zeroed, e.g.
@@ -63,14 +65,15 @@ class SpectralSampling:
     def zero_filled(self, y: torch.Tensor, density: torch.Tensor | None = None) -> torch.Tensor:
         """Zero-filled reconstruction ``F^-1 (M y / p)`` (complex).
 
-        With ``density`` (the sampling density ``p``, broadcastable to ``y``) every sampled value
+        With ``density`` (the sampling density ``p``, broadcastable to ``y``, or per sample
+        ``(B, H, W)`` for ``(B, C, H, W)`` data, like the mask) every sampled value
         is divided by its keep probability: the paper's "Russian roulette" compensation, which
         makes the reconstruction an unbiased estimate of the image over random masks.
         Without it this equals :meth:`adjoint`.
         """
         m = self._m(y).to(y.real.dtype)
         if density is not None:
-            p = density.to(device=y.device, dtype=y.real.dtype)
+            p = self._per_channel(density.to(device=y.device, dtype=y.real.dtype), y)
             m = m / p.clamp_min(torch.finfo(p.dtype).tiny)
         return ifft2c(y * m)
 

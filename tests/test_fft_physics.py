@@ -151,3 +151,14 @@ def test_sample_masks_kspace_per_channel():
     x = _cplx(2, 3, 8, 6, g=g)
     assert torch.equal(op.forward(x), op.sample(fft2c(x)))
     assert torch.equal(op.adjoint(k), ifft2c(y))
+
+
+def test_zero_filled_takes_a_per_sample_density():
+    g = torch.Generator().manual_seed(9)
+    mask = torch.rand(2, 8, 6, generator=g) > 0.5
+    p = torch.rand(2, 8, 6, generator=g) * 0.5 + 0.25
+    y = _cplx(2, 1, 8, 6, g=g)
+    z = SpectralSampling(mask).zero_filled(y, p)
+    assert z.shape == y.shape
+    for i in range(2):
+        assert torch.equal(z[i], SpectralSampling(mask[i]).zero_filled(y[i], p[i]))

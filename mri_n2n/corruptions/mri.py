@@ -354,13 +354,9 @@ class MRIUndersampling(Corruption):
     ) -> Pair:
         q = self.split.keep_probability().to(y.device)
         inp = SpectralSampling(inp_mask)
-
-        def per_channel(d: torch.Tensor) -> torch.Tensor:
-            # p is shared (H, W) or per sample (B, H, W, measured files): broadcast it over the channel
-            return d.unsqueeze(-3) if d.ndim == 3 else d
-
-        z = inp.zero_filled(y, per_channel(p * q))
-        full = SpectralSampling(mask).zero_filled(y, per_channel(p))
+        # p is shared (H, W) or per sample (B, H, W, measured files), as zero_filled takes it
+        z = inp.zero_filled(y, p * q)
+        full = SpectralSampling(mask).zero_filled(y, p)
         as_model = (lambda t: to_channels(t, keepdim=True)) if self.complex_data else (lambda t: t.real)
         context = {
             "mask": inp_mask,

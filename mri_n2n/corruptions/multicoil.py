@@ -90,8 +90,9 @@ class MultiCoilUndersampling(MRIUndersampling):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(mask, measured coil k-space, SENSE-1 compensated zero-filled image as channels)``."""
         mask = mask.to(k.device).bool()
-        y = k * mask[:, None]
-        z = SenseOperator(maps, mask).zero_filled(y, self.density.to(k.device))
+        op = SenseOperator(maps, mask)
+        y = op.sample(k)
+        z = op.zero_filled(y, self.density.to(k.device))
         return mask, y, to_channels(z)
 
     def _shift(
@@ -126,7 +127,7 @@ class MultiCoilUndersampling(MRIUndersampling):
         ids = [int(v) ^ _ACQ_SALT for v in torch.as_tensor(seeds).tolist()]
         noisy = self._acquire(k, [seeded_generator(v ^ 0x401CE) for v in ids])
         mask = torch.cat([self.draw_masks(1, seeded_generator(v)) for v in ids]).to(k.device)
-        y, maps = self._shift(noisy * mask[:, None], maps, g)
+        y, maps = self._shift(SenseOperator(maps, mask).sample(noisy), maps, g)
         return self.split_measured(y, mask, maps, generator=g)
 
     def split_measured(
@@ -140,18 +141,20 @@ class MultiCoilUndersampling(MRIUndersampling):
         if self.split is None:
             raise ValueError("this corruption has no split law (build it for --target ssdu or noisier2noise)")
         mask = mask.bool()
-        y = kspace * mask[:, None]  # a shift is a phase ramp of the data: the sampled set stays
+        whole = SenseOperator(maps, mask)
+        y = whole.sample(kspace)  # a shift is a phase ramp of the data: the sampled set stays
         inp, held = self.split.split(mask, generator)
+        part = SenseOperator(maps, inp)
         p = self.density.to(y.device)
         q = self.split.keep_probability().to(y.device)
-        z = SenseOperator(maps, inp).zero_filled(y * inp[:, None], p * q)
-        full = SenseOperator(maps, mask).zero_filled(y, p)
+        z = part.zero_filled(y, p * q)
+        full = whole.zero_filled(y, p)
         context = {
             "mask": inp,
-            "kspace": y * inp[:, None],
+            "kspace": part.sample(y),
             "maps": maps,
             "target_mask": held,
-            "target_kspace": y * held[:, None],
+            "target_kspace": SenseOperator(maps, held).sample(y),
             "target_density": split_loss_density(p, q),
         }
         return Pair(to_channels(z), to_channels(full), context)
