@@ -124,10 +124,16 @@ class SenseOperator:
         u = _complex(u, self.maps)
         return (self._s(u).conj() * u).sum(dim=-3)
 
+    def sample(self, y: torch.Tensor) -> torch.Tensor:
+        """``M y_c`` for every coil: multi-coil k-space ``(B, C, H, W)`` with its unsampled bins
+        zeroed, e.g. the measurements of coil spectra already in k-space (:meth:`forward` is
+        ``sample(F S x)``)."""
+        y = _complex(y, self.maps)
+        return y * self._m().to(y.real.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Image ``(B, H, W)`` -> masked multi-coil k-space ``M F S x``, ``(B, C, H, W)``."""
-        k = fft2c(self.expand(x))
-        return k * self._m().to(k.real.dtype)
+        return self.sample(fft2c(self.expand(x)))
 
     __call__ = forward
 
@@ -137,8 +143,7 @@ class SenseOperator:
         The exact adjoint of :meth:`forward` (``<A x, y> = <x, A^H y>``); the mask is applied, so
         unmasked data give the same result as masked data.
         """
-        y = _complex(y, self.maps)
-        return self.reduce(ifft2c(y * self._m().to(y.real.dtype)))
+        return self.reduce(self.coil_images(y))
 
     def _masked(self, u: torch.Tensor, keep: bool = True, inplace: bool = False) -> torch.Tensor:
         """``F^-1 M F u`` (``keep``) or ``F^-1 (1 - M) F u`` for coil images ``(B, C, H, W)`` of
@@ -181,8 +186,7 @@ class SenseOperator:
     def coil_images(self, y: torch.Tensor) -> torch.Tensor:
         """The zero-filled coil images ``F^-1 (M y_c)``, ``(B, C, H, W)`` (their root-sum-of-squares
         is the usual zero-filled baseline; :meth:`coil_rss` reuses them)."""
-        y = _complex(y, self.maps)
-        return ifft2c(y * self._m().to(y.real.dtype))
+        return ifft2c(self.sample(y))
 
     def combine(self, y: torch.Tensor) -> torch.Tensor:
         """Coil combination ``sum_c conj(S_c) F^-1 y_c`` of (unmasked, e.g. fully sampled)

@@ -38,7 +38,7 @@ from .corruptions import MRIUndersampling
 from .corruptions.multicoil import MultiCoilUndersampling
 from .data.datasets import mri_datasets_from_config
 from .devices import resolve_device
-from .fft import ifft2c
+from .fft import ifft2c, to_channels
 from .io import atomic_write_json, atomic_write_text
 from .metrics import nmse, psnr, ssim, volume_metrics
 from .models import ends_with_dc, measurement_kwargs
@@ -196,15 +196,15 @@ def evaluate_mri(
             outs[PLAIN] = torch.stack([z, torch.zeros_like(z)], dim=1)
         elif plain_zero_filled:  # F^-1 M y: no 1/p compensation
             z = SpectralSampling(pair.context["mask"]).adjoint(pair.context["kspace"])
-            outs[PLAIN] = torch.cat([z.real, z.imag], dim=1) if complex_data else z.real
+            outs[PLAIN] = to_channels(z, keepdim=True) if complex_data else z.real
         if cs_tv and multicoil:
             t0 = time.perf_counter()
             ctx = pair.context
             z = SenseOperator(ctx["maps"], ctx["mask"]).sense(ctx["kspace"], sense_lam, SENSE_ITERS)
-            outs["CG-SENSE"] = torch.stack([z.real, z.imag], dim=1)
+            outs["CG-SENSE"] = to_channels(z)
             t1 = time.perf_counter()
             z = tv_sense(ctx["kspace"], ctx["maps"], ctx["mask"], lam=lam, iters=tv_iters)
-            outs["TV-SENSE"] = torch.stack([z.real, z.imag], dim=1)
+            outs["TV-SENSE"] = to_channels(z)
             seconds["CG-SENSE"] += t1 - t0
             seconds["TV-SENSE"] += time.perf_counter() - t1
         elif cs_tv:
@@ -214,7 +214,7 @@ def evaluate_mri(
             )
             if complex_data:
                 z = outs["CS-TV"]
-                outs["CS-TV"] = torch.cat([z.real, z.imag], dim=1)
+                outs["CS-TV"] = to_channels(z, keepdim=True)
             seconds["CS-TV"] += time.perf_counter() - t0
         for name, model in models:
             t0 = time.perf_counter()

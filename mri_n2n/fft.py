@@ -5,13 +5,17 @@ dimensions. The DC component sits at index ``(H // 2, W // 2)`` of the spectrum,
 which is the convention of fastMRI and of most MRI software, for odd and even sizes
 alike. With ``norm="ortho"`` the transforms are unitary, so Parseval holds:
 ``||fft2c(x)|| == ||x||``.
+
+Models see complex images as two real channels (real, imaginary) along dim 1:
+:func:`to_complex` and :func:`to_channels` convert between the two layouts (the one pair of
+conversions of the package).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["fft2c", "ifft2c"]
+__all__ = ["fft2c", "ifft2c", "to_complex", "to_channels"]
 
 _DIMS = (-2, -1)
 
@@ -54,3 +58,39 @@ def ifft2c(k: torch.Tensor) -> torch.Tensor:
     k = torch.fft.ifftshift(k, dim=_DIMS)
     x = torch.fft.ifft2(k, dim=_DIMS, norm="ortho")
     return torch.fft.fftshift(x, dim=_DIMS)
+
+
+def to_complex(x: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+    """Real/imaginary channels -> complex: ``(B, 2, ...)`` -> ``x[:, 0] + i x[:, 1]``, ``(B, ...)``.
+
+    A one-channel (real) ``(B, 1, ...)`` tensor becomes complex with a zero imaginary part. The
+    complex dtype is that of ``x``'s floating dtype (float32 -> complex64); cast ``x`` first
+    (e.g. ``x.float()``) for another.
+
+    Args:
+        x: real tensor ``(B, 2, ...)`` or ``(B, 1, ...)``, channels along dim 1.
+        keepdim: keep a singleton channel dim: ``(B, 1, ...)`` complex.
+
+    Raises:
+        ValueError: ``x`` has neither 1 nor 2 channels.
+    """
+    if x.ndim < 2 or x.shape[1] not in (1, 2):
+        shape = tuple(x.shape)
+        raise ValueError(f"complex data need 2 channels (real, imaginary) or 1 (real), got shape {shape}")
+    re, im = (x[:, 0:1], x[:, 1:]) if keepdim else (x[:, 0], x[:, -1])
+    return torch.complex(re, im if x.shape[1] == 2 else torch.zeros_like(re))
+
+
+def to_channels(z: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+    """Complex -> real/imaginary channels: ``(B, ...)`` -> ``(B, 2, ...)`` (inverse of :func:`to_complex`).
+
+    Args:
+        z: complex tensor ``(B, ...)``; with ``keepdim`` ``(B, 1, ...)`` (its singleton channel
+            dim becomes the two channels).
+
+    Returns:
+        A new contiguous real tensor ``(B, 2, ...)`` of ``z``'s real dtype.
+    """
+    if keepdim:
+        return torch.cat([z.real, z.imag], dim=1)
+    return torch.stack([z.real, z.imag], dim=1)

@@ -32,7 +32,9 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from .fft import fft2c, ifft2c
+from .coils import SenseOperator
+from .fft import fft2c, to_complex
+from .physics import SpectralSampling
 
 __all__ = [
     "l2_loss",
@@ -137,11 +139,9 @@ KSPACE_WEIGHTINGS = ("inverse", "clipped", "flat", "normalized")
 KSPACE_P_FLOOR = 0.1
 
 
-def _spectrum(x: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, H, W)`` real or ``(B, 2, H, W)`` real/imag -> complex centred k-space ``(B, H, W)``."""
-    x = x.float()
-    z = torch.complex(x[:, 0], x[:, 1]) if x.shape[1] == 2 else x[:, 0]
-    return fft2c(z)
+def _image(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` real or ``(B, 2, H, W)`` real/imag -> complex64 image ``(B, H, W)``."""
+    return to_complex(x.float())
 
 
 def kspace_loss(
@@ -175,16 +175,17 @@ def kspace_loss(
         raise ValueError(f"kspace weighting must be one of {KSPACE_WEIGHTINGS}, got {weighting!r}")
     b, c, h, w = output.shape
     denom = float(b * c * h * w)
-    kf = _spectrum(output)
+    f = _image(output)
     if context is None or "target_kspace" not in context:
-        return (kf - _spectrum(target)).abs().square().sum() / denom
-    if "maps" in context:  # multi-coil: every coil's spectrum F S_c f against its measurements
-        maps = context["maps"].to(kf.device)
-        kf = fft2c(maps * ifft2c(kf)[:, None])  # (B, Nc, H, W)
-        m2 = context["target_mask"].to(kf.device).bool().reshape(b, 1, h, w)
+        return (fft2c(f) - fft2c(_image(target))).abs().square().sum() / denom
+    # the target's operator A2 = M2 F (S): A2 f is zero off M2, where the weights are zero too
+    m2 = context["target_mask"].to(f.device).bool().reshape(b, h, w)
+    if "maps" in context:  # multi-coil: every coil's M2 F S_c f against its measurements
+        kf = SenseOperator(context["maps"].to(f.device), m2).forward(f)  # (B, Nc, H, W)
         y2 = context["target_kspace"].to(kf.device)
+        m2 = m2[:, None]  # shared by the coils
     else:
-        m2 = context["target_mask"].to(kf.device).bool().reshape(kf.shape)
+        kf = SpectralSampling(m2).forward(f)  # (B, H, W)
         y2 = context["target_kspace"].to(kf.device).reshape(kf.shape)  # (B, 1, H, W) -> (B, H, W)
     p = context["target_density"].to(device=kf.device, dtype=torch.float32)
     p = p.clamp_min(torch.finfo(torch.float32).tiny)

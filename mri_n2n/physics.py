@@ -38,34 +38,42 @@ class SpectralSampling:
             raise ValueError(f"mask must have at least 2 dims (H, W), got shape {tuple(mask.shape)}")
         self.mask = mask.bool()
 
+    @staticmethod
+    def _per_channel(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """A per-sample ``(B, H, W)`` map as ``(B, 1, H, W)`` for ``(B, C, H, W)`` data."""
+        return t.unsqueeze(-3) if like.ndim == t.ndim + 1 and t.ndim >= 3 else t
+
     def _m(self, like: torch.Tensor) -> torch.Tensor:
-        m = self.mask
-        if like.ndim == m.ndim + 1 and m.ndim >= 3:
-            m = m.unsqueeze(-3)  # (B, H, W) -> (B, 1, H, W) for (B, C, H, W) data
-        return m
+        return self._per_channel(self.mask, like)
+
+    def sample(self, k: torch.Tensor) -> torch.Tensor:
+        """``M k``: centred k-space ``(..., H, W)`` (complex) with its unsampled bins zeroed, e.g.
+        the measurements of a spectrum that is already in k-space (:meth:`forward` is
+        ``sample(F x)``). A ``(B, H, W)`` mask applies to every channel of ``(B, C, H, W)`` data."""
+        return k * self._m(k).to(k.real.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Image ``(..., H, W)`` (real or complex) -> masked centred k-space (complex)."""
-        k = fft2c(x)
-        return k * self._m(k).to(k.real.dtype)
+        return self.sample(fft2c(x))
 
     __call__ = forward
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """k-space -> image: ``F^-1 M y`` (complex). For a Hermitian mask and Hermitian data it is real."""
-        return ifft2c(y * self._m(y).to(y.real.dtype))
+        return ifft2c(self.sample(y))
 
     def zero_filled(self, y: torch.Tensor, density: torch.Tensor | None = None) -> torch.Tensor:
         """Zero-filled reconstruction ``F^-1 (M y / p)`` (complex).
 
-        With ``density`` (the sampling density ``p``, broadcastable to ``y``) every sampled value
+        With ``density`` (the sampling density ``p``, broadcastable to ``y``, or per sample
+        ``(B, H, W)`` for ``(B, C, H, W)`` data, like the mask) every sampled value
         is divided by its keep probability: the paper's "Russian roulette" compensation, which
         makes the reconstruction an unbiased estimate of the image over random masks.
         Without it this equals :meth:`adjoint`.
         """
         m = self._m(y).to(y.real.dtype)
         if density is not None:
-            p = density.to(device=y.device, dtype=y.real.dtype)
+            p = self._per_channel(density.to(device=y.device, dtype=y.real.dtype), y)
             m = m / p.clamp_min(torch.finfo(p.dtype).tiny)
         return ifft2c(y * m)
 

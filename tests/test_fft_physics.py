@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mri_n2n.fft import fft2c, ifft2c
+from mri_n2n.fft import fft2c, ifft2c, to_channels, to_complex
 from mri_n2n.physics import SpectralSampling
 from mri_n2n.sampling import bernoulli_mask, exp_decay_density
 
@@ -121,3 +121,44 @@ def test_projection_is_differentiable():
     x = torch.randn(1, 1, 16, 16, requires_grad=True)
     op.project(x, y).pow(2).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_channel_conversions_are_inverse():
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 2, 5, 4, generator=g)
+    z = to_complex(x)
+    assert z.dtype == torch.complex64 and z.shape == (3, 5, 4)
+    assert torch.equal(z.real, x[:, 0]) and torch.equal(z.imag, x[:, 1])
+    assert torch.equal(to_channels(z), x) and to_channels(z).is_contiguous()
+    zk = to_complex(x, keepdim=True)
+    assert zk.shape == (3, 1, 5, 4) and torch.equal(zk[:, 0], z)
+    assert torch.equal(to_channels(zk, keepdim=True), x)
+    assert to_complex(x.double()).dtype == torch.complex128
+    real = x[:, :1]  # one channel: a real image, zero imaginary part
+    assert torch.equal(to_complex(real), real[:, 0].to(torch.complex64))
+    assert torch.equal(to_complex(real, keepdim=True), real.to(torch.complex64))
+    with pytest.raises(ValueError, match="2 channels"):
+        to_complex(torch.zeros(1, 3, 4, 4))
+
+
+def test_sample_masks_kspace_per_channel():
+    g = torch.Generator().manual_seed(8)
+    mask = torch.rand(2, 8, 6, generator=g) > 0.5
+    k = _cplx(2, 3, 8, 6, g=g)
+    op = SpectralSampling(mask)
+    y = op.sample(k)
+    assert torch.equal(y, torch.where(mask[:, None], k, torch.zeros_like(k)))
+    x = _cplx(2, 3, 8, 6, g=g)
+    assert torch.equal(op.forward(x), op.sample(fft2c(x)))
+    assert torch.equal(op.adjoint(k), ifft2c(y))
+
+
+def test_zero_filled_takes_a_per_sample_density():
+    g = torch.Generator().manual_seed(9)
+    mask = torch.rand(2, 8, 6, generator=g) > 0.5
+    p = torch.rand(2, 8, 6, generator=g) * 0.5 + 0.25
+    y = _cplx(2, 1, 8, 6, g=g)
+    z = SpectralSampling(mask).zero_filled(y, p)
+    assert z.shape == y.shape
+    for i in range(2):
+        assert torch.equal(z[i], SpectralSampling(mask[i]).zero_filled(y[i], p[i]))

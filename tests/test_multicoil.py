@@ -109,6 +109,17 @@ def test_adjointness_complex64():
     assert abs(lhs - rhs) < 1e-5 * abs(lhs)
 
 
+def test_sample_masks_every_coil():
+    g = torch.Generator().manual_seed(4)
+    mask = torch.rand(2, 16, 12, generator=g) < 0.3
+    op = SenseOperator(_random_maps(2, 4, 16, 12, g), mask)
+    y = _cplx(2, 4, 16, 12, g=g)
+    assert torch.equal(op.sample(y), torch.where(mask[:, None], y, torch.zeros_like(y)))
+    x = _cplx(2, 16, 12, g=g)
+    assert torch.equal(op.forward(x), op.sample(fft2c(op.expand(x))))
+    assert torch.equal(op.coil_images(y), ifft2c(op.sample(y)))
+
+
 def test_full_mask_and_normalised_maps_give_identity():
     g = torch.Generator().manual_seed(3)
     maps = birdcage_maps((20, 24), 6, dtype=C128)

@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from ..fft import fft2c, ifft2c
+from ..fft import fft2c, ifft2c, to_channels, to_complex
 from ..masks import Bernoulli2D, MaskFamily, complete_measurements, family_from_description, make_family
 from ..physics import SpectralSampling
 from ..seeding import seeded_generator
@@ -56,18 +56,6 @@ _ACQ_SALT = 0xAC90
 
 
 # --------------------------------------------------------------------------------------
-
-
-def _to_complex(x: torch.Tensor) -> torch.Tensor:
-    """(B, 2, H, W) real/imag channels -> (B, 1, H, W) complex."""
-    if x.shape[1] != 2:
-        raise ValueError(f"complex data need 2 channels (real, imaginary), got {x.shape[1]}")
-    return torch.complex(x[:, 0:1].float(), x[:, 1:2].float())
-
-
-def _to_channels(z: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) complex -> (B, 2, H, W) real/imag channels."""
-    return torch.cat([z.real, z.imag], dim=1)
 
 
 def smooth_phase(x: torch.Tensor, generator: torch.Generator, *, max_phase: float = torch.pi) -> torch.Tensor:
@@ -275,17 +263,17 @@ class MRIUndersampling(Corruption):
         (default the corruption's own)."""
         mask = mask.to(k.device)
         op = SpectralSampling(mask)
-        y = k * op._m(k)
+        y = op.sample(k)
         if not self.complex_data and not self.family.hermitian:  # Hermitian draws are complete
             yc, mc = complete_measurements(y[:, 0], mask)
             mask, y = mc, yc[:, None]
             op = SpectralSampling(mask)
         z = op.zero_filled(y, (self.density if density is None else density).to(k.device))
-        img = _to_channels(z) if self.complex_data else z.real
+        img = to_channels(z, keepdim=True) if self.complex_data else z.real
         return mask, y, img
 
     def _spectrum(self, clean: torch.Tensor) -> torch.Tensor:
-        return fft2c(_to_complex(clean) if self.complex_data else clean.float())
+        return fft2c(to_complex(clean.float(), keepdim=True) if self.complex_data else clean.float())
 
     def _acquire(self, k: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         """The k-space ``(B, 1, H, W)`` plus complex Gaussian noise (one generator per sample, or
@@ -299,7 +287,7 @@ class MRIUndersampling(Corruption):
         else:
             n = torch.stack([torch.randn(shape, generator=g, device=g.device) for g in generators])
             n = n.to(k.device)
-        return k + (self.noise_std / 2**0.5) * torch.complex(n[:, 0], n[:, 1]).to(k.dtype)
+        return k + (self.noise_std / 2**0.5) * to_complex(n).to(k.dtype)
 
     def measure(
         self, clean: torch.Tensor, mask: torch.Tensor, *, phase_seeds: torch.Tensor | None = None
@@ -345,7 +333,7 @@ class MRIUndersampling(Corruption):
         if batch.ndim != 4 or batch.shape[1] != MEASURED_CHANNELS:
             raise ValueError(f"a measured batch is (B, {MEASURED_CHANNELS}, H, W), got {tuple(batch.shape)}")
         mask = batch[:, 2] > 0.5
-        y = torch.complex(batch[:, 0].float(), batch[:, 1].float())[:, None] * mask[:, None]
+        y = SpectralSampling(mask).sample(to_complex(batch[:, :2].float(), keepdim=True))
         return mask, y, batch[:, 3].float()
 
     def _shift_data(self, y: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -354,7 +342,7 @@ class MRIUndersampling(Corruption):
         if self.max_shift <= 0:
             return y
         img = random_shift(ifft2c(y), self.max_shift, generator)
-        return fft2c(img if self.complex_data else img.real) * mask[:, None]
+        return SpectralSampling(mask).forward(img if self.complex_data else img.real)
 
     def _split_pair(
         self,
@@ -365,18 +353,16 @@ class MRIUndersampling(Corruption):
         held: torch.Tensor,
     ) -> Pair:
         q = self.split.keep_probability().to(y.device)
-        p_in = (p * q).clamp_min(torch.finfo(torch.float32).tiny)
-        y_in = y * inp_mask[:, None]
-        # p is shared (H, W) or per sample (B, H, W, measured files): broadcast it over the channel
-        z = ifft2c(y_in / (p_in.unsqueeze(-3) if p_in.ndim == 3 else p_in))
-        p_all = p.clamp_min(torch.finfo(torch.float32).tiny)
-        full = ifft2c(y / (p_all.unsqueeze(-3) if p_all.ndim == 3 else p_all))
-        as_model = _to_channels if self.complex_data else (lambda t: t.real)
+        inp = SpectralSampling(inp_mask)
+        # p is shared (H, W) or per sample (B, H, W, measured files), as zero_filled takes it
+        z = inp.zero_filled(y, p * q)
+        full = SpectralSampling(mask).zero_filled(y, p)
+        as_model = (lambda t: to_channels(t, keepdim=True)) if self.complex_data else (lambda t: t.real)
         context = {
             "mask": inp_mask,
-            "kspace": y_in,
+            "kspace": inp.sample(y),
             "target_mask": held,
-            "target_kspace": y * held[:, None],
+            "target_kspace": SpectralSampling(held).sample(y),
             "target_density": split_loss_density(p, q),
         }
         return Pair(as_model(z), as_model(full), context)
@@ -469,7 +455,8 @@ class MRIUndersampling(Corruption):
     def project(self, output: torch.Tensor, context: dict[str, torch.Tensor]) -> torch.Tensor:
         op = SpectralSampling(context["mask"])
         if self.complex_data:
-            return _to_channels(op.project(_to_complex(output), context["kspace"]))
+            z = op.project(to_complex(output.float(), keepdim=True), context["kspace"])
+            return to_channels(z, keepdim=True)
         return op.project(output.float(), context["kspace"]).to(output.dtype)
 
     def config(self) -> dict:

@@ -32,7 +32,7 @@ import torch
 
 from ..coils import SenseOperator
 from ..data.multicoil import split_multicoil
-from ..fft import fft2c, ifft2c
+from ..fft import fft2c, ifft2c, to_channels, to_complex
 from ..masks import MaskFamily
 from ..seeding import seeded_generator
 from ..splits import SplitLaw, split_loss_density
@@ -40,11 +40,6 @@ from .base import Pair
 from .mri import _ACQ_SALT, MRIUndersampling, SamplingSettings, random_shift
 
 __all__ = ["MultiCoilUndersampling", "split_multicoil"]
-
-
-def _channels(z: torch.Tensor) -> torch.Tensor:
-    """complex ``(B, H, W)`` -> ``(B, 2, H, W)``."""
-    return torch.stack([z.real, z.imag], dim=1)
 
 
 class MultiCoilUndersampling(MRIUndersampling):
@@ -95,9 +90,10 @@ class MultiCoilUndersampling(MRIUndersampling):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(mask, measured coil k-space, SENSE-1 compensated zero-filled image as channels)``."""
         mask = mask.to(k.device).bool()
-        y = k * mask[:, None]
-        z = SenseOperator(maps, mask).zero_filled(y, self.density.to(k.device))
-        return mask, y, _channels(z)
+        op = SenseOperator(maps, mask)
+        y = op.sample(k)
+        z = op.zero_filled(y, self.density.to(k.device))
+        return mask, y, to_channels(z)
 
     def _shift(
         self, k: torch.Tensor, maps: torch.Tensor, g: torch.Generator
@@ -118,7 +114,7 @@ class MultiCoilUndersampling(MRIUndersampling):
             mask2, y2, tgt = self._observe_coils(noisy, maps, self.draw_masks(b, generator))
             context.update(target_mask=mask2, target_kspace=y2, target_density=self.density.to(k.device))
         else:
-            tgt = _channels(SenseOperator(maps, mask).combine(k))
+            tgt = to_channels(SenseOperator(maps, mask).combine(k))
         return Pair(inp, tgt, context)
 
     def single_pair(self, batch: torch.Tensor, *, generator: torch.Generator, seeds: torch.Tensor) -> Pair:
@@ -131,7 +127,7 @@ class MultiCoilUndersampling(MRIUndersampling):
         ids = [int(v) ^ _ACQ_SALT for v in torch.as_tensor(seeds).tolist()]
         noisy = self._acquire(k, [seeded_generator(v ^ 0x401CE) for v in ids])
         mask = torch.cat([self.draw_masks(1, seeded_generator(v)) for v in ids]).to(k.device)
-        y, maps = self._shift(noisy * mask[:, None], maps, g)
+        y, maps = self._shift(SenseOperator(maps, mask).sample(noisy), maps, g)
         return self.split_measured(y, mask, maps, generator=g)
 
     def split_measured(
@@ -145,21 +141,23 @@ class MultiCoilUndersampling(MRIUndersampling):
         if self.split is None:
             raise ValueError("this corruption has no split law (build it for --target ssdu or noisier2noise)")
         mask = mask.bool()
-        y = kspace * mask[:, None]  # a shift is a phase ramp of the data: the sampled set stays
+        whole = SenseOperator(maps, mask)
+        y = whole.sample(kspace)  # a shift is a phase ramp of the data: the sampled set stays
         inp, held = self.split.split(mask, generator)
+        part = SenseOperator(maps, inp)
         p = self.density.to(y.device)
         q = self.split.keep_probability().to(y.device)
-        z = SenseOperator(maps, inp).zero_filled(y * inp[:, None], p * q)
-        full = SenseOperator(maps, mask).zero_filled(y, p)
+        z = part.zero_filled(y, p * q)
+        full = whole.zero_filled(y, p)
         context = {
             "mask": inp,
-            "kspace": y * inp[:, None],
+            "kspace": part.sample(y),
             "maps": maps,
             "target_mask": held,
-            "target_kspace": y * held[:, None],
+            "target_kspace": SenseOperator(maps, held).sample(y),
             "target_density": split_loss_density(p, q),
         }
-        return Pair(_channels(z), _channels(full), context)
+        return Pair(to_channels(z), to_channels(full), context)
 
     def measure(
         self, clean: torch.Tensor, mask: torch.Tensor, *, phase_seeds: torch.Tensor | None = None
@@ -171,7 +169,7 @@ class MultiCoilUndersampling(MRIUndersampling):
         noisy = self._acquire(k, [seeded_generator(int(s) ^ 0x401CE) for s in seeds.tolist()])
         m, y, img = self._observe_coils(noisy, maps, mask)
         ones = torch.ones_like(m)
-        clean_img = _channels(SenseOperator(maps, ones).combine(k))
+        clean_img = to_channels(SenseOperator(maps, ones).combine(k))
         return Pair(img, clean_img, {"mask": m, "kspace": y, "maps": maps})
 
     def validation_pair(self, clean: torch.Tensor, seeds: torch.Tensor) -> Pair:
@@ -182,8 +180,8 @@ class MultiCoilUndersampling(MRIUndersampling):
         """The final data consistency: per-coil replacement of the measured entries, then the
         SENSE-1 combination (module docstring)."""
         op = SenseOperator(context["maps"], context["mask"])
-        z = op.project(torch.complex(output[:, 0].float(), output[:, 1].float()), context["kspace"])
-        return _channels(z).to(output.dtype)
+        z = op.project(to_complex(output.float()), context["kspace"])
+        return to_channels(z).to(output.dtype)
 
     def config(self) -> dict:
         return {**super().config(), "name": "MultiCoilUndersampling", "coils": self.coils}

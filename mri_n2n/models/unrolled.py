@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from ..coils import SenseOperator
-from ..fft import fft2c, ifft2c
+from ..fft import fft2c, ifft2c, to_channels, to_complex
 from .unet import UNet
 
 __all__ = ["Unrolled", "data_consistency", "DC_MODES"]
@@ -93,28 +93,25 @@ def data_consistency(
             raise ValueError(f"multi-coil data consistency needs 2 channels (complex), got {x.shape[1]}")
         m = mask[:, 0] if mask.ndim == 4 else mask
         op = SenseOperator(maps, m)
-        zx = torch.complex(x[:, 0], x[:, 1])
+        zx = to_complex(x)
         if lam is None:
             z = op.project(zx, kspace)  # a coil combination: zero outside the maps' support
         else:  # the image lives on the maps' support, as SENSE-1 and the replacement keep it: outside
             # it no coil sees the image, no loss reaches it, and cg_dc would keep the network's values
             support = maps.abs().square().sum(1) > 0 if support is None else support
             z = op.cg_dc(zx, kspace, lam, cg_iters, aty=aty) * support
-        return torch.stack([z.real, z.imag], dim=1).float()
+        return to_channels(z).float()
     if phase is None and x.shape[1] in (1, 2) and (terms := _single_coil_terms(mask, kspace)) is not None:
         return _fast_dc(x, terms, lam)  # even sizes: no centring shifts
     if kspace.ndim == 4:  # (B, 1, H, W), as MRIUndersampling's pair context holds it
         kspace = kspace[:, 0]
     if mask.ndim == 4:
         mask = mask[:, 0]
-    if x.shape[1] == 2:
-        z = torch.complex(x[:, 0], x[:, 1])
-    elif x.shape[1] == 1:
-        z = x[:, 0].to(torch.complex64)
-        if phase is not None:
-            z = z * phase
-    else:
+    if x.shape[1] not in (1, 2):
         raise ValueError(f"data consistency needs 1 or 2 channels, got {x.shape[1]}")
+    z = to_complex(x)
+    if x.shape[1] == 1 and phase is not None:
+        z = z * phase
     k = fft2c(z)
     y = kspace.to(k.dtype)
     if lam is not None:
@@ -122,7 +119,7 @@ def data_consistency(
     k = torch.where(mask.bool(), y, k)
     z = ifft2c(k)
     if x.shape[1] == 2:
-        return torch.stack([z.real, z.imag], dim=1)
+        return to_channels(z)
     if phase is not None:
         z = z * phase.conj()
     return z.real[:, None]
@@ -151,14 +148,14 @@ def _fast_dc(
     lam)`` on ``M``) back in image space, real part for one channel."""
     m, measured = terms
     x = x.float()
-    z = x if x.shape[1] == 1 else torch.complex(x[:, :1], x[:, 1:])
+    z = x if x.shape[1] == 1 else to_complex(x, keepdim=True)
     k = torch.fft.fft2(z, norm="ortho")
     if lam is None:
         out = torch.fft.ifft2(k.masked_fill(m, 0), norm="ortho") + measured
     else:  # (1 - M) F x + M (y + lam F x) / (1 + lam)
         keep = torch.where(m, lam / (1 + lam), torch.ones((), dtype=x.dtype, device=x.device))
         out = torch.fft.ifft2(k * keep, norm="ortho") + measured / (1 + lam)
-    return out.real if x.shape[1] == 1 else torch.cat([out.real, out.imag], dim=1)
+    return out.real if x.shape[1] == 1 else to_channels(out, keepdim=True)
 
 
 class _ResCNN(nn.Module):

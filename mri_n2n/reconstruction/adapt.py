@@ -34,9 +34,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..corruptions import MRIUndersampling
-from ..corruptions.mri import MEASURED_CHANNELS, _to_channels, _to_complex
+from ..corruptions.mri import MEASURED_CHANNELS
 from ..corruptions.multicoil import MultiCoilUndersampling
-from ..fft import fft2c, ifft2c
+from ..fft import fft2c, ifft2c, to_channels, to_complex
 from ..losses import kspace_loss
 from ..masks import MaskFamily, complete_measurements
 from ..models import ends_with_dc, measurement_kwargs
@@ -103,11 +103,11 @@ def _holdout(mask: torch.Tensor, share: float, hermitian: bool, g: torch.Generat
 def _val_loss(net, y_fit, m_fit, y_val, m_val, p_fit, complex_data: bool) -> float:
     """Mean ``|F f - y|^2`` over the held-out bins of a reconstruction from the other measurements."""
     z = ifft2c(y_fit / p_fit.clamp_min(1e-12))
-    inp = _to_channels(z[:, None]) if complex_data else z.real[:, None]
+    inp = to_channels(z) if complex_data else z.real[:, None]
     ctx = {"mask": m_fit, "kspace": y_fit[:, None]}
     with torch.no_grad():
         out = net(inp, **measurement_kwargs(net, ctx)).float()
-    x = _to_complex(out)[:, 0] if complex_data else out[:, 0].to(torch.complex64)
+    x = to_complex(out)  # one channel: a real image
     err = (fft2c(x) - y_val).abs().square() * m_val
     return float(err.sum() / m_val.sum().clamp_min(1))
 

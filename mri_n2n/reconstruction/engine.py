@@ -18,7 +18,7 @@ import torch
 
 from ..corruptions import MRIUndersampling
 from ..data import center_pad_crop, volume_scale
-from ..fft import fft2c, ifft2c
+from ..fft import fft2c, ifft2c, to_channels, to_complex
 from ..io.kspace import as_kspace, expand_mask
 from ..masks import complete_measurements
 from ..metrics import ssim
@@ -278,7 +278,7 @@ def _run(
                 sel = active.nonzero().flatten()
                 ya, za, ma = y[sel], z[sel], m[sel]
                 if complex_model:
-                    inp = torch.stack([za.real, za.imag], dim=1)
+                    inp = to_channels(za)
                     phase = None
                 else:
                     phase = phase_factors(ya, ma)
@@ -300,10 +300,9 @@ def _run(
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     out = model(inp.float(), **kw)
                 out = out.float()
-                if complex_model:
-                    est = torch.complex(out[:, 0], out[:, 1])
-                else:
-                    est = out[:, 0].to(torch.complex64) * phase
+                est = to_complex(out)  # one channel (a real model): the real part
+                if not complex_model:
+                    est = est * phase
                 x[sel] = est if ends_with_dc(model) else SpectralSampling(ma).project(est, ya)
             z = torch.where(active[:, None, None], z, torch.zeros_like(z))
             rec = crop((x.abs() * scale).float().cpu().numpy())

@@ -30,7 +30,7 @@ import torch
 from ..coils import SenseOperator, compress_coils, estimate_maps, find_calibration, rss
 from ..data.measured import crop_readout, file_mask_law
 from ..data.slices import center_pad_crop
-from ..fft import ifft2c
+from ..fft import ifft2c, to_channels, to_complex
 from ..io.kspace import kspace_affine
 from ..io.multicoil import MultiCoilKSpace
 from ..masks import MASK_LAW_ATTR, MaskFamily
@@ -94,7 +94,7 @@ def multicoil_output(
     """
     if output not in MULTICOIL_OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(MULTICOIL_OUTPUTS)}, got {output!r}")
-    x = image if image.is_complex() else torch.complex(image[:, 0].float(), image[:, 1].float())
+    x = image if image.is_complex() else to_complex(image.float())
     maps, mask, y = context["maps"], context["mask"], context["kspace"]
     op = SenseOperator(maps, mask[:, 0] if mask.ndim == 4 else mask)
     out = op.coil_rss(x, y, coil_images)
@@ -283,7 +283,7 @@ def reconstruct_multicoil(
                 m = m_all[idx].to(dev)
                 sm = maps[idx].to(dev)
                 z = zf[idx].to(dev) / scale
-                inp = torch.stack([z.real, z.imag], dim=1)
+                inp = to_channels(z)
                 ctx = {"mask": m, "kspace": y, "maps": sm}
                 est = model(inp, **measurement_kwargs(model, ctx)).float()
                 x = est if ends_with_dc(model) else corruption_project(est, ctx)
