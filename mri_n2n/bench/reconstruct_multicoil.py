@@ -23,6 +23,7 @@ consistency (the same speed; its quality columns then only compare the options).
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -107,12 +108,14 @@ def bench_reconstruct_multicoil(
     batch_size: int = 8,
     device: str = "cpu",
     options: dict[str, dict[str, int]] | None = None,
+    repeats: int = 3,
 ) -> dict[str, Any]:
-    """Time ``reconstruct`` of the module docstring's volume with each speed option.
+    """Time ``reconstruct`` of the module docstring's volume with each speed option, ``repeats``
+    rounds over the options; each option's time is the median of its rounds.
 
     Returns:
         ``{"shape", "coils", "checkpoint", "threads", "device", "batch_size", "read_seconds",
-        "rows": [{"option", "seconds",
+        "rows": [{"option", "seconds" (median), "seconds_all",
         "psnr", "ssim", "psnr_vs_full"}]}`` (PSNR in dB).
     """
     results = Path(results)
@@ -125,15 +128,21 @@ def bench_reconstruct_multicoil(
     read_seconds = time.perf_counter() - t0
     mask = None if mc.mask is None or mc.mask.shape[0] == 1 else mc.mask[:2]
     rec.multicoil(dataclasses.replace(mc, kspace=mc.kspace[:2], mask=mask if mask is not None else mc.mask))
-    rows, full = [], None
-    for name, kw in (options or OPTIONS).items():
-        t0 = time.perf_counter()
-        image = rec.multicoil(mc, **kw).image
-        seconds = time.perf_counter() - t0
-        vol = np.moveaxis(image, -1, 0)
-        full = vol if full is None else full
+    options = options or OPTIONS
+    seconds: dict[str, list[float]] = {name: [] for name in options}
+    images: dict[str, np.ndarray] = {}
+    for _ in range(repeats):  # rounds over the options: a drift of the machine hits them alike
+        for name, kw in options.items():
+            t0 = time.perf_counter()
+            image = rec.multicoil(mc, **kw).image
+            seconds[name].append(time.perf_counter() - t0)
+            images.setdefault(name, np.moveaxis(image, -1, 0))
+    full = next(iter(images.values()))
+    rows = []
+    for name, vol in images.items():
         m = volume_metrics(vol, ref)
-        rows.append({"option": name, "seconds": seconds, "psnr": m["psnr"], "ssim": m["ssim"],
+        rows.append({"option": name, "seconds": statistics.median(seconds[name]),
+                     "seconds_all": seconds[name], "psnr": m["psnr"], "ssim": m["ssim"],
                      "psnr_vs_full": volume_metrics(vol, full, data_range=float(ref.max()))["psnr"]})
     return {
         "shape": [slices, coils, size, size],
@@ -151,12 +160,15 @@ def reconstruct_multicoil_markdown(res: dict[str, Any]) -> str:
     """The result as a Markdown table and a note."""
     s, c, h, w = res["shape"]
     lines = [
-        "| option | seconds | PSNR / SSIM vs noise-free RSS | PSNR vs the full computation |",
+        "| option | seconds (median; all rounds) | PSNR / SSIM vs noise-free RSS | PSNR vs the full "
+        "computation |",
         "|---|---|---|---|",
     ]
     for r in res["rows"]:
         vs = "(reference)" if r["option"] == "full" else f"{r['psnr_vs_full']:.2f}"
-        lines.append(f"| {r['option']} | {r['seconds']:.1f} | {r['psnr']:.2f} / {r['ssim']:.3f} | {vs} |")
+        rounds = ", ".join(f"{t:.1f}" for t in r.get("seconds_all", [r["seconds"]]))
+        cells = f"{r['seconds']:.1f} ({rounds}) | {r['psnr']:.2f} / {r['ssim']:.3f} | {vs}"
+        lines.append(f"| {r['option']} | {cells} |")
     lines.append(
         f"\n`reconstruct` of a {c}-coil {h} x {w} x {s} fastMRI-style volume (equispaced 4x), "
         f"{res['threads']} threads on {res['device']}, batch {res['batch_size']}; "

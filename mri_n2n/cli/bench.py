@@ -137,7 +137,8 @@ def _reconstruct_multicoil(args) -> int:
     size, slices, coils = (64, 4, 8) if args.quick else (320, 30, 16)
     device = "cpu" if args.device == "auto" else args.device
     res = bench_reconstruct_multicoil(
-        args.checkpoint, results=args.results, slices=slices, coils=coils, size=size, device=device
+        args.checkpoint, results=args.results, slices=slices, coils=coils, size=size, device=device,
+        repeats=1 if args.quick else 3,
     )
     res["machine"] = machine_info(res["device"])
     md = reconstruct_multicoil_markdown(res)
