@@ -35,6 +35,7 @@ from .splits import SPLIT_TARGETS
 
 __all__ = [
     "Config",
+    "with_fallbacks",
     "ConfigError",
     "PRESETS",
     "MRI_PRESETS",
@@ -270,6 +271,13 @@ MRI_PRESETS: dict[str, dict[str, Any]] = {
 _FALLBACK = {"base": 16, "depth": 3, "augment": False, "deform": False, "crop": False, "schedule": "cosine",
              "cascades": 5, "cascade_width": 16, "cascade_depth": 5, "dc": "replace", "cg_iters": 6,
              "num_workers": 0}
+
+
+def with_fallbacks(cfg: Config) -> Config:
+    """``cfg`` with the fields still ``None`` that have a fallback (the U-Net's and the unrolled
+    network's layout, ``dc``, ``cg_iters``, ...) set to it: what :func:`resolve_config` fills in
+    after the preset, for code that builds from an unresolved config."""
+    return cfg.replace(**{k: v for k, v in _FALLBACK.items() if getattr(cfg, k) is None})
 
 #: Losses of the single-acquisition targets (they read the held-out set from the context).
 SPLIT_LOSSES = ("kspace", "kspace_flat", "kspace_clipped", "kspace_normalized")

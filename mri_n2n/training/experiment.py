@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import Config
+from ..config import Config, with_fallbacks
 from ..corruptions import Corruption, MRIUndersampling, default_loss, make_corruption
 from ..corruptions.multicoil import MultiCoilUndersampling
 from ..data.datasets import mri_datasets_from_config
@@ -54,7 +54,9 @@ def build_experiment(cfg: Config) -> Experiment:
 
 
 def build_model_for(cfg: Config, channels: int) -> nn.Module:
-    """The network a config names, for ``channels`` in and out."""
+    """The network a config names, for ``channels`` in and out (fields left ``None``: their
+    fallbacks, :func:`~mri_n2n.config.with_fallbacks`)."""
+    cfg = with_fallbacks(cfg)
     if cfg.model == "unet_paper":
         return build_model("unet_paper", in_channels=channels, out_channels=channels, width=cfg.width)
     if cfg.model == "unet":
