@@ -112,6 +112,22 @@ def _val_loss(net, y_fit, m_fit, y_val, m_val, p_fit, complex_data: bool) -> flo
     return float(err.sum() / m_val.sum().clamp_min(1))
 
 
+def _step(net, corr, opt, pair, device: torch.device, step: int) -> None:
+    """One adaptation step on a pair of the measurements' own split: the network (then the
+    corruption's projection, unless the network ends with its own data consistency), the
+    k-space loss on the held-out measurements, backward, Adam."""
+    ctx = {k: v.to(device) for k, v in pair.context.items()}
+    out = net(pair.input.to(device), **measurement_kwargs(net, ctx))
+    if not ends_with_dc(net):
+        out = corr.project(out, ctx)
+    loss = kspace_loss(out, pair.target.to(device), ctx)
+    if not torch.isfinite(loss):
+        raise ValueError(f"adaptation: the loss is not finite at step {step} (lower the learning rate)")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def adapt_model(
     model: nn.Module,
     family: MaskFamily,
@@ -231,17 +247,7 @@ def adapt_model(
     step = 0
     for step in tqdm(range(1, int(steps) + 1), desc="adapt", unit="step", disable=not progress, leave=False):
         pick = active[torch.randperm(active.numel(), generator=g)[:batch_size]]
-        pair = corr.single_pair(measured[pick], generator=g, seeds=pick)
-        ctx = {k: v.to(device) for k, v in pair.context.items()}
-        out = net(pair.input.to(device), **measurement_kwargs(net, ctx))
-        if not ends_with_dc(net):
-            out = corr.project(out, ctx)
-        loss = kspace_loss(out, pair.target.to(device), ctx)
-        if not torch.isfinite(loss):
-            raise ValueError(f"adaptation: the loss is not finite at step {step} (lower the learning rate)")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _step(net, corr, opt, corr.single_pair(measured[pick], generator=g, seeds=pick), device, step)
         if val is not None and (step % check_every == 0 or step == steps) and check(step):
             rep.stopped_early = step < steps
             break
@@ -325,16 +331,7 @@ def adapt_multicoil(
     for step in tqdm(range(1, int(steps) + 1), desc="adapt", unit="step", disable=not progress, leave=False):
         pick = active[torch.randperm(active.numel(), generator=g)[:batch_size]]
         pair = corr.split_measured(kspace[pick], mask[pick], maps[pick], generator=g)
-        ctx = {k: v.to(device) for k, v in pair.context.items()}
-        out = net(pair.input.to(device), **measurement_kwargs(net, ctx))
-        if not ends_with_dc(net):  # per-coil replacement, then the SENSE-1 combination
-            out = corr.project(out, ctx)
-        loss = kspace_loss(out, pair.target.to(device), ctx)
-        if not torch.isfinite(loss):
-            raise ValueError(f"adaptation: the loss is not finite at step {step} (lower the learning rate)")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _step(net, corr, opt, pair, device, step)
     rep.steps = rep.best_step = step
     rep.seconds = time.perf_counter() - t_start
     net.eval()
