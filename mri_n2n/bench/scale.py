@@ -10,6 +10,8 @@ slab, slice spacing, in-plane rotation, scale, shift and left-right flip; a seed
 per slice; birdcage coil maps with a per-volume coil radius; complex k-space noise
 :data:`NOISE` of the image peak. ``--quick``: 2 + 1 volumes of 4 slices, 4 coils, 128 x 64
 k-space (64 x 64 images).
+The ``val/`` volumes are slabs of the same template as ``train/``: not held out by pixels, so
+they serve speed and in-distribution comparisons, never quality claims about unseen anatomy.
 
 **Measurements** (on the device at hand):
 
