@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import mri_n2n.coils as coils
+import mri_n2n.physics as physics
 from mri_n2n.cli.bench import main as bench_main
 from mri_n2n.coils import SenseOperator, birdcage_maps, rss
 from mri_n2n.fft import fft2c, ifft2c
@@ -65,14 +65,14 @@ def test_cg_in_chunks_of_samples_gives_the_lock_step_iterates(monkeypatch):
     maps, mask, x, y = _problem(b=5)
     lam = torch.tensor([0.01, 0.1, 0.05, 0.2, 0.03])
     whole = SenseOperator(maps, mask).cg_dc(x, y, lam, 6)
-    monkeypatch.setattr(coils, "CG_CHUNK_ELEMENTS", y[0].numel() * 2)  # chunks of 2, 2, 1
+    monkeypatch.setattr(physics, "CG_CHUNK_ELEMENTS", y[0].numel() * 2)  # chunks of 2, 2, 1
     xg = x.clone().requires_grad_()
     chunked = SenseOperator(maps, mask).cg_dc(xg, y, lam, 6)
     assert torch.allclose(chunked.detach(), whole, atol=1e-5, rtol=1e-5)
     chunked.abs().sum().backward()  # differentiable through the chunks
     assert torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
     shared = SenseOperator(maps[:1], mask[0]).cg_dc(x, y, 0.05, 4)  # shared maps and mask
-    monkeypatch.setattr(coils, "CG_CHUNK_ELEMENTS", 10**9)
+    monkeypatch.setattr(physics, "CG_CHUNK_ELEMENTS", 10**9)
     assert torch.allclose(SenseOperator(maps[:1], mask[0]).cg_dc(x, y, 0.05, 4), shared, atol=1e-5)
     with pytest.raises(ValueError, match="lam"):
         SenseOperator(maps, mask).cg_dc(x, y, -1.0, 2)

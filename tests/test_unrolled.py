@@ -279,6 +279,7 @@ def test_proximal_dc_solves_its_least_squares_problem(coils):
     argmin ||A z - y||^2 + lam ||z - x||^2; lam -> 0 gives the exact replacement (single coil)."""
     from mri_n2n.coils import SenseOperator, birdcage_maps
     from mri_n2n.models.unrolled import data_consistency
+    from mri_n2n.physics import Acquisition
 
     g = torch.Generator().manual_seed(3)
     h = w = 12
@@ -289,10 +290,11 @@ def test_proximal_dc_solves_its_least_squares_problem(coils):
     if coils == 1:
         y = torch.complex(torch.randn(1, h, w, generator=g), torch.randn(1, h, w, generator=g)) * mask
         op = SenseOperator(torch.ones(1, 1, h, w, dtype=torch.complex64), mask)
-        out = data_consistency(x, mask, y, lam=lam)
+        acq = Acquisition(mask, None, y[:, None])
+        out = data_consistency(x, acq, lam=lam)
         ref = _dense_prox(op, xc, y[:, None], lam)
-        exact = data_consistency(x, mask, y)
-        near = data_consistency(x, mask, y, lam=1e-6)
+        exact = data_consistency(x, acq)
+        near = data_consistency(x, acq, lam=1e-6)
         assert torch.allclose(near, exact, atol=1e-5)
     else:
         maps = birdcage_maps((h, w), coils)[None].to(torch.complex64)
@@ -301,7 +303,7 @@ def test_proximal_dc_solves_its_least_squares_problem(coils):
         op = SenseOperator(maps, mask)
         maps[..., :2, :] = 0  # no coil sees the first rows: the output is zero there
         op = SenseOperator(maps, mask)
-        out = data_consistency(x, mask, y, maps=maps, lam=lam, cg_iters=60)
+        out = data_consistency(x, Acquisition(mask, maps, y), lam=lam, cg_iters=60)
         ref = _dense_prox(op, xc, y, lam)
         ref[..., :2, :] = 0
     got = torch.complex(out[:, 0], out[:, 1])

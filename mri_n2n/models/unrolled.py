@@ -26,13 +26,15 @@ learned weight can trade against the network's prior. The output of such a model
 (:attr:`Unrolled.ends_with_dc`): callers do not project it again.
 
 Real images are ``(B, 1, H, W)``; complex images are ``(B, 2, H, W)`` real/imag channels.
-Called as ``model(x)`` (no measurements) every cascade is applied without DC: a plain
-denoiser, so call sites written for the U-Nets keep working. :attr:`Unrolled.uses_measurements`
-tells the trainer and the reconstruction code to pass ``mask`` and ``kspace``.
+Called as ``model(x, acq)`` with the batch's :class:`~mri_n2n.physics.Acquisition` (mask,
+measurements, maps), every cascade ends with that operator's projection or proximal step; called
+as ``model(x)`` every cascade is applied without DC: a plain denoiser, so call sites written for
+the U-Nets keep working. :attr:`Unrolled.uses_measurements` tells the trainer and the
+reconstruction code to pass the acquisition.
 
 Real 1-channel data whose k-space is not Hermitian (e.g. a phase-corrected complex slice at
-inference) can pass ``phase``: a unit complex map ``(B, H, W)`` with ``image = real * phase``;
-DC then works on ``real * phase`` and returns the real part of ``DC(...) * conj(phase)``.
+inference) carry a unit complex ``phase`` map ``(B, H, W)`` in their acquisition (``image = real
+* phase``); DC then works on ``real * phase`` and returns the real part of ``DC(...) * conj(phase)``.
 """
 
 from __future__ import annotations
@@ -43,8 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..coils import SenseOperator
-from ..fft import fft2c, ifft2c, to_channels, to_complex
+from ..physics import Acquisition
 from .unet import UNet
 
 __all__ = ["Unrolled", "data_consistency", "DC_MODES"]
@@ -55,107 +56,32 @@ DC_MODES = ("replace", "prox")
 
 
 def data_consistency(
-    x: torch.Tensor,
-    mask: torch.Tensor,
-    kspace: torch.Tensor,
-    phase: torch.Tensor | None = None,
-    maps: torch.Tensor | None = None,
-    lam: torch.Tensor | float | None = None,
-    cg_iters: int = 6,
-    aty: torch.Tensor | None = None,
-    support: torch.Tensor | None = None,
+    x: torch.Tensor, acq: Acquisition, lam: torch.Tensor | float | None = None, cg_iters: int = 6
 ) -> torch.Tensor:
-    """Replace the sampled frequencies of ``x`` by the measurements (exact DC), or with ``lam``
-    the proximal step ``argmin_z ||A z - y||^2 + lam ||z - x||^2``.
-
-    Args:
-        x: images ``(B, C, H, W)``, ``C`` 1 (real) or 2 (real/imag channels), any float dtype.
-        mask: bool ``(B, H, W)`` (or ``(H, W)``) sampled set.
-        kspace: complex ``(B, H, W)`` (or ``(B, 1, H, W)``) measured k-space (centred orthonormal
-            FFT units).
-        phase: optional unit complex ``(B, H, W)`` map for real data (see the module docstring).
-        maps: multi-coil data: sensitivity maps ``(B, Nc, H, W)`` complex, with ``kspace`` the
-            coils' measurements ``(B, Nc, H, W)``; the replacement is per coil, then the coils
-            are combined (:meth:`mri_n2n.coils.SenseOperator.project`); with ``lam`` the proximal
-            step by ``cg_iters`` conjugate-gradient iterations (:meth:`~mri_n2n.coils.SenseOperator.cg_dc`).
-        lam: ``None`` for the exact replacement, else the proximal weight ``>= 0`` (a number or a
-            0-d tensor, e.g. a learned one): ``(y + lam F x) / (1 + lam)`` on the sampled set.
-        cg_iters: conjugate-gradient iterations of the multi-coil proximal step.
-        aty: the multi-coil ``A^H y``, when already computed (reused by every cascade).
-        support: the maps' support ``(B, H, W)`` bool, when already computed.
-
-    Returns:
-        float32 images of the same shape: ``F^-1((1 - M) F x + M y)`` (its real part for ``C == 1``).
-    """
-    x = x.float()
-    if maps is not None:
-        if x.shape[1] != 2:
-            raise ValueError(f"multi-coil data consistency needs 2 channels (complex), got {x.shape[1]}")
-        m = mask[:, 0] if mask.ndim == 4 else mask
-        op = SenseOperator(maps, m)
-        zx = to_complex(x)
-        if lam is None:
-            z = op.project(zx, kspace)  # a coil combination: zero outside the maps' support
-        else:  # the image lives on the maps' support, as SENSE-1 and the replacement keep it: outside
-            # it no coil sees the image, no loss reaches it, and cg_dc would keep the network's values
-            support = maps.abs().square().sum(1) > 0 if support is None else support
-            z = op.cg_dc(zx, kspace, lam, cg_iters, aty=aty) * support
-        return to_channels(z).float()
-    if phase is None and x.shape[1] in (1, 2) and (terms := _single_coil_terms(mask, kspace)) is not None:
-        return _fast_dc(x, terms, lam)  # even sizes: no centring shifts
-    if kspace.ndim == 4:  # (B, 1, H, W), as MRIUndersampling's pair context holds it
-        kspace = kspace[:, 0]
-    if mask.ndim == 4:
-        mask = mask[:, 0]
-    if x.shape[1] not in (1, 2):
-        raise ValueError(f"data consistency needs 1 or 2 channels, got {x.shape[1]}")
-    z = to_complex(x)
-    if x.shape[1] == 1 and phase is not None:
-        z = z * phase
-    k = fft2c(z)
-    y = kspace.to(k.dtype)
-    if lam is not None:
-        y = (y + lam * k) / (1 + lam)
-    k = torch.where(mask.bool(), y, k)
-    z = ifft2c(k)
-    if x.shape[1] == 2:
-        return to_channels(z)
-    if phase is not None:
-        z = z * phase.conj()
-    return z.real[:, None]
+    """One cascade's data consistency of model channels ``x`` ``(B, 1 or 2, H, W)``: the exact
+    replacement :meth:`Acquisition.project` (``lam=None``) or the proximal step
+    :meth:`Acquisition.prox` (``argmin_z ||A z - y||^2 + lam ||z - x||^2``, by ``cg_iters``
+    conjugate-gradient iterations for coil data). Returns float32 channels of ``x``'s shape."""
+    z = acq.image_of(x.float())
+    z = acq.project(z) if lam is None else acq.prox(z, lam, cg_iters)
+    return acq.channels_of(z, x.shape[1]).float()
 
 
-def _single_coil_terms(mask: torch.Tensor, kspace: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """For even sizes: the mask in uncentred FFT order ``(B, 1, H, W)`` and ``F_c^-1 (M y)``
-    ``(B, 1, H, W)``, so that every cascade's single-coil data consistency is
-    ``F^-1 ((1 - M') F x) + F_c^-1 (M y)`` (:func:`_fast_dc`): no centring shifts of the images
-    (``F_c^-1 M F_c = F^-1 ifftshift(M) F`` for even sizes); ``None`` for odd sizes."""
-    h, w = mask.shape[-2:]
-    if h % 2 or w % 2:
+def _as_acquisition(
+    mask: torch.Tensor | None,
+    kspace: torch.Tensor | None,
+    phase: torch.Tensor | None,
+    maps: torch.Tensor | None,
+) -> Acquisition | None:
+    """The acquisition of the loose keyword form ``model(x, mask=..., kspace=..., maps=...)``."""
+    if (mask is None) != (kspace is None):
+        raise ValueError("unrolled: pass both mask and kspace, or neither")
+    if mask is None:
         return None
-    m = (mask[:, 0] if mask.ndim == 4 else mask).bool()
-    y = kspace[:, 0] if kspace.ndim == 4 else kspace
-    y = y.to(torch.complex64)
-    measured = ifft2c(torch.where(m, y, torch.zeros((), dtype=y.dtype, device=y.device)))
-    return torch.fft.ifftshift(m, dim=(-2, -1))[:, None], measured[:, None]
-
-
-def _fast_dc(
-    x: torch.Tensor, terms: tuple[torch.Tensor, torch.Tensor], lam: torch.Tensor | None
-) -> torch.Tensor:
-    """:func:`data_consistency` of a single-coil batch from :func:`_single_coil_terms` (the same
-    result to float round-off): ``(1 - M) F x + M y`` (or the proximal ``(y + lam F x) / (1 +
-    lam)`` on ``M``) back in image space, real part for one channel."""
-    m, measured = terms
-    x = x.float()
-    z = x if x.shape[1] == 1 else to_complex(x, keepdim=True)
-    k = torch.fft.fft2(z, norm="ortho")
-    if lam is None:
-        out = torch.fft.ifft2(k.masked_fill(m, 0), norm="ortho") + measured
-    else:  # (1 - M) F x + M (y + lam F x) / (1 + lam)
-        keep = torch.where(m, lam / (1 + lam), torch.ones((), dtype=x.dtype, device=x.device))
-        out = torch.fft.ifft2(k * keep, norm="ortho") + measured / (1 + lam)
-    return out.real if x.shape[1] == 1 else to_channels(out, keepdim=True)
+    mask = mask[:, 0] if mask.ndim == 4 else mask
+    if maps is None and kspace.ndim == 3:
+        kspace = kspace[:, None]  # single coil: (B, 1, H, W) like the images
+    return Acquisition(mask, maps, kspace, phase=phase)
 
 
 class _ResCNN(nn.Module):
@@ -205,7 +131,7 @@ class Unrolled(nn.Module):
 
     Attributes:
         spec: ``{"name": "unrolled", "kwargs": {...}}`` for ``build_model``.
-        uses_measurements: ``True``: call as ``model(x, mask=..., kspace=...)`` for DC.
+        uses_measurements: ``True``: call as ``model(x, acq)`` for DC.
         multiple: 1 for the CNN (any size), ``2**depth`` for the U-Net block (padded inside).
         ends_with_dc: ``True`` for ``dc="prox"``: the output is final, callers do not project it
             again (:func:`mri_n2n.models.ends_with_dc`).
@@ -293,45 +219,38 @@ class Unrolled(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
+        acq: Acquisition | None = None,
+        *,
+        return_all: bool = False,
         mask: torch.Tensor | None = None,
         kspace: torch.Tensor | None = None,
         phase: torch.Tensor | None = None,
         maps: torch.Tensor | None = None,
-        *,
-        return_all: bool = False,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Run the cascades.
 
         Args:
             x: network input ``(B, C, H, W)``.
-            mask: bool ``(B, H, W)`` sampled set, or ``None`` for no DC (plain denoiser).
-            kspace: complex ``(B, H, W)`` measurements (required with ``mask``).
-            phase: optional unit phase map for real data (module docstring).
-            maps: multi-coil sensitivities ``(B, Nc, H, W)`` (``kspace`` is then per coil).
+            acq: the batch's :class:`~mri_n2n.physics.Acquisition` (mask, measurements, maps for
+                coil data, phase for real images whose data are not Hermitian), or ``None`` for
+                no DC (plain denoiser).
             return_all: return the list of every cascade's output (for tests and diagnostics).
+            mask, kspace, phase, maps: the acquisition in loose pieces (``mask`` ``(B, H, W)``,
+                ``kspace`` ``(B, H, W)`` / ``(B, 1, H, W)`` single-coil or ``(B, Nc, H, W)`` with
+                ``maps``), instead of ``acq``.
 
         Returns:
             ``(B, C, H, W)``: the last cascade's output (float32 when DC is applied), or the list.
         """
-        if (mask is None) != (kspace is None):
-            raise ValueError("unrolled: pass both mask and kspace, or neither")
+        if acq is None:
+            acq = _as_acquisition(mask, kspace, phase, maps)
         outs = []
-        aty = support = terms = None
-        with torch.autocast(x.device.type, enabled=False):  # the same in every cascade
-            if maps is not None and mask is not None and self.log_lam is not None:
-                aty = SenseOperator(maps, mask[:, 0] if mask.ndim == 4 else mask).adjoint(kspace)
-                support = maps.abs().square().sum(1) > 0
-            if maps is None and mask is not None and phase is None:
-                terms = _single_coil_terms(mask, kspace)
         for k in range(self.cascades):
             x = self.block(k)(x)
-            if mask is not None:
+            if acq is not None:
                 lam = None if self.log_lam is None else self.log_lam[k].exp()
                 with torch.autocast(x.device.type, enabled=False):
-                    if terms is not None:
-                        x = _fast_dc(x, terms, lam)
-                    else:
-                        x = data_consistency(x, mask, kspace, phase, maps, lam, self.cg_iters, aty, support)
+                    x = data_consistency(x, acq, lam, self.cg_iters)
             outs.append(x)
         return outs if return_all else x
 
