@@ -43,7 +43,7 @@ from .io import atomic_write_json, atomic_write_text
 from .metrics import nmse, psnr, ssim, volume_metrics
 from .models import ends_with_dc, measurement_kwargs
 from .models.ensemble import ensemble_forward
-from .physics import SpectralSampling
+from .physics import Acquisition, SpectralSampling
 from .plots import comparison_grid, provenance_view, psnr_histogram
 from .reconstruction.adapt import adapt_model, adapt_multicoil
 from .reconstruction.multicoil import MULTICOIL_OUTPUTS, multicoil_output
@@ -221,7 +221,7 @@ def evaluate_mri(
             with torch.no_grad():
                 kw = measurement_kwargs(model, pair.context)  # unrolled nets: DC after every cascade
                 if name in ens_names:
-                    out = ensemble_forward(model, pair.input, geometry_mask=pair.context.get("mask"), **kw)
+                    out = ensemble_forward(model, pair.input, kw.get("acq") or _geometry(pair.context))
                 else:
                     out = model(pair.input, **kw)
                 outs[name] = out if ends_with_dc(model) else corruption.project(out, pair.context)
@@ -419,3 +419,8 @@ def write_evaluation(result: dict[str, Any], out: str | Path, *, figures: bool =
             out / "figures" / "psnr_hist.png",
             {k: [r[f"{k}/psnr"] for r in result["per_slice"]] for k in result["methods"]},
         )
+
+
+def _geometry(context: dict) -> Acquisition | None:
+    """The mask alone as an acquisition (the self-ensemble of a U-Net reads its geometry)."""
+    return Acquisition(context["mask"]) if "mask" in context else None

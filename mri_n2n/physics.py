@@ -38,6 +38,8 @@ are the two constructors of the same class under their historical names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .coil_maps import _complex, rss
@@ -151,6 +153,18 @@ class Acquisition:
         return Acquisition(
             part(self.mask, 3), maps, part(self.y, 3), keep_prob=part(self.keep_prob, 3),
             phase=part(self.phase, 3),
+        )
+
+    def transformed(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Acquisition:
+        """The acquisition with ``fn`` applied to every tensor it holds (mask, maps, measurements,
+        keep probability, phase) over their last two dims: a flip or transpose that commutes with
+        the centred FFT (:func:`~mri_n2n.models.ensemble.circular_flip`) maps the acquisition of
+        an image to that of the transformed image."""
+        def f(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else fn(t)
+
+        return Acquisition(
+            f(self.mask), f(self.maps), f(self.y), keep_prob=f(self.keep_prob), phase=f(self.phase)
         )
 
     def restrict(self, keep: torch.Tensor, keep_prob: torch.Tensor | None = None) -> Acquisition:

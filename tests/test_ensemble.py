@@ -13,6 +13,7 @@ from mri_n2n.fft import fft2c
 from mri_n2n.masks import make_family
 from mri_n2n.models import Unrolled, ends_with_dc, uses_measurements
 from mri_n2n.models.ensemble import SelfEnsemble, circular_flip, dihedral_transforms, ensemble_forward
+from mri_n2n.physics import Acquisition
 
 
 @pytest.mark.parametrize("shape", [(16, 16), (15, 16), (16, 13), (9, 9)])
@@ -39,9 +40,11 @@ class _Counting(torch.nn.Module):
         self.masks: list[torch.Tensor] = []
         self.w = torch.nn.Parameter(torch.tensor(0.7))
 
-    def forward(self, x, mask=None, kspace=None):
+    uses_measurements = True
+
+    def forward(self, x, acq=None):
         self.calls += 1
-        self.masks.append(mask)
+        self.masks.append(None if acq is None else acq.mask)
         return self.w * x + x.square()
 
 
@@ -49,11 +52,11 @@ def test_the_ensemble_of_an_equivariant_map_is_the_map_and_lines_are_not_transpo
     x = torch.rand(2, 1, 12, 12)
     net = _Counting()
     mask = torch.rand(2, 12, 12) < 0.3
-    out = ensemble_forward(net, x, mask=mask, kspace=fft2c(x[:, 0]) * mask)
+    out = ensemble_forward(net, x, Acquisition(mask, None, fft2c(x) * mask[:, None]))
     assert net.calls == 8 and torch.allclose(out, net(x), atol=1e-6)
     lines = (torch.rand(2, 1, 12) < 0.3).expand(2, 12, 12)
     net.calls, net.masks = 0, []
-    ensemble_forward(net, x, mask=lines, kspace=fft2c(x[:, 0]) * lines)
+    ensemble_forward(net, x, Acquisition(lines, None, fft2c(x) * lines[:, None]))
     assert net.calls == 4  # a transpose would turn columns into rows the network never saw
     assert all(torch.equal(m, m[:, :1].expand_as(m)) for m in net.masks)
 
@@ -83,7 +86,7 @@ def test_a_unet_ensemble_does_not_transpose_line_masks():
     lines = (torch.rand(2, 1, 16) < 0.4).expand(2, 16, 16)
     ctx = {"mask": lines, "kspace": fft2c(x[:, 0]) * lines}
     kw = measurement_kwargs(ens, ctx)
-    assert set(kw) == {"geometry_mask"} and measurement_kwargs(net, ctx) == {}
+    assert set(kw) == {"acq"} and kw["acq"].y is None and measurement_kwargs(net, ctx) == {}
     ens(x, **kw)
     assert net.calls == 4
     net.calls = 0
@@ -149,8 +152,9 @@ def test_the_ensemble_of_an_unrolled_network_keeps_the_measurements_exact(family
     net = Unrolled(ch, ch, cascades=2, width=8, depth=3).eval()
     ctx = pair.context
     with torch.no_grad():
-        plain = net(pair.input, mask=ctx["mask"], kspace=ctx["kspace"])
-        ens = SelfEnsemble(net)(pair.input, mask=ctx["mask"], kspace=ctx["kspace"])
+        acq = Acquisition(ctx["mask"], None, ctx["kspace"])
+        plain = net(pair.input, acq)
+        ens = SelfEnsemble(net)(pair.input, acq)
     assert uses_measurements(SelfEnsemble(net)) and ends_with_dc(SelfEnsemble(net)) == ends_with_dc(net)
     z = torch.complex(ens[:, 0], ens[:, 1]) if complex_data else ens[:, 0].to(torch.complex64)
     k = fft2c(z)

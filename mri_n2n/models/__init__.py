@@ -15,23 +15,26 @@ Registered names:
   ``num_layers``): the RED30 network of the paper's Gaussian row;
 - ``"unrolled"`` -- :class:`Unrolled` (kwargs ``in_channels``, ``out_channels``, ``cascades``,
   ``width``, ``depth``, ``share_weights``, ``block``): cascades of a small CNN and exact data
-  consistency. Its ``uses_measurements`` attribute is ``True``: call it as
-  ``model(x, mask=..., kspace=...)`` (see :func:`uses_measurements`); with ``dc="prox"`` its
-  output is final (see :func:`ends_with_dc`).
+  consistency. Its ``uses_measurements`` attribute is ``True``: call it as ``model(x, acq)``
+  with the batch's :class:`~mri_n2n.physics.Acquisition` (:func:`apply_model` does it for any
+  model); with ``dc="prox"`` its output is final (see :func:`ends_with_dc`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
+from ..physics import Acquisition
 from .red import RED30
 from .unet import UNet
-from .unrolled import Unrolled
+from .unrolled import Unrolled, _as_acquisition
 
 __all__ = [
-    "UNet", "RED30", "Unrolled", "build_model", "uses_measurements", "measurement_kwargs", "ends_with_dc",
+    "UNet", "RED30", "Unrolled", "build_model", "uses_measurements", "apply_model", "measurement_kwargs",
+    "ends_with_dc",
     "MODEL_NAMES",
 ]
 
@@ -67,19 +70,27 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
     return factory(**kwargs)
 
 
+def apply_model(model: nn.Module, x: torch.Tensor, acq: Acquisition | None = None) -> torch.Tensor:
+    """Run ``model`` on the input ``x`` of a batch acquired by ``acq``: ``model(x, acq)`` for
+    networks that take measurements (unrolled nets, :func:`uses_measurements`) and for a
+    :class:`~mri_n2n.models.ensemble.SelfEnsemble` (which reads the mask's geometry),
+    ``model(x)`` for the others."""
+    if acq is not None and (uses_measurements(model) or getattr(model, "needs_mask_geometry", False)):
+        return model(x, acq)
+    return model(x)
+
+
 def measurement_kwargs(model: nn.Module, context: dict) -> dict:
-    """The keyword arguments a model takes from a pair's context: ``mask`` and ``kspace`` (and
-    ``maps`` for multi-coil data) for unrolled nets, nothing for the others; a wrapper that needs
-    the mask's geometry (a :class:`~mri_n2n.models.ensemble.SelfEnsemble` of a U-Net) gets the
-    mask as ``geometry_mask``."""
+    """``{"acq": the context's acquisition}`` for the models :func:`apply_model` passes one to
+    (unrolled nets and self-ensembles), ``{}`` for the others: ``model(x, **measurement_kwargs(...))``
+    for a pair whose context holds ``mask`` and ``kspace`` (and ``maps`` for multi-coil data)."""
     if "mask" not in context:
         return {}
-    if not uses_measurements(model):
-        return {"geometry_mask": context["mask"]} if getattr(model, "needs_mask_geometry", False) else {}
-    kw = {"mask": context["mask"], "kspace": context["kspace"]}
-    if "maps" in context:
-        kw["maps"] = context["maps"]
-    return kw
+    if uses_measurements(model):
+        return {"acq": _as_acquisition(context["mask"], context["kspace"], None, context.get("maps"))}
+    if getattr(model, "needs_mask_geometry", False):
+        return {"acq": Acquisition(context["mask"])}
+    return {}
 
 
 def uses_measurements(model: nn.Module) -> bool:

@@ -19,16 +19,15 @@ projection; a proximal data consistency, ``--dc prox``, is a weighted solve, so 
 their mean are near, not at, the measurements). Masks of whole phase-encode lines are not
 transposed (the network never saw rows of lines); non-square matrices are not either. Networks
 that take no measurements (U-Nets) still need the mask's geometry for that choice:
-:func:`~mri_n2n.models.measurement_kwargs` passes it to a :class:`SelfEnsemble` as
-``geometry_mask``.
+:func:`~mri_n2n.models.apply_model` passes the acquisition to a :class:`SelfEnsemble` for it.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
+
+from ..physics import Acquisition
 
 __all__ = ["SelfEnsemble", "circular_flip", "dihedral_transforms", "ensemble_forward"]
 
@@ -73,32 +72,27 @@ def _line_mask(mask: torch.Tensor) -> bool:
     return bool((mask == mask[..., :1, :]).all())
 
 
-def ensemble_forward(
-    model: nn.Module, x: torch.Tensor, *, geometry_mask: torch.Tensor | None = None, **measurements: Any
-) -> torch.Tensor:
-    """The mean over :func:`dihedral_transforms` of ``T^-1 model(T x, T mask, T kspace, ...)``.
+def ensemble_forward(model: nn.Module, x: torch.Tensor, acq: Acquisition | None = None) -> torch.Tensor:
+    """The mean over :func:`dihedral_transforms` of ``T^-1 model(T x, T acq)``.
 
     Args:
-        model: the network (any of :mod:`mri_n2n.models`).
+        model: the network (any of :mod:`mri_n2n.models`), called by
+            :func:`~mri_n2n.models.apply_model` (networks that take no measurements get none).
         x: network input ``(B, C, H, W)``.
-        geometry_mask: the sampling mask ``(..., H, W)`` when the model takes no ``mask``
-            (U-Nets): it only decides whether transposes are allowed.
-        **measurements: the keyword tensors the model takes (``mask``, ``kspace``, ``phase``,
-            ``maps``), each with ``(H, W)`` as its last two dimensions, or ``None``. A mask of
-            whole lines (``mask``, else ``geometry_mask``) turns the transposes off.
+        acq: the batch's acquisition (its mask, measurements, maps and phase are transformed
+            with the image), or ``None``. A mask of whole lines turns the transposes off.
 
     Returns:
         The averaged output, in the original orientation.
     """
-    mask = measurements.get("mask")
-    if mask is None:
-        mask = geometry_mask
-    transpose = mask is None or not _line_mask(mask)
+    from . import apply_model  # the package's dispatcher (imports this module)
+
+    transpose = acq is None or not _line_mask(acq.mask)
     ts = dihedral_transforms(tuple(x.shape[-2:]), transpose=transpose)
     total: torch.Tensor | None = None
     for t in ts:
-        kw = {k: (v if v is None else _apply(v, t)) for k, v in measurements.items()}
-        out = _invert(model(_apply(x, t), **kw), t).float()
+        a = None if acq is None else acq.transformed(lambda v, t=t: _apply(v, t))
+        out = _invert(apply_model(model, _apply(x, t), a), t).float()
         total = out if total is None else total + out
     assert total is not None
     return total / len(ts)
@@ -113,15 +107,13 @@ class SelfEnsemble(nn.Module):
     use it unchanged.
     """
 
-    #: :func:`~mri_n2n.models.measurement_kwargs` passes the mask as ``geometry_mask`` to a model
-    #: that takes no measurements, so line masks are never transposed for it either.
+    #: :func:`~mri_n2n.models.apply_model` passes the acquisition to the wrapper even when the
+    #: network takes no measurements: its mask's geometry decides the transposes.
     needs_mask_geometry = True
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
 
-    def forward(
-        self, x: torch.Tensor, *, geometry_mask: torch.Tensor | None = None, **measurements: Any
-    ) -> torch.Tensor:
-        return ensemble_forward(self.module, x, geometry_mask=geometry_mask, **measurements)
+    def forward(self, x: torch.Tensor, acq: Acquisition | None = None) -> torch.Tensor:
+        return ensemble_forward(self.module, x, acq)

@@ -22,8 +22,8 @@ from ..fft import fft2c, ifft2c, to_channels, to_complex
 from ..io.kspace import as_kspace, expand_mask
 from ..masks import complete_measurements
 from ..metrics import ssim
-from ..models import ends_with_dc, uses_measurements
-from ..physics import SpectralSampling
+from ..models import apply_model, ends_with_dc, uses_measurements
+from ..physics import Acquisition, SpectralSampling
 from ..sampling import hermitian_mirror, radius_grid
 from ..seeding import seeded_generator, stable_ident
 
@@ -290,15 +290,12 @@ def _run(
                         ya, ma, za = torch.where(rl, yc, ya), torch.where(rl, mc, ma), torch.where(rl, zc, za)
                     inp = (za * phase.conj()).real[:, None]
                     z[sel] = za  # the reported compensated zero-filled image is the network's input
-                kw: dict[str, Any] = {}
+                acq = Acquisition(ma)  # a self-ensemble of a U-Net reads the mask's geometry
                 if measured:  # unrolled nets: data consistency after every cascade
-                    kw = {"mask": ma, "kspace": ya}
-                    if phase is not None and not bool((phase == 1).all()):
-                        kw["phase"] = phase  # DC on real * phase (see models.unrolled)
-                elif getattr(model, "needs_mask_geometry", False):
-                    kw = {"geometry_mask": ma}  # a self-ensemble of a U-Net: no transposed lines
+                    real_phase = phase is not None and not bool((phase == 1).all())
+                    acq = Acquisition(ma, None, ya[:, None], phase=phase if real_phase else None)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    out = model(inp.float(), **kw)
+                    out = apply_model(model, inp.float(), acq)
                 out = out.float()
                 est = to_complex(out)  # one channel (a real model): the real part
                 if not complex_model:
