@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from .data.slices import check_normalize, parse_slice_range
 from .images.datasets import DATASETS as IMAGE_DATASETS
 from .io import atomic_write_text
 from .losses import LOSSES, MRI_LOSSES
-from .masks import DENSITIES
+from .masks import family_names
 from .models import MODEL_NAMES
 from .splits import SPLIT_TARGETS
 
@@ -57,13 +57,22 @@ class ConfigError(ValueError):
     """A config value or key is not valid; the message names the key and what was expected."""
 
 
-def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:  # noqa: A002
+def _f(
+    default: Any, help: str, choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None  # noqa: A002
+) -> Any:
     meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = choices
     if isinstance(default, dict):
         return field(default_factory=dict, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def field_choices(key: str) -> tuple[str, ...] | None:
+    """The allowed values of a string field (``None``: any); the mask families are looked up
+    when asked, so a :class:`~mri_n2n.masks.MaskFamily` subclass registered after import counts."""
+    choices = _FIELDS[key].metadata.get("choices")
+    return choices() if callable(choices) else choices
 
 
 @dataclass
@@ -116,7 +125,8 @@ class Config:
     # MRI corruption (paper: exp-decay density, 10 % of k-space, Hermitian masks)
     density: str = _f("exp", "k-space mask family: exp (paper), gaussian, uniform (2-D Bernoulli); "
                       "lines_random, lines_equispaced (fastMRI equispaced_fraction), lines_lattice "
-                      "(fastMRI equispaced), lines_gaussian (1-D Cartesian lines)", DENSITIES)
+                      "(fastMRI equispaced), lines_gaussian (1-D Cartesian lines), or any family "
+                      "registered by a MaskFamily subclass", family_names)
     fraction: float = _f(0.1, "mean sampling density (0.1 = 10 % of k-space); 0 uses --edge")
     edge: float = _f(0.025, "exp density at the edge of the axis (paper: 0.025), used with --fraction 0")
     acceleration: float = _f(4.0, "line masks: acceleration (keep 1 line in R)")
@@ -351,7 +361,7 @@ def _convert(key: str, value: Any, tp: Any, where: str) -> Any:
             value = f"{_convert(key, value[0], int, where)}:{_convert(key, value[1], int, where)}"
         if not isinstance(value, str):
             raise bad
-        choices = _FIELDS[key].metadata.get("choices")
+        choices = field_choices(key)
         if choices is not None and value not in choices:
             raise ConfigError(f"{where}: {key}: unknown value {value!r} (choose from {', '.join(choices)})")
         return value

@@ -44,7 +44,7 @@ Every family is described by a JSON-able dict (:meth:`~MaskFamily.describe`) and
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -70,16 +70,31 @@ __all__ = [
     "independent_lines",
     "EquispacedLines",
     "make_family",
+    "family_names",
+    "is_line_family",
+    "FamilySettings",
     "family_from_description",
     "hermitian_complete",
     "complete_measurements",
     "line_mask",
 ]
 
-#: Named families for configs and CLIs (``--density``).
+#: The built-in named families (``--density``); :func:`family_names` adds registered ones.
 DENSITIES = (*DENSITIES_2D, "lines_random", "lines_equispaced", "lines_lattice", "lines_gaussian")
-#: The 1-D (whole phase-encode line) families.
+#: The built-in 1-D (whole phase-encode line) families; :func:`is_line_family` knows every one.
 LINE_FAMILIES = ("lines_random", "lines_equispaced", "lines_lattice", "lines_gaussian")
+#: name -> the :class:`MaskFamily` subclass that builds it (filled by ``MaskFamily.__init_subclass__``)
+_REGISTRY: dict[str, type[MaskFamily]] = {}
+
+
+class FamilySettings(NamedTuple):
+    """The sampling settings a named family is built from (the config's ``fraction``, ``edge``,
+    ``acceleration`` and ``center_fraction``; each family reads the ones it needs)."""
+
+    fraction: float | None
+    edge: float
+    acceleration: float
+    center_fraction: float
 #: HDF5 attribute (a JSON string) in which a k-space file records the law of its mask.
 MASK_LAW_ATTR = "mri_n2n_mask_law"
 
@@ -135,10 +150,30 @@ class MaskFamily:
     lines: bool = False
     #: an estimated law that is a guess: why (``estimate_family``); None otherwise
     unidentified: str | None = None
+    #: the ``--density`` names this class builds; a subclass that sets them is registered (the
+    #: configs, the CLIs, :func:`make_family` and :func:`family_from_description` then know it)
+    names: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for n in cls.__dict__.get("names", ()):
+            if n in _REGISTRY and _REGISTRY[n] is not cls:
+                raise ValueError(f"mask family {n!r} is already registered by {_REGISTRY[n].__name__}")
+            _REGISTRY[n] = cls
 
     def __init__(self, shape: tuple[int, int] | int, *, hermitian: bool = False) -> None:
         self.shape = _shape2(shape)
         self.hermitian = bool(hermitian)
+
+    @classmethod
+    def build(
+        cls, name: str, shape: tuple[int, int], settings: FamilySettings, *, hermitian: bool
+    ) -> MaskFamily:
+        """The registered family ``name`` (one of :attr:`names`) for k-space of ``shape`` from the
+        run's sampling ``settings`` (:class:`FamilySettings`); ``hermitian`` asks for
+        conjugate-symmetric draws where the family allows them (real images otherwise use the
+        completion). Subclasses with :attr:`names` implement it."""
+        raise NotImplementedError(f"{cls.__name__} registers no names")
 
     # -- the law ----------------------------------------------------------------------
     def keep_probability(self) -> torch.Tensor:
@@ -200,6 +235,18 @@ class Bernoulli2D(MaskFamily):
         name: the family name; params: what rebuilds it (see :func:`make_family`).
     """
 
+    names = DENSITIES_2D
+
+    @classmethod
+    def build(
+        cls, name: str, shape: tuple[int, int], settings: FamilySettings, *, hermitian: bool
+    ) -> MaskFamily:
+        d = make_density(name, shape, fraction=settings.fraction, edge=settings.edge)
+        params: dict[str, Any] = {"fraction": settings.fraction, "edge": settings.edge}
+        if name != "exp":  # make_density's default for the other 2-D densities
+            params = {"fraction": 0.1 if settings.fraction is None else settings.fraction}
+        return cls(d, hermitian=hermitian, name=name, params=params)
+
     def __init__(
         self,
         density: torch.Tensor,
@@ -246,6 +293,16 @@ class IndependentLines(MaskFamily):
     """
 
     lines = True
+    names = ("lines_random", "lines_gaussian")
+
+    @classmethod
+    def build(
+        cls, name: str, shape: tuple[int, int], settings: FamilySettings, *, hermitian: bool
+    ) -> MaskFamily:
+        return independent_lines(
+            name, shape, acceleration=settings.acceleration, center_fraction=settings.center_fraction,
+            hermitian=hermitian,
+        )
 
     def __init__(
         self,
@@ -374,6 +431,15 @@ class EquispacedLines(MaskFamily):
     """
 
     lines = True
+    names = ("lines_equispaced", "lines_lattice")
+
+    @classmethod
+    def build(
+        cls, name: str, shape: tuple[int, int], settings: FamilySettings, *, hermitian: bool
+    ) -> MaskFamily:
+        mode = "fraction" if name == "lines_equispaced" else "lattice"
+        acc, cf = settings.acceleration, settings.center_fraction
+        return cls(shape, acceleration=acc, center_fraction=cf, mode=mode)
 
     def __init__(
         self,
@@ -442,27 +508,31 @@ def make_family(
     center_fraction: float = 0.08,
     hermitian: bool = False,
 ) -> MaskFamily:
-    """Build a named family (:data:`DENSITIES`) for k-space of ``shape``.
+    """Build a registered family (:func:`family_names`) for k-space of ``shape``.
 
     2-D families use ``fraction`` (``exp`` with ``fraction=None`` uses ``edge``, the paper's
     setting); line families use ``acceleration`` and ``center_fraction``. ``hermitian`` draws
     conjugate-symmetric masks where the family allows it (2-D, random and Gaussian lines); the
     equispaced families ignore it (real images use their completion).
     """
-    if name in DENSITIES_2D:
-        d = make_density(name, shape, fraction=fraction, edge=edge)
-        params: dict[str, Any] = {"fraction": fraction, "edge": edge}
-        if name != "exp":  # make_density's default for the other 2-D densities
-            params = {"fraction": 0.1 if fraction is None else fraction}
-        return Bernoulli2D(d, hermitian=hermitian, name=name, params=params)
-    kw = {"acceleration": float(acceleration), "center_fraction": float(center_fraction)}
-    if name in _PROFILES:
-        return independent_lines(name, shape, hermitian=hermitian, **kw)
-    if name == "lines_equispaced":
-        return EquispacedLines(shape, mode="fraction", **kw)
-    if name == "lines_lattice":
-        return EquispacedLines(shape, mode="lattice", **kw)
-    raise ValueError(f"unknown density '{name}' (choose from {', '.join(DENSITIES)})")
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown density '{name}' (choose from {', '.join(family_names())})") from None
+    settings = FamilySettings(fraction, float(edge), float(acceleration), float(center_fraction))
+    return cls.build(name, _shape2(shape), settings, hermitian=hermitian)
+
+
+def family_names() -> tuple[str, ...]:
+    """The registered family names (the ``--density`` choices), built-in ones first, then any
+    :class:`MaskFamily` subclass that sets :attr:`~MaskFamily.names`, in definition order."""
+    return tuple(_REGISTRY)
+
+
+def is_line_family(name: str) -> bool:
+    """Whether the registered family ``name`` draws whole phase-encode lines."""
+    cls = _REGISTRY.get(name)
+    return cls is not None and bool(cls.lines)
 
 
 def family_from_description(desc: dict[str, Any] | str) -> MaskFamily:

@@ -51,7 +51,7 @@ from .masks import (
     _mirror_cols,
     make_family,
 )
-from .sampling import share_partner_draws
+from .sampling import DENSITIES_2D
 from .solvers import bisect
 
 __all__ = ["SPLIT_TARGETS", "SplitLaw", "make_split", "split_loss_density"]
@@ -74,53 +74,41 @@ def _held_share(p: torch.Tensor, q: torch.Tensor) -> float:
 
 
 class SplitLaw:
-    """A random split of acquired bins into an input set and a held-out set.
+    """A random split of acquired bins into an input set and a held-out set: a mask law
+    (:class:`~mri_n2n.masks.MaskFamily`) over the kept sets, drawn independently of the
+    acquisition, applied with :meth:`~mri_n2n.physics.Acquisition.restrict`.
+
+    SSDU's law is a 2-D Bernoulli family of point-wise keep probabilities (one shared uniform per
+    pair of partner bins for Hermitian splits); Noisier2Noise's is a second mask family of the
+    acquisition's kind. Both share the families' draws, exact marginals and descriptions.
 
     Attributes:
         kind: ``"ssdu"`` or ``"noisier2noise"``.
         shape: ``(H, W)``.
         rho: expected share of the acquired bins held out.
         hermitian: conjugate-symmetric splits (real images).
+        family: the law of the kept sets.
     """
 
-    def __init__(
-        self,
-        kind: str,
-        shape: tuple[int, int],
-        rho: float,
-        *,
-        hermitian: bool,
-        keep: torch.Tensor | None = None,
-        family: MaskFamily | None = None,
-    ) -> None:
+    def __init__(self, kind: str, family: MaskFamily, rho: float, *, hermitian: bool) -> None:
         if kind not in SPLIT_TARGETS:
             raise ValueError(f"split kind must be one of {SPLIT_TARGETS}, got {kind!r}")
-        if (keep is None) == (family is None):
-            raise ValueError("a split law is defined by point-wise keep probabilities or by a mask family")
         self.kind = kind
-        self.shape = (int(shape[0]), int(shape[1]))
+        self.family = family
+        self.shape = family.shape
         self.rho = float(rho)
         self.hermitian = bool(hermitian)
-        self._keep = None if keep is None else keep.float().cpu()
-        self.family = family
 
     def keep_probability(self) -> torch.Tensor:
         """``q``: probability ``(H, W)`` that an acquired bin stays in the input."""
-        if self._keep is not None:
-            return self._keep.clone()
         return self.family.keep_probability().float()
 
     def draw(self, batch: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        """Kept sets ``(B, H, W)`` (bool), drawn independently of any acquisition."""
+        """Kept sets ``(B, H, W)`` (bool), drawn independently of any acquisition on the
+        generator's device (the same sets on CPU and CUDA) and moved to ``device``."""
         if device is None:
             device = generator.device if generator is not None else "cpu"
-        device = torch.device(device)
-        if self.family is not None:
-            return self.family.sample(batch, generator=generator, device=device)
-        q = self._keep.to(device)
-        g = generator
-        u = torch.rand((batch, *self.shape), generator=g, device=g.device if g else device).to(device)
-        return (share_partner_draws(u) if self.hermitian else u) < q
+        return self.family.sample(batch, generator=generator).to(device)
 
     def split(
         self, mask: torch.Tensor, generator: torch.Generator | None = None
@@ -128,13 +116,13 @@ class SplitLaw:
         """``(input set, held-out set)`` of acquired masks ``(B, H, W)``: disjoint, and their
         union is the acquired set."""
         mask = mask.bool()
-        keep = self.draw(mask.shape[0], generator, device=mask.device).to(mask.device)
+        keep = self.draw(mask.shape[0], generator, device=mask.device)
         return mask & keep, mask & ~keep
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able description (recorded with the run)."""
         d: dict[str, Any] = {"kind": self.kind, "rho": self.rho, "hermitian": self.hermitian}
-        if self.family is not None:
+        if self.kind == "noisier2noise":
             d["second_mask"] = self.family.describe()
         else:
             d.update(selection="gaussian", std_scale=SSDU_STD_SCALE, acs=SSDU_ACS)
@@ -180,7 +168,7 @@ def _second_family(acquisition: MaskFamily, p: torch.Tensor, rho: float, hermiti
     """
     shape = acquisition.shape
     params = acquisition.describe()
-    if acquisition.name in LINE_FAMILIES or acquisition.lines:
+    if acquisition.lines:
         if acquisition.name in LINE_FAMILIES:
             kind = (
                 acquisition.name if acquisition.name in ("lines_random", "lines_gaussian") else "lines_random"
@@ -210,7 +198,7 @@ def _second_family(acquisition: MaskFamily, p: torch.Tensor, rho: float, hermiti
             raise ValueError(f"noisier2noise: a second line mask cannot hold out {rho:.0%} of the data")
         rate = bisect(lambda v: _held_share(p, lines(v).keep_probability()), rho, 0.0, 1.0, iters=_ITERS)
         return lines(rate)
-    if acquisition.name in ("exp", "gaussian", "uniform"):
+    if acquisition.name in DENSITIES_2D:
         kind = acquisition.name
 
         def fam2(f: float) -> MaskFamily:
@@ -251,11 +239,11 @@ def make_split(
     if not 0.0 < float(rho) < 1.0:
         raise ValueError(f"the held-out share must lie in (0, 1), got {rho}")
     p = p.float().cpu()
-    if kind == "ssdu":
-        return SplitLaw(kind, acquisition.shape, rho, hermitian=hermitian, keep=_ssdu_keep(p, float(rho)))
+    if kind == "ssdu":  # point-wise Bernoulli draws; q is symmetric, so Hermitian draws keep it exactly
+        keep = Bernoulli2D(_ssdu_keep(p, float(rho)), hermitian=hermitian, name="bernoulli")
+        return SplitLaw(kind, keep, rho, hermitian=hermitian)
     if kind == "noisier2noise":
-        fam = _second_family(acquisition, p, float(rho), hermitian)
-        return SplitLaw(kind, acquisition.shape, rho, hermitian=hermitian, family=fam)
+        return SplitLaw(kind, _second_family(acquisition, p, float(rho), hermitian), rho, hermitian=hermitian)
     raise ValueError(f"split kind must be one of {SPLIT_TARGETS}, got {kind!r}")
 
 

@@ -13,7 +13,7 @@ import typing
 from typing import Any
 
 from ..checkpoint import CheckpointError
-from ..config import Config, ConfigError, load_yaml, resolve_config
+from ..config import Config, ConfigError, field_choices, load_yaml, resolve_config
 from ..training import TrainingError, resume, train
 from .common import fail, parse_and_run, register
 
@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
             conv = {int: int, float: float}.get(tp, str)
-            choices = f.metadata.get("choices")
+            choices = field_choices(f.name)
             p.add_argument(flag, dest=f.name, type=conv, default=None, choices=choices, help=help_)
 
 
