@@ -162,3 +162,90 @@ def test_zero_filled_takes_a_per_sample_density():
     assert z.shape == y.shape
     for i in range(2):
         assert torch.equal(z[i], SpectralSampling(mask[i]).zero_filled(y[i], p[i]))
+
+
+# --- the one acquisition operator ---------------------------------------------------------------
+def _acq_case(coils: int, seed: int = 0):
+    from mri_n2n.coils import birdcage_maps
+
+    g = torch.Generator().manual_seed(seed)
+    h, w = 12, 16
+    mask = torch.rand(2, h, w, generator=g) < 0.4
+    maps = None if coils == 0 else birdcage_maps((h, w), coils)[None].expand(2, -1, -1, -1).clone()
+    x = torch.complex(torch.randn(2, h, w, generator=g), torch.randn(2, h, w, generator=g))
+    return mask, maps, x
+
+
+def test_one_all_ones_coil_is_the_single_coil_operator():
+    """The single-coil acquisition is the multi-coil one with one all-ones coil: the same
+    forward, adjoint, normal, zero-filled image, projection and proximal step."""
+    from mri_n2n.physics import Acquisition
+
+    mask, _, x = _acq_case(0)
+    ones = torch.ones(2, 1, *mask.shape[-2:], dtype=torch.complex64)
+    p = torch.full(mask.shape[-2:], 0.4)
+    single = Acquisition(mask, None, None, keep_prob=p)
+    multi = Acquisition(mask, ones, None, keep_prob=p)
+    y = multi.forward(x)  # (2, 1, H, W)
+    torch.testing.assert_close(single.forward(x), y[:, 0])
+    single, multi = single.with_data(y[:, 0]), multi.with_data(y)
+    z = torch.randn_like(x)
+    torch.testing.assert_close(single.adjoint(), multi.adjoint())
+    torch.testing.assert_close(single.normal(z), multi.normal(z), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(single.zero_filled(), multi.zero_filled())
+    torch.testing.assert_close(single.project(z), multi.project(z), atol=1e-6, rtol=1e-5)
+    # one coil: the CG solve of the proximal step converges to the closed form
+    torch.testing.assert_close(single.prox(z, 0.3), multi.prox(z, 0.3, iters=30), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("coils", [0, 3])
+def test_restrict_splits_one_acquisition_into_disjoint_exact_parts(coils):
+    """restrict(keep) and restrict(~keep) keep the measurements on their own bins: the two
+    parts' data sum to the whole acquisition's, and each projection is exact on its bins."""
+    from mri_n2n.physics import Acquisition
+
+    mask, maps, x = _acq_case(coils, seed=1)
+    whole = Acquisition(mask, maps)
+    whole = whole.with_data(whole.forward(x))
+    keep = torch.rand(mask.shape, generator=torch.Generator().manual_seed(2)) < 0.6
+    a, b = whole.restrict(keep), whole.restrict(~keep)
+    assert not bool((a.mask & b.mask).any()) and torch.equal(a.mask | b.mask, mask)
+    torch.testing.assert_close(a.y + b.y, whole.y)
+    if coils == 0:
+        z = a.project(torch.randn_like(x))
+        k = a.forward(z)
+        assert float((k - a.y).abs().max()) < 1e-5 * float(a.y.abs().max())
+
+
+def test_transformed_acquisition_measures_the_transformed_image():
+    """A circular flip commutes with the centred FFT: the flipped acquisition of an image's
+    measurements is the acquisition of the flipped image (what the self-ensemble relies on)."""
+    from mri_n2n.models.ensemble import circular_flip
+    from mri_n2n.physics import Acquisition
+
+    mask, maps, x = _acq_case(3, seed=3)
+    acq = Acquisition(mask, maps)
+    acq = acq.with_data(acq.forward(x))
+    flip = acq.transformed(lambda t: circular_flip(t, -1))
+    torch.testing.assert_close(flip.forward(circular_flip(x, -1)), flip.y, atol=1e-5, rtol=1e-4)
+
+
+def test_a_phase_map_keeps_the_projection_of_a_real_image_real_and_exact():
+    """A real image whose data carry a smooth phase (image = real * phase): the projection works
+    on real * phase and returns a real image whose phased spectrum matches the measurements."""
+    from mri_n2n.physics import Acquisition
+
+    g = torch.Generator().manual_seed(4)
+    h, w = 16, 16
+    real = torch.rand(2, 1, h, w, generator=g)
+    phase = torch.polar(torch.ones(2, h, w), torch.rand(2, 1, 1, generator=g) * 3.0)
+    mask = torch.rand(2, h, w, generator=g) < 0.5
+    y = Acquisition(mask).forward(real * phase[:, None])
+    acq = Acquisition(mask, None, y, phase=phase)
+    out = acq.project(torch.rand(2, 1, h, w, generator=g))
+    assert not out.is_complex()
+    k = Acquisition(mask).forward(out * phase[:, None])
+    # the real part of the phased replacement: exact where the data's conjugate partner is too
+    both = mask & mask.flip(-1).roll(1, -1).flip(-2).roll(1, -2)
+    err = (k - y).abs()[both[:, None]]
+    assert float(err.max()) < 1e-4
