@@ -390,9 +390,9 @@ class MRIUndersampling(Corruption):
         """A training pair from one acquisition per slice (``ssdu`` / ``noisier2noise``).
 
         ``batch`` is clean ``(B, C, H, W)`` (each slice acquired once by :meth:`acquire_once`) or
-        measured ``(B, 4, H, W)`` (:meth:`measured_parts`). A fresh split of the acquisition:
-        the input is the zero-filled image of ``Omega & keep`` compensated by ``p q``; the
-        context's ``target_*`` entries hold the held-out set, its k-space and
+        measured ``(B, 4, H, W)`` (:func:`unpack_measured`). A fresh split of the acquisition:
+        the input is the zero-filled image of ``Omega & keep`` compensated by ``p q`` (the pair's
+        ``acq``); its ``target_acq`` holds the held-out set, its k-space and
         ``P(held out | not in the input)`` for :func:`mri_n2n.losses.kspace_loss`. The pair's
         ``target`` is the compensated zero-filled image of the whole acquisition (for display;
         the k-space loss does not read it).
