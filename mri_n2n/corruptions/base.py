@@ -22,7 +22,7 @@ import torch
 
 from ..physics import Acquisition
 
-__all__ = ["Pair", "Corruption", "TARGETS", "as_acquisition"]
+__all__ = ["Pair", "Corruption", "TARGETS", "AcquisitionLike", "as_acquisition"]
 
 #: Allowed values of the ``target`` argument: Noise2Noise or Noise2Clean.
 TARGETS = ("noisy", "clean")
@@ -113,7 +113,12 @@ def _coil_dim(y: torch.Tensor | None, maps: torch.Tensor | None) -> torch.Tensor
     return y[:, None] if y is not None and maps is None and y.ndim == 3 else y
 
 
-def as_acquisition(acq: Acquisition | Pair | Mapping[str, torch.Tensor] | None) -> Acquisition | None:
+#: What :meth:`Corruption.project` and the trainer accept for an acquisition: the operator, a pair
+#: (its input's), or a legacy context dict (:meth:`Pair.from_context`).
+AcquisitionLike = Acquisition | Pair | Mapping[str, torch.Tensor]
+
+
+def as_acquisition(acq: AcquisitionLike | None) -> Acquisition | None:
     """The input acquisition of ``acq``: itself, a pair's :attr:`Pair.acq`, or that of a legacy
     context dict (:meth:`Pair.from_context`)."""
     if acq is None or isinstance(acq, Acquisition):
@@ -146,7 +151,7 @@ class Corruption(abc.ABC):
             seeds: ``(B,)`` integer seeds, one per sample (its identity).
         """
 
-    def project(self, output: torch.Tensor, acq: Acquisition | None) -> torch.Tensor:
+    def project(self, output: torch.Tensor, acq: AcquisitionLike | None) -> torch.Tensor:
         """Restore the measurements of ``acq`` (a pair's :attr:`Pair.acq`) into the network
         output (identity by default)."""
         return output

@@ -23,7 +23,7 @@ from ..physics import Acquisition, SpectralSampling
 from ..seeding import seeded_generator
 from ..splits import SPLIT_TARGETS, SplitLaw, make_split, split_loss_density
 from .augment import augment_batch, random_crop
-from .base import TARGETS, Corruption, Pair, as_acquisition
+from .base import TARGETS, AcquisitionLike, Corruption, Pair, as_acquisition
 
 
 class SamplingSettings(Protocol):
@@ -465,7 +465,7 @@ class MRIUndersampling(Corruption):
         masks = torch.cat([self.draw_masks(1, seeded_generator(int(s))) for s in seeds.tolist()], dim=0)
         return self.measure(clean, masks.to(clean.device), phase_seeds=seeds)
 
-    def project(self, output: torch.Tensor, acq: Acquisition) -> torch.Tensor:
+    def project(self, output: torch.Tensor, acq: AcquisitionLike) -> torch.Tensor:
         """Data consistency of the model's output with the input's measurements
         (:meth:`~mri_n2n.physics.Acquisition.project`): model channels in, model channels out.
         ``acq`` may still be a legacy context dict (:func:`~mri_n2n.corruptions.base.as_acquisition`)."""

@@ -37,7 +37,7 @@ from ..masks import MaskFamily
 from ..physics import Acquisition
 from ..seeding import seeded_generator
 from ..splits import SplitLaw, split_loss_density
-from .base import Pair, as_acquisition
+from .base import AcquisitionLike, Pair, as_acquisition
 from .mri import _ACQ_SALT, MRIUndersampling, SamplingSettings, random_shift
 
 __all__ = ["MultiCoilUndersampling", "split_multicoil"]
@@ -168,7 +168,7 @@ class MultiCoilUndersampling(MRIUndersampling):
         masks = torch.cat([self.draw_masks(1, seeded_generator(int(s))) for s in seeds.tolist()], dim=0)
         return self.measure(clean, masks.to(clean.device), phase_seeds=seeds)
 
-    def project(self, output: torch.Tensor, acq: Acquisition) -> torch.Tensor:
+    def project(self, output: torch.Tensor, acq: AcquisitionLike) -> torch.Tensor:
         """The final data consistency: per-coil replacement of the measured entries, then the
         SENSE-1 combination (module docstring). ``acq`` may still be a legacy context dict
         (:func:`~mri_n2n.corruptions.base.as_acquisition`)."""

@@ -42,13 +42,12 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import Config, resolve_config, resume_config, save_yaml
-from ..corruptions.base import Pair, as_acquisition
+from ..corruptions.base import AcquisitionLike, Pair, as_acquisition
 from ..devices import resolve_device
 from ..io import atomic_write_json, atomic_write_text
 from ..losses import get_loss
 from ..metrics import psnr, ssim
 from ..models import apply_model, ends_with_dc
-from ..physics import Acquisition
 from ..plots import image_panel, provenance_view, reconstruction_panel
 from ..seeding import seeded_generator
 from ..splits import SPLIT_TARGETS
@@ -275,7 +274,7 @@ class Trainer:
         return x
 
     def _forward(
-        self, net: nn.Module, inp: torch.Tensor, acq: Acquisition | Mapping | None = None
+        self, net: nn.Module, inp: torch.Tensor, acq: AcquisitionLike | None = None
     ) -> torch.Tensor:
         """The network on ``inp`` (:func:`~mri_n2n.models.apply_model`); unrolled nets also get
         the input's acquisition ``acq`` for their data consistency after every cascade (a legacy
