@@ -32,18 +32,16 @@ from tqdm.auto import tqdm
 
 from .baselines import DEFAULT_SENSE_TV_LAM, DEFAULT_TV_LAM, tv_reconstruct, tv_sense
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .coils import SenseOperator
 from .config import Config
 from .corruptions import MRIUndersampling
 from .corruptions.multicoil import MultiCoilUndersampling
 from .data.datasets import mri_datasets_from_config
 from .devices import resolve_device
-from .fft import ifft2c, to_channels
+from .fft import to_channels
 from .io import atomic_write_json, atomic_write_text
 from .metrics import nmse, psnr, ssim, volume_metrics
-from .models import ends_with_dc, measurement_kwargs
+from .models import apply_model, ends_with_dc
 from .models.ensemble import ensemble_forward
-from .physics import Acquisition, SpectralSampling
 from .plots import comparison_grid, provenance_view, psnr_histogram
 from .reconstruction.adapt import adapt_model, adapt_multicoil
 from .reconstruction.multicoil import MULTICOIL_OUTPUTS, multicoil_output
@@ -190,49 +188,46 @@ def evaluate_mri(
         clean = torch.stack([it[0] for it in items]).to(dev).float()
         seeds = torch.tensor([it[1] for it in items])
         pair = corruption.validation_pair(clean, seeds)
+        acq = pair.acq  # the slices' masks, measurements (and maps)
         outs: dict[str, torch.Tensor] = {"zero-filled": pair.input}
         if plain_zero_filled and multicoil:  # the root-sum-of-squares of the zero-filled coils
-            z = ifft2c(pair.context["kspace"]).abs().square().sum(1).sqrt()
+            z = acq.coil_images().abs().square().sum(1).sqrt()
             outs[PLAIN] = torch.stack([z, torch.zeros_like(z)], dim=1)
         elif plain_zero_filled:  # F^-1 M y: no 1/p compensation
-            z = SpectralSampling(pair.context["mask"]).adjoint(pair.context["kspace"])
+            z = acq.adjoint()
             outs[PLAIN] = to_channels(z, keepdim=True) if complex_data else z.real
         if cs_tv and multicoil:
             t0 = time.perf_counter()
-            ctx = pair.context
-            z = SenseOperator(ctx["maps"], ctx["mask"]).sense(ctx["kspace"], sense_lam, SENSE_ITERS)
-            outs["CG-SENSE"] = to_channels(z)
+            outs["CG-SENSE"] = to_channels(acq.sense(None, sense_lam, SENSE_ITERS))
             t1 = time.perf_counter()
-            z = tv_sense(ctx["kspace"], ctx["maps"], ctx["mask"], lam=lam, iters=tv_iters)
+            z = tv_sense(acq.y, acq.maps, acq.mask, lam=lam, iters=tv_iters)
             outs["TV-SENSE"] = to_channels(z)
             seconds["CG-SENSE"] += t1 - t0
             seconds["TV-SENSE"] += time.perf_counter() - t1
         elif cs_tv:
             t0 = time.perf_counter()
-            outs["CS-TV"] = tv_reconstruct(
-                pair.context["kspace"], pair.context["mask"], lam=lam, iters=tv_iters, real=not complex_data
-            )
+            outs["CS-TV"] = tv_reconstruct(acq.y, acq.mask, lam=lam, iters=tv_iters, real=not complex_data)
             if complex_data:
                 z = outs["CS-TV"]
                 outs["CS-TV"] = to_channels(z, keepdim=True)
             seconds["CS-TV"] += time.perf_counter() - t0
         for name, model in models:
             t0 = time.perf_counter()
-            with torch.no_grad():
-                kw = measurement_kwargs(model, pair.context)  # unrolled nets: DC after every cascade
+            with torch.no_grad():  # unrolled nets: DC with the acquisition after every cascade
                 if name in ens_names:
-                    out = ensemble_forward(model, pair.input, kw.get("acq") or _geometry(pair.context))
+                    out = ensemble_forward(model, pair.input, acq)
                 else:
-                    out = model(pair.input, **kw)
-                outs[name] = out if ends_with_dc(model) else corruption.project(out, pair.context)
+                    out = apply_model(model, pair.input, acq)
+                outs[name] = out if ends_with_dc(model) else corruption.project(out, acq)
             seconds[name] += time.perf_counter() - t0
         ref = _magnitude(pair.target)
         refs = [valid.reference(i) for i in idx] if hasattr(valid, "reference") else []
         if refs and all(r is not None for r in refs):  # the file's own reference (fastMRI's esc)
             ref = torch.from_numpy(np.stack(refs))[:, None].to(ref.device, ref.dtype)
         if multicoil:  # as reconstruct writes them; the RSS of the zero-filled coils as it is
+            context = pair.context  # multicoil_output still reads the compatibility view
             mags = {
-                k: _magnitude(v) if k == PLAIN else multicoil_output(v, pair.context, output)[:, None]
+                k: _magnitude(v) if k == PLAIN else multicoil_output(v, context, output)[:, None]
                 for k, v in outs.items()
             }
         else:
@@ -266,7 +261,7 @@ def evaluate_mri(
             for k in methods:
                 store[k].append(mags[k][j, 0].cpu().numpy())
         if not examples:
-            examples = {"reference": ref[0, 0].cpu().numpy(), "mask": pair.context["mask"][0].cpu().numpy()}
+            examples = {"reference": ref[0, 0].cpu().numpy(), "mask": acq.mask[0].cpu().numpy()}
             examples.update({k: mags[k][0, 0].cpu().numpy() for k in methods})
             example_prov = valid.provenance(idx[0]) if hasattr(valid, "provenance") else {}
         bar.update(len(idx))
@@ -320,12 +315,11 @@ def _adapted(
     k-space :meth:`~mri_n2n.corruptions.MRIUndersampling.validation_pair` gives them)."""
     items = [valid[i] for i in range(n)]
     clean = torch.stack([it[0] for it in items]).to(dev).float()
-    pair = corruption.validation_pair(clean, torch.tensor([it[1] for it in items]))
-    if "maps" in pair.context:  # multi-coil: the coils' measurements and the maps
-        ctx = pair.context
-        return adapt_multicoil(model, corruption.family, ctx["mask"], ctx["kspace"], ctx["maps"], steps=steps)
-    mask, y = pair.context["mask"], pair.context["kspace"][:, 0]
-    return adapt_model(model, corruption.family, mask, y, complex_data=corruption.complex_data, steps=steps)
+    acq = corruption.validation_pair(clean, torch.tensor([it[1] for it in items])).acq
+    if acq.multicoil:  # the coils' measurements and the maps
+        return adapt_multicoil(model, corruption.family, acq.mask, acq.y, acq.maps, steps=steps)
+    family, complex_data = corruption.family, corruption.complex_data
+    return adapt_model(model, family, acq.mask, acq.y[:, 0], complex_data=complex_data, steps=steps)
 
 
 def _magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -420,7 +414,3 @@ def write_evaluation(result: dict[str, Any], out: str | Path, *, figures: bool =
             {k: [r[f"{k}/psnr"] for r in result["per_slice"]] for k in result["methods"]},
         )
 
-
-def _geometry(context: dict) -> Acquisition | None:
-    """The mask alone as an acquisition (the self-ensemble of a U-Net reads its geometry)."""
-    return Acquisition(context["mask"]) if "mask" in context else None

@@ -1,8 +1,10 @@
 """Losses matched to the corruption's statistics (paper, section 3).
 
-Every loss has the signature ``loss(output, target, context, progress) -> scalar``:
-``context`` is the :class:`~mri_n2n.corruptions.Pair` context (e.g. a ``valid`` mask)
-and ``progress`` in [0, 1] is the fraction of training done (used by annealed losses).
+Every loss has the signature ``loss(output, target, pair, progress) -> scalar``: ``pair`` is the
+batch's :class:`~mri_n2n.corruptions.Pair` (its ``valid`` mask, its target's acquisition
+``target_acq``) or ``None``, and ``progress`` in [0, 1] is the fraction of training done (used by
+annealed losses). A legacy context dict is still accepted in place of the pair
+(:meth:`~mri_n2n.corruptions.Pair.from_context`).
 
 The minimiser of each loss over a constant is a statistic of the targets, which is what makes
 Noise2Noise work when the target's corruption leaves that statistic unchanged:
@@ -20,7 +22,7 @@ MRI also has ``kspace`` (and its variants ``kspace_clipped``, ``kspace_flat``,
 ``kspace_normalized``, ``kspace_mix``): a Noise2Noise L2 in k-space on the target's sampled set,
 weighted by ``1 / p`` (see :func:`kspace_loss`).
 
-**Masking.** When ``context`` holds a ``"valid"`` mask (bool or float, ``(B, 1 | C, H, W)``,
+**Masking.** When the pair holds a ``valid`` mask (bool or float, ``(B, 1 | C, H, W)``,
 broadcast over channels), every loss is the mean over valid pixels only: invalid pixels
 contribute neither to the value nor to the gradient. This is the Bernoulli experiment's rule: only pixels that
 are valid in the *target* count. A mask with no valid pixel gives a loss of 0 (with a graph).
@@ -32,9 +34,9 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from .coils import SenseOperator
+from .corruptions.base import Pair
 from .fft import fft2c, to_complex
-from .physics import SpectralSampling
+from .physics import Acquisition
 
 __all__ = [
     "l2_loss",
@@ -50,7 +52,10 @@ __all__ = [
     "get_loss",
 ]
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, dict, float], torch.Tensor]
+#: What a loss reads besides the output and the target: the batch's pair (or, for the k-space
+#: losses, the target's acquisition alone), a legacy context dict, or nothing.
+LossContext = Pair | Acquisition | Mapping[str, torch.Tensor] | None
+LossFn = Callable[[torch.Tensor, torch.Tensor, LossContext, float], torch.Tensor]
 
 #: Added to ``|f - y|`` by the annealed L0 loss (paper: 1e-8) so that a zero residual stays finite.
 L0_EPS = 1e-8
@@ -58,18 +63,29 @@ L0_EPS = 1e-8
 HDR_EPS = 0.01
 
 
-def masked_mean(values: torch.Tensor, context: Mapping[str, torch.Tensor] | None) -> torch.Tensor:
-    """Mean of per-pixel ``values``, over the pixels where ``context["valid"]`` is set.
+def _pair(pair: LossContext) -> Pair | None:
+    """``pair`` as a :class:`Pair`: a target acquisition becomes the pair's ``target_acq``, a
+    legacy context dict is converted (:meth:`Pair.from_context`)."""
+    if pair is None or isinstance(pair, Pair):
+        return pair
+    if isinstance(pair, Acquisition):
+        return Pair(None, None, target_acq=pair)  # type: ignore[arg-type]
+    return Pair.from_context(None, None, pair)
+
+
+def masked_mean(values: torch.Tensor, pair: LossContext) -> torch.Tensor:
+    """Mean of per-pixel ``values``, over the pixels where the pair's ``valid`` mask is set.
 
     Args:
         values: per-pixel loss values ``(B, C, H, W)`` (any shape the mask broadcasts to).
-        context: a pair's context; without a ``"valid"`` entry this is the plain mean.
+        pair: the batch's pair; without a ``valid`` mask this is the plain mean.
 
     Returns:
         A scalar: ``sum(values * valid) / sum(valid)`` with the mask broadcast over
         channels; ``0`` (still attached to the graph) when no pixel is valid.
     """
-    valid = None if context is None else context.get("valid")
+    pair = _pair(pair)
+    valid = None if pair is None else pair.valid
     if valid is None:
         return values.mean()
     valid = valid.to(device=values.device)
@@ -82,17 +98,17 @@ def masked_mean(values: torch.Tensor, context: Mapping[str, torch.Tensor] | None
 
 
 def l2_loss(
-    output: torch.Tensor, target: torch.Tensor, context: dict | None = None, progress: float = 0.0
+    output: torch.Tensor, target: torch.Tensor, pair: LossContext = None, progress: float = 0.0
 ) -> torch.Tensor:
     """Mean squared error: its minimiser is the conditional mean of the targets."""
-    return masked_mean((output - target) ** 2, context)
+    return masked_mean((output - target) ** 2, pair)
 
 
 def l1_loss(
-    output: torch.Tensor, target: torch.Tensor, context: dict | None = None, progress: float = 0.0
+    output: torch.Tensor, target: torch.Tensor, pair: LossContext = None, progress: float = 0.0
 ) -> torch.Tensor:
     """Mean absolute error: its minimiser is the conditional median (text overlay experiment)."""
-    return masked_mean((output - target).abs(), context)
+    return masked_mean((output - target).abs(), pair)
 
 
 def l0_gamma(progress: float) -> float:
@@ -105,7 +121,7 @@ def l0_gamma(progress: float) -> float:
 
 
 def l0_loss(
-    output: torch.Tensor, target: torch.Tensor, context: dict | None = None, progress: float = 0.0
+    output: torch.Tensor, target: torch.Tensor, pair: LossContext = None, progress: float = 0.0
 ) -> torch.Tensor:
     """Annealed "L0" loss ``(|f - y| + 1e-8)^gamma``, gamma from 2 to 0 over training.
 
@@ -114,11 +130,11 @@ def l0_loss(
     constant (gamma 0) and has no gradient.
     """
     gamma = l0_gamma(progress)
-    return masked_mean(((output - target).abs() + L0_EPS) ** gamma, context)
+    return masked_mean(((output - target).abs() + L0_EPS) ** gamma, pair)
 
 
 def hdr_loss(
-    output: torch.Tensor, target: torch.Tensor, context: dict | None = None, progress: float = 0.0
+    output: torch.Tensor, target: torch.Tensor, pair: LossContext = None, progress: float = 0.0
 ) -> torch.Tensor:
     """Relative L2 for HDR images: ``(f - y)^2 / (f + 0.01)^2`` with the denominator *detached*.
 
@@ -126,7 +142,7 @@ def hdr_loss(
     push outputs up to shrink the relative error, a known defect of earlier reimplementations).
     """
     denom = (output.detach() + HDR_EPS) ** 2
-    return masked_mean((output - target) ** 2 / denom, context)
+    return masked_mean((output - target) ** 2 / denom, pair)
 
 
 # --------------------------------------------------------------------------------------
@@ -147,18 +163,22 @@ def _image(x: torch.Tensor) -> torch.Tensor:
 def kspace_loss(
     output: torch.Tensor,
     target: torch.Tensor,
-    context: dict | None = None,
+    pair: LossContext = None,
     progress: float = 0.0,
     *,
     weighting: str = "inverse",
 ) -> torch.Tensor:
     """Noise2Noise L2 in k-space, on the *target's* sampled set only (MRI).
 
-    With the target's mask ``M2``, its measured k-space ``y2 = M2 F x`` and keep probabilities
-    ``p`` (``context["target_mask"]``, ``["target_kspace"]``, ``["target_density"]``, put there
-    by :meth:`MRIUndersampling.pair` for noisy targets)::
+    The target's acquisition ``A2 = M2 F (S)`` (``pair.target_acq``, or given alone; put there by
+    :meth:`MRIUndersampling.pair` for noisy targets and by the splits of the single-acquisition
+    targets) holds the target's mask ``M2``, its measured k-space ``y2 = M2 F (S) x`` and the keep
+    probabilities ``p`` that weigh the loss::
 
-        loss = sum_{b,k} w(k) M2(k) |F f(k) - y2(k)|^2 / (B C H W)
+        loss = sum_{b,c,k} w(k) |A2 f - y2|^2 / (B C H W)
+
+    (every coil's spectrum ``F S_c f`` for multi-coil data; ``A2 f`` is zero off ``M2``, as is
+    ``w``).
 
     With ``w = 1 / p`` (``weighting="inverse"``) ``E_M2[loss] = ||F f - F x||^2 / (B C H W)``,
     i.e. exactly the image-domain L2 against the clean image (Parseval, per-pixel mean
@@ -168,27 +188,29 @@ def kspace_loss(
     ``normalized`` (``1 / p`` rescaled per sample so its mean over the sampled set is
     ``1 / mean(p)``; a slightly biased, self-normalised estimate).
 
-    Without ``target_kspace`` in the context (clean targets), the target's full spectrum is used
-    with weight 1, which equals the image-domain L2.
+    Without a target acquisition (clean targets), the target's full spectrum is used with
+    weight 1, which equals the image-domain L2.
     """
     if weighting not in KSPACE_WEIGHTINGS:
         raise ValueError(f"kspace weighting must be one of {KSPACE_WEIGHTINGS}, got {weighting!r}")
     b, c, h, w = output.shape
     denom = float(b * c * h * w)
-    f = _image(output)
-    if context is None or "target_kspace" not in context:
+    pair = _pair(pair)
+    a2 = None if pair is None else pair.target_acq
+    if a2 is None or a2.y is None:
+        f = _image(output)
         return (fft2c(f) - fft2c(_image(target))).abs().square().sum() / denom
-    # the target's operator A2 = M2 F (S): A2 f is zero off M2, where the weights are zero too
-    m2 = context["target_mask"].to(f.device).bool().reshape(b, h, w)
-    if "maps" in context:  # multi-coil: every coil's M2 F S_c f against its measurements
-        kf = SenseOperator(context["maps"].to(f.device), m2).forward(f)  # (B, Nc, H, W)
-        y2 = context["target_kspace"].to(kf.device)
-        m2 = m2[:, None]  # shared by the coils
-    else:
-        kf = SpectralSampling(m2).forward(f)  # (B, H, W)
-        y2 = context["target_kspace"].to(kf.device).reshape(kf.shape)  # (B, 1, H, W) -> (B, H, W)
-    p = context["target_density"].to(device=kf.device, dtype=torch.float32)
+    if a2.keep_prob is None:
+        raise ValueError("kspace_loss: the target's acquisition has no keep probability to weigh the loss")
+    a2 = a2.to(output.device)
+    # model channels as the operator's image: (B, 1, H, W) one coil, (B, H, W) multi-coil
+    f = a2.image_of(to_complex(output.float(), keepdim=True) if output.shape[1] == 1 else output.float())
+    kf = a2.forward(f)  # (B, 1 | Nc, H, W), zero off M2
+    resid = kf - a2.y.to(kf.dtype)
+    m2 = a2.mask.reshape(b, h, w)[:, None]  # shared by the coils
+    p = a2.keep_prob.to(dtype=torch.float32)
     p = p.clamp_min(torch.finfo(torch.float32).tiny)
+    p = p.unsqueeze(-3) if p.ndim == 3 else p  # per sample (B, H, W): shared by the coils
     if weighting == "inverse":
         wt = 1.0 / p
     elif weighting == "clipped":
@@ -197,18 +219,19 @@ def kspace_loss(
         wt = torch.full_like(p, 1.0 / float(p.mean()))
     full = torch.broadcast_shapes(m2.shape, p.shape)
     m2 = m2.expand(full)
-    wt = torch.where(m2, wt.expand(full), torch.zeros((), device=kf.device))
+    zero = torch.zeros((), device=resid.device)
+    wt = torch.where(m2, wt.expand(full), zero)
     if weighting == "normalized":
-        inv = torch.where(m2, (1.0 / p).expand(full), torch.zeros((), device=kf.device))
+        inv = torch.where(m2, (1.0 / p).expand(full), zero)
         cnt = m2.flatten(1).sum(1).clamp_min(1).float()
         scale = cnt / inv.flatten(1).sum(1).clamp_min(torch.finfo(torch.float32).tiny)
         wt = inv * scale.reshape(-1, *([1] * (inv.ndim - 1))) / float(p.mean())
-    return (wt * (kf - y2.to(kf.dtype)).abs().square()).sum() / denom
+    return (wt * resid.abs().square()).sum() / denom
 
 
 def _kspace_variant(weighting: str) -> LossFn:
-    def fn(output, target, context=None, progress=0.0):
-        return kspace_loss(output, target, context, progress, weighting=weighting)
+    def fn(output, target, pair=None, progress=0.0):
+        return kspace_loss(output, target, pair, progress, weighting=weighting)
 
     fn.__name__ = f"kspace_{weighting}_loss"
     fn.__doc__ = f":func:`kspace_loss` with ``weighting={weighting!r}``."
@@ -216,15 +239,15 @@ def _kspace_variant(weighting: str) -> LossFn:
 
 
 def kspace_mix_loss(
-    output: torch.Tensor, target: torch.Tensor, context: dict | None = None, progress: float = 0.0
+    output: torch.Tensor, target: torch.Tensor, pair: LossContext = None, progress: float = 0.0
 ) -> torch.Tensor:
     """Half image-domain L2, half unbiased k-space L2 (both estimate the same clean-image L2)."""
     image = l2_loss(output, target, None, progress)
-    return 0.5 * image + 0.5 * kspace_loss(output, target, context, progress)
+    return 0.5 * image + 0.5 * kspace_loss(output, target, pair, progress)
 
 
 LOSSES: dict[str, LossFn] = {"l2": l2_loss, "l1": l1_loss, "l0": l0_loss, "hdr": hdr_loss}
-"""Per-pixel losses (they honour ``context["valid"]``)."""
+"""Per-pixel losses (they honour the pair's ``valid`` mask)."""
 
 MRI_LOSSES: dict[str, LossFn] = {
     "kspace": _kspace_variant("inverse"),
@@ -233,7 +256,7 @@ MRI_LOSSES: dict[str, LossFn] = {
     "kspace_normalized": _kspace_variant("normalized"),
     "kspace_mix": kspace_mix_loss,
 }
-"""k-space losses of the MRI task (they read the target's mask and k-space from the context)."""
+"""k-space losses of the MRI task (they read the target's acquisition, ``pair.target_acq``)."""
 
 
 def get_loss(name: str) -> LossFn:

@@ -11,7 +11,7 @@ import torch
 from mri_n2n.corruptions import MRIUndersampling
 from mri_n2n.fft import fft2c
 from mri_n2n.masks import make_family
-from mri_n2n.models import Unrolled, ends_with_dc, uses_measurements
+from mri_n2n.models import Unrolled, apply_model, ends_with_dc, uses_measurements
 from mri_n2n.models.ensemble import SelfEnsemble, circular_flip, dihedral_transforms, ensemble_forward
 from mri_n2n.physics import Acquisition
 
@@ -76,21 +76,19 @@ class _CountingUNet(torch.nn.Module):
 
 def test_a_unet_ensemble_does_not_transpose_line_masks():
     """A U-Net receives no mask, but its self-ensemble still gets the mask's geometry (through
-    measurement_kwargs, the engine and evaluate) and never transposes lines: a line-trained
+    apply_model, the engine and evaluate) and never transposes lines: a line-trained
     U-Net would see rows of aliasing it never saw."""
-    from mri_n2n.models import measurement_kwargs
-
     net = _CountingUNet()
     ens = SelfEnsemble(net)
     x = torch.rand(2, 1, 16, 16)
     lines = (torch.rand(2, 1, 16) < 0.4).expand(2, 16, 16)
-    ctx = {"mask": lines, "kspace": fft2c(x[:, 0]) * lines}
-    kw = measurement_kwargs(ens, ctx)
-    assert set(kw) == {"acq"} and kw["acq"].y is None and measurement_kwargs(net, ctx) == {}
-    ens(x, **kw)
+    acq = Acquisition(lines, None, fft2c(x) * lines[:, None])
+    assert torch.equal(apply_model(net, x, acq), net(x)) and net.calls == 2  # a U-Net gets no acquisition
+    net.calls = 0
+    apply_model(ens, x, acq)
     assert net.calls == 4
     net.calls = 0
-    ens(x, **measurement_kwargs(ens, {"mask": torch.rand(2, 16, 16) < 0.3, "kspace": None}))
+    apply_model(ens, x, Acquisition(torch.rand(2, 16, 16) < 0.3))  # the geometry alone
     assert net.calls == 8  # 2-D masks: the dihedral group
 
 
@@ -150,15 +148,14 @@ def test_the_ensemble_of_an_unrolled_network_keeps_the_measurements_exact(family
     clean = torch.rand(3, 1, *shape)
     pair = corr.validation_pair(clean, torch.arange(3))
     net = Unrolled(ch, ch, cascades=2, width=8, depth=3).eval()
-    ctx = pair.context
+    acq = pair.acq
     with torch.no_grad():
-        acq = Acquisition(ctx["mask"], None, ctx["kspace"])
         plain = net(pair.input, acq)
         ens = SelfEnsemble(net)(pair.input, acq)
     assert uses_measurements(SelfEnsemble(net)) and ends_with_dc(SelfEnsemble(net)) == ends_with_dc(net)
     z = torch.complex(ens[:, 0], ens[:, 1]) if complex_data else ens[:, 0].to(torch.complex64)
     k = fft2c(z)
-    m, y = ctx["mask"], ctx["kspace"].reshape(k.shape)
+    m, y = acq.mask, acq.y.reshape(k.shape)
     assert m.any() and float((k[m] - y[m]).abs().max()) <= 2e-4 * max(1.0, float(y.abs().max()))
     assert (ens - plain).abs().max() > 1e-3
 

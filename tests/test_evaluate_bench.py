@@ -84,7 +84,7 @@ def test_evaluate_methods_share_masks_and_report_recomputable_metrics(tiny_ckpts
     ref = torch.from_numpy(ex["reference"]).double()
     y = fft2c(ref) * mask
     # zero-filled: the 1/p-compensated adjoint; the zeros network: the plain adjoint
-    expect_zf = ifft2c(y / corr.density.double()).real
+    expect_zf = ifft2c(y / corr.keep_prob.double()).real
     assert torch.allclose(torch.from_numpy(ex["zero-filled"]).double(), expect_zf, atol=1e-5)
     assert torch.allclose(torch.from_numpy(ex[zeros]).double(), ifft2c(y).real, atol=1e-5)
     # CS-TV and the networks are exact on the measured frequencies

@@ -21,7 +21,7 @@ from mri_n2n.config import Config
 from mri_n2n.data import volume_scale
 from mri_n2n.fft import fft2c
 from mri_n2n.metrics import volume_metrics
-from mri_n2n.models import ends_with_dc, measurement_kwargs
+from mri_n2n.models import apply_model, ends_with_dc
 from mri_n2n.physics import SpectralSampling
 from mri_n2n.reconstruction import Reconstructor
 from mri_n2n.reconstruction.engine import simulated_masks
@@ -58,15 +58,15 @@ def test_every_method_sees_the_same_masks_and_cs_tv_is_tuned_per_volume(ckpt):
     n, h, w = ref.shape
     corruption = rec.corruption((h, w), 0.1)
     masks = simulated_masks(corruption, range(n), 3)
-    zf = SpectralSampling(masks).zero_filled(fft2c(ref) * masks, corruption.density).abs()
+    zf = SpectralSampling(masks).zero_filled(fft2c(ref) * masks, corruption.keep_prob).abs()
     assert row["zero-filled/psnr"] == pytest.approx(volume_metrics(zf, ref)["psnr"], abs=1e-4)
     # the network's row, recomputed without the engine: the volume normalised as in training,
     # the same masks and compensation, the network, the exact projection, back to the volume's units
     scale = volume_scale(arr, rec.normalize)
     y = fft2c(ref / scale) * masks
-    inp = SpectralSampling(masks).zero_filled(y, corruption.density).real[:, None]
+    inp = SpectralSampling(masks).zero_filled(y, corruption.keep_prob).real[:, None]
     with torch.no_grad():
-        out = rec.model(inp, **measurement_kwargs(rec.model, {"mask": masks, "kspace": y}))[:, 0]
+        out = apply_model(rec.model, inp, SpectralSampling(masks, y[:, None]))[:, 0]
     out = out if ends_with_dc(rec.model) else SpectralSampling(masks).project(out.to(y.dtype), y)
     active = (y.abs().flatten(1).amax(1) > 0)[:, None, None]  # empty slices are written as 0
     mine = volume_metrics(torch.where(active, out.abs(), 0.0) * scale, ref)["psnr"]

@@ -109,9 +109,9 @@ def test_bernoulli_keep_rate_masks_and_valid_context():
     n = kept[:, :1].numel()
     assert abs(kept.mean().item() - 0.5) < 5 * math.sqrt(0.25 / n)
     assert torch.equal(kept[:, :1].expand_as(kept), kept)  # whole pixels dropped
-    assert torch.equal(v.input, clean * kept) and v.context == {}
+    assert torch.equal(v.input, clean * kept) and v.valid is None and v.acq is None
     pair = c.pair(clean, generator=_gen(), target="noisy")
-    valid = pair.context["valid"]
+    valid = pair.valid
     assert valid.shape == (32, 1, 32, 32)
     assert torch.equal(valid.expand_as(clean).bool(), pair.target != 0)  # the TARGET's mask
     per_example = valid.flatten(1).mean(1)
@@ -119,7 +119,7 @@ def test_bernoulli_keep_rate_masks_and_valid_context():
     assert per_example.min() > 0.05 - 0.03 and per_example.min() < 0.2 and per_example.max() > 0.9
     # mean keep rate over training levels: 1 - E[p] = 1 - 0.475
     assert per_example.mean().item() == pytest.approx(0.525, abs=0.15)
-    assert c.pair(clean, generator=_gen(), target="clean").context == {}
+    assert c.pair(clean, generator=_gen(), target="clean").valid is None
 
 
 def test_impulse_fraction_and_colours():

@@ -56,14 +56,14 @@ def test_short_training_decreases_loss(noise):
 
     def held_out_loss() -> float:
         with torch.no_grad():
-            out = corruption.project(model(held_out.input), held_out.context)
-            return loss_fn(out, held_out.target, held_out.context, 0.5).item()
+            out = corruption.project(model(held_out.input), held_out.acq)
+            return loss_fn(out, held_out.target, held_out, 0.5).item()
 
     before = held_out_loss()
     for step in range(STEPS):
         pair = corruption.pair(_batch(noise, 4, g), generator=g, target="noisy")
-        out = corruption.project(model(pair.input), pair.context)
-        loss = loss_fn(out, pair.target, pair.context, 0.5 * step / STEPS)
+        out = corruption.project(model(pair.input), pair.acq)
+        loss = loss_fn(out, pair.target, pair, 0.5 * step / STEPS)
         opt.zero_grad()
         loss.backward()
         opt.step()

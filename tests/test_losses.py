@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from mri_n2n.corruptions import Pair
 from mri_n2n.losses import LOSSES, get_loss, hdr_loss, l0_gamma, l0_loss, l1_loss, l2_loss, masked_mean
 
 MODE = 0.2
@@ -100,7 +101,7 @@ def test_masked_loss_ignores_invalid_pixels(name, kind):
     f = torch.rand(2, 3, 6, 6, generator=g) + 0.1
     y = torch.rand(2, 3, 6, 6, generator=g) + 0.1
     valid = torch.rand(2, 1, 6, 6, generator=g) < 0.5
-    ctx = {"valid": valid if kind == "bool" else valid.float()}
+    ctx = Pair(f, y, valid=valid if kind == "bool" else valid.float())
     loss_fn = get_loss(name)
     base = loss_fn(f, y, ctx, 0.3)
     f_changed = torch.where(valid, f, f + 5.0)  # change the output only where the target is invalid
@@ -124,10 +125,13 @@ def test_masked_loss_ignores_invalid_pixels(name, kind):
 def test_masked_mean_edge_cases():
     v = torch.arange(8.0).reshape(1, 2, 2, 2)
     assert masked_mean(v, None).item() == pytest.approx(3.5)
-    assert masked_mean(v, {}).item() == pytest.approx(3.5)
-    empty = masked_mean(v.requires_grad_(), {"valid": torch.zeros(1, 1, 2, 2)})
+    assert masked_mean(v, Pair(v, v)).item() == pytest.approx(3.5)
+    empty = masked_mean(v.requires_grad_(), Pair(v, v, valid=torch.zeros(1, 1, 2, 2)))
     assert empty.item() == 0.0 and empty.requires_grad
     per_channel = torch.tensor([1.0, 0.0]).reshape(1, 2, 1, 1).expand(1, 2, 2, 2)
+    assert masked_mean(v, Pair(v, v, valid=per_channel)).item() == pytest.approx(1.5)
+    # a legacy context dict (the compatibility path) still masks the same pixels
+    assert masked_mean(v, {}).item() == pytest.approx(3.5)
     assert masked_mean(v, {"valid": per_channel}).item() == pytest.approx(1.5)
 
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from mri_n2n.config import Config
-from mri_n2n.corruptions import MRIUndersampling, random_shift, seeded_generator
+from mri_n2n.corruptions import MRIUndersampling, Pair, random_shift, seeded_generator
 from mri_n2n.fft import fft2c
+from mri_n2n.losses import kspace_loss
 from mri_n2n.sampling import exp_decay_density, hermitian_partner
 
 
@@ -67,7 +68,7 @@ def test_pair_masks_are_independent_with_the_density():
         pair = corr.pair(clean, generator=g, target="noisy")
         m_in = _observed_masks(pair.input, density, n_side)
         m_t = _observed_masks(pair.target, density, n_side)
-        assert torch.equal(m_in, pair.context["mask"])  # the read-out is exact
+        assert torch.equal(m_in, pair.acq.mask)  # the read-out is exact
         assert len(torch.unique(m_in.flatten(1), dim=0)) == batch  # a mask of its own per sample
         kept_in += m_in.sum(0)
         kept_t += m_t.sum(0)
@@ -99,10 +100,10 @@ def test_projection_restores_measured_frequencies():
     clean = _phantom(32, b=2)
     corr = MRIUndersampling(exp_decay_density(32), max_shift=8)
     p = corr.pair(clean, generator=seeded_generator(2))
-    out = corr.project(torch.randn(2, 1, 32, 32), p.context)
+    out = corr.project(torch.randn(2, 1, 32, 32), p.acq)
     k = fft2c(out)[:, 0]
-    m = p.context["mask"]
-    assert torch.allclose(k[m], p.context["kspace"][:, 0][m], atol=1e-5)
+    m = p.acq.mask
+    assert torch.allclose(k[m], p.acq.y[:, 0][m], atol=1e-5)
     assert not out.is_complex() and out.dtype == torch.float32
 
 
@@ -113,8 +114,8 @@ def test_input_is_real_density_compensated_zero_fill():
     p = corr.pair(clean, generator=seeded_generator(3))
     # the input's spectrum is y / p on the mask and 0 elsewhere
     k = fft2c(p.input)[:, 0]
-    m = p.context["mask"]
-    expect = torch.where(m, p.context["kspace"][:, 0] / d, torch.zeros_like(k))
+    m = p.acq.mask
+    expect = torch.where(m, p.acq.y[:, 0] / d, torch.zeros_like(k))
     assert torch.allclose(k, expect, atol=1e-4)
 
 
@@ -145,13 +146,13 @@ def test_complex_data_and_line_masks_from_config():
     clean = torch.randn(2, 2, 32, 32)
     p = corr.pair(clean, generator=seeded_generator(5))
     assert p.input.shape == (2, 2, 32, 32)
-    m = p.context["mask"]
+    m = p.acq.mask
     assert torch.equal(m, m[:, :1].expand_as(m))  # whole lines
-    out = corr.project(torch.randn(2, 2, 32, 32), p.context)
+    out = corr.project(torch.randn(2, 2, 32, 32), p.acq)
     k = fft2c(torch.complex(out[:, 0], out[:, 1]))
-    assert torch.allclose(k[m], p.context["kspace"][:, 0][m], atol=1e-5)
+    assert torch.allclose(k[m], p.acq.y[:, 0][m], atol=1e-5)
     default = MRIUndersampling.from_config(Config(), (64, 64))
-    assert default.max_shift == 16 and abs(default.density.mean().item() - 0.1) < 1e-4
+    assert default.max_shift == 16 and abs(default.keep_prob.mean().item() - 0.1) < 1e-4
 
 
 def test_complex_training_on_magnitude_data_gets_a_smooth_phase():
@@ -190,10 +191,10 @@ def test_validation_masks_are_drawn_on_the_cpu(monkeypatch):
     monkeypatch.setattr(mri_mod, "seeded_generator", recording)
     corr = MRIUndersampling.from_config(Config(density="lines_random"), (32, 32))
     pair = corr.validation_pair(torch.zeros(2, 1, 32, 32, device="meta"), torch.tensor([11, 12]))
-    assert pair.context["mask"].device.type == "meta" and devices and set(devices) == {"cpu"}
+    assert pair.acq.mask.device.type == "meta" and devices and set(devices) == {"cpu"}
     cpu = corr.validation_pair(_phantom(32, b=2), torch.tensor([11, 12]))
     expect = torch.cat([corr.family.sample(1, generator=real(s)) for s in (11, 12)])
-    assert torch.equal(cpu.context["mask"], expect)  # Hermitian draws: already complete
+    assert torch.equal(cpu.acq.mask, expect)  # Hermitian draws: already complete
 
 
 def test_kspace_noise_is_one_acquisition_shared_by_both_observations():
@@ -202,9 +203,9 @@ def test_kspace_noise_is_one_acquisition_shared_by_both_observations():
     clean = torch.cat([_phantom(32, b=64), torch.zeros(64, 1, 32, 32)], 1)
     pair = corr.pair(clean, generator=seeded_generator(3))
     k = fft2c(torch.complex(clean[:, :1], clean[:, 1:]))
-    m1, m2 = pair.context["mask"][:, None], pair.context["target_mask"][:, None]
-    n1 = pair.context["kspace"] - k * m1
-    n2 = pair.context["target_kspace"] - k * m2
+    m1, m2 = pair.acq.mask[:, None], pair.target_acq.mask[:, None]
+    n1 = pair.acq.y - k * m1
+    n2 = pair.target_acq.y - k * m2
     both = m1 & m2
     assert torch.allclose(n1[both], n2[both])  # the same noisy acquisition
     noise = n1[m1]
@@ -213,3 +214,31 @@ def test_kspace_noise_is_one_acquisition_shared_by_both_observations():
     assert pair.target.shape == clean.shape  # N2N target: the second observation, not clean
     n2c = corr.pair(clean, generator=seeded_generator(3), target="clean")
     assert torch.equal(n2c.target, clean)  # N2C: the clean image, no noise
+
+
+def test_pair_carries_both_acquisitions_and_the_legacy_view_rebuilds_them():
+    """A Noise2Noise pair holds the input's acquisition (compensation p) and the target's (its own
+    mask, measurements and the loss's p); the read-only context view and Pair.from_context are
+    inverse to each other, and a loss given either form returns the same value."""
+    cfg = Config(density="uniform", fraction=0.5, complex=True, shift=0)
+    corr = MRIUndersampling.from_config(cfg, (32, 32))
+    clean = torch.cat([_phantom(32, b=2), torch.zeros(2, 1, 32, 32)], 1)
+    pair = corr.pair(clean, generator=seeded_generator(4))
+    assert torch.equal(pair.acq.keep_prob, corr.keep_prob)
+    assert torch.equal(pair.target_acq.keep_prob, corr.keep_prob)
+    assert not torch.equal(pair.acq.mask, pair.target_acq.mask)  # independent masks
+    # the input is the zero-filled image of its own acquisition
+    z = pair.acq.zero_filled()
+    torch.testing.assert_close(pair.input, torch.cat([z.real, z.imag], 1))
+    ctx = pair.context
+    assert set(ctx) == {"mask", "kspace", "target_mask", "target_kspace", "target_density"}
+    back = Pair.from_context(pair.input, pair.target, ctx)
+    assert torch.equal(back.acq.mask, pair.acq.mask) and torch.equal(back.acq.y, pair.acq.y)
+    assert torch.equal(back.target_acq.y, pair.target_acq.y)
+    out = torch.randn(2, 2, 32, 32)
+    assert torch.equal(corr.project(out, ctx), corr.project(out, pair.acq))
+    assert float(kspace_loss(out, pair.target, ctx)) == float(kspace_loss(out, pair.target, pair))
+    # a clean target has no target acquisition: the k-space loss is the image L2 (Parseval)
+    n2c = corr.pair(clean, generator=seeded_generator(4), target="clean")
+    assert n2c.target_acq is None and "target_kspace" not in n2c.context
+    torch.testing.assert_close(kspace_loss(out, n2c.target, n2c), ((out - n2c.target) ** 2).mean())

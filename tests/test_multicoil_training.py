@@ -12,6 +12,7 @@ import torch
 
 from mri_n2n.coils import SenseOperator, birdcage_maps
 from mri_n2n.config import Config, resolve_config
+from mri_n2n.corruptions import Pair
 from mri_n2n.corruptions.multicoil import MultiCoilUndersampling
 from mri_n2n.data.kspace import build_kspace_datasets
 from mri_n2n.data.multicoil import split_multicoil
@@ -67,14 +68,14 @@ def test_input_is_the_sense1_zero_filled_image_and_dc_never_increases_the_residu
     batch = torch.stack([train[i][0] for i in range(3)])
     pair = c.pair(batch, generator=torch.Generator().manual_seed(0))
     k, maps = split_multicoil(batch)
-    m = pair.context["mask"]
-    want = (maps.conj() * ifft2c(k * m[:, None] / c.density)).sum(1)
+    m = pair.acq.mask
+    want = (maps.conj() * ifft2c(k * m[:, None] / c.keep_prob)).sum(1)
     torch.testing.assert_close(torch.complex(pair.input[:, 0], pair.input[:, 1]), want, atol=1e-5, rtol=1e-4)
     op = SenseOperator(maps, m)
     x = torch.randn(3, 2, SIZE, SIZE)
-    out = c.project(x, pair.context)
-    before = (op(torch.complex(x[:, 0], x[:, 1])) - pair.context["kspace"]).norm()
-    after = (op(torch.complex(out[:, 0], out[:, 1])) - pair.context["kspace"]).norm()
+    out = c.project(x, pair.acq)
+    before = (op(torch.complex(x[:, 0], x[:, 1])) - pair.acq.y).norm()
+    after = (op(torch.complex(out[:, 0], out[:, 1])) - pair.acq.y).norm()
     assert float(after) < float(before)
     clean = c.pair(batch, generator=torch.Generator().manual_seed(0), target="clean")
     torch.testing.assert_close(clean.target, torch.stack([(maps.conj() * ifft2c(k)).sum(1).real,
@@ -95,10 +96,10 @@ def test_multicoil_kspace_loss_is_unbiased_over_target_masks():
     k = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(maps * x[:, None], dim=(-2, -1)), norm="ortho"),
                            dim=(-2, -1))
     masks = c.draw_masks(n, torch.Generator().manual_seed(1))
-    ctx = {"maps": maps.expand(n, -1, -1, -1), "target_mask": masks,
-           "target_kspace": k.expand(n, -1, -1, -1) * masks[:, None], "target_density": c.density}
+    target_acq = SenseOperator(maps.expand(n, -1, -1, -1), masks, keep_prob=c.keep_prob).with_data(k)
     out = torch.stack([f.real, f.imag], 1).expand(n, -1, -1, -1)
-    loss = kspace_loss(out, out, ctx)
+    loss = kspace_loss(out, out, Pair(out, out, target_acq=target_acq))
+    assert float(kspace_loss(out, out, target_acq)) == float(loss)  # the target acquisition alone
     full = (((f - x).abs() ** 2) * (maps.abs() ** 2).sum(0)).sum() / (2 * 16 * 16)
     assert float(loss) == pytest.approx(float(full), rel=0.05)
 
@@ -200,14 +201,15 @@ def test_single_acquisition_targets_on_multicoil_data(folder, tmp_path, target):
     seeds = torch.tensor([5, 6])
     a = c.pair(batch, generator=torch.Generator().manual_seed(0), target=target, seeds=seeds)
     b = c.pair(batch, generator=torch.Generator().manual_seed(1), target=target, seeds=seeds)
-    inp, held = a.context["mask"], a.context["target_mask"]
+    inp, held = a.acq.mask, a.target_acq.mask
     assert not bool((inp & held).any())
-    assert torch.equal(inp | held, b.context["mask"] | b.context["target_mask"])  # one acquisition
-    assert not torch.equal(inp, b.context["mask"])  # split afresh
+    assert torch.equal(inp | held, b.acq.mask | b.target_acq.mask)  # one acquisition
+    assert not torch.equal(inp, b.acq.mask)  # split afresh
     # the input is the SENSE-1 image of the kept samples, compensated by p q
-    maps = a.context["maps"]  # shifted with the coil images
-    pq = c.density * c.split.keep_probability()
-    y = a.context["kspace"]
+    maps = a.acq.maps  # shifted with the coil images
+    assert torch.equal(a.target_acq.maps, maps)  # the held-out samples see the same coils
+    pq = c.keep_prob * c.split.keep_probability()
+    y = a.acq.y
     assert torch.equal(y != 0, (y != 0) & inp[:, None])
     want = (maps.conj() * ifft2c(y / pq.clamp_min(1e-12))).sum(1)
     torch.testing.assert_close(torch.complex(a.input[:, 0], a.input[:, 1]), want, atol=1e-5, rtol=1e-4)

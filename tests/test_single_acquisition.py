@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mri_n2n.config import Config, ConfigError, resolve_config
-from mri_n2n.corruptions.mri import MRIUndersampling
+from mri_n2n.corruptions.mri import MRIUndersampling, pack_measured, unpack_measured
 from mri_n2n.data.kspace import build_kspace_datasets
 from mri_n2n.data.synthetic import phantom_volume, write_fastmri_h5
 from mri_n2n.fft import fft2c, ifft2c
@@ -22,6 +22,7 @@ from mri_n2n.io import VolumeError
 from mri_n2n.losses import kspace_loss
 from mri_n2n.mask_estimation import estimate_family
 from mri_n2n.masks import _mirror2, make_family
+from mri_n2n.physics import SpectralSampling
 from mri_n2n.splits import SPLIT_TARGETS, make_split, split_loss_density
 
 CASES = [  # (acquisition family, complex data)
@@ -55,7 +56,7 @@ def test_split_is_disjoint_covers_the_acquisition_and_holds_out_rho(kind, family
     if not complex_data:  # real images: both sets stay conjugate-symmetric
         assert torch.equal(inp, _mirror2(inp)) and torch.equal(held, _mirror2(held))
     # the law holds out rho of the acquired bins in expectation (solved exactly)
-    p, q = c.density.double(), c.split.keep_probability().double()
+    p, q = c.keep_prob.double(), c.split.keep_probability().double()
     assert float((p * (1 - q)).sum() / p.sum()) == pytest.approx(0.4, abs=1e-4)
 
 
@@ -90,11 +91,11 @@ def test_held_out_law_given_the_input_is_the_loss_density(kind, family, complex_
         mask = mask | _mirror2(mask)
     inp, held = c.split.split(mask, torch.Generator().manual_seed(5))
     freq = held.double().sum(0) / (~inp).double().sum(0).clamp_min(1)
-    want = split_loss_density(c.density, c.split.keep_probability()).double()
+    want = split_loss_density(c.keep_prob, c.split.keep_probability()).double()
     outside = (~inp).double().sum(0) > 500
     assert float((freq - want)[outside].abs().max()) < 0.06
     # and the input keeps each bin with probability p q (its 1/p compensation)
-    pq = (c.density * c.split.keep_probability()).double()
+    pq = (c.keep_prob * c.split.keep_probability()).double()
     assert float((inp.double().mean(0) - pq).abs().max()) < 0.03
 
 
@@ -109,15 +110,15 @@ def test_weighted_heldout_loss_is_unbiased_for_the_fully_sampled_loss(kind, fami
     n = 4000
     xs = x.expand(n, -1, -1, -1)
     k = fft2c(torch.complex(xs[:, 0:1], xs[:, 1:2]))
-    mask, y = c._observe(k, c.draw_masks(n, torch.Generator().manual_seed(6)))[:2]
-    inp, held = c.split.split(mask, torch.Generator().manual_seed(7))
-    pair = c._split_pair(mask, y, c.density, inp, held)
-    out = c.project(f.expand(n, -1, -1, -1), pair.context)
-    heldout = kspace_loss(out, pair.target, pair.context)  # the mean over the n draws
+    acq, _ = c._observe(k, c.draw_masks(n, torch.Generator().manual_seed(6)))
+    inp, held = c.split.split(acq.mask, torch.Generator().manual_seed(7))
+    pair = c._split_pair(acq, inp, held)
+    out = c.project(f.expand(n, -1, -1, -1), pair.acq)
+    heldout = kspace_loss(out, pair.target, pair)  # the mean over the n draws
     full = ((out - xs) ** 2).mean()  # the fully sampled loss (Parseval: the same in k-space)
     assert float(heldout) == pytest.approx(float(full), rel=0.05)
     # a flat weight keeps the minimiser but not the value: it is biased for this estimate
-    flat = kspace_loss(out, pair.target, pair.context, weighting="flat")
+    flat = kspace_loss(out, pair.target, pair, weighting="flat")
     assert abs(float(flat) / float(full) - 1) > 0.05
 
 
@@ -127,10 +128,10 @@ def test_one_acquisition_per_slice_fixed_by_its_identity():
     seeds = torch.tensor([11, 12])
     a = c.pair(x, generator=torch.Generator().manual_seed(0), target="ssdu", seeds=seeds)
     b = c.pair(x, generator=torch.Generator().manual_seed(1), target="ssdu", seeds=seeds)
-    acq_a = a.context["mask"] | a.context["target_mask"]
-    acq_b = b.context["mask"] | b.context["target_mask"]
+    acq_a = a.acq.mask | a.target_acq.mask
+    acq_b = b.acq.mask | b.target_acq.mask
     assert torch.equal(acq_a, acq_b)  # the same acquisition whatever the step
-    assert not torch.equal(a.context["mask"], b.context["mask"])  # a fresh split every step
+    assert not torch.equal(a.acq.mask, b.acq.mask)  # a fresh split every step
     assert not torch.equal(acq_a[0], acq_a[1])  # each slice has its own
     with pytest.raises(ValueError, match="identity"):
         c.pair(x, generator=torch.Generator(), target="ssdu")
@@ -141,16 +142,22 @@ def test_measured_batch_input_is_the_split_zero_filled_image():
     g = torch.Generator().manual_seed(0)
     k = torch.randn(2, 16, 16, dtype=torch.complex64)
     m = c.draw_masks(2, g)
-    p = c.density.expand(2, -1, -1)
-    batch = torch.stack([(k * m).real, (k * m).imag, m.float(), p], dim=1)
+    p = c.keep_prob.expand(2, -1, -1)
+    batch = pack_measured(k * m, m, p)
+    torch.testing.assert_close(batch, torch.stack([(k * m).real, (k * m).imag, m.float(), p], dim=1))
+    back = unpack_measured(batch)  # the acquisition the batch packs
+    assert torch.equal(back.mask, m) and torch.equal(back.keep_prob, p)
+    torch.testing.assert_close(back.y[:, 0], k * m)
     g2 = torch.Generator().manual_seed(1)
     pair = c.pair(batch, generator=g2, target="noisier2noise", seeds=torch.tensor([1, 2]))
-    inp, held = pair.context["mask"], pair.context["target_mask"]
+    inp, held = pair.acq.mask, pair.target_acq.mask
     assert torch.equal(inp | held, m) and not bool((inp & held).any())
-    pq = c.density * c.split.keep_probability()
+    pq = c.keep_prob * c.split.keep_probability()
     want = ifft2c(torch.where(inp, k / pq.clamp_min(1e-12), 0))
     torch.testing.assert_close(pair.input, torch.stack([want.real, want.imag], 1), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(pair.context["target_kspace"][:, 0], k * held)
+    torch.testing.assert_close(pair.target_acq.y[:, 0], k * held)
+    torch.testing.assert_close(pair.acq.y[:, 0], k * inp)  # the input's own measurements
+    torch.testing.assert_close(pair.target_acq.keep_prob, split_loss_density(p, c.split.keep_probability()))
 
 
 def test_config_rules_for_single_acquisition_targets():
@@ -263,9 +270,9 @@ def test_weighted_heldout_loss_given_the_input_is_the_fully_sampled_loss_on_what
     held = _conditional_held_out(inp0, true.sample(pool, generator=g), split.draw(pool, g), n)
     inp = inp0.expand(n, -1, -1)
     mask = inp | held
-    pair = c._split_pair(mask, k * mask[:, None], c.density, inp, held)
+    pair = c._split_pair(SpectralSampling(mask, k * mask[:, None], keep_prob=c.keep_prob), inp, held)
     f = x + 0.3 * torch.randn(1, 1, *shape, generator=g)  # the network's estimate from the input
-    out = c.project(f.expand(n, -1, -1, -1), pair.context)
+    out = c.project(f.expand(n, -1, -1, -1), pair.acq)
     assert torch.equal(out, out[:1].expand_as(out))  # one input, one output
     err = (fft2c(out[0, 0]) - k[0, 0]).abs().square()
     # bins the split never holds out (q = 1: SSDU's 5 x 5 block) get no loss when the acquisition
@@ -275,7 +282,7 @@ def test_weighted_heldout_loss_given_the_input_is_the_fully_sampled_loss_on_what
     assert bool(missable.any()) == (kind == "ssdu") and not bool(held[:, never].any())
     lacking = float(err[~inp0 & ~never].sum()) / inp0.numel()  # the fully sampled loss there
     assert float(err[inp0].max()) < 1e-10  # data consistency: nothing on the input's bins
-    heldout = float(kspace_loss(out, pair.target, pair.context))  # the mean over the n held-out sets
+    heldout = float(kspace_loss(out, pair.target, pair))  # the mean over the n held-out sets
     # over seeds the ratio's standard deviation is 1 % (the given law) and 1.2 to 2 % (estimated)
     assert heldout == pytest.approx(lacking, rel=0.08 if law == "estimated" else 0.06)
 

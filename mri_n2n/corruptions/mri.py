@@ -17,13 +17,13 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from ..fft import fft2c, ifft2c, to_channels, to_complex
+from ..fft import to_channels, to_complex
 from ..masks import Bernoulli2D, MaskFamily, complete_measurements, family_from_description, make_family
-from ..physics import SpectralSampling
+from ..physics import Acquisition, SpectralSampling
 from ..seeding import seeded_generator
 from ..splits import SPLIT_TARGETS, SplitLaw, make_split, split_loss_density
 from .augment import augment_batch, random_crop
-from .base import TARGETS, Corruption, Pair
+from .base import TARGETS, AcquisitionLike, Corruption, Pair, as_acquisition
 
 
 class SamplingSettings(Protocol):
@@ -45,7 +45,10 @@ class SamplingSettings(Protocol):
     split: float
 
 
-__all__ = ["MRIUndersampling", "random_shift", "smooth_phase", "MEASURED_CHANNELS"]
+__all__ = [
+    "MRIUndersampling", "random_shift", "smooth_phase", "MEASURED_CHANNELS", "pack_measured",
+    "unpack_measured",
+]
 
 #: Channels of a measured (undersampled) k-space item: real and imaginary k-space, the mask, and
 #: the keep probability of every bin (see :class:`~mri_n2n.data.kspace.KSpaceSliceDataset`).
@@ -56,6 +59,29 @@ _ACQ_SALT = 0xAC90
 
 
 # --------------------------------------------------------------------------------------
+
+
+def pack_measured(y: torch.Tensor, mask: torch.Tensor, keep_prob: torch.Tensor) -> torch.Tensor:
+    """A measured batch ``(B, 4, H, W)`` (:data:`MEASURED_CHANNELS`: real and imaginary k-space,
+    the mask, the keep probability) from single-coil measurements ``y`` ``(B, H, W)`` complex,
+    their mask ``(B, H, W)`` and the law's keep probability (broadcast to the mask)."""
+    keep_prob = keep_prob.to(device=y.device, dtype=y.real.dtype).expand(mask.shape)
+    return torch.stack([y.real, y.imag, mask.to(y.real.dtype), keep_prob], dim=1)
+
+
+def unpack_measured(batch: torch.Tensor) -> Acquisition:
+    """The single-coil acquisition of a measured batch ``(B, 4, H, W)`` (:func:`pack_measured`):
+    mask ``(B, H, W)``, measurements ``y`` ``(B, 1, H, W)`` (zero off the mask) and the keep
+    probability ``(B, H, W)`` of every bin.
+
+    Raises:
+        ValueError: ``batch`` is not ``(B, 4, H, W)``.
+    """
+    if batch.ndim != 4 or batch.shape[1] != MEASURED_CHANNELS:
+        raise ValueError(f"a measured batch is (B, {MEASURED_CHANNELS}, H, W), got {tuple(batch.shape)}")
+    mask = batch[:, 2] > 0.5
+    y = SpectralSampling(mask).sample(to_complex(batch[:, :2].float(), keepdim=True))
+    return SpectralSampling(mask, y, keep_prob=batch[:, 3].float())
 
 
 def smooth_phase(x: torch.Tensor, generator: torch.Generator, *, max_phase: float = torch.pi) -> torch.Tensor:
@@ -94,7 +120,7 @@ class MRIUndersampling(Corruption):
 
     For each sample and every call a fresh mask is drawn from ``family``. The network input is
     the zero-filled reconstruction with ``1/p`` compensation by the exact keep probability
-    (:attr:`density`); the Noise2Noise target is the same slice under a second, independent
+    (:attr:`keep_prob`); the Noise2Noise target is the same slice under a second, independent
     mask processed the same way; the Noise2Clean target is the clean slice. :meth:`project`
     (data consistency with the input's own measured k-space) belongs to the graph in training
     and at inference.
@@ -151,7 +177,7 @@ class MRIUndersampling(Corruption):
             raise ValueError(f"k-space noise must be >= 0, got {noise_std}")
         self.noise_std = float(noise_std)
         p = family.keep_probability() if self.complex_data else family.real_keep_probability()
-        self.density = p.float()  # the compensation: P(bin in the mask the model works with)
+        self.keep_prob = p.float()  # the compensation: P(bin in the mask the model works with)
         if split is not None and augment:
             raise ValueError(
                 "augmentation transforms the image before it is acquired, which a single acquisition "
@@ -231,12 +257,17 @@ class MRIUndersampling(Corruption):
         """The k-space shape ``(H, W)``."""
         return self.family.shape
 
+    @property
+    def density(self) -> torch.Tensor:
+        """Deprecated alias of :attr:`keep_prob` (read by the reconstruction engine and API)."""
+        return self.keep_prob
+
     def law_at(self, shape: tuple[int, int]) -> tuple[MaskFamily, torch.Tensor]:
         """The mask family rebuilt for k-space of ``shape`` (same name and parameters) and its
-        compensation density; the corruption's own for its shape. Cached per shape."""
+        keep probability; the corruption's own for its shape. Cached per shape."""
         shape = (int(shape[0]), int(shape[1]))
         if shape == tuple(self.family.shape):
-            return self.family, self.density
+            return self.family, self.keep_prob
         if shape not in self._laws:
             fam = family_from_description({**self.family.describe(), "shape": list(shape)})
             p = fam.keep_probability() if self.complex_data else fam.real_keep_probability()
@@ -256,24 +287,29 @@ class MRIUndersampling(Corruption):
         return clean
 
     def _observe(
-        self, k: torch.Tensor, mask: torch.Tensor, density: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(mask, measured k-space, compensated zero-filled image as model channels)``;
-        real data use the Hermitian completion of ``mask``; ``density``: the compensation
-        (default the corruption's own)."""
+        self, k: torch.Tensor, mask: torch.Tensor, keep_prob: torch.Tensor | None = None
+    ) -> tuple[Acquisition, torch.Tensor]:
+        """``(acquisition, compensated zero-filled image as model channels)`` of the spectra ``k``
+        ``(B, 1, H, W)`` under ``mask``: its measurements and ``keep_prob`` (default the
+        corruption's own), the compensation of the image. Real data use the Hermitian completion
+        of ``mask``."""
         mask = mask.to(k.device)
-        op = SpectralSampling(mask)
-        y = op.sample(k)
+        y = SpectralSampling(mask).sample(k)
         if not self.complex_data and not self.family.hermitian:  # Hermitian draws are complete
-            yc, mc = complete_measurements(y[:, 0], mask)
-            mask, y = mc, yc[:, None]
-            op = SpectralSampling(mask)
-        z = op.zero_filled(y, (self.density if density is None else density).to(k.device))
-        img = to_channels(z, keepdim=True) if self.complex_data else z.real
-        return mask, y, img
+            yc, mask = complete_measurements(y[:, 0], mask)
+            y = yc[:, None]
+        p = self.keep_prob if keep_prob is None else keep_prob
+        acq = SpectralSampling(mask, y, keep_prob=p.to(k.device))
+        return acq, self._as_channels(acq.zero_filled())
+
+    def _as_channels(self, z: torch.Tensor) -> torch.Tensor:
+        """A complex image ``(B, 1, H, W)`` as the model's channels (two, or the real part)."""
+        return to_channels(z, keepdim=True) if self.complex_data else z.real
 
     def _spectrum(self, clean: torch.Tensor) -> torch.Tensor:
-        return fft2c(to_complex(clean.float(), keepdim=True) if self.complex_data else clean.float())
+        """The full spectra ``F x`` ``(B, 1, H, W)`` of a clean batch in the model's layout."""
+        x = to_complex(clean.float(), keepdim=True) if self.complex_data else clean.float()
+        return SpectralSampling(torch.ones(x.shape[-2:], dtype=torch.bool, device=x.device)).full(x)
 
     def _acquire(self, k: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         """The k-space ``(B, 1, H, W)`` plus complex Gaussian noise (one generator per sample, or
@@ -307,13 +343,14 @@ class MRIUndersampling(Corruption):
             )
         seeds = torch.arange(clean.shape[0]) if phase_seeds is None else phase_seeds
         k = self._acquire(self._spectrum(clean), [seeded_generator(int(s) ^ 0x401CE) for s in seeds.tolist()])
-        m, y, img = self._observe(k, mask.to(clean.device))
-        return Pair(img, clean, {"mask": m, "kspace": y})
+        acq, img = self._observe(k, mask.to(clean.device))
+        return Pair(img, clean, acq)
 
     # -- single acquisitions (SSDU, Noisier2Noise) --------------------------------------------
-    def acquire_once(self, clean: torch.Tensor, seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def acquire_once(self, clean: torch.Tensor, seeds: torch.Tensor) -> Acquisition:
         """Each slice's one acquisition, seeded by its identity so it never changes during a run:
-        ``(mask (B, H, W), measured k-space (B, 1, H, W))``. The mask, the k-space noise and (for
+        mask ``(B, H, W)``, measured k-space ``(B, 1, H, W)``, the corruption's keep probability.
+        The mask, the k-space noise and (for
         magnitude data trained as complex) the smooth phase are drawn on the CPU from the seed;
         real images use the Hermitian completion of the mask."""
         seeds = [int(v) ^ _ACQ_SALT for v in torch.as_tensor(seeds).tolist()]
@@ -323,71 +360,50 @@ class MRIUndersampling(Corruption):
             )
         k = self._acquire(self._spectrum(clean), [seeded_generator(v ^ 0x401CE) for v in seeds])
         masks = torch.cat([self.draw_masks(1, seeded_generator(v)) for v in seeds], dim=0)
-        mask, y, _ = self._observe(k, masks.to(clean.device))
-        return mask, y
+        acq, _ = self._observe(k, masks.to(clean.device))
+        return acq
 
-    @staticmethod
-    def measured_parts(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(mask (B, H, W), k-space (B, 1, H, W), keep probability (B, H, W))`` of a measured
-        batch ``(B, 4, H, W)`` (:data:`MEASURED_CHANNELS`: real, imaginary, mask, probability)."""
-        if batch.ndim != 4 or batch.shape[1] != MEASURED_CHANNELS:
-            raise ValueError(f"a measured batch is (B, {MEASURED_CHANNELS}, H, W), got {tuple(batch.shape)}")
-        mask = batch[:, 2] > 0.5
-        y = SpectralSampling(mask).sample(to_complex(batch[:, :2].float(), keepdim=True))
-        return mask, y, batch[:, 3].float()
-
-    def _shift_data(self, y: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _shift_data(self, acq: Acquisition, generator: torch.Generator) -> Acquisition:
         """The paper's random circular shift applied to measured data: a phase ramp in k-space
         (exact; the sampled set does not change)."""
         if self.max_shift <= 0:
-            return y
-        img = random_shift(ifft2c(y), self.max_shift, generator)
-        return SpectralSampling(mask).forward(img if self.complex_data else img.real)
+            return acq
+        img = random_shift(acq.coil_images(), self.max_shift, generator)
+        return acq.with_data(acq.forward(img if self.complex_data else img.real))
 
-    def _split_pair(
-        self,
-        mask: torch.Tensor,
-        y: torch.Tensor,
-        p: torch.Tensor,
-        inp_mask: torch.Tensor,
-        held: torch.Tensor,
-    ) -> Pair:
-        q = self.split.keep_probability().to(y.device)
-        inp = SpectralSampling(inp_mask)
+    def _split_pair(self, acq: Acquisition, inp_mask: torch.Tensor, held: torch.Tensor) -> Pair:
+        """The pair of a split of the acquisition ``acq`` (its keep probability ``p``) into the
+        input bins ``inp_mask`` and the held-out bins ``held``: the input is the zero-filled
+        image of ``acq.restrict(inp_mask)`` compensated by ``p q``; the target acquisition the
+        held-out bins with the loss's keep probability
+        (:func:`~mri_n2n.splits.split_loss_density`)."""
+        p = acq.keep_prob
+        q = self.split.keep_probability().to(acq.y.device)
         # p is shared (H, W) or per sample (B, H, W, measured files), as zero_filled takes it
-        z = inp.zero_filled(y, p * q)
-        full = SpectralSampling(mask).zero_filled(y, p)
-        as_model = (lambda t: to_channels(t, keepdim=True)) if self.complex_data else (lambda t: t.real)
-        context = {
-            "mask": inp_mask,
-            "kspace": inp.sample(y),
-            "target_mask": held,
-            "target_kspace": SpectralSampling(held).sample(y),
-            "target_density": split_loss_density(p, q),
-        }
-        return Pair(as_model(z), as_model(full), context)
+        inp = acq.restrict(inp_mask, p * q)
+        z = inp.zero_filled(acq.y)
+        full = acq.zero_filled()
+        target_acq = acq.restrict(held, split_loss_density(p, q))
+        return Pair(self._as_channels(z), self._as_channels(full), inp, target_acq)
 
     def single_pair(self, batch: torch.Tensor, *, generator: torch.Generator, seeds: torch.Tensor) -> Pair:
         """A training pair from one acquisition per slice (``ssdu`` / ``noisier2noise``).
 
         ``batch`` is clean ``(B, C, H, W)`` (each slice acquired once by :meth:`acquire_once`) or
-        measured ``(B, 4, H, W)`` (:meth:`measured_parts`). A fresh split of the acquisition:
-        the input is the zero-filled image of ``Omega & keep`` compensated by ``p q``; the
-        context's ``target_*`` entries hold the held-out set, its k-space and
+        measured ``(B, 4, H, W)`` (:func:`unpack_measured`). A fresh split of the acquisition:
+        the input is the zero-filled image of ``Omega & keep`` compensated by ``p q`` (the pair's
+        ``acq``); its ``target_acq`` holds the held-out set, its k-space and
         ``P(held out | not in the input)`` for :func:`mri_n2n.losses.kspace_loss`. The pair's
         ``target`` is the compensated zero-filled image of the whole acquisition (for display;
         the k-space loss does not read it).
         """
         if self.split is None:
             raise ValueError("this corruption has no split law (build it for --target ssdu or noisier2noise)")
-        if batch.shape[1] == MEASURED_CHANNELS:
-            mask, y, p = self.measured_parts(batch)
-        else:
-            mask, y = self.acquire_once(batch, seeds)
-            p = self.density.to(y.device)
-        y = self._shift_data(y, mask, generator)
-        inp_mask, held = self.split.split(mask, generator)
-        return self._split_pair(mask, y, p, inp_mask, held)
+        measured = batch.shape[1] == MEASURED_CHANNELS
+        acq = unpack_measured(batch) if measured else self.acquire_once(batch, seeds)
+        acq = self._shift_data(acq, generator)
+        inp_mask, held = self.split.split(acq.mask, generator)
+        return self._split_pair(acq, inp_mask, held)
 
     def pair(
         self,
@@ -418,22 +434,19 @@ class MRIUndersampling(Corruption):
         clean = random_shift(clean, self.max_shift, generator)
         k = self._acquire(self._spectrum(clean), [generator])
         b = clean.shape[0]
-        family, density = self.law_at(clean.shape[-2:])
-        mask, y, inp = self._observe(k, family.sample(b, generator=generator), density)
-        context = {"mask": mask, "kspace": y}
-        if target == "noisy":
-            mask2, y2, tgt = self._observe(k, family.sample(b, generator=generator), density)
-            # what a k-space loss needs (mri_n2n.losses.kspace_loss): the target's own sampled
-            # set, its measured (unscaled) k-space and each bin's keep probability
-            context.update(target_mask=mask2, target_kspace=y2, target_density=density.to(k.device))
-        else:
-            tgt = clean
-        return Pair(inp, tgt, context)
+        family, keep_prob = self.law_at(clean.shape[-2:])
+        acq, inp = self._observe(k, family.sample(b, generator=generator), keep_prob)
+        if target != "noisy":
+            return Pair(inp, clean, acq)
+        # what a k-space loss needs (mri_n2n.losses.kspace_loss): the target's own sampled set,
+        # its measured (unscaled) k-space and each bin's keep probability
+        target_acq, tgt = self._observe(k, family.sample(b, generator=generator), keep_prob)
+        return Pair(inp, tgt, acq, target_acq)
 
     def keep_probability(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The probability ``(H, W)`` that the mask the model works with keeps each bin: the
         family's keep probability (complex data) or that of its Hermitian completion (real)."""
-        return self.density.to(device)
+        return self.keep_prob.to(device)
 
     def validation_pair(self, clean: torch.Tensor, seeds: torch.Tensor) -> Pair:
         """Fixed corruptions seeded per sample; masks are drawn on the CPU, so CPU and CUDA runs
@@ -444,20 +457,23 @@ class MRIUndersampling(Corruption):
         if clean.shape[1] == MEASURED_CHANNELS:
             if self.split is None:
                 raise ValueError("measured validation data need a split law (--target ssdu or noisier2noise)")
-            mask, y, p = self.measured_parts(clean)
+            acq = unpack_measured(clean)
             keep = torch.cat(
                 [self.split.draw(1, seeded_generator(int(s) ^ _ACQ_SALT)) for s in seeds.tolist()]
-            ).to(mask.device)
-            return self._split_pair(mask, y, p, mask & keep, mask & ~keep)
+            ).to(acq.mask.device)
+            return self._split_pair(acq, acq.mask & keep, acq.mask & ~keep)
         masks = torch.cat([self.draw_masks(1, seeded_generator(int(s))) for s in seeds.tolist()], dim=0)
         return self.measure(clean, masks.to(clean.device), phase_seeds=seeds)
 
-    def project(self, output: torch.Tensor, context: dict[str, torch.Tensor]) -> torch.Tensor:
-        op = SpectralSampling(context["mask"])
-        if self.complex_data:
-            z = op.project(to_complex(output.float(), keepdim=True), context["kspace"])
-            return to_channels(z, keepdim=True)
-        return op.project(output.float(), context["kspace"]).to(output.dtype)
+    def project(self, output: torch.Tensor, acq: AcquisitionLike) -> torch.Tensor:
+        """Data consistency of the model's output with the input's measurements
+        (:meth:`~mri_n2n.physics.Acquisition.project`): model channels in, model channels out.
+        ``acq`` may still be a legacy context dict (:func:`~mri_n2n.corruptions.base.as_acquisition`)."""
+        acq = as_acquisition(acq)
+        channels = output.shape[1]
+        z = acq.project(acq.image_of(output.float()), acq.y)  # y given: the centred-FFT path
+        out = acq.channels_of(z, channels)
+        return out if self.complex_data else out.to(output.dtype)
 
     def config(self) -> dict:
         return {

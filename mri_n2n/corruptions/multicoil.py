@@ -32,11 +32,12 @@ import torch
 
 from ..coils import SenseOperator
 from ..data.multicoil import split_multicoil
-from ..fft import fft2c, ifft2c, to_channels, to_complex
+from ..fft import to_channels
 from ..masks import MaskFamily
+from ..physics import Acquisition
 from ..seeding import seeded_generator
 from ..splits import SplitLaw, split_loss_density
-from .base import Pair
+from .base import AcquisitionLike, Pair, as_acquisition
 from .mri import _ACQ_SALT, MRIUndersampling, SamplingSettings, random_shift
 
 __all__ = ["MultiCoilUndersampling", "split_multicoil"]
@@ -87,35 +88,34 @@ class MultiCoilUndersampling(MRIUndersampling):
 
     def _observe_coils(
         self, k: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(mask, measured coil k-space, SENSE-1 compensated zero-filled image as channels)``."""
+    ) -> tuple[Acquisition, torch.Tensor]:
+        """``(acquisition, SENSE-1 compensated zero-filled image as channels)`` of the coil
+        spectra ``k`` under ``mask``: its measurements and the corruption's keep probability."""
         mask = mask.to(k.device).bool()
-        op = SenseOperator(maps, mask)
-        y = op.sample(k)
-        z = op.zero_filled(y, self.density.to(k.device))
-        return mask, y, to_channels(z)
+        acq = SenseOperator(maps, mask, keep_prob=self.keep_prob.to(k.device)).with_data(k)
+        return acq, to_channels(acq.zero_filled())
 
     def _shift(
         self, k: torch.Tensor, maps: torch.Tensor, g: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The coil spectra and the maps of the coil images circularly shifted together (the
+        coils' images ``F^-1 k_c`` and spectra by the one-coil operator of a full mask)."""
         if self.max_shift <= 0:
             return k, maps
-        both = random_shift(torch.cat([ifft2c(k), maps], dim=1), self.max_shift, g)
-        return fft2c(both[:, : self.coils]), both[:, self.coils :]
+        full = Acquisition(torch.ones(k.shape[-2:], dtype=torch.bool, device=k.device))
+        both = random_shift(torch.cat([full.combine(k), maps], dim=1), self.max_shift, g)
+        return full.full(both[:, : self.coils]), both[:, self.coils :]
 
     def paired(self, clean: torch.Tensor, *, generator: torch.Generator, target: str = "noisy") -> Pair:
         k, maps = self._check(clean)
         k, maps = self._shift(k, maps, generator)
         noisy = self._acquire(k, [generator])
         b = k.shape[0]
-        mask, y, inp = self._observe_coils(noisy, maps, self.draw_masks(b, generator))
-        context = {"mask": mask, "kspace": y, "maps": maps}
-        if target == "noisy":
-            mask2, y2, tgt = self._observe_coils(noisy, maps, self.draw_masks(b, generator))
-            context.update(target_mask=mask2, target_kspace=y2, target_density=self.density.to(k.device))
-        else:
-            tgt = to_channels(SenseOperator(maps, mask).combine(k))
-        return Pair(inp, tgt, context)
+        acq, inp = self._observe_coils(noisy, maps, self.draw_masks(b, generator))
+        if target != "noisy":
+            return Pair(inp, to_channels(acq.combine(k)), acq)
+        target_acq, tgt = self._observe_coils(noisy, maps, self.draw_masks(b, generator))
+        return Pair(inp, tgt, acq, target_acq)
 
     def single_pair(self, batch: torch.Tensor, *, generator: torch.Generator, seeds: torch.Tensor) -> Pair:
         """SSDU / Noisier2Noise: each slice acquired once (mask and per-coil noise seeded by its
@@ -136,28 +136,22 @@ class MultiCoilUndersampling(MRIUndersampling):
         """A single-acquisition pair of measured coil data: the sampled sets ``mask`` ``(B, H, W)``
         split afresh by the split law into the input and the held-out bins. Input: the SENSE-1
         zero-filled image of the input bins (compensated by ``p q``); target: that of all the
-        measurements; the context carries the held-out coils' samples and their loss density.
-        Used by :meth:`single_pair` and by scan-specific adaptation to a measured file."""
+        measurements; the target acquisition holds the held-out coils' samples and their loss
+        keep probability. Used by :meth:`single_pair` and by scan-specific adaptation to a
+        measured file."""
         if self.split is None:
             raise ValueError("this corruption has no split law (build it for --target ssdu or noisier2noise)")
         mask = mask.bool()
-        whole = SenseOperator(maps, mask)
-        y = whole.sample(kspace)  # a shift is a phase ramp of the data: the sampled set stays
+        # a shift is a phase ramp of the data: the sampled set stays
+        whole = SenseOperator(maps, mask).with_data(kspace)
+        p = self.keep_prob.to(whole.y.device)
+        q = self.split.keep_probability().to(whole.y.device)
         inp, held = self.split.split(mask, generator)
-        part = SenseOperator(maps, inp)
-        p = self.density.to(y.device)
-        q = self.split.keep_probability().to(y.device)
-        z = part.zero_filled(y, p * q)
-        full = whole.zero_filled(y, p)
-        context = {
-            "mask": inp,
-            "kspace": part.sample(y),
-            "maps": maps,
-            "target_mask": held,
-            "target_kspace": SenseOperator(maps, held).sample(y),
-            "target_density": split_loss_density(p, q),
-        }
-        return Pair(to_channels(z), to_channels(full), context)
+        part = whole.restrict(inp, p * q)
+        z = part.zero_filled(whole.y)
+        full = whole.zero_filled(keep_prob=p)
+        target_acq = whole.restrict(held, split_loss_density(p, q))
+        return Pair(to_channels(z), to_channels(full), part, target_acq)
 
     def measure(
         self, clean: torch.Tensor, mask: torch.Tensor, *, phase_seeds: torch.Tensor | None = None
@@ -167,21 +161,20 @@ class MultiCoilUndersampling(MRIUndersampling):
         k, maps = self._check(clean)
         seeds = torch.arange(k.shape[0]) if phase_seeds is None else phase_seeds
         noisy = self._acquire(k, [seeded_generator(int(s) ^ 0x401CE) for s in seeds.tolist()])
-        m, y, img = self._observe_coils(noisy, maps, mask)
-        ones = torch.ones_like(m)
-        clean_img = to_channels(SenseOperator(maps, ones).combine(k))
-        return Pair(img, clean_img, {"mask": m, "kspace": y, "maps": maps})
+        acq, img = self._observe_coils(noisy, maps, mask)
+        return Pair(img, to_channels(acq.combine(k)), acq)
 
     def validation_pair(self, clean: torch.Tensor, seeds: torch.Tensor) -> Pair:
         masks = torch.cat([self.draw_masks(1, seeded_generator(int(s))) for s in seeds.tolist()], dim=0)
         return self.measure(clean, masks.to(clean.device), phase_seeds=seeds)
 
-    def project(self, output: torch.Tensor, context: dict[str, torch.Tensor]) -> torch.Tensor:
+    def project(self, output: torch.Tensor, acq: AcquisitionLike) -> torch.Tensor:
         """The final data consistency: per-coil replacement of the measured entries, then the
-        SENSE-1 combination (module docstring)."""
-        op = SenseOperator(context["maps"], context["mask"])
-        z = op.project(to_complex(output.float()), context["kspace"])
-        return to_channels(z).to(output.dtype)
+        SENSE-1 combination (module docstring). ``acq`` may still be a legacy context dict
+        (:func:`~mri_n2n.corruptions.base.as_acquisition`)."""
+        acq = as_acquisition(acq)
+        z = acq.project(acq.image_of(output.float()))
+        return acq.channels_of(z, output.shape[1]).to(output.dtype)
 
     def config(self) -> dict:
         return {**super().config(), "name": "MultiCoilUndersampling", "coils": self.coils}

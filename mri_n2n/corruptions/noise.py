@@ -126,7 +126,7 @@ class _LevelledNoise(ImageCorruption):
     #: default training range and test level (in the units of the table above)
     default_range: tuple[float, float] = (0.0, 1.0)
     default_test: float = 0.5
-    #: True when the target's kept-pixel mask must go to the loss as ``context["valid"]``
+    #: True when the target's kept-pixel mask must go to the loss as ``Pair.valid``
     masks_target = False
     #: True when input and target of a pair share one level (their realisations stay independent)
     shared_level = False
@@ -166,7 +166,7 @@ class _LevelledNoise(ImageCorruption):
         """Input and target corrupted independently, each at its own level from the training range.
 
         With ``target="clean"`` the target is ``clean`` itself (Noise2Clean). For ``bernoulli``
-        and ``target="noisy"``, ``context["valid"]`` is the target's kept-pixel mask.
+        and ``target="noisy"``, ``Pair.valid`` is the target's kept-pixel mask.
         """
         _check_batch(clean)
         _check_target(target)
@@ -174,11 +174,10 @@ class _LevelledNoise(ImageCorruption):
         level_in = self._levels(n, generator, clean)
         noisy_in, _ = self.corrupt(clean, level_in, generator)
         if target == "clean":
-            return Pair(noisy_in, clean, {})
+            return Pair(noisy_in, clean)
         level_target = level_in if self.shared_level else self._levels(n, generator, clean)
         noisy_target, valid = self.corrupt(clean, level_target, generator)
-        context = {"valid": valid} if (valid is not None and self.masks_target) else {}
-        return Pair(noisy_in, noisy_target, context)
+        return Pair(noisy_in, noisy_target, valid=valid if self.masks_target else None)
 
     def validation_pair(self, clean: torch.Tensor, seeds: torch.Tensor | Sequence[int]) -> Pair:
         """Input at the test level, seeded per image from ``seeds``; the target is ``clean``."""
@@ -189,7 +188,7 @@ class _LevelledNoise(ImageCorruption):
             x = clean[i : i + 1]
             level = torch.full((1, 1, 1, 1), self.test_level, device=x.device)
             outs.append(self.corrupt(x, level, g)[0])
-        return Pair(torch.cat(outs), clean, {})
+        return Pair(torch.cat(outs), clean)
 
     def config(self) -> dict[str, Any]:
         """Name, training range and test level."""
@@ -243,7 +242,7 @@ class BernoulliNoise(_LevelledNoise):
     """Multiplicative Bernoulli noise: each pixel kept with probability ``1 - p``, else set to 0.
 
     In Noise2Noise training the loss counts only the pixels kept in the *target*
-    (``context["valid"]``, float ``(B, 1, H, W)``).
+    (``Pair.valid``, float ``(B, 1, H, W)``).
     """
 
     name = "bernoulli"
@@ -365,13 +364,13 @@ class NoisyPairs(ImageCorruption):
         if target == "clean":
             if len(parts) < 3:
                 raise ValueError(f"{self.name}: target='clean' needs clean references (a 'clean' folder)")
-            return Pair(self._observe(first), parts[2], {})
-        return Pair(self._observe(first), second, {})
+            return Pair(self._observe(first), parts[2])
+        return Pair(self._observe(first), second)
 
     def validation_pair(self, clean: torch.Tensor, seeds: torch.Tensor | Sequence[int] | None = None) -> Pair:
         """``[observation, reference]`` -> (input, target); deterministic (``seeds`` are unused)."""
         parts = self._split(clean)
-        return Pair(self._observe(parts[0]), parts[1], {})
+        return Pair(self._observe(parts[0]), parts[1])
 
     def config(self) -> dict[str, Any]:
         """Name and channels per observation."""

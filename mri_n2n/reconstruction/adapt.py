@@ -33,14 +33,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..corruptions import MRIUndersampling
-from ..corruptions.mri import MEASURED_CHANNELS
+from ..corruptions import MRIUndersampling, Pair
+from ..corruptions.mri import pack_measured
 from ..corruptions.multicoil import MultiCoilUndersampling
-from ..fft import fft2c, ifft2c, to_channels, to_complex
+from ..fft import to_channels, to_complex
 from ..losses import kspace_loss
 from ..masks import MaskFamily, complete_measurements
-from ..models import ends_with_dc, measurement_kwargs
+from ..models import apply_model, ends_with_dc
 from ..models.ensemble import SelfEnsemble
+from ..physics import SpectralSampling
 from ..sampling import share_partner_draws
 from ..splits import make_split
 
@@ -100,27 +101,44 @@ def _holdout(mask: torch.Tensor, share: float, hermitian: bool, g: torch.Generat
     return mask & (u < share)
 
 
-def _val_loss(net, y_fit, m_fit, y_val, m_val, p_fit, complex_data: bool) -> float:
-    """Mean ``|F f - y|^2`` over the held-out bins of a reconstruction from the other measurements."""
-    z = ifft2c(y_fit / p_fit.clamp_min(1e-12))
-    inp = to_channels(z) if complex_data else z.real[:, None]
-    ctx = {"mask": m_fit, "kspace": y_fit[:, None]}
+def _val_loss(
+    net: nn.Module,
+    y_fit: torch.Tensor,
+    m_fit: torch.Tensor,
+    y_val: torch.Tensor,
+    m_val: torch.Tensor,
+    p_fit: torch.Tensor,
+    complex_data: bool,
+) -> float:
+    """Mean ``|A_val f - y_val|^2`` over the held-out bins ``m_val`` of the reconstruction ``f``
+    from the other measurements (``y_fit`` on ``m_fit``, keep probability ``p_fit``; all
+    ``(B, H, W)``)."""
+    fit = SpectralSampling(m_fit, y_fit[:, None], keep_prob=p_fit)
+    z = fit.zero_filled()  # (B, 1, H, W), compensated by 1 / p_fit
+    inp = to_channels(z, keepdim=True) if complex_data else z.real
     with torch.no_grad():
-        out = net(inp, **measurement_kwargs(net, ctx)).float()
-    x = to_complex(out)  # one channel: a real image
-    err = (fft2c(x) - y_val).abs().square() * m_val
+        out = apply_model(net, inp, fit).float()
+    held = SpectralSampling(m_val, y_val)
+    err = (held.forward(to_complex(out)) - held.y).abs().square()  # one channel: a real image
     return float(err.sum() / m_val.sum().clamp_min(1))
 
 
-def _step(net, corr, opt, pair, device: torch.device, step: int) -> None:
+def _step(
+    net: nn.Module,
+    corr: MRIUndersampling,
+    opt: torch.optim.Optimizer,
+    pair: Pair,
+    device: torch.device,
+    step: int,
+) -> None:
     """One adaptation step on a pair of the measurements' own split: the network (then the
     corruption's projection, unless the network ends with its own data consistency), the
     k-space loss on the held-out measurements, backward, Adam."""
-    ctx = {k: v.to(device) for k, v in pair.context.items()}
-    out = net(pair.input.to(device), **measurement_kwargs(net, ctx))
+    pair = pair.to(device)
+    out = apply_model(net, pair.input, pair.acq)
     if not ends_with_dc(net):
-        out = corr.project(out, ctx)
-    loss = kspace_loss(out, pair.target.to(device), ctx)
+        out = corr.project(out, pair.acq)
+    loss = kspace_loss(out, pair.target, pair)
     if not torch.isfinite(loss):
         raise ValueError(f"adaptation: the loss is not finite at step {step} (lower the learning rate)")
     opt.zero_grad(set_to_none=True)
@@ -220,8 +238,7 @@ def adapt_model(
     law = make_split("noisier2noise", family, dens[0], float(split), hermitian=not complex_data)
     shift = min(family.shape) // 4 if max_shift is None else int(max_shift)
     corr = MRIUndersampling(family, complex_data=complex_data, split=law, max_shift=shift)
-    measured = torch.stack([kspace.real, kspace.imag, mask.float(), dens], dim=1)
-    assert measured.shape[1] == MEASURED_CHANNELS
+    measured = pack_measured(kspace, mask, dens)
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
     rep = report if report is not None else AdaptReport()
     best: tuple[float, int, dict] | None = None

@@ -42,11 +42,12 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import Config, resolve_config, resume_config, save_yaml
+from ..corruptions.base import AcquisitionLike, Pair, as_acquisition
 from ..devices import resolve_device
 from ..io import atomic_write_json, atomic_write_text
 from ..losses import get_loss
 from ..metrics import psnr, ssim
-from ..models import ends_with_dc, measurement_kwargs
+from ..models import apply_model, ends_with_dc
 from ..plots import image_panel, provenance_view, reconstruction_panel
 from ..seeding import seeded_generator
 from ..splits import SPLIT_TARGETS
@@ -272,21 +273,24 @@ class Trainer:
         x = x.to(self.device, non_blocking=True).float()
         return x
 
-    def _forward(self, net: nn.Module, inp: torch.Tensor, context: dict | None = None) -> torch.Tensor:
-        """The network on ``inp``; unrolled nets also get the input's mask and measured k-space
-        (``context``) for their data consistency after every cascade."""
+    def _forward(
+        self, net: nn.Module, inp: torch.Tensor, acq: AcquisitionLike | None = None
+    ) -> torch.Tensor:
+        """The network on ``inp`` (:func:`~mri_n2n.models.apply_model`); unrolled nets also get
+        the input's acquisition ``acq`` for their data consistency after every cascade (a legacy
+        context dict is converted, :func:`~mri_n2n.corruptions.base.as_acquisition`)."""
         if self.channels_last:
             inp = inp.contiguous(memory_format=torch.channels_last)
-        kw = measurement_kwargs(self.model, context) if context is not None else {}
+        acq = as_acquisition(acq)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            out = net(inp, **kw)
+            out = apply_model(net, inp, acq)  # looks through DDP and torch.compile wrappers
         return out.float()
 
-    def _predict(self, net: nn.Module, pair: Any) -> torch.Tensor:
+    def _predict(self, net: nn.Module, pair: Pair) -> torch.Tensor:
         """The projected output on ``pair``: the corruption's data consistency after the network,
         unless the network ends with its own learned one (:func:`mri_n2n.models.ends_with_dc`)."""
-        out = self._forward(net, pair.input, pair.context)
-        return out if ends_with_dc(self.model) else self.corruption.project(out, pair.context)
+        out = self._forward(net, pair.input, pair.acq)
+        return out if ends_with_dc(self.model) else self.corruption.project(out, pair.acq)
 
     # -- one step ---------------------------------------------------------------------
     def train_step(self, clean: torch.Tensor, ident: torch.Tensor | None = None) -> float:
@@ -308,7 +312,7 @@ class Trainer:
             pair = self.corruption.pair(clean, generator=self.gen, target=self.cfg.target)
         out = self._predict(self.net, pair)
         progress = self.step / max(self.total_steps, 1)
-        loss = self.loss_fn(out, pair.target, pair.context, progress)
+        loss = self.loss_fn(out, pair.target, pair, progress)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"non-finite loss ({loss.item()}) at step {self.step}; stopping "
@@ -353,7 +357,7 @@ class Trainer:
             content = ref.flatten(1).sum(1)
             b = int(content.argmax())
             if shown is None or float(content[b]) > shown[0]:
-                mask = pair.context["mask"][b] if "mask" in pair.context else None
+                mask = pair.acq.mask[b] if pair.acq is not None else None
                 shown = (float(content[b]), start + b, mask, ref[b], inp[b], rec[b])
             count += clean.shape[0]
             start += clean.shape[0]
@@ -380,7 +384,7 @@ class Trainer:
             out = self._predict(self.model, pair)
             b = batch.shape[0]
             for key, img in (("val_heldout_loss", out), ("val_heldout_loss_input", pair.input)):
-                sums[key] += float(self.loss_fn(img, pair.target, pair.context, 1.0)) * b
+                sums[key] += float(self.loss_fn(img, pair.target, pair, 1.0)) * b
             count += b
         self.model.train()
         return {k: v / max(count, 1) for k, v in sums.items()}
