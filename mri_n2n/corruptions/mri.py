@@ -18,7 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from ..fft import to_channels, to_complex
-from ..masks import Bernoulli2D, MaskFamily, complete_measurements, family_from_description, make_family
+from ..masks import (
+    Bernoulli2D,
+    MaskFamily,
+    complete_measurements,
+    family_from_description,
+    is_line_family,
+    make_family,
+)
 from ..physics import Acquisition, SpectralSampling
 from ..seeding import seeded_generator
 from ..splits import SPLIT_TARGETS, SplitLaw, make_split, split_loss_density
@@ -212,7 +219,7 @@ class MRIUndersampling(Corruption):
             ValueError: the family cannot be built (e.g. a fraction outside ``(0, 1]``).
         """
         shape = (int(shape[0]), int(shape[1]))
-        lines = cfg.density.startswith("lines_")
+        lines = is_line_family(cfg.density)
         frac, acceleration = cfg.fraction, cfg.acceleration
         if fraction is not None:
             if not 0.0 < float(fraction) <= 1.0:
