@@ -44,10 +44,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..fft import ifft2c
 from ..io import VolumeError
 from ..io.kspace import as_complex, find_kspace_files, open_h5, read_kspace_h5
 from ..seeding import stable_ident
+from ._acquire import image_of
 from .base import DataDirError
 from .folders import split_by_key
 from .maps_cache import resolve_maps_cache
@@ -133,7 +133,7 @@ def kspace_to_image(
     Returns:
         complex64 image(s) if ``complex_output`` else float32 magnitude.
     """
-    img = ifft2c(torch.from_numpy(np.ascontiguousarray(kspace, dtype=np.complex64))).numpy()
+    img = image_of(np.ascontiguousarray(kspace, dtype=np.complex64)).numpy()
     if recon_shape is not None:
         img = center_pad_crop(img, recon_shape)
     if size is not None:
