@@ -294,8 +294,8 @@ def _run(
             idx = list(range(start, min(n, start + batch_size)))
             y_cpu, m_cpu, ref = batch_fn(idx)
             m = m_cpu.to(device=device, dtype=torch.bool)
-            # the whole batch's acquisition (the reported zero-filled images of empty slices)
-            whole = SpectralSampling(m, keep_prob=p).with_data(y_cpu.to(device, torch.complex64) * inv)
+            # the whole batch's measurements M y (its adjoint: the uncompensated zero-filled images)
+            whole = SpectralSampling(m).with_data(y_cpu.to(device, torch.complex64) * inv)
             y = whole.y
             active = y.abs().flatten(1).amax(1) > 0
             msum = m.flatten(1).float().mean(1)
@@ -303,7 +303,7 @@ def _run(
                 if bool(active[b]):
                     acc.frac_sum += float(msum[b])
                     acc.frac_n += 1
-            z = whole.zero_filled()
+            z = torch.zeros_like(y)  # the compensated zero-filled images, 0 for slices without signal
             x = torch.zeros_like(z)
             if bool(active.any()):
                 sel = active.nonzero().flatten()
@@ -323,7 +323,6 @@ def _run(
                 # the centred projection (acq.project(est) would take the uncentred fast path,
                 # equal up to float round-off)
                 x[sel] = (est if ends_with_dc(model) else acq.project(est, acq.y))[:, 0]
-            z = torch.where(active[:, None, None], z, torch.zeros_like(z))
             rec = crop((x.abs() * scale).float().cpu().numpy())
             zf = crop((z.abs() * scale).float().cpu().numpy())
             out_view[idx] = rec
@@ -542,12 +541,12 @@ def reconstruct_volume(
 
     The slices along ``axis`` are normalised like training (divided by ``volume_scale(array,
     normalize)``), undersampled with masks from ``corruption`` seeded per slice
-    (:func:`slice_seed`), zero-filled with its density compensation, passed through the network
+    (:func:`slice_seed`), zero-filled with its ``1 / p`` compensation, passed through the network
     and projected onto their measurements; outputs are mapped back to the array's units.
 
     Args:
         model: the MRI network (on its device).
-        corruption: an :class:`MRIUndersampling` whose density matches the slice shape (see
+        corruption: an :class:`MRIUndersampling` whose mask family matches the slice shape (see
             :meth:`MRIUndersampling.from_config`).
         array: real image volume, e.g. :attr:`mri_n2n.data.Volume.array`.
         axis: slicing axis (the checkpoint's ``axis``).
@@ -569,9 +568,9 @@ def reconstruct_volume(
         raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
     view_in = np.moveaxis(arr, axis, 0)
     n, h, w = view_in.shape
-    if tuple(corruption.density.shape) != (h, w):
+    if tuple(corruption.family.shape) != (h, w):
         raise ReconstructionError(
-            f"the corruption's density {tuple(corruption.density.shape)} does not match slices {(h, w)}"
+            f"the corruption's mask family {tuple(corruption.family.shape)} does not match slices {(h, w)}"
         )
     if h < 2 or w < 2:
         raise ReconstructionError(f"slices of shape {(h, w)} along axis {axis} are too small")
@@ -633,9 +632,9 @@ def simulate_kspace(
     maximum; ``adapt`` (:data:`AdaptFn`) may replace the network once the study is measured."""
     k = as_kspace(kspace, "kspace")
     s, h, w = k.shape
-    if tuple(corruption.density.shape) != (h, w):
+    if tuple(corruption.family.shape) != (h, w):
         raise ReconstructionError(
-            f"the corruption's density {tuple(corruption.density.shape)} does not match k-space {(h, w)}"
+            f"the corruption's mask family {tuple(corruption.family.shape)} does not match k-space {(h, w)}"
         )
     bs = check_batch(batch_size)
     ref_given = None if reference is None else np.asarray(reference, np.float32)
