@@ -127,7 +127,8 @@ def kspace_to_image(
     complex_output: bool = False,
     recon_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """``ifft2c`` of ``(..., ky, kx)`` k-space, centre-cropped to ``recon_shape`` (the file's
+    """The image ``F^-1 k`` of fully sampled ``(..., ky, kx)`` k-space (``F`` the centred FFT of
+    :mod:`mri_n2n.fft`), centre-cropped to ``recon_shape`` (the file's
     reconstruction matrix) when given, then centre cropped/padded to ``size`` in image space.
 
     Returns:
