@@ -1,15 +1,22 @@
 """Compressed-sensing baseline: total-variation regularised reconstruction (CS-TV).
 
-The classic comparison for learned MRI reconstruction (Lustig et al. 2007). For measured
-k-space ``y = M F x_true`` (``F`` the centred orthonormal FFT of :mod:`mri_n2n.fft`, ``M``
-the 0/1 sampling mask) :func:`tv_reconstruct` solves::
+The classic comparison for learned MRI reconstruction (Lustig et al. 2007). The solver takes
+the acquisition as its argument: :func:`cs_tv` reconstructs the measurements of any
+:class:`~mri_n2n.physics.Acquisition` ``A = M F S`` (single coil: ``S = 1``; multi-coil:
+TV-SENSE), :func:`cs_tv_objective` is its objective; :func:`tv_reconstruct` /
+:func:`tv_objective` (k-space and mask) and :func:`tv_sense` / :func:`tv_sense_objective`
+(coil k-space, maps and mask) are thin wrappers that build the operator. The zero-filled and
+CG-SENSE baselines are the operator's own :meth:`~mri_n2n.physics.Acquisition.zero_filled` and
+:meth:`~mri_n2n.physics.Acquisition.sense`. For measured single-coil k-space
+``y = M F x_true`` (``F`` the centred orthonormal FFT of :mod:`mri_n2n.fft`, ``M`` the 0/1
+sampling mask) the problem is::
 
     min_x  0.5 ||M F x - y||^2 + lam * TV(x)          (x real for real=True)
 
 with the isotropic total variation ``TV(x) = sum_ij sqrt(|dx_ij|^2 + |dy_ij|^2)`` of forward
 differences with **circular** boundary conditions (the last row/column differs with the
 first), then applies the exact data-consistency projection
-(:meth:`mri_n2n.physics.SpectralSampling.project`), as the network pipeline does, so the
+(:meth:`mri_n2n.physics.Acquisition.project`), as the network pipeline does, so the
 measured frequencies are reproduced exactly. Circular boundaries suit MRI: the FFT model is
 periodic anyway and the images have an empty background at the border. They also make the
 finite-difference Laplacian diagonal in Fourier space, which is what makes the solver fast.
@@ -37,11 +44,13 @@ For ``real=True`` the iteration runs on real images with real FFTs (half the wor
 
 Implementation: the iterations run on ``ifftshift(x)``, whose plain (unshifted) FFT is
 ``ifftshift(fft2c(x))``; circular TV is shift-invariant, so the problem is unchanged and
-``torch.fft.rfft2`` / ``fft2`` apply directly. Batched, pure torch, on the device of the
-inputs, in float32 (float64 when ``y`` is complex128). For ``real=True`` the data term is
-restricted to real images exactly: its normal operator is ``F^-1 M_s F`` with the
-Hermitian-symmetrised mask ``M_s = (M(k) + M(-k)) / 2`` (equal to ``M`` for the Hermitian
-masks of :class:`~mri_n2n.corruptions.MRIUndersampling`).
+``torch.fft.rfft2`` / ``fft2`` apply directly (this diagonalisation of the single-coil
+``x``-step is the one place the baselines transform by themselves; everything else is the
+operator's). Batched, pure torch, on the device of the inputs, in float32 (float64 when ``y``
+is complex128). For ``real=True`` the data term is restricted to real images exactly: its
+normal operator is ``F^-1 M_s F`` with the Hermitian-symmetrised mask
+``M_s = (M(k) + M(-k)) / 2`` (equal to ``M`` for the Hermitian masks of
+:class:`~mri_n2n.corruptions.MRIUndersampling`).
 
 **Tuned weight.** :data:`DEFAULT_TV_LAM` was chosen by :func:`tune_tv_lambda` (mean PSNR,
 peak 1.0, output clipped to [0, 1]) on the MNI152 *training* slices at 128x128 with the
@@ -98,7 +107,7 @@ import torch
 from .coils import SenseOperator
 from .corruptions import MRIUndersampling
 from .metrics import psnr
-from .physics import SpectralSampling
+from .physics import Acquisition, SpectralSampling
 from .sampling import exp_decay_density, symmetric_density
 from .solvers import conjugate_gradient
 
@@ -107,6 +116,8 @@ __all__ = [
     "DEFAULT_LAM_GRID",
     "TV_METHODS",
     "total_variation",
+    "cs_tv",
+    "cs_tv_objective",
     "tv_objective",
     "tv_reconstruct",
     "tune_tv_lambda",
@@ -172,8 +183,27 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return _magnitude(*_grad(x)).sum(dim=_DIMS)
 
 
+def cs_tv_objective(acq: Acquisition, x: torch.Tensor, lam: float) -> torch.Tensor:
+    """The CS-TV objective ``0.5 ||A x - y||^2 + lam TV(x)`` per image, ``y`` the acquisition's
+    measurements (entries off its mask ignored).
+
+    Args:
+        acq: the acquisition with its measurements (single coil: images and k-space share a
+            layout; multi-coil: images ``(B, H, W)``, k-space ``(B, C, H, W)``).
+        x: images, real or complex.
+        lam: TV weight.
+
+    Returns:
+        Objective values of shape ``x.shape[:-2]``.
+    """
+    r = acq.forward(x) - acq.sample(_measurements(acq))
+    dims = (-3, -2, -1) if acq.multicoil else _DIMS
+    return 0.5 * r.abs().square().sum(dim=dims) + lam * total_variation(x)
+
+
 def tv_objective(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, lam: float) -> torch.Tensor:
-    """The CS-TV objective ``0.5 ||M F x - y||^2 + lam TV(x)`` per image.
+    """The CS-TV objective ``0.5 ||M F x - y||^2 + lam TV(x)`` per image (:func:`cs_tv_objective`
+    of the single-coil acquisition of ``mask`` and ``y``).
 
     Args:
         x: images ``(B, 1, H, W)`` or ``(B, H, W)``, real or complex.
@@ -184,9 +214,7 @@ def tv_objective(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, lam: floa
     Returns:
         Objective values of shape ``x.shape[:-2]``.
     """
-    m = _mask_like(mask, x)
-    r = SpectralSampling(m).forward(x) - y * m
-    return 0.5 * r.abs().square().sum(dim=_DIMS) + lam * total_variation(x)
+    return cs_tv_objective(SpectralSampling(_mask_like(mask, x), y), x, lam)
 
 
 # --------------------------------------------------------------------------------------
@@ -204,6 +232,12 @@ def _mask_like(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if m.ndim != like.ndim:
         raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit data of shape {tuple(like.shape)}")
     return m
+
+
+def _measurements(acq: Acquisition) -> torch.Tensor:
+    if acq.y is None:
+        raise ValueError("the baselines reconstruct an acquisition's measurements: it holds none")
+    return acq.y
 
 
 def _shrink(px: torch.Tensor, py: torch.Tensor, thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,6 +268,92 @@ def _laplacian_symbol(
 # --------------------------------------------------------------------------------------
 
 
+def cs_tv(
+    acq: Acquisition,
+    *,
+    lam: float = DEFAULT_TV_LAM,
+    iters: int = 100,
+    real: bool = False,
+    x0: torch.Tensor | None = None,
+    tol: float | None = None,
+    rho: float | None = None,
+    method: str = "admm",
+    inner: int = 4,
+) -> torch.Tensor:
+    """CS-TV reconstruction of an acquisition's measurements,
+    ``argmin_x 0.5 ||A x - y||^2 + lam TV(x)``, by ADMM on ``z = grad x`` (:func:`_admm_tv`).
+
+    **Single coil** (``acq`` without maps): the ``x``-step is solved exactly by one FFT pair
+    (module docstring), then the data-consistency projection
+    (:meth:`~mri_n2n.physics.Acquisition.project`) reproduces the measured frequencies exactly.
+    Images and k-space share the layout of the measurements (e.g. ``(B, 1, H, W)``).
+
+    **Multi-coil** (TV-SENSE, complex ``x`` ``(B, H, W)``, coil k-space ``(B, C, H, W)``): the
+    coil maps make the ``x``-step ``(A^H A + rho grad^H grad) x = A^H y + rho grad^H (z - w)`` a
+    non-diagonal system, solved approximately by ``inner`` conjugate-gradient iterations
+    (:func:`~mri_n2n.solvers.conjugate_gradient` on :meth:`~mri_n2n.physics.Acquisition.normal`)
+    warm-started at the current ``x`` (inexact ADMM; each outer iteration costs ``2 (inner + 1)``
+    FFTs per coil), without over-relaxation. The start is CG-SENSE
+    (:meth:`~mri_n2n.physics.Acquisition.sense`, ``lam = 1e-3``, 30 iterations) unless ``x0`` is
+    given. No projection follows: noisy multi-coil measurements overdetermine the image, and
+    forcing them exactly would undo the regularisation.
+
+    Args:
+        acq: the acquisition with its measurements ``y`` (entries off its mask ignored).
+        lam: TV weight (``>= 0``; images normalised to max 1, module docstring). ``lam = 0``
+            returns the start (single coil: projected).
+        iters: ADMM (or PDHG) iterations.
+        real: single coil: constrain the image to be real (magnitude images with Hermitian
+            masks, as in the paper); multi-coil images are complex.
+        x0: starting image (single coil: default the zero-filled image ``A^H y`` without density
+            compensation; multi-coil: CG-SENSE).
+        tol: stop early once the relative change of every image of the batch is below ``tol``
+            (tested every 10 iterations); ``None`` runs all ``iters`` iterations.
+        rho: ADMM penalty / PDHG dual step; default ``30 * lam``.
+        method: single coil: ``"admm"`` (default, fastest) or ``"pdhg"`` (Chambolle-Pock, for
+            reference); multi-coil: ``"admm"``.
+        inner: multi-coil: CG iterations of each ``x``-step.
+
+    Returns:
+        Single coil: the reconstruction in the layout of the measurements, real float
+        (``real=True``) or complex; multi-coil: complex images ``(B, H, W)``.
+    """
+    if method not in TV_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(TV_METHODS)}")
+    if not lam >= 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    if iters < 0:
+        raise ValueError(f"iters must be >= 0, got {iters}")
+    y = _measurements(acq)
+    if not y.is_complex():
+        raise TypeError("the measurements must be complex k-space")
+    if acq.multicoil:
+        if inner < 1 or real or method != "admm":
+            raise ValueError(
+                f"multi-coil CS-TV: complex images by ADMM with inner >= 1, got real={real}, "
+                f"method={method!r}, inner={inner}"
+            )
+        return _tv_multicoil(acq, lam=lam, iters=iters, inner=inner, rho=rho, x0=x0, tol=tol)
+    cdtype = torch.complex128 if y.dtype == torch.complex128 else torch.complex64
+    rdtype = torch.float64 if cdtype == torch.complex128 else torch.float32
+    acq = acq.with_data(y.to(cdtype))
+    y = acq.y
+    if x0 is None:
+        x = acq.adjoint()
+    else:
+        x = x0.to(device=y.device)
+        x = torch.broadcast_to(x.unsqueeze(1) if x.ndim == y.ndim - 1 else x, y.shape)
+    x = x.real.to(rdtype) if real else x.to(cdtype)
+
+    if lam > 0 and iters > 0:
+        rho = _RHO_PER_LAM * lam if rho is None else float(rho)
+        if not rho > 0:
+            raise ValueError(f"rho must be > 0, got {rho}")
+        x = _solve(x, acq, lam=lam, rho=rho, iters=iters, real=real, tol=tol, method=method)
+    # the centred projection (acq.project(x) takes the uncentred path: equal up to round-off)
+    return acq.project(x, y)
+
+
 def tv_reconstruct(
     y: torch.Tensor,
     mask: torch.Tensor,
@@ -246,7 +366,8 @@ def tv_reconstruct(
     rho: float | None = None,
     method: str = "admm",
 ) -> torch.Tensor:
-    """CS-TV reconstruction ``argmin_x 0.5 ||M F x - y||^2 + lam TV(x)``, then data consistency.
+    """CS-TV reconstruction ``argmin_x 0.5 ||M F x - y||^2 + lam TV(x)``, then data consistency:
+    :func:`cs_tv` of the single-coil acquisition of ``mask`` and ``y``.
 
     See the module docstring for the model (isotropic TV, circular boundaries), the scale of
     ``lam`` (images normalised to max 1) and the choice of solver.
@@ -271,12 +392,6 @@ def tv_reconstruct(
     Returns:
         The reconstruction in the layout of ``y``: real float (``real=True``) or complex.
     """
-    if method not in TV_METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(TV_METHODS)}")
-    if not lam >= 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
-    if iters < 0:
-        raise ValueError(f"iters must be >= 0, got {iters}")
     if not y.is_complex():
         raise TypeError("y must be complex k-space")
     squeeze = y.ndim == 3
@@ -284,34 +399,16 @@ def tv_reconstruct(
         y = y.unsqueeze(1)
     if y.ndim != 4 or y.shape[1] != 1:
         raise ValueError(f"y must be (B, 1, H, W) or (B, H, W), got shape {tuple(y.shape)}")
-    cdtype = torch.complex128 if y.dtype == torch.complex128 else torch.complex64
-    rdtype = torch.float64 if cdtype == torch.complex128 else torch.float32
-    y = y.to(cdtype)
-    m = _mask_like(mask, y)
-    op = SpectralSampling(m)
-    y = y * m
-
-    if x0 is None:
-        x = op.adjoint(y)
-    else:
-        x = x0.to(device=y.device)
-        x = torch.broadcast_to(x.unsqueeze(1) if x.ndim == 3 else x, y.shape)
-    x = x.real.to(rdtype) if real else x.to(cdtype)
-
-    if lam > 0 and iters > 0:
-        rho = _RHO_PER_LAM * lam if rho is None else float(rho)
-        if not rho > 0:
-            raise ValueError(f"rho must be > 0, got {rho}")
-        x = _solve(x, y, m, lam=lam, rho=rho, iters=iters, real=real, tol=tol, method=method)
-
-    out = op.project(x, y)
+    if x0 is not None and x0.ndim == 3:
+        x0 = x0.unsqueeze(1)
+    acq = SpectralSampling(_mask_like(mask, y), y)
+    out = cs_tv(acq, lam=lam, iters=iters, real=real, x0=x0, tol=tol, rho=rho, method=method)
     return out.squeeze(1) if squeeze else out
 
 
 def _solve(
     x: torch.Tensor,
-    y: torch.Tensor,
-    m: torch.Tensor,
+    acq: Acquisition,
     *,
     lam: float,
     rho: float,
@@ -320,16 +417,17 @@ def _solve(
     tol: float | None,
     method: str,
 ) -> torch.Tensor:
-    """Run the iterations on ``u = ifftshift(x)`` with plain FFTs; return the image ``x``."""
+    """Single-coil CS-TV: the iterations on ``u = ifftshift(x)`` with plain FFTs, which
+    diagonalise the ``x``-step (module docstring); returns the image ``x``."""
     h, w = x.shape[-2:]
     rdtype = x.real.dtype
+    m = _mask_like(acq.mask, acq.y)
     u = torch.fft.ifftshift(x, dim=_DIMS)
-    yu = torch.fft.ifftshift(y, dim=_DIMS)  # unshifted k-space: fft2(u) == ifftshift(fft2c(x))
     if real:
         # Real images: normal operator F^-1 M_s F with the Hermitian-symmetrised mask, rhs Re(A^T y).
         ms = torch.fft.ifftshift(symmetric_density(m.to(rdtype)), dim=_DIMS)
         ms = ms[..., : w // 2 + 1]
-        rhs = torch.fft.rfft2(torch.fft.ifft2(yu, norm="ortho").real, norm="ortho")
+        rhs = torch.fft.rfft2(torch.fft.ifftshift(acq.adjoint(), dim=_DIMS).real, norm="ortho")
 
         def fwd(v: torch.Tensor) -> torch.Tensor:
             return torch.fft.rfft2(v, norm="ortho")
@@ -339,7 +437,7 @@ def _solve(
 
     else:
         ms = torch.fft.ifftshift(m, dim=_DIMS).to(rdtype)
-        rhs = yu
+        rhs = torch.fft.ifftshift(acq.y, dim=_DIMS)  # unshifted: fft2(u) == ifftshift(fft2c(x))
 
         def fwd(v: torch.Tensor) -> torch.Tensor:
             return torch.fft.fft2(v, norm="ortho")
@@ -508,17 +606,11 @@ def tune_tv_lambda(
 # --------------------------------------------------------------------------------------
 
 
-def _coil_masked(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Coil k-space ``(B, C, H, W)`` with the unsampled entries of ``mask`` (``(B, H, W)`` or
-    ``(H, W)``) set to 0."""
-    m = mask.to(y.device).bool()
-    return y * (m.unsqueeze(-3) if m.ndim == 3 else m)
-
-
 def tv_sense_objective(
     x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float
 ) -> torch.Tensor:
-    """``0.5 ||A x - y||^2 + lam TV(x)`` per image, ``A = M F S`` (:class:`~mri_n2n.coils.SenseOperator`).
+    """``0.5 ||A x - y||^2 + lam TV(x)`` per image, ``A = M F S``: :func:`cs_tv_objective` of
+    ``SenseOperator(maps, mask, y)`` (:class:`~mri_n2n.coils.SenseOperator`).
 
     Args:
         x: complex images ``(B, H, W)``.
@@ -527,9 +619,37 @@ def tv_sense_objective(
         mask: sampled set ``(B, H, W)`` or ``(H, W)``.
         lam: TV weight.
     """
-    op = SenseOperator(maps, mask)
-    r = op.forward(x) - _coil_masked(y, mask)
-    return 0.5 * r.abs().square().sum(dim=(-3, -2, -1)) + lam * total_variation(x)
+    return cs_tv_objective(SenseOperator(maps, mask, y), x, lam)
+
+
+def _tv_multicoil(
+    acq: Acquisition,
+    *,
+    lam: float,
+    iters: int,
+    inner: int,
+    rho: float | None,
+    x0: torch.Tensor | None,
+    tol: float | None,
+) -> torch.Tensor:
+    """TV-SENSE (:func:`cs_tv` of a multi-coil acquisition): ADMM with a CG ``x``-step."""
+    y = _measurements(acq)
+    if y.ndim != 4:
+        raise ValueError(f"multi-coil CS-TV: measurements must be (B, C, H, W), got {tuple(y.shape)}")
+    acq = acq.with_data(y)
+    x = acq.sense(None, 1e-3, 30) if x0 is None else x0.to(acq.y.dtype)
+    if lam == 0 or iters == 0:
+        return x
+    rho = _RHO_PER_LAM * lam if rho is None else float(rho)
+    aty = acq.adjoint()
+
+    def normal(v: torch.Tensor) -> torch.Tensor:
+        return acq.normal(v) + rho * _grad_adj(*_grad(v))
+
+    def x_step(x: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor) -> torch.Tensor:
+        return conjugate_gradient(normal, x, aty + rho * _grad_adj(vx, vy) - normal(x), inner)
+
+    return _admm_tv(x, x_step, lam=lam, rho=rho, iters=iters, tol=tol)
 
 
 def tv_sense(
@@ -543,17 +663,13 @@ def tv_sense(
     rho: float | None = None,
     x0: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """CS-TV for multi-coil data: ``argmin_x 0.5 ||M F S x - y||^2 + lam TV(x)`` (complex ``x``).
+    """CS-TV for multi-coil data: ``argmin_x 0.5 ||M F S x - y||^2 + lam TV(x)`` (complex ``x``),
+    :func:`cs_tv` of ``SenseOperator(maps, mask, y)``.
 
-    The multi-coil counterpart of :func:`tv_reconstruct` (same isotropic circular TV and scale of
-    ``lam``), by ADMM on ``z = grad x`` with penalty ``rho`` (default ``30 lam``). The coil maps
-    make the ``x``-step ``(A^H A + rho grad^H grad) x = A^H y + rho grad^H (z - w)`` a non-diagonal
-    system, solved approximately by ``inner`` conjugate-gradient iterations warm-started at the
-    current ``x`` (inexact ADMM; each outer iteration costs ``2 (inner + 1)`` FFTs per coil); the
-    rest of the loop is :func:`tv_reconstruct`'s, without its over-relaxation. The
-    start is CG-SENSE (:meth:`~mri_n2n.coils.SenseOperator.sense`, ``lam = 1e-3``, 30 iterations)
-    unless ``x0`` is given. No projection follows: noisy multi-coil measurements overdetermine
-    the image, and forcing them exactly would undo the regularisation.
+    The multi-coil counterpart of :func:`tv_reconstruct` (same isotropic circular TV, scale of
+    ``lam`` and ADMM loop, penalty ``rho`` default ``30 lam``), its ``x``-step by ``inner``
+    conjugate-gradient iterations, started from CG-SENSE unless ``x0`` is given, with no final
+    projection (:func:`cs_tv`).
 
     Args:
         y: measured coil k-space ``(B, C, H, W)``, complex (unsampled entries ignored).
@@ -574,21 +690,7 @@ def tv_sense(
         )
     if not y.is_complex() or y.ndim != 4:
         raise ValueError(f"tv_sense: y must be complex (B, C, H, W), got {tuple(y.shape)} {y.dtype}")
-    op = SenseOperator(maps, mask)
-    y = _coil_masked(y, mask)
-    x = op.sense(y, 1e-3, 30) if x0 is None else x0.to(y.dtype)
-    if lam == 0 or iters == 0:
-        return x
-    rho = _RHO_PER_LAM * lam if rho is None else float(rho)
-    aty = op.adjoint(y)
-
-    def normal(v: torch.Tensor) -> torch.Tensor:
-        return op.normal(v) + rho * _grad_adj(*_grad(v))
-
-    def x_step(x: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor) -> torch.Tensor:
-        return conjugate_gradient(normal, x, aty + rho * _grad_adj(vx, vy) - normal(x), inner)
-
-    return _admm_tv(x, x_step, lam=lam, rho=rho, iters=iters)
+    return cs_tv(SenseOperator(maps, mask, y), lam=lam, iters=iters, inner=inner, rho=rho, x0=x0)
 
 
 def tune_sense_lambda(
@@ -621,10 +723,11 @@ def tune_sense_lambda(
         vals: list[torch.Tensor] = []
         t0 = time.perf_counter()
         for y, ctx, ref in batches:
+            acq = SenseOperator(ctx["maps"], ctx["mask"], y)
             if method == "tv":
-                x = tv_sense(y, ctx["maps"], ctx["mask"], lam=float(lam), iters=iters)
+                x = cs_tv(acq, lam=float(lam), iters=iters)
             else:
-                x = SenseOperator(ctx["maps"], ctx["mask"]).sense(y, float(lam), iters)
+                x = acq.sense(None, float(lam), iters)
             vals.append(psnr(x.abs()[:, None].clamp(0, 1), ref[:, None].to(x.real.dtype), data_range=1.0,
                              reduction="none"))
         v = torch.cat(vals)

@@ -259,7 +259,9 @@ def _walsh_one(
     ).to(k.device)
     low = torch.zeros_like(k)
     low[:, _centred(H, calib[0]), _centred(W, calib[1])] = block * taper
-    img = ifft2c(low)  # (C, H, W)
+    from .physics import SpectralSampling  # the operator (physics imports this module)
+
+    img = SpectralSampling(torch.ones(H, W, dtype=torch.bool, device=k.device)).combine(low)  # (C, H, W)
     # Local coil covariance, box-smoothed over window x window pixels.
     cov = (img[:, None] * img[None].conj()).reshape(C * C, H, W)
     pad = window // 2

@@ -444,8 +444,8 @@ def _estimate_2d(m: torch.Tensor) -> tuple[MaskFamily, list[str]]:
             f"neighbouring bins are kept together {how} often than independent draws would (z = {z:.1f}): "
             "not a Bernoulli law (a calibration block, Poisson-disc or lines?)"
         )
-    dens = p.clamp(min=1.0 / (s * h * w), max=1.0)
-    return Bernoulli2D(dens.float(), hermitian=hermitian, name="bernoulli"), notes
+    keep_prob = p.clamp(min=1.0 / (s * h * w), max=1.0)
+    return Bernoulli2D(keep_prob.float(), hermitian=hermitian, name="bernoulli"), notes
 
 
 def estimate_family(masks: torch.Tensor) -> MaskFamily:

@@ -282,3 +282,28 @@ def test_tune_sense_lambda_picks_a_regularising_weight(multicoil):
     assert best_t == 1e-2 and table_t[1]["psnr"] > table_t[0]["psnr"] + 1.0
     with pytest.raises(ValueError, match="method"):
         tune_sense_lambda(batches, [1.0], method="l1")
+
+
+def test_the_operator_is_the_argument(measured, multicoil):
+    """cs_tv / cs_tv_objective take the acquisition: the single-coil wrappers (k-space and mask)
+    and the multi-coil ones (coil k-space, maps, mask) are the same computation on the operator
+    they build, and an acquisition without measurements or a real multi-coil image is refused."""
+    from mri_n2n.baselines import cs_tv, cs_tv_objective, tv_sense, tv_sense_objective
+    from mri_n2n.coils import SenseOperator
+
+    pair = measured[1]
+    y, mask = pair.context["kspace"].to(torch.complex64), pair.context["mask"]
+    acq = SpectralSampling(mask[:, None] if mask.ndim == 3 else mask, y)
+    for real in (True, False):
+        out = cs_tv(acq, lam=1e-3, iters=20, real=real)
+        assert torch.equal(out, tv_reconstruct(y, mask, lam=1e-3, iters=20, real=real))
+        assert torch.equal(cs_tv_objective(acq, out, 1e-3), tv_objective(out, y, mask, 1e-3))
+    x, yc, maps, m = multicoil
+    sense = SenseOperator(maps, m, yc)
+    out = cs_tv(sense, lam=3e-3, iters=10)
+    assert torch.equal(out, tv_sense(yc, maps, m, lam=3e-3, iters=10))
+    assert torch.equal(cs_tv_objective(sense, out, 3e-3), tv_sense_objective(out, yc, maps, m, 3e-3))
+    with pytest.raises(ValueError, match="measurements"):
+        cs_tv(SpectralSampling(acq.mask), lam=1e-3)
+    with pytest.raises(ValueError, match="multi-coil"):
+        cs_tv(sense, lam=1e-3, real=True)

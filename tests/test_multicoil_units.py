@@ -159,7 +159,8 @@ def _capture(rec: Reconstructor) -> tuple[list[tuple[torch.Tensor, dict]], objec
     seen: list[tuple[torch.Tensor, dict]] = []
     if rec.model.ends_with_dc:
         def hook(module, args, kwargs, output):
-            seen.append((output.detach().clone(), {k: kwargs[k] for k in ("mask", "kspace", "maps")}))
+            acq = kwargs["acq"] if "acq" in kwargs else args[1]  # model(x, acq)
+            seen.append((output.detach().clone(), {"mask": acq.mask, "kspace": acq.y, "maps": acq.maps}))
 
         rec.model._forward_hooks.clear()
         rec.model.register_forward_hook(hook, with_kwargs=True)

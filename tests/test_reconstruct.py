@@ -561,3 +561,33 @@ def test_bench_cli_reconstruct_writes_json_and_markdown(ckpt, tmp_path):
         f"| 256x256x16 | {res['batch_size']} | cpu | {res['threads']} | {res['slices_per_s']:.2f} | {ckpt} |"
     )
     assert lines[head + 2] == row
+
+
+@pytest.mark.parametrize(
+    "kw, fraction, complex_data",
+    [
+        ({}, None, None),
+        ({}, 0.3, None),
+        ({"complex": True, "density": "gaussian"}, 0.2, None),
+        ({"density": "exp", "fraction": 0.0, "edge": 0.05}, None, None),
+        ({"density": "lines_random", "acceleration": 3.0, "center_fraction": 0.2}, 0.25, True),
+        ({"density": "lines_equispaced"}, None, True),
+    ],
+)
+def test_reconstructor_mask_family_is_the_corruptions(kw, fraction, complex_data):
+    """The Reconstructor builds its mask family from the config without a training corruption:
+    the same law (description and keep probabilities) as the corruption the run trained with."""
+    import dataclasses
+
+    from mri_n2n.corruptions import MRIUndersampling
+    from mri_n2n.reconstruction.api import _mask_family
+
+    cfg = dataclasses.replace(Config(), **kw)
+    ref_cfg = cfg if complex_data is None else dataclasses.replace(cfg, complex=complex_data)
+    want = MRIUndersampling.from_config(ref_cfg, (40, 36), fraction=fraction)
+    got = _mask_family(cfg, (40, 36), fraction, complex_data=complex_data)
+    assert got.describe() == want.family.describe()
+    assert torch.equal(got.keep_probability(), want.family.keep_probability())
+    if fraction is None and complex_data is None:
+        rec = Reconstructor(torch.nn.Conv2d(1, 1, 3, padding=1), cfg, device="cpu")
+        assert torch.equal(rec.keep_prob((40, 36)), want.density)

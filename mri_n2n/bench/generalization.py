@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..baselines import tv_reconstruct
+from ..baselines import cs_tv
 from ..data import volume_scale
 from ..data.sources import get_source, sources
-from ..fft import fft2c
 from ..metrics import volume_metrics
+from ..physics import SpectralSampling
 from ..reconstruction import Reconstructor
 from ..reconstruction.engine import simulated_masks
 
@@ -95,13 +95,14 @@ def _cs_tv(
     slices = torch.from_numpy(np.ascontiguousarray(ref)) / scale
     n, h, w = slices.shape
     masks = simulated_masks(rec.corruption((h, w), fraction), range(n), seed)
-    y = fft2c(slices) * masks
+    sampling = SpectralSampling(masks)
+    acq = sampling.with_data(sampling.forward(slices))
     t0 = time.perf_counter()
     scores: dict[float, dict[str, float]] = {}
 
     def run(lam: float) -> None:
         if lam not in scores:
-            out = tv_reconstruct(y, masks, lam=lam, iters=iters, rho=30.0 * lam)
+            out = cs_tv(acq, lam=lam, iters=iters, rho=30.0 * lam, real=True)
             scores[lam] = volume_metrics(out.abs().reshape(n, h, w) * scale, ref)
 
     for lam in lams:

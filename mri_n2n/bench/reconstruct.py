@@ -12,8 +12,8 @@ import torch
 
 from ..config import Config, resolve_config
 from ..data.synthetic import phantom_volume
-from ..fft import fft2c
 from ..models import build_model
+from ..physics import SpectralSampling
 from ..reconstruction import Reconstructor
 from ..reconstruction.engine import simulated_masks
 
@@ -79,8 +79,9 @@ def bench_reconstruct(
         vol = phantom_volume((size, size, slices), content=(0, slices), seed=seed, peak=1000.0)
         images = np.moveaxis(vol, 2, 0)
         corruption = rec.corruption((size, size), fraction)
-        masks = simulated_masks(corruption, range(slices), seed).numpy()
-        kspace = (fft2c(torch.from_numpy(np.ascontiguousarray(images))).numpy() * masks).astype(np.complex64)
+        masks = simulated_masks(corruption, range(slices), seed)
+        kspace = SpectralSampling(masks).forward(torch.from_numpy(np.ascontiguousarray(images)))
+        kspace, masks = kspace.numpy().astype(np.complex64), masks.numpy()
         rec.kspace(kspace[: min(batch_size, slices)], masks[: min(batch_size, slices)])  # warm-up
         if rec.device.type == "cuda":
             torch.cuda.synchronize(rec.device)

@@ -3,16 +3,17 @@
 The *pipeline* step is what :class:`~mri_n2n.training.Trainer` does: fetch a batch from the
 dataset, draw two Hermitian masks per sample, FFTs, density-compensated zero-filling, the
 forward pass, data consistency, the loss, backward and the Adam step. The *bare* step is the
-same network's forward/backward/Adam step on tensors already in memory: the floor the
-pipeline's overhead is measured against. The *reference* step is a same-size plain cascade
-written here (:class:`PlainCascade`: per cascade a DnCNN-style stack of 3x3 convolutions and
-ReLUs with a residual, then the closed-form single-coil data consistency by uncentred FFTs,
-contiguous memory layout, as a peer such as deepinv's unrolled HQS network runs on a CPU) on
-the same tensors, mask and optimiser settings: what our network's step is compared with (also
-timed in the channels-last layout our trainer uses on a CPU, for a like-for-like layout). Blocks
-of the three are interleaved and the median block rate is reported with its spread (the
-smallest and largest block), so slow drifts of a shared machine hit all alike; the ratio of our
-bare step to the reference is the median of the per-block ratios.
+same network's forward/backward/Adam step on tensors already in memory: the floor the pipeline's
+overhead is measured against. The *reference* step is a same-size plain cascade written here
+(:class:`PlainCascade`: per cascade a DnCNN-style stack of 3x3 convolutions and ReLUs with a
+residual, then the single-coil data-consistency projection
+(:meth:`~mri_n2n.physics.Acquisition.project`, by uncentred FFTs), contiguous memory layout, as
+a peer such as deepinv's unrolled HQS network runs on a CPU) on the same tensors, mask and
+optimiser settings: what our network's step is compared with (also timed in the channels-last
+layout our trainer uses on a CPU, for a like-for-like layout). Blocks of the three are
+interleaved and the median block rate is reported with its spread (the smallest and largest
+block), so slow drifts of a shared machine hit all alike; the ratio of our bare step to the
+reference is the median of the per-block ratios.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from torch import nn
 
 from ..config import Config, resolve_config
 from ..corruptions import MRIUndersampling
-from ..fft import ifft2c
+from ..physics import SpectralSampling
 from ..training import Trainer
 
 __all__ = ["bench_speed", "PlainCascade"]
@@ -37,7 +38,7 @@ __all__ = ["bench_speed", "PlainCascade"]
 class PlainCascade(nn.Module):
     """The reference of :func:`bench_speed`: ``cascades`` x (``x + CNN(x)``, then data
     consistency ``F^-1((1 - M') F x) + F_c^-1 (M y)`` with uncentred FFTs, ``M'`` the mask in
-    their order), each CNN ``depth`` 3x3
+    their order: :meth:`~mri_n2n.physics.Acquisition.project`), each CNN ``depth`` 3x3
     convolutions ``width`` wide with ReLUs between; real ``(B, 1, H, W)`` or complex
     ``(B, 2, H, W)`` images, bool mask ``(B, H, W)`` and complex k-space ``(B, H, W)`` centred as
     :mod:`mri_n2n.fft` centres them (shifted once per call)."""
@@ -55,14 +56,11 @@ class PlainCascade(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, kspace: torch.Tensor) -> torch.Tensor:
         m = mask.reshape(-1, *mask.shape[-2:]).bool()
-        y = kspace.reshape(-1, *kspace.shape[-2:])
-        measured = ifft2c(torch.where(m, y, torch.zeros_like(y)))  # F_c^-1 (M y), once
-        unmeasured = ~torch.fft.ifftshift(m, dim=(-2, -1))  # 1 - M in uncentred FFT order
+        acq = SpectralSampling(m, kspace.reshape(-1, 1, *kspace.shape[-2:]))  # F_c^-1 (M y) once
+        channels = x.shape[1]
         for cnn in self.cnns:
             x = x + cnn(x)
-            z = x[:, 0] if x.shape[1] == 1 else torch.complex(x[:, 0], x[:, 1])
-            z = torch.fft.ifft2(torch.fft.fft2(z, norm="ortho") * unmeasured, norm="ortho") + measured
-            x = z.real[:, None] if x.shape[1] == 1 else torch.stack([z.real, z.imag], dim=1)
+            x = acq.channels_of(acq.project(acq.image_of(x)), channels)
         return x
 
 

@@ -44,10 +44,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..fft import ifft2c
 from ..io import VolumeError
 from ..io.kspace import as_complex, find_kspace_files, open_h5, read_kspace_h5
 from ..seeding import stable_ident
+from ._acquire import image_of
 from .base import DataDirError
 from .folders import split_by_key
 from .maps_cache import resolve_maps_cache
@@ -127,13 +127,14 @@ def kspace_to_image(
     complex_output: bool = False,
     recon_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """``ifft2c`` of ``(..., ky, kx)`` k-space, centre-cropped to ``recon_shape`` (the file's
+    """The image ``F^-1 k`` of fully sampled ``(..., ky, kx)`` k-space (``F`` the centred FFT of
+    :mod:`mri_n2n.fft`), centre-cropped to ``recon_shape`` (the file's
     reconstruction matrix) when given, then centre cropped/padded to ``size`` in image space.
 
     Returns:
         complex64 image(s) if ``complex_output`` else float32 magnitude.
     """
-    img = ifft2c(torch.from_numpy(np.ascontiguousarray(kspace, dtype=np.complex64))).numpy()
+    img = image_of(np.ascontiguousarray(kspace, dtype=np.complex64)).numpy()
     if recon_shape is not None:
         img = center_pad_crop(img, recon_shape)
     if size is not None:

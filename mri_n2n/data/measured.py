@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..fft import fft2c, ifft2c
 from ..io.kspace import ismrmrd_recon_shape
 from ..mask_estimation import estimate_family
 from ..masks import LINE_FAMILIES, MaskFamily, family_from_description
+from ._acquire import image_of, kspace_of, sampled
 
 __all__ = [
     "check_centred", "file_mask_law", "unidentified_note", "UNIDENTIFIED", "crop_readout", "law_mismatch",
@@ -134,13 +134,13 @@ def crop_readout(
         return kspace, mask
     if mask is not None and not bool((np.asarray(mask) == np.asarray(mask)[:, :1, :]).all()):
         raise ValueError("readout cropping needs a mask of whole columns (a 1-D Cartesian mask)")
-    img = ifft2c(torch.from_numpy(np.ascontiguousarray(kspace)))
+    img = image_of(np.ascontiguousarray(kspace))
     top = (h - rows) // 2
-    out = fft2c(img[:, top : top + rows, :]).numpy().astype(np.complex64)
+    out = kspace_of(img[:, top : top + rows, :]).numpy().astype(np.complex64)
     if mask is None:
         return out, None
     m = np.ascontiguousarray(np.asarray(mask, bool)[:, :rows, :])
-    return np.where(m, out, 0).astype(np.complex64), m
+    return sampled(out, m), m
 
 
 def law_mismatch(trained: MaskFamily, measured: MaskFamily, *, tolerance: float = 1.25) -> str | None:

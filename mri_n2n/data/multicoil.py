@@ -36,11 +36,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ..coils import compress_coils, estimate_maps
-from ..fft import ifft2c
 from ..io import VolumeError
 from ..io.kspace import as_complex, open_h5
 from ..io.raw import read_raw
 from ..seeding import stable_ident
+from ._acquire import image_of
 from .maps_cache import MapsCache
 from .slices import center_pad_crop, file_slice_rows, volume_scale
 
@@ -276,7 +276,7 @@ class MultiCoilSliceDataset(Dataset):
         if mc.reference is not None:
             ref = center_pad_crop(np.asarray(mc.reference[k], np.float32), self.size)
             return (ref / self._info[fi][0]).astype(np.float32)
-        img = ifft2c(torch.from_numpy(self.coil_kspace(i))).numpy()
+        img = image_of(self.coil_kspace(i)).numpy()
         return np.sqrt((np.abs(img) ** 2).sum(0)).astype(np.float32)
 
     def provenance(self, i: int) -> dict[str, Any]:

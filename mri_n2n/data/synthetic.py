@@ -31,9 +31,9 @@ import torch
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from ..fft import fft2c
 from ..io import atomic_path
 from ..masks import make_family
+from ._acquire import kspace_of, sampled
 
 __all__ = [
     "phantom_volume",
@@ -400,14 +400,14 @@ def write_fastmri_h5(
         padded = np.zeros((s_, oversample * h, w), np.complex64)
         top = (oversample * h - h) // 2
         padded[:, top : top + h] = imgs
-    k = fft2c(torch.from_numpy(padded)).numpy().astype(np.complex64)
+    k = kspace_of(padded).numpy().astype(np.complex64)
     if noise_std > 0:
         rng = np.random.default_rng(seed)
         k = k + (noise_std / np.sqrt(2) * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape)))
         k = k.astype(np.complex64)
     if mask is not None:
         m = np.asarray(mask) > 0
-        k = np.where(m if m.ndim != 1 else m[None, None, :], k, 0).astype(np.complex64)
+        k = sampled(k, m if m.ndim != 1 else m[None, None, :])
     path = Path(path)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:

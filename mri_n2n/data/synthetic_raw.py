@@ -25,10 +25,9 @@ from typing import Any
 
 import h5py
 import numpy as np
-import torch
 
-from ..fft import fft2c
 from ..io import atomic_path
+from ._acquire import kspace_of, sampled
 
 __all__ = [
     "coil_kspace",
@@ -55,7 +54,7 @@ def coil_kspace(
         padded = np.zeros((s, c, oversample * h, w), np.complex64)
         top = (oversample * h - h) // 2
         padded[:, :, top : top + h] = coil
-    k = fft2c(torch.from_numpy(padded)).numpy().astype(np.complex64)
+    k = kspace_of(padded).numpy().astype(np.complex64)
     if noise_std > 0:
         rng = np.random.default_rng(seed)
         noise = rng.standard_normal((2, *k.shape)).astype(np.float32) * (noise_std / np.sqrt(2))
@@ -132,7 +131,7 @@ def write_fastmri_multicoil_h5(
     k, coil = coil_kspace(images, maps, oversample=oversample, noise_std=noise_std, seed=seed)
     s, c, rows, w = k.shape
     if mask is not None:
-        k = np.where(np.asarray(mask)[None, None, None, :] > 0, k, 0).astype(np.complex64)
+        k = sampled(k, np.asarray(mask)[None, None, None, :] > 0)
     rss = np.sqrt((np.abs(coil) ** 2).sum(axis=1)).astype(np.float32)
     header = ismrmrd_header_xml((rows, w), (coil.shape[2], w), voxel_size, coils=c, slices=s)
     path = Path(path)

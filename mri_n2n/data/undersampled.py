@@ -33,11 +33,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..fft import ifft2c
 from ..io import VolumeError
 from ..io.kspace import as_complex, expand_mask, open_h5, read_kspace_h5
 from ..masks import MASK_LAW_ATTR, Bernoulli2D, IndependentLines, MaskFamily
+from ..physics import SpectralSampling
 from ..seeding import stable_ident
+from ._acquire import sampled
 from .measured import CenteringError, check_centred, crop_readout, file_mask_law, file_recon_shape
 from .slices import center_pad_crop, file_slice_rows, volume_scale
 
@@ -73,7 +74,7 @@ def measured_slice(
     k = center_pad_crop(k[0], size)
     m = center_pad_crop(m[0].astype(np.float32), size) > 0.5
     p = center_pad_crop(np.asarray(p, np.float32), size)
-    return np.where(m, k, 0).astype(np.complex64), m, np.where(p > 0, p, 0).astype(np.float32)
+    return sampled(k, m), m, np.where(p > 0, p, 0).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -101,8 +102,10 @@ def _file_info(
     imgs, p_grid = [], None
     for s in range(k.shape[0]):
         ks, ms, p_grid = measured_slice(k[s], np.asarray(m[s]), p, rows=rows, size=size)
-        comp = np.where(ms, ks / np.maximum(p_grid, 1e-12), 0)
-        imgs.append(np.abs(ifft2c(torch.from_numpy(comp)).numpy()))
+        # the 1/p compensated zero-filled image: A^H (y / p) (Acquisition.zero_filled multiplies by
+        # 1/p, which rounds differently from this division: the files' scales stay as they were)
+        comp = torch.from_numpy(ks / np.maximum(p_grid, 1e-12))
+        imgs.append(np.abs(SpectralSampling(torch.from_numpy(ms)).adjoint(comp).numpy()))
     mag = np.stack(imgs)
     nonblack = tuple(int(i) for i in np.nonzero(mag.reshape(len(mag), -1).max(axis=1) > 0)[0])
     return volume_scale(mag, normalize), nonblack, p, p_grid, lines, rows

@@ -18,7 +18,6 @@ from ..checkpoint import (
 )
 from ..config import Config
 from ..corruptions import MRIUndersampling
-from ..corruptions.multicoil import MultiCoilUndersampling
 from ..data.measured import (
     CenteringError,
     check_centred,
@@ -30,7 +29,7 @@ from ..data.measured import (
 from ..devices import resolve_device
 from ..io.kspace import KSpaceInput, as_kspace, expand_mask
 from ..io.multicoil import MultiCoilKSpace
-from ..masks import MaskFamily, family_from_description
+from ..masks import MaskFamily, family_from_description, make_family
 from ..models.ensemble import SelfEnsemble
 from .adapt import (
     ADAPT_BATCH_SIZE,
@@ -58,6 +57,38 @@ from .engine import (
 from .multicoil import reconstruct_multicoil
 
 __all__ = ["Reconstructor"]
+
+
+def _mask_family(
+    config: Config, shape: tuple[int, int], fraction: float | None = None, *, complex_data: bool | None = None
+) -> MaskFamily:
+    """The mask family of a run's config for k-space of ``shape``, at mean density ``fraction``
+    when given (line families: acceleration ``1 / fraction``), Hermitian draws for real data
+    (``complex_data``, default the config's): the family
+    :meth:`~mri_n2n.corruptions.MRIUndersampling.from_config` draws from, without the rest of a
+    training corruption.
+
+    Raises:
+        ValueError: a ``fraction`` outside ``(0, 1]`` or a family that cannot be built.
+    """
+    frac, acceleration = config.fraction, config.acceleration
+    if fraction is not None:
+        if not 0.0 < float(fraction) <= 1.0:
+            raise ValueError(f"sampling density must lie in (0, 1], got {fraction}")
+        if config.density.startswith("lines_"):
+            acceleration = 1.0 / float(fraction)
+        else:
+            frac = float(fraction)
+    real = not (bool(config.complex) if complex_data is None else complex_data)
+    return make_family(
+        config.density,
+        (int(shape[0]), int(shape[1])),
+        fraction=frac if frac else None,
+        edge=config.edge,
+        acceleration=acceleration,
+        center_fraction=config.center_fraction,
+        hermitian=real,
+    )
 
 
 class Reconstructor:
@@ -129,7 +160,7 @@ class Reconstructor:
         #: multi-coil files' output convention when :meth:`multicoil` is given none: ``"rss"``
         #: (fastMRI's) or ``"sense"`` (:func:`~mri_n2n.reconstruction.multicoil.multicoil_output`)
         self.multicoil_output = "rss"
-        self._densities: dict[tuple[int, int], torch.Tensor] = {}
+        self._keep_probs: dict[tuple[int, int], torch.Tensor] = {}
 
     @classmethod
     def from_pretrained(
@@ -216,17 +247,20 @@ class Reconstructor:
         """The checkpoint's slicing axis."""
         return self.config.axis
 
-    def density(self, shape: tuple[int, int]) -> torch.Tensor:
-        """The compensation density of the checkpoint's own mask family for k-space of ``shape``
-        (what its training used; measured k-space uses the file's law instead)."""
+    def keep_prob(self, shape: tuple[int, int]) -> torch.Tensor:
+        """The keep probability (the ``1 / p`` compensation) of the checkpoint's own mask family
+        for k-space of ``shape``, of the masks the network works with (real data: their
+        Hermitian completion); what its training used; measured k-space uses the file's law."""
         key = (int(shape[0]), int(shape[1]))
-        if key not in self._densities:
-            self._densities[key] = MRIUndersampling.from_config(self.config, key).density
-        return self._densities[key]
+        if key not in self._keep_probs:
+            fam = self.family(key)
+            p = fam.keep_probability() if self.config.complex else fam.real_keep_probability()
+            self._keep_probs[key] = p.float()
+        return self._keep_probs[key]
 
     def family(self, shape: tuple[int, int]) -> MaskFamily:
         """The checkpoint's mask family for k-space of ``shape``."""
-        return MRIUndersampling.from_config(self.config, (int(shape[0]), int(shape[1]))).family
+        return _mask_family(self.config, shape)
 
     def corruption(self, shape: tuple[int, int], fraction: float | None = None) -> MRIUndersampling:
         """The checkpoint's corruption for ``shape``, at mean density ``fraction`` when given."""
@@ -279,7 +313,7 @@ class Reconstructor:
             k,
             mask,
             None if fam is None else fam.keep_probability(),
-            real_density=None if fam is None else fam.real_keep_probability(),
+            real_keep_prob=None if fam is None else fam.real_keep_probability(),
             normalize=kspace_normalize(self.normalize),
             batch_size=self.batch_size,
             amp=self.amp,
@@ -475,12 +509,12 @@ class Reconstructor:
         ``None``: the trained count)."""
         s, c, h, w = mc.kspace.shape
         rows = min(mc.recon_shape[0], h) if mc.recon_shape else h
-        corruption = MultiCoilUndersampling.from_config(self.config, (rows, w), fraction=simulate, coils=c)
+        family = _mask_family(self.config, (rows, w), simulate, complex_data=True)  # coil data: complex
         result = reconstruct_multicoil(
             self.model,
-            corruption.project,
+            None,  # the acquisition's per-coil projection
             mc,
-            family=corruption.family,
+            family=family,
             simulate=simulate,
             seed=seed,
             batch_size=self.batch_size,

@@ -18,11 +18,11 @@ import torch
 
 from ..corruptions import MRIUndersampling
 from ..data import center_pad_crop, volume_scale
-from ..fft import fft2c, ifft2c, to_channels, to_complex
+from ..fft import to_channels, to_complex
 from ..io.kspace import as_kspace, expand_mask
 from ..masks import complete_measurements
 from ..metrics import ssim
-from ..models import apply_model, ends_with_dc, uses_measurements
+from ..models import apply_model, ends_with_dc
 from ..physics import Acquisition, SpectralSampling
 from ..sampling import hermitian_mirror, radius_grid
 from ..seeding import seeded_generator, stable_ident
@@ -139,10 +139,39 @@ def phase_factors(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         return ones
     sigma = max(min(h, w) / 32.0, 2.0)
     win = torch.exp(-0.5 * radius_grid((h, w)).square() / sigma**2).to(device=y.device, dtype=y.real.dtype)
-    low = ifft2c(y * win)
+    low = SpectralSampling(m).combine(y * win)  # the low-resolution image of the measurements
     mag = low.abs()
     ph = torch.where(mag > 0, low / mag.clamp_min(torch.finfo(mag.dtype).tiny), ones)
     return torch.where(real_like[:, None, None], ones, ph)
+
+
+def _acquisition(
+    y: torch.Tensor,
+    m: torch.Tensor,
+    keep_prob: torch.Tensor,
+    real_keep_prob: torch.Tensor,
+    *,
+    real_model: bool,
+) -> Acquisition:
+    """The acquisition of a batch of slices with signal as the network sees them, images
+    ``(B, 1, H, W)``: measured k-space ``y`` (zero off the mask) and bool masks ``m``, ``(B, H, W)``,
+    with the law's keep probability. For a one-channel (real) model, slices with Hermitian
+    measurements get the Hermitian completion of their data and mask and ``real_keep_prob``;
+    when any slice is not Hermitian, the acquisition carries every slice's
+    :func:`phase_factors` (1 for the Hermitian ones)."""
+    p: torch.Tensor = keep_prob
+    phase = None
+    if real_model:
+        ph = phase_factors(y, m)
+        real_like = (ph == 1).flatten(1).all(1)
+        if bool(real_like.any()):  # a real image: its Hermitian completion
+            yc, mc = complete_measurements(y, m)
+            rl = real_like[:, None, None]
+            y, m = torch.where(rl, yc, y), torch.where(rl, mc, m)
+            p = torch.where(rl, real_keep_prob, keep_prob)
+        if not bool(real_like.all()):
+            phase = ph
+    return Acquisition(m, None, y[:, None], keep_prob=p, phase=phase)
 
 
 BatchFn = Callable[[list[int]], tuple[torch.Tensor, torch.Tensor, np.ndarray | None]]
@@ -156,8 +185,8 @@ def _adapt_with(adapt: AdaptFn | None, model: torch.nn.Module, n: int, batch_fn:
     if adapt is None:
         return model
     y, m, _ = batch_fn(list(range(n)))
-    m = m.bool()
-    return adapt(torch.where(m, y.to(torch.complex64), 0) / scale, m)
+    acq = SpectralSampling(m.bool()).with_data(y.to(torch.complex64))
+    return adapt(acq.y / scale, acq.mask)
 
 
 @dataclass
@@ -217,7 +246,7 @@ def _run(
     *,
     n: int,
     batch_fn: BatchFn,
-    density: torch.Tensor,
+    keep_prob: torch.Tensor,
     scale: float,
     out_view: np.ndarray,
     batch_size: int,
@@ -225,7 +254,7 @@ def _run(
     data_range: float | None,
     preview_index: int,
     complex_view: np.ndarray | None = None,
-    real_density: torch.Tensor | None = None,
+    real_keep_prob: torch.Tensor | None = None,
     output_shape: tuple[int, int] | None = None,
 ) -> tuple[_Accum, dict[str, Any]]:
     """Stream ``n`` slices through zero-filling, the network and data consistency.
@@ -235,10 +264,13 @@ def _run(
     ``(B, H, W)``. Magnitudes (input units, centre-cropped in image space to ``output_shape``
     when given) go to ``out_view[indices]`` (a ``(n, H', W')`` view of the output volume).
 
-    A one-channel (real) model given the measurements of a real image (Hermitian on the
-    frequencies measured with their partner) works with the Hermitian completion of the mask,
-    compensated by ``real_density`` (default ``density``), as it was trained; other slices are
-    phase-demodulated (:func:`phase_factors`) and use the mask as measured.
+    Each batch's slices with signal are one :class:`~mri_n2n.physics.Acquisition`: it gives the
+    ``1 / p`` compensated zero-filled input, goes to the network (:func:`~mri_n2n.models.apply_model`)
+    and projects its output onto the measurements. A one-channel (real) model given the
+    measurements of a real image (Hermitian on the frequencies measured with their partner) works
+    with the Hermitian completion of the mask, compensated by ``real_keep_prob`` (default
+    ``keep_prob``), as it was trained; other slices are phase-demodulated (:func:`phase_factors`,
+    the acquisition's ``phase``) and use the mask as measured.
     """
     device = _model_device(model)
     if device.type == "cpu":  # bound host memory: at most CPU_MAX_PIXELS per network call
@@ -247,9 +279,8 @@ def _run(
     use_amp = (device.type == "cuda") if amp is None else (bool(amp) and device.type == "cuda")
     amp_dtype = _amp_dtype(device)
     complex_model = model_channels(model) == 2
-    measured = uses_measurements(model)
-    dens = density.to(device=device, dtype=torch.float32)
-    rdens = dens if real_density is None else real_density.to(device=device, dtype=torch.float32)
+    p = keep_prob.to(device=device, dtype=torch.float32)
+    p_real = p if real_keep_prob is None else real_keep_prob.to(device=device, dtype=torch.float32)
     acc = _Accum(data_range)
 
     def crop(a: np.ndarray) -> np.ndarray:
@@ -263,52 +294,42 @@ def _run(
             idx = list(range(start, min(n, start + batch_size)))
             y_cpu, m_cpu, ref = batch_fn(idx)
             m = m_cpu.to(device=device, dtype=torch.bool)
-            y = y_cpu.to(device=device, dtype=torch.complex64) * inv
-            y = torch.where(m, y, torch.zeros_like(y))
+            # the whole batch's measurements M y (its adjoint: the uncompensated zero-filled images)
+            whole = SpectralSampling(m).with_data(y_cpu.to(device, torch.complex64) * inv)
+            y = whole.y
             active = y.abs().flatten(1).amax(1) > 0
             msum = m.flatten(1).float().mean(1)
             for b in range(len(idx)):
                 if bool(active[b]):
                     acc.frac_sum += float(msum[b])
                     acc.frac_n += 1
-            op = SpectralSampling(m)
-            z = op.zero_filled(y, dens)
+            z = torch.zeros_like(y)  # the compensated zero-filled images, 0 for slices without signal
             x = torch.zeros_like(z)
             if bool(active.any()):
                 sel = active.nonzero().flatten()
-                ya, za, ma = y[sel], z[sel], m[sel]
+                acq = _acquisition(y[sel], m[sel], p, p_real, real_model=not complex_model)
+                za = acq.zero_filled()[:, 0]
+                z[sel] = za  # the reported compensated zero-filled image is the network's input
                 if complex_model:
                     inp = to_channels(za)
-                    phase = None
                 else:
-                    phase = phase_factors(ya, ma)
-                    real_like = (phase == 1).flatten(1).all(1)
-                    if bool(real_like.any()):  # a real image: its Hermitian completion
-                        yc, mc = complete_measurements(ya, ma)
-                        zc = SpectralSampling(mc).zero_filled(yc, rdens)
-                        rl = real_like[:, None, None]
-                        ya, ma, za = torch.where(rl, yc, ya), torch.where(rl, mc, ma), torch.where(rl, zc, za)
-                    inp = (za * phase.conj()).real[:, None]
-                    z[sel] = za  # the reported compensated zero-filled image is the network's input
-                acq = Acquisition(ma)  # a self-ensemble of a U-Net reads the mask's geometry
-                if measured:  # unrolled nets: data consistency after every cascade
-                    real_phase = phase is not None and not bool((phase == 1).all())
-                    acq = Acquisition(ma, None, ya[:, None], phase=phase if real_phase else None)
+                    inp = (za * acq.phase.conj()).real[:, None] if acq.phase is not None else za.real[:, None]
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     out = apply_model(model, inp.float(), acq)
                 out = out.float()
-                est = to_complex(out)  # one channel (a real model): the real part
-                if not complex_model:
-                    est = est * phase
-                x[sel] = est if ends_with_dc(model) else SpectralSampling(ma).project(est, ya)
-            z = torch.where(active[:, None, None], z, torch.zeros_like(z))
+                est = to_complex(out, keepdim=True)  # one channel (a real model): the real part
+                if acq.phase is not None:
+                    est = est * acq.phase[:, None]
+                # the centred projection (acq.project(est) would take the uncentred fast path,
+                # equal up to float round-off)
+                x[sel] = (est if ends_with_dc(model) else acq.project(est, acq.y))[:, 0]
             rec = crop((x.abs() * scale).float().cpu().numpy())
             zf = crop((z.abs() * scale).float().cpu().numpy())
             out_view[idx] = rec
             if complex_view is not None:
                 complex_view[idx] = crop((x * scale).cpu().numpy())
             if ref is not None:  # the uncompensated zero-filled image only serves the metrics
-                plain = crop((op.adjoint(y).abs() * scale).float().cpu().numpy())
+                plain = crop((whole.adjoint().abs() * scale).float().cpu().numpy())
                 acc.add({"zf": zf, "plain": plain, "rec": rec}, ref)
             if preview_index in idx:
                 b = idx.index(preview_index)
@@ -351,9 +372,9 @@ def reconstruct_kspace(
     model: torch.nn.Module,
     kspace: np.ndarray,
     mask: np.ndarray | None = None,
-    density: torch.Tensor | np.ndarray | None = None,
+    keep_prob: torch.Tensor | np.ndarray | None = None,
     *,
-    real_density: torch.Tensor | np.ndarray | None = None,
+    real_keep_prob: torch.Tensor | np.ndarray | None = None,
     normalize: str = "p99.5",
     batch_size: int = 8,
     amp: bool | None = None,
@@ -371,12 +392,12 @@ def reconstruct_kspace(
         kspace: complex ``(slices, ky, kx)`` or ``(ky, kx)``, DC at ``(ky // 2, kx // 2)``.
         mask: sampled frequencies, broadcastable to ``kspace`` (1-D masks run over ``kx``);
             ``None``: the non-zero pattern of ``kspace``. Values outside the mask are ignored.
-        density: keep probabilities ``(ky, kx)`` of the law the mask was drawn from, for the
+        keep_prob: keep probabilities ``(ky, kx)`` of the law the mask was drawn from, for the
             ``1 / p`` compensation (:meth:`mri_n2n.masks.MaskFamily.keep_probability`);
             ``None``: no compensation.
-        real_density: the keep probabilities of the mask's Hermitian completion
+        real_keep_prob: the keep probabilities of the mask's Hermitian completion
             (:meth:`~mri_n2n.masks.MaskFamily.real_keep_probability`), used by one-channel
-            models on the measurements of a real image; default ``density``.
+            models on the measurements of a real image; default ``keep_prob``.
         normalize: how the zero-filled magnitude volume is normalised
             (:func:`mri_n2n.data.volume_scale`); see :func:`kspace_normalize`.
         batch_size: slices per network call.
@@ -401,7 +422,7 @@ def reconstruct_kspace(
     s, h, w = k.shape
     m = None if mask is None else expand_mask(mask, k.shape, "mask")
 
-    def as_density(d: torch.Tensor | np.ndarray | None, what: str) -> torch.Tensor | None:
+    def as_keep_prob(d: torch.Tensor | np.ndarray | None, what: str) -> torch.Tensor | None:
         if d is None:
             return None
         t = torch.as_tensor(np.asarray(d), dtype=torch.float32)
@@ -411,9 +432,9 @@ def reconstruct_kspace(
             )
         return t
 
-    dens = as_density(density, "density")
-    dens = torch.ones(h, w) if dens is None else dens
-    rdens = as_density(real_density, "real density")
+    p = as_keep_prob(keep_prob, "keep probability")
+    p = torch.ones(h, w) if p is None else p
+    p_real = as_keep_prob(real_keep_prob, "real keep probability")
     ref = None
     if reference is not None:
         ref = np.asarray(reference, np.float32)
@@ -439,15 +460,14 @@ def reconstruct_kspace(
     zf_mag = np.zeros((s, oh, ow), np.float32)
     energy = np.zeros(s)
     dev = _model_device(model)
-    dens_dev = dens.to(dev)
+    p_dev = p.to(dev)
     for start in range(0, s, bs):
         idx = list(range(start, min(s, start + bs)))
         y, mm, _ = batches(idx)
-        y, mm = y.to(dev), mm.to(dev)
-        y = torch.where(mm, y, torch.zeros_like(y))
-        mag = SpectralSampling(mm).zero_filled(y, dens_dev).abs().cpu().numpy()
+        acq = SpectralSampling(mm.to(dev), keep_prob=p_dev).with_data(y.to(dev))
+        mag = acq.zero_filled().abs().cpu().numpy()
         zf_mag[idx] = mag if output_shape is None else center_pad_crop(mag, (oh, ow))
-        energy[idx] = y.abs().flatten(1).amax(1).cpu().numpy()
+        energy[idx] = acq.y.abs().flatten(1).amax(1).cpu().numpy()
     if not energy.any():
         raise ReconstructionError("no sampled k-space value is non-zero: nothing to reconstruct")
     scale = volume_scale(zf_mag, normalize)
@@ -465,7 +485,7 @@ def reconstruct_kspace(
         model,
         n=s,
         batch_fn=batches,
-        density=dens,
+        keep_prob=p,
         scale=scale,
         out_view=view,
         batch_size=bs,
@@ -473,7 +493,7 @@ def reconstruct_kspace(
         data_range=dr,
         preview_index=_middle_active(energy),
         complex_view=cview,
-        real_density=rdens,
+        real_keep_prob=p_real,
         output_shape=None if output_shape is None else (oh, ow),
     )
     frac = acc.frac_sum / acc.frac_n if acc.frac_n else 0.0
@@ -521,12 +541,12 @@ def reconstruct_volume(
 
     The slices along ``axis`` are normalised like training (divided by ``volume_scale(array,
     normalize)``), undersampled with masks from ``corruption`` seeded per slice
-    (:func:`slice_seed`), zero-filled with its density compensation, passed through the network
+    (:func:`slice_seed`), zero-filled with its ``1 / p`` compensation, passed through the network
     and projected onto their measurements; outputs are mapped back to the array's units.
 
     Args:
         model: the MRI network (on its device).
-        corruption: an :class:`MRIUndersampling` whose density matches the slice shape (see
+        corruption: an :class:`MRIUndersampling` whose mask family matches the slice shape (see
             :meth:`MRIUndersampling.from_config`).
         array: real image volume, e.g. :attr:`mri_n2n.data.Volume.array`.
         axis: slicing axis (the checkpoint's ``axis``).
@@ -548,9 +568,9 @@ def reconstruct_volume(
         raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
     view_in = np.moveaxis(arr, axis, 0)
     n, h, w = view_in.shape
-    if tuple(corruption.density.shape) != (h, w):
+    if tuple(corruption.family.shape) != (h, w):
         raise ReconstructionError(
-            f"the corruption's density {tuple(corruption.density.shape)} does not match slices {(h, w)}"
+            f"the corruption's mask family {tuple(corruption.family.shape)} does not match slices {(h, w)}"
         )
     if h < 2 or w < 2:
         raise ReconstructionError(f"slices of shape {(h, w)} along axis {axis} are too small")
@@ -568,16 +588,15 @@ def reconstruct_volume(
     def batches(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         ref = np.ascontiguousarray(view_in[idx], dtype=np.float32)
         m = simulated_masks(corruption, idx, seed)
-        y = fft2c(torch.from_numpy(ref)) * m
-        return y, m, ref
+        return SpectralSampling(m).forward(torch.from_numpy(ref)), m, ref
 
     model = _adapt_with(adapt, model, n, batches, scale)
     acc, preview = _run(
         model,
         n=n,
         batch_fn=batches,
-        density=corruption.family.keep_probability(),
-        real_density=corruption.family.real_keep_probability(),
+        keep_prob=corruption.family.keep_probability(),
+        real_keep_prob=corruption.family.real_keep_probability(),
         scale=scale,
         out_view=view,
         batch_size=check_batch(batch_size),
@@ -606,16 +625,16 @@ def simulate_kspace(
 ) -> Reconstruction:
     """Retrospective study of fully sampled k-space ``(slices, ky, kx)``: each slice is
     undersampled with seeded masks from ``corruption`` (:func:`slice_seed`), reconstructed and
-    compared (fastMRI volume metrics) with ``reference`` (default ``|ifft2c(kspace)|``).
+    compared (fastMRI volume metrics) with ``reference`` (default ``|F^-1 kspace|``).
     Outputs (and the default reference) are centre-cropped in image space to ``output_shape``
     (default: the reference's shape, else none) and laid out ``(rows, cols, slices)``; the
     metrics' data range is ``data_range`` (fastMRI: the file's ``max``), default the reference's
     maximum; ``adapt`` (:data:`AdaptFn`) may replace the network once the study is measured."""
     k = as_kspace(kspace, "kspace")
     s, h, w = k.shape
-    if tuple(corruption.density.shape) != (h, w):
+    if tuple(corruption.family.shape) != (h, w):
         raise ReconstructionError(
-            f"the corruption's density {tuple(corruption.density.shape)} does not match k-space {(h, w)}"
+            f"the corruption's mask family {tuple(corruption.family.shape)} does not match k-space {(h, w)}"
         )
     bs = check_batch(batch_size)
     ref_given = None if reference is None else np.asarray(reference, np.float32)
@@ -632,10 +651,11 @@ def simulate_kspace(
     out = np.zeros((oh, ow, s), np.float32)
     view = np.moveaxis(out, 2, 0)
     energy = np.zeros(s)
+    full = SpectralSampling(torch.ones(h, w, dtype=torch.bool))  # F^-1 of the fully sampled k-space
     for start in range(0, s, bs):  # the reference volume (in the output buffer) gives the scale
         idx = list(range(start, min(s, start + bs)))
         if ref_given is None:
-            view[idx] = crop(ifft2c(torch.from_numpy(k[idx])).abs().numpy())
+            view[idx] = crop(full.combine(torch.from_numpy(k[idx])).abs().numpy())
         else:
             view[idx] = ref_given[idx]
         energy[idx] = view[idx].reshape(len(idx), -1).max(1)
@@ -646,17 +666,17 @@ def simulate_kspace(
 
     def batches(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         kk = torch.from_numpy(np.ascontiguousarray(k[idx]))
-        ref = crop(ifft2c(kk).abs().numpy()) if ref_given is None else ref_given[idx]
+        ref = crop(full.combine(kk).abs().numpy()) if ref_given is None else ref_given[idx]
         m = simulated_masks(corruption, idx, seed)
-        return kk * m, m, ref
+        return SpectralSampling(m).sample(kk), m, ref
 
     model = _adapt_with(adapt, model, s, batches, scale)
     acc, preview = _run(
         model,
         n=s,
         batch_fn=batches,
-        density=corruption.family.keep_probability(),
-        real_density=corruption.family.real_keep_probability(),
+        keep_prob=corruption.family.keep_probability(),
+        real_keep_prob=corruption.family.real_keep_probability(),
         scale=scale,
         out_view=view,
         batch_size=bs,

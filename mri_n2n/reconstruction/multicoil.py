@@ -6,9 +6,12 @@ coil maps are estimated from the fully sampled k-space centre (:func:`mri_n2n.co
 Walsh's method, as for training: ESPIRiT needs a wider calibration region than accelerated line
 masks keep), the network sees the SENSE-1 zero-filled image compensated by the file's mask law
 (recorded or estimated, :func:`~mri_n2n.data.measured.file_mask_law`), unrolled networks get the
-coils' measurements and maps for their data consistency, and the output goes through the
-multi-coil data consistency of :class:`~mri_n2n.corruptions.multicoil.MultiCoilUndersampling`
-(``--dc prox`` networks: their own). The written image follows fastMRI's convention
+coils' measurements and maps for their data consistency (one
+:class:`~mri_n2n.physics.Acquisition` per batch of slices: maps, masks, measurements and the
+law's keep probability), and the output goes through the acquisition's per-coil data
+consistency (:meth:`~mri_n2n.physics.Acquisition.project`, as
+:class:`~mri_n2n.corruptions.multicoil.MultiCoilUndersampling` trained it; ``--dc prox``
+networks: their own). The written image follows fastMRI's convention
 (:func:`multicoil_output`, ``output="rss"``): the root-sum-of-squares of the coil images whose
 k-space holds the measurements on the measured bins and the network's ``F S_c x`` elsewhere, in
 the input's units, exactly the data's root-sum-of-squares on a fully sampled file (outside the
@@ -22,6 +25,7 @@ root-sum-of-squares of the zero-filled coil images.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -30,11 +34,12 @@ import torch
 from ..coils import SenseOperator, compress_coils, estimate_maps, find_calibration, rss
 from ..data.measured import crop_readout, file_mask_law
 from ..data.slices import center_pad_crop
-from ..fft import ifft2c, to_channels, to_complex
+from ..fft import to_channels, to_complex
 from ..io.kspace import kspace_affine
 from ..io.multicoil import MultiCoilKSpace
 from ..masks import MASK_LAW_ATTR, MaskFamily
-from ..models import ends_with_dc, measurement_kwargs
+from ..models import apply_model, ends_with_dc
+from ..physics import Acquisition, SpectralSampling
 from ..seeding import seeded_generator
 from .engine import Reconstruction, ReconstructionError, _Accum, model_channels, slice_seed
 
@@ -52,7 +57,7 @@ MULTICOIL_OUTPUTS = ("rss", "sense")
 
 def multicoil_output(
     image: torch.Tensor,
-    context: dict[str, torch.Tensor],
+    context: dict[str, torch.Tensor] | Acquisition,
     output: str = "rss",
     coil_images: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -61,8 +66,9 @@ def multicoil_output(
     ``image`` is the method's final complex SENSE image ``x`` (real/imaginary channels
     ``(B, 2, H, W)`` or complex ``(B, H, W)``): a network's output after its data consistency
     (``--dc prox`` networks: their own output; others: the corruption's per-coil projection),
-    a baseline's solution (CG-SENSE, TV-SENSE) or the SENSE-1 zero-filled image; ``context``
-    holds the slices' ``mask``, measured coil ``kspace`` and ``maps``.
+    a baseline's solution (CG-SENSE, TV-SENSE) or the SENSE-1 zero-filled image; ``context`` is
+    the slices' acquisition (:class:`~mri_n2n.physics.Acquisition` with maps and measurements)
+    or a dict of their ``mask``, measured coil ``kspace`` and ``maps``.
 
     - ``"rss"`` (default; fastMRI's convention, E2E-VarNet's output): the root-sum-of-squares
       of the coil images of the per-coil data-consistent k-space, ``k_c = M y_c + (1 - M) F S_c
@@ -95,8 +101,11 @@ def multicoil_output(
     if output not in MULTICOIL_OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(MULTICOIL_OUTPUTS)}, got {output!r}")
     x = image if image.is_complex() else to_complex(image.float())
-    maps, mask, y = context["maps"], context["mask"], context["kspace"]
-    op = SenseOperator(maps, mask[:, 0] if mask.ndim == 4 else mask)
+    if isinstance(context, Acquisition):
+        op, y = context, context.y
+    else:
+        mask, y = context["mask"], context["kspace"]
+        op = SenseOperator(context["maps"], mask[:, 0] if mask.ndim == 4 else mask)
     out = op.coil_rss(x, y, coil_images)
     if output == "sense":
         norm = rss(op.maps, dim=-3).expand_as(out)
@@ -162,7 +171,7 @@ def _maps(k: torch.Tensor, where: str) -> torch.Tensor:
 
 def reconstruct_multicoil(
     model: torch.nn.Module,
-    corruption_project,
+    corruption_project: Callable[[torch.Tensor, dict], torch.Tensor] | None,
     mc: MultiCoilKSpace,
     *,
     family: MaskFamily | None = None,
@@ -178,7 +187,11 @@ def reconstruct_multicoil(
 
     Args:
         model: a two-channel (complex) MRI network, on the device to use.
-        corruption_project: ``project(output, context)`` of the multi-coil corruption.
+        corruption_project: ``project(output, context)`` to use instead of the acquisition's
+            per-coil projection (:meth:`~mri_n2n.physics.Acquisition.project`, what
+            :meth:`~mri_n2n.corruptions.multicoil.MultiCoilUndersampling.project` does), given
+            the network's channels and a dict of the batch's ``mask``, ``kspace`` and ``maps``;
+            ``None``: the acquisition's.
         mc: the file as :func:`~mri_n2n.io.raw.read_raw` returns it.
         family: for ``simulate``, the checkpoint's mask family at the file's grid (after the
             readout crop); its draws are seeded per slice by ``seed``.
@@ -241,14 +254,15 @@ def reconstruct_multicoil(
             raise ReconstructionError(str(e)) from None
     full = None
     if mc.reference is None and (simulate is not None or bool(mask.all())):
-        full = np.sqrt((np.abs(ifft2c(torch.from_numpy(k)).numpy()) ** 2).sum(1))  # RSS of all coils
+        coil_images = SpectralSampling(torch.ones(h, w, dtype=torch.bool)).combine(torch.from_numpy(k))
+        full = np.sqrt((np.abs(coil_images.numpy()) ** 2).sum(1))  # RSS of all coils
     if virtual_coils is not None and virtual_coils < 1:
         raise ReconstructionError(f"{where}: virtual_coils must be >= 1, got {virtual_coils}")
     if virtual_coils is not None and virtual_coils < c:
         k = compress_coils(k, virtual_coils)
     p = torch.ones(h, w) if law is None else law.keep_probability().float()
-    y_all = torch.from_numpy(np.where(mask[:, None], k, 0).astype(np.complex64, copy=False))
     m_all = torch.from_numpy(mask.astype(bool))
+    y_all = SpectralSampling(m_all).sample(torch.from_numpy(k).to(torch.complex64))  # every coil's M y
     dev = next(model.parameters()).device
     # per slice: maps, SENSE-1 compensated zero-filled image
     maps = _maps(y_all, where)
@@ -256,7 +270,7 @@ def reconstruct_multicoil(
     if dev.type == "cpu":
         step = max(1, min(batch_size, CPU_PIXELS_PER_CALL // (h * w)))
     chunks = [slice(i, i + step) for i in range(0, s, step)]
-    zf = torch.cat([SenseOperator(maps[b], m_all[b]).zero_filled(y_all[b], p) for b in chunks])
+    zf = torch.cat([SenseOperator(maps[b], m_all[b], y_all[b], keep_prob=p).zero_filled() for b in chunks])
     scale = float(zf.abs().max()) or 1.0
     if adapt is not None:
         if law is None:
@@ -281,19 +295,21 @@ def reconstruct_multicoil(
         with torch.inference_mode():
             for start in range(0, s, step):
                 idx = list(range(start, min(s, start + step)))
-                y = y_all[idx].to(dev) / scale
-                m = m_all[idx].to(dev)
-                sm = maps[idx].to(dev)
+                acq = SenseOperator(maps[idx].to(dev), m_all[idx].to(dev), y_all[idx].to(dev) / scale,
+                                    keep_prob=p.to(dev))  # fmt: skip
                 z = zf[idx].to(dev) / scale
-                inp = to_channels(z)
-                ctx = {"mask": m, "kspace": y, "maps": sm}
-                est = model(inp, **measurement_kwargs(model, ctx)).float()
-                x = est if ends_with_dc(model) else corruption_project(est, ctx)
-                coils = SenseOperator(sm, m).coil_images(y)  # shared by the outputs below
-                mag = multicoil_output(x, ctx, output, coils) * scale  # in the data's units
+                est = apply_model(model, to_channels(z), acq).float()
+                if ends_with_dc(model):
+                    x = est
+                elif corruption_project is None:
+                    x = acq.project(to_complex(est))
+                else:
+                    x = corruption_project(est, {"mask": acq.mask, "kspace": acq.y, "maps": acq.maps})
+                coils = acq.coil_images()  # shared by the outputs below
+                mag = multicoil_output(x, acq, output, coils) * scale  # in the data's units
                 out[idx] = center_pad_crop(mag.cpu().numpy(), (rows, cols))
                 if ref is not None:  # only the metrics need the compensated zero-filled image
-                    zmag = multicoil_output(z, ctx, output, coils) * scale
+                    zmag = multicoil_output(z, acq, output, coils) * scale
                     zf_mag[idx] = center_pad_crop(zmag.cpu().numpy(), (rows, cols))
                 plain = rss(coils, dim=-3) * scale  # RSS of the zero-filled coils
                 plain_mag[idx] = center_pad_crop(plain.cpu().numpy(), (rows, cols))
