@@ -259,9 +259,7 @@ def _walsh_one(
     ).to(k.device)
     low = torch.zeros_like(k)
     low[:, _centred(H, calib[0]), _centred(W, calib[1])] = block * taper
-    from .physics import SpectralSampling  # the operator (physics imports this module)
-
-    img = SpectralSampling(torch.ones(H, W, dtype=torch.bool, device=k.device)).combine(low)  # (C, H, W)
+    img = ifft2c(low)  # (C, H, W): estimation of the maps, below the operator that uses them
     # Local coil covariance, box-smoothed over window x window pixels.
     cov = (img[:, None] * img[None].conj()).reshape(C * C, H, W)
     pad = window // 2

@@ -119,6 +119,18 @@ class Acquisition:
         self._aty: torch.Tensor | None = None  # A^H y, reused by every proximal step
         self._support: torch.Tensor | None = None
 
+    @classmethod
+    def fully_sampled(
+        cls,
+        shape: tuple[int, ...],
+        maps: torch.Tensor | None = None,
+        device: torch.device | str | None = None,
+    ) -> Acquisition:
+        """The acquisition of a full mask on the last two dims of ``shape`` (``F S`` and its
+        inverse: :meth:`full` and :meth:`combine` of fully sampled data)."""
+        mask = torch.ones(int(shape[-2]), int(shape[-1]), dtype=torch.bool, device=device)
+        return Acquisition(mask, maps)
+
     # -- the batch -----------------------------------------------------------------------
     @property
     def multicoil(self) -> bool:

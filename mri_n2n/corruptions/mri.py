@@ -316,7 +316,7 @@ class MRIUndersampling(Corruption):
     def _spectrum(self, clean: torch.Tensor) -> torch.Tensor:
         """The full spectra ``F x`` ``(B, 1, H, W)`` of a clean batch in the model's layout."""
         x = to_complex(clean.float(), keepdim=True) if self.complex_data else clean.float()
-        return SpectralSampling(torch.ones(x.shape[-2:], dtype=torch.bool, device=x.device)).full(x)
+        return Acquisition.fully_sampled(x.shape, device=x.device).full(x)
 
     def _acquire(self, k: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
         """The k-space ``(B, 1, H, W)`` plus complex Gaussian noise (one generator per sample, or

@@ -7,14 +7,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..physics import SpectralSampling
+from ..physics import Acquisition, SpectralSampling
 
 
-def fully_sampled(shape: tuple[int, ...]) -> SpectralSampling:
+def fully_sampled(shape: tuple[int, ...]) -> Acquisition:
     """The single-coil acquisition of a full mask on the last two dims of ``shape``: its
     :meth:`~mri_n2n.physics.Acquisition.full` is ``F x`` and its
     :meth:`~mri_n2n.physics.Acquisition.combine` is ``F^-1 k``, per channel of any leading dims."""
-    return SpectralSampling(torch.ones(int(shape[-2]), int(shape[-1]), dtype=torch.bool))
+    return Acquisition.fully_sampled(shape)
 
 
 def image_of(kspace: np.ndarray | torch.Tensor) -> torch.Tensor:

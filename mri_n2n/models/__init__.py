@@ -30,11 +30,10 @@ from torch import nn
 from ..physics import Acquisition
 from .red import RED30
 from .unet import UNet
-from .unrolled import Unrolled, _as_acquisition
+from .unrolled import Unrolled
 
 __all__ = [
-    "UNet", "RED30", "Unrolled", "build_model", "uses_measurements", "apply_model", "measurement_kwargs",
-    "ends_with_dc",
+    "UNet", "RED30", "Unrolled", "build_model", "uses_measurements", "apply_model", "ends_with_dc",
     "MODEL_NAMES",
 ]
 
@@ -78,19 +77,6 @@ def apply_model(model: nn.Module, x: torch.Tensor, acq: Acquisition | None = Non
     if acq is not None and (uses_measurements(model) or getattr(model, "needs_mask_geometry", False)):
         return model(x, acq)
     return model(x)
-
-
-def measurement_kwargs(model: nn.Module, context: dict) -> dict:
-    """``{"acq": the context's acquisition}`` for the models :func:`apply_model` passes one to
-    (unrolled nets and self-ensembles), ``{}`` for the others: ``model(x, **measurement_kwargs(...))``
-    for a pair whose context holds ``mask`` and ``kspace`` (and ``maps`` for multi-coil data)."""
-    if "mask" not in context:
-        return {}
-    if uses_measurements(model):
-        return {"acq": _as_acquisition(context["mask"], context["kspace"], None, context.get("maps"))}
-    if getattr(model, "needs_mask_geometry", False):
-        return {"acq": Acquisition(context["mask"])}
-    return {}
 
 
 def uses_measurements(model: nn.Module) -> bool:

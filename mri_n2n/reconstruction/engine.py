@@ -651,7 +651,7 @@ def simulate_kspace(
     out = np.zeros((oh, ow, s), np.float32)
     view = np.moveaxis(out, 2, 0)
     energy = np.zeros(s)
-    full = SpectralSampling(torch.ones(h, w, dtype=torch.bool))  # F^-1 of the fully sampled k-space
+    full = Acquisition.fully_sampled((h, w))  # F^-1 of the fully sampled k-space
     for start in range(0, s, bs):  # the reference volume (in the output buffer) gives the scale
         idx = list(range(start, min(s, start + bs)))
         if ref_given is None:

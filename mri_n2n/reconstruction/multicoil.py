@@ -254,7 +254,7 @@ def reconstruct_multicoil(
             raise ReconstructionError(str(e)) from None
     full = None
     if mc.reference is None and (simulate is not None or bool(mask.all())):
-        coil_images = SpectralSampling(torch.ones(h, w, dtype=torch.bool)).combine(torch.from_numpy(k))
+        coil_images = Acquisition.fully_sampled((h, w)).combine(torch.from_numpy(k))
         full = np.sqrt((np.abs(coil_images.numpy()) ** 2).sum(1))  # RSS of all coils
     if virtual_coils is not None and virtual_coils < 1:
         raise ReconstructionError(f"{where}: virtual_coils must be >= 1, got {virtual_coils}")
