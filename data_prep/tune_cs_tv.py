@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     vclean, vseeds = _stack(valid)
     vclean = vclean.to(args.device)
     pair = corruption.validation_pair(vclean, vseeds)
-    y, mask = pair.context["kspace"], pair.context["mask"]
+    y, mask = pair.acq.y, pair.acq.mask
     zf_plain = SpectralSampling(mask).adjoint(y).real
     start = time.perf_counter()
     rec = tv_reconstruct(y, mask, lam=best, iters=args.iters)

@@ -571,9 +571,8 @@ def tune_tv_lambda(
         values = []
         start = time.perf_counter()
         for p in pairs:
-            rec = tv_reconstruct(
-                p.context["kspace"],
-                p.context["mask"],
+            rec = cs_tv(
+                p.acq,
                 lam=float(lam),
                 iters=iters,
                 rho=rho_per_lam * lam if lam > 0 else None,
@@ -694,7 +693,7 @@ def tv_sense(
 
 
 def tune_sense_lambda(
-    batches: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    batches: Sequence[tuple[Acquisition, torch.Tensor]],
     lams: Sequence[float],
     *,
     method: str = "tv",
@@ -703,9 +702,9 @@ def tune_sense_lambda(
     """Pick the weight of a multi-coil baseline with the best mean PSNR on (training) slices.
 
     Args:
-        batches: ``(kspace, context, reference)`` triples: measured coil k-space ``(B, C, H, W)``;
-            a context dict with ``mask`` ``(B, H, W)`` and ``maps`` ``(B, C, H, W)``; reference
-            magnitudes ``(B, H, W)`` normalised to peak about 1 (PSNR peak 1.0, output clipped).
+        batches: ``(acquisition, reference)`` pairs: the slices' multi-coil acquisitions (mask,
+            maps and measured coil k-space ``(B, C, H, W)``) and reference magnitudes
+            ``(B, H, W)`` normalised to peak about 1 (PSNR peak 1.0, output clipped).
         lams: candidate weights.
         method: ``"tv"`` (:func:`tv_sense`, ``iters`` ADMM iterations) or ``"tikhonov"``
             (CG-SENSE, :meth:`~mri_n2n.coils.SenseOperator.sense`, ``iters`` CG iterations).
@@ -722,8 +721,7 @@ def tune_sense_lambda(
     for lam in lams:
         vals: list[torch.Tensor] = []
         t0 = time.perf_counter()
-        for y, ctx, ref in batches:
-            acq = SenseOperator(ctx["maps"], ctx["mask"], y)
+        for acq, ref in batches:
             if method == "tv":
                 x = cs_tv(acq, lam=float(lam), iters=iters)
             else:

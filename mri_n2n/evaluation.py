@@ -225,9 +225,8 @@ def evaluate_mri(
         if refs and all(r is not None for r in refs):  # the file's own reference (fastMRI's esc)
             ref = torch.from_numpy(np.stack(refs))[:, None].to(ref.device, ref.dtype)
         if multicoil:  # as reconstruct writes them; the RSS of the zero-filled coils as it is
-            context = pair.context  # multicoil_output still reads the compatibility view
             mags = {
-                k: _magnitude(v) if k == PLAIN else multicoil_output(v, context, output)[:, None]
+                k: _magnitude(v) if k == PLAIN else multicoil_output(v, pair.acq, output)[:, None]
                 for k, v in outs.items()
             }
         else:

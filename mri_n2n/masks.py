@@ -44,7 +44,7 @@ Every family is described by a JSON-able dict (:meth:`~MaskFamily.describe`) and
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
@@ -70,6 +70,8 @@ __all__ = [
     "independent_lines",
     "EquispacedLines",
     "make_family",
+    "family_for",
+    "SamplingConfig",
     "family_names",
     "is_line_family",
     "FamilySettings",
@@ -521,6 +523,53 @@ def make_family(
         raise ValueError(f"unknown density '{name}' (choose from {', '.join(family_names())})") from None
     settings = FamilySettings(fraction, float(edge), float(acceleration), float(center_fraction))
     return cls.build(name, _shape2(shape), settings, hermitian=hermitian)
+
+
+class SamplingConfig(Protocol):
+    """The mask settings of a run (a :class:`mri_n2n.config.Config` has them; the config module
+    sits above this layer)."""
+
+    density: str
+    fraction: float
+    edge: float
+    acceleration: float
+    center_fraction: float
+
+
+def family_for(
+    cfg: SamplingConfig, shape: tuple[int, int], *, fraction: float | None = None, hermitian: bool = False
+) -> MaskFamily:
+    """The mask family a run's settings describe (``--density`` and its parameters) for k-space of
+    ``shape``, the one function training, reconstruction and evaluation build it with.
+
+    Args:
+        cfg: the run's settings (``density``, ``fraction``, ``edge``, ``acceleration``,
+            ``center_fraction``).
+        shape: ``(H, W)``.
+        fraction: another mean sampling density (line families: acceleration ``1 / fraction``);
+            ``None`` keeps the settings'.
+        hermitian: conjugate-symmetric draws where the family allows them (real images).
+
+    Raises:
+        ValueError: a ``fraction`` outside ``(0, 1]`` or a family that cannot be built.
+    """
+    frac, acceleration = cfg.fraction, cfg.acceleration
+    if fraction is not None:
+        if not 0.0 < float(fraction) <= 1.0:
+            raise ValueError(f"sampling density must lie in (0, 1], got {fraction}")
+        if is_line_family(cfg.density):
+            acceleration = 1.0 / float(fraction)
+        else:
+            frac = float(fraction)
+    return make_family(
+        cfg.density,
+        (int(shape[0]), int(shape[1])),
+        fraction=frac if frac else None,
+        edge=cfg.edge,
+        acceleration=acceleration,
+        center_fraction=cfg.center_fraction,
+        hermitian=hermitian,
+    )
 
 
 def family_names() -> tuple[str, ...]:

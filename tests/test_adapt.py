@@ -13,6 +13,7 @@ from mri_n2n.masks import make_family
 from mri_n2n.metrics import psnr
 from mri_n2n.models import Unrolled
 from mri_n2n.models.ensemble import SelfEnsemble
+from mri_n2n.physics import Acquisition
 from mri_n2n.reconstruction.adapt import ADAPT_BATCH_SIZE, adapt_model
 
 
@@ -40,7 +41,7 @@ def _predict(net, fam, mask, y):
     p = fam.real_keep_probability()
     z = ifft2c(y / p)
     with torch.no_grad():
-        return net(z.real[:, None].float(), mask=mask, kspace=y[:, None])
+        return net(z.real[:, None].float(), Acquisition(mask, None, y[:, None]))
 
 
 def _checkpoint(tmp_path, net):

@@ -42,7 +42,7 @@ def _predict(net, fam, maps, mask, y) -> torch.Tensor:
     op = SenseOperator(maps, mask)
     z = op.zero_filled(y, fam.keep_probability())
     with torch.no_grad():
-        out = net(torch.stack([z.real, z.imag], 1), mask=mask, kspace=y, maps=maps)
+        out = net(torch.stack([z.real, z.imag], 1), SenseOperator(maps, mask, y))
     return op.project(torch.complex(out[:, 0], out[:, 1]), y).abs()
 
 

@@ -152,7 +152,7 @@ def test_crop_pairs_use_the_mask_law_at_the_crop_size():
     assert law.shape == (40, 24) and law.name == "gaussian"
     direct = make_family("gaussian", (40, 24), fraction=0.2, hermitian=True)
     assert torch.allclose(dens, direct.real_keep_probability())
-    assert corr.law_at((64, 64))[1] is corr.density
+    assert corr.law_at((64, 64))[1] is corr.keep_prob
     rate = hermitian_complete(law.sample(4000, generator=seeded_generator(1))).float().mean(0)
     assert (rate - dens).abs().max() < 0.035  # 4000 draws: 4.5 standard errors at p = 0.5
 
@@ -166,9 +166,9 @@ def test_crop_pairs_use_the_mask_law_at_the_crop_size():
     assert cut is not None
     shape = tuple(cut.input.shape[-2:])
     _, d = corr.law_at(shape)
-    assert torch.equal(cut.context["target_density"], d)
-    assert cut.context["mask"].shape[-2:] == shape and cut.target.shape[-2:] == shape
-    zf = SpectralSampling(cut.context["mask"]).zero_filled(cut.context["kspace"], d).real
+    assert torch.equal(cut.target_acq.keep_prob, d)
+    assert cut.acq.mask.shape[-2:] == shape and cut.target.shape[-2:] == shape
+    zf = SpectralSampling(cut.acq.mask).zero_filled(cut.acq.y, d).real
     assert torch.allclose(cut.input, zf, atol=1e-6)
 
     cfg, _ = resolve_config(Config(task="mri", preset="cpu", crop=True))

@@ -74,7 +74,7 @@ def test_tv_operators_adjoint_and_fourier_symbol():
 
 def test_exact_on_sampled_frequencies_and_real(measured):
     clean, pair = measured
-    y, mask = pair.context["kspace"], pair.context["mask"]
+    y, mask = pair.acq.y, pair.acq.mask
     out = tv_reconstruct(y, mask, iters=30)
     assert out.shape == clean.shape and out.dtype == torch.float32 and not out.is_complex()
     k = fft2c(out)
@@ -85,7 +85,7 @@ def test_exact_on_sampled_frequencies_and_real(measured):
 
 def test_beats_zero_filled_by_a_clear_margin(measured):
     clean, pair = measured
-    y, mask = pair.context["kspace"], pair.context["mask"]
+    y, mask = pair.acq.y, pair.acq.mask
     zf_comp = _psnr(pair.input, clean)  # 1/p compensated: measured 12.0-12.8 dB
     zf_plain = _psnr(SpectralSampling(mask).adjoint(y).real, clean)  # measured 14.0-16.2 dB
     tv = _psnr(tv_reconstruct(y, mask), clean)  # measured 19.2-22.5 dB
@@ -98,7 +98,7 @@ def test_beats_zero_filled_by_a_clear_margin(measured):
 
 def test_objective_decreases(measured):
     clean, pair = measured
-    y, mask = pair.context["kspace"], pair.context["mask"]
+    y, mask = pair.acq.y, pair.acq.mask
     lam = 1e-3
     values = [
         tv_objective(tv_reconstruct(y, mask, lam=lam, iters=n), y, mask, lam).sum().item()
@@ -136,14 +136,14 @@ def test_full_sampling_returns_the_image(camera):
 
 def test_lam_zero_is_the_zero_filled_image(measured):
     _, pair = measured
-    y, mask = pair.context["kspace"], pair.context["mask"]
+    y, mask = pair.acq.y, pair.acq.mask
     out = tv_reconstruct(y, mask, lam=0.0)
     assert torch.allclose(out, SpectralSampling(mask).adjoint(y).real, atol=1e-6)
 
 
 def test_batched_equals_per_sample(measured):
     _, pair = measured
-    y, mask = pair.context["kspace"], pair.context["mask"]
+    y, mask = pair.acq.y, pair.acq.mask
     batched = tv_reconstruct(y, mask, iters=40)
     for i in range(y.shape[0]):
         single = tv_reconstruct(y[i : i + 1], mask[i : i + 1], iters=40)
@@ -152,7 +152,7 @@ def test_batched_equals_per_sample(measured):
 
 def test_layouts_and_shared_mask(measured):
     _, pair = measured
-    y, mask = pair.context["kspace"], pair.context["mask"]
+    y, mask = pair.acq.y, pair.acq.mask
     four = tv_reconstruct(y, mask, iters=20)
     three = tv_reconstruct(y[:, 0], mask, iters=20)
     assert three.shape == y[:, 0].shape
@@ -169,7 +169,7 @@ def test_layouts_and_shared_mask(measured):
 
 def test_complex_mode_agrees_for_real_data(measured):
     _, pair = measured
-    y, mask = pair.context["kspace"], pair.context["mask"]
+    y, mask = pair.acq.y, pair.acq.mask
     real = tv_reconstruct(y, mask, lam=1e-3, iters=60)
     cplx = tv_reconstruct(y, mask, lam=1e-3, iters=60, real=False)
     assert cplx.is_complex() and cplx.shape == real.shape
@@ -180,7 +180,7 @@ def test_complex_mode_agrees_for_real_data(measured):
 
 def test_x0_tol_and_errors(measured):
     clean, pair = measured
-    y, mask = pair.context["kspace"], pair.context["mask"]
+    y, mask = pair.acq.y, pair.acq.mask
     # iters=0 returns the projected start: the clean image is already consistent
     assert torch.allclose(tv_reconstruct(y, mask, iters=0, x0=clean), clean, atol=1e-5)
     assert torch.allclose(tv_reconstruct(y[:, 0], mask, iters=0, x0=clean[:, 0]), clean[:, 0], atol=1e-5)
@@ -208,7 +208,7 @@ def test_tune_tv_lambda_prefers_a_sensible_weight(camera):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(measured):
     _, pair = measured
-    y, mask = pair.context["kspace"], pair.context["mask"]
+    y, mask = pair.acq.y, pair.acq.mask
     cpu = tv_reconstruct(y, mask, iters=30)
     gpu = tv_reconstruct(y.cuda(), mask.cuda(), iters=30)
     assert gpu.device.type == "cuda"
@@ -259,7 +259,7 @@ def test_tv_sense_single_coil_matches_cs_tv(measured):
     from mri_n2n.baselines import tv_sense, tv_sense_objective
 
     pair = measured[1]
-    y1, m1 = pair.context["kspace"][:1, 0].to(torch.complex64), pair.context["mask"][:1]
+    y1, m1 = pair.acq.y[:1, 0].to(torch.complex64), pair.acq.mask[:1]
     m1 = m1[:, 0] if m1.ndim == 4 else m1
     maps = torch.ones(1, 1, *y1.shape[-2:], dtype=torch.complex64)
     lam = 1e-3
@@ -292,7 +292,7 @@ def test_the_operator_is_the_argument(measured, multicoil):
     from mri_n2n.coils import SenseOperator
 
     pair = measured[1]
-    y, mask = pair.context["kspace"].to(torch.complex64), pair.context["mask"]
+    y, mask = pair.acq.y.to(torch.complex64), pair.acq.mask
     acq = SpectralSampling(mask[:, None] if mask.ndim == 3 else mask, y)
     for real in (True, False):
         out = cs_tv(acq, lam=1e-3, iters=20, real=real)

@@ -166,6 +166,6 @@ def test_kspace_training_keeps_the_measured_phase_by_default(tmp_path):
     corr = MRIUndersampling.from_config(cfg.replace(shift=0, augment=False), (20, 20))
     pair = corr.pair(x, generator=seeded_generator(0))
     spectrum = fft2c(torch.complex(x[:, :1], x[:, 1:]))  # the measured complex spectrum (cropped)
-    for key_m, key_y in (("mask", "kspace"), ("target_mask", "target_kspace")):
-        m = pair.context[key_m][:, None]
-        assert torch.allclose(pair.context[key_y][m], spectrum[m], atol=1e-5)
+    for acq in (pair.acq, pair.target_acq):
+        m = acq.mask[:, None]
+        assert torch.allclose(acq.y[m], spectrum[m], atol=1e-5)

@@ -104,13 +104,13 @@ def test_data_consistency_is_exact_on_every_sampled_frequency(name, complex_data
     clean = _smooth_complex(3, h, w, 0) if complex_data else _real(3, h, w, 0)
     raw = fam.sample(3, generator=seeded_generator(7))  # the acquisition, as drawn
     pair = corr.measure(clean, raw)
-    out = corr.project(torch.randn(3, 2 if complex_data else 1, h, w), pair.context)
+    out = corr.project(torch.randn(3, 2 if complex_data else 1, h, w), pair.acq)
     k_out = fft2c(torch.complex(out[:, 0], out[:, 1]) if complex_data else out[:, 0].double())
     k_true = fft2c(torch.complex(clean[:, 0], clean[:, 1]) if complex_data else clean[:, 0].double())
     err = (k_out - k_true).abs()[raw].max() / k_true.abs().max()
     assert float(err) < 1e-5  # was 4.6 % for real images with equispaced lines
     if not complex_data:  # and the image stays real: the model's mask is the completion
-        assert torch.equal(pair.context["mask"], hermitian_complete(raw))
+        assert torch.equal(pair.acq.mask, hermitian_complete(raw))
 
 
 @pytest.mark.parametrize("name", ["lines_equispaced", "lines_lattice"])
@@ -130,7 +130,7 @@ def test_compensated_zero_filled_is_exactly_unbiased_for_equispaced(name, comple
         k_mean, k_true = fft2c(torch.complex(inputs[0], inputs[1])), fft2c(torch.complex(*clean[0].double()))
     else:
         k_mean, k_true = fft2c(inputs[0]), fft2c(clean[0, 0].double())
-    reachable = corr.density > 0
+    reachable = corr.keep_prob > 0
     assert torch.allclose(k_mean[reachable], k_true[reachable], atol=1e-4)
     assert float(reachable.float().mean()) > 0.9
 
@@ -148,7 +148,7 @@ def test_compensated_zero_filled_is_unbiased_for_independent_families(name):
     bias = (acc / n - clean[0]).norm()
     # the standard error of the mean: per frequency |k|^2 (1 - p) / p / n, partner bins correlated
     k2 = fft2c(clean[0, 0].double()).abs().square()
-    p = corr.density.double()
+    p = corr.keep_prob.double()
     se = math.sqrt(2 * float((k2 * (1 - p) / p).sum()) / n)
     assert float(bias) < 3 * se
     assert float(bias) < 0.05 * float(clean.norm())

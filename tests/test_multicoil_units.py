@@ -165,15 +165,15 @@ def _capture(rec: Reconstructor) -> tuple[list[tuple[torch.Tensor, dict]], objec
         rec.model._forward_hooks.clear()
         rec.model.register_forward_hook(hook, with_kwargs=True)
 
-        def project(output, context):
+        def project(output, acq):
             raise AssertionError("a --dc prox network's output is projected again")
 
         return seen, project
     corruption = MultiCoilUndersampling.from_config(CONFIG, (SIZE, SIZE), coils=1)
 
-    def wrapped(output, context):
-        x = corruption.project(output, context)
-        seen.append((x.detach().clone(), dict(context)))
+    def wrapped(output, acq):
+        x = corruption.project(output, acq)
+        seen.append((x.detach().clone(), {"mask": acq.mask, "kspace": acq.y, "maps": acq.maps}))
         return x
 
     return seen, wrapped
@@ -277,7 +277,8 @@ def test_evaluate_scores_what_reconstruct_writes(tmp_path, monkeypatch, trained,
     corr = MultiCoilUndersampling.from_config(cfg, (cfg.size, cfg.size), coils=valid.coils)
     items = [valid[i] for i in range(n)]
     pair = corr.validation_pair(torch.stack([it[0] for it in items]), torch.tensor([it[1] for it in items]))
-    ctx = pair.context
+    acq = pair.acq
+    ctx = {"mask": acq.mask, "kspace": acq.y, "maps": acq.maps}
     ref = torch.from_numpy(np.stack([valid.reference(i) for i in range(n)]))[:, None]
 
     def rows(name: str) -> np.ndarray:
@@ -301,10 +302,10 @@ def test_evaluate_scores_what_reconstruct_writes(tmp_path, monkeypatch, trained,
     np.testing.assert_allclose([r["N2N/ssim"] for r in ev["per_slice"]], s, atol=1e-5)
     # the baselines in the same convention
     x = SenseOperator(ctx["maps"], ctx["mask"]).sense(ctx["kspace"], 0.02, SENSE_ITERS)
-    np.testing.assert_allclose(rows("CG-SENSE"), scores(multicoil_output(x, ctx, output)[:, None]), atol=1e-3)
+    np.testing.assert_allclose(rows("CG-SENSE"), scores(multicoil_output(x, acq, output)[:, None]), atol=1e-3)
     x = tv_sense(ctx["kspace"], ctx["maps"], ctx["mask"], lam=2e-3, iters=10)
-    np.testing.assert_allclose(rows("TV-SENSE"), scores(multicoil_output(x, ctx, output)[:, None]), atol=1e-3)
-    z = multicoil_output(pair.input, ctx, output)[:, None]
+    np.testing.assert_allclose(rows("TV-SENSE"), scores(multicoil_output(x, acq, output)[:, None]), atol=1e-3)
+    z = multicoil_output(pair.input, acq, output)[:, None]
     np.testing.assert_allclose(rows("zero-filled"), scores(z), atol=1e-3)
     plain = ifft2c(ctx["kspace"]).abs().square().sum(1).sqrt()[:, None]
     np.testing.assert_allclose(rows(PLAIN), scores(plain), atol=1e-3)

@@ -354,7 +354,7 @@ def test_simulate_report_metrics_and_data_consistency(ckpt, tmp_path, capsys):
         [corruption.draw_masks(1, seeded_generator(slice_seed(5, kk))) for kk in range(len(ref))]
     )
     y = fft2c(torch.from_numpy(np.ascontiguousarray(ref))) * masks
-    zero_filled = ifft2c(y / corruption.density).abs().numpy()
+    zero_filled = ifft2c(y / corruption.keep_prob).abs().numpy()
     zf = volume_metrics(zero_filled, ref)
     plain = volume_metrics(ifft2c(y).abs().numpy(), ref)  # no compensation: the usual baseline
     for key in ("psnr", "ssim", "nmse"):
@@ -590,4 +590,4 @@ def test_reconstructor_mask_family_is_the_corruptions(kw, fraction, complex_data
     assert torch.equal(got.keep_probability(), want.family.keep_probability())
     if fraction is None and complex_data is None:
         rec = Reconstructor(torch.nn.Conv2d(1, 1, 3, padding=1), cfg, device="cpu")
-        assert torch.equal(rec.keep_prob((40, 36)), want.density)
+        assert torch.equal(rec.keep_prob((40, 36)), want.keep_prob)

@@ -85,9 +85,9 @@ def test_data_consistency_is_exact_after_every_cascade(complex_data):
     for blk in m.blocks:  # a non-trivial residual so that DC has something to undo
         torch.nn.init.normal_(blk.out.weight, std=0.3)
     with torch.no_grad():
-        outs = m(pair.input, mask=pair.context["mask"], kspace=pair.context["kspace"], return_all=True)
+        outs = m(pair.input, pair.acq, return_all=True)
     assert len(outs) == 4
-    mask, y = pair.context["mask"], pair.context["kspace"][:, 0]  # context k-space is (B, 1, H, W)
+    mask, y = pair.acq.mask, pair.acq.y[:, 0]  # context k-space is (B, 1, H, W)
     scale = float(y.abs().max())
     for out in outs:
         z = torch.complex(out[:, 0], out[:, 1]) if complex_data else out[:, 0]
@@ -111,7 +111,7 @@ def test_data_consistency_is_exact_after_every_cascade(complex_data):
             > 1e-3 * scale
         )
     # the corruption's own projection afterwards is a no-op (idempotent)
-    torch.testing.assert_close(corr.project(outs[-1], pair.context), outs[-1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(corr.project(outs[-1], pair.acq), outs[-1], atol=1e-5, rtol=0)
 
 
 def test_gradients_reach_every_cascade():
@@ -119,7 +119,7 @@ def test_gradients_reach_every_cascade():
     clean = _smooth_images(2)
     pair = corr.pair(clean, generator=seeded_generator(2))
     m = Unrolled(cascades=3, width=8, depth=3, share_weights=False)
-    out = corr.project(m(pair.input, mask=pair.context["mask"], kspace=pair.context["kspace"]), pair.context)
+    out = corr.project(m(pair.input, pair.acq), pair.acq)
     l2_loss(out, pair.target).backward()
     for name, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
@@ -148,7 +148,7 @@ def test_kspace_loss_is_unbiased_over_masks():
         pair = corr.pair(x.expand(chunk, -1, -1, -1), generator=gen, target="noisy")
         for tag, f in ((1, f1), (2, f2)):
             fb = f.expand(chunk, -1, -1, -1)
-            vals[("k", tag)].append(float(kspace_loss(fb, pair.target, pair.context)))
+            vals[("k", tag)].append(float(kspace_loss(fb, pair.target, pair)))
             vals[("i", tag)].append(float(l2_loss(fb, pair.target)))
     for tag, f in ((1, f1), (2, f2)):
         truth = float(l2_loss(f, x))
@@ -168,16 +168,16 @@ def test_kspace_variants_and_clean_targets():
     corr = _corruption()
     x = _smooth_images(2)
     pair = corr.pair(x, generator=seeded_generator(5), target="noisy")
-    assert {"target_mask", "target_kspace", "target_density"} <= set(pair.context)
-    f = corr.project(pair.input, pair.context)
+    assert pair.target_acq.y is not None and pair.target_acq.keep_prob is not None
+    f = corr.project(pair.input, pair.acq)
     for name in ("kspace", "kspace_clipped", "kspace_flat", "kspace_normalized", "kspace_mix"):
-        v = get_loss(name)(f, pair.target, pair.context, 0.0)
+        v = get_loss(name)(f, pair.target, pair, 0.0)
         assert torch.isfinite(v) and float(v) > 0, name
     clean = corr.pair(x, generator=seeded_generator(5), target="clean")
-    assert "target_kspace" not in clean.context
-    torch.testing.assert_close(kspace_loss(f, clean.target, clean.context), l2_loss(f, clean.target))
+    assert clean.target_acq is None
+    torch.testing.assert_close(kspace_loss(f, clean.target, clean), l2_loss(f, clean.target))
     with pytest.raises(ValueError):
-        kspace_loss(f, x, pair.context, weighting="bogus")
+        kspace_loss(f, x, pair, weighting="bogus")
 
 
 # --------------------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def test_proximal_dc_solves_its_least_squares_problem(coils):
 def test_proximal_model_learns_its_weights_and_is_final():
     """dc="prox": one learned weight per cascade receives gradients, the spec rebuilds the model,
     the output is final (ends_with_dc), and a spec without ``dc`` (older checkpoints) is exact DC."""
-    from mri_n2n.coils import birdcage_maps
+    from mri_n2n.coils import SenseOperator, birdcage_maps
     from mri_n2n.models import ends_with_dc
 
     torch.manual_seed(0)
@@ -327,8 +327,9 @@ def test_proximal_model_learns_its_weights_and_is_final():
     mask[:, :, ::3] = True
     k = torch.randn(2, 4, 16, 16, dtype=torch.complex64) * mask[:, None]
     x = torch.randn(2, 2, 16, 16)
-    out = m(x, mask=mask, kspace=k, maps=maps)
-    assert torch.equal(out, again(x, mask=mask, kspace=k, maps=maps))
+    acq = SenseOperator(maps, mask, k)
+    out = m(x, acq)
+    assert torch.equal(out, again(x, acq))
     out.square().mean().backward()
     assert m.log_lam.grad is not None and bool((m.log_lam.grad != 0).all())
     old = dict(m.spec["kwargs"])
@@ -353,7 +354,7 @@ def test_trainer_does_not_project_a_final_model(tmp_path):
         clean = torch.stack([tr.exp.valid_set[i][0] for i in range(2)])
         pair = tr.corruption.validation_pair(clean, torch.arange(2))
         with torch.no_grad():
-            raw = tr._forward(tr.model, pair.input, pair.context)
+            raw = tr._forward(tr.model, pair.input, pair.acq)
             pred = tr._predict(tr.model, pair)
-            projected = tr.corruption.project(raw, pair.context)
+            projected = tr.corruption.project(raw, pair.acq)
         assert torch.equal(pred, raw if dc == "prox" else projected)

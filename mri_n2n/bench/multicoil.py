@@ -112,7 +112,7 @@ def tune_baselines(cfg: Config, *, slices: int = TUNE_SLICES) -> dict[str, Any]:
         clean, seeds = torch.stack([it[0] for it in items]), torch.tensor([it[1] for it in items])
         pair = corr.validation_pair(clean, seeds)
         ref = torch.from_numpy(np.stack([train.reference(i) for i in part]))
-        batches.append((pair.context["kspace"], pair.context, ref))
+        batches.append((pair.acq, ref))
     tv, tv_table = tune_sense_lambda(batches, TV_LAMS, method="tv", iters=TV_ITERS)
     tik, tik_table = tune_sense_lambda(batches, TIKHONOV_LAMS, method="tikhonov", iters=SENSE_ITERS)
     return {

@@ -117,7 +117,7 @@ def bench_speed(
     fixed = trainer.corruption.measure(x, trainer.corruption.draw_masks(b, torch.Generator(device=dev)))
 
     def bare_step() -> None:
-        out = trainer._forward(trainer.net, x, fixed.context)
+        out = trainer._forward(trainer.net, x, fixed.acq)
         loss = torch.mean((out - y) ** 2)
         opt.zero_grad(set_to_none=True)
         trainer.scaler.scale(loss).backward()
@@ -131,7 +131,7 @@ def bench_speed(
     torch.manual_seed(cfg.seed)
     ref_net = PlainCascade(trainer.exp.channels, cfg.cascades, cfg.cascade_width, cfg.cascade_depth).to(dev)
     ref_opt = torch.optim.Adam(ref_net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8)
-    ref_mask, ref_k = fixed.context["mask"], fixed.context["kspace"]
+    ref_mask, ref_k = fixed.acq.mask, fixed.acq.y
 
     cl_net = copy.deepcopy(ref_net).to(memory_format=torch.channels_last)
     cl_opt = torch.optim.Adam(cl_net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8)

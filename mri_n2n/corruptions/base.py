@@ -15,7 +15,6 @@ identity so that validation is identical across epochs and runs.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -61,71 +60,15 @@ class Pair:
         valid = None if self.valid is None else self.valid.to(device)
         return Pair(self.input.to(device), self.target.to(device), mv(self.acq), mv(self.target_acq), valid)
 
-    @property
-    def context(self) -> dict[str, torch.Tensor]:
-        """A read-only compatibility view: the string-keyed dict pairs carried before they held
-        acquisitions (``mask``, ``kspace``, ``maps``, ``target_mask``, ``target_kspace``,
-        ``target_density``, ``valid``), rebuilt at every call from the typed fields for the
-        consumers that still read it. New code reads :attr:`acq`, :attr:`target_acq` and
-        :attr:`valid`."""
-        ctx: dict[str, torch.Tensor] = {}
-        if self.acq is not None:
-            ctx["mask"] = self.acq.mask
-            if self.acq.y is not None:
-                ctx["kspace"] = self.acq.y
-            if self.acq.maps is not None:
-                ctx["maps"] = self.acq.maps
-        if self.target_acq is not None:
-            ctx["target_mask"] = self.target_acq.mask
-            if self.target_acq.y is not None:
-                ctx["target_kspace"] = self.target_acq.y
-            if self.target_acq.keep_prob is not None:
-                ctx["target_density"] = self.target_acq.keep_prob
-        if self.valid is not None:
-            ctx["valid"] = self.valid
-        return ctx
 
-    @classmethod
-    def from_context(
-        cls, input: torch.Tensor | None, target: torch.Tensor | None, context: Mapping[str, torch.Tensor]
-    ) -> Pair:
-        """The pair a legacy context dict (keys as :attr:`context`) describes: the inverse of the
-        compatibility view, for callers that still hold such dicts."""
-        maps = context.get("maps")
-        acq = target_acq = None
-        if "mask" in context:
-            acq = Acquisition(_hw_mask(context["mask"]), maps, _coil_dim(context.get("kspace"), maps))
-        if "target_mask" in context:
-            target_acq = Acquisition(
-                _hw_mask(context["target_mask"]), maps, _coil_dim(context.get("target_kspace"), maps),
-                keep_prob=context.get("target_density"),
-            )
-        return cls(input, target, acq, target_acq, context.get("valid"))  # type: ignore[arg-type]
-
-
-def _hw_mask(mask: torch.Tensor) -> torch.Tensor:
-    """A ``(B, 1, H, W)`` mask as ``(B, H, W)`` (masks are shared by channels and coils)."""
-    return mask[:, 0] if mask.ndim == 4 else mask
-
-
-def _coil_dim(y: torch.Tensor | None, maps: torch.Tensor | None) -> torch.Tensor | None:
-    """Single-coil k-space ``(B, H, W)`` as ``(B, 1, H, W)``, like the images."""
-    return y[:, None] if y is not None and maps is None and y.ndim == 3 else y
-
-
-#: What :meth:`Corruption.project` and the trainer accept for an acquisition: the operator, a pair
-#: (its input's), or a legacy context dict (:meth:`Pair.from_context`).
-AcquisitionLike = Acquisition | Pair | Mapping[str, torch.Tensor]
+#: What :meth:`Corruption.project` and the trainer accept for an acquisition: the operator, or a
+#: pair (its input's).
+AcquisitionLike = Acquisition | Pair
 
 
 def as_acquisition(acq: AcquisitionLike | None) -> Acquisition | None:
-    """The input acquisition of ``acq``: itself, a pair's :attr:`Pair.acq`, or that of a legacy
-    context dict (:meth:`Pair.from_context`)."""
-    if acq is None or isinstance(acq, Acquisition):
-        return acq
-    if isinstance(acq, Pair):
-        return acq.acq
-    return Pair.from_context(None, None, acq).acq
+    """The input acquisition of ``acq``: itself, or a pair's :attr:`Pair.acq`."""
+    return acq.acq if isinstance(acq, Pair) else acq
 
 
 class Corruption(abc.ABC):

@@ -22,9 +22,8 @@ from ..masks import (
     Bernoulli2D,
     MaskFamily,
     complete_measurements,
+    family_for,
     family_from_description,
-    is_line_family,
-    make_family,
 )
 from ..physics import Acquisition, SpectralSampling
 from ..seeding import seeded_generator
@@ -219,26 +218,9 @@ class MRIUndersampling(Corruption):
             ValueError: the family cannot be built (e.g. a fraction outside ``(0, 1]``).
         """
         shape = (int(shape[0]), int(shape[1]))
-        lines = is_line_family(cfg.density)
-        frac, acceleration = cfg.fraction, cfg.acceleration
-        if fraction is not None:
-            if not 0.0 < float(fraction) <= 1.0:
-                raise ValueError(f"sampling density must lie in (0, 1], got {fraction}")
-            if lines:
-                acceleration = 1.0 / float(fraction)
-            else:
-                frac = float(fraction)
         complex_data = bool(cfg.complex)
         given = family is not None
-        family = family or make_family(
-            cfg.density,
-            shape,
-            fraction=frac if frac else None,
-            edge=cfg.edge,
-            acceleration=acceleration,
-            center_fraction=cfg.center_fraction,
-            hermitian=not complex_data,
-        )
+        family = family or family_for(cfg, shape, fraction=fraction, hermitian=not complex_data)
         split = None
         target = getattr(cfg, "target", "noisy")
         if target in SPLIT_TARGETS:
@@ -263,11 +245,6 @@ class MRIUndersampling(Corruption):
     def shape(self) -> tuple[int, int]:
         """The k-space shape ``(H, W)``."""
         return self.family.shape
-
-    @property
-    def density(self) -> torch.Tensor:
-        """Deprecated alias of :attr:`keep_prob` (read by the reconstruction engine and API)."""
-        return self.keep_prob
 
     def law_at(self, shape: tuple[int, int]) -> tuple[MaskFamily, torch.Tensor]:
         """The mask family rebuilt for k-space of ``shape`` (same name and parameters) and its
@@ -474,8 +451,8 @@ class MRIUndersampling(Corruption):
 
     def project(self, output: torch.Tensor, acq: AcquisitionLike) -> torch.Tensor:
         """Data consistency of the model's output with the input's measurements
-        (:meth:`~mri_n2n.physics.Acquisition.project`): model channels in, model channels out.
-        ``acq`` may still be a legacy context dict (:func:`~mri_n2n.corruptions.base.as_acquisition`)."""
+        (:meth:`~mri_n2n.physics.Acquisition.project`): model channels in, model channels out;
+        ``acq`` is the input's acquisition (or its pair)."""
         acq = as_acquisition(acq)
         channels = output.shape[1]
         z = acq.project(acq.image_of(output.float()), acq.y)  # y given: the centred-FFT path

@@ -170,8 +170,7 @@ class MultiCoilUndersampling(MRIUndersampling):
 
     def project(self, output: torch.Tensor, acq: AcquisitionLike) -> torch.Tensor:
         """The final data consistency: per-coil replacement of the measured entries, then the
-        SENSE-1 combination (module docstring). ``acq`` may still be a legacy context dict
-        (:func:`~mri_n2n.corruptions.base.as_acquisition`)."""
+        SENSE-1 combination (module docstring); ``acq`` is the input's acquisition (or its pair)."""
         acq = as_acquisition(acq)
         z = acq.project(acq.image_of(output.float()))
         return acq.channels_of(z, output.shape[1]).to(output.dtype)

@@ -80,7 +80,7 @@ def apply_model(model: nn.Module, x: torch.Tensor, acq: Acquisition | None = Non
 
 
 def uses_measurements(model: nn.Module) -> bool:
-    """Whether ``model`` takes ``mask=`` and ``kspace=`` (unrolled nets); looks through DDP and
+    """Whether ``model`` takes the acquisition, ``model(x, acq)`` (unrolled nets); looks through DDP and
     ``torch.compile`` wrappers."""
     for attr in ("module", "_orig_mod"):
         inner = getattr(model, attr, None)

@@ -67,23 +67,6 @@ def data_consistency(
     return acq.channels_of(z, x.shape[1]).float()
 
 
-def _as_acquisition(
-    mask: torch.Tensor | None,
-    kspace: torch.Tensor | None,
-    phase: torch.Tensor | None,
-    maps: torch.Tensor | None,
-) -> Acquisition | None:
-    """The acquisition of the loose keyword form ``model(x, mask=..., kspace=..., maps=...)``."""
-    if (mask is None) != (kspace is None):
-        raise ValueError("unrolled: pass both mask and kspace, or neither")
-    if mask is None:
-        return None
-    mask = mask[:, 0] if mask.ndim == 4 else mask
-    if maps is None and kspace.ndim == 3:
-        kspace = kspace[:, None]  # single coil: (B, 1, H, W) like the images
-    return Acquisition(mask, maps, kspace, phase=phase)
-
-
 class _ResCNN(nn.Module):
     """``depth`` 3x3 convs (``width`` wide, LeakyReLU(0.1) between, the last linear); ``x + f(x)``."""
 
@@ -222,10 +205,6 @@ class Unrolled(nn.Module):
         acq: Acquisition | None = None,
         *,
         return_all: bool = False,
-        mask: torch.Tensor | None = None,
-        kspace: torch.Tensor | None = None,
-        phase: torch.Tensor | None = None,
-        maps: torch.Tensor | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Run the cascades.
 
@@ -235,15 +214,10 @@ class Unrolled(nn.Module):
                 coil data, phase for real images whose data are not Hermitian), or ``None`` for
                 no DC (plain denoiser).
             return_all: return the list of every cascade's output (for tests and diagnostics).
-            mask, kspace, phase, maps: the acquisition in loose pieces (``mask`` ``(B, H, W)``,
-                ``kspace`` ``(B, H, W)`` / ``(B, 1, H, W)`` single-coil or ``(B, Nc, H, W)`` with
-                ``maps``), instead of ``acq``.
 
         Returns:
             ``(B, C, H, W)``: the last cascade's output (float32 when DC is applied), or the list.
         """
-        if acq is None:
-            acq = _as_acquisition(mask, kspace, phase, maps)
         outs = []
         for k in range(self.cascades):
             x = self.block(k)(x)

@@ -29,7 +29,7 @@ from ..data.measured import (
 from ..devices import resolve_device
 from ..io.kspace import KSpaceInput, as_kspace, expand_mask
 from ..io.multicoil import MultiCoilKSpace
-from ..masks import MaskFamily, family_from_description, make_family
+from ..masks import MaskFamily, family_for, family_from_description
 from ..models.ensemble import SelfEnsemble
 from .adapt import (
     ADAPT_BATCH_SIZE,
@@ -71,24 +71,8 @@ def _mask_family(
     Raises:
         ValueError: a ``fraction`` outside ``(0, 1]`` or a family that cannot be built.
     """
-    frac, acceleration = config.fraction, config.acceleration
-    if fraction is not None:
-        if not 0.0 < float(fraction) <= 1.0:
-            raise ValueError(f"sampling density must lie in (0, 1], got {fraction}")
-        if config.density.startswith("lines_"):
-            acceleration = 1.0 / float(fraction)
-        else:
-            frac = float(fraction)
     real = not (bool(config.complex) if complex_data is None else complex_data)
-    return make_family(
-        config.density,
-        (int(shape[0]), int(shape[1])),
-        fraction=frac if frac else None,
-        edge=config.edge,
-        acceleration=acceleration,
-        center_fraction=config.center_fraction,
-        hermitian=real,
-    )
+    return family_for(config, shape, fraction=fraction, hermitian=real)
 
 
 class Reconstructor:

@@ -57,7 +57,7 @@ MULTICOIL_OUTPUTS = ("rss", "sense")
 
 def multicoil_output(
     image: torch.Tensor,
-    context: dict[str, torch.Tensor] | Acquisition,
+    acq: Acquisition,
     output: str = "rss",
     coil_images: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -66,9 +66,8 @@ def multicoil_output(
     ``image`` is the method's final complex SENSE image ``x`` (real/imaginary channels
     ``(B, 2, H, W)`` or complex ``(B, H, W)``): a network's output after its data consistency
     (``--dc prox`` networks: their own output; others: the corruption's per-coil projection),
-    a baseline's solution (CG-SENSE, TV-SENSE) or the SENSE-1 zero-filled image; ``context`` is
-    the slices' acquisition (:class:`~mri_n2n.physics.Acquisition` with maps and measurements)
-    or a dict of their ``mask``, measured coil ``kspace`` and ``maps``.
+    a baseline's solution (CG-SENSE, TV-SENSE) or the SENSE-1 zero-filled image; ``acq`` is
+    the slices' acquisition (:class:`~mri_n2n.physics.Acquisition` with maps and measurements).
 
     - ``"rss"`` (default; fastMRI's convention, E2E-VarNet's output): the root-sum-of-squares
       of the coil images of the per-coil data-consistent k-space, ``k_c = M y_c + (1 - M) F S_c
@@ -101,14 +100,9 @@ def multicoil_output(
     if output not in MULTICOIL_OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(MULTICOIL_OUTPUTS)}, got {output!r}")
     x = image if image.is_complex() else to_complex(image.float())
-    if isinstance(context, Acquisition):
-        op, y = context, context.y
-    else:
-        mask, y = context["mask"], context["kspace"]
-        op = SenseOperator(context["maps"], mask[:, 0] if mask.ndim == 4 else mask)
-    out = op.coil_rss(x, y, coil_images)
+    out = acq.coil_rss(x, acq.y, coil_images)
     if output == "sense":
-        norm = rss(op.maps, dim=-3).expand_as(out)
+        norm = rss(acq.maps, dim=-3).expand_as(out)
         out = torch.where(norm > 0, x.abs() * norm, out)
     return out.float()
 
@@ -171,7 +165,7 @@ def _maps(k: torch.Tensor, where: str) -> torch.Tensor:
 
 def reconstruct_multicoil(
     model: torch.nn.Module,
-    corruption_project: Callable[[torch.Tensor, dict], torch.Tensor] | None,
+    corruption_project: Callable[[torch.Tensor, Acquisition], torch.Tensor] | None,
     mc: MultiCoilKSpace,
     *,
     family: MaskFamily | None = None,
@@ -187,11 +181,10 @@ def reconstruct_multicoil(
 
     Args:
         model: a two-channel (complex) MRI network, on the device to use.
-        corruption_project: ``project(output, context)`` to use instead of the acquisition's
+        corruption_project: ``project(output, acq)`` to use instead of the acquisition's
             per-coil projection (:meth:`~mri_n2n.physics.Acquisition.project`, what
             :meth:`~mri_n2n.corruptions.multicoil.MultiCoilUndersampling.project` does), given
-            the network's channels and a dict of the batch's ``mask``, ``kspace`` and ``maps``;
-            ``None``: the acquisition's.
+            the network's channels and the batch's acquisition; ``None``: the acquisition's.
         mc: the file as :func:`~mri_n2n.io.raw.read_raw` returns it.
         family: for ``simulate``, the checkpoint's mask family at the file's grid (after the
             readout crop); its draws are seeded per slice by ``seed``.
@@ -304,7 +297,7 @@ def reconstruct_multicoil(
                 elif corruption_project is None:
                     x = acq.project(to_complex(est))
                 else:
-                    x = corruption_project(est, {"mask": acq.mask, "kspace": acq.y, "maps": acq.maps})
+                    x = corruption_project(est, acq)
                 coils = acq.coil_images()  # shared by the outputs below
                 mag = multicoil_output(x, acq, output, coils) * scale  # in the data's units
                 out[idx] = center_pad_crop(mag.cpu().numpy(), (rows, cols))

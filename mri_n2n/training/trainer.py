@@ -277,8 +277,8 @@ class Trainer:
         self, net: nn.Module, inp: torch.Tensor, acq: AcquisitionLike | None = None
     ) -> torch.Tensor:
         """The network on ``inp`` (:func:`~mri_n2n.models.apply_model`); unrolled nets also get
-        the input's acquisition ``acq`` for their data consistency after every cascade (a legacy
-        context dict is converted, :func:`~mri_n2n.corruptions.base.as_acquisition`)."""
+        the input's acquisition ``acq`` (or its pair) for their data consistency after every
+        cascade."""
         if self.channels_last:
             inp = inp.contiguous(memory_format=torch.channels_last)
         acq = as_acquisition(acq)
