@@ -3,8 +3,7 @@
 Every loss has the signature ``loss(output, target, pair, progress) -> scalar``: ``pair`` is the
 batch's :class:`~mri_n2n.corruptions.Pair` (its ``valid`` mask, its target's acquisition
 ``target_acq``) or ``None``, and ``progress`` in [0, 1] is the fraction of training done (used by
-annealed losses). A legacy context dict is still accepted in place of the pair
-(:meth:`~mri_n2n.corruptions.Pair.from_context`).
+annealed losses).
 
 The minimiser of each loss over a constant is a statistic of the targets, which is what makes
 Noise2Noise work when the target's corruption leaves that statistic unchanged:
@@ -30,7 +29,7 @@ are valid in the *target* count. A mask with no valid pixel gives a loss of 0 (w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import torch
 
@@ -53,8 +52,8 @@ __all__ = [
 ]
 
 #: What a loss reads besides the output and the target: the batch's pair (or, for the k-space
-#: losses, the target's acquisition alone), a legacy context dict, or nothing.
-LossContext = Pair | Acquisition | Mapping[str, torch.Tensor] | None
+#: losses, the target's acquisition alone), or nothing.
+LossContext = Pair | Acquisition | None
 LossFn = Callable[[torch.Tensor, torch.Tensor, LossContext, float], torch.Tensor]
 
 #: Added to ``|f - y|`` by the annealed L0 loss (paper: 1e-8) so that a zero residual stays finite.
@@ -64,13 +63,10 @@ HDR_EPS = 0.01
 
 
 def _pair(pair: LossContext) -> Pair | None:
-    """``pair`` as a :class:`Pair`: a target acquisition becomes the pair's ``target_acq``, a
-    legacy context dict is converted (:meth:`Pair.from_context`)."""
-    if pair is None or isinstance(pair, Pair):
-        return pair
+    """``pair`` as a :class:`Pair`: a target acquisition becomes the pair's ``target_acq``."""
     if isinstance(pair, Acquisition):
         return Pair(None, None, target_acq=pair)  # type: ignore[arg-type]
-    return Pair.from_context(None, None, pair)
+    return pair
 
 
 def masked_mean(values: torch.Tensor, pair: LossContext) -> torch.Tensor:

@@ -272,9 +272,10 @@ def test_tv_sense_single_coil_matches_cs_tv(measured):
 
 def test_tune_sense_lambda_picks_a_regularising_weight(multicoil):
     from mri_n2n.baselines import tune_sense_lambda
+    from mri_n2n.coils import SenseOperator
 
     x, y, maps, mask = multicoil
-    batches = [(y, {"maps": maps, "mask": mask}, x.abs())]
+    batches = [(SenseOperator(maps, mask, y), x.abs())]
     best, table = tune_sense_lambda(batches, [1e-5, 3e-3, 10.0], method="tv", iters=60)
     assert best == 3e-3 and [r["lam"] for r in table] == [1e-5, 3e-3, 10.0]
     # noisy 3x data: a little Tikhonov damping beats none (noise amplification) and too much

@@ -41,7 +41,7 @@ from ..losses import kspace_loss
 from ..masks import MaskFamily, complete_measurements
 from ..models import apply_model, ends_with_dc
 from ..models.ensemble import SelfEnsemble
-from ..physics import SpectralSampling
+from ..physics import Acquisition, SpectralSampling
 from ..sampling import share_partner_draws
 from ..splits import make_split
 
@@ -332,9 +332,9 @@ def adapt_multicoil(
     wrapped = isinstance(model, SelfEnsemble)
     net = copy.deepcopy(model.module if wrapped else model)
     device = next(net.parameters()).device
-    mask = mask.bool().cpu()
-    kspace = kspace.to(torch.complex64).cpu() * mask[:, None]
     maps = maps.to(torch.complex64).cpu()
+    whole = Acquisition(mask.bool().cpu(), maps).with_data(kspace.to(torch.complex64).cpu())
+    mask, kspace = whole.mask, whole.y
     active = (kspace.abs().flatten(1).amax(1) > 0).nonzero().flatten()
     if active.numel() == 0:
         raise ValueError("adaptation: the scan has no slice with measurements")
