@@ -24,13 +24,14 @@ from typing import Any
 import torch
 import yaml
 
-from .data.datasets import DATASET_NAMES
+from .data.datasets import DATASET_NAMES, dataset_names
 from .data.slices import check_normalize, parse_slice_range
 from .images.datasets import DATASETS as IMAGE_DATASETS
+from .images.datasets import image_dataset_names
 from .io import atomic_write_text
-from .losses import LOSSES, MRI_LOSSES
+from .losses import loss_entry, loss_names
 from .masks import family_names
-from .models import MODEL_NAMES
+from .models import model_names
 from .splits import SPLIT_TARGETS
 
 __all__ = [
@@ -49,8 +50,14 @@ __all__ = [
     "resume_config",
 ]
 
-#: MRI dataset names (``--dataset``); the image ones are :data:`IMAGE_DATASETS`.
+#: The built-in MRI dataset names; the image ones are :data:`IMAGE_DATASETS`. The ``--dataset``
+#: choices are the registries' (:func:`~mri_n2n.data.datasets.dataset_names`,
+#: :func:`~mri_n2n.images.datasets.image_dataset_names`), asked when needed.
 MRI_DATASETS = DATASET_NAMES
+
+
+def _dataset_names() -> tuple[str, ...]:
+    return (*dataset_names(), *image_dataset_names())
 
 
 class ConfigError(ValueError):
@@ -69,8 +76,8 @@ def _f(
 
 
 def field_choices(key: str) -> tuple[str, ...] | None:
-    """The allowed values of a string field (``None``: any); the mask families are looked up
-    when asked, so a :class:`~mri_n2n.masks.MaskFamily` subclass registered after import counts."""
+    """The allowed values of a string field (``None``: any); the mask families, models, losses
+    and datasets are looked up when asked, so one registered after import counts."""
     choices = _FIELDS[key].metadata.get("choices")
     return choices() if callable(choices) else choices
 
@@ -101,8 +108,8 @@ class Config:
     dataset: str | None = _f(None, "mri: mni152 (embedded, default), ixi, nifti, dicom, kspace, synth "
                              "(contrast-randomised images from the MNI152 tissue maps, validated on "
                              "the mni152 validation slices); "
-                             "image: images (default for --task image), folder, pairs, montecarlo",
-                             (*DATASET_NAMES, *IMAGE_DATASETS))
+                             "image: images (default for --task image), folder, pairs, montecarlo; "
+                             "or any registered dataset", _dataset_names)
     data_dir: str | None = _f(None, "folder of the dataset (prepared IXI, NIfTI/DICOM folder, k-space files)")
     size: int | None = _f(None, "slice size (MRI) or crop size (images), in pixels; preset default")
     slices: str | None = _f(None, "slice range START:STOP along --axis (IXI default 25:125)")
@@ -151,12 +158,12 @@ class Config:
     noise_options: dict[str, Any] = _f({}, "image noise: constructor options (YAML only), "
                                        "e.g. {train_range: [0, 50], test_level: 25}")
     loss: str | None = _f(None, "l2, l1, l0 (annealed), hdr; MRI also kspace (1/p-weighted L2 on the "
-                          "target's samples) and its variants; default: l2 for MRI, the noise's own",
-                          (*LOSSES, *MRI_LOSSES))
+                          "target's samples) and its variants, or any registered loss; default: l2 "
+                          "for MRI, the noise's own", loss_names)
     # model
     model: str | None = _f(None, "unet (plain, fast), unet_paper (paper Table 2), unrolled (CNN cascades "
-                           "with data consistency) or red30; preset default",
-                           MODEL_NAMES)
+                           "with data consistency), red30, or any registered model; preset default",
+                           model_names)
     width: float = _f(1.0, "unet_paper: channel width multiplier")
     base: int | None = _f(None, "unet: channels of the first level (preset default 16)")
     depth: int | None = _f(None, "unet: number of 2x poolings (preset default 3)")
@@ -289,9 +296,6 @@ def with_fallbacks(cfg: Config) -> Config:
     after the preset, for code that builds from an unresolved config."""
     return cfg.replace(**{k: v for k, v in _FALLBACK.items() if getattr(cfg, k) is None})
 
-#: Losses of the single-acquisition targets (they read the held-out set from the context).
-SPLIT_LOSSES = ("kspace", "kspace_flat", "kspace_clipped", "kspace_normalized")
-
 #: Fields a resumed run cannot change: they define the model, the data or the corruption.
 RESUME_FIXED = (
     "task", "target", "split", "dataset", "data_dir", "size", "slices", "axis", "normalize", "synth_photos",
@@ -412,10 +416,10 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
     """
     task, dataset = cfg.task, cfg.dataset
     if task is None:
-        task = "image" if dataset in IMAGE_DATASETS else "mri"
+        task = "image" if dataset in image_dataset_names() else "mri"
     if dataset is None:
         dataset = "images" if task == "image" else "mni152"
-    known = MRI_DATASETS if task == "mri" else IMAGE_DATASETS
+    known = dataset_names() if task == "mri" else image_dataset_names()
     if dataset not in known:
         raise ConfigError(f"--dataset: '{dataset}' is not a {task} dataset (choose from {', '.join(known)})")
     preset = cfg.preset
@@ -444,10 +448,10 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
                 f"--augment: with --target {cfg.target} each slice is acquired once, and augmentation "
                 "would transform the image before acquiring it (only circular shifts, --shift, apply)"
             )
-        if cfg.loss is not None and cfg.loss not in SPLIT_LOSSES:
+        if cfg.loss is not None and not loss_entry(cfg.loss).split:
             raise ConfigError(
                 f"--loss {cfg.loss}: --target {cfg.target} learns on held-out k-space; choose from "
-                f"{', '.join(SPLIT_LOSSES)}"
+                f"{', '.join(loss_names(split=True))}"
             )
         if not 0.0 < cfg.split < 1.0:
             raise ConfigError(f"--split must lie in (0, 1), got {cfg.split}")
@@ -463,6 +467,9 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
     if cfg.max_steps is not None and cfg.epochs is None and "epochs" in vals:
         upd["epochs"] = None
     cfg = cfg.replace(**upd)
+    if cfg.task == "image" and cfg.loss is not None and loss_entry(cfg.loss).kspace:
+        raise ConfigError(f"--loss {cfg.loss} is an MRI loss (it reads the target's k-space acquisition), "
+                          "not one for --task image")
     if cfg.deform and not cfg.augment:
         raise ConfigError("--deform warps the slices as part of the augmentation: add --augment")
     if cfg.crop and not cfg.augment:

@@ -21,6 +21,10 @@ MRI also has ``kspace`` (and its variants ``kspace_clipped``, ``kspace_flat``,
 ``kspace_normalized``, ``kspace_mix``): a Noise2Noise L2 in k-space on the target's sampled set,
 weighted by ``1 / p`` (see :func:`kspace_loss`).
 
+**Adding a loss** is one registered function (:func:`register_loss`): it becomes a ``--loss``
+choice and :func:`get_loss` returns it; ``kspace=True`` marks an MRI loss that reads the
+target's acquisition, ``split=True`` one that the single-acquisition targets accept.
+
 **Masking.** When the pair holds a ``valid`` mask (bool or float, ``(B, 1 | C, H, W)``,
 broadcast over channels), every loss is the mean over valid pixels only: invalid pixels
 contribute neither to the value nor to the gradient. This is the Bernoulli experiment's rule: only pixels that
@@ -30,6 +34,7 @@ are valid in the *target* count. A mask with no valid pixel gives a loss of 0 (w
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -48,6 +53,10 @@ __all__ = [
     "masked_mean",
     "LOSSES",
     "MRI_LOSSES",
+    "LossEntry",
+    "register_loss",
+    "loss_names",
+    "loss_entry",
     "get_loss",
 ]
 
@@ -243,23 +252,92 @@ def kspace_mix_loss(
     return 0.5 * image + 0.5 * kspace_loss(output, target, pair, progress)
 
 
-LOSSES: dict[str, LossFn] = {"l2": l2_loss, "l1": l1_loss, "l0": l0_loss, "hdr": hdr_loss}
-"""Per-pixel losses (they honour the pair's ``valid`` mask)."""
+@dataclass(frozen=True)
+class LossEntry:
+    """A registered loss.
+
+    Attributes:
+        name: its ``--loss`` name.
+        fn: ``fn(output, target, pair, progress) -> scalar``.
+        kspace: it reads the target's acquisition (``pair.target_acq``): an MRI loss.
+        split: it learns on the target's k-space samples only, so the single-acquisition targets
+            (``--target ssdu`` / ``noisier2noise``, whose target is the held-out set) accept it.
+    """
+
+    name: str
+    fn: LossFn
+    kspace: bool = False
+    split: bool = False
+
+
+_REGISTRY: dict[str, LossEntry] = {}
+
+
+def register_loss(name: str, *, kspace: bool = False, split: bool = False) -> Callable[[LossFn], LossFn]:
+    """Decorator: register a loss ``fn(output, target, pair, progress)`` under ``name``; it becomes
+    a ``--loss`` choice and :func:`get_loss` returns it. The function is returned unchanged.
+
+    Args:
+        name: the ``--loss`` name.
+        kspace: the loss reads the target's acquisition (an MRI loss; the image task refuses it).
+        split: it learns on the target's k-space samples only (allowed with ``--target ssdu`` and
+            ``noisier2noise``); implies ``kspace``.
+
+    Raises:
+        ValueError: ``name`` is registered already by another function.
+    """
+
+    def add(fn: LossFn) -> LossFn:
+        old = _REGISTRY.get(name)
+        if old is not None and old.fn is not fn:
+            raise ValueError(f"loss {name!r} is already registered by {old.fn.__name__}")
+        _REGISTRY[name] = LossEntry(name, fn, kspace=kspace or split, split=split)
+        return fn
+
+    return add
+
+
+for _name, _fn in (("l2", l2_loss), ("l1", l1_loss), ("l0", l0_loss), ("hdr", hdr_loss)):
+    register_loss(_name)(_fn)
+for _name, _weighting in (
+    ("kspace", "inverse"),
+    ("kspace_clipped", "clipped"),
+    ("kspace_flat", "flat"),
+    ("kspace_normalized", "normalized"),
+):
+    register_loss(_name, split=True)(_kspace_variant(_weighting))
+register_loss("kspace_mix", kspace=True)(kspace_mix_loss)  # its image-domain half needs the whole target
+
+
+def loss_names(*, kspace: bool | None = None, split: bool | None = None) -> tuple[str, ...]:
+    """The registered loss names (the ``--loss`` choices), in registration order; ``kspace`` /
+    ``split`` (when not ``None``) keep only the losses whose flag has that value."""
+    return tuple(
+        n for n, e in _REGISTRY.items()
+        if (kspace is None or e.kspace == kspace) and (split is None or e.split == split)
+    )
+
+
+def loss_entry(name: str) -> LossEntry:
+    """The registration of loss ``name``; raises ``ValueError`` listing the known names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join([*sorted(loss_names(kspace=False)), *loss_names(kspace=True)])
+        raise ValueError(f"unknown loss '{name}' (choose from {known})") from None
+
+
+LOSSES: dict[str, LossFn] = {n: _REGISTRY[n].fn for n in ("l2", "l1", "l0", "hdr")}
+"""The built-in per-pixel losses (they honour the pair's ``valid`` mask); :func:`loss_names`
+adds the ones registered since."""
 
 MRI_LOSSES: dict[str, LossFn] = {
-    "kspace": _kspace_variant("inverse"),
-    "kspace_clipped": _kspace_variant("clipped"),
-    "kspace_flat": _kspace_variant("flat"),
-    "kspace_normalized": _kspace_variant("normalized"),
-    "kspace_mix": kspace_mix_loss,
+    n: _REGISTRY[n].fn for n in ("kspace", "kspace_clipped", "kspace_flat", "kspace_normalized", "kspace_mix")
 }
-"""k-space losses of the MRI task (they read the target's acquisition, ``pair.target_acq``)."""
+"""The built-in k-space losses of the MRI task (they read the target's acquisition,
+``pair.target_acq``)."""
 
 
 def get_loss(name: str) -> LossFn:
-    """Look a loss up by name; raises ``ValueError`` listing the known names."""
-    try:
-        return {**LOSSES, **MRI_LOSSES}[name]
-    except KeyError:
-        known = ", ".join([*sorted(LOSSES), *MRI_LOSSES])
-        raise ValueError(f"unknown loss '{name}' (choose from {known})") from None
+    """Look a registered loss up by name; raises ``ValueError`` listing the known names."""
+    return loss_entry(name).fn

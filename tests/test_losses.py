@@ -140,3 +140,15 @@ def test_registry():
     assert get_loss("l2") is l2_loss
     with pytest.raises(ValueError, match="l0, l1, l2"):
         get_loss("l3")
+
+
+def test_registration_flags_of_the_built_in_losses():
+    """``kspace``: reads the target's acquisition; ``split``: accepted by the single-acquisition
+    targets (the k-space L2 variants, not ``kspace_mix``, whose image half needs the whole target)."""
+    from mri_n2n.losses import MRI_LOSSES, loss_entry, loss_names
+
+    assert {"l2", "l1", "l0", "hdr"} <= set(loss_names(kspace=False))
+    assert set(MRI_LOSSES) <= set(loss_names(kspace=True))
+    assert set(loss_names(split=True)) >= {"kspace", "kspace_flat", "kspace_clipped", "kspace_normalized"}
+    assert not loss_entry("kspace_mix").split and loss_entry("kspace_mix").kspace
+    assert all(get_loss(n) is f for n, f in {**LOSSES, **MRI_LOSSES}.items())

@@ -296,3 +296,23 @@ def test_build_model_names_and_errors():
     assert build_model("unet", base=4, depth=2).spec["kwargs"]["base"] == 4
     with pytest.raises(ValueError, match="unet_paper"):
         build_model("resnet")
+
+
+@pytest.mark.parametrize("name", ["unet_paper", "unet", "unet_custom", "red30", "unrolled"])
+def test_every_built_in_model_is_registered_and_built_from_a_config(name):
+    """The trainer builds each built-in name through its registered ``from_config``; the spec it
+    records names the architecture a checkpoint rebuilds."""
+    from mri_n2n.config import Config
+    from mri_n2n.models import model_names
+    from mri_n2n.training import build_model_for
+
+    assert set(MODEL_NAMES) <= set(model_names())
+    cfg = Config(model=name, width=0.25, base=4, depth=2, cascades=2, cascade_width=4, cascade_depth=3)
+    net = build_model_for(cfg, 2 if name == "unrolled" else 1)
+    spec = net.spec
+    assert spec["name"] == name
+    assert type(build_model(spec["name"], **spec["kwargs"])) is type(net)
+    if name == "unet":
+        assert (spec["kwargs"]["base"], spec["kwargs"]["depth"]) == (4, 2)
+    if name == "unrolled":
+        assert (spec["kwargs"]["cascades"], spec["kwargs"]["width"], spec["kwargs"]["depth"]) == (2, 4, 3)

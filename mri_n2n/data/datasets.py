@@ -1,8 +1,21 @@
-"""The MRI dataset names and :func:`build_mri_datasets`, which dispatches to each source."""
+"""The MRI dataset registry and :func:`build_mri_datasets`, which dispatches to each source.
+
+**Adding a dataset** is one registered function (:func:`register_dataset`) that builds the
+``(train, valid)`` datasets from the checked :class:`DataOptions` (``options.config`` is the run
+config when built from one, for settings of its own): its name becomes a ``--dataset`` choice
+and the trainer and evaluation build it from a config::
+
+    @register_dataset("phantoms")
+    def phantoms(options):
+        ...
+        return train_set, valid_set
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from torch.utils.data import Dataset
 
@@ -27,10 +40,170 @@ class DataSettings(Protocol):
     normalize: str
     complex: bool
 
-__all__ = ["DATASET_NAMES", "build_mri_datasets", "mri_datasets_from_config"]
+__all__ = [
+    "DATASET_NAMES",
+    "DataOptions",
+    "DatasetEntry",
+    "register_dataset",
+    "dataset_names",
+    "build_mri_datasets",
+    "mri_datasets_from_config",
+]
 
-#: Names accepted by :func:`build_mri_datasets`.
+#: The built-in MRI dataset names; :func:`dataset_names` adds the ones registered since.
 DATASET_NAMES = ("mni152", "ixi", "nifti", "dicom", "kspace", "synth")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """What a registered dataset builder receives: the checked arguments of
+    :func:`build_mri_datasets` (see there), and ``config``, the run config when the datasets are
+    built from one (:func:`mri_datasets_from_config`), else ``None``."""
+
+    data_dir: str | None
+    size: int
+    slices: tuple[int, int] | None
+    axis: int
+    normalize: str
+    complex_kspace: bool
+    valid_fraction: float
+    seed: int
+    undersampled: bool
+    synth_photos: float
+    synth_template: float
+    maps_cache: str | None
+    virtual_coils: int | None
+    config: Any = None
+
+
+#: ``(options) -> (train, valid)``.
+DatasetBuilder = Callable[[DataOptions], tuple[Dataset, Dataset]]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered MRI dataset.
+
+    Attributes:
+        name: its ``--dataset`` name.
+        build: ``build(options) -> (train, valid)``.
+        seeded: a config's ``seed`` reaches ``options.seed`` (its draws depend on the training
+            seed); otherwise configs build it with seed 0 (a split that never depends on it).
+    """
+
+    name: str
+    build: DatasetBuilder
+    seeded: bool = False
+
+
+_REGISTRY: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(name: str, *, seeded: bool = False) -> Callable[[DatasetBuilder], DatasetBuilder]:
+    """Decorator: register an MRI dataset builder ``build(options: DataOptions) -> (train, valid)``
+    under ``name``; it becomes a ``--dataset`` choice (for ``--task mri``). The function is
+    returned unchanged.
+
+    Args:
+        name: the ``--dataset`` name.
+        seeded: a run config's ``seed`` is passed as ``options.seed`` (see :class:`DatasetEntry`).
+
+    Raises:
+        ValueError: ``name`` is registered already by another function.
+    """
+
+    def add(build: DatasetBuilder) -> DatasetBuilder:
+        old = _REGISTRY.get(name)
+        if old is not None and old.build is not build:
+            raise ValueError(f"MRI dataset {name!r} is already registered by {old.build.__name__}")
+        _REGISTRY[name] = DatasetEntry(name, build, seeded)
+        return build
+
+    return add
+
+
+def dataset_names() -> tuple[str, ...]:
+    """Every registered MRI dataset name (the ``--dataset`` choices of ``--task mri``)."""
+    return tuple(_REGISTRY)
+
+
+def _entry(name: str) -> DatasetEntry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown MRI dataset {name!r}; choose from {', '.join(_REGISTRY)}") from None
+
+
+@register_dataset("mni152")
+def _mni152(o: DataOptions) -> tuple[Dataset, Dataset]:
+    return build_mni152_datasets(
+        size=o.size, slices=o.slices, axis=o.axis, normalize=o.normalize, valid_fraction=o.valid_fraction
+    )
+
+
+@register_dataset("ixi")
+def _ixi(o: DataOptions) -> tuple[Dataset, Dataset]:
+    return build_ixi_datasets(
+        check_data_dir(o.data_dir, "ixi", allow_file=True),
+        size=o.size,
+        slices=o.slices,
+        axis=o.axis,
+        normalize=o.normalize,
+    )
+
+
+def _folder(name: str) -> DatasetBuilder:
+    def build(o: DataOptions) -> tuple[Dataset, Dataset]:
+        return build_folder_datasets(
+            name,
+            check_data_dir(o.data_dir, name, allow_file=True),
+            size=o.size,
+            slices=o.slices,
+            axis=o.axis,
+            normalize=o.normalize,
+            valid_fraction=o.valid_fraction,
+            seed=o.seed,
+        )
+
+    build.__name__ = f"_{name}"
+    return build
+
+
+register_dataset("nifti")(_folder("nifti"))
+register_dataset("dicom")(_folder("dicom"))
+
+
+@register_dataset("kspace")
+def _kspace(o: DataOptions) -> tuple[Dataset, Dataset]:
+    return build_kspace_datasets(
+        check_data_dir(o.data_dir, "kspace", allow_file=True),
+        size=o.size,
+        slices=o.slices,
+        normalize=o.normalize,
+        complex_kspace=o.complex_kspace,
+        valid_fraction=o.valid_fraction,
+        seed=o.seed,
+        undersampled=o.undersampled,
+        maps_cache=o.maps_cache,
+        virtual_coils=o.virtual_coils,
+    )
+
+
+@register_dataset("synth", seeded=True)
+def _synth(o: DataOptions) -> tuple[Dataset, Dataset]:
+    # imported here so that ``python -m mri_n2n.data.synth`` runs a module not yet imported
+    from .synth import build_synth_datasets
+
+    return build_synth_datasets(
+        size=o.size,
+        slices=o.slices,
+        axis=o.axis,
+        normalize=o.normalize,
+        valid_fraction=o.valid_fraction,
+        seed=o.seed,
+        photo_fraction=o.synth_photos,
+        template_fraction=o.synth_template,
+    )
 
 
 def build_mri_datasets(
@@ -49,8 +222,10 @@ def build_mri_datasets(
     synth_template: float = 0.0,
     maps_cache: str | None = None,
     virtual_coils: int | None = None,
+    config: Any = None,
 ) -> tuple[Dataset, Dataset]:
-    """Build the (train, valid) datasets of an MRI data source.
+    """Build the (train, valid) datasets of an MRI data source (a registered dataset,
+    :func:`register_dataset`).
 
     Args:
         name: ``"mni152"`` (the template shipped with nilearn, offline; no data dir),
@@ -85,6 +260,8 @@ def build_mri_datasets(
             (:func:`~mri_n2n.data.maps_cache.resolve_maps_cache`: ``"auto"``, ``"none"`` or a
             folder); ``None`` (default): no disk cache.
         virtual_coils: ``kspace`` multi-coil files only: SVD coil compression at load time.
+        config: the run config, passed on as ``options.config`` (for registered datasets with
+            settings of their own).
 
     Returns:
         ``(train, valid)`` datasets yielding ``(image, ident)``.
@@ -94,8 +271,7 @@ def build_mri_datasets(
         DataDirError: missing or empty data dir, or no usable file in it.
         VolumeError: an unreadable volume (names the file).
     """
-    if name not in DATASET_NAMES:
-        raise ValueError(f"unknown MRI dataset {name!r}; choose from {', '.join(DATASET_NAMES)}")
+    entry = _entry(name)
     if size is not None and int(size) < 1:
         raise ValueError(f"size must be positive, got {size}")
     if not 0.0 <= valid_fraction < 1.0:
@@ -109,60 +285,29 @@ def build_mri_datasets(
             raise ValueError(f"bad slice range {slices[0]}:{slices[1]} (need 0 <= start < stop)")
     if (synth_photos or synth_template) and name != "synth":
         raise ValueError(f"synth_photos and synth_template apply to the synth dataset only, not {name!r}")
-    if name == "synth":
-        # imported here so that ``python -m mri_n2n.data.synth`` runs a module not yet imported
-        from .synth import build_synth_datasets
-
-        return build_synth_datasets(
-            size=size,
-            slices=slices,
-            axis=axis,
-            normalize=normalize,
-            valid_fraction=valid_fraction,
-            seed=seed,
-            photo_fraction=synth_photos,
-            template_fraction=synth_template,
-        )
-    if name == "mni152":
-        return build_mni152_datasets(
-            size=size, slices=slices, axis=axis, normalize=normalize, valid_fraction=valid_fraction
-        )
-    if name == "ixi":
-        return build_ixi_datasets(
-            check_data_dir(data_dir, name, allow_file=True),
-            size=size,
-            slices=slices,
-            axis=axis,
-            normalize=normalize,
-        )
-    if name == "kspace":
-        return build_kspace_datasets(
-            check_data_dir(data_dir, name, allow_file=True),
-            size=size,
-            slices=slices,
-            normalize=normalize,
-            complex_kspace=complex_kspace,
-            valid_fraction=valid_fraction,
-            seed=seed,
-            undersampled=undersampled,
-            maps_cache=maps_cache,
-            virtual_coils=virtual_coils,
-        )
-    return build_folder_datasets(
-        name,
-        check_data_dir(data_dir, name, allow_file=True),
+    options = DataOptions(
+        data_dir=data_dir,
         size=size,
         slices=slices,
         axis=axis,
         normalize=normalize,
+        complex_kspace=complex_kspace,
         valid_fraction=valid_fraction,
         seed=seed,
+        undersampled=undersampled,
+        synth_photos=synth_photos,
+        synth_template=synth_template,
+        maps_cache=maps_cache,
+        virtual_coils=virtual_coils,
+        config=config,
     )
+    return entry.build(options)
 
 
 def mri_datasets_from_config(cfg: DataSettings) -> tuple[Dataset, Dataset]:
     """The ``(train, valid)`` datasets a resolved run config describes (training and evaluation
-    alike; the split never depends on the training seed, the synthetic draws of ``synth`` do)."""
+    alike; the split never depends on the training seed, the draws of a ``seeded`` dataset such
+    as ``synth`` do); ``cfg`` reaches the builder as ``options.config``."""
     slices = parse_slice_range(cfg.slices) if cfg.slices else None
     return build_mri_datasets(
         cfg.dataset,
@@ -172,10 +317,11 @@ def mri_datasets_from_config(cfg: DataSettings) -> tuple[Dataset, Dataset]:
         axis=cfg.axis,
         normalize=cfg.normalize,
         complex_kspace=bool(cfg.complex),
-        seed=int(getattr(cfg, "seed", 0)) if cfg.dataset == "synth" else 0,
+        seed=int(getattr(cfg, "seed", 0)) if _entry(cfg.dataset).seeded else 0,
         undersampled=getattr(cfg, "target", "noisy") in SPLIT_TARGETS,
         synth_photos=float(getattr(cfg, "synth_photos", 0.0) or 0.0),
         synth_template=float(getattr(cfg, "synth_template", 0.0) or 0.0),
         maps_cache=getattr(cfg, "maps_cache", None),
         virtual_coils=getattr(cfg, "virtual_coils", None),
+        config=cfg,
     )

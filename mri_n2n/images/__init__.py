@@ -17,12 +17,22 @@ Example::
     pair = corruption.pair(batch, generator=g)           # independent input and target
 """
 
-from .datasets import DATASETS, ImageDataset, build_image_datasets, list_images, load_image
+from .datasets import (
+    DATASETS,
+    ImageDataset,
+    build_image_datasets,
+    image_dataset_names,
+    list_images,
+    load_image,
+    register_image_dataset,
+)
 from .hdr import read_hdr, tonemap
 
 __all__ = [
     "DATASETS",
     "build_image_datasets",
+    "register_image_dataset",
+    "image_dataset_names",
     "ImageDataset",
     "list_images",
     "load_image",

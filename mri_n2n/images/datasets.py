@@ -79,12 +79,43 @@ __all__ = [
     "SKIMAGE_VALID",
     "ImageDataset",
     "build_image_datasets",
+    "register_image_dataset",
+    "image_dataset_names",
     "load_image",
     "list_images",
 ]
 
-#: Dataset names accepted by :func:`build_image_datasets`.
+#: The built-in dataset names of :func:`build_image_datasets`; :func:`image_dataset_names` adds
+#: the ones registered with :func:`register_image_dataset`.
 DATASETS = ("images", "folder", "pairs", "montecarlo")
+#: ``(data_dir, crop, noise, seed, samples_per_epoch) -> (train, valid)``.
+ImageDatasetBuilder = Callable[..., "tuple[ImageDataset, ImageDataset]"]
+#: Registered image datasets (beyond the built-in :data:`DATASETS`).
+_REGISTRY: dict[str, ImageDatasetBuilder] = {}
+
+
+def register_image_dataset(name: str) -> Callable[[ImageDatasetBuilder], ImageDatasetBuilder]:
+    """Decorator: register an image dataset builder, called by :func:`build_image_datasets` as
+    ``build(data_dir=..., crop=..., noise=..., seed=..., samples_per_epoch=...)`` and returning
+    ``(train, valid)`` datasets with a ``channels`` attribute; its name becomes a ``--dataset``
+    choice of ``--task image``. The function is returned unchanged.
+
+    Raises:
+        ValueError: ``name`` is a built-in dataset or registered already by another function.
+    """
+
+    def add(build: ImageDatasetBuilder) -> ImageDatasetBuilder:
+        if name in DATASETS or _REGISTRY.get(name, build) is not build:
+            raise ValueError(f"image dataset {name!r} is already registered")
+        _REGISTRY[name] = build
+        return build
+
+    return add
+
+
+def image_dataset_names() -> tuple[str, ...]:
+    """Every image dataset name (the ``--dataset`` choices of ``--task image``)."""
+    return (*DATASETS, *_REGISTRY)
 #: File suffixes read as images (case-insensitive).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 #: scikit-image photographs used by ``"images"`` (all bundled with scikit-image, no download).
@@ -566,7 +597,8 @@ def build_image_datasets(
     """Build the ``(train, valid)`` datasets of an image experiment.
 
     Args:
-        name: one of :data:`DATASETS` (see the module docstring).
+        name: one of :func:`image_dataset_names`: the built-in :data:`DATASETS` (see the module
+            docstring) or a dataset registered with :func:`register_image_dataset`.
         data_dir: the folder (required for everything but ``"images"``).
         crop: training crop size in pixels.
         noise: the corruption that will be used; ``pairs`` and ``montecarlo`` data go only
@@ -586,9 +618,13 @@ def build_image_datasets(
             unreadable folder or file (one line naming it).
         ImportError: ``"images"`` without scikit-image (the message says what to install).
     """
-    del seed  # documented: the split and crops do not depend on it
+    if name in _REGISTRY:
+        return _REGISTRY[name](
+            data_dir=data_dir, crop=crop, noise=noise, seed=seed, samples_per_epoch=samples_per_epoch
+        )
+    del seed  # documented: the split and crops of the built-in datasets do not depend on it
     if name not in DATASETS:
-        raise ValueError(f"unknown image dataset '{name}' (choose from {', '.join(DATASETS)})")
+        raise ValueError(f"unknown image dataset '{name}' (choose from {', '.join(image_dataset_names())})")
     if not isinstance(crop, int) or crop < 1:
         raise ValueError(f"crop must be a positive integer, got {crop!r}")
     stacked = ("pairs", "montecarlo")

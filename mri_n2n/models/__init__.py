@@ -18,55 +18,37 @@ Registered names:
   consistency. Its ``uses_measurements`` attribute is ``True``: call it as ``model(x, acq)``
   with the batch's :class:`~mri_n2n.physics.Acquisition` (:func:`apply_model` does it for any
   model); with ``dc="prox"`` its output is final (see :func:`ends_with_dc`).
+
+**Adding a model** is one registered class (:func:`register_model`): it becomes a ``--model``
+choice, a config value, a network the trainer builds (its ``from_config(cfg, channels)``) and a
+spec that checkpoints rebuild (:func:`build_model`)::
+
+    @register_model("tiny_res")
+    class TinyRes(nn.Module):
+        @classmethod
+        def from_config(cls, cfg, channels):
+            return cls(channels, width=cfg.cascade_width)
+        ...  # __init__ sets self.spec = {"name": "tiny_res", "kwargs": {...}}; forward
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from ..physics import Acquisition
 from .red import RED30
+from .registry import ModelEntry, build_model, model_from_config, model_names, register_model
 from .unet import UNet
 from .unrolled import Unrolled
 
 __all__ = [
     "UNet", "RED30", "Unrolled", "build_model", "uses_measurements", "apply_model", "ends_with_dc",
-    "MODEL_NAMES",
+    "MODEL_NAMES", "ModelEntry", "register_model", "model_names", "model_from_config",
 ]
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {
-    "unet_paper": UNet.paper,
-    "unet": UNet.plain,
-    "unet_custom": UNet,
-    "red30": RED30,
-    "unrolled": Unrolled,
-}
-
-MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-"""Names accepted by :func:`build_model`."""
-
-
-def build_model(name: str, **kwargs: object) -> nn.Module:
-    """Build a registered model by name, e.g. ``build_model("unet_paper", in_channels=1)``.
-
-    Args:
-        name: one of :data:`MODEL_NAMES`.
-        **kwargs: keyword arguments of that model's constructor (its ``spec["kwargs"]``).
-
-    Returns:
-        The model, freshly initialised; its ``spec`` rebuilds it.
-
-    Raises:
-        ValueError: unknown ``name`` (the message lists the known names).
-    """
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}") from None
-    return factory(**kwargs)
+MODEL_NAMES: tuple[str, ...] = ("unet_paper", "unet", "unet_custom", "red30", "unrolled")
+"""The built-in model names; :func:`model_names` adds the ones registered since."""
 
 
 def apply_model(model: nn.Module, x: torch.Tensor, acq: Acquisition | None = None) -> torch.Tensor:

@@ -28,9 +28,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .registry import register_model
+
 __all__ = ["RED30"]
 
 
+@register_model("red30")
 class RED30(nn.Module):
     """RED30 residual encoder-decoder (see the module docstring for the exact layout).
 

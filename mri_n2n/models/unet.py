@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import register_model
+
 __all__ = ["UNet", "pad_to_multiple", "LEAKY_SLOPE"]
 
 LEAKY_SLOPE = 0.1
@@ -332,3 +334,16 @@ class UNet(nn.Module):
     def extra_repr(self) -> str:
         """Short summary shown by ``print(model)``."""
         return f"spec={self.spec['name']}, multiple={self.multiple}"
+
+
+def _paper_from_config(cfg: Any, channels: int) -> UNet:
+    return UNet.paper(in_channels=channels, out_channels=channels, width=cfg.width)
+
+
+def _plain_from_config(cfg: Any, channels: int) -> UNet:
+    return UNet.plain(in_channels=channels, out_channels=channels, base=cfg.base, depth=cfg.depth)
+
+
+register_model("unet_paper", UNet.paper, from_config=_paper_from_config)
+register_model("unet", UNet.plain, from_config=_plain_from_config)
+register_model("unet_custom", UNet)  # a directly built UNet's spec; from a config: UNet(channels, channels)

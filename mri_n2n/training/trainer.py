@@ -148,9 +148,6 @@ class Trainer:
         cuda = self.device.type == "cuda"
         self.amp = cuda if cfg.amp is None else (cfg.amp and cuda)
         self.amp_dtype = torch.bfloat16 if (cuda and torch.cuda.is_bf16_supported()) else torch.float16
-        # CPU too for the unrolled CNN: its training step measured 1.3x faster (bench speed)
-        default_cl = cuda or cfg.model == "unrolled"
-        self.channels_last = default_cl if cfg.channels_last is None else cfg.channels_last
 
         self.exp = build_experiment(cfg)
         if len(self.exp.train_set) == 0:
@@ -162,6 +159,9 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         self.model = build_model_for(cfg, self.exp.channels).to(self.device)
+        # CPU too for networks that prefer it (the unrolled CNN's training step measured 1.3x faster)
+        default_cl = cuda or bool(getattr(self.model, "prefers_channels_last", False))
+        self.channels_last = default_cl if cfg.channels_last is None else cfg.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8)
