@@ -33,6 +33,7 @@ from .corruptions import (
     seeded_generator,
 )
 from .data import build_mri_datasets
+from .data.datasets import register_dataset
 from .evaluation import evaluate_mri
 from .fft import fft2c, ifft2c
 from .images import build_image_datasets
@@ -47,11 +48,11 @@ from .io import (
     write_dicom_series,
     write_nifti,
 )
-from .losses import LOSSES, get_loss
-from .masks import DENSITIES, MaskFamily, line_mask, make_family
+from .losses import LOSSES, get_loss, register_loss
+from .masks import DENSITIES, MaskFamily, family_names, line_mask, make_family
 from .metrics import nmse, psnr, ssim, volume_metrics
-from .models import MODEL_NAMES, build_model
-from .physics import SpectralSampling
+from .models import MODEL_NAMES, apply_model, build_model, register_model
+from .physics import Acquisition, SpectralSampling
 from .reconstruction import Reconstruction, ReconstructionError, Reconstructor
 from .sampling import bernoulli_mask, make_density
 from .training import Trainer, resume, train
@@ -59,7 +60,8 @@ from .training import Trainer, resume, train
 #: The public API: every name here is documented where it is defined (``help(mri_n2n.NAME)``).
 __all__ = [
     "__version__",
-    # physics: FFTs, sampling densities and masks, the sampling operator
+    # physics: FFTs, sampling densities and masks (a MaskFamily subclass registers itself), the
+    # acquisition operator
     "fft2c",
     "ifft2c",
     "DENSITIES",
@@ -68,6 +70,8 @@ __all__ = [
     "line_mask",
     "MaskFamily",
     "make_family",
+    "family_names",
+    "Acquisition",
     "SpectralSampling",
     # corruptions, losses, metrics, models
     "Corruption",
@@ -79,12 +83,15 @@ __all__ = [
     "seeded_generator",
     "LOSSES",
     "get_loss",
+    "register_loss",
     "psnr",
     "ssim",
     "nmse",
     "volume_metrics",
     "MODEL_NAMES",
     "build_model",
+    "register_model",
+    "apply_model",
     # configuration, training, checkpoints
     "Config",
     "ConfigError",
@@ -99,6 +106,7 @@ __all__ = [
     "CheckpointError",
     # data and files
     "build_mri_datasets",
+    "register_dataset",
     "build_image_datasets",
     "Volume",
     "VolumeError",

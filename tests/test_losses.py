@@ -30,7 +30,7 @@ def _minimise(name: str, x: torch.Tensor, steps: int = 400, start: float = 1.5) 
     loss_fn = get_loss(name)
     for s in range(steps):
         opt.zero_grad()
-        loss_fn(c.expand_as(x), x, {}, s / steps).backward()
+        loss_fn(c.expand_as(x), x, None, s / steps).backward()
         opt.step()
         sched.step()
     return c.item()
@@ -83,7 +83,7 @@ def test_hdr_denominator_is_detached():
     g = torch.Generator().manual_seed(1)
     f = (torch.rand(2, 3, 5, 5, generator=g) * 4).requires_grad_()
     y = torch.rand(2, 3, 5, 5, generator=g) * 4
-    hdr_loss(f, y, {}, 0.0).backward()
+    hdr_loss(f, y, None, 0.0).backward()
     fd = f.detach()
     expected = 2 * (fd - y) / (fd + 0.01) ** 2 / f.numel()
     torch.testing.assert_close(f.grad, expected)
@@ -130,9 +130,6 @@ def test_masked_mean_edge_cases():
     assert empty.item() == 0.0 and empty.requires_grad
     per_channel = torch.tensor([1.0, 0.0]).reshape(1, 2, 1, 1).expand(1, 2, 2, 2)
     assert masked_mean(v, Pair(v, v, valid=per_channel)).item() == pytest.approx(1.5)
-    # a legacy context dict (the compatibility path) still masks the same pixels
-    assert masked_mean(v, {}).item() == pytest.approx(3.5)
-    assert masked_mean(v, {"valid": per_channel}).item() == pytest.approx(1.5)
 
 
 def test_registry():
