@@ -214,31 +214,32 @@ def adapt_model(
     net = copy.deepcopy(model.module if wrapped else model)
     device = next(net.parameters()).device
     p = family.keep_probability() if complex_data else family.real_keep_probability()
-    mask = mask.bool().cpu()
-    kspace = kspace.to(torch.complex64).cpu() * mask
+    acquired = SpectralSampling(mask.bool().cpu()).with_data(kspace.to(torch.complex64).cpu())
+    mask, kspace = acquired.mask, acquired.y
     if not complex_data:  # a real image's measurements: the Hermitian completion, as in training
         kspace, mask = complete_measurements(kspace, mask)
     active = (kspace.abs().flatten(1).amax(1) > 0).nonzero().flatten()
     if active.numel() == 0:
         raise ValueError("adaptation: the scan has no slice with measurements")
     g = torch.Generator().manual_seed(int(seed))
-    dens = p.float().expand(mask.shape)
+    keep_p = p.float().expand(mask.shape)
     val = None
     if validation > 0:  # hold Gamma out of everything the adaptation learns from
+        whole = SpectralSampling(mask, kspace)
         gamma = _holdout(mask, float(validation), not complex_data, g)
-        fit = mask & ~gamma
-        dens = dens * (1.0 - float(validation))
+        fit, held = whole.restrict(~gamma), whole.restrict(gamma)
+        keep_p = keep_p * (1.0 - float(validation))
         picks = active[torch.linspace(0, active.numel() - 1, min(batch_size, active.numel())).round().long()]
         val = (
-            (kspace * fit)[picks].to(device), fit[picks].to(device), (kspace * gamma)[picks].to(device),
-            gamma[picks].to(device), dens[picks].to(device),
+            fit.y[picks].to(device), fit.mask[picks].to(device), held.y[picks].to(device),
+            held.mask[picks].to(device), keep_p[picks].to(device),
         )
-        kspace, mask = kspace * fit, fit
+        kspace, mask = fit.y, fit.mask
     # the split of what the adaptation learns from: its keep probability is p (1 - validation)
-    law = make_split("noisier2noise", family, dens[0], float(split), hermitian=not complex_data)
+    law = make_split("noisier2noise", family, keep_p[0], float(split), hermitian=not complex_data)
     shift = min(family.shape) // 4 if max_shift is None else int(max_shift)
     corr = MRIUndersampling(family, complex_data=complex_data, split=law, max_shift=shift)
-    measured = pack_measured(kspace, mask, dens)
+    measured = pack_measured(kspace, mask, keep_p)
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
     rep = report if report is not None else AdaptReport()
     best: tuple[float, int, dict] | None = None
