@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .baselines import DEFAULT_SENSE_TV_LAM, DEFAULT_TV_LAM, tv_reconstruct, tv_sense
+from .baselines import DEFAULT_SENSE_TV_LAM, DEFAULT_TV_LAM
+from .baselines import cs_tv as cs_tv_solve
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .config import Config
 from .corruptions import MRIUndersampling
@@ -199,18 +200,12 @@ def evaluate_mri(
         if cs_tv and multicoil:
             t0 = time.perf_counter()
             outs["CG-SENSE"] = to_channels(acq.sense(None, sense_lam, SENSE_ITERS))
-            t1 = time.perf_counter()
-            z = tv_sense(acq.y, acq.maps, acq.mask, lam=lam, iters=tv_iters)
-            outs["TV-SENSE"] = to_channels(z)
-            seconds["CG-SENSE"] += t1 - t0
-            seconds["TV-SENSE"] += time.perf_counter() - t1
-        elif cs_tv:
+            seconds["CG-SENSE"] += time.perf_counter() - t0
+        if cs_tv:  # one CS-TV on the acquisition: TV-SENSE for coils, CS-TV for one coil
             t0 = time.perf_counter()
-            outs["CS-TV"] = tv_reconstruct(acq.y, acq.mask, lam=lam, iters=tv_iters, real=not complex_data)
-            if complex_data:
-                z = outs["CS-TV"]
-                outs["CS-TV"] = to_channels(z, keepdim=True)
-            seconds["CS-TV"] += time.perf_counter() - t0
+            z = cs_tv_solve(acq, lam=lam, iters=tv_iters, real=not (complex_data or multicoil))
+            outs[baselines[-1]] = acq.channels_of(z, pair.input.shape[1])
+            seconds[baselines[-1]] += time.perf_counter() - t0
         for name, model in models:
             t0 = time.perf_counter()
             with torch.no_grad():  # unrolled nets: DC with the acquisition after every cascade
