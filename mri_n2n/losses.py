@@ -41,6 +41,7 @@ import torch
 from .corruptions.base import Pair
 from .fft import to_complex
 from .physics import Acquisition
+from .registry import Registry
 
 __all__ = [
     "l2_loss",
@@ -270,7 +271,7 @@ class LossEntry:
     split: bool = False
 
 
-_REGISTRY: dict[str, LossEntry] = {}
+_REGISTRY: Registry[LossEntry] = Registry("loss")
 
 
 def register_loss(name: str, *, kspace: bool = False, split: bool = False) -> Callable[[LossFn], LossFn]:
@@ -288,10 +289,7 @@ def register_loss(name: str, *, kspace: bool = False, split: bool = False) -> Ca
     """
 
     def add(fn: LossFn) -> LossFn:
-        old = _REGISTRY.get(name)
-        if old is not None and old.fn is not fn:
-            raise ValueError(f"loss {name!r} is already registered by {old.fn.__name__}")
-        _REGISTRY[name] = LossEntry(name, fn, kspace=kspace or split, split=split)
+        _REGISTRY.add(name, LossEntry(name, fn, kspace=kspace or split, split=split), fn)
         return fn
 
     return add
@@ -320,19 +318,16 @@ def loss_names(*, kspace: bool | None = None, split: bool | None = None) -> tupl
 
 def loss_entry(name: str) -> LossEntry:
     """The registration of loss ``name``; raises ``ValueError`` listing the known names."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join([*sorted(loss_names(kspace=False)), *loss_names(kspace=True)])
-        raise ValueError(f"unknown loss '{name}' (choose from {known})") from None
+    return _REGISTRY.get(name)
 
 
-LOSSES: dict[str, LossFn] = {n: _REGISTRY[n].fn for n in ("l2", "l1", "l0", "hdr")}
+LOSSES: dict[str, LossFn] = {n: _REGISTRY.get(n).fn for n in ("l2", "l1", "l0", "hdr")}
 """The built-in per-pixel losses (they honour the pair's ``valid`` mask); :func:`loss_names`
 adds the ones registered since."""
 
 MRI_LOSSES: dict[str, LossFn] = {
-    n: _REGISTRY[n].fn for n in ("kspace", "kspace_clipped", "kspace_flat", "kspace_normalized", "kspace_mix")
+    n: _REGISTRY.get(n).fn
+    for n in ("kspace", "kspace_clipped", "kspace_flat", "kspace_normalized", "kspace_mix")
 }
 """The built-in k-space losses of the MRI task (they read the target's acquisition,
 ``pair.target_acq``)."""

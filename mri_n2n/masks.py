@@ -48,6 +48,7 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
+from .registry import Registry
 from .sampling import (
     DENSITIES_2D,
     bernoulli_mask,
@@ -86,7 +87,7 @@ DENSITIES = (*DENSITIES_2D, "lines_random", "lines_equispaced", "lines_lattice",
 #: The built-in 1-D (whole phase-encode line) families; :func:`is_line_family` knows every one.
 LINE_FAMILIES = ("lines_random", "lines_equispaced", "lines_lattice", "lines_gaussian")
 #: name -> the :class:`MaskFamily` subclass that builds it (filled by ``MaskFamily.__init_subclass__``)
-_REGISTRY: dict[str, type[MaskFamily]] = {}
+_REGISTRY: Registry[type[MaskFamily]] = Registry("density")
 
 
 class FamilySettings(NamedTuple):
@@ -159,9 +160,7 @@ class MaskFamily:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for n in cls.__dict__.get("names", ()):
-            if n in _REGISTRY and _REGISTRY[n] is not cls:
-                raise ValueError(f"mask family {n!r} is already registered by {_REGISTRY[n].__name__}")
-            _REGISTRY[n] = cls
+            _REGISTRY.add(n, cls, cls)
 
     def __init__(self, shape: tuple[int, int] | int, *, hermitian: bool = False) -> None:
         self.shape = _shape2(shape)
@@ -517,10 +516,7 @@ def make_family(
     conjugate-symmetric masks where the family allows it (2-D, random and Gaussian lines); the
     equispaced families ignore it (real images use their completion).
     """
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown density '{name}' (choose from {', '.join(family_names())})") from None
+    cls = _REGISTRY.get(name)
     settings = FamilySettings(fraction, float(edge), float(acceleration), float(center_fraction))
     return cls.build(name, _shape2(shape), settings, hermitian=hermitian)
 
@@ -575,13 +571,12 @@ def family_for(
 def family_names() -> tuple[str, ...]:
     """The registered family names (the ``--density`` choices), built-in ones first, then any
     :class:`MaskFamily` subclass that sets :attr:`~MaskFamily.names`, in definition order."""
-    return tuple(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def is_line_family(name: str) -> bool:
     """Whether the registered family ``name`` draws whole phase-encode lines."""
-    cls = _REGISTRY.get(name)
-    return cls is not None and bool(cls.lines)
+    return name in _REGISTRY and bool(_REGISTRY.get(name).lines)
 
 
 def family_from_description(desc: dict[str, Any] | str) -> MaskFamily:

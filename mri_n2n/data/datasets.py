@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from torch.utils.data import Dataset
 
+from ..registry import Registry
 from ..splits import SPLIT_TARGETS
 from .base import check_data_dir
 from .folders import build_folder_datasets
@@ -96,7 +97,7 @@ class DatasetEntry:
     seeded: bool = False
 
 
-_REGISTRY: dict[str, DatasetEntry] = {}
+_REGISTRY: Registry[DatasetEntry] = Registry("MRI dataset")
 
 
 def register_dataset(name: str, *, seeded: bool = False) -> Callable[[DatasetBuilder], DatasetBuilder]:
@@ -113,10 +114,7 @@ def register_dataset(name: str, *, seeded: bool = False) -> Callable[[DatasetBui
     """
 
     def add(build: DatasetBuilder) -> DatasetBuilder:
-        old = _REGISTRY.get(name)
-        if old is not None and old.build is not build:
-            raise ValueError(f"MRI dataset {name!r} is already registered by {old.build.__name__}")
-        _REGISTRY[name] = DatasetEntry(name, build, seeded)
+        _REGISTRY.add(name, DatasetEntry(name, build, seeded), build)
         return build
 
     return add
@@ -124,14 +122,7 @@ def register_dataset(name: str, *, seeded: bool = False) -> Callable[[DatasetBui
 
 def dataset_names() -> tuple[str, ...]:
     """Every registered MRI dataset name (the ``--dataset`` choices of ``--task mri``)."""
-    return tuple(_REGISTRY)
-
-
-def _entry(name: str) -> DatasetEntry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown MRI dataset {name!r}; choose from {', '.join(_REGISTRY)}") from None
+    return _REGISTRY.names()
 
 
 @register_dataset("mni152")
@@ -271,7 +262,7 @@ def build_mri_datasets(
         DataDirError: missing or empty data dir, or no usable file in it.
         VolumeError: an unreadable volume (names the file).
     """
-    entry = _entry(name)
+    entry = _REGISTRY.get(name)
     if size is not None and int(size) < 1:
         raise ValueError(f"size must be positive, got {size}")
     if not 0.0 <= valid_fraction < 1.0:
@@ -317,7 +308,7 @@ def mri_datasets_from_config(cfg: DataSettings) -> tuple[Dataset, Dataset]:
         axis=cfg.axis,
         normalize=cfg.normalize,
         complex_kspace=bool(cfg.complex),
-        seed=int(getattr(cfg, "seed", 0)) if _entry(cfg.dataset).seeded else 0,
+        seed=int(getattr(cfg, "seed", 0)) if _REGISTRY.get(cfg.dataset).seeded else 0,
         undersampled=getattr(cfg, "target", "noisy") in SPLIT_TARGETS,
         synth_photos=float(getattr(cfg, "synth_photos", 0.0) or 0.0),
         synth_template=float(getattr(cfg, "synth_template", 0.0) or 0.0),

@@ -69,6 +69,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import one_line
+from ..registry import Registry
 from ..seeding import stable_ident
 from .hdr import HDR_SUFFIXES, read_hdr
 
@@ -91,7 +92,7 @@ DATASETS = ("images", "folder", "pairs", "montecarlo")
 #: ``(data_dir, crop, noise, seed, samples_per_epoch) -> (train, valid)``.
 ImageDatasetBuilder = Callable[..., "tuple[ImageDataset, ImageDataset]"]
 #: Registered image datasets (beyond the built-in :data:`DATASETS`).
-_REGISTRY: dict[str, ImageDatasetBuilder] = {}
+_REGISTRY: Registry[ImageDatasetBuilder] = Registry("image dataset")
 
 
 def register_image_dataset(name: str) -> Callable[[ImageDatasetBuilder], ImageDatasetBuilder]:
@@ -105,9 +106,9 @@ def register_image_dataset(name: str) -> Callable[[ImageDatasetBuilder], ImageDa
     """
 
     def add(build: ImageDatasetBuilder) -> ImageDatasetBuilder:
-        if name in DATASETS or _REGISTRY.get(name, build) is not build:
-            raise ValueError(f"image dataset {name!r} is already registered")
-        _REGISTRY[name] = build
+        if name in DATASETS:
+            raise ValueError(f"image dataset {name!r} is already registered (built in)")
+        _REGISTRY.add(name, build, build)
         return build
 
     return add
@@ -115,7 +116,7 @@ def register_image_dataset(name: str) -> Callable[[ImageDatasetBuilder], ImageDa
 
 def image_dataset_names() -> tuple[str, ...]:
     """Every image dataset name (the ``--dataset`` choices of ``--task image``)."""
-    return (*DATASETS, *_REGISTRY)
+    return (*DATASETS, *_REGISTRY.names())
 #: File suffixes read as images (case-insensitive).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 #: scikit-image photographs used by ``"images"`` (all bundled with scikit-image, no download).
@@ -619,7 +620,7 @@ def build_image_datasets(
         ImportError: ``"images"`` without scikit-image (the message says what to install).
     """
     if name in _REGISTRY:
-        return _REGISTRY[name](
+        return _REGISTRY.get(name)(
             data_dir=data_dir, crop=crop, noise=noise, seed=seed, samples_per_epoch=samples_per_epoch
         )
     del seed  # documented: the split and crops of the built-in datasets do not depend on it

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from ..registry import Registry
+
 __all__ = ["ModelEntry", "register_model", "model_names", "build_model", "model_from_config"]
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
@@ -36,7 +38,7 @@ class ModelEntry:
     from_config: Callable[[Any, int], nn.Module]
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+_REGISTRY: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(
@@ -65,16 +67,13 @@ def register_model(
     """
 
     def add(fn: F) -> F:
-        old = _REGISTRY.get(name)
-        if old is not None and old.factory is not fn:
-            raise ValueError(f"model {name!r} is already registered by {old.factory!r}")
         build = from_config or getattr(fn, "from_config", None)
         if build is None:
 
             def build(cfg: Any, channels: int) -> nn.Module:
                 return fn(in_channels=channels, out_channels=channels)
 
-        _REGISTRY[name] = ModelEntry(name, fn, build)
+        _REGISTRY.add(name, ModelEntry(name, fn, build), fn)
         return fn
 
     return add if factory is None else add(factory)
@@ -82,14 +81,7 @@ def register_model(
 
 def model_names() -> tuple[str, ...]:
     """Every registered model name (the ``--model`` choices), in registration order."""
-    return tuple(_REGISTRY)
-
-
-def _entry(name: str) -> ModelEntry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}") from None
+    return _REGISTRY.names()
 
 
 def build_model(name: str, **kwargs: object) -> nn.Module:
@@ -105,7 +97,7 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
     Raises:
         ValueError: unknown ``name`` (the message lists the known names).
     """
-    return _entry(name).factory(**kwargs)
+    return _REGISTRY.get(name).factory(**kwargs)
 
 
 def model_from_config(cfg: Any, channels: int) -> nn.Module:
@@ -116,4 +108,4 @@ def model_from_config(cfg: Any, channels: int) -> nn.Module:
     Raises:
         ValueError: unknown ``cfg.model`` (the message lists the known names).
     """
-    return _entry(cfg.model).from_config(cfg, channels)
+    return _REGISTRY.get(cfg.model).from_config(cfg, channels)
