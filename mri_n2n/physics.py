@@ -350,6 +350,14 @@ class Acquisition:
             self._measured = ifft2c(torch.where(m, y, torch.zeros((), dtype=y.dtype, device=y.device)))
         return self._measured
 
+    def _uncentred(self, like: torch.Tensor) -> torch.Tensor:
+        """The mask in uncentred FFT order for the single-coil fast path, computed once per
+        operator without the line test of :meth:`_masked` (no device sync in a training step)."""
+        if self._shifted is None:
+            self._shifted = torch.fft.ifftshift(self._m(like), dim=(-2, -1))
+            self._lines = False
+        return self._shifted
+
     def project(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Data consistency: the sampled frequencies of every coil's ``F S x`` replaced by the
         measurements (default: the acquisition's), then the coil combination::
@@ -371,10 +379,7 @@ class Acquisition:
         if y is None and (measured := self._fast_terms()) is not None:
             z = x.float() if not x.is_complex() else x
             k = torch.fft.fft2(z, norm="ortho")
-            if self._shifted is None:
-                self._shifted = torch.fft.ifftshift(self._m(z), dim=(-2, -1))
-                self._lines = False
-            out = torch.fft.ifft2(k.masked_fill(self._shifted, 0), norm="ortho") + measured
+            out = torch.fft.ifft2(k.masked_fill(self._uncentred(z), 0), norm="ortho") + measured
             return out if x.is_complex() else out.real
         y = self._data(y)
         z = x
@@ -405,11 +410,9 @@ class Acquisition:
         if (measured := self._fast_terms()) is not None:
             z = x.float() if not x.is_complex() else x
             k = torch.fft.fft2(z, norm="ortho")
-            if self._shifted is None:
-                self._shifted = torch.fft.ifftshift(self._m(z), dim=(-2, -1))
-                self._lines = False
             one = torch.ones((), dtype=k.real.dtype, device=k.device)
-            keep = torch.where(self._shifted, lam / (1 + lam), one)  # (1 - M) F x + M lam F x / (1 + lam)
+            # (1 - M) F x + M lam F x / (1 + lam)
+            keep = torch.where(self._uncentred(z), lam / (1 + lam), one)
             out = torch.fft.ifft2(k * keep, norm="ortho") + measured / (1 + lam)
             return out if x.is_complex() else out.real
         z = x if self.phase is None or x.is_complex() else x * _per_channel(self.phase, x)
@@ -510,10 +513,7 @@ class Acquisition:
             for i in range(0, y.shape[0], step):
                 sl = slice(i, i + step)
                 lam_i = lam_b.reshape(-1)[sl] if lam_b.numel() > 1 else lam
-                sub = Acquisition(
-                    self.mask[sl] if self.mask.ndim == 3 and self.mask.shape[0] > 1 else self.mask,
-                    self.maps[sl] if self.maps.shape[0] > 1 else self.maps,
-                )
+                sub = self.batch(sl)
                 aty_i = None if aty is None else aty[sl]
                 parts.append(sub.cg_dc(x[sl], y[sl], lam_i, iters, tol=tol, aty=aty_i))
             return torch.cat(parts)
