@@ -43,7 +43,7 @@ from .coil_maps import (  # noqa: F401  (re-exported: the estimation API lives i
     rss,
     walsh_maps,
 )
-from .physics import CG_CHUNK_ELEMENTS, Acquisition  # noqa: F401  (CG_CHUNK_ELEMENTS re-exported)
+from .physics import CG_CHUNK_ELEMENTS, Acquisition, CartesianAcquisition  # noqa: F401  (re-exported)
 
 __all__ = [
     "SenseOperator",
@@ -60,7 +60,7 @@ __all__ = [
 Array = torch.Tensor | np.ndarray
 
 
-class SenseOperator(Acquisition):
+class SenseOperator(CartesianAcquisition):
     """The multi-coil operator ``A = M F S`` (SENSE) of one batch of maps and masks: an
     :class:`~mri_n2n.physics.Acquisition` with maps, ``SenseOperator(maps, mask)``, optionally
     with the measurements and the law's keep probability.

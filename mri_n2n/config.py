@@ -32,6 +32,7 @@ from .io import atomic_write_text
 from .losses import loss_entry, loss_names
 from .masks import family_names
 from .models import model_names
+from .physics import kind_names
 from .splits import SPLIT_TARGETS
 
 __all__ = [
@@ -130,6 +131,8 @@ class Config:
     synth_template: float = _f(0.0, "--dataset synth: share of the other training items that are the "
                                "MNI152 T1 template slice itself (0 = none, at most 0.9)")
     # MRI corruption (paper: exp-decay density, 10 % of k-space, Hermitian masks)
+    acquisition: str = _f("cartesian", "MRI: the acquisition kind (cartesian: masks on the k-space "
+                          "grid; or any kind registered by an Acquisition subclass)", kind_names)
     density: str = _f("exp", "k-space mask family: exp (paper), gaussian, uniform (2-D Bernoulli); "
                       "lines_random, lines_equispaced (fastMRI equispaced_fraction), lines_lattice "
                       "(fastMRI equispaced), lines_gaussian (1-D Cartesian lines), or any family "
