@@ -9,7 +9,9 @@ from collections.abc import Callable, Sequence
 
 from ..errors import one_line
 
-__all__ = ["OneLineParser", "fail", "one_line", "register", "parse_and_run"]
+__all__ = [
+    "OneLineParser", "fail", "one_line", "register", "parse_and_run", "optional_counts", "OPTIONAL_COUNTS",
+]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -37,12 +39,38 @@ def register(subparsers: argparse._SubParsersAction, name: str, help: str, descr
 def parse_and_run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse ``argv`` and run the subcommand's ``func``; returns the exit status (argparse's
     own ``--help`` gives 0 and a usage error 2, its one line already printed)."""
+    argv = optional_counts(sys.argv[1:] if argv is None else list(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     func: Callable[[argparse.Namespace], int] = args.func
     return int(func(args))
+
+
+#: Options whose value is optional and a count (``--adapt [STEPS]``): a following word that is not
+#: an integer is an input file, not their value (:func:`optional_counts`).
+OPTIONAL_COUNTS = ("--adapt",)
+
+
+def optional_counts(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--adapt FILE`` read as the flag alone followed by the input ``FILE``: an
+    optional count (:data:`OPTIONAL_COUNTS`) followed by a word that is not an integer gets its
+    default written out (``--adapt=<default>``), so argparse does not take the file for it."""
+    from ..reconstruction.adapt import ADAPT_STEPS
+
+    out: list[str] = []
+    args = list(argv)
+    for i, a in enumerate(args):
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        if a in OPTIONAL_COUNTS and nxt is not None and not nxt.startswith("-"):
+            try:
+                int(nxt)
+            except ValueError:
+                out.append(f"{a}={ADAPT_STEPS}")
+                continue
+        out.append(a)
+    return out
 
 
 def add_adapt_argument(p: argparse.ArgumentParser, what: str) -> None:
