@@ -1,0 +1,27 @@
+"""Generators of training data that looks like real acquisitions: complex, line-sampled,
+multi-coil.
+
+- :mod:`~mri_n2n.data.generators.phase` -- :func:`random_phase`, :func:`with_random_phase`: a
+  smooth random phase (constant, k-space-shift ramps, quadratic, off-resonance bumps at the
+  boundary with air, flow patches) that turns magnitude images into complex ones.
+- :mod:`~mri_n2n.data.generators.coil_arrays` -- :func:`random_coil_array`,
+  :func:`random_coil_maps`: random loop arrays around the object (Biot--Savart sensitivities),
+  :func:`coil_images`, :func:`correlated_noise` (a random coil noise covariance) and
+  :func:`oversample_readout` (fastMRI's 2x readout oversampling).
+- :mod:`~mri_n2n.data.generators.line_laws` -- :func:`draw_line_law`: a mask family, acceleration
+  and centre fraction drawn per item; :func:`sample_masks` for a batch.
+- :mod:`~mri_n2n.data.generators.figure` -- ``python -m mri_n2n.data.generators.figure --out x.png``.
+
+Every draw takes an explicit :class:`torch.Generator`. This package sits with the data layer:
+it imports the physics below it (:mod:`mri_n2n.coils`, :mod:`mri_n2n.masks`), never the
+corruptions or the trainer that use it.
+"""
+
+from .phase import PhaseParams, random_phase, support_edges, with_random_phase
+
+__all__ = [
+    "PhaseParams",
+    "random_phase",
+    "support_edges",
+    "with_random_phase",
+]
