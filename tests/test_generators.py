@@ -5,17 +5,29 @@ each line as often as the law says."""
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from mri_n2n.coils import birdcage_maps, rss
 from mri_n2n.data.generators import (
+    CoilArrayParams,
     PhaseParams,
+    coil_images,
+    correlated_noise,
+    element_maps,
+    noise_covariance,
+    oversample_readout,
+    random_coil_array,
+    random_coil_maps,
     random_phase,
     support_edges,
     with_random_phase,
 )
+from mri_n2n.data.multicoil import crop_coil_kspace
 
 torch.set_num_threads(1)
 
@@ -93,3 +105,145 @@ def test_bumps_sit_on_the_boundary_with_air_and_flows_inside():
     assert support.flatten(1).gather(1, peak[:, None]).all()
     # without an image: centred, no error
     assert random_phase((2, 32, 32), _gen(5)).shape == (2, 32, 32)
+
+
+# ----------------------------------------------------------------------------------- coils
+@pytest.mark.parametrize("n_coils", [2, 8, 32])
+def test_coil_maps_cover_the_object_smoothly(n_coils):
+    n = 128
+    support = _ellipse(n)[0, 0] > 0
+    maps = random_coil_maps((n, n), n_coils, _gen(n_coils), support=support)
+    assert maps.shape == (n_coils, n, n) and maps.dtype == torch.complex64
+    assert torch.isfinite(maps).all()
+    r = rss(maps, dim=0)
+    assert r[support].max() == pytest.approx(1.0, abs=1e-5)  # the scale, not sum |S|^2 = 1
+    assert r[support].min() > 0.01
+    assert r[support].min() < 0.9  # true sensitivities: not normalised
+    inner = support.clone()  # away from the boundary: the one-pixel steps of every map are small
+    inner[1:-1] &= support[2:] & support[:-2]
+    inner[:, 1:-1] &= support[:, 2:] & support[:, :-2]
+    step_y = (maps[:, 1:] - maps[:, :-1]).abs().amax(0)[inner[1:]]
+    step_x = (maps[..., 1:] - maps[..., :-1]).abs().amax(0)[inner[:, 1:]]
+    assert max(step_y.max(), step_x.max()) < 0.2
+
+
+def test_coil_array_is_seeded_and_draws_its_size():
+    a = random_coil_array((48, 48), None, _gen(1))
+    b = random_coil_array((48, 48), None, _gen(1))
+    assert torch.equal(a.maps, b.maps)
+    assert 2 <= a.n_coils <= 32
+    sizes = {
+        random_coil_array((16, 16), None, _gen(s), CoilArrayParams(n_coils=(3, 5))).n_coils for s in range(12)
+    }
+    assert sizes == {3, 4, 5}
+    json.dumps(a.describe())
+    assert not torch.equal(random_coil_maps((48, 48), 4, _gen(2)), random_coil_maps((48, 48), 4, _gen(3)))
+
+
+def test_loop_field_is_biot_savart():
+    """The elliptic-integral field equals the Biot-Savart sum over a finely discretised loop."""
+    n = 24
+    centre = np.array([0.3, 1.3, 0.2])
+    axis = np.array([0.2, -1.0, 0.1])
+    axis /= np.linalg.norm(axis)
+    radius = 0.35
+    got = element_maps((n, n), centre[None], axes=axis[None], radii=radius)[0].numpy()
+    # dB ~ dl x r / |r|^3 over 4000 segments (mu0 I / 4 pi); the closed form is in mu0 I / 2 pi
+    e1 = np.cross(axis, [0.0, 0.0, 1.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(axis, e1)
+    t = np.linspace(0, 2 * np.pi, 4000, endpoint=False)
+    pts = centre + radius * (np.cos(t)[:, None] * e1 + np.sin(t)[:, None] * e2)
+    dl = radius * (-np.sin(t)[:, None] * e1 + np.cos(t)[:, None] * e2) * (2 * np.pi / len(t))
+    g = (np.arange(n) - n / 2) / (n / 2)
+    P = np.stack([*np.meshgrid(g, g, indexing="xy"), np.zeros((n, n))], axis=-1)  # (y, x, 3) of (x, y, 0)
+    r = P[:, :, None, :] - pts
+    field = (np.cross(dl, r) / (np.linalg.norm(r, axis=-1, keepdims=True) ** 3)).sum(2) / 2
+    want = field[..., 0] + 1j * field[..., 1]
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * np.abs(want).max())
+
+
+def test_wire_elements_are_birdcage_maps():
+    """On a regular ring, wires are :func:`mri_n2n.coils.birdcage_maps` up to one phase per coil."""
+    n, c, r = 40, 6, 1.5
+    theta = 2 * np.pi * np.arange(c) / c
+    centres = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
+    ours = element_maps((n, n), centres, element="wire").to(torch.complex128)
+    ref = birdcage_maps((n, n), c, r, normalize=False, dtype=torch.complex128)
+    ratio = ref / ours
+    torch.testing.assert_close(ratio, ratio[:, :1, :1].expand_as(ratio), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        ratio[:, 0, 0], torch.polar(torch.ones(c, dtype=torch.float64), torch.from_numpy(-theta - np.pi / 2))
+    )
+
+
+def test_coarse_grid_is_within_two_percent():
+    n = 160
+    support = _ellipse(n)[0, 0] > 0
+    for seed, c in [(0, 4), (1, 12)]:
+        fine = random_coil_array((n, n), c, _gen(seed), support=support, grid=None).maps
+        coarse = random_coil_array((n, n), c, _gen(seed), support=support, grid=80).maps
+        assert (coarse - fine).abs()[:, support].max() < 0.02
+
+
+def test_coil_images():
+    maps = random_coil_maps((16, 16), 3, _gen(0))
+    x = torch.rand(2, 1, 16, 16)
+    out = coil_images(x, maps)
+    assert out.shape == (2, 3, 16, 16)
+    torch.testing.assert_close(out[1, 2], maps[2] * x[1, 0])
+    assert coil_images(x[0, 0], maps).shape == (3, 16, 16)
+
+
+# ----------------------------------------------------------------------------------- noise
+def test_noise_covariance_is_hermitian_positive_definite_and_decays():
+    c = 12
+    cov = noise_covariance(c, _gen(0), std=0.5, correlation=0.4)
+    assert cov.shape == (c, c) and cov.dtype == torch.complex128
+    torch.testing.assert_close(cov, cov.conj().T, rtol=0, atol=0)
+    assert torch.linalg.eigvalsh(cov).min() > 0
+    std = cov.diagonal().real.sqrt()
+    assert ((std > 0.5 * 0.8 - 1e-9) & (std < 0.5 * 1.2 + 1e-9)).all()
+    corr = (cov / (std[:, None] * std[None, :])).abs()
+    idx = torch.arange(c)
+    ring = torch.minimum((idx[:, None] - idx).abs(), c - (idx[:, None] - idx).abs())
+    assert corr[ring == 1].mean() > 2 * corr[ring >= 3].mean()  # coupling falls with distance
+    assert 0.1 < corr[ring == 1].mean() < 0.4
+
+
+def test_noise_has_its_covariance():
+    """The sample covariance of 16384 draws per coil matches the law's within 4.5 standard
+    errors, entry by entry (a complex entry's error has variance Sigma_ii Sigma_jj / N)."""
+    c = 8
+    pos = random_coil_array((32, 32), c, _gen(1)).centres
+    noise, cov = correlated_noise((4, 64, 64), c, _gen(2), std=2.0, correlation=0.5, positions=pos)
+    assert noise.shape == (4, c, 64, 64) and noise.dtype == torch.complex64
+    flat = noise.transpose(0, 1).reshape(c, -1).to(torch.complex128)
+    n = flat.shape[1]
+    emp = flat @ flat.conj().T / n
+    d = cov.diagonal().real
+    se = torch.sqrt(d[:, None] * d[None, :] / n)
+    assert ((emp - cov).abs() < 4.5 * se).all()
+    assert noise.mean().abs() < 5 * float(d.mean().sqrt()) / math.sqrt(noise.numel())
+    # a given covariance is used as it is; a singular one is refused
+    again, same = correlated_noise((16, 16), c, _gen(3), covariance=cov)
+    assert torch.equal(same, cov) and again.shape == (c, 16, 16)
+    with pytest.raises(ValueError):
+        correlated_noise((8, 8), 2, _gen(0), covariance=torch.ones(2, 2))
+
+
+# ----------------------------------------------------------------------------- oversampling
+@pytest.mark.parametrize("n", [48, 37])
+def test_readout_oversampling_round_trips_through_the_loader_crop(n):
+    k = torch.randn(3, n, n, dtype=torch.complex64, generator=_gen(n))
+    over = oversample_readout(k)
+    assert over.shape == (3, 2 * n, n)
+    torch.testing.assert_close(over.abs().pow(2).sum(), k.abs().pow(2).sum(), rtol=1e-5, atol=0)  # Parseval
+    img = torch.fft.fftshift(torch.fft.ifft(torch.fft.ifftshift(over, dim=-2), dim=-2, norm="ortho"), dim=-2)
+    lo = (2 * n - n) // 2
+    assert img[:, :lo].abs().max() < 1e-5 and img[:, lo + n :].abs().max() < 1e-5  # the empty FOV
+    back = crop_coil_kspace(over.numpy(), n, n)
+    np.testing.assert_allclose(back, k.numpy(), rtol=0, atol=1e-5 * float(k.abs().max()))
+    as_np = oversample_readout(k.numpy())
+    assert isinstance(as_np, np.ndarray) and as_np.dtype == np.complex64
+    np.testing.assert_allclose(as_np, over.numpy(), atol=1e-6)

@@ -17,10 +17,30 @@ it imports the physics below it (:mod:`mri_n2n.coils`, :mod:`mri_n2n.masks`), ne
 corruptions or the trainer that use it.
 """
 
+from .coil_arrays import (
+    CoilArray,
+    CoilArrayParams,
+    coil_images,
+    correlated_noise,
+    element_maps,
+    noise_covariance,
+    oversample_readout,
+    random_coil_array,
+    random_coil_maps,
+)
 from .phase import PhaseParams, random_phase, support_edges, with_random_phase
 
 __all__ = [
+    "CoilArray",
+    "CoilArrayParams",
     "PhaseParams",
+    "coil_images",
+    "correlated_noise",
+    "element_maps",
+    "noise_covariance",
+    "oversample_readout",
+    "random_coil_array",
+    "random_coil_maps",
     "random_phase",
     "support_edges",
     "with_random_phase",
