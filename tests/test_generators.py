@@ -14,20 +14,25 @@ import torch
 
 from mri_n2n.coils import birdcage_maps, rss
 from mri_n2n.data.generators import (
+    LINE_LAW_FAMILIES,
     CoilArrayParams,
     PhaseParams,
     coil_images,
     correlated_noise,
+    draw_line_law,
+    draw_line_laws,
     element_maps,
     noise_covariance,
     oversample_readout,
     random_coil_array,
     random_coil_maps,
     random_phase,
+    sample_masks,
     support_edges,
     with_random_phase,
 )
 from mri_n2n.data.multicoil import crop_coil_kspace
+from mri_n2n.masks import family_from_description, is_line_family
 
 torch.set_num_threads(1)
 
@@ -247,3 +252,71 @@ def test_readout_oversampling_round_trips_through_the_loader_crop(n):
     as_np = oversample_readout(k.numpy())
     assert isinstance(as_np, np.ndarray) and as_np.dtype == np.complex64
     np.testing.assert_allclose(as_np, over.numpy(), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------- laws
+def test_line_laws_stay_in_their_ranges():
+    g = _gen(0)
+    seen = set()
+    for _ in range(200):
+        fam, desc = draw_line_law(g, (40, 100), accelerations=(2, 8), center_fractions=(0.04, 0.12))
+        seen.add(fam.name)
+        json.dumps(desc)
+        assert family_from_description(desc) == fam
+        if is_line_family(fam.name):
+            assert fam.name in LINE_LAW_FAMILIES
+            assert 2 <= desc["acceleration"] <= 8
+            assert 0.04 <= desc["center_fraction"] <= 0.12
+            if fam.name == "lines_lattice":
+                assert float(desc["acceleration"]).is_integer()
+            assert fam.fraction == pytest.approx(1 / desc["acceleration"], abs=0.1)
+        else:
+            assert 1 / 8 - 1e-9 <= desc["fraction"] <= 1 / 2 + 1e-9
+    assert set(LINE_LAW_FAMILIES) <= seen and len(seen) > len(LINE_LAW_FAMILIES)  # some 2-D
+    assert draw_line_law(_gen(5), (40, 100)) == draw_line_law(_gen(5), (40, 100))
+
+
+def test_two_d_share():
+    g = _gen(1)
+    names = [draw_line_law(g, (24, 24), two_d_share=0.3).family.name for _ in range(400)]
+    share = sum(not is_line_family(n) for n in names) / len(names)
+    assert abs(share - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 400)
+    assert all(is_line_family(draw_line_law(g, (24, 24), two_d_share=0).family.name) for _ in range(30))
+    assert not any(is_line_family(draw_line_law(g, (24, 24), two_d_share=1).family.name) for _ in range(10))
+    with pytest.raises(ValueError, match="not a 2-D"):
+        draw_line_law(g, (24, 24), two_d_families=("lines_random",))
+    with pytest.raises(ValueError, match="unknown mask family"):
+        draw_line_law(g, (24, 24), families=("lines_nope",))
+    with pytest.raises(ValueError, match="no line outside"):
+        draw_line_law(g, (24, 12), accelerations=(2, 8), center_fractions=(0.1, 0.2))
+
+
+@pytest.mark.parametrize("family", [*LINE_LAW_FAMILIES, "gaussian"])
+def test_drawn_law_keeps_bins_at_its_keep_probability(family):
+    """Over 3000 masks, every bin's empirical keep rate is within 4 standard errors of the
+    drawn family's keep_probability (exactly 0 or 1 where that is 0 or 1)."""
+    shape = (8, 40) if family != "gaussian" else (16, 16)
+    kw = (
+        {"families": (family,), "two_d_share": 0.0}
+        if family != "gaussian"
+        else {"two_d_families": (family,), "two_d_share": 1.0}
+    )
+    for seed in range(2):
+        fam, _ = draw_line_law(_gen(seed), shape, **kw)
+        assert fam.name == family
+        n = 3000
+        rate = fam.sample(n, generator=_gen(100 + seed)).double().mean(0)
+        p = fam.keep_probability().double()
+        se = torch.sqrt(p * (1 - p) / n)
+        assert ((rate - p).abs() <= 4 * se + 1e-12).all()
+
+
+def test_sample_masks_pairs_share_each_items_law():
+    laws = draw_line_laws(_gen(0), 5, (12, 32), two_d_share=0.0)
+    masks, keep = sample_masks(laws, _gen(1))
+    assert masks.shape == (5, 2, 12, 32) and masks.dtype == torch.bool
+    assert keep.shape == (5, 12, 32) and keep.dtype == torch.float32
+    for i, law in enumerate(laws):
+        torch.testing.assert_close(keep[i], law.family.keep_probability())
+        assert (masks[i][:, :, keep[i][0] == 1]).all()  # the fully sampled centre, in both masks
+        assert not (masks[i][:, :, keep[i][0] == 0]).any()

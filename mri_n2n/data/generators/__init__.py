@@ -28,20 +28,34 @@ from .coil_arrays import (
     random_coil_array,
     random_coil_maps,
 )
+from .line_laws import (
+    LINE_LAW_FAMILIES,
+    TWO_D_FAMILIES,
+    DrawnLaw,
+    draw_line_law,
+    draw_line_laws,
+    sample_masks,
+)
 from .phase import PhaseParams, random_phase, support_edges, with_random_phase
 
 __all__ = [
     "CoilArray",
     "CoilArrayParams",
+    "DrawnLaw",
+    "LINE_LAW_FAMILIES",
     "PhaseParams",
+    "TWO_D_FAMILIES",
     "coil_images",
     "correlated_noise",
+    "draw_line_law",
+    "draw_line_laws",
     "element_maps",
     "noise_covariance",
     "oversample_readout",
     "random_coil_array",
     "random_coil_maps",
     "random_phase",
+    "sample_masks",
     "support_edges",
     "with_random_phase",
 ]
