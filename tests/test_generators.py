@@ -320,3 +320,11 @@ def test_sample_masks_pairs_share_each_items_law():
         torch.testing.assert_close(keep[i], law.family.keep_probability())
         assert (masks[i][:, :, keep[i][0] == 1]).all()  # the fully sampled centre, in both masks
         assert not (masks[i][:, :, keep[i][0] == 0]).any()
+
+
+def test_figure_cli_writes_a_png(tmp_path):
+    from mri_n2n.data.generators.figure import main
+
+    out = tmp_path / "gen.png"
+    assert main(["--out", str(out), "--size", "48", "--examples", "2"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
