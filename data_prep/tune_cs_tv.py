@@ -6,7 +6,7 @@ slices with the paper's 10 % exp-decay density (Hermitian Bernoulli masks seeded
 slice's identity, as the trainer's validation does), then reports, on the validation slices,
 the PSNR (peak 1.0, output clipped to [0, 1]) of the zero-filled input (with and without the
 1/p density compensation) and of CS-TV at the best weight. The result backs
-:data:`mri_n2n.baselines.DEFAULT_TV_LAM` and the table in that module's docstring.
+:data:`mri_n2n.baselines.DEFAULT_TV_LAM` and the tables of ``docs/results.md`` ("The CS-TV weight").
 
     python data_prep/tune_cs_tv.py --size 128 [--iters 100] [--json out.json]
 """

@@ -53,47 +53,14 @@ normal operator is ``F^-1 M_s F`` with the Hermitian-symmetrised mask
 :class:`~mri_n2n.corruptions.MRIUndersampling`).
 
 **Tuned weight.** :data:`DEFAULT_TV_LAM` was chosen by :func:`tune_tv_lambda` (mean PSNR,
-peak 1.0, output clipped to [0, 1]) on the MNI152 *training* slices at 128x128 with the
-paper's 10 % exp-decay density, Hermitian masks seeded by slice identity, 100 iterations
-(``python data_prep/tune_cs_tv.py``):
+peak 1.0, output clipped to [0, 1]) on the MNI152 *training* slices at 128x128 and 256x256 with
+the paper's 10 % exp-decay density, Hermitian masks seeded by slice identity, 100 iterations
+(``python data_prep/tune_cs_tv.py``). With noise-free simulated undersampling (the paper's
+setting) the best weight is tiny: the solution approaches ``min TV(x) s.t. M F x = y``. For
+*measured* (noisy) k-space, re-tune with :func:`tune_tv_lambda`; a larger weight then also
+denoises.
 
-======  =======================  =======================
-lam     128x128: mean / median   256x256: mean / median
-======  =======================  =======================
-1e-6    39.74 / 33.53            45.59 / 41.21
-3e-6    **39.80** / 33.55        **45.68** / 41.26
-1e-5    39.76 / 33.55            45.65 / 41.26
-3e-5    39.59 / 33.55            45.52 / 41.26
-1e-4    39.17 / 33.56            45.15 / 41.26
-3e-4    38.60 / 33.56            44.51 / 41.21
-1e-3    37.86 / 33.57            43.39 / 40.93
-3e-3    37.04 / 33.68            41.86 / 40.01
-1e-2    35.56 / 32.95            39.56 / 37.99
-======  =======================  =======================
-
-(PSNR in dB over 94 training slices at 128, every third one (30) at 256.) Both sizes pick
-``lam = 3e-6``. On slices with brain content the curve is flat from 1e-6 to 3e-3 (the
-median moves by 0.15 dB); the mean is decided by the few near-empty slices at the top and
-bottom of the head, where a small weight reconstructs almost perfectly. With noise-free
-simulated undersampling (the paper's setting) the best weight is therefore tiny: the
-solution approaches ``min TV(x) s.t. M F x = y``. For *measured* (noisy) k-space, re-tune
-with :func:`tune_tv_lambda`; a larger weight then also denoises.
-
-Validation slices (24, masks seeded by identity), PSNR mean +- std, 100 iterations:
-
-==============================  ==============  ==============
-method                          128x128         256x256
-==============================  ==============  ==============
-zero-filled, 1/p compensated    18.81 +- 1.16   20.49 +- 1.53
-zero-filled, uncompensated      21.57 +- 1.77   23.43 +- 2.40
-CS-TV, lam = 3e-6               35.93 +- 4.97   43.02 +- 4.33
-==============================  ==============  ==============
-
-(The MNI152 template is an average brain, smooth and piecewise constant: an easy case for
-TV. The paper's zero-filled IXI figure at 256 is 20.03 dB.) Speed on this project's 2-core
-CPU (a shared machine), 100 iterations, batch of 24: 30-40 ms per slice at 128x128 and about
-175 ms at 256x256 with one thread (about 110 ms with two). More iterations change the
-validation PSNR by less than 0.02 dB (50 -> 500).
+Tuning and validation tables, and the solver's speed: ``docs/results.md``, "The CS-TV weight".
 """
 
 from __future__ import annotations

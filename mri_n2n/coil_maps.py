@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .fft import ifft2c
+from .fft import ifft2c, promote_complex
 
 __all__ = ["rss", "find_calibration", "espirit_maps", "walsh_maps", "estimate_maps"]
 
@@ -26,16 +26,9 @@ PhaseRef = Literal["first", "virtual"]
 Array = torch.Tensor | np.ndarray
 
 
-def _complex(x: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
-    """``x`` as a complex tensor, promoted with ``like``'s dtype and moved to its device."""
-    if not x.is_complex():
-        if not x.is_floating_point() or x.dtype in (torch.float16, torch.bfloat16):
-            x = x.to(torch.get_default_dtype())
-        x = torch.complex(x, torch.zeros_like(x))
-    if like is not None:
-        dtype = torch.promote_types(x.dtype, like.dtype)
-        x = x.to(device=like.device, dtype=dtype)
-    return x
+# The old private name, kept only while physics.py and coils.py still import it from here: they
+# should import mri_n2n.fft.promote_complex (then this line goes).
+_complex = promote_complex
 
 
 def rss(coil_images: Array, dim: int = -3) -> Array:
@@ -127,7 +120,7 @@ def _as_work(kspace: Array) -> tuple[torch.Tensor, bool, torch.dtype | np.dtype]
     if k.ndim not in (3, 4):
         raise ValueError(f"k-space must be (C, H, W) or (B, C, H, W), got shape {tuple(k.shape)}")
     out_dtype = kspace.dtype if k.is_complex() else (np.complex128 if was_numpy else torch.complex128)
-    return _complex(k).to(torch.complex128), was_numpy, out_dtype
+    return promote_complex(k).to(torch.complex128), was_numpy, out_dtype
 
 
 def _back(maps: torch.Tensor, was_numpy: bool, dtype: torch.dtype | np.dtype) -> Array:
@@ -326,7 +319,7 @@ def _walsh_lowres(
     full-resolution RSS of the low-resolution coil images (upsampled exactly by zero-padding).
     """
     B, C, H, W = k.shape
-    block = _complex(_calib_block(k, calib)).to(torch.complex128)  # (B, C, ch, cw)
+    block = promote_complex(_calib_block(k, calib)).to(torch.complex128)  # (B, C, ch, cw)
     fh, fw = min(H, 2 * calib[0]), min(W, 2 * calib[1])  # covariance spectrum grid
     gh, gw = min(H, grid), min(W, grid)  # eigenproblem grid
     taper = torch.outer(

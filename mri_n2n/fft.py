@@ -8,14 +8,15 @@ alike. With ``norm="ortho"`` the transforms are unitary, so Parseval holds:
 
 Models see complex images as two real channels (real, imaginary) along dim 1:
 :func:`to_complex` and :func:`to_channels` convert between the two layouts (the one pair of
-conversions of the package).
+conversions of the package). :func:`promote_complex` makes a complex tensor of any tensor, in
+the dtype and on the device of another (what the operators apply to images, maps and data).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["fft2c", "ifft2c", "to_complex", "to_channels"]
+__all__ = ["fft2c", "ifft2c", "to_complex", "to_channels", "promote_complex"]
 
 _DIMS = (-2, -1)
 
@@ -94,3 +95,20 @@ def to_channels(z: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
     if keepdim:
         return torch.cat([z.real, z.imag], dim=1)
     return torch.stack([z.real, z.imag], dim=1)
+
+
+def promote_complex(x: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+    """``x`` as a complex tensor, promoted with ``like``'s dtype and moved to its device.
+
+    A real ``x`` gets a zero imaginary part (integer and half-precision tensors become the
+    default float dtype first); with ``like``, the result has the promoted dtype of the two
+    (complex64 with a complex128 ``like`` becomes complex128) on ``like``'s device.
+    """
+    if not x.is_complex():
+        if not x.is_floating_point() or x.dtype in (torch.float16, torch.bfloat16):
+            x = x.to(torch.get_default_dtype())
+        x = torch.complex(x, torch.zeros_like(x))
+    if like is not None:
+        dtype = torch.promote_types(x.dtype, like.dtype)
+        x = x.to(device=like.device, dtype=dtype)
+    return x

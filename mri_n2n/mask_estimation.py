@@ -18,16 +18,8 @@ import math
 
 import torch
 
-from .masks import (
-    Bernoulli2D,
-    EquispacedLines,
-    IndependentLines,
-    MaskFamily,
-    _mirror2,
-    _mirror_cols,
-    _with_center,
-)
-from .sampling import hermitian_partner, radius_grid
+from .masks import Bernoulli2D, EquispacedLines, IndependentLines, MaskFamily
+from .sampling import hermitian_mirror, hermitian_partner, radius_grid
 
 __all__ = ["estimate_family", "HERMITIAN_EVIDENCE", "EQUISPACED_EVIDENCE", "RANDOMNESS_Z", "FASTMRI_CENTRE"]
 
@@ -55,7 +47,7 @@ def _block(w: int, n: int, hermitian: bool = False) -> torch.Tensor:
     if n > 0:
         start = (w - n + 1) // 2
         c[start : start + n] = True
-    return c | _mirror_cols(c) if hermitian else c
+    return c | hermitian_mirror(c, ndim=1) if hermitian else c
 
 
 def _central_run(cols: torch.Tensor) -> tuple[int, int]:
@@ -269,7 +261,7 @@ def _equispaced_evidence(cols: torch.Tensor, fam: EquispacedLines, centre: torch
     """Log-likelihood ratio (nats) of ``fam`` over the likeliest random lines with the same centre
     (one rate, fitted; for symmetric masks one draw per partner pair, as Hermitian lines)."""
     outer = ~centre
-    if torch.equal(cols, _mirror_cols(cols)):
+    if torch.equal(cols, hermitian_mirror(cols, ndim=1)):
         outer = outer & (torch.arange(cols.shape[1]) < hermitian_partner(cols.shape[1]))
     x = cols[:, outer]
     k, m = float(x.sum()), float(x.numel())
@@ -344,7 +336,7 @@ def _estimate_lines(cols: torch.Tensor, h: int) -> tuple[MaskFamily, list[str]]:
     fam, notes = _equispaced(cols, h)
     if fam is not None:
         return fam, notes
-    sym = torch.equal(cols, _mirror_cols(cols))
+    sym = torch.equal(cols, hermitian_mirror(cols, ndim=1))
     sizes = _centre_sizes(cols.all(0), sym)
     # The largest centre in the run through DC is the likeliest (a random line next to it is kept
     # with probability < 1). Where centre fractions in whole percent single out some of the three
@@ -380,7 +372,8 @@ def _estimate_lines(cols: torch.Tensor, h: int) -> tuple[MaskFamily, list[str]]:
     if hermitian:
         outer = outer & (torch.arange(w) <= partner)
     notes += _line_randomness(cols, outer)
-    return IndependentLines(h, _with_center(centre, rate), hermitian=hermitian, name="lines"), notes
+    column_p = torch.where(centre, 1.0, rate).double()  # 1 on the centre, the outer rate elsewhere
+    return IndependentLines(h, column_p, hermitian=hermitian, name="lines"), notes
 
 
 def _adjacency_z(x: torch.Tensor, p: torch.Tensor, valid: torch.Tensor) -> tuple[float, float]:
@@ -421,9 +414,9 @@ def _estimate_2d(m: torch.Tensor) -> tuple[MaskFamily, list[str]]:
     p = (kept / total.clamp_min(1))[ring]  # the keep rate of each ring of equal width around DC
     notes = []
     lin = torch.arange(h * w).reshape(h, w)
-    partner = _mirror2(lin)
+    partner = hermitian_mirror(lin)
     hermitian = False
-    if torch.equal(m, _mirror2(m)):
+    if torch.equal(m, hermitian_mirror(m)):
         canon = lin < partner
         e = _symmetry_evidence(m[:, canon], p[canon])
         hermitian = e > 0

@@ -3,6 +3,10 @@
 Every random draw in the package takes an explicit :class:`torch.Generator`; fixed
 validation draws are seeded from each sample's identity, a hash of its provenance that is
 the same in every run, process and machine (never Python's salted ``hash()``).
+
+**Salts.** One seed drives several independent draws of a sample by XOR-ing it with a named
+salt per draw (``seeded_generator(seed ^ SALT_NOISE)``), so that the draws never share a stream.
+The values are fixed: changing one changes every seeded validation set and single acquisition.
 """
 
 from __future__ import annotations
@@ -11,9 +15,20 @@ import hashlib
 
 import torch
 
-__all__ = ["seeded_generator", "stable_ident"]
+__all__ = ["seeded_generator", "stable_ident", "SALT_PHASE", "SALT_NOISE", "SALT_ACQUISITION"]
 
 _IDENT_MASK = (1 << 62) - 1
+
+#: Salt of the smooth phase given to a magnitude slice trained as complex data
+#: (:func:`~mri_n2n.corruptions.mri.smooth_phase`), per sample.
+SALT_PHASE = 0x5EED
+#: Salt of the k-space noise of a sample's acquisition, per sample (single- and multi-coil).
+SALT_NOISE = 0x401CE
+#: Salt of a slice's one acquisition for the single-acquisition targets (SSDU, Noisier2Noise):
+#: its identity XOR this seeds its mask, and, salted again with :data:`SALT_NOISE` /
+#: :data:`SALT_PHASE`, its noise and phase, so the slice keeps one acquisition for the whole run;
+#: it also seeds the split of a measured validation slice.
+SALT_ACQUISITION = 0xAC90
 
 
 def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:

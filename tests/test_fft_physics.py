@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mri_n2n.fft import fft2c, ifft2c, to_channels, to_complex
+from mri_n2n.fft import fft2c, ifft2c, promote_complex, to_channels, to_complex
 from mri_n2n.physics import SpectralSampling
 from mri_n2n.sampling import bernoulli_mask, exp_decay_density
 
@@ -139,6 +139,19 @@ def test_channel_conversions_are_inverse():
     assert torch.equal(to_complex(real, keepdim=True), real.to(torch.complex64))
     with pytest.raises(ValueError, match="2 channels"):
         to_complex(torch.zeros(1, 3, 4, 4))
+
+
+def test_promote_complex_keeps_values_and_follows_like():
+    x = torch.arange(6.0).reshape(2, 3)
+    z = promote_complex(x)
+    assert z.dtype == torch.complex64 and torch.equal(z.real, x) and not z.imag.any()
+    assert promote_complex(torch.arange(3)).dtype == torch.complex64  # integers: the default float
+    assert promote_complex(x.half()).dtype == torch.complex64
+    assert promote_complex(z) is z  # complex without ``like``: unchanged
+    like = torch.zeros(1, dtype=torch.complex128)
+    assert promote_complex(x, like).dtype == torch.complex128
+    wide = promote_complex(z.to(torch.complex128), torch.zeros(1, dtype=torch.complex64))
+    assert wide.dtype == torch.complex128  # the promoted dtype of the two, never narrower
 
 
 def test_sample_masks_kspace_per_channel():

@@ -101,6 +101,38 @@ def test_each_is_built_through_the_normal_path():
     assert exp.loss_name == "charbonnier" and exp.channels == 1 and len(exp.train_set) == 4
 
 
+def test_the_module_level_name_lists_are_live_views_of_the_registries():
+    """``MODEL_NAMES`` and ``DATASET_NAMES`` are the registries' current names, wherever they were
+    imported from (the package, its subpackage, the config's ``MRI_DATASETS``), not copies taken
+    at import: the model and dataset this file registers are in them."""
+    import mri_n2n
+    from mri_n2n.config import MRI_DATASETS
+    from mri_n2n.data import DATASET_NAMES
+    from mri_n2n.models import MODEL_NAMES
+
+    assert MODEL_NAMES == model_names() and mri_n2n.MODEL_NAMES == model_names()
+    assert DATASET_NAMES == dataset_names() and MRI_DATASETS == dataset_names()
+    assert "tiny_res" in MODEL_NAMES and "phantoms" in DATASET_NAMES and "phantoms" in MRI_DATASETS
+    assert {"unet_paper", "unet", "unet_custom", "red30", "unrolled"} <= set(MODEL_NAMES)
+    assert {"mni152", "ixi", "nifti", "dicom", "kspace", "synth"} <= set(DATASET_NAMES)
+    assert len(MODEL_NAMES) == len(model_names()) and MODEL_NAMES[-1] == model_names()[-1]
+    assert list(MODEL_NAMES) == list(model_names()) and repr(MODEL_NAMES) == repr(model_names())
+
+
+def test_a_name_view_follows_its_lookup():
+    from mri_n2n.registry import NameView, Registry
+
+    reg: Registry[int] = Registry("thing")
+    view = NameView(reg.names)
+    assert view == () and len(view) == 0 and "a" not in view
+    reg.add("a", 1, owner=1)
+    reg.add("b", 2, owner=2)
+    assert view == ("a", "b") and view[1] == "b" and view[:1] == ("a",) and "a" in view
+    assert view != ["a", "b"]  # compares like a tuple
+    with pytest.raises(TypeError):
+        hash(view)
+
+
 def test_the_loss_flags_drive_the_config_rules():
     """A loss registered without ``split=True`` is refused by the single-acquisition targets;
     one registered with ``kspace=True`` is refused by the image task."""

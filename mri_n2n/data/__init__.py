@@ -8,7 +8,8 @@ normalised slices and torch datasets yielding ``(image, ident)``.
 - :mod:`~mri_n2n.data.base` -- :class:`SliceDataset`, :class:`H5SliceDataset`, :class:`DataDirError`.
 - :mod:`~mri_n2n.data.mni152`, :mod:`~mri_n2n.data.ixi`, :mod:`~mri_n2n.data.folders`
   (NIfTI/DICOM folders), :mod:`~mri_n2n.data.kspace` (fully sampled k-space files) -- the sources.
-- :mod:`~mri_n2n.data.datasets` -- :data:`DATASET_NAMES` and :func:`build_mri_datasets`.
+- :mod:`~mri_n2n.data.datasets` -- the dataset registry (:func:`register_dataset`, :data:`DATASET_NAMES`)
+  and :func:`build_mri_datasets`.
 - :mod:`~mri_n2n.data.synthetic` -- small synthetic files in the real layouts (tests, demos).
 - :mod:`~mri_n2n.data.generators` -- training data like real acquisitions: a smooth random
   phase, random coil arrays with correlated noise and readout oversampling, per-item line laws.

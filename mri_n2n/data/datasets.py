@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from torch.utils.data import Dataset
 
-from ..registry import Registry
+from ..registry import NameView, Registry
 from ..splits import SPLIT_TARGETS
 from .base import check_data_dir
 from .folders import build_folder_datasets
@@ -50,10 +50,6 @@ __all__ = [
     "build_mri_datasets",
     "mri_datasets_from_config",
 ]
-
-#: The built-in MRI dataset names; :func:`dataset_names` adds the ones registered since.
-DATASET_NAMES = ("mni152", "ixi", "nifti", "dicom", "kspace", "synth")
-
 
 @dataclass(frozen=True)
 class DataOptions:
@@ -123,6 +119,11 @@ def register_dataset(name: str, *, seeded: bool = False) -> Callable[[DatasetBui
 def dataset_names() -> tuple[str, ...]:
     """Every registered MRI dataset name (the ``--dataset`` choices of ``--task mri``)."""
     return _REGISTRY.names()
+
+
+#: Every registered MRI dataset name, always current: a :class:`~mri_n2n.registry.NameView` of
+#: :func:`dataset_names` (the built-in ones and those registered since).
+DATASET_NAMES = NameView(dataset_names)
 
 
 @register_dataset("mni152")

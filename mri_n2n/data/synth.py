@@ -39,7 +39,7 @@ from .synth_model import (
     Contrast,
     SynthParams,
     SynthSample,
-    _Uniforms,
+    Uniforms,
     draw_contrast,
     synth_image,
     synthesize,
@@ -139,7 +139,7 @@ def photo_image(photo: np.ndarray, size: int, generator: torch.Generator) -> tor
     """A random square crop (25 % to 100 % of the photo's short side) of a grayscale photo,
     resized (antialiased) to ``(size, size)``, randomly flipped/transposed, maximum 1."""
     ph, pw = photo.shape
-    side = max(8, round(min(ph, pw) * _Uniforms(generator)(0.25, 1.0)))
+    side = max(8, round(min(ph, pw) * Uniforms(generator)(0.25, 1.0)))
     y0 = int(torch.randint(0, ph - side + 1, (1,), generator=generator))
     x0 = int(torch.randint(0, pw - side + 1, (1,), generator=generator))
     crop = torch.from_numpy(np.ascontiguousarray(photo[y0 : y0 + side, x0 : x0 + side]))[None, None]

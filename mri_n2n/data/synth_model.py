@@ -80,6 +80,7 @@ __all__ = [
     "draw_contrast",
     "synthesize",
     "synth_image",
+    "Uniforms",
 ]
 
 #: Channels of the per-slice maps (:func:`tissue_maps`).
@@ -307,9 +308,11 @@ class SynthSample:
     zoom: float
 
 
-class _Uniforms:
-    """Uniform draws handed out one by one from blocks of :data:`_BLOCK` drawn at once (one
-    ``torch.rand`` call per block instead of one per draw: the per-call cost dominates)."""
+class Uniforms:
+    """Seeded uniform draws handed out one by one: ``u(lo, hi)`` is one draw in ``[lo, hi)``,
+    ``u.many(n, lo, hi)`` ``n`` of them. They come from ``generator`` in blocks of 48 float64
+    draws (one ``torch.rand`` call per block instead of one per draw: the per-call cost
+    dominates), so a sequence of draws depends on the generator's seed only."""
 
     def __init__(self, generator: torch.Generator) -> None:
         self.generator = generator
@@ -330,7 +333,7 @@ class _Uniforms:
 _BLOCK = 48  # more than one image's scalar draws
 
 
-def _draw_contrast(u: _Uniforms, p: SynthParams) -> Contrast:
+def _draw_contrast(u: Uniforms, p: SynthParams) -> Contrast:
     names = [n for n, _ in p.contrasts]
     cum = np.cumsum([w for _, w in p.contrasts])
     name = names[min(int(np.searchsorted(cum, u(), side="right")), len(names) - 1)]
@@ -357,7 +360,7 @@ def draw_contrast(generator: torch.Generator, params: SynthParams | None = None)
     :func:`synthesize` draws its contrast first, the same way: from the same generator state
     both give the same contrast.
     """
-    return _draw_contrast(_Uniforms(generator), params or SynthParams())
+    return _draw_contrast(Uniforms(generator), params or SynthParams())
 
 
 #: Bicubic interpolation between independent knots keeps about 0.72 of their variance in 2-D
@@ -371,7 +374,7 @@ def _knots(shape: tuple[int, int], length: float) -> tuple[int, int]:
 
 
 def _log_texture(
-    u: _Uniforms, generator: torch.Generator, shape: tuple[int, int], p: SynthParams
+    u: Uniforms, generator: torch.Generator, shape: tuple[int, int], p: SynthParams
 ) -> tuple[torch.Tensor, float]:
     """``(len(TISSUES), H, W)`` log texture of each tissue plus the shared log bias field.
 
@@ -463,7 +466,7 @@ def synthesize(
         raise ValueError(f"maps must be ({len(MAP_CHANNELS)}, H, W), got {tuple(m.shape)}")
     h, w = int(m.shape[1]), int(m.shape[2])
     g = generator
-    u = _Uniforms(g)
+    u = Uniforms(g)
     # 1-2. contrast, shells and partial volume
     contrast = _draw_contrast(u, p)
     r_skull = u(*p.skull_mm)

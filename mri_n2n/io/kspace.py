@@ -43,6 +43,10 @@ __all__ = [
     "KSPACE_AXES",
     "parse_layout",
     "to_multicoil",
+    "h5_attr_value",
+    "ismrmrd_spaces",
+    "ismrmrd_voxel_size",
+    "load_npy",
 ]
 
 #: File endings read as k-space (``reconstruct`` inputs).
@@ -52,14 +56,15 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 MASK_SIDECAR = "_mask.npy"
 
 
-def _py(value: Any) -> Any:
-    """HDF5 attribute -> plain Python value."""
+def h5_attr_value(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value: bytes decoded (UTF-8), numpy scalars and
+    arrays as Python numbers and lists (string arrays element by element)."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
-        return [_py(v) for v in value.tolist()] if value.dtype.kind in "SO" else value.tolist()
+        return [h5_attr_value(v) for v in value.tolist()] if value.dtype.kind in "SO" else value.tolist()
     return value
 
 
@@ -231,7 +236,7 @@ def read_kspace_h5(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | No
         try:
             k = as_complex(np.asarray(d[...]), where)
             mask = np.asarray(f["mask"][...], dtype=np.float32) if "mask" in f else None
-            attrs = {str(key): _py(v) for key, v in f.attrs.items()}
+            attrs = {str(key): h5_attr_value(v) for key, v in f.attrs.items()}
         except VolumeError:
             raise
         except Exception as exc:
@@ -287,8 +292,10 @@ def kspace_affine(shape: tuple[int, int, int], voxel_size: Sequence[float] | Non
     return aff
 
 
-def _ismrmrd_spaces(xml: Any) -> dict[str, tuple[float, float, float]]:
-    """``encoded``/``recon`` matrix sizes and fields of view (``*_fov``) from an ISMRMRD header."""
+def ismrmrd_spaces(xml: Any) -> dict[str, tuple[float, float, float]]:
+    """``encoded``/``recon`` matrix sizes and fields of view (``*_fov``, mm) from an ISMRMRD XML
+    header (text, bytes or a numpy array holding either); the keys a header lacks are absent
+    (empty for a header that does not parse)."""
     if isinstance(xml, np.ndarray):
         xml = xml.item() if xml.shape == () else bytes(xml.tobytes())
     if isinstance(xml, bytes):
@@ -322,9 +329,11 @@ def _ismrmrd_spaces(xml: Any) -> dict[str, tuple[float, float, float]]:
     return out
 
 
-def _ismrmrd_voxel_size(xml: Any, hw: tuple[int, int]) -> tuple[float, float, float] | None:
-    """Voxel sizes for image axes ``(ky, kx)`` and slices from an ISMRMRD XML header."""
-    spaces = _ismrmrd_spaces(xml)
+def ismrmrd_voxel_size(xml: Any, hw: tuple[int, int]) -> tuple[float, float, float] | None:
+    """Voxel sizes (mm) for image axes ``(ky, kx)`` of k-space slices ``hw`` and for the slices,
+    from an ISMRMRD XML header's encoded space; ``None`` when the header does not say or its
+    matrix is not ``hw`` (either way round)."""
+    spaces = ismrmrd_spaces(xml)
     matrix, fov = spaces.get("encoded"), spaces.get("encoded_fov")
     if matrix is None or fov is None:
         return None
@@ -339,7 +348,7 @@ def _ismrmrd_voxel_size(xml: Any, hw: tuple[int, int]) -> tuple[float, float, fl
 def ismrmrd_recon_shape(xml: Any, hw: tuple[int, int]) -> tuple[int, int] | None:
     """The reconstruction matrix ``(rows, cols)`` for k-space slices ``hw`` laid out like the
     encoded matrix (fastMRI: encoded 640 x 368 readout-oversampled, reconstructed 320 x 320)."""
-    spaces = _ismrmrd_spaces(xml)
+    spaces = ismrmrd_spaces(xml)
     enc, rec = spaces.get("encoded"), spaces.get("recon")
     if enc is None or rec is None:
         return None
@@ -394,7 +403,12 @@ class KSpaceInput:
         return np.count_nonzero(self.kspace) >= 0.5 * self.kspace.size
 
 
-def _npy_load(path: Path) -> Any:
+def load_npy(path: Path) -> Any:
+    """``np.load`` of a ``.npy`` / ``.npz`` file without pickles (an ``.npz`` is returned open).
+
+    Raises:
+        VolumeError: the file holds pickled objects (refused) or is not a readable NumPy file.
+    """
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -435,7 +449,7 @@ def read_kspace_input(path: str | os.PathLike, layout: str | None = None) -> KSp
             if "ismrmrd_header" in f:
                 header = f["ismrmrd_header"][()]
         if header is not None:
-            voxel = _ismrmrd_voxel_size(header, k.shape[1:])
+            voxel = ismrmrd_voxel_size(header, k.shape[1:])
         if voxel is None and attrs.get("voxel_size") is not None:
             with contextlib.suppress(TypeError, ValueError):
                 vs = [float(v) for v in np.ravel(attrs["voxel_size"])]
@@ -460,7 +474,7 @@ def read_kspace_input(path: str | os.PathLike, layout: str | None = None) -> KSp
         if rshape is not None and tuple(rshape) != tuple(k.shape[1:]):
             extra["recon_shape"] = (int(rshape[0]), int(rshape[1]))
     elif low.endswith(".npz"):
-        data = _npy_load(p)
+        data = load_npy(p)
         with data:
             if "kspace" not in data.files:
                 raise VolumeError(
@@ -475,12 +489,12 @@ def read_kspace_input(path: str | os.PathLike, layout: str | None = None) -> KSp
                 voxel = tuple((vs + [1.0, 1.0, 1.0])[:3])  # type: ignore[assignment]
         source = "npz"
     elif low.endswith(".npy"):
-        arr = _npy_load(p)
+        arr = load_npy(p)
         if not isinstance(arr, np.ndarray):
             raise VolumeError(f"{where}: not a single NumPy array")
         k = as_kspace(_single_coil(arr, layout, where), where)
         side = p.with_name(p.name[: -len(".npy")] + MASK_SIDECAR)
-        mask = _npy_load(side) if side.is_file() else None
+        mask = load_npy(side) if side.is_file() else None
         source = "sidecar"
     else:
         raise VolumeError(f"{where}: not a k-space file (expected {', '.join(KSPACE_SUFFIXES)})")

@@ -18,10 +18,10 @@ import h5py
 import numpy as np
 
 from .base import VolumeError, describe
-from .kspace import _ismrmrd_spaces, open_h5
-from .multicoil import MultiCoilKSpace, _finish, _Grid, h5_errors
+from .kspace import ismrmrd_spaces, open_h5
+from .multicoil import MultiCoilKSpace, ReadoutGrid, h5_errors, validate_multicoil
 
-__all__ = ["ISMRMRD_FLAGS", "read_ismrmrd"]
+__all__ = ["ISMRMRD_FLAGS", "read_ismrmrd", "ismrmrd_xml_text"]
 
 #: ISMRMRD acquisition flag bits (1-based, as in the ISMRMRD standard and ``ismrmrd.ACQ_*``).
 ISMRMRD_FLAGS = {
@@ -51,7 +51,9 @@ _ISMRMRD_SKIP = (
 )
 
 
-def _xml_text(xml: Any) -> str:
+def ismrmrd_xml_text(xml: Any) -> str:
+    """An ISMRMRD XML header as text: bytes are decoded (UTF-8), a numpy array gives its (first)
+    element."""
     if isinstance(xml, np.ndarray):
         xml = xml.item() if xml.shape == () else xml.ravel()[0]
     return xml.decode("utf-8", "replace") if isinstance(xml, bytes) else str(xml)
@@ -59,12 +61,12 @@ def _xml_text(xml: Any) -> str:
 
 def _ismrmrd_encoding(xml: Any, where: str) -> dict[str, Any]:
     """Matrices, fields of view, encoding limits and trajectory of the first ``<encoding>``."""
-    text = _xml_text(xml)
+    text = ismrmrd_xml_text(xml)
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
         raise VolumeError(f"{where}: the ISMRMRD XML header does not parse ({exc})") from None
-    out: dict[str, Any] = dict(_ismrmrd_spaces(text))
+    out: dict[str, Any] = dict(ismrmrd_spaces(text))
     if "encoded" not in out:
         raise VolumeError(f"{where}: the ISMRMRD header has no encodedSpace matrix size")
 
@@ -201,9 +203,9 @@ def read_ismrmrd(path: str | os.PathLike, dataset: str = "dataset") -> MultiCoil
         )
     slice_ids = np.unique(idx["slice"][used])
     slot = {int(v): n for n, v in enumerate(slice_ids)}
-    grids = {"image": _Grid(len(slice_ids), n_coils, rows_enc, cols_enc)}
+    grids = {"image": ReadoutGrid(len(slice_ids), n_coils, rows_enc, cols_enc)}
     if calib.any():
-        grids["calibration"] = _Grid(len(slice_ids), n_coils, rows_enc, cols_enc)
+        grids["calibration"] = ReadoutGrid(len(slice_ids), n_coils, rows_enc, cols_enc)
     is_cal = flag("calibration") | flag("calibration_and_imaging")
     try:
         for i in np.flatnonzero(used):
@@ -247,7 +249,7 @@ def read_ismrmrd(path: str | os.PathLike, dataset: str = "dataset") -> MultiCoil
     voxel = None
     if fov is not None:
         voxel = (fov[0] / rows_enc, fov[1] / cols_enc, fov[2] / max(enc["encoded"][2], 1.0))
-    return _finish(
+    return validate_multicoil(
         MultiCoilKSpace(
             kspace=k,
             mask=mask,

@@ -1,5 +1,8 @@
 """The multi-coil k-space type every raw reader returns (:class:`MultiCoilKSpace`) and the
-helpers the readers share: result validation, masks, and the grid readouts are placed on.
+helpers the readers (:mod:`~mri_n2n.io.raw`, :mod:`~mri_n2n.io.mrd`, :mod:`~mri_n2n.io.twix`)
+share: result validation (:func:`validate_multicoil`), masks (:func:`mask3d`), header numbers
+(:func:`positive_float`), and the grid readouts are placed on (:class:`ReadoutGrid`,
+:func:`fit_matrix`).
 
 Layout: complex64 ``(slices, coils, ky, kx)`` as fastMRI stores it: rows (``ky`` in this
 package's names) run along the readout, columns (``kx``) are the phase-encoding lines, DC at
@@ -18,7 +21,16 @@ import numpy as np
 from .base import VolumeError, describe
 from .kspace import expand_mask
 
-__all__ = ["MultiCoilKSpace", "RAW_INSTALL"]
+__all__ = [
+    "MultiCoilKSpace",
+    "RAW_INSTALL",
+    "validate_multicoil",
+    "h5_errors",
+    "mask3d",
+    "positive_float",
+    "ReadoutGrid",
+    "fit_matrix",
+]
 
 #: What to install for the optional raw-format readers (twixtools, ismrmrd).
 RAW_INSTALL = "install mri-n2n[raw]"
@@ -76,8 +88,14 @@ class MultiCoilKSpace:
         return (self.kspace != 0).any(axis=1)
 
 
-def _finish(mc: MultiCoilKSpace) -> MultiCoilKSpace:
-    """Validate a reader's result (shape, finiteness, mask, reference) before handing it out."""
+def validate_multicoil(mc: MultiCoilKSpace) -> MultiCoilKSpace:
+    """Validate a reader's result (shape, finiteness, mask, reference) before handing it out;
+    its k-space becomes contiguous complex64 (in place: ``mc`` itself is returned).
+
+    Raises:
+        VolumeError: empty or too small k-space, NaN or infinite values, a mask that samples
+            nothing, or a reference whose slices do not match (the message names the file).
+    """
     where, k = mc.path, mc.kspace
     if k.ndim != 4 or k.size == 0 or min(k.shape[2:]) < 2:
         raise VolumeError(f"{where}: k-space of shape {tuple(k.shape)} is empty or too small")
@@ -106,13 +124,17 @@ def h5_errors(where: str) -> Iterator[None]:
         raise VolumeError(f"{where}: damaged HDF5 file ({describe(exc)})") from None
 
 
-def _mask3(mask: Any, shape: tuple[int, int, int], where: str) -> np.ndarray:
-    """A file's mask as contiguous bool ``(slices or 1, ky, kx)`` (1-D masks run over kx)."""
+def mask3d(mask: Any, shape: tuple[int, int, int], where: str) -> np.ndarray:
+    """A file's mask as contiguous bool ``(slices or 1, ky, kx)`` for k-space ``shape``
+    ``(slices, ky, kx)``: a 3-D mask keeps its slices, a 1-D (over ``kx``) or 2-D one becomes one
+    shared slice (:func:`~mri_n2n.io.kspace.expand_mask`; ``where`` names the file in errors)."""
     full = expand_mask(mask, shape, where)
     return np.ascontiguousarray(full if np.ndim(mask) == 3 else full[:1])
 
 
-def _float(value: Any) -> float | None:
+def positive_float(value: Any) -> float | None:
+    """A header value as a finite positive float, or ``None`` (missing, not a number, zero,
+    negative or not finite)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -120,26 +142,34 @@ def _float(value: Any) -> float | None:
     return v if np.isfinite(v) and v > 0 else None
 
 
-class _Grid:
-    """Readouts accumulated onto a ``(slices, coils, ky, kx)`` grid; repeats are averaged."""
+class ReadoutGrid:
+    """Readouts accumulated onto a ``(slices, coils, ky, kx)`` grid; repeats are averaged.
+
+    :meth:`add` places one readout ``data`` ``(coils, n)`` of slice ``s`` in column ``col`` from
+    row ``start``; :meth:`result` gives the k-space and the bool mask of acquired samples.
+    """
 
     def __init__(self, slices: int, coils: int, rows: int, cols: int) -> None:
         self.k = np.zeros((slices, coils, rows, cols), np.complex64)
         self.n = np.zeros((slices, rows, cols), np.uint16)
 
     def add(self, s: int, col: int, start: int, data: np.ndarray) -> None:
+        """Accumulate the readout ``data`` ``(coils, n)`` at rows ``start:start + n`` of column
+        ``col`` of slice ``s``."""
         stop = start + data.shape[-1]
         self.k[s, :, start:stop, col] += data
         self.n[s, start:stop, col] += 1
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(kspace, mask)``: complex64 ``(slices, coils, ky, kx)`` with repeated samples
+        averaged, and bool ``(slices, ky, kx)``, True where a readout landed."""
         many = self.n > 1
         if many.any():
             self.k /= np.maximum(self.n, 1)[:, None].astype(np.float32)
         return self.k, self.n > 0
 
 
-def _fit(size: int, before: int, after: int) -> int:
+def fit_matrix(size: int, before: int, after: int) -> int:
     """The smallest matrix ``>= size`` whose centre ``n // 2`` has ``before`` samples below it and
     ``after`` samples from it on (centre included)."""
     n = max(int(size), 1)

@@ -32,17 +32,17 @@ import numpy as np
 from .base import VolumeError, describe
 from .kspace import (
     MASK_SIDECAR,
-    _ismrmrd_spaces,
-    _ismrmrd_voxel_size,
-    _npy_load,
-    _py,
     as_complex,
+    h5_attr_value,
     ismrmrd_recon_shape,
+    ismrmrd_spaces,
+    ismrmrd_voxel_size,
+    load_npy,
     open_h5,
     to_multicoil,
 )
-from .mrd import ISMRMRD_FLAGS, _xml_text, read_ismrmrd
-from .multicoil import RAW_INSTALL, MultiCoilKSpace, _finish, _float, _mask3, h5_errors
+from .mrd import ISMRMRD_FLAGS, ismrmrd_xml_text, read_ismrmrd
+from .multicoil import RAW_INSTALL, MultiCoilKSpace, h5_errors, mask3d, positive_float, validate_multicoil
 from .twix import read_twix
 
 __all__ = [
@@ -65,7 +65,7 @@ RAW_SUFFIXES = (".h5", ".hdf5", ".mrd", ".dat", ".npy", ".npz")
 def _layout_attr(f: Any) -> str | None:
     for obj in (f["kspace"], f):
         if "layout" in obj.attrs:
-            return str(_py(obj.attrs["layout"]))
+            return str(h5_attr_value(obj.attrs["layout"]))
     return None
 
 
@@ -125,7 +125,7 @@ def _read_kspace_hdf5(path: Path, layout: str | None, *, multicoil: bool) -> Mul
                     ref = np.asarray(f[name][...], dtype=np.float32)
                     break
             header = f["ismrmrd_header"][()] if "ismrmrd_header" in f else None
-            attrs = {str(key): _py(v) for key, v in f.attrs.items() if key != "mask"}
+            attrs = {str(key): h5_attr_value(v) for key, v in f.attrs.items() if key != "mask"}
         except VolumeError:
             raise
         except Exception as exc:
@@ -135,11 +135,11 @@ def _read_kspace_hdf5(path: Path, layout: str | None, *, multicoil: bool) -> Mul
         ref = ref[None]
     if ref is not None and ref.ndim != 3:
         raise VolumeError(f"{where}: reference of shape {tuple(ref.shape)} is not (slices, rows, cols)")
-    spaces = _ismrmrd_spaces(header) if header is not None else {}
+    spaces = ismrmrd_spaces(header) if header is not None else {}
     rshape = tuple(ref.shape[1:]) if ref is not None else None
     if rshape is None and header is not None:
         rshape = ismrmrd_recon_shape(header, (h, w))
-    voxel = _ismrmrd_voxel_size(header, (h, w)) if header is not None else None
+    voxel = ismrmrd_voxel_size(header, (h, w)) if header is not None else None
     if voxel is None and attrs.get("voxel_size") is not None:
         with contextlib.suppress(TypeError, ValueError):
             vs = [float(v) for v in np.ravel(attrs["voxel_size"])]
@@ -147,16 +147,16 @@ def _read_kspace_hdf5(path: Path, layout: str | None, *, multicoil: bool) -> Mul
     recon = (int(rshape[0]), int(rshape[1])) if rshape is not None else (h, w)
     meta: dict[str, Any] = {"attrs": attrs, "readout_oversampling": h / recon[0], "layout": layout}
     if header is not None:
-        meta["ismrmrd_header"] = _xml_text(header)
-    return _finish(
+        meta["ismrmrd_header"] = ismrmrd_xml_text(header)
+    return validate_multicoil(
         MultiCoilKSpace(
             kspace=k,
-            mask=_mask3(mask, (s, h, w), where) if mask is not None else None,
+            mask=mask3d(mask, (s, h, w), where) if mask is not None else None,
             reference=ref,
             recon_shape=recon,
             voxel_size=voxel,
             encoded_fov=spaces.get("encoded_fov"),
-            max_value=_float(attrs.get("max")),
+            max_value=positive_float(attrs.get("max")),
             source="fastmri" if c > 1 or ndim == 4 else "fastmri-singlecoil",
             path=where,
             meta=meta,
@@ -189,7 +189,7 @@ def _read_array(path: Path, layout: str | None) -> MultiCoilKSpace:
     where = str(path)
     voxel = None
     if path.name.lower().endswith(".npz"):
-        data = _npy_load(path)
+        data = load_npy(path)
         with data:
             if "kspace" not in data.files:
                 raise VolumeError(f"{where}: no 'kspace' array (have: {', '.join(data.files) or 'nothing'})")
@@ -202,9 +202,9 @@ def _read_array(path: Path, layout: str | None) -> MultiCoilKSpace:
                 voxel = tuple((vs + [1.0, 1.0, 1.0])[:3])
         source = "npz"
     else:
-        arr = _npy_load(path)
+        arr = load_npy(path)
         side = path.with_name(path.name[: -len(".npy")] + MASK_SIDECAR)
-        mask = _npy_load(side) if side.is_file() else None
+        mask = load_npy(side) if side.is_file() else None
         source = "npy"
     if not isinstance(arr, np.ndarray):
         raise VolumeError(f"{where}: not a single NumPy array")
@@ -222,10 +222,10 @@ def _read_array(path: Path, layout: str | None) -> MultiCoilKSpace:
         raise VolumeError(f"{where}: {k.ndim}-D k-space {tuple(k.shape)} is ambiguous: {readings}")
     k = to_multicoil(k, layout, where)
     s, _, h, w = k.shape
-    return _finish(
+    return validate_multicoil(
         MultiCoilKSpace(
             kspace=k,
-            mask=_mask3(mask, (s, h, w), where) if mask is not None else None,
+            mask=mask3d(mask, (s, h, w), where) if mask is not None else None,
             reference=None,
             recon_shape=(h, w),
             voxel_size=voxel,  # type: ignore[arg-type]

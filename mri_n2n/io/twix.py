@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 
 from .base import VolumeError, describe
-from .multicoil import RAW_INSTALL, MultiCoilKSpace, _finish, _fit, _float, _Grid
+from .multicoil import (
+    RAW_INSTALL,
+    MultiCoilKSpace,
+    ReadoutGrid,
+    fit_matrix,
+    positive_float,
+    validate_multicoil,
+)
 
 __all__ = ["read_twix"]
 
@@ -100,7 +107,7 @@ def _dig(hdr: dict[str, Any], *keys: Any) -> Any:
 
 def _hdr_number(hdr: dict[str, Any], name: str) -> float | None:
     for buf in ("Meas", "Config"):
-        v = _float(_dig(hdr, buf, name))
+        v = positive_float(_dig(hdr, buf, name))
         if v is not None:
             return v
     return None
@@ -140,19 +147,20 @@ def _assemble_twix(
     ref_lin = np.array([int(m.mdh.Counter.Lin) for m in refscan], dtype=np.int64)
     centre_lin = int(image[0].mdh.CenterLin)
     os_factor = _hdr_number(hdr, "flReadoutOSFactor")
-    base = _float(_dig(hdr, "MeasYaps", "sKSpace", "lBaseResolution"))
+    base = positive_float(_dig(hdr, "MeasYaps", "sKSpace", "lBaseResolution"))
     rows_hdr = _hdr_number(hdr, "iRoFTLength") or (base * os_factor if base and os_factor else None)
-    rows = _fit(int(rows_hdr or 0), int(ccol.max()), int((ncol - ccol).max()))
+    rows = fit_matrix(int(rows_hdr or 0), int(ccol.max()), int((ncol - ccol).max()))
     all_lin = np.concatenate([lin, ref_lin])
-    lines_hdr = _float(_dig(hdr, "MeasYaps", "sKSpace", "lPhaseEncodingLines")) or _hdr_number(
+    lines_hdr = positive_float(_dig(hdr, "MeasYaps", "sKSpace", "lPhaseEncodingLines")) or _hdr_number(
         hdr, "NImageLins"
     )
-    cols = _fit(int(lines_hdr or 0), centre_lin - int(all_lin.min()), int(all_lin.max()) - centre_lin + 1)
+    below, above = centre_lin - int(all_lin.min()), int(all_lin.max()) - centre_lin + 1
+    cols = fit_matrix(int(lines_hdr or 0), below, above)
     if os_factor is None:
         os_factor = rows / base if base else 1.0
     slices = sorted({int(m.mdh.Counter.Sli) for m in image})
     slot = {v: n for n, v in enumerate(slices)}
-    grid = _Grid(len(slices), data[0].shape[0], rows, cols)
+    grid = ReadoutGrid(len(slices), data[0].shape[0], rows, cols)
     for m, d, c in zip(image, data, ccol):
         d = d[..., ::-1] if m.is_flag_set("REFLECT") else d
         grid.add(
@@ -161,7 +169,7 @@ def _assemble_twix(
     k, mask = grid.result()
     calibration = None
     if any(not m.is_flag_set("PATREFANDIMASCAN") for m in refscan):
-        cg = _Grid(len(slices), data[0].shape[0], rows, cols)
+        cg = ReadoutGrid(len(slices), data[0].shape[0], rows, cols)
         for m in refscan:
             d = np.asarray(m.data, np.complex64)
             s = int(m.mdh.Counter.Sli)
@@ -242,14 +250,14 @@ def read_twix(path: str | os.PathLike) -> MultiCoilKSpace:
     if noise and all(n.shape[0] == k.shape[1] for n in noise):
         meta["noise"] = np.concatenate(noise, axis=1)
     sl = _dig(hdr, "MeasYaps", "sSliceArray", "asSlice", 0) or {}
-    ro_fov, pe_fov, thick = (_float(sl.get(key)) for key in ("dReadoutFOV", "dPhaseFOV", "dThickness"))
+    ro_fov, pe_fov, thick = (positive_float(sl.get(k)) for k in ("dReadoutFOV", "dPhaseFOV", "dThickness"))
     osf = geo["readout_oversampling"]
     recon = (max(int(round(rows / osf)), 1), cols)
     voxel = fov = None
     if ro_fov and pe_fov:
         fov = (ro_fov * osf, pe_fov, thick or 1.0)
         voxel = (fov[0] / rows, pe_fov / cols, thick or 1.0)
-    return _finish(
+    return validate_multicoil(
         MultiCoilKSpace(
             kspace=k,
             mask=mask,

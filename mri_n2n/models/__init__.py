@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ..physics import Acquisition
+from ..registry import NameView
 from .red import RED30
 from .registry import ModelEntry, build_model, model_from_config, model_names, register_model
 from .unet import UNet
@@ -47,8 +48,9 @@ __all__ = [
     "MODEL_NAMES", "ModelEntry", "register_model", "model_names", "model_from_config",
 ]
 
-MODEL_NAMES: tuple[str, ...] = ("unet_paper", "unet", "unet_custom", "red30", "unrolled")
-"""The built-in model names; :func:`model_names` adds the ones registered since."""
+MODEL_NAMES = NameView(model_names)
+"""Every registered model name, always current: a :class:`~mri_n2n.registry.NameView` of
+:func:`~mri_n2n.models.registry.model_names` (the built-in ones and those registered since)."""
 
 
 def apply_model(model: nn.Module, x: torch.Tensor, acq: Acquisition | None = None) -> torch.Tensor:
