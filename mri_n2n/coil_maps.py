@@ -26,11 +26,6 @@ PhaseRef = Literal["first", "virtual"]
 Array = torch.Tensor | np.ndarray
 
 
-# The old private name, kept only while physics.py and coils.py still import it from here: they
-# should import mri_n2n.fft.promote_complex (then this line goes).
-_complex = promote_complex
-
-
 def rss(coil_images: Array, dim: int = -3) -> Array:
     """Root-sum-of-squares ``sqrt(sum_c |x_c|^2)`` over the coil dim ``dim`` (default ``-3`` of
     ``(B, C, H, W)`` / ``(C, H, W)``); numpy in, numpy out; torch in, torch out (differentiable)."""

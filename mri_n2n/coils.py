@@ -36,13 +36,13 @@ import numpy as np
 import torch
 
 from .coil_maps import (  # noqa: F401  (re-exported: the estimation API lives in coil_maps)
-    _complex,
     espirit_maps,
     estimate_maps,
     find_calibration,
     rss,
     walsh_maps,
 )
+from .fft import promote_complex
 from .physics import CG_CHUNK_ELEMENTS, Acquisition, CartesianAcquisition  # noqa: F401  (re-exported)
 
 __all__ = [
@@ -159,7 +159,7 @@ def compress_coils(kspace: Array, n_virtual: int) -> Array:
     C = k.shape[-3]
     if not 1 <= n_virtual <= C:
         raise ValueError(f"n_virtual must be in 1..{C}, got {n_virtual}")
-    batch = _complex(k if k.ndim == 4 else k[None])
+    batch = promote_complex(k if k.ndim == 4 else k[None])
     flat = batch.reshape(batch.shape[0], C, -1)
     cov = (flat @ flat.conj().transpose(-1, -2)).to(torch.complex128)  # (B, C, C)
     vecs = torch.linalg.eigh(cov)[1].flip(-1)[..., :n_virtual]  # strongest first

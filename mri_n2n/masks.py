@@ -48,7 +48,7 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
-from .registry import Registry
+from .registry import NameView, Registry
 from .sampling import (
     DENSITIES_2D,
     bernoulli_mask,
@@ -84,8 +84,6 @@ __all__ = [
     "line_mask",
 ]
 
-#: The built-in named families (``--density``); :func:`family_names` adds registered ones.
-DENSITIES = (*DENSITIES_2D, "lines_random", "lines_equispaced", "lines_lattice", "lines_gaussian")
 #: The built-in 1-D (whole phase-encode line) families; :func:`is_line_family` knows every one.
 LINE_FAMILIES = ("lines_random", "lines_equispaced", "lines_lattice", "lines_gaussian")
 #: name -> the :class:`MaskFamily` subclass that builds it (filled by ``MaskFamily.__init_subclass__``)
@@ -663,6 +661,11 @@ def family_names() -> tuple[str, ...]:
     """The registered family names (the ``--density`` choices), built-in ones first, then any
     :class:`MaskFamily` subclass that sets :attr:`~MaskFamily.names`, in definition order."""
     return _REGISTRY.names()
+
+
+#: Every registered family name (``--density`` choices), always current: a view of
+#: :func:`family_names` (built-in names first, then those of registered subclasses).
+DENSITIES = NameView(family_names)
 
 
 def is_line_family(name: str) -> bool:

@@ -38,15 +38,15 @@ are the two constructors of the same class under their historical names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from .coil_maps import _complex, rss
-from .fft import fft2c, ifft2c, to_channels, to_complex
+from .acquisition import KINDS, Acquisition, acquisition_kind, kind_names  # noqa: F401  (re-exported)
+from .coil_maps import rss
+from .fft import fft2c, ifft2c, promote_complex
 from .masks import SampleLaw, complete_measurements, family_for
-from .registry import Registry
 from .solvers import conjugate_gradient
 
 __all__ = [
@@ -66,304 +66,6 @@ CG_CHUNK_ELEMENTS = 2**21
 def _per_channel(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A per-sample ``(B, H, W)`` map as ``(B, 1, H, W)`` for ``(B, C, H, W)`` data."""
     return t.unsqueeze(-3) if like.ndim == t.ndim + 1 and t.ndim >= 3 else t
-
-
-#: name -> acquisition kind (filled by ``Acquisition.__init_subclass__``)
-KINDS: Registry[type[Acquisition]] = Registry("acquisition kind")
-
-
-def acquisition_kind(name: str) -> type[Acquisition]:
-    """The registered acquisition kind ``name`` (``"cartesian"``, or one a test or plugin added).
-
-    Raises:
-        ValueError: unknown name (the message lists the registered kinds).
-    """
-    return KINDS.get(name)
-
-
-def kind_names() -> tuple[str, ...]:
-    """The registered acquisition kinds, in registration order (``--acquisition`` choices)."""
-    return KINDS.names()
-
-
-class Acquisition:
-    """The interface of every acquisition kind: a linear operator ``A`` from images to
-    measurements, with the measurements ``y`` of a batch, the set of samples that were measured
-    and the law's keep probability of every sample.
-
-    Consumers (pairs, models, losses, corruptions, baselines, reconstruction and adaptation) use
-    only this interface; a kind is one subclass that sets :attr:`kind` (it then registers itself,
-    as a mask family does) and implements the few methods marked *kind* below. Everything else
-    has a kind-neutral default.
-
-    **Samples.** A kind measures its data in units of :attr:`sample_shape`: the ``(H, W)`` grid
-    bins for Cartesian data, spokes or interleaves for a trajectory. :attr:`sampled` is the bool
-    set ``(B, *sample_shape)`` (or shared, ``sample_shape``) of the measured samples and
-    :attr:`keep_prob` the law's probability that a draw keeps each sample; laws, splits
-    (:meth:`restrict`) and the k-space loss weights are defined over samples, and
-    :meth:`expand_samples` spreads a per-sample tensor over the measurements.
-
-    **Images** are ``(B, 1, H, W)`` single coil (real or complex) and ``(B, H, W)`` complex for
-    coil data (:attr:`maps` ``(C, H, W)`` or ``(B, C, H, W)``); :meth:`image_of` and
-    :meth:`channels_of` convert a model's channels.
-
-    **Data consistency** (:meth:`data_consistency`): the exact replacement of the measured
-    samples (:meth:`project`) where the kind has one (:attr:`replaces`), else the proximal step
-    :meth:`prox` (conjugate gradients on :meth:`normal`), which ``lam -> 0`` makes the exact
-    projection onto ``{z : A z = y}``.
-
-    Calling ``Acquisition(mask, maps, y, keep_prob=..., phase=...)`` builds the Cartesian kind
-    (:class:`CartesianAcquisition`), so the historical constructor keeps working.
-
-    Attributes:
-        kind: the registered name of the kind.
-        replaces: the kind has an exact replacement projection (:meth:`project`).
-        augmentations: the image transforms that map an acquisition of an image to one of the
-            transformed image (:meth:`transformed`): ``"flip"``, ``"transpose"``, ``"shift"``.
-    """
-
-    kind: ClassVar[str] = ""
-    replaces: ClassVar[bool] = False
-    augmentations: ClassVar[frozenset[str]] = frozenset()
-    #: per tensor field (:meth:`_fields`), the number of its dims without the batch dim: a
-    #: field with more dims is per sample, else shared by the batch (:meth:`batch`, :meth:`collate`)
-    _dims: ClassVar[dict[str, int]] = {}
-
-    y: torch.Tensor | None
-    keep_prob: torch.Tensor | None
-    maps: torch.Tensor | None = None
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        name = cls.__dict__.get("kind")
-        if name:
-            KINDS.add(name, cls, cls)
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Acquisition:
-        # the historical constructor ``Acquisition(mask, ...)`` builds the Cartesian kind
-        return super().__new__(CartesianAcquisition if cls is Acquisition else cls)
-
-    # -- what a kind implements ----------------------------------------------------------------
-    @property
-    def sampled(self) -> torch.Tensor:
-        """*kind*: the measured samples, bool ``(B, *sample_shape)`` or shared ``sample_shape``."""
-        raise NotImplementedError
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        """*kind*: the shape of the sample space (grid bins, spokes, ...)."""
-        raise NotImplementedError
-
-    @property
-    def image_shape(self) -> tuple[int, int]:
-        """*kind*: the image matrix ``(H, W)``."""
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """*kind*: image -> measurements ``A x`` (complex; zero off the sampled set)."""
-        raise NotImplementedError
-
-    def adjoint(self, y: torch.Tensor | None = None) -> torch.Tensor:
-        """*kind*: measurements -> image ``A^H y`` (default: the acquisition's measurements)."""
-        raise NotImplementedError
-
-    def expand_samples(self, t: torch.Tensor) -> torch.Tensor:
-        """*kind*: a per-sample tensor (``(B, *sample_shape)`` or ``sample_shape``) broadcastable
-        against the measurements ``(B, [C,] ...)`` (the sampled set as a measurement mask, the
-        keep probabilities as loss weights)."""
-        raise NotImplementedError
-
-    @classmethod
-    def fully_sampled(
-        cls,
-        shape: tuple[int, ...],
-        maps: torch.Tensor | None = None,
-        device: torch.device | str | None = None,
-    ) -> Acquisition:
-        """*kind*: the acquisition that measures every sample of images of ``shape`` (last two
-        dims ``(H, W)``), without data: :meth:`full` gives all the measurements of an image
-        (``Acquisition.fully_sampled``: the Cartesian kind's)."""
-        if cls is Acquisition:
-            return CartesianAcquisition.fully_sampled(shape, maps, device)
-        raise NotImplementedError
-
-    @classmethod
-    def law(
-        cls, settings: Any, shape: tuple[int, int], *, fraction: float | None = None, hermitian: bool = False
-    ) -> SampleLaw:
-        """*kind*: the law of the sampled sets a run's settings describe for images of ``shape``
-        (a :class:`~mri_n2n.masks.SampleLaw` over :attr:`sample_shape`); ``fraction`` another mean
-        sampling rate, ``hermitian`` conjugate-symmetric draws (real images) where possible
-        (``Acquisition.law``: the Cartesian kind's)."""
-        if cls is Acquisition:
-            return CartesianAcquisition.law(settings, shape, fraction=fraction, hermitian=hermitian)
-        raise NotImplementedError
-
-    def _fields(self) -> dict[str, Any]:
-        """*kind*: the constructor's keyword arguments that rebuild this acquisition (tensors or
-        ``None``); :meth:`to`, :meth:`batch`, :meth:`restrict`, :meth:`with_data` and
-        :meth:`collate` rebuild through it. The sampled set is the field ``sampled``."""
-        raise NotImplementedError
-
-    # -- kind-neutral defaults -----------------------------------------------------------------
-    def _rebuild(self, **changes: Any) -> Acquisition:
-        return type(self)(**{**self._fields(), **changes})
-
-    @property
-    def multicoil(self) -> bool:
-        """``True`` for coil data (maps given)."""
-        return self.maps is not None
-
-    @property
-    def n_coils(self) -> int:
-        """Number of coils ``C`` (1 for single-coil data)."""
-        return 1 if self.maps is None else int(self.maps.shape[-3])
-
-    @property
-    def batch_size(self) -> int | None:
-        """The number of samples of a batched acquisition (``None`` when nothing is per sample)."""
-        for name, t in self._fields().items():
-            if torch.is_tensor(t) and t.ndim > self._dims.get(name, t.ndim):
-                return int(t.shape[0])
-        return None
-
-    def to(self, device: torch.device | str) -> Acquisition:
-        """The same acquisition on ``device``."""
-        return self._rebuild(**{k: v.to(device) for k, v in self._fields().items() if torch.is_tensor(v)})
-
-    def batch(self, sl: slice) -> Acquisition:
-        """The acquisition of samples ``sl`` of the batch (shared fields stay shared)."""
-        def part(name: str, t: Any) -> Any:
-            per = torch.is_tensor(t) and t.ndim > self._dims.get(name, t.ndim) and t.shape[0] > 1
-            return t[sl] if per else t
-
-        return self._rebuild(**{k: part(k, v) for k, v in self._fields().items()})
-
-    @classmethod
-    def collate(cls, items: Sequence[Acquisition]) -> Acquisition:
-        """One batched acquisition from per-item ones (a data loader's batch): per-sample fields
-        are concatenated, shared ones taken from the first item."""
-        first = items[0]
-        out: dict[str, Any] = {}
-        for name, t in first._fields().items():
-            per = torch.is_tensor(t) and t.ndim > first._dims.get(name, t.ndim)
-            out[name] = torch.cat([it._fields()[name] for it in items]) if per else t
-        return type(first)(**out)
-
-    def transformed(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Acquisition:
-        """The acquisition of an image transformed by ``fn`` (one of :attr:`augmentations`)."""
-        raise NotImplementedError(f"{self.kind} acquisitions admit no image transforms")
-
-    def admits(self, transform: str) -> bool:
-        """Whether ``transform`` (``"flip"``, ``"transpose"``, ``"shift"``) maps this acquisition
-        of an image to one of the transformed image (self-ensembles and augmentations ask)."""
-        return transform in self.augmentations
-
-    def sample(self, y: torch.Tensor) -> torch.Tensor:
-        """The measurements ``y`` with the unsampled ones zeroed."""
-        return y * self.expand_samples(self.sampled).to(y.real.dtype)
-
-    def with_data(self, y: torch.Tensor) -> Acquisition:
-        """The same operator with the measurements ``y`` (zeroed off the sampled set)."""
-        out = self._rebuild(y=None)
-        out.y = out.sample(y)
-        return out
-
-    def restrict(self, keep: torch.Tensor, keep_prob: torch.Tensor | None = None) -> Acquisition:
-        """The same operator and measurements on the sampled set ``sampled & keep`` (a split's
-        input or held-out set), with ``keep_prob`` its law's keep probability."""
-        sampled = self.sampled & keep.to(self.sampled.device).bool()
-        out = self._rebuild(sampled=sampled, y=None, keep_prob=keep_prob)
-        if self.y is not None:
-            out.y = out.sample(self.y)
-        return out
-
-    def _data(self, y: torch.Tensor | None) -> torch.Tensor:
-        if y is not None:
-            return y
-        if self.y is None:
-            raise ValueError("this acquisition holds no measurements: pass y")
-        return self.y
-
-    def full(self, x: torch.Tensor) -> torch.Tensor:
-        """All the measurements of an image (for the acquisition of :meth:`fully_sampled`)."""
-        return self.forward(x)
-
-    def normal(self, x: torch.Tensor) -> torch.Tensor:
-        """``A^H A x``."""
-        return self.adjoint(self.forward(x))
-
-    def zero_filled(
-        self, y: torch.Tensor | None = None, keep_prob: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The compensated adjoint ``A^H (y / p)``: every measurement divided by its sample's keep
-        probability (``keep_prob``, else the acquisition's; none: the plain adjoint), an unbiased
-        estimate of the image over the law's draws."""
-        y = self._data(y)
-        p = self.keep_prob if keep_prob is None else keep_prob
-        w = self.expand_samples(self.sampled).to(y.real.dtype)
-        if p is not None:
-            p = self.expand_samples(p.to(device=y.device, dtype=y.real.dtype))
-            w = w / p.clamp_min(torch.finfo(p.dtype).tiny)
-        return self.adjoint(y * w)
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        """``A x - y`` on the measured samples (the k-space loss's residual)."""
-        kx = self.forward(x)
-        return kx - self._data(None).to(kx.dtype)
-
-    def project(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """The exact replacement of the measured samples (kinds with :attr:`replaces` only)."""
-        raise NotImplementedError(f"{self.kind} acquisitions have no exact replacement: use prox()")
-
-    def prox(self, x: torch.Tensor, lam: float | torch.Tensor, iters: int = 6) -> torch.Tensor:
-        """``argmin_z ||A z - y||^2 + lam ||z - x||^2`` by ``iters`` conjugate-gradient iterations
-        on :meth:`normal` warm-started at ``x`` (complex image of ``x``'s shape)."""
-        y = self._data(None)
-        z = _complex(x)
-        lam_t = torch.as_tensor(lam, device=z.device, dtype=z.real.dtype)
-        if lam_t.ndim:
-            lam_t = lam_t.reshape(-1, *([1] * (z.ndim - 1)))
-        r = self.adjoint(y) - self.normal(z)  # b - (A^H A + lam) z at z = x
-        return conjugate_gradient(lambda v: self.normal(v) + lam_t * v, z, r, iters)
-
-    def data_consistency(
-        self, x: torch.Tensor, lam: float | torch.Tensor | None = None, iters: int = 6
-    ) -> torch.Tensor:
-        """Data consistency of an image: ``lam=None`` the exact projection (:meth:`project` where
-        the kind :attr:`replaces`, else :meth:`prox` with ``lam = 0``), else the proximal step."""
-        if lam is None:
-            return self.project(x) if self.replaces else self.prox(x, 0.0, iters)
-        return self.prox(x, lam, iters)
-
-    def output_image(self, x: torch.Tensor) -> torch.Tensor:
-        """The output image convention: the magnitude of the (combined) image."""
-        return x.abs()
-
-    def image_of(self, x: torch.Tensor) -> torch.Tensor:
-        """A model's channels ``(B, 1 or 2, H, W)`` as this operator's image: single coil
-        ``(B, 1, H, W)`` (a real one-channel image stays real), multi-coil ``(B, H, W)`` complex."""
-        if self.maps is None:
-            return x if x.shape[1] == 1 else to_complex(x, keepdim=True)
-        if x.shape[1] != 2:
-            raise ValueError(f"multi-coil images need 2 channels (complex), got {x.shape[1]}")
-        return to_complex(x)
-
-    def channels_of(self, z: torch.Tensor, channels: int) -> torch.Tensor:
-        """The inverse of :meth:`image_of`: ``channels`` 1 (the real part) or 2 (real/imaginary)."""
-        if self.maps is None:
-            if channels == 1:
-                return z.real if z.is_complex() else z
-            return to_channels(z, keepdim=True)
-        return to_channels(z)
-
-    def observe(
-        self, k: torch.Tensor, sampled: torch.Tensor, keep_prob: torch.Tensor | None, *, real: bool = False
-    ) -> Acquisition:
-        """The acquisition of the samples ``sampled`` of full measurements ``k`` (this
-        acquisition is :meth:`fully_sampled`), with the law's ``keep_prob``; ``real``: the images
-        are real (a kind may complete the sampled set by symmetry)."""
-        return self.with_data(k).restrict(sampled, keep_prob)
 
 
 class CartesianAcquisition(Acquisition):
@@ -414,7 +116,7 @@ class CartesianAcquisition(Acquisition):
                 raise ValueError(f"mask must be (H, W) or (B, H, W), got shape {tuple(mask.shape)}")
             if tuple(mask.shape[-2:]) != tuple(maps.shape[-2:]):
                 raise ValueError(f"mask {tuple(mask.shape)} and maps {tuple(maps.shape)} differ in (H, W)")
-            maps = _complex(maps)
+            maps = promote_complex(maps)
             maps = maps if maps.ndim == 4 else maps.unsqueeze(0)
             mask = mask.to(maps.device)
         self.maps = maps
@@ -570,7 +272,7 @@ class CartesianAcquisition(Acquisition):
         """Image ``(B, H, W)`` -> coil images ``S x``, ``(B, C, H, W)`` (single coil: ``x``)."""
         if self.maps is None:
             return x
-        x = _complex(x, self.maps)
+        x = promote_complex(x, self.maps)
         return self._s(x) * x.unsqueeze(-3)
 
     def reduce(self, u: torch.Tensor) -> torch.Tensor:
@@ -578,14 +280,14 @@ class CartesianAcquisition(Acquisition):
         :meth:`expand`; the SENSE-1 / least-squares combination for normalised maps)."""
         if self.maps is None:
             return u
-        u = _complex(u, self.maps)
+        u = promote_complex(u, self.maps)
         return (self._s(u).conj() * u).sum(dim=-3)
 
     def sample(self, k: torch.Tensor) -> torch.Tensor:
         """``M k`` for every coil: k-space with its unsampled bins zeroed, e.g. the measurements of
         spectra already in k-space (:meth:`forward` is ``sample(F S x)``)."""
         if self.maps is not None:
-            k = _complex(k, self.maps)
+            k = promote_complex(k, self.maps)
         return k * self._m(k).to(k.real.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -608,7 +310,7 @@ class CartesianAcquisition(Acquisition):
         for data ``F S x`` and normalised maps it returns ``x`` on the support (single coil:
         ``F^-1 k``)."""
         if self.maps is not None:
-            k = _complex(k, self.maps)
+            k = promote_complex(k, self.maps)
         return self.reduce(ifft2c(k))
 
     def full(self, x: torch.Tensor) -> torch.Tensor:
@@ -643,8 +345,8 @@ class CartesianAcquisition(Acquisition):
         if not self._even():
             return self.adjoint(self.forward(x))
         if self.maps is None:
-            return self._masked(_complex(x))
-        x = _complex(x, self.maps)
+            return self._masked(promote_complex(x))
+        x = promote_complex(x, self.maps)
         s = self._s(x)
         grad = torch.is_grad_enabled() and (x.requires_grad or s.requires_grad)
         u = self._masked(s * x.unsqueeze(-3), inplace=not grad)
@@ -668,7 +370,7 @@ class CartesianAcquisition(Acquisition):
         """
         y = self._data(y)
         if self.maps is not None:
-            y = _complex(y, self.maps)
+            y = promote_complex(y, self.maps)
         m = self._m(y).to(y.real.dtype)
         p = self.keep_prob if keep_prob is None else keep_prob
         if p is not None:
@@ -723,7 +425,7 @@ class CartesianAcquisition(Acquisition):
         if self.phase is not None and not x.is_complex():
             z = x * _per_channel(self.phase, x)
         k = fft2c(self.expand(z))
-        k = torch.where(self._m(k), y.to(k.dtype) if self.maps is None else _complex(y, k), k)
+        k = torch.where(self._m(k), y.to(k.dtype) if self.maps is None else promote_complex(y, k), k)
         out = self.reduce(ifft2c(k))
         if self.maps is not None or x.is_complex():
             return out
@@ -786,10 +488,10 @@ class CartesianAcquisition(Acquisition):
         y = self._data(y) if coil_images is None else y
         if not self._even() or self.maps is None:
             k = fft2c(self.expand(x))
-            k = torch.where(self._m(k), _complex(y, k), k)
+            k = torch.where(self._m(k), promote_complex(y, k), k)
             return rss(ifft2c(k), dim=-3) if self.maps is not None else ifft2c(k).abs()
         # F^-1 k_c = F^-1 (M y_c) + F^-1 (1 - M) F S_c x: no centring shifts, 1-D FFTs for lines
-        zc = self.coil_images(y) if coil_images is None else _complex(coil_images, self.maps)
+        zc = self.coil_images(y) if coil_images is None else promote_complex(coil_images, self.maps)
         u = self.expand(x)
         grad = torch.is_grad_enabled() and (u.requires_grad or zc.requires_grad)
         u = self._masked(u, keep=False, inplace=not grad)
@@ -854,7 +556,7 @@ class CartesianAcquisition(Acquisition):
                 aty_i = None if aty is None else aty[sl]
                 parts.append(sub.cg_dc(x[sl], y[sl], lam_i, iters, tol=tol, aty=aty_i))
             return torch.cat(parts)
-        z = _complex(x, self.maps)
+        z = promote_complex(x, self.maps)
         lam_t = torch.as_tensor(lam, device=z.device, dtype=z.real.dtype)
         if lam_t.ndim:
             lam_t = lam_t.reshape(-1, *([1] * (z.ndim - 1)))
