@@ -44,6 +44,7 @@ Every family is described by a JSON-able dict (:meth:`~MaskFamily.describe`) and
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, NamedTuple, Protocol
 
 import torch
@@ -82,6 +83,9 @@ __all__ = [
     "hermitian_complete",
     "complete_measurements",
     "line_mask",
+    "held_share",
+    "SSDU_ACS",
+    "SSDU_STD_SCALE",
 ]
 
 #: The built-in 1-D (whole phase-encode line) families; :func:`is_line_family` knows every one.
@@ -157,6 +161,9 @@ class SampleLaw:
     unidentified: str | None = None
     shape: tuple[int, ...] = ()
     hermitian: bool = False
+    #: for a split's selection law (:meth:`ssdu_law`): how its keep probabilities were chosen,
+    #: recorded with the run (:meth:`mri_n2n.splits.SplitLaw.describe`); None for other laws
+    selection: dict[str, Any] | None = None
 
     def keep_probability(self) -> torch.Tensor:
         """``P(sample kept)`` for every sample, float32 of :attr:`shape`, exact."""
@@ -198,13 +205,21 @@ class SampleLaw:
     def ssdu_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
         """SSDU's selection of the kept (input) samples for acquisitions of keep probability
         ``p``: here each sample independently with ``q = 1 - rho`` (every acquired sample is held
-        out with probability ``rho``)."""
-        return BernoulliLaw(torch.full(tuple(p.shape), 1.0 - float(rho)), name="ssdu")
+        out with probability ``rho``). The returned law's :attr:`selection` describes the rule."""
+        law = BernoulliLaw(torch.full(tuple(p.shape), 1.0 - float(rho)), name="ssdu")
+        law.selection = {"selection": "uniform"}
+        return law
 
     def second_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
         """Noisier2Noise's second law of this kind whose draws hold out a share ``rho`` of the
         acquired samples: here independent draws at the rate ``1 - rho``."""
         return BernoulliLaw(torch.full(tuple(p.shape), 1.0 - float(rho)), name="second")
+
+    def uniform_law(self, q: float, *, hermitian: bool = False) -> SampleLaw:
+        """Independent draws that keep every sample with the same probability ``q`` (partner
+        samples together when ``hermitian``, for kinds with a conjugate symmetry): a fixed
+        held-out share of an acquisition (scan-specific adaptation's self-validation set)."""
+        return BernoulliLaw(torch.full(tuple(self.shape), float(q)), name="uniform")
 
 
 class BernoulliLaw(SampleLaw):
@@ -297,6 +312,32 @@ class MaskFamily(SampleLaw):
         """Expected fraction of k-space kept."""
         return float(self.keep_probability().double().mean())
 
+    # -- the single-acquisition targets' laws (mri_n2n.splits) -------------------------
+    def ssdu_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
+        """SSDU's selection for every Cartesian family: each acquired bin is held out
+        independently with a probability shaped like a centred Gaussian (standard deviation
+        ``N / SSDU_STD_SCALE`` along each axis), scaled so that the expected held-out share of the
+        acquired bins (keep probability ``p``) is ``rho``; the central ``(SSDU_ACS + 1)^2`` block
+        always stays in the input. One draw per partner pair when ``hermitian``."""
+        keep = Bernoulli2D(_ssdu_keep(p, float(rho)), hermitian=hermitian, name="bernoulli")
+        keep.selection = {"selection": "gaussian", "std_scale": SSDU_STD_SCALE, "acs": SSDU_ACS}
+        return keep
+
+    def second_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
+        """Noisier2Noise's second mask of this family's kind at the mean that holds out ``rho`` of
+        the acquired bins (keep probability ``p``). Here, for any family (a subclass overrides it
+        for its own kind): line laws give random lines whose always-kept columns are this law's;
+        2-D laws with density ``d`` give ``d ** gamma`` (exactly "the same density at another
+        mean" for the named 2-D densities)."""
+        if self.lines:
+            return _always_kept_lines(self, p, float(rho), hermitian)
+        return _powered_density(self, p, float(rho), hermitian)
+
+    def uniform_law(self, q: float, *, hermitian: bool = False) -> SampleLaw:
+        """Independent bins kept with probability ``q`` (one draw per partner pair when
+        ``hermitian``)."""
+        return Bernoulli2D(torch.full(self.shape, float(q)), hermitian=hermitian, name="bernoulli")
+
     # -- description ------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
         """The parameters that rebuild the family (besides ``name``, ``shape``, ``hermitian``)."""
@@ -368,6 +409,19 @@ class Bernoulli2D(MaskFamily):
     def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
         return bernoulli_mask(self.density.to(device), generator=g, batch_size=b, hermitian=self.hermitian)
 
+    def second_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
+        """A named 2-D density (``exp``, ``gaussian``, ``uniform``): the same density at the mean
+        that holds out ``rho``; an explicit (estimated) density: :meth:`MaskFamily.second_law`."""
+        if self.name not in DENSITIES_2D:
+            return super().second_law(p, rho, hermitian=hermitian)
+        name, shape = self.name, self.shape
+
+        def fam(f: float) -> MaskFamily:
+            return make_family(name, shape, fraction=f, hermitian=hermitian)
+
+        f = bisect(lambda f: held_share(p, fam(f).keep_probability()), float(rho), 1e-3, 1.0, iters=_ITERS)
+        return fam(f)
+
     def params(self) -> dict[str, Any]:
         if self.name == "bernoulli":  # an explicit density (e.g. estimated): store it
             return {"density": [[round(float(v), 7) for v in row] for row in self.density.tolist()]}
@@ -436,6 +490,13 @@ class IndependentLines(MaskFamily):
         if self.name == "lines":
             return {"column_p": [round(float(v), 9) for v in self.column_p.tolist()]}
         return dict(self._params)
+
+    def second_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
+        """Random or Gaussian lines: the same kind and centre fraction at the acceleration that
+        holds out ``rho``; explicit (estimated) column laws: :meth:`MaskFamily.second_law`."""
+        if self.name not in ("lines_random", "lines_gaussian"):
+            return super().second_law(p, rho, hermitian=hermitian)
+        return _named_second_lines(self, self.name, p, float(rho), hermitian)
 
 
 def _center_set(w: int, center_fraction: float, hermitian: bool) -> torch.Tensor:
@@ -586,6 +647,104 @@ class EquispacedLines(MaskFamily):
 
     def params(self) -> dict[str, Any]:
         return {"acceleration": self.acceleration, "center_fraction": self.center_fraction}
+
+    def second_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
+        """Random lines with the same centre fraction (two independent equispaced lattices rarely
+        intersect) at the acceleration that holds out ``rho``."""
+        return _named_second_lines(self, "lines_random", p, float(rho), hermitian)
+
+
+# -- the laws of the single-acquisition targets (SSDU, Noisier2Noise: mri_n2n.splits) ----------
+#: SSDU: the central block ``|k| <= SSDU_ACS / 2`` (5 x 5) always stays in the input (Yaman et al.
+#: keep a 4 x 4 block; ours is symmetric about DC so real images keep Hermitian sets).
+SSDU_ACS = 4
+#: SSDU: the selection Gaussian's standard deviation is ``N / SSDU_STD_SCALE`` along each axis.
+SSDU_STD_SCALE = 4.0
+#: Bisection steps of the split laws' parameters.
+_ITERS = 60
+
+
+def held_share(p: torch.Tensor, q: torch.Tensor) -> float:
+    """Expected share of the acquired samples (keep probability ``p``) that a selection keeping
+    each with probability ``q`` holds out: ``sum p (1 - q) / sum p``."""
+    p = p.double()
+    return float((p * (1 - q.double())).sum() / p.sum().clamp_min(1e-12))
+
+
+def _ssdu_keep(p: torch.Tensor, rho: float) -> torch.Tensor:
+    """SSDU's keep probabilities ``(H, W)`` (:meth:`MaskFamily.ssdu_law`)."""
+    h, w = p.shape
+    ky = torch.arange(h, dtype=torch.float64) - h // 2
+    kx = torch.arange(w, dtype=torch.float64) - w // 2
+    sy, sx = max(h - 1, 1) / SSDU_STD_SCALE, max(w - 1, 1) / SSDU_STD_SCALE
+    g = torch.exp(-0.5 * ((ky[:, None] / sy) ** 2 + (kx[None, :] / sx) ** 2))
+    a = SSDU_ACS // 2  # |k| <= a on both axes: symmetric about DC, so real images keep Hermitian sets
+    acs = (ky.abs()[:, None] <= a) & (kx.abs()[None, :] <= a)
+    g = torch.where(acs, torch.zeros_like(g), g)
+
+    def share(c: float) -> float:
+        return held_share(p, 1 - (c * g).clamp(max=1.0))
+
+    if share(1e6) < rho:
+        raise ValueError(f"ssdu: cannot hold out {rho:.0%} of the acquired bins (at most {share(1e6):.0%})")
+    c = bisect(share, rho, 0.0, 1e6, increasing=True, iters=_ITERS)
+    return (1 - (c * g).clamp(max=1.0)).float()
+
+
+def _named_second_lines(
+    law: MaskFamily, kind: str, p: torch.Tensor, rho: float, hermitian: bool
+) -> MaskFamily:
+    """Noisier2Noise's second mask of a named line law: ``kind`` lines (``lines_random`` or
+    ``lines_gaussian``) with the law's centre fraction, at the acceleration that holds out ``rho``."""
+    shape = law.shape
+    cf = float(law.describe().get("center_fraction", 0.08))
+
+    def fam(r: float) -> MaskFamily:
+        return make_family(kind, shape, acceleration=r, center_fraction=cf, hermitian=hermitian)
+
+    def share(r: float) -> float:
+        return held_share(p, fam(r).keep_probability())
+
+    hi = max(shape[1] / max(int(_center_set(shape[1], cf, hermitian).sum()), 1), 1.0) * 0.999
+    if share(hi) < rho:
+        raise ValueError(f"noisier2noise: a second line mask cannot hold out {rho:.0%} of the data")
+    return fam(bisect(share, rho, 1.0, hi, increasing=True, iters=_ITERS))
+
+
+def _always_kept_lines(law: MaskFamily, p: torch.Tensor, rho: float, hermitian: bool) -> MaskFamily:
+    """Noisier2Noise's second mask of any line law: random lines whose always-kept columns are the
+    law's (its fully sampled centre), at the rate that holds out ``rho``."""
+    shape = law.shape
+    centre = law.keep_probability()[0].double() >= 1.0 - 1e-9
+    if hermitian:
+        centre = centre | _mirror_cols(centre)
+
+    def lines(rate: float) -> MaskFamily:
+        col = torch.where(centre, 1.0, rate).double()
+        return IndependentLines(shape[0], col, hermitian=hermitian, name="lines")
+
+    if held_share(p, lines(0.0).keep_probability()) < rho:
+        raise ValueError(f"noisier2noise: a second line mask cannot hold out {rho:.0%} of the data")
+    rate = bisect(lambda v: held_share(p, lines(v).keep_probability()), rho, 0.0, 1.0, iters=_ITERS)
+    return lines(rate)
+
+
+def _powered_density(law: MaskFamily, p: torch.Tensor, rho: float, hermitian: bool) -> MaskFamily:
+    """Noisier2Noise's second mask of any 2-D law of density ``d``: ``d ** gamma`` at the power
+    that holds out ``rho`` (``exp``: ``exp(-gamma lambda r)``; ``gaussian``: its width over
+    ``sqrt(gamma)``; ``uniform``: another constant)."""
+    dens = law.keep_probability().double().clamp(1e-12, 1.0)
+
+    def powered(log_gamma: float) -> MaskFamily:
+        return Bernoulli2D((dens ** math.exp(log_gamma)).float(), hermitian=hermitian, name="bernoulli")
+
+    if held_share(p, powered(12.0).keep_probability()) < rho:
+        raise ValueError(
+            f"noisier2noise: a second mask of this density cannot hold out {rho:.0%} of the data"
+        )
+    g = bisect(lambda t: held_share(p, powered(t).keep_probability()), rho, -12.0, 12.0,
+               increasing=True, iters=_ITERS)
+    return powered(g)
 
 
 def make_family(
