@@ -211,6 +211,14 @@ class Acquisition:
             out[name] = torch.cat([it._fields()[name] for it in items]) if per else t
         return type(first)(**out)
 
+    def translated(self, roll: Callable[[torch.Tensor], torch.Tensor], *, real: bool = False) -> Acquisition:
+        """The acquisition of the images circularly translated by ``roll`` (kinds that admit
+        ``"shift"``): ``roll`` maps a batch of image-domain tensors ``(B, n, H, W)`` to the same
+        batch translated, one translation per sample, and is called once (on the coil images and
+        the maps together); ``real``: the images are real (their translated data stay Hermitian).
+        The sampled set does not change: a translation is a phase ramp of the measurements."""
+        raise NotImplementedError(f"{self.kind} acquisitions admit no translations")
+
     def transformed(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Acquisition:
         """The acquisition of an image transformed by ``fn`` (one of :attr:`augmentations`)."""
         raise NotImplementedError(f"{self.kind} acquisitions admit no image transforms")
@@ -289,13 +297,21 @@ class Acquisition:
         return conjugate_gradient(lambda v: self.normal(v) + lam_t * v, z, r, iters)
 
     def data_consistency(
-        self, x: torch.Tensor, lam: float | torch.Tensor | None = None, iters: int = 6
+        self,
+        x: torch.Tensor,
+        lam: float | torch.Tensor | None = None,
+        iters: int = 6,
+        *,
+        y: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Data consistency of an image: ``lam=None`` the exact projection (:meth:`project` where
-        the kind :attr:`replaces`, else :meth:`prox` with ``lam = 0``), else the proximal step."""
-        if lam is None:
-            return self.project(x) if self.replaces else self.prox(x, 0.0, iters)
-        return self.prox(x, lam, iters)
+        the kind :attr:`replaces`, else :meth:`prox` with ``lam = 0``), else the proximal step.
+        ``y``: the measurements to restore (default the acquisition's; the Cartesian
+        replacement then takes its centred-FFT path, equal to the default up to round-off)."""
+        if lam is None and self.replaces:
+            return self.project(x, y)
+        acq = self if y is None else self.with_data(y)
+        return acq.prox(x, 0.0 if lam is None else lam, iters)
 
     def output_image(self, x: torch.Tensor) -> torch.Tensor:
         """The output image convention: the magnitude of the (combined) image."""

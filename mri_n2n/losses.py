@@ -176,15 +176,17 @@ def kspace_loss(
 ) -> torch.Tensor:
     """Noise2Noise L2 in k-space, on the *target's* sampled set only (MRI).
 
-    The target's acquisition ``A2 = M2 F (S)`` (``pair.target_acq``, or given alone; put there by
+    The target's acquisition ``A2`` (``pair.target_acq``, or given alone; put there by
     :meth:`MRIUndersampling.pair` for noisy targets and by the splits of the single-acquisition
-    targets) holds the target's mask ``M2``, its measured k-space ``y2 = M2 F (S) x`` and the keep
-    probabilities ``p`` that weigh the loss::
+    targets) holds the target's sampled set ``M2`` (over the kind's samples), its measurements
+    ``y2 = A2 x`` and the keep probabilities ``p`` that weigh the loss; the residual
+    :meth:`~mri_n2n.physics.Acquisition.residual` and the weights spread over the measurements by
+    :meth:`~mri_n2n.physics.Acquisition.expand_samples` make it the same for every kind::
 
         loss = sum_{b,c,k} w(k) |A2 f - y2|^2 / (B C H W)
 
-    (every coil's spectrum ``F S_c f`` for multi-coil data; ``A2 f`` is zero off ``M2``, as is
-    ``w``).
+    (Cartesian data: every coil's spectrum ``F S_c f`` for multi-coil data; ``A2 f`` is zero off
+    ``M2``, as is ``w``; ``B C H W`` counts the output image's values).
 
     With ``w = 1 / p`` (``weighting="inverse"``) ``E_M2[loss] = ||F f - F x||^2 / (B C H W)``,
     i.e. exactly the image-domain L2 against the clean image (Parseval, per-pixel mean
@@ -212,12 +214,12 @@ def kspace_loss(
     a2 = a2.to(output.device)
     # model channels as the operator's image: (B, 1, H, W) one coil, (B, H, W) multi-coil
     f = a2.image_of(to_complex(output.float(), keepdim=True) if output.shape[1] == 1 else output.float())
-    kf = a2.forward(f)  # (B, 1 | Nc, H, W), zero off M2
-    resid = kf - a2.y.to(kf.dtype)
-    m2 = a2.mask.reshape(b, h, w)[:, None]  # shared by the coils
+    resid = a2.residual(f)  # A2 f - y2: zero off the target's sampled set
+    # the sampled set and the keep probabilities over the samples, spread over the measurements
+    # (Cartesian: (B, 1, H, W), shared by the coils)
+    m2 = a2.expand_samples(a2.sampled)
     p = a2.keep_prob.to(dtype=torch.float32)
-    p = p.clamp_min(torch.finfo(torch.float32).tiny)
-    p = p.unsqueeze(-3) if p.ndim == 3 else p  # per sample (B, H, W): shared by the coils
+    p = a2.expand_samples(p.clamp_min(torch.finfo(torch.float32).tiny))
     if weighting == "inverse":
         wt = 1.0 / p
     elif weighting == "clipped":

@@ -231,6 +231,23 @@ class CartesianAcquisition(Acquisition):
             phase=part(self.phase, 3),
         )
 
+    def translated(
+        self, roll: Callable[[torch.Tensor], torch.Tensor], *, real: bool = False
+    ) -> CartesianAcquisition:
+        """The acquisition of the translated images (:meth:`Acquisition.translated`): the coil
+        images ``F^-1 (M y_c)`` and the maps rolled together, back to k-space (the real part first
+        for ``real`` images), on the same mask."""
+        u = self.coil_images()
+        maps = self.maps
+        if maps is not None:
+            c = u.shape[-3]
+            both = roll(torch.cat([u, maps.expand(u.shape[0], -1, -1, -1)], dim=-3))
+            u, maps = both[:, :c], both[:, c:]
+        else:
+            u = roll(u)
+        out = CartesianAcquisition(self.mask, maps, None, keep_prob=self.keep_prob, phase=self.phase)
+        return out.with_data(fft2c(u.real if real else u))
+
     def transformed(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> CartesianAcquisition:
         """The acquisition with ``fn`` applied to every tensor it holds (mask, maps, measurements,
         keep probability, phase) over their last two dims: a flip or transpose that commutes with

@@ -167,5 +167,5 @@ def test_kspace_training_keeps_the_measured_phase_by_default(tmp_path):
     pair = corr.pair(x, generator=seeded_generator(0))
     spectrum = fft2c(torch.complex(x[:, :1], x[:, 1:]))  # the measured complex spectrum (cropped)
     for acq in (pair.acq, pair.target_acq):
-        m = acq.mask[:, None]
+        m = acq.sampled[:, None]
         assert torch.allclose(acq.y[m], spectrum[m], atol=1e-5)

@@ -14,8 +14,8 @@ from mri_n2n.coils import SenseOperator, birdcage_maps
 from mri_n2n.config import Config, resolve_config
 from mri_n2n.corruptions import Pair
 from mri_n2n.corruptions.multicoil import MultiCoilUndersampling
+from mri_n2n.data import collate
 from mri_n2n.data.kspace import build_kspace_datasets
-from mri_n2n.data.multicoil import split_multicoil
 from mri_n2n.data.synthetic import phantom_volume, write_fastmri_h5
 from mri_n2n.data.synthetic_raw import write_fastmri_multicoil_h5
 from mri_n2n.fft import ifft2c
@@ -49,8 +49,10 @@ def _corruption(coils: int) -> MultiCoilUndersampling:
 
 def test_dataset_yields_coil_kspace_and_normalised_maps(folder):
     train, valid = build_kspace_datasets(folder, size=SIZE)
-    assert train.multicoil and train.coils == 6 and train[0][0].shape == (24, SIZE, SIZE)
-    k, maps = split_multicoil(train[0][0][None])
+    item = train[0][0]  # a fully sampled acquisition of one slice: full mask, maps, coil k-space
+    assert item.multicoil and item.n_coils == 6 and item.keep_prob is None and bool(item.sampled.all())
+    assert item.y.shape == item.maps.shape == (1, 6, SIZE, SIZE)
+    k, maps = item.y, item.maps
     power = (maps.abs() ** 2).sum(1)
     support = power > 0.5
     torch.testing.assert_close(power[support], torch.ones_like(power[support]), atol=1e-4, rtol=0)
@@ -65,15 +67,16 @@ def test_dataset_yields_coil_kspace_and_normalised_maps(folder):
 def test_input_is_the_sense1_zero_filled_image_and_dc_never_increases_the_residual(folder):
     train, _ = build_kspace_datasets(folder, size=SIZE)
     c = _corruption(train.coils)
-    batch = torch.stack([train[i][0] for i in range(3)])
+    batch, ids = collate([train[i] for i in range(3)])
+    assert batch.batch_size == 3 and torch.equal(ids, torch.tensor([train.ident(i) for i in range(3)]))
     pair = c.pair(batch, generator=torch.Generator().manual_seed(0))
-    k, maps = split_multicoil(batch)
-    m = pair.acq.mask
+    k, maps = batch.y, batch.maps
+    m = pair.acq.sampled
     want = (maps.conj() * ifft2c(k * m[:, None] / c.keep_prob)).sum(1)
     torch.testing.assert_close(torch.complex(pair.input[:, 0], pair.input[:, 1]), want, atol=1e-5, rtol=1e-4)
     op = SenseOperator(maps, m)
     x = torch.randn(3, 2, SIZE, SIZE)
-    out = c.project(x, pair.acq)
+    out = c.data_consistency(x, pair.acq)
     before = (op(torch.complex(x[:, 0], x[:, 1])) - pair.acq.y).norm()
     after = (op(torch.complex(out[:, 0], out[:, 1])) - pair.acq.y).norm()
     assert float(after) < float(before)
@@ -115,6 +118,9 @@ def test_training_on_multicoil_files_and_refusals(folder, tmp_path):
     assert summary["val_psnr"] > 0 and (out / "checkpoints" / "last.pt").is_file()
     saved = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert saved["corruption"]["name"] == "MultiCoilUndersampling" and saved["corruption"]["coils"] == 6
+    sig = saved["acquisition"]  # what the model was trained for
+    assert sig["kind"] == "cartesian" and sig["coils"] == "multi" and sig["complex"] and sig["channels"] == 2
+    assert sig["law"]["family"] == "lines_random" and sig["measured_law"] is False
     # one kind of file per folder, one coil count per dataset
     mixed = tmp_path / "mixed"
     _folder(mixed, n_files=1)
@@ -197,14 +203,14 @@ def test_single_acquisition_targets_on_multicoil_data(folder, tmp_path, target):
     cfg, _ = resolve_config(Config(dataset="kspace", density="lines_random", acceleration=3,
                                    center_fraction=0.15, target=target))
     c = MultiCoilUndersampling.from_config(cfg, (SIZE, SIZE), coils=train_set.coils)
-    batch = torch.stack([train_set[i][0] for i in range(2)])
+    batch, _ = collate([train_set[i] for i in range(2)])
     seeds = torch.tensor([5, 6])
     a = c.pair(batch, generator=torch.Generator().manual_seed(0), target=target, seeds=seeds)
     b = c.pair(batch, generator=torch.Generator().manual_seed(1), target=target, seeds=seeds)
-    inp, held = a.acq.mask, a.target_acq.mask
+    inp, held = a.acq.sampled, a.target_acq.sampled
     assert not bool((inp & held).any())
-    assert torch.equal(inp | held, b.acq.mask | b.target_acq.mask)  # one acquisition
-    assert not torch.equal(inp, b.acq.mask)  # split afresh
+    assert torch.equal(inp | held, b.acq.sampled | b.target_acq.sampled)  # one acquisition
+    assert not torch.equal(inp, b.acq.sampled)  # split afresh
     # the input is the SENSE-1 image of the kept samples, compensated by p q
     maps = a.acq.maps  # shifted with the coil images
     assert torch.equal(a.target_acq.maps, maps)  # the held-out samples see the same coils

@@ -253,6 +253,7 @@ def test_evaluate_scores_what_reconstruct_writes(tmp_path, monkeypatch, trained,
     import mri_n2n.reconstruction.multicoil as mcmod
     from mri_n2n.baselines import tv_sense
     from mri_n2n.corruptions.multicoil import MultiCoilUndersampling
+    from mri_n2n.data import collate
     from mri_n2n.data.datasets import mri_datasets_from_config
     from mri_n2n.evaluation import PLAIN, SENSE_ITERS, evaluate_mri
     from mri_n2n.metrics import psnr, ssim
@@ -276,9 +277,9 @@ def test_evaluate_scores_what_reconstruct_writes(tmp_path, monkeypatch, trained,
     _, valid = mri_datasets_from_config(cfg)
     corr = MultiCoilUndersampling.from_config(cfg, (cfg.size, cfg.size), coils=valid.coils)
     items = [valid[i] for i in range(n)]
-    pair = corr.validation_pair(torch.stack([it[0] for it in items]), torch.tensor([it[1] for it in items]))
+    pair = corr.validation_pair(*collate(items))
     acq = pair.acq
-    ctx = {"mask": acq.mask, "kspace": acq.y, "maps": acq.maps}
+    ctx = {"mask": acq.sampled, "kspace": acq.y, "maps": acq.maps}
     ref = torch.from_numpy(np.stack([valid.reference(i) for i in range(n)]))[:, None]
 
     def rows(name: str) -> np.ndarray:

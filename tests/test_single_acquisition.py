@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from mri_n2n.config import Config, ConfigError, resolve_config
-from mri_n2n.corruptions.mri import MRIUndersampling, pack_measured, unpack_measured
+from mri_n2n.corruptions.mri import MRIUndersampling
+from mri_n2n.data import collate
 from mri_n2n.data.kspace import build_kspace_datasets
 from mri_n2n.data.synthetic import phantom_volume, write_fastmri_h5
 from mri_n2n.fft import fft2c, ifft2c
@@ -22,7 +23,7 @@ from mri_n2n.io import VolumeError
 from mri_n2n.losses import kspace_loss
 from mri_n2n.mask_estimation import estimate_family
 from mri_n2n.masks import _mirror2, make_family
-from mri_n2n.physics import SpectralSampling
+from mri_n2n.physics import Acquisition, CartesianAcquisition, SpectralSampling
 from mri_n2n.splits import SPLIT_TARGETS, make_split, split_loss_density
 
 CASES = [  # (acquisition family, complex data)
@@ -110,10 +111,10 @@ def test_weighted_heldout_loss_is_unbiased_for_the_fully_sampled_loss(kind, fami
     n = 4000
     xs = x.expand(n, -1, -1, -1)
     k = fft2c(torch.complex(xs[:, 0:1], xs[:, 1:2]))
-    acq, _ = c._observe(k, c.draw_masks(n, torch.Generator().manual_seed(6)))
-    inp, held = c.split.split(acq.mask, torch.Generator().manual_seed(7))
-    pair = c._split_pair(acq, inp, held)
-    out = c.project(f.expand(n, -1, -1, -1), pair.acq)
+    masks = c.draw_masks(n, torch.Generator().manual_seed(6))
+    acq = Acquisition.fully_sampled(k.shape).observe(k, masks, c.keep_prob)
+    pair = c.single_pair(acq, generator=torch.Generator().manual_seed(7), seeds=torch.arange(n))  # measured
+    out = c.data_consistency(f.expand(n, -1, -1, -1), pair.acq)
     heldout = kspace_loss(out, pair.target, pair)  # the mean over the n draws
     full = ((out - xs) ** 2).mean()  # the fully sampled loss (Parseval: the same in k-space)
     assert float(heldout) == pytest.approx(float(full), rel=0.05)
@@ -128,10 +129,10 @@ def test_one_acquisition_per_slice_fixed_by_its_identity():
     seeds = torch.tensor([11, 12])
     a = c.pair(x, generator=torch.Generator().manual_seed(0), target="ssdu", seeds=seeds)
     b = c.pair(x, generator=torch.Generator().manual_seed(1), target="ssdu", seeds=seeds)
-    acq_a = a.acq.mask | a.target_acq.mask
-    acq_b = b.acq.mask | b.target_acq.mask
+    acq_a = a.acq.sampled | a.target_acq.sampled
+    acq_b = b.acq.sampled | b.target_acq.sampled
     assert torch.equal(acq_a, acq_b)  # the same acquisition whatever the step
-    assert not torch.equal(a.acq.mask, b.acq.mask)  # a fresh split every step
+    assert not torch.equal(a.acq.sampled, b.acq.sampled)  # a fresh split every step
     assert not torch.equal(acq_a[0], acq_a[1])  # each slice has its own
     with pytest.raises(ValueError, match="identity"):
         c.pair(x, generator=torch.Generator(), target="ssdu")
@@ -143,14 +144,16 @@ def test_measured_batch_input_is_the_split_zero_filled_image():
     k = torch.randn(2, 16, 16, dtype=torch.complex64)
     m = c.draw_masks(2, g)
     p = c.keep_prob.expand(2, -1, -1)
-    batch = pack_measured(k * m, m, p)
-    torch.testing.assert_close(batch, torch.stack([(k * m).real, (k * m).imag, m.float(), p], dim=1))
-    back = unpack_measured(batch)  # the acquisition the batch packs
-    assert torch.equal(back.mask, m) and torch.equal(back.keep_prob, p)
-    torch.testing.assert_close(back.y[:, 0], k * m)
+    # two measured items (as undersampled files yield them) collated into one batch
+    one = [CartesianAcquisition(m[i : i + 1], None, None, keep_prob=p[i : i + 1]) for i in range(2)]
+    items = [(a.with_data(k[i : i + 1, None]), i) for i, a in enumerate(one)]
+    batch, ids = collate(items)
+    assert isinstance(batch, Acquisition) and torch.equal(ids, torch.tensor([0, 1]))
+    assert torch.equal(batch.sampled, m) and torch.equal(batch.keep_prob, p) and batch.batch_size == 2
+    torch.testing.assert_close(batch.y[:, 0], k * m)
     g2 = torch.Generator().manual_seed(1)
     pair = c.pair(batch, generator=g2, target="noisier2noise", seeds=torch.tensor([1, 2]))
-    inp, held = pair.acq.mask, pair.target_acq.mask
+    inp, held = pair.acq.sampled, pair.target_acq.sampled
     assert torch.equal(inp | held, m) and not bool((inp & held).any())
     pq = c.keep_prob * c.split.keep_probability()
     want = ifft2c(torch.where(inp, k / pq.clamp_min(1e-12), 0))
@@ -198,9 +201,10 @@ def test_undersampled_files_train_and_reconstruct_without_any_reference(tmp_path
 
     monkeypatch.setattr(kmod, "kspace_to_image", no_reference)  # the fully sampled path
     train_set, valid_set = build_kspace_datasets(data, size=32, undersampled=True)
-    assert train_set.measured and train_set[0][0].shape == (4, 32, 32)
     item = train_set[0][0]
-    assert torch.equal(item[2] > 0.5, (item[0] != 0) | (item[1] != 0) | (item[2] > 0.5))
+    assert isinstance(item, Acquisition) and item.keep_prob is not None  # a measured acquisition
+    assert item.y.shape == (1, 1, 32, 32) and item.sampled.shape == item.keep_prob.shape == (1, 32, 32)
+    assert not bool(item.y[:, 0][~item.sampled].abs().any())  # zero off the mask
     with pytest.raises(VolumeError, match="--target ssdu"):
         build_kspace_datasets(data, size=32)
 
@@ -270,9 +274,9 @@ def test_weighted_heldout_loss_given_the_input_is_the_fully_sampled_loss_on_what
     held = _conditional_held_out(inp0, true.sample(pool, generator=g), split.draw(pool, g), n)
     inp = inp0.expand(n, -1, -1)
     mask = inp | held
-    pair = c._split_pair(SpectralSampling(mask, k * mask[:, None], keep_prob=c.keep_prob), inp, held)
+    pair = c._split_pair(SpectralSampling(mask, k * mask[:, None], keep_prob=c.keep_prob), inp)
     f = x + 0.3 * torch.randn(1, 1, *shape, generator=g)  # the network's estimate from the input
-    out = c.project(f.expand(n, -1, -1, -1), pair.acq)
+    out = c.data_consistency(f.expand(n, -1, -1, -1), pair.acq)
     assert torch.equal(out, out[:1].expand_as(out))  # one input, one output
     err = (fft2c(out[0, 0]) - k[0, 0]).abs().square()
     # bins the split never holds out (q = 1: SSDU's 5 x 5 block) get no loss when the acquisition

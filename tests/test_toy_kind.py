@@ -84,7 +84,7 @@ def test_toy_kind_trains_reconstructs_adapts_and_evaluates(tmp_path) -> None:
     ssdu = train(_cfg(tmp_path, "ssdu", target="ssdu", loss="kspace", dc="prox"))
     for s in (n2n, ssdu):
         assert math.isfinite(s["best_val_psnr"])
-    ckpt = tmp_path / "n2n" / "best.pt"
+    ckpt = tmp_path / "n2n" / "checkpoints" / "best.pt"
     vol = np.random.default_rng(0).random((N, N, 3)).astype(np.float32)
     rec = Reconstructor.from_checkpoint(ckpt)
     out = rec.simulate(vol, 0.5, seed=1)

@@ -38,6 +38,7 @@ from ..config import Config, resolve_config
 from ..corruptions import seeded_generator
 from ..corruptions.mri import smooth_phase
 from ..corruptions.multicoil import MultiCoilUndersampling
+from ..data import collate
 from ..data.datasets import mri_datasets_from_config
 from ..data.mni152 import build_mni152_datasets
 from ..data.synthetic_raw import write_fastmri_multicoil_h5
@@ -108,9 +109,8 @@ def tune_baselines(cfg: Config, *, slices: int = TUNE_SLICES) -> dict[str, Any]:
     batches = []
     for start in range(0, len(idx), 8):
         part = idx[start : start + 8]
-        items = [train[i] for i in part]
-        clean, seeds = torch.stack([it[0] for it in items]), torch.tensor([it[1] for it in items])
-        pair = corr.validation_pair(clean, seeds)
+        batch, seeds = collate([train[i] for i in part])  # fully sampled coil acquisitions
+        pair = corr.validation_pair(batch, seeds)
         ref = torch.from_numpy(np.stack([train.reference(i) for i in part]))
         batches.append((pair.acq, ref))
     tv, tv_table = tune_sense_lambda(batches, TV_LAMS, method="tv", iters=TV_ITERS)

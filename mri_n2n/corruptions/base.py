@@ -3,7 +3,7 @@
 Every Noise2Noise experiment is the same loop (see ``docs/architecture.md``)::
 
     clean (or measured) batch --Corruption.pair--> Pair(input, target, acq, target_acq, valid)
-    output = Corruption.project(apply_model(model, pair.input, pair.acq), pair.acq)
+    output = Corruption.data_consistency(apply_model(model, pair.input, pair.acq), pair.acq)
     loss   = loss_fn(output, pair.target, pair, progress)
 
 A corruption draws *independent* corruptions for input and target (Noise2Noise) or
@@ -34,14 +34,14 @@ class Pair:
     Attributes:
         input: network input ``(B, C, H, W)``.
         target: training target ``(B, C, H, W)`` (a second corrupted observation, or clean).
-        acq: the input's :class:`~mri_n2n.physics.Acquisition` (MRI): its mask, measured
-            k-space ``y`` (single coil ``(B, 1, H, W)``, coils ``(B, C, H, W)`` with the maps)
-            and ``keep_prob``, the law's keep probability that compensates the input. The
-            model's data consistency and :meth:`Corruption.project` use it; ``None`` for
-            image corruptions.
+        acq: the input's :class:`~mri_n2n.physics.Acquisition` (MRI): its sampled set, its
+            measurements ``y`` (with the maps for coil data) and ``keep_prob``, the law's keep
+            probability that compensates the input. The model's data consistency and
+            :meth:`Corruption.data_consistency` use it; ``None`` for image corruptions.
         target_acq: the acquisition of a Noise2Noise / SSDU target (MRI, noisy and split
-            targets): its mask, its measurements and ``keep_prob``, the probability that weighs
-            the k-space loss (:func:`mri_n2n.losses.kspace_loss`); ``None`` for clean targets.
+            targets): its sampled set, its measurements and ``keep_prob``, the probability that
+            weighs the k-space loss (:func:`mri_n2n.losses.kspace_loss`); ``None`` for clean
+            targets.
         valid: the masked-loss map (bool or float, broadcast over channels): only these pixels
             of the target count in a per-pixel loss (:func:`mri_n2n.losses.masked_mean`).
     """
@@ -61,7 +61,7 @@ class Pair:
         return Pair(self.input.to(device), self.target.to(device), mv(self.acq), mv(self.target_acq), valid)
 
 
-#: What :meth:`Corruption.project` and the trainer accept for an acquisition: the operator, or a
+#: What :meth:`Corruption.data_consistency` and the trainer accept for an acquisition: the operator, or a
 #: pair (its input's).
 AcquisitionLike = Acquisition | Pair
 
@@ -75,7 +75,7 @@ class Corruption(abc.ABC):
     """Base class of all corruptions.
 
     Subclasses implement :meth:`pair` and :meth:`validation_pair`, and override
-    :meth:`project` when part of the measurement must be restored exactly.
+    :meth:`data_consistency` when part of the measurement must be restored exactly.
     ``task`` names the family (``"mri"`` or ``"image"``) and is stored in checkpoints.
     """
 
@@ -94,10 +94,14 @@ class Corruption(abc.ABC):
             seeds: ``(B,)`` integer seeds, one per sample (its identity).
         """
 
-    def project(self, output: torch.Tensor, acq: AcquisitionLike | None) -> torch.Tensor:
+    def data_consistency(self, output: torch.Tensor, acq: AcquisitionLike | None) -> torch.Tensor:
         """Restore the measurements of ``acq`` (a pair's :attr:`Pair.acq`) into the network
         output (identity by default)."""
         return output
+
+    def project(self, output: torch.Tensor, acq: AcquisitionLike | None) -> torch.Tensor:
+        """:meth:`data_consistency` (its historical name)."""
+        return self.data_consistency(output, acq)
 
     def config(self) -> dict:
         """A JSON-serialisable description, stored in checkpoints."""

@@ -1,31 +1,39 @@
-"""The paper's MRI corruption: random undersampling of k-space (section 3.4), built from a
-run's :class:`~mri_n2n.config.Config` by :meth:`MRIUndersampling.from_config` alike for
-training, reconstruction and evaluation.
+"""The paper's MRI corruption: random undersampling of the measurements (section 3.4), one class
+for every acquisition kind and coil count, built from a run's :class:`~mri_n2n.config.Config` by
+:meth:`MRIUndersampling.from_config` alike for training, reconstruction and evaluation.
 
-Masks come from a :class:`~mri_n2n.masks.MaskFamily`, which knows the exact keep probability of
-every bin. Real (one-channel) images use the Hermitian completion of each mask
-(:func:`~mri_n2n.masks.complete_measurements`): data consistency stays exact on every measured
-frequency and the image real, for line masks too. Complex (two-channel) images use the masks as
-drawn; a magnitude dataset trained with ``--complex`` gets a random smooth phase per slice
-(:func:`smooth_phase`), as real scans have.
+A batch is either a tensor of clean images (a magnitude or two-channel complex slice: the kind's
+:meth:`~mri_n2n.physics.Acquisition.fully_sampled` acquisition measures it) or an
+:class:`~mri_n2n.physics.Acquisition` (:func:`mri_n2n.data.collate` stacks a loader's items):
+fully sampled data (no keep probability, e.g. coil k-space with its maps), or one measured
+acquisition per slice (its sampled set and the law's keep probability, e.g. undersampled files,
+which train only with the single-acquisition targets). Every path is the same few calls of the
+interface: the full measurements ``k`` -> k-space noise -> :meth:`~mri_n2n.physics.Acquisition.observe`
+of sets drawn from the law -> :meth:`~mri_n2n.physics.Acquisition.zero_filled` as the model's
+channels; the single-acquisition targets split one acquisition with
+:meth:`~mri_n2n.physics.Acquisition.restrict` (:mod:`mri_n2n.splits`).
+
+Sampled sets come from a :class:`~mri_n2n.masks.SampleLaw` (a
+:class:`~mri_n2n.masks.MaskFamily` for Cartesian data), which knows the exact keep probability
+of every sample. Real (one-channel) images use the kind's completion of each set (Cartesian: the
+Hermitian completion, :func:`~mri_n2n.masks.complete_measurements`): data consistency stays exact
+on every measured frequency and the image real, for line masks too. Complex (two-channel) images
+use the sets as drawn; a magnitude dataset trained with ``--complex`` gets a random smooth phase
+per slice (:func:`smooth_phase`), as real scans have. Coil data are complex; their model image
+is the coil combination by the maps.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
-from ..fft import to_channels, to_complex
-from ..masks import (
-    Bernoulli2D,
-    MaskFamily,
-    complete_measurements,
-    family_for,
-    family_from_description,
-)
-from ..physics import Acquisition, SpectralSampling
+from ..fft import to_complex
+from ..masks import Bernoulli2D, MaskFamily, SampleLaw, family_from_description
+from ..physics import Acquisition, acquisition_kind
 from ..seeding import seeded_generator
 from ..splits import SPLIT_TARGETS, SplitLaw, make_split, split_loss_density
 from .augment import augment_batch, random_crop
@@ -36,6 +44,7 @@ class SamplingSettings(Protocol):
     """The settings :meth:`MRIUndersampling.from_config` reads (a :class:`mri_n2n.config.Config`
     has them; the config module sits above this layer, so it is not imported here)."""
 
+    acquisition: str
     density: str
     fraction: float
     edge: float
@@ -51,43 +60,27 @@ class SamplingSettings(Protocol):
     split: float
 
 
-__all__ = [
-    "MRIUndersampling", "random_shift", "smooth_phase", "MEASURED_CHANNELS", "pack_measured",
-    "unpack_measured",
-]
+__all__ = ["MRIUndersampling", "MultiCoilUndersampling", "random_shift", "smooth_phase", "is_measured"]
 
-#: Channels of a measured (undersampled) k-space item: real and imaginary k-space, the mask, and
-#: the keep probability of every bin (see :class:`~mri_n2n.data.kspace.KSpaceSliceDataset`).
-MEASURED_CHANNELS = 4
 #: Salts of the per-slice seeds of a single acquisition (mask, noise, phase), so that a slice
 #: keeps its one acquisition for the whole run.
 _ACQ_SALT = 0xAC90
+#: Salt of a slice's k-space noise seed (validation pairs and single acquisitions).
+NOISE_SALT = 0x401CE
+#: Salt of a slice's smooth-phase seed (magnitude data trained as complex).
+PHASE_SALT = 0x5EED
+
+Batch = torch.Tensor | Acquisition
+
+
+def is_measured(batch: Batch) -> bool:
+    """Whether a batch is measured data: an acquisition with the law's keep probability of its
+    sampled set (one acquisition per slice), rather than clean images or fully sampled data
+    (an acquisition without keep probability measures every sample)."""
+    return isinstance(batch, Acquisition) and batch.keep_prob is not None
 
 
 # --------------------------------------------------------------------------------------
-
-
-def pack_measured(y: torch.Tensor, mask: torch.Tensor, keep_prob: torch.Tensor) -> torch.Tensor:
-    """A measured batch ``(B, 4, H, W)`` (:data:`MEASURED_CHANNELS`: real and imaginary k-space,
-    the mask, the keep probability) from single-coil measurements ``y`` ``(B, H, W)`` complex,
-    their mask ``(B, H, W)`` and the law's keep probability (broadcast to the mask)."""
-    keep_prob = keep_prob.to(device=y.device, dtype=y.real.dtype).expand(mask.shape)
-    return torch.stack([y.real, y.imag, mask.to(y.real.dtype), keep_prob], dim=1)
-
-
-def unpack_measured(batch: torch.Tensor) -> Acquisition:
-    """The single-coil acquisition of a measured batch ``(B, 4, H, W)`` (:func:`pack_measured`):
-    mask ``(B, H, W)``, measurements ``y`` ``(B, 1, H, W)`` (zero off the mask) and the keep
-    probability ``(B, H, W)`` of every bin.
-
-    Raises:
-        ValueError: ``batch`` is not ``(B, 4, H, W)``.
-    """
-    if batch.ndim != 4 or batch.shape[1] != MEASURED_CHANNELS:
-        raise ValueError(f"a measured batch is (B, {MEASURED_CHANNELS}, H, W), got {tuple(batch.shape)}")
-    mask = batch[:, 2] > 0.5
-    y = SpectralSampling(mask).sample(to_complex(batch[:, :2].float(), keepdim=True))
-    return SpectralSampling(mask, y, keep_prob=batch[:, 3].float())
 
 
 def smooth_phase(x: torch.Tensor, generator: torch.Generator, *, max_phase: float = torch.pi) -> torch.Tensor:
@@ -122,35 +115,43 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
 
 
 class MRIUndersampling(Corruption):
-    """The paper's MRI corruption: random undersampling of k-space.
+    """The paper's MRI corruption: random undersampling of the measurements (module docstring).
 
-    For each sample and every call a fresh mask is drawn from ``family``. The network input is
-    the zero-filled reconstruction with ``1/p`` compensation by the exact keep probability
-    (:attr:`keep_prob`); the Noise2Noise target is the same slice under a second, independent
-    mask processed the same way; the Noise2Clean target is the clean slice. :meth:`project`
-    (data consistency with the input's own measured k-space) belongs to the graph in training
-    and at inference.
+    For each sample and every call a fresh sampled set is drawn from ``family``. The network
+    input is the zero-filled reconstruction with ``1/p`` compensation by the exact keep
+    probability (:attr:`keep_prob`); the Noise2Noise target is the same slice under a second,
+    independent set processed the same way; the Noise2Clean target is the clean slice (for
+    fully sampled coil data: its coil combination). :meth:`data_consistency` (with the input's
+    own measurements) belongs to the graph in training and at inference.
 
     Args:
-        family: a :class:`~mri_n2n.masks.MaskFamily`, or a density tensor ``(H, W)`` for 2-D
-            Bernoulli masks (Hermitian for real data, as the paper draws them).
-        max_shift: training augmentation, random circular shifts up to this many pixels.
+        family: the law of the sampled sets (a :class:`~mri_n2n.masks.SampleLaw` of the kind's
+            samples; a :class:`~mri_n2n.masks.MaskFamily` for Cartesian data), or a density
+            tensor ``(H, W)`` for 2-D Bernoulli masks (Hermitian for real data, as the paper
+            draws them).
+        kind: the acquisition kind (a registered name or class, :mod:`mri_n2n.physics`).
+        coils: the number of coils of coil data (multi-coil training; complex), ``None`` for
+            single-coil data.
+        image_shape: the image matrix ``(H, W)`` the law is for (default: the law's shape, the
+            Cartesian grid).
+        max_shift: training augmentation, random circular shifts up to this many pixels (kinds
+            that admit ``"shift"``; coil images and maps alike).
         complex_data: images are ``(B, 2, H, W)`` real/imag channels; a one-channel (magnitude)
             clean batch gets a random smooth phase (:func:`smooth_phase`).
         augment: augment each clean training slice (:func:`~mri_n2n.corruptions.augment.augment_batch`)
-            before its observations are drawn.
+            before its observations are drawn (kinds that admit flips).
         deform: with ``augment``, also warp each slice by a random affine and elastic
             deformation (:func:`~mri_n2n.corruptions.augment.random_deformation`).
         crop: with ``augment``, also cut each training batch to a random matrix size
             (:func:`~mri_n2n.corruptions.augment.random_crop`); its masks are drawn from the
             family rebuilt at that size (a named family, see :meth:`law_at`).
         noise_std: standard deviation of complex Gaussian noise (real and imaginary parts each
-            ``noise_std / sqrt(2)``) added to the k-space of each (normalised) slice: one noisy
-            acquisition per slice, from which both observations of a pair are drawn, as a
+            ``noise_std / sqrt(2)``) added to the measurements of each (normalised) slice: one
+            noisy acquisition per slice, from which both observations of a pair are drawn, as a
             scanner gives. The Noise2Clean target stays clean.
         split: a :class:`~mri_n2n.splits.SplitLaw` for the single-acquisition targets (``ssdu``,
-            ``noisier2noise``): every slice is acquired once (mask, noise and phase seeded by its
-            identity), and each training step splits that acquisition into the input and a
+            ``noisier2noise``): every slice is acquired once (sampled set, noise and phase seeded
+            by its identity), and each training step splits that acquisition into the input and a
             held-out set for the k-space loss (:meth:`single_pair`).
     """
 
@@ -158,8 +159,11 @@ class MRIUndersampling(Corruption):
 
     def __init__(
         self,
-        family: MaskFamily | torch.Tensor,
+        family: SampleLaw | torch.Tensor,
         *,
+        kind: str | type[Acquisition] = "cartesian",
+        coils: int | None = None,
+        image_shape: tuple[int, int] | None = None,
         max_shift: int = 0,
         complex_data: bool = False,
         augment: bool = False,
@@ -170,20 +174,30 @@ class MRIUndersampling(Corruption):
     ) -> None:
         if isinstance(family, torch.Tensor):
             family = Bernoulli2D(family, hermitian=not complex_data, name="bernoulli")
+        self.kind = acquisition_kind(kind) if isinstance(kind, str) else kind
+        if coils is not None:
+            if coils < 1:
+                raise ValueError(f"coils must be >= 1, got {coils}")
+            if not complex_data:
+                raise ValueError("coil data are complex: build their corruption with complex_data=True")
+        self.coils = None if coils is None else int(coils)
         self.family = family
+        self.image_shape = tuple(int(v) for v in (image_shape or family.shape))
         self.complex_data = bool(complex_data)
+        #: the model's channels: two (real, imaginary) for complex or coil data, else one
+        self.channels = 2 if self.complex_data else 1
         self.max_shift = int(max_shift)
-        self.augment = bool(augment)
+        self.augment = bool(augment) and "flip" in self.kind.augmentations
         self.deform = bool(deform) and self.augment
         self.crop = bool(crop) and self.augment
-        if self.crop and family.name in ("bernoulli", "lines"):
+        if self.crop and not (isinstance(family, MaskFamily) and family.name not in ("bernoulli", "lines")):
             raise ValueError(f"crops need a named mask family to rebuild at each size, not '{family.name}'")
-        self._laws: dict[tuple[int, int], tuple[MaskFamily, torch.Tensor]] = {}
+        self._laws: dict[tuple[int, int], tuple[SampleLaw, torch.Tensor]] = {}
         if not noise_std >= 0:
             raise ValueError(f"k-space noise must be >= 0, got {noise_std}")
         self.noise_std = float(noise_std)
         p = family.keep_probability() if self.complex_data else family.real_keep_probability()
-        self.keep_prob = p.float()  # the compensation: P(bin in the mask the model works with)
+        self.keep_prob = p.float()  # the compensation: P(sample in the set the model works with)
         if split is not None and augment:
             raise ValueError(
                 "augmentation transforms the image before it is acquired, which a single acquisition "
@@ -200,27 +214,32 @@ class MRIUndersampling(Corruption):
         shape: tuple[int, int],
         *,
         fraction: float | None = None,
-        family: MaskFamily | None = None,
+        family: SampleLaw | None = None,
+        coils: int | None = None,
     ) -> MRIUndersampling:
-        """The corruption a run's config describes, for k-space of ``shape`` (training,
+        """The corruption a run's config describes, for images of ``shape`` (training,
         reconstruction and evaluation alike).
 
         Args:
-            cfg: a :class:`~mri_n2n.config.Config` (its ``density``, ``fraction``, ``edge``,
-                ``acceleration``, ``center_fraction``, ``shift``, ``complex`` and ``augment``).
+            cfg: a :class:`~mri_n2n.config.Config` (its ``acquisition``, ``density``,
+                ``fraction``, ``edge``, ``acceleration``, ``center_fraction``, ``shift``,
+                ``complex``, ``augment``, ``kspace_noise``, ``target`` and ``split``).
             shape: slice shape ``(H, W)``.
             fraction: another mean sampling density (line families: acceleration
                 ``1 / fraction``); ``None`` keeps the config's.
             family: the acquisitions' law when the data are measured (it replaces the config's
-                mask family, e.g. the law of undersampled training files).
+                law, e.g. the law of undersampled training files).
+            coils: coil data of this many coils (a :class:`MultiCoilUndersampling`: complex, not
+                augmented); ``None``: single-coil data.
 
         Raises:
-            ValueError: the family cannot be built (e.g. a fraction outside ``(0, 1]``).
+            ValueError: the law cannot be built (e.g. a fraction outside ``(0, 1]``).
         """
         shape = (int(shape[0]), int(shape[1]))
-        complex_data = bool(cfg.complex)
+        complex_data = bool(cfg.complex) or coils is not None
+        kind = acquisition_kind(getattr(cfg, "acquisition", "cartesian") or "cartesian")
         given = family is not None
-        family = family or family_for(cfg, shape, fraction=fraction, hermitian=not complex_data)
+        family = family or kind.law(cfg, shape, fraction=fraction, hermitian=not complex_data)
         split = None
         target = getattr(cfg, "target", "noisy")
         if target in SPLIT_TARGETS:
@@ -228,11 +247,16 @@ class MRIUndersampling(Corruption):
             split = make_split(
                 target, family, p, float(getattr(cfg, "split", 0.4)), hermitian=not complex_data
             )
+        if coils is not None and not issubclass(cls, MultiCoilUndersampling):
+            cls = MultiCoilUndersampling
         out = cls(
             family,
+            kind=kind,
+            coils=coils,
+            image_shape=shape,
             max_shift=min(shape) // 4 if cfg.shift is None else cfg.shift,
             complex_data=complex_data,
-            augment=bool(cfg.augment) and split is None,
+            augment=bool(cfg.augment) and split is None and coils is None,
             deform=bool(getattr(cfg, "deform", False)),
             crop=bool(getattr(cfg, "crop", False)),
             noise_std=float(getattr(cfg, "kspace_noise", 0.0) or 0.0),
@@ -242,26 +266,42 @@ class MRIUndersampling(Corruption):
         return out
 
     @property
-    def shape(self) -> tuple[int, int]:
-        """The k-space shape ``(H, W)``."""
-        return self.family.shape
+    def law(self) -> SampleLaw:
+        """The law of the sampled sets (:attr:`family`)."""
+        return self.family
 
-    def law_at(self, shape: tuple[int, int]) -> tuple[MaskFamily, torch.Tensor]:
-        """The mask family rebuilt for k-space of ``shape`` (same name and parameters) and its
-        keep probability; the corruption's own for its shape. Cached per shape."""
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The law's sample shape (the k-space grid ``(H, W)`` for Cartesian data)."""
+        return tuple(self.family.shape)
+
+    def law_at(self, shape: tuple[int, int]) -> tuple[SampleLaw, torch.Tensor]:
+        """The law rebuilt for images of ``shape`` (a named mask family: same name and
+        parameters) and its keep probability; the corruption's own for its shape. Cached per
+        shape."""
         shape = (int(shape[0]), int(shape[1]))
-        if shape == tuple(self.family.shape):
+        if shape == self.image_shape:
             return self.family, self.keep_prob
         if shape not in self._laws:
+            if not isinstance(self.family, MaskFamily):
+                raise ValueError(
+                    f"the law {self.family.name!r} is for images of {self.image_shape}, not {shape}"
+                )
             fam = family_from_description({**self.family.describe(), "shape": list(shape)})
             p = fam.keep_probability() if self.complex_data else fam.real_keep_probability()
             self._laws[shape] = (fam, p.float())
         return self._laws[shape]
 
     def draw_masks(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        """Draw ``batch`` independent masks ``(B, H, W)`` on the generator's device."""
+        """Draw ``batch`` independent sampled sets ``(B, *sample_shape)`` on the generator's device."""
         return self.family.sample(batch, generator=generator)
 
+    def keep_probability(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The probability that the set the model works with keeps each sample: the law's keep
+        probability (complex data) or that of its completion (real)."""
+        return self.keep_prob.to(device)
+
+    # -- the pieces of every path ----------------------------------------------------------
     def _as_model_data(self, clean: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Clean batch in the model's layout: magnitude -> complex with a smooth phase."""
         if self.complex_data and clean.shape[1] == 1:
@@ -270,34 +310,45 @@ class MRIUndersampling(Corruption):
             return smooth_phase(clean, generator)
         return clean
 
-    def _observe(
-        self, k: torch.Tensor, mask: torch.Tensor, keep_prob: torch.Tensor | None = None
-    ) -> tuple[Acquisition, torch.Tensor]:
-        """``(acquisition, compensated zero-filled image as model channels)`` of the spectra ``k``
-        ``(B, 1, H, W)`` under ``mask``: its measurements and ``keep_prob`` (default the
-        corruption's own), the compensation of the image. Real data use the Hermitian completion
-        of ``mask``."""
-        mask = mask.to(k.device)
-        y = SpectralSampling(mask).sample(k)
-        if not self.complex_data and not self.family.hermitian:  # Hermitian draws are complete
-            yc, mask = complete_measurements(y[:, 0], mask)
-            y = yc[:, None]
-        p = self.keep_prob if keep_prob is None else keep_prob
-        acq = SpectralSampling(mask, y, keep_prob=p.to(k.device))
-        return acq, self._as_channels(acq.zero_filled())
+    def _seeded_phase(self, clean: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+        """Magnitudes trained as complex: each slice's smooth phase seeded by ``seeds``."""
+        if self.complex_data and clean.shape[1] == 1:
+            gens = [seeded_generator(v ^ PHASE_SALT) for v in seeds]
+            return torch.cat([smooth_phase(clean[i : i + 1], g) for i, g in enumerate(gens)])
+        return clean
 
-    def _as_channels(self, z: torch.Tensor) -> torch.Tensor:
-        """A complex image ``(B, 1, H, W)`` as the model's channels (two, or the real part)."""
-        return to_channels(z, keepdim=True) if self.complex_data else z.real
+    def _check(self, acq: Acquisition) -> Acquisition:
+        if acq.kind != self.kind.kind:
+            raise ValueError(f"a {acq.kind} batch for a corruption of {self.kind.kind} acquisitions")
+        if self.coils is not None and acq.n_coils != self.coils:
+            raise ValueError(f"expected {self.coils} coils, the batch has {acq.n_coils}")
+        return acq
+
+    def _full(self, batch: Batch) -> tuple[Acquisition, torch.Tensor]:
+        """``(fully sampled acquisition, all its measurements k)`` of clean images in the model's
+        layout (the kind's :meth:`~mri_n2n.physics.Acquisition.fully_sampled`) or of fully
+        sampled data."""
+        if isinstance(batch, Acquisition):
+            acq = self._check(batch)
+            return acq, acq.y
+        x = to_complex(batch.float(), keepdim=True) if self.complex_data else batch.float()
+        full = self.kind.fully_sampled(x.shape, device=x.device)
+        return full, full.full(x)
+
+    def _reference(self, batch: Batch, full: Acquisition, k: torch.Tensor) -> torch.Tensor:
+        """The clean target: the clean images, or the image of fully sampled data (its coil
+        combination)."""
+        if isinstance(batch, Acquisition):
+            return full.channels_of(full.adjoint(k), self.channels)
+        return batch
 
     def _spectrum(self, clean: torch.Tensor) -> torch.Tensor:
-        """The full spectra ``F x`` ``(B, 1, H, W)`` of a clean batch in the model's layout."""
-        x = to_complex(clean.float(), keepdim=True) if self.complex_data else clean.float()
-        return Acquisition.fully_sampled(x.shape, device=x.device).full(x)
+        """The full measurements of a clean batch in the model's layout."""
+        return self._full(clean)[1]
 
     def _acquire(self, k: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
-        """The k-space ``(B, 1, H, W)`` plus complex Gaussian noise (one generator per sample, or
-        one for the batch)."""
+        """The measurements ``k`` ``(B, ...)`` plus complex Gaussian noise (one generator per
+        sample, or one for the batch)."""
         if self.noise_std <= 0:
             return k
         shape = (2, *k.shape[1:])
@@ -309,89 +360,43 @@ class MRIUndersampling(Corruption):
             n = n.to(k.device)
         return k + (self.noise_std / 2**0.5) * to_complex(n).to(k.dtype)
 
-    def measure(
-        self, clean: torch.Tensor, mask: torch.Tensor, *, phase_seeds: torch.Tensor | None = None
-    ) -> Pair:
-        """Undersample ``clean`` with given masks; the target is the clean batch.
+    def _acquisition(
+        self, full: Acquisition, k: torch.Tensor, sampled: torch.Tensor, keep_prob: torch.Tensor | None = None
+    ) -> Acquisition:
+        """The acquisition of the samples ``sampled`` of the full measurements ``k`` of ``full``,
+        with ``keep_prob`` (default the corruption's own). Real data use the kind's completion of
+        the set (a law drawn symmetric is complete already)."""
+        p = self.keep_prob if keep_prob is None else keep_prob
+        real = not self.complex_data and not self.family.hermitian
+        return full.observe(k, sampled.to(k.device), p, real=real)
 
-        A magnitude batch for complex data gets the smooth phase, and every slice its k-space
-        noise, seeded per sample by ``phase_seeds`` (default: the sample's index).
-        """
-        if self.complex_data and clean.shape[1] == 1:
-            seeds = torch.arange(clean.shape[0]) if phase_seeds is None else phase_seeds
-            clean = torch.cat(
-                [
-                    smooth_phase(clean[i : i + 1], seeded_generator(int(s) ^ 0x5EED))
-                    for i, s in enumerate(seeds.tolist())
-                ]
-            )
-        seeds = torch.arange(clean.shape[0]) if phase_seeds is None else phase_seeds
-        k = self._acquire(self._spectrum(clean), [seeded_generator(int(s) ^ 0x401CE) for s in seeds.tolist()])
-        acq, img = self._observe(k, mask.to(clean.device))
-        return Pair(img, clean, acq)
+    def _observe(
+        self, full: Acquisition, k: torch.Tensor, sampled: torch.Tensor, keep_prob: torch.Tensor | None = None
+    ) -> tuple[Acquisition, torch.Tensor]:
+        """``(acquisition, compensated zero-filled image as model channels)``
+        (:meth:`_acquisition`)."""
+        acq = self._acquisition(full, k, sampled, keep_prob)
+        return acq, self._channels(acq, acq.zero_filled())
 
-    # -- single acquisitions (SSDU, Noisier2Noise) --------------------------------------------
-    def acquire_once(self, clean: torch.Tensor, seeds: torch.Tensor) -> Acquisition:
-        """Each slice's one acquisition, seeded by its identity so it never changes during a run:
-        mask ``(B, H, W)``, measured k-space ``(B, 1, H, W)``, the corruption's keep probability.
-        The mask, the k-space noise and (for
-        magnitude data trained as complex) the smooth phase are drawn on the CPU from the seed;
-        real images use the Hermitian completion of the mask."""
-        seeds = [int(v) ^ _ACQ_SALT for v in torch.as_tensor(seeds).tolist()]
-        if self.complex_data and clean.shape[1] == 1:
-            clean = torch.cat(
-                [smooth_phase(clean[i : i + 1], seeded_generator(v ^ 0x5EED)) for i, v in enumerate(seeds)]
-            )
-        k = self._acquire(self._spectrum(clean), [seeded_generator(v ^ 0x401CE) for v in seeds])
-        masks = torch.cat([self.draw_masks(1, seeded_generator(v)) for v in seeds], dim=0)
-        acq, _ = self._observe(k, masks.to(clean.device))
-        return acq
+    def _channels(self, acq: Acquisition, z: torch.Tensor) -> torch.Tensor:
+        """An image of ``acq`` as the model's channels (two, or the real part)."""
+        return acq.channels_of(z, self.channels)
 
-    def _shift_data(self, acq: Acquisition, generator: torch.Generator) -> Acquisition:
-        """The paper's random circular shift applied to measured data: a phase ramp in k-space
-        (exact; the sampled set does not change)."""
-        if self.max_shift <= 0:
+    def _shift(self, acq: Acquisition, generator: torch.Generator) -> Acquisition:
+        """The paper's random circular shift of an acquisition's images (kinds that admit it): a
+        phase ramp of the measurements, exact, the sampled set unchanged; coil maps move with the
+        coil images."""
+        if self.max_shift <= 0 or not acq.admits("shift"):
             return acq
-        img = random_shift(acq.coil_images(), self.max_shift, generator)
-        return acq.with_data(acq.forward(img if self.complex_data else img.real))
+        def roll(t: torch.Tensor) -> torch.Tensor:
+            return random_shift(t, self.max_shift, generator)
 
-    def _split_pair(self, acq: Acquisition, inp_mask: torch.Tensor, held: torch.Tensor) -> Pair:
-        """The pair of a split of the acquisition ``acq`` (its keep probability ``p``) into the
-        input bins ``inp_mask`` and the held-out bins ``held``: the input is the zero-filled
-        image of ``acq.restrict(inp_mask)`` compensated by ``p q``; the target acquisition the
-        held-out bins with the loss's keep probability
-        (:func:`~mri_n2n.splits.split_loss_density`)."""
-        p = acq.keep_prob
-        q = self.split.keep_probability().to(acq.y.device)
-        # p is shared (H, W) or per sample (B, H, W, measured files), as zero_filled takes it
-        inp = acq.restrict(inp_mask, p * q)
-        z = inp.zero_filled(acq.y)
-        full = acq.zero_filled()
-        target_acq = acq.restrict(held, split_loss_density(p, q))
-        return Pair(self._as_channels(z), self._as_channels(full), inp, target_acq)
+        return acq.translated(roll, real=not self.complex_data)
 
-    def single_pair(self, batch: torch.Tensor, *, generator: torch.Generator, seeds: torch.Tensor) -> Pair:
-        """A training pair from one acquisition per slice (``ssdu`` / ``noisier2noise``).
-
-        ``batch`` is clean ``(B, C, H, W)`` (each slice acquired once by :meth:`acquire_once`) or
-        measured ``(B, 4, H, W)`` (:func:`unpack_measured`). A fresh split of the acquisition:
-        the input is the zero-filled image of ``Omega & keep`` compensated by ``p q`` (the pair's
-        ``acq``); its ``target_acq`` holds the held-out set, its k-space and
-        ``P(held out | not in the input)`` for :func:`mri_n2n.losses.kspace_loss`. The pair's
-        ``target`` is the compensated zero-filled image of the whole acquisition (for display;
-        the k-space loss does not read it).
-        """
-        if self.split is None:
-            raise ValueError("this corruption has no split law (build it for --target ssdu or noisier2noise)")
-        measured = batch.shape[1] == MEASURED_CHANNELS
-        acq = unpack_measured(batch) if measured else self.acquire_once(batch, seeds)
-        acq = self._shift_data(acq, generator)
-        inp_mask, held = self.split.split(acq.mask, generator)
-        return self._split_pair(acq, inp_mask, held)
-
+    # -- Noise2Noise and Noise2Clean -----------------------------------------------------------
     def pair(
         self,
-        clean: torch.Tensor,
+        clean: Batch,
         *,
         generator: torch.Generator,
         target: str = "noisy",
@@ -405,63 +410,131 @@ class MRIUndersampling(Corruption):
             raise ValueError(f"target must be one of {(*TARGETS, *SPLIT_TARGETS)}, got '{target}'")
         return self.paired(clean, generator=generator, target=target)
 
-    def paired(self, clean: torch.Tensor, *, generator: torch.Generator, target: str = "noisy") -> Pair:
-        """A Noise2Noise (``noisy``) or Noise2Clean (``clean``) pair: two independent masks on one
-        (noisy) acquisition of each slice, drawn afresh at every call."""
-        if clean.shape[1] == MEASURED_CHANNELS:
+    def paired(self, clean: Batch, *, generator: torch.Generator, target: str = "noisy") -> Pair:
+        """A Noise2Noise (``noisy``) or Noise2Clean (``clean``) pair: two independent sampled sets
+        on one (noisy) acquisition of each slice, drawn afresh at every call. ``clean``: clean
+        images, or fully sampled data (an acquisition)."""
+        g = generator
+        if is_measured(clean):
             raise ValueError(f"undersampled data train only with the targets {SPLIT_TARGETS}")
-        clean = self._as_model_data(clean, generator)
-        if self.augment:
-            clean = augment_batch(clean, generator, deform=self.deform)
-            if self.crop:
-                clean = random_crop(clean, generator)
-        clean = random_shift(clean, self.max_shift, generator)
-        k = self._acquire(self._spectrum(clean), [generator])
-        b = clean.shape[0]
-        family, keep_prob = self.law_at(clean.shape[-2:])
-        acq, inp = self._observe(k, family.sample(b, generator=generator), keep_prob)
+        if isinstance(clean, Acquisition):  # fully sampled data: shift the images, maps alike
+            full, k = self._full(self._shift(self._check(clean), g))
+            shape = full.image_shape
+        else:
+            clean = self._as_model_data(clean, g)
+            if self.augment:
+                clean = augment_batch(clean, g, deform=self.deform)
+                if self.crop:
+                    clean = random_crop(clean, g)
+            if self.max_shift > 0 and self.kind.fully_sampled(clean.shape).admits("shift"):
+                clean = random_shift(clean, self.max_shift, g)
+            full, k = self._full(clean)
+            shape = tuple(clean.shape[-2:])
+        noisy = self._acquire(k, [g])
+        b = k.shape[0]
+        law, keep_prob = self.law_at(shape)
+        acq, inp = self._observe(full, noisy, law.sample(b, generator=g), keep_prob)
         if target != "noisy":
-            return Pair(inp, clean, acq)
+            return Pair(inp, self._reference(clean, full, k), acq)
         # what a k-space loss needs (mri_n2n.losses.kspace_loss): the target's own sampled set,
-        # its measured (unscaled) k-space and each bin's keep probability
-        target_acq, tgt = self._observe(k, family.sample(b, generator=generator), keep_prob)
+        # its measured (unscaled) k-space and each sample's keep probability
+        target_acq, tgt = self._observe(full, noisy, law.sample(b, generator=g), keep_prob)
         return Pair(inp, tgt, acq, target_acq)
 
-    def keep_probability(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The probability ``(H, W)`` that the mask the model works with keeps each bin: the
-        family's keep probability (complex data) or that of its Hermitian completion (real)."""
-        return self.keep_prob.to(device)
+    def measure(self, clean: Batch, mask: torch.Tensor, *, phase_seeds: torch.Tensor | None = None) -> Pair:
+        """Undersample ``clean`` (clean images or fully sampled data) with given sampled sets
+        ``mask``; the target is the clean batch (of fully sampled data: its image).
 
-    def validation_pair(self, clean: torch.Tensor, seeds: torch.Tensor) -> Pair:
-        """Fixed corruptions seeded per sample; masks are drawn on the CPU, so CPU and CUDA runs
-        validate on the same masks.
+        A magnitude batch for complex data gets the smooth phase, and every slice its k-space
+        noise, seeded per sample by ``phase_seeds`` (default: the sample's index).
+        """
+        n = clean.batch_size if isinstance(clean, Acquisition) else clean.shape[0]
+        seeds = (torch.arange(n) if phase_seeds is None else torch.as_tensor(phase_seeds)).tolist()
+        if not isinstance(clean, Acquisition):
+            clean = self._seeded_phase(clean, seeds)
+        full, k = self._full(clean)
+        noisy = self._acquire(k, [seeded_generator(int(s) ^ NOISE_SALT) for s in seeds])
+        acq, img = self._observe(full, noisy, mask.to(k.device))
+        return Pair(img, self._reference(clean, full, k), acq)
+
+    def validation_pair(self, clean: Batch, seeds: torch.Tensor) -> Pair:
+        """Fixed corruptions seeded per sample; sampled sets are drawn on the CPU, so CPU and
+        CUDA runs validate on the same sets.
 
         A measured batch (no clean reference) gets a split seeded per sample, as in training:
         the validation loss is then the held-out k-space loss."""
-        if clean.shape[1] == MEASURED_CHANNELS:
+        if is_measured(clean):
             if self.split is None:
                 raise ValueError("measured validation data need a split law (--target ssdu or noisier2noise)")
-            acq = unpack_measured(clean)
-            keep = torch.cat(
-                [self.split.draw(1, seeded_generator(int(s) ^ _ACQ_SALT)) for s in seeds.tolist()]
-            ).to(acq.mask.device)
-            return self._split_pair(acq, acq.mask & keep, acq.mask & ~keep)
+            acq = self._check(clean)
+            draws = [self.split.draw(1, seeded_generator(int(s) ^ _ACQ_SALT)) for s in seeds.tolist()]
+            return self._split_pair(acq, torch.cat(draws).to(acq.sampled.device))
         masks = torch.cat([self.draw_masks(1, seeded_generator(int(s))) for s in seeds.tolist()], dim=0)
-        return self.measure(clean, masks.to(clean.device), phase_seeds=seeds)
+        return self.measure(clean, masks, phase_seeds=seeds)
 
-    def project(self, output: torch.Tensor, acq: AcquisitionLike) -> torch.Tensor:
+    # -- single acquisitions (SSDU, Noisier2Noise) --------------------------------------------
+    def acquire_once(self, clean: Batch, seeds: torch.Tensor) -> Acquisition:
+        """Each slice's one acquisition, seeded by its identity so it never changes during a run:
+        its sampled set, its measurements (noise included), the corruption's keep probability.
+        The set, the k-space noise and (for magnitude data trained as complex) the smooth phase
+        are drawn on the CPU from the seed; real images use the completion of the set."""
+        ids = [int(v) ^ _ACQ_SALT for v in torch.as_tensor(seeds).tolist()]
+        if not isinstance(clean, Acquisition):
+            clean = self._seeded_phase(clean, ids)
+        full, k = self._full(clean)
+        noisy = self._acquire(k, [seeded_generator(v ^ NOISE_SALT) for v in ids])
+        masks = torch.cat([self.draw_masks(1, seeded_generator(v)) for v in ids], dim=0)
+        return self._acquisition(full, noisy, masks)
+
+    def single_pair(self, batch: Batch, *, generator: torch.Generator, seeds: torch.Tensor) -> Pair:
+        """A training pair from one acquisition per slice (``ssdu`` / ``noisier2noise``).
+
+        ``batch`` is clean images or fully sampled data (each slice acquired once by
+        :meth:`acquire_once`) or measured data (an acquisition with keep probabilities). After the
+        random shift (a phase ramp), a fresh split of the acquisition: the input is the
+        zero-filled image of ``Omega & keep`` compensated by ``p q`` (the pair's ``acq``); its
+        ``target_acq`` holds the held-out set, its measurements and ``P(held out | not in the
+        input)`` for :func:`mri_n2n.losses.kspace_loss`. The pair's ``target`` is the compensated
+        zero-filled image of the whole acquisition (for display; the k-space loss does not read
+        it).
+        """
+        if self.split is None:
+            raise ValueError("this corruption has no split law (build it for --target ssdu or noisier2noise)")
+        acq = self._check(batch) if is_measured(batch) else self.acquire_once(batch, seeds)
+        acq = self._shift(acq, generator)
+        keep = self.split.draw(acq.batch_size or 1, generator, device=acq.sampled.device)
+        return self._split_pair(acq, keep)
+
+    def _split_pair(self, acq: Acquisition, keep: torch.Tensor) -> Pair:
+        """The pair of a split of the acquisition ``acq`` (its keep probability ``p``) by the kept
+        sets ``keep``: the input is the zero-filled image of ``acq.restrict(keep)`` compensated by
+        ``p q``; the target acquisition the held-out samples with the loss's keep probability
+        (:func:`~mri_n2n.splits.split_loss_density`)."""
+        p = acq.keep_prob
+        q = self.split.keep_probability().to(acq.y.device)
+        # p is shared or per sample (measured files), as zero_filled takes it
+        inp = acq.restrict(keep, p * q)
+        z = inp.zero_filled(acq.y)
+        full = acq.zero_filled()
+        target_acq = acq.restrict(~keep, split_loss_density(p, q))
+        return Pair(self._channels(acq, z), self._channels(acq, full), inp, target_acq)
+
+    # -- data consistency ----------------------------------------------------------------------
+    def data_consistency(self, output: torch.Tensor, acq: AcquisitionLike) -> torch.Tensor:
         """Data consistency of the model's output with the input's measurements
-        (:meth:`~mri_n2n.physics.Acquisition.project`): model channels in, model channels out;
-        ``acq`` is the input's acquisition (or its pair)."""
+        (:meth:`~mri_n2n.physics.Acquisition.data_consistency`: the exact replacement where the
+        kind has one, else the exact projection by conjugate gradients): model channels in, model
+        channels out; ``acq`` is the input's acquisition (or its pair). With several coils the
+        replacement is per coil, then the SENSE-1 combination (E2E-VarNet's choice): one
+        gradient step towards ``{z : A z = y}`` that never increases the residual."""
         acq = as_acquisition(acq)
-        channels = output.shape[1]
-        z = acq.project(acq.image_of(output.float()), acq.y)  # y given: the centred-FFT path
-        out = acq.channels_of(z, channels)
-        return out if self.complex_data else out.to(output.dtype)
+        # y given: the Cartesian replacement's centred-FFT path
+        z = acq.data_consistency(acq.image_of(output.float()), y=acq.y)
+        return acq.channels_of(z, output.shape[1]).to(output.dtype)
 
     def config(self) -> dict:
-        return {
-            "name": "MRIUndersampling",
+        out = {
+            "name": "MRIUndersampling" if self.coils is None else "MultiCoilUndersampling",
             "family": self.family.name,
             "max_shift": self.max_shift,
             "complex_data": self.complex_data,
@@ -472,3 +545,34 @@ class MRIUndersampling(Corruption):
             "split": None if self.split is None else self.split.describe(),
             "measured_law": self.family.describe() if self.measured_law else None,
         }
+        if self.coils is not None:
+            out["coils"] = self.coils
+        return out
+
+
+class MultiCoilUndersampling(MRIUndersampling):
+    """:class:`MRIUndersampling` of coil data (complex, not augmented): the same class, with the
+    coil count its batches must have (checked) and record.
+
+    Args:
+        family: the law of the (coil-shared) sampled sets.
+        coils: number of coils ``C`` of the batches.
+        **kwargs: as :class:`MRIUndersampling` (``max_shift``, ``noise_std``, ``split``, ...).
+    """
+
+    def __init__(self, family: SampleLaw | torch.Tensor, *, coils: int, **kwargs) -> None:
+        kwargs.setdefault("complex_data", True)
+        super().__init__(family, coils=coils, **kwargs)
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: SamplingSettings,
+        shape: tuple[int, int],
+        *,
+        fraction: float | None = None,
+        family: SampleLaw | None = None,
+        coils: int | None = 1,
+    ) -> MRIUndersampling:
+        """:meth:`MRIUndersampling.from_config` for coil data of ``coils`` coils."""
+        return super().from_config(cfg, shape, fraction=fraction, family=family, coils=coils or 1)

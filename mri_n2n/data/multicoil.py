@@ -1,9 +1,11 @@
 """Fully sampled multi-coil k-space files as training data (``--dataset kspace`` on fastMRI
 multi-coil HDF5 or ISMRMRD files: the file's layout decides).
 
-Each item is one slice as ``(4 C, size, size)`` float32 channels (see :func:`split_multicoil`):
-the real and imaginary parts of the ``C`` coils' k-space, then the real and imaginary parts of
-their sensitivity maps. The maps are estimated from the slice's own fully sampled k-space centre
+Each item is one slice as a fully sampled :class:`~mri_n2n.physics.Acquisition` (a batch of
+one: a full mask, the ``C`` coils' sensitivity maps ``(1, C, size, size)`` and their k-space
+``y`` ``(1, C, size, size)``, complex64, no keep probability); :func:`mri_n2n.data.collate`
+stacks a loader's items into one acquisition. The maps are estimated from the slice's own
+fully sampled k-space centre
 (:func:`mri_n2n.coils.estimate_maps`, Walsh's adaptive combination on a 24 x 24 calibration
 block, cached per slice on disk (:mod:`mri_n2n.data.maps_cache`, ``--maps-cache``) or, without
 a disk cache, per process; the method reconstruction uses too, because ESPIRiT needs a
@@ -39,12 +41,13 @@ from ..coils import compress_coils, estimate_maps
 from ..io import VolumeError
 from ..io.kspace import as_complex, open_h5
 from ..io.raw import read_raw
+from ..physics import CartesianAcquisition
 from ..seeding import stable_ident
 from ._acquire import image_of
 from .maps_cache import MapsCache
 from .slices import center_pad_crop, file_slice_rows, volume_scale
 
-__all__ = ["MultiCoilSliceDataset", "is_multicoil", "split_multicoil", "crop_coil_kspace", "CALIBRATION"]
+__all__ = ["MultiCoilSliceDataset", "is_multicoil", "crop_coil_kspace", "CALIBRATION"]
 
 #: Side of the centred calibration block the training maps are estimated from.
 CALIBRATION = 24
@@ -59,17 +62,6 @@ def is_multicoil(path: str | os.PathLike) -> bool:
             return len(d.shape) - bool(pairs) == 4
         group = f.get("dataset")
         return hasattr(group, "keys") and "data" in group  # an ISMRMRD group, not a dataset
-
-
-def split_multicoil(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B, 4 C, H, W)`` channels -> ``(k-space, maps)``, each complex ``(B, C, H, W)``."""
-    if batch.ndim != 4 or batch.shape[1] % 4:
-        raise ValueError(f"a multi-coil batch is (B, 4 C, H, W), got {tuple(batch.shape)}")
-    c = batch.shape[1] // 4
-    b = batch.float()
-    k = torch.complex(b[:, :c], b[:, c : 2 * c])
-    s = torch.complex(b[:, 2 * c : 3 * c], b[:, 3 * c :])
-    return k, s
 
 
 def _coil_images(k: np.ndarray, rows: int, size: int) -> np.ndarray:
@@ -118,7 +110,7 @@ def _file_info(
 ) -> tuple[float, tuple[int, ...], int, int]:
     """(divisor, slices with signal, coils, readout rows of the reconstruction matrix)."""
     mc = _read(path, mtime_ns)
-    if mc.mask is not None and not bool(np.asarray(mc.mask).all()):
+    if mc.undersampled:
         raise VolumeError(
             f"{path}: undersampled multi-coil k-space; multi-coil training needs fully sampled files "
             "(each slice is then acquired once for --target ssdu|noisier2noise)"
@@ -137,8 +129,8 @@ def _file_info(
 class MultiCoilSliceDataset(Dataset):
     """Slices of fully sampled multi-coil k-space files (module docstring).
 
-    Items: ``(channels, ident)``, channels float32 ``(4 C, size, size)``: coil k-space (real,
-    imaginary) and maps (real, imaginary); :func:`split_multicoil` undoes the packing.
+    Items: ``(acquisition, ident)``: the slice's fully sampled Cartesian acquisition (full mask,
+    maps and coil k-space, complex64 ``(1, C, size, size)`` each; module docstring).
 
     Args:
         files: fastMRI multi-coil ``.h5`` or ISMRMRD files.
@@ -260,11 +252,12 @@ class MultiCoilSliceDataset(Dataset):
             torch.set_num_threads(threads)
         return np.asarray(m, np.complex64)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[CartesianAcquisition, int]:
         k = self.coil_kspace(i)
         s = self.maps(i, k)
-        arr = np.concatenate([k.real, k.imag, s.real, s.imag]).astype(np.float32)
-        return torch.from_numpy(arr), self._idents[i]
+        full = torch.ones(self.size, self.size, dtype=torch.bool)
+        maps = torch.tensor(np.asarray(s, np.complex64))[None]
+        return CartesianAcquisition(full, maps, torch.tensor(k)[None]), self._idents[i]
 
     def reference(self, i: int) -> np.ndarray:
         """Item ``i``'s reference magnitude in the items' units: the file's own
@@ -291,8 +284,8 @@ class MultiCoilSliceDataset(Dataset):
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """``(4 C, H, W)`` of every item."""
-        return (4 * self.coils, self.size, self.size)
+        """``(C, H, W)`` of every item's coil k-space and maps."""
+        return (self.coils, self.size, self.size)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(files={len(self.files)}, n={len(self)}, coils={self.coils}, "

@@ -1,11 +1,13 @@
 """Prospectively undersampled single-coil k-space files as training data (one acquisition per
 slice, no fully sampled reference): ``--dataset kspace`` with ``--target ssdu|noisier2noise``.
 
-Each item is the slice's measurement as four channels ``(4, size, size)`` (see
-:data:`~mri_n2n.corruptions.mri.MEASURED_CHANNELS`): the real and imaginary measured k-space,
-the sampling mask, and the keep probability ``p`` of every bin under the file's mask law (the
-law the file records in :data:`~mri_n2n.masks.MASK_LAW_ATTR`, else estimated from its masks,
-:func:`~mri_n2n.data.measured.file_mask_law`). The corruption splits it at every step.
+Each item is the slice's measurement as a Cartesian :class:`~mri_n2n.physics.Acquisition` (a
+batch of one): the sampling mask ``(1, size, size)``, the measured k-space ``y``
+``(1, 1, size, size)`` (complex64, zero off the mask) and the keep probability ``p`` of every bin
+under the file's mask law (the law the file records in :data:`~mri_n2n.masks.MASK_LAW_ATTR`, else
+estimated from its masks, :func:`~mri_n2n.data.measured.file_mask_law`); the keep probability
+marks it as measured data. :func:`mri_n2n.data.collate` stacks a loader's items; the corruption
+splits them at every step.
 
 Geometry, all exact for the measured data:
 
@@ -36,7 +38,7 @@ from torch.utils.data import Dataset
 from ..io import VolumeError
 from ..io.kspace import as_complex, expand_mask, open_h5, read_kspace_h5
 from ..masks import MASK_LAW_ATTR, Bernoulli2D, IndependentLines, MaskFamily
-from ..physics import SpectralSampling
+from ..physics import CartesianAcquisition, SpectralSampling
 from ..seeding import stable_ident
 from ._acquire import sampled
 from .measured import CenteringError, check_centred, crop_readout, file_mask_law, file_recon_shape
@@ -119,8 +121,8 @@ def _info(path: Path, size: int, normalize: str):
 class UndersampledKSpaceDataset(Dataset):
     """Slices of prospectively undersampled single-coil k-space files (module docstring).
 
-    Items: ``(measurement, ident)``, ``measurement`` float32 ``(4, size, size)``: real and
-    imaginary k-space (normalised), mask, keep probability.
+    Items: ``(acquisition, ident)``: the slice's measured acquisition (module docstring; k-space
+    normalised).
 
     Args:
         files: the ``.h5`` files (each with a ``mask`` that drops samples).
@@ -154,7 +156,7 @@ class UndersampledKSpaceDataset(Dataset):
     def __len__(self) -> int:
         return len(self._rows)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[CartesianAcquisition, int]:
         fi, k = self._rows[i]
         scale, _, p_file, _, _, rows = self._info[fi]
         path = self.files[fi]
@@ -166,9 +168,11 @@ class UndersampledKSpaceDataset(Dataset):
             n = 1 if d.ndim - pairs == 2 else int(d.shape[0])
             m = expand_mask(_stored_mask(f), (n, *ks.shape[-2:]), path)[min(k, n - 1)]
         ky, mk, p = measured_slice(ks, np.asarray(m), p_file, rows=rows, size=self.size)
-        ky = ky / scale
-        arr = np.stack([ky.real, ky.imag, mk.astype(np.float32), p]).astype(np.float32)
-        return torch.from_numpy(arr), self._idents[i]
+        ky = np.asarray(ky / scale).astype(np.complex64)
+        mask = torch.from_numpy(np.ascontiguousarray(mk, bool))[None]
+        keep_prob = torch.from_numpy(np.ascontiguousarray(p, np.float32))[None]
+        acq = CartesianAcquisition(mask, None, None, keep_prob=keep_prob)
+        return acq.with_data(torch.from_numpy(ky)[None, None]), self._idents[i]
 
     def family(self) -> MaskFamily:
         """One law for the whole dataset on the training grid (its mean keep probability): whole
@@ -191,8 +195,8 @@ class UndersampledKSpaceDataset(Dataset):
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """``(4, H, W)`` of every item."""
-        return (4, self.size, self.size)
+        """``(1, H, W)`` of every item's k-space."""
+        return (1, self.size, self.size)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(files={len(self.files)}, n={len(self)}, shape={self.image_shape})"

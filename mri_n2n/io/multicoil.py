@@ -81,6 +81,12 @@ class MultiCoilKSpace:
         """``(slices, coils, ky, kx)``."""
         return tuple(self.kspace.shape)  # type: ignore[return-value]
 
+    @property
+    def undersampled(self) -> bool:
+        """Whether the file's mask drops samples (no mask: fully sampled, as fastMRI's training
+        files)."""
+        return self.mask is not None and not bool(np.asarray(self.mask).all())
+
     def sampled(self) -> np.ndarray:
         """Bool ``(slices, ky, kx)``: the mask broadcast, or (no mask) where any coil is non-zero."""
         if self.mask is not None:

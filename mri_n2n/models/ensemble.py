@@ -17,9 +17,11 @@ every output that agrees with them agrees, mapped back, with the original measur
 average of exact data-consistent outputs is data-consistent (for networks that end with an exact
 projection; a proximal data consistency, ``--dc prox``, is a weighted solve, so its passes and
 their mean are near, not at, the measurements). Masks of whole phase-encode lines are not
-transposed (the network never saw rows of lines); non-square matrices are not either. Networks
-that take no measurements (U-Nets) still need the mask's geometry for that choice:
-:func:`~mri_n2n.models.apply_model` passes the acquisition to a :class:`SelfEnsemble` for it.
+transposed (the network never saw rows of lines); non-square matrices are not either. The
+acquisition says which transforms it admits (:meth:`~mri_n2n.physics.Acquisition.admits`); for a
+kind that admits no flips the ensemble is the plain network. Networks that take no measurements
+(U-Nets) still need the acquisition for that choice: :func:`~mri_n2n.models.apply_model` passes
+it to a :class:`SelfEnsemble`.
 """
 
 from __future__ import annotations
@@ -67,11 +69,6 @@ def dihedral_transforms(shape: tuple[int, int], *, transpose: bool = True) -> li
     return flips
 
 
-def _line_mask(mask: torch.Tensor) -> bool:
-    """Whether every mask of ``(..., H, W)`` is made of whole columns (phase-encode lines)."""
-    return bool((mask == mask[..., :1, :]).all())
-
-
 def ensemble_forward(model: nn.Module, x: torch.Tensor, acq: Acquisition | None = None) -> torch.Tensor:
     """The mean over :func:`dihedral_transforms` of ``T^-1 model(T x, T acq)``.
 
@@ -79,15 +76,19 @@ def ensemble_forward(model: nn.Module, x: torch.Tensor, acq: Acquisition | None 
         model: the network (any of :mod:`mri_n2n.models`), called by
             :func:`~mri_n2n.models.apply_model` (networks that take no measurements get none).
         x: network input ``(B, C, H, W)``.
-        acq: the batch's acquisition (its mask, measurements, maps and phase are transformed
-            with the image), or ``None``. A mask of whole lines turns the transposes off.
+        acq: the batch's acquisition (its sampled set, measurements, maps and phase are
+            transformed with the image), or ``None``. The transforms are those the acquisition
+            admits (:meth:`~mri_n2n.physics.Acquisition.admits`): a Cartesian mask of whole lines
+            turns the transposes off; a kind that admits no flips leaves the one plain pass.
 
     Returns:
         The averaged output, in the original orientation.
     """
     from . import apply_model  # the package's dispatcher (imports this module)
 
-    transpose = acq is None or not _line_mask(acq.mask)
+    if acq is not None and not acq.admits("flip"):
+        return apply_model(model, x, acq).float()
+    transpose = acq is None or acq.admits("transpose")
     ts = dihedral_transforms(tuple(x.shape[-2:]), transpose=transpose)
     total: torch.Tensor | None = None
     for t in ts:

@@ -1,4 +1,4 @@
-"""An unrolled reconstruction network (MoDL / E2E-VarNet family) for single-coil Cartesian MRI.
+"""An unrolled reconstruction network (MoDL / E2E-VarNet family) for MRI of any acquisition kind.
 
 ``K`` cascades, each a small residual CNN (or a small U-Net) followed by *exact* data
 consistency with the measured k-space::
@@ -8,7 +8,10 @@ consistency with the measured k-space::
     DC(x) = F^-1 ((1 - M) F x + M y)       (real part for real 1-channel images)
 
 This is MoDL's data-consistency solve in the limit ``lambda -> 0`` (the paper's spectral
-projection), applied after every cascade instead of only once at the end. The input itself is
+projection), applied after every cascade instead of only once at the end. The formula is the
+Cartesian kind's; every kind gives its own exact projection
+(:meth:`~mri_n2n.physics.Acquisition.data_consistency`: conjugate gradients with ``lambda = 0``
+where it has no replacement). The input itself is
 not projected: its sampled values are ``y / p`` (density compensation), which the first CNN sees
 as they are.
 
@@ -59,12 +62,13 @@ DC_MODES = ("replace", "prox")
 def data_consistency(
     x: torch.Tensor, acq: Acquisition, lam: torch.Tensor | float | None = None, cg_iters: int = 6
 ) -> torch.Tensor:
-    """One cascade's data consistency of model channels ``x`` ``(B, 1 or 2, H, W)``: the exact
-    replacement :meth:`Acquisition.project` (``lam=None``) or the proximal step
-    :meth:`Acquisition.prox` (``argmin_z ||A z - y||^2 + lam ||z - x||^2``, by ``cg_iters``
-    conjugate-gradient iterations for coil data). Returns float32 channels of ``x``'s shape."""
-    z = acq.image_of(x.float())
-    z = acq.project(z) if lam is None else acq.prox(z, lam, cg_iters)
+    """One cascade's data consistency of model channels ``x`` ``(B, 1 or 2, H, W)`` by the
+    acquisition (:meth:`Acquisition.data_consistency`): ``lam=None`` the exact projection (the
+    replacement of the measured samples where the kind has one, else conjugate gradients with
+    ``lam = 0``), else the proximal step ``argmin_z ||A z - y||^2 + lam ||z - x||^2`` (closed form
+    for one Cartesian coil, ``cg_iters`` conjugate-gradient iterations otherwise). Returns float32
+    channels of ``x``'s shape."""
+    z = acq.data_consistency(acq.image_of(x.float()), lam, cg_iters)
     return acq.channels_of(z, x.shape[1]).float()
 
 

@@ -1,26 +1,31 @@
 """Scan-specific self-supervised adaptation: fine-tune a trained network on the measurements of
-the scan it is about to reconstruct, with no reference image.
+the scan it is about to reconstruct, with no reference image. One function, :func:`adapt`, takes
+the scan's :class:`~mri_n2n.physics.Acquisition` (any kind, one coil or several) and its law;
+:func:`adapt_model` (single-coil masks and k-space) and :func:`adapt_multicoil` (coil k-space
+and maps) are its forms for loose Cartesian tensors.
 
 A network trained on one data set meets other contrasts, matrices and textures in real scans.
 The scan's own undersampled k-space is enough to adapt to them, with the single-acquisition
 Noisier2Noise loss the trainer already uses (:mod:`mri_n2n.splits`; in the spirit of Yaman et
-al. 2022, "zero-shot self-supervised learning"): every step draws a second mask of the same law,
-the network sees the zero-filled image of the doubly undersampled set, and the loss is the
-``1/p``-weighted k-space L2 on the measured bins it did not see
+al. 2022, "zero-shot self-supervised learning"): every step draws a second set of the same law
+(the law's own :meth:`~mri_n2n.masks.SampleLaw.second_law`), the network sees the zero-filled
+image of the doubly undersampled set (the SENSE-1 image for coil data), and the loss is the
+``1/p``-weighted k-space L2 on the measured samples it did not see
 (:func:`mri_n2n.losses.kspace_loss`). The weights move from the trained ones for at most
 :data:`ADAPT_STEPS` Adam steps at the learning rate :data:`ADAPT_LR` (chosen on tuning volumes
 that share no pixel with any evaluation volume, see ``docs/results.md``), then the adapted copy
 reconstructs the scan with all its measurements as usual; the trained model is not changed.
 
-**Self-validated early stopping** (``validation > 0``; Yaman et al.'s zero-shot recipe): a fixed
-share of each slice's measured bins, the set ``Gamma`` (one draw per partner pair for real
-images), is held out from the adaptation altogether; the network learns from the rest,
-``Omega - Gamma`` (its keep probability ``p (1 - v)``), and every ``check_every`` steps it
-reconstructs a few slices from ``Omega - Gamma`` and is scored on how well it predicts the
-measurements in ``Gamma`` it never saw. The weights with the lowest validation loss are kept, and
-the adaptation stops when the loss has not fallen for ``patience`` checks: a scan the network
-already fits stops after a few steps, one it does not fit adapts longer. :class:`AdaptReport`
-says what happened.
+**Self-validated early stopping** (``validation > 0``; Yaman et al.'s zero-shot recipe, for every
+kind and coil count): a fixed share of each slice's measured samples, the set ``Gamma`` (the law's
+:meth:`~mri_n2n.masks.SampleLaw.uniform_law`: one draw per partner pair for real images), is held
+out from the adaptation altogether (:meth:`~mri_n2n.physics.Acquisition.restrict`); the network
+learns from the rest, ``Omega - Gamma`` (its keep probability ``p (1 - v)``), and every
+``check_every`` steps it reconstructs a few slices from ``Omega - Gamma`` and is scored on how
+well it predicts the measurements in ``Gamma`` it never saw. The weights with the lowest
+validation loss are kept, and the adaptation stops when the loss has not fallen for ``patience``
+checks: a scan the network already fits stops after a few steps, one it does not fit adapts
+longer. :class:`AdaptReport` says what happened.
 """
 
 from __future__ import annotations
@@ -34,20 +39,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..corruptions import MRIUndersampling, Pair
-from ..corruptions.mri import pack_measured
-from ..corruptions.multicoil import MultiCoilUndersampling
-from ..fft import to_channels, to_complex
+from ..fft import to_complex
 from ..losses import kspace_loss
-from ..masks import MaskFamily, complete_measurements
+from ..masks import SampleLaw
 from ..models import apply_model, ends_with_dc
 from ..models.ensemble import SelfEnsemble
-from ..physics import Acquisition, SpectralSampling
-from ..sampling import share_partner_draws
+from ..physics import Acquisition, CartesianAcquisition, acquisition_kind
 from ..splits import make_split
 
 __all__ = [
     "ADAPT_STEPS", "ADAPT_LR", "ADAPT_SPLIT", "ADAPT_MAX_SHIFT", "ADAPT_VALIDATION", "ADAPT_CHECK_EVERY",
-    "ADAPT_PATIENCE", "ADAPT_BATCH_SIZE", "AdaptReport", "adapt_model", "adapt_multicoil",
+    "ADAPT_PATIENCE", "ADAPT_BATCH_SIZE", "AdaptReport", "adapt", "adapt_model", "adapt_multicoil",
 ]
 
 #: Default number of adaptation steps, learning rate and held-out share of each acquisition.
@@ -68,7 +70,7 @@ ADAPT_BATCH_SIZE = 2
 
 @dataclass
 class AdaptReport:
-    """What an adaptation did (filled in by :func:`adapt_model` when given one).
+    """What an adaptation did (filled in by :func:`adapt`, which also returns it).
 
     Attributes:
         steps: Adam steps taken.
@@ -93,34 +95,24 @@ def _check_settings(steps: int, lr: float, batch_size: int) -> None:
         )
 
 
-def _holdout(mask: torch.Tensor, share: float, hermitian: bool, g: torch.Generator) -> torch.Tensor:
-    """A fixed validation set: each measured bin with probability ``share`` (partners together)."""
-    u = torch.rand(mask.shape, generator=g)
-    if hermitian:  # one draw per pair of partner bins
-        u = share_partner_draws(u)
-    return mask & (u < share)
+def _check_validation(validation: float, check_every: int, patience: int) -> None:
+    if not 0.0 <= validation < 0.5 or check_every < 1 or patience < 1:
+        raise ValueError(
+            f"adaptation needs 0 <= validation < 0.5, check_every >= 1, patience >= 1 "
+            f"(got {validation}, {check_every}, {patience})"
+        )
 
 
-def _val_loss(
-    net: nn.Module,
-    y_fit: torch.Tensor,
-    m_fit: torch.Tensor,
-    y_val: torch.Tensor,
-    m_val: torch.Tensor,
-    p_fit: torch.Tensor,
-    complex_data: bool,
-) -> float:
-    """Mean ``|A_val f - y_val|^2`` over the held-out bins ``m_val`` of the reconstruction ``f``
-    from the other measurements (``y_fit`` on ``m_fit``, keep probability ``p_fit``; all
-    ``(B, H, W)``)."""
-    fit = SpectralSampling(m_fit, y_fit[:, None], keep_prob=p_fit)
-    z = fit.zero_filled()  # (B, 1, H, W), compensated by 1 / p_fit
-    inp = to_channels(z, keepdim=True) if complex_data else z.real
+def _val_loss(net: nn.Module, fit: Acquisition, held: Acquisition, channels: int) -> float:
+    """Mean ``|A_held f - y_held|^2`` over the held-out measurements of the reconstruction ``f``
+    from the other measurements ``fit`` (compensated by their keep probability)."""
+    inp = fit.channels_of(fit.zero_filled(), channels)
     with torch.no_grad():
         out = apply_model(net, inp, fit).float()
-    held = SpectralSampling(m_val, y_val)
-    err = (held.forward(to_complex(out)) - held.y).abs().square()  # one channel: a real image
-    return float(err.sum() / m_val.sum().clamp_min(1))
+    f = held.image_of(to_complex(out, keepdim=True) if out.shape[1] == 1 else out)
+    err = held.residual(f).abs().square()  # one channel: a real image
+    count = torch.broadcast_to(held.expand_samples(held.sampled), err.shape).sum()
+    return float(err.sum() / count.clamp_min(1))
 
 
 def _step(
@@ -132,12 +124,12 @@ def _step(
     step: int,
 ) -> None:
     """One adaptation step on a pair of the measurements' own split: the network (then the
-    corruption's projection, unless the network ends with its own data consistency), the
-    k-space loss on the held-out measurements, backward, Adam."""
+    corruption's data consistency, unless the network ends with its own), the k-space loss on
+    the held-out measurements, backward, Adam."""
     pair = pair.to(device)
     out = apply_model(net, pair.input, pair.acq)
     if not ends_with_dc(net):
-        out = corr.project(out, pair.acq)
+        out = corr.data_consistency(out, pair.acq)
     loss = kspace_loss(out, pair.target, pair)
     if not torch.isfinite(loss):
         raise ValueError(f"adaptation: the loss is not finite at step {step} (lower the learning rate)")
@@ -146,9 +138,146 @@ def _step(
     opt.step()
 
 
+def adapt(
+    model: nn.Module,
+    acq: Acquisition,
+    law: SampleLaw,
+    *,
+    real: bool = False,
+    steps: int = ADAPT_STEPS,
+    lr: float = ADAPT_LR,
+    split: float = ADAPT_SPLIT,
+    batch_size: int = ADAPT_BATCH_SIZE,
+    max_shift: int | None = ADAPT_MAX_SHIFT,
+    seed: int = 0,
+    progress: bool = False,
+    validation: float = ADAPT_VALIDATION,
+    check_every: int = ADAPT_CHECK_EVERY,
+    patience: int = ADAPT_PATIENCE,
+    report: AdaptReport | None = None,
+) -> tuple[nn.Module, AdaptReport]:
+    """A copy of ``model`` fine-tuned on one scan's measurements (module docstring), for every
+    acquisition kind and coil count.
+
+    Args:
+        model: a trained MRI network (a :class:`~mri_n2n.models.ensemble.SelfEnsemble` is
+            adapted inside and returned wrapped).
+        acq: the scan's acquisition, one slice per sample: its sampled sets ``(N, *sample_shape)``
+            and measurements (coil data with their maps), in the network's units (normalised as
+            in training); slices without measurements are skipped.
+        law: the law the sets were drawn from (its keep probability weighs the loss and
+            compensates the inputs, as in training; its second law splits the measurements).
+        real: the network reconstructs real images (one channel): the measurements are
+            completed by the kind's symmetry (Cartesian: Hermitian) and the splits are symmetric;
+            coil data are complex.
+        steps: Adam steps (0 returns ``model`` itself).
+        lr: learning rate.
+        split: expected share of each acquisition held out for the loss, in (0, 1).
+        batch_size: slices per step.
+        max_shift: random circular shifts of the data up to this many pixels (a phase ramp of the
+            measurements, as in training; kinds that admit shifts); ``None``: a quarter of the
+            smaller side.
+        seed: seeds the slice choice, the validation set and the second sets.
+        progress: show a progress bar.
+        validation: share of each slice's measured samples held out for self-validated early
+            stopping, in [0, 0.5); 0 adapts for exactly ``steps`` steps.
+        check_every: steps between validation checks.
+        patience: checks without a lower validation loss before the adaptation stops.
+        report: an :class:`AdaptReport` to fill in (default: a new one).
+
+    Returns:
+        ``(adapted model, report)``.
+
+    Raises:
+        ValueError: no slice with measurements, a law of other samples, a bad setting, or a
+            loss that stops being finite.
+    """
+    _check_settings(steps, lr, batch_size)
+    _check_validation(validation, check_every, patience)
+    rep = report if report is not None else AdaptReport()
+    t_start = time.perf_counter()
+    if steps == 0:
+        return model, rep
+    if acq.y is None:
+        raise ValueError("adaptation: the acquisition holds no measurements")
+    if tuple(acq.sample_shape) != tuple(law.shape):
+        raise ValueError(
+            f"adaptation: the law is for samples {tuple(law.shape)}, the scan's are {tuple(acq.sample_shape)}"
+        )
+    if real and acq.multicoil:
+        raise ValueError("adaptation: coil data are complex (real=False)")
+    wrapped = isinstance(model, SelfEnsemble)
+    net = copy.deepcopy(model.module if wrapped else model)
+    device = next(net.parameters()).device
+    channels = 1 if real else 2
+    p = (law.real_keep_probability() if real else law.keep_probability()).float()
+    whole = acq.to("cpu")
+    whole = whole.with_data(whole.y.to(torch.complex64))
+    if real:  # a real image's measurements: the completion, as in training
+        whole = whole.observe(whole.y, whole.sampled, None, real=True)
+    active = (whole.y.abs().flatten(1).amax(1) > 0).nonzero().flatten()
+    if active.numel() == 0:
+        raise ValueError("adaptation: the scan has no slice with measurements")
+    n = int(whole.y.shape[0])
+    g = torch.Generator().manual_seed(int(seed))
+    val = None
+    if validation > 0:  # hold Gamma out of everything the adaptation learns from
+        gamma = whole.sampled & law.uniform_law(float(validation), hermitian=real).sample(n, generator=g)
+        held = whole.restrict(gamma)
+        p = p * (1.0 - float(validation))
+        whole = whole.restrict(~gamma, p)
+        picks = active[torch.linspace(0, active.numel() - 1, min(batch_size, active.numel())).round().long()]
+        val = (whole.batch(picks).to(device), held.batch(picks).to(device))
+    else:
+        whole = whole.restrict(whole.sampled, p)
+    # the split of what the adaptation learns from: its keep probability is p (1 - validation)
+    second = make_split("noisier2noise", law, p, float(split), hermitian=real)
+    shift = min(acq.image_shape) // 4 if max_shift is None else int(max_shift)
+    kind = acquisition_kind(acq.kind)
+    corr = MRIUndersampling(
+        law, kind=kind, image_shape=acq.image_shape, complex_data=not real, split=second, max_shift=shift
+    )
+    opt = torch.optim.Adam(net.parameters(), lr=float(lr))
+    best: tuple[float, int, dict] | None = None
+    bad = 0
+
+    def check(step: int) -> bool:
+        """Score the weights after ``step`` steps; True when the adaptation should stop."""
+        nonlocal best, bad
+        net.eval()
+        loss = _val_loss(net, *val, channels)
+        net.train()
+        rep.val_losses.append((step, loss))
+        if best is None or loss < best[0]:
+            best = (loss, step, copy.deepcopy(net.state_dict()))
+            bad = 0
+        else:
+            bad += 1
+        return bad >= patience
+
+    if val is not None:
+        check(0)
+    net.train()
+    step = 0
+    for step in tqdm(range(1, int(steps) + 1), desc="adapt", unit="step", disable=not progress, leave=False):
+        pick = active[torch.randperm(active.numel(), generator=g)[:batch_size]]
+        _step(net, corr, opt, corr.single_pair(whole.batch(pick), generator=g, seeds=pick), device, step)
+        if val is not None and (step % check_every == 0 or step == steps) and check(step):
+            rep.stopped_early = step < steps
+            break
+    rep.steps = step
+    rep.best_step = step
+    if best is not None:
+        net.load_state_dict(best[2])
+        rep.best_step = best[1]
+    rep.seconds = time.perf_counter() - t_start
+    net.eval()
+    return (SelfEnsemble(net) if wrapped else net), rep
+
+
 def adapt_model(
     model: nn.Module,
-    family: MaskFamily,
+    family: SampleLaw,
     mask: torch.Tensor,
     kspace: torch.Tensor,
     *,
@@ -165,44 +294,26 @@ def adapt_model(
     patience: int = ADAPT_PATIENCE,
     report: AdaptReport | None = None,
 ) -> nn.Module:
-    """A copy of ``model`` fine-tuned on one scan's measurements (module docstring).
+    """:func:`adapt` of a single-coil Cartesian scan given as loose tensors.
 
     Args:
-        model: a trained MRI network (a :class:`~mri_n2n.models.ensemble.SelfEnsemble` is
-            adapted inside and returned wrapped).
-        family: the law the masks were drawn from (its keep probability weighs the loss and
-            compensates the inputs, as in training).
+        model: a trained MRI network.
+        family: the law the masks were drawn from.
         mask: bool ``(N, H, W)`` sampled sets of the scan's slices (Hermitian-complete for real
             images).
         kspace: complex ``(N, H, W)`` measurements, in the network's units (normalised as in
             training); all-zero slices are skipped.
         complex_data: two-channel (complex) network; a one-channel network needs measurements of
             real images.
-        steps: Adam steps (0 returns ``model`` itself).
-        lr: learning rate.
-        split: expected share of each acquisition held out for the loss, in (0, 1).
-        batch_size: slices per step.
-        max_shift: random circular shifts of the data up to this many pixels (a phase ramp of the
-            measurements, as in training); ``None``: a quarter of the smaller side.
-        seed: seeds the slice choice and the second masks.
-        progress: show a progress bar.
-        validation: share of each slice's measured bins held out for self-validated early
-            stopping, in [0, 0.5); 0 adapts for exactly ``steps`` steps.
-        check_every: steps between validation checks.
-        patience: checks without a lower validation loss before the adaptation stops.
-        report: an :class:`AdaptReport` to fill in.
+        steps, lr, split, batch_size, max_shift, seed, progress, validation, check_every,
+        patience, report: as :func:`adapt`.
 
     Raises:
         ValueError: no slice with measurements, mismatched shapes, a bad setting, or a loss that
             stops being finite.
     """
     _check_settings(steps, lr, batch_size)
-    if not 0.0 <= validation < 0.5 or check_every < 1 or patience < 1:
-        raise ValueError(
-            f"adaptation needs 0 <= validation < 0.5, check_every >= 1, patience >= 1 "
-            f"(got {validation}, {check_every}, {patience})"
-        )
-    t_start = time.perf_counter()
+    _check_validation(validation, check_every, patience)
     if steps == 0:
         return model
     if mask.shape != kspace.shape or mask.ndim != 3 or tuple(mask.shape[-2:]) != tuple(family.shape):
@@ -210,78 +321,18 @@ def adapt_model(
             f"adaptation: mask {tuple(mask.shape)} and k-space {tuple(kspace.shape)} must both be (N, H, W) "
             f"with (H, W) = {tuple(family.shape)}"
         )
-    wrapped = isinstance(model, SelfEnsemble)
-    net = copy.deepcopy(model.module if wrapped else model)
-    device = next(net.parameters()).device
-    p = family.keep_probability() if complex_data else family.real_keep_probability()
-    acquired = SpectralSampling(mask.bool().cpu()).with_data(kspace.to(torch.complex64).cpu())
-    mask, kspace = acquired.mask, acquired.y
-    if not complex_data:  # a real image's measurements: the Hermitian completion, as in training
-        kspace, mask = complete_measurements(kspace, mask)
-    active = (kspace.abs().flatten(1).amax(1) > 0).nonzero().flatten()
-    if active.numel() == 0:
-        raise ValueError("adaptation: the scan has no slice with measurements")
-    g = torch.Generator().manual_seed(int(seed))
-    keep_p = p.float().expand(mask.shape)
-    val = None
-    if validation > 0:  # hold Gamma out of everything the adaptation learns from
-        whole = SpectralSampling(mask, kspace)
-        gamma = _holdout(mask, float(validation), not complex_data, g)
-        fit, held = whole.restrict(~gamma), whole.restrict(gamma)
-        keep_p = keep_p * (1.0 - float(validation))
-        picks = active[torch.linspace(0, active.numel() - 1, min(batch_size, active.numel())).round().long()]
-        val = (
-            fit.y[picks].to(device), fit.mask[picks].to(device), held.y[picks].to(device),
-            held.mask[picks].to(device), keep_p[picks].to(device),
-        )
-        kspace, mask = fit.y, fit.mask
-    # the split of what the adaptation learns from: its keep probability is p (1 - validation)
-    law = make_split("noisier2noise", family, keep_p[0], float(split), hermitian=not complex_data)
-    shift = min(family.shape) // 4 if max_shift is None else int(max_shift)
-    corr = MRIUndersampling(family, complex_data=complex_data, split=law, max_shift=shift)
-    measured = pack_measured(kspace, mask, keep_p)
-    opt = torch.optim.Adam(net.parameters(), lr=float(lr))
-    rep = report if report is not None else AdaptReport()
-    best: tuple[float, int, dict] | None = None
-    bad = 0
-
-    def check(step: int) -> bool:
-        """Score the weights after ``step`` steps; True when the adaptation should stop."""
-        nonlocal best, bad
-        net.eval()
-        loss = _val_loss(net, *val, complex_data)
-        net.train()
-        rep.val_losses.append((step, loss))
-        if best is None or loss < best[0]:
-            best = (loss, step, copy.deepcopy(net.state_dict()))
-            bad = 0
-        else:
-            bad += 1
-        return bad >= patience
-
-    if val is not None:
-        check(0)
-    net.train()
-    step = 0
-    for step in tqdm(range(1, int(steps) + 1), desc="adapt", unit="step", disable=not progress, leave=False):
-        pick = active[torch.randperm(active.numel(), generator=g)[:batch_size]]
-        _step(net, corr, opt, corr.single_pair(measured[pick], generator=g, seeds=pick), device, step)
-        if val is not None and (step % check_every == 0 or step == steps) and check(step):
-            rep.stopped_early = step < steps
-            break
-    rep.steps = step
-    rep.best_step = step
-    if best is not None:
-        net.load_state_dict(best[2])
-        rep.best_step = best[1]
-    rep.seconds = time.perf_counter() - t_start
-    net.eval()
-    return SelfEnsemble(net) if wrapped else net
+    acq = CartesianAcquisition(mask.bool().cpu(), None, kspace.to(torch.complex64).cpu()[:, None])
+    net, _ = adapt(
+        model, acq, family, real=not complex_data, steps=steps, lr=lr, split=split, batch_size=batch_size,
+        max_shift=max_shift, seed=seed, progress=progress, validation=validation, check_every=check_every,
+        patience=patience, report=report,
+    )
+    return net
 
 
 def adapt_multicoil(
     model: nn.Module,
-    family: MaskFamily,
+    family: SampleLaw,
     mask: torch.Tensor,
     kspace: torch.Tensor,
     maps: torch.Tensor,
@@ -294,30 +345,26 @@ def adapt_multicoil(
     progress: bool = False,
     report: AdaptReport | None = None,
 ) -> nn.Module:
-    """A copy of a multi-coil (two-channel) ``model`` fine-tuned on one scan's coil measurements.
-
-    The multi-coil form of :func:`adapt_model` (module docstring), as multi-coil Noisier2Noise
-    trains (:meth:`~mri_n2n.corruptions.multicoil.MultiCoilUndersampling.single_pair`): each step
-    splits every picked slice's sampled set by the split law of ``family``, the network sees the
-    SENSE-1 zero-filled image of the input part (compensated by ``p q``) with the maps, and the
-    loss is the ``1/p``-weighted k-space L2 of every coil's spectrum ``F S_c f`` on the held-out
-    measured bins. No circular shifts and no early stopping (the single-coil tuning chose none).
+    """:func:`adapt` of a multi-coil Cartesian scan given as loose tensors (a two-channel
+    ``model``), as multi-coil Noisier2Noise trains: each step splits every picked slice's sampled
+    set by the second law of ``family``, the network sees the SENSE-1 zero-filled image of the
+    input part (compensated by ``p q``) with the maps, and the loss is the ``1/p``-weighted
+    k-space L2 of every coil's spectrum ``F S_c f`` on the held-out measured bins. No circular
+    shifts and no early stopping (the single-coil tuning chose none).
 
     Args:
-        model: a trained two-channel multi-coil MRI network (a
-            :class:`~mri_n2n.models.ensemble.SelfEnsemble` is adapted inside and returned wrapped).
+        model: a trained two-channel multi-coil MRI network.
         family: the law the (coil-shared) masks were drawn from.
         mask: bool ``(N, H, W)`` sampled sets of the scan's slices.
         kspace: complex ``(N, C, H, W)`` coil measurements, in the network's units.
         maps: complex ``(N, C, H, W)`` sensitivity maps (``sum_c |S_c|^2 = 1`` on the support).
-        steps, lr, split, batch_size, seed, progress, report: as :func:`adapt_model`.
+        steps, lr, split, batch_size, seed, progress, report: as :func:`adapt`.
 
     Raises:
         ValueError: no slice with measurements, mismatched shapes, a bad setting, or a loss that
             stops being finite.
     """
     _check_settings(steps, lr, batch_size)
-    t_start = time.perf_counter()
     if steps == 0:
         return model
     n, _, h, w = kspace.shape if kspace.ndim == 4 else (0, 0, 0, 0)
@@ -330,27 +377,11 @@ def adapt_multicoil(
         raise ValueError(
             f"multi-coil adaptation: the law is for {family.shape}, the masks are {tuple(mask.shape[-2:])}"
         )
-    wrapped = isinstance(model, SelfEnsemble)
-    net = copy.deepcopy(model.module if wrapped else model)
-    device = next(net.parameters()).device
-    maps = maps.to(torch.complex64).cpu()
-    whole = Acquisition(mask.bool().cpu(), maps).with_data(kspace.to(torch.complex64).cpu())
-    mask, kspace = whole.mask, whole.y
-    active = (kspace.abs().flatten(1).amax(1) > 0).nonzero().flatten()
-    if active.numel() == 0:
-        raise ValueError("adaptation: the scan has no slice with measurements")
-    g = torch.Generator().manual_seed(int(seed))
-    law = make_split("noisier2noise", family, family.keep_probability().float(), float(split))
-    corr = MultiCoilUndersampling(family, coils=kspace.shape[1], split=law)  # as multi-coil N2N trains
-    opt = torch.optim.Adam(net.parameters(), lr=float(lr))
-    rep = report if report is not None else AdaptReport()
-    net.train()
-    step = 0
-    for step in tqdm(range(1, int(steps) + 1), desc="adapt", unit="step", disable=not progress, leave=False):
-        pick = active[torch.randperm(active.numel(), generator=g)[:batch_size]]
-        pair = corr.split_measured(kspace[pick], mask[pick], maps[pick], generator=g)
-        _step(net, corr, opt, pair, device, step)
-    rep.steps = rep.best_step = step
-    rep.seconds = time.perf_counter() - t_start
-    net.eval()
-    return SelfEnsemble(net) if wrapped else net
+    acq = CartesianAcquisition(
+        mask.bool().cpu(), maps.to(torch.complex64).cpu(), kspace.to(torch.complex64).cpu()
+    )
+    net, _ = adapt(
+        model, acq, family, steps=steps, lr=lr, split=split, batch_size=batch_size, max_shift=0, seed=seed,
+        progress=progress, report=report,
+    )
+    return net

@@ -2,7 +2,11 @@
 
 One loop serves the MRI and the photographic experiments (see :mod:`mri_n2n.corruptions`)::
 
-    clean batch -> corruption.pair -> model -> corruption.project -> loss
+    batch -> corruption.pair -> model -> corruption.data_consistency -> loss
+
+A batch is what :func:`mri_n2n.data.collate` makes of the loader's items: clean images, or an
+:class:`~mri_n2n.physics.Acquisition` (fully sampled coil data, measured acquisitions); the
+corruption dispatches on it.
 
 Paper settings: Adam (beta1 0.9, beta2 0.99, eps 1e-8), learning rate 1e-3 with a ramp-up and
 a smooth ramp-down (:mod:`~mri_n2n.training.schedule`: ``--schedule paper``, the reference's
@@ -43,15 +47,17 @@ from tqdm.auto import tqdm
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import Config, resolve_config, resume_config, save_yaml
 from ..corruptions.base import AcquisitionLike, Pair, as_acquisition
+from ..data.loader import Batch, collate, to_device
 from ..devices import resolve_device
 from ..io import atomic_write_json, atomic_write_text
 from ..losses import get_loss
 from ..metrics import psnr, ssim
 from ..models import apply_model, ends_with_dc
+from ..physics import Acquisition
 from ..plots import image_panel, provenance_view, reconstruction_panel
 from ..seeding import seeded_generator
 from ..splits import SPLIT_TARGETS
-from .experiment import build_experiment, build_model_for
+from .experiment import acquisition_signature, build_experiment, build_model_for
 from .schedule import learning_rate, optimizer_schedule
 
 __all__ = ["TrainingError", "Trainer", "train", "resume"]
@@ -195,7 +201,7 @@ class Trainer:
 
     # -- state ------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        return {
+        state = {
             "task": self.corruption.task,
             "model_spec": self.model.spec,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -213,6 +219,9 @@ class Trainer:
             },
             "history": self.history,
         }
+        if self.corruption.task == "mri":  # what the model was trained for (inference reads it)
+            state["acquisition"] = acquisition_signature(self.cfg, self.corruption)
+        return state
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -266,12 +275,12 @@ class Trainer:
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0,
+            collate_fn=collate,
         )
         yield from loader
 
-    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True).float()
-        return x
+    def _to_device(self, x: Batch) -> Batch:
+        return to_device(x, self.device, non_blocking=True)
 
     def _forward(
         self, net: nn.Module, inp: torch.Tensor, acq: AcquisitionLike | None = None
@@ -290,13 +299,13 @@ class Trainer:
         """The projected output on ``pair``: the corruption's data consistency after the network,
         unless the network ends with its own learned one (:func:`mri_n2n.models.ends_with_dc`)."""
         out = self._forward(net, pair.input, pair.acq)
-        return out if ends_with_dc(self.model) else self.corruption.project(out, pair.acq)
+        return out if ends_with_dc(self.model) else self.corruption.data_consistency(out, pair.acq)
 
     # -- one step ---------------------------------------------------------------------
-    def train_step(self, clean: torch.Tensor, ident: torch.Tensor | None = None) -> float:
-        """One optimisation step on a clean (or, for the single-acquisition targets, measured)
-        batch; returns the loss. ``ident``: the samples' identities, which seed each slice's one
-        acquisition for ``--target ssdu|noisier2noise``."""
+    def train_step(self, clean: Batch, ident: torch.Tensor | None = None) -> float:
+        """One optimisation step on a batch of clean images or acquisitions (fully sampled, or
+        measured for the single-acquisition targets); returns the loss. ``ident``: the samples'
+        identities, which seed each slice's one acquisition for ``--target ssdu|noisier2noise``."""
         lr, beta1 = optimizer_schedule(self.step, self.total_steps, self.cfg, self.steps_per_epoch)
         for group in self.opt.param_groups:  # from the step alone, so a resumed run agrees
             group["lr"] = lr
@@ -333,14 +342,17 @@ class Trainer:
     def validate(self, *, figure: str | os.PathLike | None = None) -> dict[str, float]:
         """PSNR (peak 1.0) and SSIM of the input and of the projected output against the clean
         reference, on fixed validation corruptions seeded from each sample's identity."""
-        if getattr(self.exp.valid_set, "measured", False):
+        if self.exp.measured:
             return self._validate_heldout()
         self.model.eval()
         vs = self.exp.valid_set
         n = len(vs) if self.cfg.val_limit is None else min(len(vs), self.cfg.val_limit)
         idx = list(range(n))
         bs = self.cfg.val_batch_size or (1 if getattr(vs, "variable_size", False) else self.cfg.batch_size)
-        loader = DataLoader(torch.utils.data.Subset(vs, idx), batch_size=bs, num_workers=self.cfg.num_workers)
+        loader = DataLoader(
+            torch.utils.data.Subset(vs, idx), batch_size=bs, num_workers=self.cfg.num_workers,
+            collate_fn=collate,
+        )
         sums = {"val_psnr_input": 0.0, "val_psnr": 0.0, "val_ssim_input": 0.0, "val_ssim": 0.0}
         count = 0
         shown = None  # the figure's slice: the one with the most signal (mid-brain for MRI)
@@ -357,10 +369,10 @@ class Trainer:
             content = ref.flatten(1).sum(1)
             b = int(content.argmax())
             if shown is None or float(content[b]) > shown[0]:
-                mask = pair.acq.mask[b] if pair.acq is not None else None
-                shown = (float(content[b]), start + b, mask, ref[b], inp[b], rec[b])
-            count += clean.shape[0]
-            start += clean.shape[0]
+                panel = None if pair.acq is None else _sampled_view(pair.acq, b)
+                shown = (float(content[b]), start + b, pair.acq is not None, panel, ref[b], inp[b], rec[b])
+            count += _count(clean)
+            start += _count(clean)
         self.model.train()
         res = {k: v / max(count, 1) for k, v in sums.items()}
         if figure is not None and shown is not None and self.is_main:
@@ -375,14 +387,14 @@ class Trainer:
         vs = self.exp.valid_set
         n = len(vs) if self.cfg.val_limit is None else min(len(vs), self.cfg.val_limit)
         bs = self.cfg.val_batch_size or self.cfg.batch_size
-        loader = DataLoader(torch.utils.data.Subset(vs, list(range(n))), batch_size=bs)
+        loader = DataLoader(torch.utils.data.Subset(vs, list(range(n))), batch_size=bs, collate_fn=collate)
         sums = {"val_heldout_loss": 0.0, "val_heldout_loss_input": 0.0}
         count = 0
         for batch, ident in loader:
             batch = self._to_device(batch)
             pair = self.corruption.validation_pair(batch, torch.as_tensor(ident))
             out = self._predict(self.model, pair)
-            b = batch.shape[0]
+            b = _count(batch)
             for key, img in (("val_heldout_loss", out), ("val_heldout_loss_input", pair.input)):
                 sums[key] += float(self.loss_fn(img, pair.target, pair, 1.0)) * b
             count += b
@@ -390,9 +402,9 @@ class Trainer:
         return {k: v / max(count, 1) for k, v in sums.items()}
 
     def _figure(self, path, shown, res) -> None:
-        index, mask, ref, inp, rec = shown
+        index, mri, mask, ref, inp, rec = shown
         title = f"{self.cfg.task} {self.cfg.dataset}, step {self.step}"
-        if mask is not None:
+        if mri:
             vs = self.exp.valid_set
             prov = vs.provenance(index) if hasattr(vs, "provenance") else None
             if prov is not None and "slice" in prov:
@@ -403,7 +415,7 @@ class Trainer:
 
             reconstruction_panel(
                 path,
-                mask=view(mask),
+                mask=None if mask is None else view(mask),
                 zero_filled=view(inp),
                 reconstruction=view(rec),
                 reference=view(ref),
@@ -481,7 +493,7 @@ class Trainer:
                 loss = self.train_step(clean, ident)
                 loss_sum += loss
                 loss_n += 1
-                seen += clean.shape[0] * self.world
+                seen += _count(clean) * self.world
                 bar.update(1)
                 if self.step % 10 == 0 or self.step == stop_at:
                     rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
@@ -581,6 +593,22 @@ def threading_is_main() -> bool:
 
 def _raise_keyboard_interrupt(signum, frame):  # pragma: no cover - signal path
     raise KeyboardInterrupt
+
+
+def _count(batch: Batch) -> int:
+    """The number of samples of a batch (images or an acquisition)."""
+    if isinstance(batch, Acquisition):
+        return int(batch.batch_size or 1)
+    return int(batch.shape[0])
+
+
+def _sampled_view(acq: Acquisition, b: int) -> torch.Tensor | None:
+    """Sample ``b``'s sampled set as an image (the validation figure's mask panel) when the kind
+    samples the image grid (Cartesian bins); ``None`` for other sample spaces (trajectories)."""
+    if tuple(acq.sample_shape) != tuple(acq.image_shape):
+        return None
+    s = acq.sampled
+    return s[b] if s.ndim > len(acq.sample_shape) else s
 
 
 def _display(x: torch.Tensor) -> torch.Tensor:
