@@ -49,6 +49,7 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
+from .laws import BernoulliLaw, SampleLaw, held_share
 from .registry import NameView, Registry
 from .sampling import (
     DENSITIES_2D,
@@ -83,7 +84,6 @@ __all__ = [
     "hermitian_complete",
     "complete_measurements",
     "line_mask",
-    "held_share",
     "SSDU_ACS",
     "SSDU_STD_SCALE",
 ]
@@ -141,106 +141,6 @@ def _shape2(shape: tuple[int, int] | int) -> tuple[int, int]:
     return h, w
 
 
-class SampleLaw:
-    """A law over the sampled sets of an acquisition kind: bool sets of :attr:`shape` (the kind's
-    ``sample_shape``: grid bins for Cartesian masks, spokes for a trajectory), with the exact
-    probability that a draw keeps each sample.
-
-    A kind's law draws the acquisitions (:meth:`sample`), compensates them
-    (:meth:`keep_probability`) and splits them for the single-acquisition targets: SSDU's
-    point-wise selection (:meth:`ssdu_law`) and Noisier2Noise's second law of the same kind
-    (:meth:`second_law`) are asked of the law itself. The defaults here are kind-neutral
-    (independent draws per sample); :class:`MaskFamily` is the Cartesian law.
-
-    Attributes:
-        name: the law's name; shape: the sample space; hermitian: conjugate-symmetric draws.
-    """
-
-    name: str = ""
-    lines: bool = False
-    unidentified: str | None = None
-    shape: tuple[int, ...] = ()
-    hermitian: bool = False
-    #: for a split's selection law (:meth:`ssdu_law`): how its keep probabilities were chosen,
-    #: recorded with the run (:meth:`mri_n2n.splits.SplitLaw.describe`); None for other laws
-    selection: dict[str, Any] | None = None
-
-    def keep_probability(self) -> torch.Tensor:
-        """``P(sample kept)`` for every sample, float32 of :attr:`shape`, exact."""
-        raise NotImplementedError
-
-    def real_keep_probability(self) -> torch.Tensor:
-        """The keep probability of the sets a real image's data are completed to (kinds without
-        a symmetry completion: :meth:`keep_probability`)."""
-        return self.keep_probability()
-
-    def sample(
-        self,
-        batch: int | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """Draw sets: :attr:`shape` when ``batch`` is None, else ``(batch, *shape)`` (bool), on
-        ``device`` (default: the generator's, else CPU)."""
-        if device is None:
-            device = generator.device if generator is not None else "cpu"
-        b = 1 if batch is None else int(batch)
-        m = self._draw(b, generator, torch.device(device))
-        return m[0] if batch is None else m
-
-    def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
-        raise NotImplementedError
-
-    @property
-    def fraction(self) -> float:
-        """Expected fraction of the samples kept."""
-        return float(self.keep_probability().double().mean())
-
-    def describe(self) -> dict[str, Any]:
-        """A JSON-able description (recorded with a run)."""
-        name = self.name or type(self).__name__
-        return {"law": name, "shape": list(self.shape), "hermitian": self.hermitian}
-
-    def ssdu_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
-        """SSDU's selection of the kept (input) samples for acquisitions of keep probability
-        ``p``: here each sample independently with ``q = 1 - rho`` (every acquired sample is held
-        out with probability ``rho``). The returned law's :attr:`selection` describes the rule."""
-        law = BernoulliLaw(torch.full(tuple(p.shape), 1.0 - float(rho)), name="ssdu")
-        law.selection = {"selection": "uniform"}
-        return law
-
-    def second_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
-        """Noisier2Noise's second law of this kind whose draws hold out a share ``rho`` of the
-        acquired samples: here independent draws at the rate ``1 - rho``."""
-        return BernoulliLaw(torch.full(tuple(p.shape), 1.0 - float(rho)), name="second")
-
-    def uniform_law(self, q: float, *, hermitian: bool = False) -> SampleLaw:
-        """Independent draws that keep every sample with the same probability ``q`` (partner
-        samples together when ``hermitian``, for kinds with a conjugate symmetry): a fixed
-        held-out share of an acquisition (scan-specific adaptation's self-validation set)."""
-        return BernoulliLaw(torch.full(tuple(self.shape), float(q)), name="uniform")
-
-
-class BernoulliLaw(SampleLaw):
-    """Independent draws per sample with keep probabilities ``q`` (any sample shape)."""
-
-    def __init__(self, q: torch.Tensor, *, name: str = "bernoulli") -> None:
-        self.q = q.float().cpu()
-        self.shape = tuple(self.q.shape)
-        self.name = name
-
-    def keep_probability(self) -> torch.Tensor:
-        return self.q.clone()
-
-    def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
-        u = torch.rand((b, *self.shape), generator=g, device=g.device if g is not None else device)
-        return (u < self.q.to(u.device)).to(device)
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "mean": self.fraction}
-
-
 class MaskFamily(SampleLaw):
     """A law over bool masks ``(H, W)``; subclasses define the draw and the exact marginals.
 
@@ -289,28 +189,8 @@ class MaskFamily(SampleLaw):
         """``P(k in M or -k in M)``: the keep probability of :func:`hermitian_complete` masks."""
         raise NotImplementedError
 
-    def sample(
-        self,
-        batch: int | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """Draw masks: ``(H, W)`` when ``batch`` is None, else ``(batch, H, W)`` (bool), on
-        ``device`` (default: the generator's, else CPU)."""
-        if device is None:
-            device = generator.device if generator is not None else "cpu"
-        b = 1 if batch is None else int(batch)
-        m = self._draw(b, generator, torch.device(device))
-        return m[0] if batch is None else m
-
-    def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
-        raise NotImplementedError
-
-    @property
-    def fraction(self) -> float:
-        """Expected fraction of k-space kept."""
-        return float(self.keep_probability().double().mean())
+    # draws (:meth:`SampleLaw.sample`: masks ``(H, W)`` or ``(batch, H, W)``) and the expected
+    # fraction of k-space kept (:attr:`SampleLaw.fraction`) come from the base class
 
     # -- the single-acquisition targets' laws (mri_n2n.splits) -------------------------
     def ssdu_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
@@ -319,9 +199,7 @@ class MaskFamily(SampleLaw):
         ``N / SSDU_STD_SCALE`` along each axis), scaled so that the expected held-out share of the
         acquired bins (keep probability ``p``) is ``rho``; the central ``(SSDU_ACS + 1)^2`` block
         always stays in the input. One draw per partner pair when ``hermitian``."""
-        keep = Bernoulli2D(_ssdu_keep(p, float(rho)), hermitian=hermitian, name="bernoulli")
-        keep.selection = {"selection": "gaussian", "std_scale": SSDU_STD_SCALE, "acs": SSDU_ACS}
-        return keep
+        return _ssdu_selection(p, float(rho), hermitian)
 
     def second_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
         """Noisier2Noise's second mask of this family's kind at the mean that holds out ``rho`` of
@@ -414,13 +292,7 @@ class Bernoulli2D(MaskFamily):
         that holds out ``rho``; an explicit (estimated) density: :meth:`MaskFamily.second_law`."""
         if self.name not in DENSITIES_2D:
             return super().second_law(p, rho, hermitian=hermitian)
-        name, shape = self.name, self.shape
-
-        def fam(f: float) -> MaskFamily:
-            return make_family(name, shape, fraction=f, hermitian=hermitian)
-
-        f = bisect(lambda f: held_share(p, fam(f).keep_probability()), float(rho), 1e-3, 1.0, iters=_ITERS)
-        return fam(f)
+        return _named_second_density(self, p, float(rho), hermitian)
 
     def params(self) -> dict[str, Any]:
         if self.name == "bernoulli":  # an explicit density (e.g. estimated): store it
@@ -661,18 +533,11 @@ SSDU_ACS = 4
 #: SSDU: the selection Gaussian's standard deviation is ``N / SSDU_STD_SCALE`` along each axis.
 SSDU_STD_SCALE = 4.0
 #: Bisection steps of the split laws' parameters.
-_ITERS = 60
-
-
-def held_share(p: torch.Tensor, q: torch.Tensor) -> float:
-    """Expected share of the acquired samples (keep probability ``p``) that a selection keeping
-    each with probability ``q`` holds out: ``sum p (1 - q) / sum p``."""
-    p = p.double()
-    return float((p * (1 - q.double())).sum() / p.sum().clamp_min(1e-12))
+_SPLIT_ITERS = 60
 
 
 def _ssdu_keep(p: torch.Tensor, rho: float) -> torch.Tensor:
-    """SSDU's keep probabilities ``(H, W)`` (:meth:`MaskFamily.ssdu_law`)."""
+    """SSDU's keep probabilities ``(H, W)`` for acquisitions of keep probability ``p``."""
     h, w = p.shape
     ky = torch.arange(h, dtype=torch.float64) - h // 2
     kx = torch.arange(w, dtype=torch.float64) - w // 2
@@ -687,8 +552,28 @@ def _ssdu_keep(p: torch.Tensor, rho: float) -> torch.Tensor:
 
     if share(1e6) < rho:
         raise ValueError(f"ssdu: cannot hold out {rho:.0%} of the acquired bins (at most {share(1e6):.0%})")
-    c = bisect(share, rho, 0.0, 1e6, increasing=True, iters=_ITERS)
+    c = bisect(share, rho, 0.0, 1e6, increasing=True, iters=_SPLIT_ITERS)
     return (1 - (c * g).clamp(max=1.0)).float()
+
+
+def _ssdu_selection(p: torch.Tensor, rho: float, hermitian: bool) -> MaskFamily:
+    """SSDU's selection law (:func:`_ssdu_keep`, one draw per partner pair when ``hermitian``),
+    its :attr:`~mri_n2n.masks.SampleLaw.selection` recorded."""
+    keep = Bernoulli2D(_ssdu_keep(p, float(rho)), hermitian=hermitian, name="bernoulli")
+    keep.selection = {"selection": "gaussian", "std_scale": SSDU_STD_SCALE, "acs": SSDU_ACS}
+    return keep
+
+
+def _named_second_density(law: Bernoulli2D, p: torch.Tensor, rho: float, hermitian: bool) -> MaskFamily:
+    """Noisier2Noise's second mask of a named 2-D density: the same density at the fraction that
+    holds out ``rho``."""
+    name, shape = law.name, law.shape
+
+    def fam(f: float) -> MaskFamily:
+        return make_family(name, shape, fraction=f, hermitian=hermitian)
+
+    f = bisect(lambda f: held_share(p, fam(f).keep_probability()), rho, 1e-3, 1.0, iters=_SPLIT_ITERS)
+    return fam(f)
 
 
 def _named_second_lines(
@@ -708,7 +593,7 @@ def _named_second_lines(
     hi = max(shape[1] / max(int(_center_set(shape[1], cf, hermitian).sum()), 1), 1.0) * 0.999
     if share(hi) < rho:
         raise ValueError(f"noisier2noise: a second line mask cannot hold out {rho:.0%} of the data")
-    return fam(bisect(share, rho, 1.0, hi, increasing=True, iters=_ITERS))
+    return fam(bisect(share, rho, 1.0, hi, increasing=True, iters=_SPLIT_ITERS))
 
 
 def _always_kept_lines(law: MaskFamily, p: torch.Tensor, rho: float, hermitian: bool) -> MaskFamily:
@@ -725,7 +610,7 @@ def _always_kept_lines(law: MaskFamily, p: torch.Tensor, rho: float, hermitian: 
 
     if held_share(p, lines(0.0).keep_probability()) < rho:
         raise ValueError(f"noisier2noise: a second line mask cannot hold out {rho:.0%} of the data")
-    rate = bisect(lambda v: held_share(p, lines(v).keep_probability()), rho, 0.0, 1.0, iters=_ITERS)
+    rate = bisect(lambda v: held_share(p, lines(v).keep_probability()), rho, 0.0, 1.0, iters=_SPLIT_ITERS)
     return lines(rate)
 
 
@@ -743,7 +628,7 @@ def _powered_density(law: MaskFamily, p: torch.Tensor, rho: float, hermitian: bo
             f"noisier2noise: a second mask of this density cannot hold out {rho:.0%} of the data"
         )
     g = bisect(lambda t: held_share(p, powered(t).keep_probability()), rho, -12.0, 12.0,
-               increasing=True, iters=_ITERS)
+               increasing=True, iters=_SPLIT_ITERS)
     return powered(g)
 
 

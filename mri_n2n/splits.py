@@ -46,7 +46,8 @@ from typing import Any
 
 import torch
 
-from .masks import SSDU_ACS, SSDU_STD_SCALE, SampleLaw
+from .laws import SampleLaw
+from .masks import SSDU_ACS, SSDU_STD_SCALE
 
 __all__ = ["SPLIT_TARGETS", "SplitLaw", "make_split", "split_loss_density", "SSDU_ACS", "SSDU_STD_SCALE"]
 

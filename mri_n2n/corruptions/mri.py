@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..fft import to_complex
 from ..masks import Bernoulli2D, MaskFamily, SampleLaw, family_from_description
 from ..physics import Acquisition, acquisition_kind
-from ..seeding import seeded_generator
+from ..seeding import SALT_ACQUISITION, SALT_NOISE, SALT_PHASE, seeded_generator
 from ..splits import SPLIT_TARGETS, SplitLaw, make_split, split_loss_density
 from .augment import augment_batch, random_crop
 from .base import TARGETS, AcquisitionLike, Corruption, Pair, as_acquisition
@@ -61,14 +61,6 @@ class SamplingSettings(Protocol):
 
 
 __all__ = ["MRIUndersampling", "MultiCoilUndersampling", "random_shift", "smooth_phase", "is_measured"]
-
-#: Salts of the per-slice seeds of a single acquisition (mask, noise, phase), so that a slice
-#: keeps its one acquisition for the whole run.
-_ACQ_SALT = 0xAC90
-#: Salt of a slice's k-space noise seed (validation pairs and single acquisitions).
-NOISE_SALT = 0x401CE
-#: Salt of a slice's smooth-phase seed (magnitude data trained as complex).
-PHASE_SALT = 0x5EED
 
 Batch = torch.Tensor | Acquisition
 
@@ -313,7 +305,7 @@ class MRIUndersampling(Corruption):
     def _seeded_phase(self, clean: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         """Magnitudes trained as complex: each slice's smooth phase seeded by ``seeds``."""
         if self.complex_data and clean.shape[1] == 1:
-            gens = [seeded_generator(v ^ PHASE_SALT) for v in seeds]
+            gens = [seeded_generator(v ^ SALT_PHASE) for v in seeds]
             return torch.cat([smooth_phase(clean[i : i + 1], g) for i, g in enumerate(gens)])
         return clean
 
@@ -453,7 +445,7 @@ class MRIUndersampling(Corruption):
         if not isinstance(clean, Acquisition):
             clean = self._seeded_phase(clean, seeds)
         full, k = self._full(clean)
-        noisy = self._acquire(k, [seeded_generator(int(s) ^ NOISE_SALT) for s in seeds])
+        noisy = self._acquire(k, [seeded_generator(int(s) ^ SALT_NOISE) for s in seeds])
         acq, img = self._observe(full, noisy, mask.to(k.device))
         return Pair(img, self._reference(clean, full, k), acq)
 
@@ -467,7 +459,7 @@ class MRIUndersampling(Corruption):
             if self.split is None:
                 raise ValueError("measured validation data need a split law (--target ssdu or noisier2noise)")
             acq = self._check(clean)
-            draws = [self.split.draw(1, seeded_generator(int(s) ^ _ACQ_SALT)) for s in seeds.tolist()]
+            draws = [self.split.draw(1, seeded_generator(int(s) ^ SALT_ACQUISITION)) for s in seeds.tolist()]
             return self._split_pair(acq, torch.cat(draws).to(acq.sampled.device))
         masks = torch.cat([self.draw_masks(1, seeded_generator(int(s))) for s in seeds.tolist()], dim=0)
         return self.measure(clean, masks, phase_seeds=seeds)
@@ -478,11 +470,11 @@ class MRIUndersampling(Corruption):
         its sampled set, its measurements (noise included), the corruption's keep probability.
         The set, the k-space noise and (for magnitude data trained as complex) the smooth phase
         are drawn on the CPU from the seed; real images use the completion of the set."""
-        ids = [int(v) ^ _ACQ_SALT for v in torch.as_tensor(seeds).tolist()]
+        ids = [int(v) ^ SALT_ACQUISITION for v in torch.as_tensor(seeds).tolist()]
         if not isinstance(clean, Acquisition):
             clean = self._seeded_phase(clean, ids)
         full, k = self._full(clean)
-        noisy = self._acquire(k, [seeded_generator(v ^ NOISE_SALT) for v in ids])
+        noisy = self._acquire(k, [seeded_generator(v ^ SALT_NOISE) for v in ids])
         masks = torch.cat([self.draw_masks(1, seeded_generator(v)) for v in ids], dim=0)
         return self._acquisition(full, noisy, masks)
 

@@ -1,0 +1,124 @@
+"""Laws over the samples of an acquisition kind: what draws the sampled sets, compensates them
+and splits them, whatever the kind (:mod:`mri_n2n.acquisition`).
+
+:class:`SampleLaw` is the interface (draws over :attr:`~SampleLaw.shape`, the kind's
+``sample_shape``; the exact keep probability of every sample; the laws of the single-acquisition
+targets' splits, asked of the law itself); :class:`BernoulliLaw` draws every sample
+independently, over any sample shape. The Cartesian laws are the mask families of
+:mod:`mri_n2n.masks`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["SampleLaw", "BernoulliLaw", "held_share"]
+
+
+def held_share(p: torch.Tensor, q: torch.Tensor) -> float:
+    """Expected share of the acquired samples (keep probability ``p``) that a selection keeping
+    each with probability ``q`` holds out: ``sum p (1 - q) / sum p``."""
+    p = p.double()
+    return float((p * (1 - q.double())).sum() / p.sum().clamp_min(1e-12))
+
+
+class SampleLaw:
+    """A law over the sampled sets of an acquisition kind: bool sets of :attr:`shape` (the kind's
+    ``sample_shape``: grid bins for Cartesian masks, spokes for a trajectory), with the exact
+    probability that a draw keeps each sample.
+
+    A kind's law draws the acquisitions (:meth:`sample`), compensates them
+    (:meth:`keep_probability`) and splits them for the single-acquisition targets: SSDU's
+    point-wise selection (:meth:`ssdu_law`) and Noisier2Noise's second law of the same kind
+    (:meth:`second_law`) are asked of the law itself. The defaults here are kind-neutral
+    (independent draws per sample); :class:`MaskFamily` is the Cartesian law.
+
+    Attributes:
+        name: the law's name; shape: the sample space; hermitian: conjugate-symmetric draws.
+    """
+
+    name: str = ""
+    lines: bool = False
+    unidentified: str | None = None
+    shape: tuple[int, ...] = ()
+    hermitian: bool = False
+    #: for a split's selection law (:meth:`ssdu_law`): how its keep probabilities were chosen,
+    #: recorded with the run (:meth:`mri_n2n.splits.SplitLaw.describe`); None for other laws
+    selection: dict[str, Any] | None = None
+
+    def keep_probability(self) -> torch.Tensor:
+        """``P(sample kept)`` for every sample, float32 of :attr:`shape`, exact."""
+        raise NotImplementedError
+
+    def real_keep_probability(self) -> torch.Tensor:
+        """The keep probability of the sets a real image's data are completed to (kinds without
+        a symmetry completion: :meth:`keep_probability`)."""
+        return self.keep_probability()
+
+    def sample(
+        self,
+        batch: int | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """Draw sets: :attr:`shape` when ``batch`` is None, else ``(batch, *shape)`` (bool), on
+        ``device`` (default: the generator's, else CPU)."""
+        if device is None:
+            device = generator.device if generator is not None else "cpu"
+        b = 1 if batch is None else int(batch)
+        m = self._draw(b, generator, torch.device(device))
+        return m[0] if batch is None else m
+
+    def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def fraction(self) -> float:
+        """Expected fraction of the samples kept."""
+        return float(self.keep_probability().double().mean())
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description (recorded with a run)."""
+        name = self.name or type(self).__name__
+        return {"law": name, "shape": list(self.shape), "hermitian": self.hermitian}
+
+    def ssdu_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
+        """SSDU's selection of the kept (input) samples for acquisitions of keep probability
+        ``p``: here each sample independently with ``q = 1 - rho`` (every acquired sample is held
+        out with probability ``rho``). The returned law's :attr:`selection` describes the rule."""
+        law = BernoulliLaw(torch.full(tuple(p.shape), 1.0 - float(rho)), name="ssdu")
+        law.selection = {"selection": "uniform"}
+        return law
+
+    def second_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
+        """Noisier2Noise's second law of this kind whose draws hold out a share ``rho`` of the
+        acquired samples: here independent draws at the rate ``1 - rho``."""
+        return BernoulliLaw(torch.full(tuple(p.shape), 1.0 - float(rho)), name="second")
+
+    def uniform_law(self, q: float, *, hermitian: bool = False) -> SampleLaw:
+        """Independent draws that keep every sample with the same probability ``q`` (partner
+        samples together when ``hermitian``, for kinds with a conjugate symmetry): a fixed
+        held-out share of an acquisition (scan-specific adaptation's self-validation set)."""
+        return BernoulliLaw(torch.full(tuple(self.shape), float(q)), name="uniform")
+
+
+class BernoulliLaw(SampleLaw):
+    """Independent draws per sample with keep probabilities ``q`` (any sample shape)."""
+
+    def __init__(self, q: torch.Tensor, *, name: str = "bernoulli") -> None:
+        self.q = q.float().cpu()
+        self.shape = tuple(self.q.shape)
+        self.name = name
+
+    def keep_probability(self) -> torch.Tensor:
+        return self.q.clone()
+
+    def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        u = torch.rand((b, *self.shape), generator=g, device=g.device if g is not None else device)
+        return (u < self.q.to(u.device)).to(device)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "mean": self.fraction}
