@@ -125,10 +125,7 @@ def test_physics_and_io_stay_at_the_bottom():
 #: Private names still imported across modules, each waiting for its module's owner (issue 31,
 #: item 7): the importer, the module and the name. Nothing may be added here.
 PRIVATE_IMPORTS_TO_FIX = {
-    ("mri_n2n.corruptions.multicoil", "mri_n2n.corruptions.mri", "_ACQ_SALT"),  # -> seeding.SALT_ACQUISITION
     ("mri_n2n.reconstruction.multicoil", "mri_n2n.reconstruction.engine", "_Accum"),
-    ("mri_n2n.splits", "mri_n2n.masks", "_center_set"),
-    ("mri_n2n.splits", "mri_n2n.masks", "_mirror_cols"),  # -> sampling.hermitian_mirror(x, ndim=1)
 }
 
 
