@@ -1,7 +1,9 @@
 """Corruptions: how a clean or measured sample becomes a training pair.
 
 - :mod:`~mri_n2n.corruptions.base` -- :class:`Corruption` and :class:`Pair`, the interface.
-- :mod:`~mri_n2n.corruptions.mri` -- :class:`MRIUndersampling`, the paper's k-space undersampling.
+- :mod:`~mri_n2n.corruptions.mri` -- :class:`MRIUndersampling`, the paper's k-space undersampling,
+  one class for every acquisition kind and coil count (:class:`MultiCoilUndersampling` records
+  the coil count of coil data).
 - :mod:`~mri_n2n.corruptions.noise` -- the photographic noises (:data:`NOISES`,
   :func:`make_corruption`, :func:`default_loss`).
 - :mod:`~mri_n2n.corruptions.text` -- the text-overlay renderer.
@@ -9,7 +11,7 @@
 
 from ..seeding import seeded_generator
 from .base import TARGETS, Corruption, Pair
-from .mri import MRIUndersampling, random_shift
+from .mri import MRIUndersampling, MultiCoilUndersampling, is_measured, random_shift
 from .noise import (
     NOISES,
     BernoulliNoise,
@@ -30,6 +32,8 @@ __all__ = [
     "Pair",
     "seeded_generator",
     "MRIUndersampling",
+    "MultiCoilUndersampling",
+    "is_measured",
     "random_shift",
     "NOISES",
     "make_corruption",

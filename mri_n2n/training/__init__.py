@@ -6,7 +6,7 @@
   and the reference's per-epoch ``paper`` one).
 """
 
-from .experiment import Experiment, build_experiment, build_model_for
+from .experiment import Experiment, acquisition_signature, build_experiment, build_model_for
 from .schedule import SCHEDULES, learning_rate, optimizer_schedule
 from .trainer import Trainer, TrainingError, resume, train
 
@@ -14,6 +14,7 @@ __all__ = [
     "Experiment",
     "build_experiment",
     "build_model_for",
+    "acquisition_signature",
     "Trainer",
     "TrainingError",
     "learning_rate",
