@@ -310,7 +310,7 @@ class Acquisition:
         replacement then takes its centred-FFT path, equal to the default up to round-off)."""
         if lam is None and self.replaces:
             return self.project(x, y)
-        acq = self if y is None else self.with_data(y)
+        acq = self if y is None or y is self.y else self.with_data(y)
         return acq.prox(x, 0.0 if lam is None else lam, iters)
 
     def output_image(self, x: torch.Tensor) -> torch.Tensor:

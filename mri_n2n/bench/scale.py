@@ -58,12 +58,14 @@ from tqdm.auto import tqdm
 from ..coils import birdcage_maps
 from ..config import Config, resolve_config
 from ..corruptions.mri import smooth_phase
+from ..data import collate
 from ..data.kspace import build_kspace_datasets
 from ..data.mni152 import mni152_slices
 from ..data.multicoil import MultiCoilSliceDataset, crop_coil_kspace
 from ..data.synthetic_raw import write_fastmri_multicoil_h5
 from ..devices import resolve_device
 from ..io import atomic_write_json
+from ..physics import Acquisition
 from ..seeding import seeded_generator
 from ..training import Trainer
 
@@ -210,8 +212,8 @@ def stage_times(ds: MultiCoilSliceDataset, items: list[int], cache_dir: Path) ->
 def _loader_pass(ds: MultiCoilSliceDataset, order: list[int], batch: int, workers: int) -> float:
     batches = [order[i : i + batch] for i in range(0, len(order), batch)]
     t0 = time.perf_counter()
-    loader = DataLoader(ds, batch_sampler=batches, num_workers=workers)
-    n = sum(int(x.shape[0]) for x, _ in loader)
+    loader = DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=collate)
+    n = sum(int(x.batch_size) for x, _ in loader)  # collated coil acquisitions
     return n / (time.perf_counter() - t0)
 
 
@@ -274,7 +276,7 @@ def _status_kb(field: str) -> int | None:
     return None
 
 
-def _peak_step_memory(trainer: Trainer, batch: torch.Tensor) -> dict[str, Any]:
+def _peak_step_memory(trainer: Trainer, batch: Acquisition) -> dict[str, Any]:
     """Peak memory of one training step (module docstring); bytes and the method."""
     dev = trainer.device
     if dev.type == "cuda":
@@ -339,10 +341,10 @@ def step_rates(
             cfg = cfg.replace(batch_size=1)  # the reference CPU run of the GPU preset
         tr = Trainer(cfg)
         ds = tr.exp.train_set
-        batch = torch.stack([ds[i][0] for i in range(min(cfg.batch_size, len(ds)))])
+        batch, _ = collate([ds[i] for i in range(min(cfg.batch_size, len(ds)))])
         trainers[name], batches[name] = tr, batch
         out[name] = {
-            "batch_size": int(batch.shape[0]),
+            "batch_size": int(batch.batch_size),
             "preset_batch_size": int(resolve_config(Config(**kw))[0].batch_size),
             "size": cfg.size,
             "coils": int(ds.coils),
@@ -370,7 +372,7 @@ def step_rates(
                 tr.train_step(batch)
             if tr.device.type == "cuda":
                 torch.cuda.synchronize(tr.device)
-            rates[name].append(steps * batch.shape[0] / (time.perf_counter() - t0))
+            rates[name].append(steps * batch.batch_size / (time.perf_counter() - t0))
             bar.update(1)
     bar.close()
     for name in PRESETS:
