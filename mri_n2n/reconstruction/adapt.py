@@ -305,8 +305,9 @@ def adapt_model(
             training); all-zero slices are skipped.
         complex_data: two-channel (complex) network; a one-channel network needs measurements of
             real images.
-        steps, lr, split, batch_size, max_shift, seed, progress, validation, check_every,
-        patience, report: as :func:`adapt`.
+        steps: Adam steps, and ``lr``, ``split``, ``batch_size``, ``max_shift``, ``seed``,
+            ``progress``, ``validation``, ``check_every``, ``patience``, ``report``: as
+            :func:`adapt`.
 
     Raises:
         ValueError: no slice with measurements, mismatched shapes, a bad setting, or a loss that
@@ -358,7 +359,8 @@ def adapt_multicoil(
         mask: bool ``(N, H, W)`` sampled sets of the scan's slices.
         kspace: complex ``(N, C, H, W)`` coil measurements, in the network's units.
         maps: complex ``(N, C, H, W)`` sensitivity maps (``sum_c |S_c|^2 = 1`` on the support).
-        steps, lr, split, batch_size, seed, progress, report: as :func:`adapt`.
+        steps: Adam steps, and ``lr``, ``split``, ``batch_size``, ``seed``, ``progress``,
+            ``report``: as :func:`adapt`.
 
     Raises:
         ValueError: no slice with measurements, mismatched shapes, a bad setting, or a loss that
