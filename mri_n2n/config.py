@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from .data.datasets import DATASET_NAMES, dataset_names
+from .data.generators.multicoil_synth import parse_coil_range
 from .data.slices import check_normalize, parse_slice_range
 from .images.datasets import DATASETS as IMAGE_DATASETS
 from .images.datasets import image_dataset_names
@@ -130,6 +131,16 @@ class Config:
                              "0 = none, at most 0.9)")
     synth_template: float = _f(0.0, "--dataset synth: share of the other training items that are the "
                                "MNI152 T1 template slice itself (0 = none, at most 0.9)")
+    synth_coils: str | None = _f(None, "MRI image datasets: train on multi-coil data: every slice becomes "
+                                 "the fully sampled coil k-space of a random loop array of N or LO:HI "
+                                 "coils (padded to HI), with the phase model and correlated coil noise "
+                                 "(mri_n2n.data.generators); default: single-coil images")
+    synth_coil_noise: float = _f(0.0, "with --synth-coils: thermal noise std, correlated between the "
+                                 "coils, relative to the image maximum")
+    phase_model: str = _f("smooth", "MRI --complex on magnitude data: the random phase given to each "
+                          "slice: smooth (a 4x4 bicubic field and a constant) or realistic (ramps, "
+                          "quadratic terms, off-resonance at air boundaries, flow; "
+                          "mri_n2n.data.generators.phase)", ("smooth", "realistic"))
     # MRI corruption (paper: exp-decay density, 10 % of k-space, Hermitian masks)
     acquisition: str = _f("cartesian", "MRI: the acquisition kind (cartesian: masks on the k-space "
                           "grid; or any kind registered by an Acquisition subclass)", kind_names)
@@ -302,7 +313,7 @@ def with_fallbacks(cfg: Config) -> Config:
 #: Fields a resumed run cannot change: they define the model, the data or the corruption.
 RESUME_FIXED = (
     "task", "target", "split", "dataset", "data_dir", "size", "slices", "axis", "normalize", "synth_photos",
-    "synth_template", "virtual_coils",
+    "synth_template", "virtual_coils", "synth_coils", "synth_coil_noise", "phase_model", "acquisition",
     "density",
     "fraction", "edge", "acceleration", "center_fraction", "complex", "kspace_noise", "augment", "deform",
     "crop", "noise", "noise_options",
@@ -442,7 +453,7 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
     vals.update({k: v for k, v in _FALLBACK.items() if k not in vals})
     upd: dict[str, Any] = {"preset": preset, "task": task, "dataset": dataset}
     if cfg.complex is None:  # measured k-space keeps its phase; magnitude datasets are real
-        upd["complex"] = task == "mri" and dataset == "kspace"
+        upd["complex"] = task == "mri" and (dataset == "kspace" or cfg.synth_coils is not None)
     if cfg.target in SPLIT_TARGETS:
         if task != "mri":
             raise ConfigError(f"--target {cfg.target} is an MRI target (it splits k-space acquisitions)")
@@ -485,6 +496,17 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
         raise ConfigError(f"--synth-template mixes the template into --dataset synth, not '{cfg.dataset}'")
     if cfg.synth_photos and cfg.dataset != "synth":
         raise ConfigError(f"--synth-photos mixes photographs into --dataset synth, not '{cfg.dataset}'")
+    if cfg.synth_coils is not None:
+        try:
+            parse_coil_range(cfg.synth_coils)
+        except ValueError as e:
+            raise ConfigError(f"--synth-coils: {e}") from None
+        if cfg.dataset in ("kspace",) or cfg.task == "image":
+            raise ConfigError(
+                f"--synth-coils synthesises coil data from MRI images, not --dataset {cfg.dataset}"
+            )
+    if not cfg.synth_coil_noise >= 0:
+        raise ConfigError(f"--synth-coil-noise must be >= 0, got {cfg.synth_coil_noise}")
     if cfg.dataset == "synth" and cfg.normalize != "max":
         raise ConfigError("--dataset synth draws max-normalised images: drop --normalize (or use max)")
     if cfg.size is not None and cfg.size < 8:

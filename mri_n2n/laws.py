@@ -47,6 +47,9 @@ class SampleLaw:
     #: for a split's selection law (:meth:`ssdu_law`): how its keep probabilities were chosen,
     #: recorded with the run (:meth:`mri_n2n.splits.SplitLaw.describe`); None for other laws
     selection: dict[str, Any] | None = None
+    #: every item draws its own law (a mixture of protocols): :meth:`draw_items` gives each
+    #: item's exact keep probability, and :meth:`keep_probability` is only the marginal
+    per_item: bool = False
 
     def keep_probability(self) -> torch.Tensor:
         """``P(sample kept)`` for every sample, float32 of :attr:`shape`, exact."""
@@ -74,6 +77,16 @@ class SampleLaw:
 
     def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
         raise NotImplementedError
+
+    def draw_items(
+        self, batch: int, n: int, *, generator: torch.Generator, real: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``n`` sampled sets for each of ``batch`` items, ``(n, batch, *shape)``, and the keep
+        probability per item ``(batch, *shape)`` when it differs between items (a law drawn per
+        item, e.g. a scan protocol), else ``None`` (:meth:`keep_probability` serves every item;
+        ``real``: that of the completed sets). The sets of one item (a Noise2Noise pair) share
+        its law. Here: ``n`` independent draws of :meth:`sample`, in order."""
+        return torch.stack([self.sample(batch, generator=generator) for _ in range(int(n))]), None
 
     @property
     def fraction(self) -> float:

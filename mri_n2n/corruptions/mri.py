@@ -31,6 +31,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from ..data.generators.phase import with_random_phase
 from ..fft import to_complex
 from ..masks import Bernoulli2D, MaskFamily, SampleLaw, family_from_description
 from ..physics import Acquisition, acquisition_kind
@@ -63,6 +64,8 @@ class SamplingSettings(Protocol):
 __all__ = ["MRIUndersampling", "MultiCoilUndersampling", "random_shift", "smooth_phase", "is_measured"]
 
 Batch = torch.Tensor | Acquisition
+#: The phase models of magnitudes trained as complex (``--phase-model``).
+PHASE_MODELS = ("smooth", "realistic")
 
 
 def is_measured(batch: Batch) -> bool:
@@ -163,7 +166,13 @@ class MRIUndersampling(Corruption):
         crop: bool = False,
         noise_std: float = 0.0,
         split: SplitLaw | None = None,
+        phase_model: str = "smooth",
     ) -> None:
+        if phase_model not in PHASE_MODELS:
+            raise ValueError(f"phase_model must be one of {PHASE_MODELS}, got {phase_model!r}")
+        #: the random phase of magnitudes trained as complex (``smooth``: :func:`smooth_phase`;
+        #: ``realistic``: :func:`~mri_n2n.data.generators.phase.with_random_phase`)
+        self.phase_model = phase_model
         if isinstance(family, torch.Tensor):
             family = Bernoulli2D(family, hermitian=not complex_data, name="bernoulli")
         self.kind = acquisition_kind(kind) if isinstance(kind, str) else kind
@@ -253,6 +262,7 @@ class MRIUndersampling(Corruption):
             crop=bool(getattr(cfg, "crop", False)),
             noise_std=float(getattr(cfg, "kspace_noise", 0.0) or 0.0),
             split=split,
+            phase_model=str(getattr(cfg, "phase_model", "smooth") or "smooth"),
         )
         out.measured_law = given
         return out
@@ -299,14 +309,20 @@ class MRIUndersampling(Corruption):
         if self.complex_data and clean.shape[1] == 1:
             if generator is None:
                 raise ValueError("a magnitude batch for complex data needs a generator for its phase")
-            return smooth_phase(clean, generator)
+            return self._phase(clean, generator)
         return clean
+
+    def _phase(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Magnitudes as complex channels with the corruption's phase model."""
+        if self.phase_model == "realistic":
+            return with_random_phase(clean, generator, channels=True)
+        return smooth_phase(clean, generator)
 
     def _seeded_phase(self, clean: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         """Magnitudes trained as complex: each slice's smooth phase seeded by ``seeds``."""
         if self.complex_data and clean.shape[1] == 1:
             gens = [seeded_generator(v ^ SALT_PHASE) for v in seeds]
-            return torch.cat([smooth_phase(clean[i : i + 1], g) for i, g in enumerate(gens)])
+            return torch.cat([self._phase(clean[i : i + 1], g) for i, g in enumerate(gens)])
         return clean
 
     def _check(self, acq: Acquisition) -> Acquisition:
@@ -359,7 +375,8 @@ class MRIUndersampling(Corruption):
         with ``keep_prob`` (default the corruption's own). Real data use the kind's completion of
         the set (a law drawn symmetric is complete already)."""
         p = self.keep_prob if keep_prob is None else keep_prob
-        real = not self.complex_data and not self.family.hermitian
+        # a law drawn symmetric needs no completion (laws per item: some of theirs are not)
+        real = not self.complex_data and (not self.family.hermitian or self.family.per_item)
         return full.observe(k, sampled.to(k.device), p, real=real)
 
     def _observe(
@@ -425,17 +442,32 @@ class MRIUndersampling(Corruption):
         noisy = self._acquire(k, [g])
         b = k.shape[0]
         law, keep_prob = self.law_at(shape)
-        acq, inp = self._observe(full, noisy, law.sample(b, generator=g), keep_prob)
+        # the sets of both observations (an item's law may be its own: both from it)
+        sets, per_item = law.draw_items(b, 2 if target == "noisy" else 1, generator=g, real=self._real())
+        keep_prob = keep_prob if per_item is None else per_item
+        acq, inp = self._observe(full, noisy, sets[0], keep_prob)
         if target != "noisy":
             return Pair(inp, self._reference(clean, full, k), acq)
         # what a k-space loss needs (mri_n2n.losses.kspace_loss): the target's own sampled set,
         # its measured (unscaled) k-space and each sample's keep probability
-        target_acq, tgt = self._observe(full, noisy, law.sample(b, generator=g), keep_prob)
+        target_acq, tgt = self._observe(full, noisy, sets[1], keep_prob)
         return Pair(inp, tgt, acq, target_acq)
 
-    def measure(self, clean: Batch, mask: torch.Tensor, *, phase_seeds: torch.Tensor | None = None) -> Pair:
+    def _real(self) -> bool:
+        """The model's images are real: the kind's completion of the sets applies."""
+        return not self.complex_data
+
+    def measure(
+        self,
+        clean: Batch,
+        mask: torch.Tensor,
+        *,
+        phase_seeds: torch.Tensor | None = None,
+        keep_prob: torch.Tensor | None = None,
+    ) -> Pair:
         """Undersample ``clean`` (clean images or fully sampled data) with given sampled sets
-        ``mask``; the target is the clean batch (of fully sampled data: its image).
+        ``mask`` (of the law's keep probability ``keep_prob``, per item or shared; default the
+        corruption's); the target is the clean batch (of fully sampled data: its image).
 
         A magnitude batch for complex data gets the smooth phase, and every slice its k-space
         noise, seeded per sample by ``phase_seeds`` (default: the sample's index).
@@ -446,7 +478,7 @@ class MRIUndersampling(Corruption):
             clean = self._seeded_phase(clean, seeds)
         full, k = self._full(clean)
         noisy = self._acquire(k, [seeded_generator(int(s) ^ SALT_NOISE) for s in seeds])
-        acq, img = self._observe(full, noisy, mask.to(k.device))
+        acq, img = self._observe(full, noisy, mask.to(k.device), keep_prob)
         return Pair(img, self._reference(clean, full, k), acq)
 
     def validation_pair(self, clean: Batch, seeds: torch.Tensor) -> Pair:
@@ -461,8 +493,11 @@ class MRIUndersampling(Corruption):
             acq = self._check(clean)
             draws = [self.split.draw(1, seeded_generator(int(s) ^ SALT_ACQUISITION)) for s in seeds.tolist()]
             return self._split_pair(acq, torch.cat(draws).to(acq.sampled.device))
-        masks = torch.cat([self.draw_masks(1, seeded_generator(int(s))) for s in seeds.tolist()], dim=0)
-        return self.measure(clean, masks, phase_seeds=seeds)
+        draws = [self.family.draw_items(1, 1, generator=seeded_generator(int(s)), real=self._real())
+                 for s in seeds.tolist()]
+        masks = torch.cat([d[0][0] for d in draws], dim=0)
+        per_item = None if draws[0][1] is None else torch.cat([d[1] for d in draws]).to(masks.device)
+        return self.measure(clean, masks, phase_seeds=seeds, keep_prob=per_item)
 
     # -- single acquisitions (SSDU, Noisier2Noise) --------------------------------------------
     def acquire_once(self, clean: Batch, seeds: torch.Tensor) -> Acquisition:
@@ -475,8 +510,10 @@ class MRIUndersampling(Corruption):
             clean = self._seeded_phase(clean, ids)
         full, k = self._full(clean)
         noisy = self._acquire(k, [seeded_generator(v ^ SALT_NOISE) for v in ids])
-        masks = torch.cat([self.draw_masks(1, seeded_generator(v)) for v in ids], dim=0)
-        return self._acquisition(full, noisy, masks)
+        draws = [self.family.draw_items(1, 1, generator=seeded_generator(v), real=self._real()) for v in ids]
+        masks = torch.cat([d[0][0] for d in draws], dim=0)
+        per_item = None if draws[0][1] is None else torch.cat([d[1] for d in draws]).to(noisy.device)
+        return self._acquisition(full, noisy, masks, per_item)
 
     def single_pair(self, batch: Batch, *, generator: torch.Generator, seeds: torch.Tensor) -> Pair:
         """A training pair from one acquisition per slice (``ssdu`` / ``noisier2noise``).
@@ -530,6 +567,7 @@ class MRIUndersampling(Corruption):
             "family": self.family.name,
             "max_shift": self.max_shift,
             "complex_data": self.complex_data,
+            **({"phase_model": self.phase_model} if self.phase_model != "smooth" else {}),
             "augment": self.augment,
             "deform": self.deform,
             "crop": self.crop,

@@ -18,6 +18,7 @@ normalised slices and torch datasets yielding ``(item, ident)``: a clean image t
 - :mod:`~mri_n2n.data.loader` -- :func:`collate` and :func:`to_device`: one batch type.
 """
 
+from . import generators  # noqa: F401  (registers --density mixed)
 from .base import DataDirError, H5SliceDataset, SliceDataset
 from .datasets import DATASET_NAMES, build_mri_datasets
 from .ixi import build_ixi_datasets, find_ixi_subjects, prepare_ixi, split_subjects

@@ -23,6 +23,7 @@ from ..registry import NameView, Registry
 from ..splits import SPLIT_TARGETS
 from .base import check_data_dir
 from .folders import build_folder_datasets
+from .generators.multicoil_synth import SynthCoilDataset, parse_coil_range
 from .ixi import build_ixi_datasets
 from .kspace import build_kspace_datasets
 from .mni152 import build_mni152_datasets
@@ -301,7 +302,7 @@ def mri_datasets_from_config(cfg: DataSettings) -> tuple[Dataset, Dataset]:
     alike; the split never depends on the training seed, the draws of a ``seeded`` dataset such
     as ``synth`` do); ``cfg`` reaches the builder as ``options.config``."""
     slices = parse_slice_range(cfg.slices) if cfg.slices else None
-    return build_mri_datasets(
+    train, valid = build_mri_datasets(
         cfg.dataset,
         data_dir=cfg.data_dir,
         size=cfg.size,
@@ -317,3 +318,10 @@ def mri_datasets_from_config(cfg: DataSettings) -> tuple[Dataset, Dataset]:
         virtual_coils=getattr(cfg, "virtual_coils", None),
         config=cfg,
     )
+    coils = getattr(cfg, "synth_coils", None)
+    if coils is not None:  # coil k-space of random arrays (validation: fixed draws, seed 0)
+        lo_hi = parse_coil_range(coils)
+        noise = float(getattr(cfg, "synth_coil_noise", 0.0) or 0.0)
+        train = SynthCoilDataset(train, lo_hi, noise=noise, seed=int(getattr(cfg, "seed", 0)))
+        valid = SynthCoilDataset(valid, lo_hi, noise=noise, seed=0)
+    return train, valid

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ...masks import MaskFamily, family_names, is_line_family, make_family
+from ...masks import FamilySettings, MaskFamily, family_names, is_line_family, make_family
 
 __all__ = [
     "LINE_LAW_FAMILIES",
@@ -43,6 +43,7 @@ __all__ = [
     "draw_line_law",
     "draw_line_laws",
     "sample_masks",
+    "MixedLines",
 ]
 
 #: The line families a law is drawn from by default (every built-in one).
@@ -200,3 +201,69 @@ def sample_masks(
     masks = torch.stack([f.sample(int(n_masks), generator=generator, device=generator.device) for f in fams])
     keep = torch.stack([f.keep_probability() for f in fams])
     return masks.to(dev), keep.to(dev)
+
+
+#: Laws drawn (from a fixed seed) to estimate :class:`MixedLines`' marginal keep probability.
+MARGINAL_DRAWS = 256
+
+
+class MixedLines(MaskFamily):
+    """``--density mixed``: every item draws its own law (:func:`draw_line_law` with its
+    defaults: the four line families at accelerations 2 to 8 with 4 to 12 % central lines, and a
+    2-D family in 10 % of the items), so that one model serves the protocols scanners use.
+
+    The corruption asks :meth:`draw_items` for each item's masks (both masks of a Noise2Noise
+    pair from its law) and that law's exact keep probability, which compensates the item. As a
+    family of its own, :meth:`keep_probability` is the marginal over the laws (estimated from
+    :data:`MARGINAL_DRAWS` laws of a fixed seed) and :meth:`sample` draws a law per mask.
+    ``--acceleration`` and ``--center-fraction`` do not apply: the ranges are the law.
+    """
+
+    names = ("mixed",)
+    #: each item draws its own law (:meth:`draw_items` gives its keep probability)
+    per_item = True
+
+    @classmethod
+    def build(
+        cls, name: str, shape: tuple[int, int], settings: FamilySettings, *, hermitian: bool
+    ) -> MaskFamily:
+        return cls(shape, hermitian=hermitian)
+
+    def __init__(self, shape: tuple[int, int] | int, *, hermitian: bool = False) -> None:
+        super().__init__(shape, hermitian=hermitian)
+        self.name = "mixed"
+        self._marginal: dict[bool, torch.Tensor] = {}
+
+    def draw_law(self, generator: torch.Generator) -> MaskFamily:
+        """One item's law."""
+        return draw_line_law(generator, self.shape, hermitian=self.hermitian).family
+
+    def _marginal_of(self, real: bool) -> torch.Tensor:
+        if real not in self._marginal:
+            g = torch.Generator().manual_seed(0x11E5)
+            fams = [self.draw_law(g) for _ in range(MARGINAL_DRAWS)]
+            ps = [f.real_keep_probability() if real else f.keep_probability() for f in fams]
+            self._marginal[real] = torch.stack(ps).double().mean(0).float()
+        return self._marginal[real].clone()
+
+    def keep_probability(self) -> torch.Tensor:
+        return self._marginal_of(False)
+
+    def real_keep_probability(self) -> torch.Tensor:
+        return self._marginal_of(True)
+
+    def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        g = g if g is not None else torch.Generator()
+        return torch.cat([self.draw_law(g).sample(1, generator=g, device=device) for _ in range(b)])
+
+    def draw_items(
+        self, batch: int, n: int, *, generator: torch.Generator, real: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        g = generator
+        laws = [self.draw_law(g) for _ in range(int(batch))]
+        sets = torch.stack([f.sample(int(n), generator=g) for f in laws], dim=1)  # (n, B, H, W)
+        p = torch.stack([f.real_keep_probability() if real else f.keep_probability() for f in laws])
+        return sets, p.float()
+
+    def params(self) -> dict[str, Any]:
+        return {}
