@@ -8,6 +8,9 @@ loads with ``torch.load(weights_only=True)``: a checkpoint can never run code. K
 - ``model_spec``: ``{"name": ..., "kwargs": {...}}`` for :func:`mri_n2n.models.build_model`;
 - ``model``: the state dict;
 - ``config``: the full resolved run configuration (a nested dict);
+- ``acquisition`` (MRI): what the model was trained for, ``{"kind", "complex", "coils",
+  "channels", "law", "measured_law"}`` (:func:`checkpoint_acquisition` reads it, and derives it
+  from the config and the model spec for checkpoints written before it existed);
 - optional training state: ``optimizer``, ``scheduler``, ``step``, ``epoch``, ``rng``,
   ``best_metric``, ``metrics``.
 
@@ -26,7 +29,9 @@ from typing import Any
 
 import torch
 
+from .config import MULTICOIL_PRESETS, Config
 from .io import atomic_torch_save
+from .masks import family_for
 from .models import build_model
 
 __all__ = [
@@ -36,6 +41,8 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "model_from_checkpoint",
+    "checkpoint_acquisition",
+    "ACQUISITION_KEYS",
     "PRETRAINED_DIR",
     "pretrained",
     "resolve_checkpoint",
@@ -146,3 +153,94 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, device: str | torch.device = 
     model = build_model(spec["name"], **spec.get("kwargs", {}))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
+
+
+#: The keys of a checkpoint's ``acquisition`` block (:func:`checkpoint_acquisition`).
+ACQUISITION_KEYS = ("kind", "complex", "coils", "channels", "law", "measured_law")
+#: The corruption classes whose checkpoints (written before the ``acquisition`` block) were
+#: trained on coil data.
+_MULTICOIL_CORRUPTIONS = ("MultiCoilUndersampling",)
+
+
+def checkpoint_acquisition(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What an MRI checkpoint's model was trained for: its ``acquisition`` block, completed for
+    checkpoints written before the trainer recorded it.
+
+    Returns a dict with
+
+    - ``kind``: the registered acquisition kind (:func:`mri_n2n.physics.acquisition_kind`);
+    - ``complex``: two-channel complex images (``True``) or real magnitude images;
+    - ``coils``: ``"single"`` or ``"multi"`` (coil k-space with sensitivity maps);
+    - ``channels``: the model's input channels (1 or 2);
+    - ``law``: the description of the sampling law the model was trained on
+      (:meth:`~mri_n2n.masks.SampleLaw.describe`), ``None`` when it cannot be rebuilt;
+    - ``measured_law``: the law of the undersampled files it was trained on (a description),
+      ``None`` for retrospectively undersampled training data.
+
+    Fallback for older checkpoints (no ``acquisition`` block, or keys missing from it), from the
+    saved config, the corruption record and the model spec: kind the config's ``acquisition``
+    (``"cartesian"``, the only kind there was), ``complex`` from the config's ``complex`` (else
+    the corruption's ``complex_data``, else two input channels), ``coils`` ``"multi"`` when the
+    corruption was the multi-coil one (or the preset a multi-coil one), ``channels`` from the
+    model spec's ``in_channels`` (else 2 for complex data, 1 otherwise), ``law`` the measured law
+    or else the config's mask family at its slice size, ``measured_law`` the corruption's record.
+
+    Raises:
+        CheckpointError: a recorded block that is not a dict, or values that contradict each
+            other (channels other than 1 or 2, complex with one channel, coils with real images).
+    """
+    block = ckpt.get("acquisition")
+    if block is not None and not isinstance(block, dict):
+        raise CheckpointError(f"checkpoint acquisition record is a {type(block).__name__}, not a dict")
+    block = dict(block or {})
+    cfg = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    corruption = ckpt.get("corruption") if isinstance(ckpt.get("corruption"), dict) else {}
+    kwargs = (ckpt.get("model_spec") or {}).get("kwargs") or {}
+    out: dict[str, Any] = {}
+    out["kind"] = str(block.get("kind") or cfg.get("acquisition") or "cartesian")
+    channels = block.get("channels", kwargs.get("in_channels"))
+    if "complex" in block:
+        out["complex"] = bool(block["complex"])
+    elif cfg.get("complex") is not None:
+        out["complex"] = bool(cfg["complex"])
+    elif "complex_data" in corruption:
+        out["complex"] = bool(corruption["complex_data"])
+    else:  # a config that left it to the data: the model's channels say
+        out["complex"] = channels is not None and int(channels) == 2
+    if block.get("coils") is not None:
+        out["coils"] = str(block["coils"])
+    else:
+        multi = corruption.get("name") in _MULTICOIL_CORRUPTIONS or cfg.get("preset") in MULTICOIL_PRESETS
+        out["coils"] = "multi" if multi else "single"
+    out["channels"] = int(channels) if channels is not None else (2 if out["complex"] else 1)
+    measured = block.get("measured_law", corruption.get("measured_law"))
+    out["measured_law"] = measured if isinstance(measured, dict) else None
+    if "law" in block:
+        out["law"] = block["law"]
+    else:  # measured training files: their law replaced the config's family
+        out["law"] = out["measured_law"] or _config_law(cfg, out)
+    if out["channels"] not in (1, 2):
+        raise CheckpointError(f"an MRI model takes 1 or 2 channels, this one takes {out['channels']}")
+    if out["complex"] != (out["channels"] == 2):
+        what = "complex" if out["complex"] else "real"
+        raise CheckpointError(f"checkpoint records {what} images but a {out['channels']}-channel model")
+    if out["coils"] not in ("single", "multi"):
+        raise CheckpointError(f"checkpoint coils must be 'single' or 'multi', got {out['coils']!r}")
+    if out["coils"] == "multi" and not out["complex"]:
+        raise CheckpointError("checkpoint records coil data with real (magnitude) images")
+    return {k: out[k] for k in ACQUISITION_KEYS}
+
+
+def _config_law(cfg: dict[str, Any], acq: dict[str, Any]) -> dict[str, Any] | None:
+    """The description of the Cartesian mask family a saved config trained on (``None`` when the
+    config does not build one, e.g. an unknown kind or a family that is not registered here)."""
+    if acq["kind"] != "cartesian" or not cfg:
+        return None
+    try:
+        config = Config.from_dict(cfg, where="checkpoint config")
+        size = int(config.size or 0)
+        if size < 1:
+            return None
+        return family_for(config, (size, size), hermitian=not acq["complex"]).describe()
+    except (KeyError, TypeError, ValueError):
+        return None
