@@ -113,13 +113,14 @@ def test_the_reconstructor_adapts_per_study_on_the_study_masks(tmp_path):
 
 
 def test_adaptation_sees_only_the_studys_measurements_masks_and_law(tmp_path, monkeypatch):
-    """What reaches adapt_model: the study's own law (the checkpoint's family for --simulate, the
-    given law for k-space), its seeded masks, and k-space that is zero off the mask and equals
-    the normalised measurements on it; never the reference image."""
+    """What reaches adapt_model (through the one adaptation call, engine.run_adaptation): the
+    study's own law (the checkpoint's family for --simulate, the given law for k-space), its
+    seeded masks, and k-space that is zero off the mask and equals the normalised measurements on
+    it; never the reference image."""
     from mri_n2n.config import Config
     from mri_n2n.data import volume_scale
     from mri_n2n.reconstruction import Reconstructor
-    from mri_n2n.reconstruction import api as api_mod
+    from mri_n2n.reconstruction import engine as engine_mod
     from mri_n2n.reconstruction.engine import simulated_masks
 
     seen: list[tuple] = []
@@ -128,7 +129,7 @@ def test_adaptation_sees_only_the_studys_measurements_masks_and_law(tmp_path, mo
         seen.append((family, mask.clone(), kspace.clone(), kw))
         return model
 
-    monkeypatch.setattr(api_mod, "adapt_model", spy)
+    monkeypatch.setattr(engine_mod, "adapt_model", spy)
     torch.manual_seed(0)
     _, _, path = _checkpoint(tmp_path, Unrolled(1, 1, cascades=1, width=4, depth=2))
     vol = _blocks(4, 32, 3).permute(1, 2, 0).numpy().astype(np.float32) * 7.0

@@ -124,9 +124,7 @@ def test_physics_and_io_stay_at_the_bottom():
 
 #: Private names still imported across modules, each waiting for its module's owner (issue 31,
 #: item 7): the importer, the module and the name. Nothing may be added here.
-PRIVATE_IMPORTS_TO_FIX = {
-    ("mri_n2n.reconstruction.multicoil", "mri_n2n.reconstruction.engine", "_Accum"),
-}
+PRIVATE_IMPORTS_TO_FIX: set[tuple[str, str, str]] = set()
 
 
 def _private_imports() -> set[tuple[str, str, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mri_n2n import Reconstructor
 from mri_n2n.checkpoint import (
     ACQUISITION_KEYS,
     CheckpointError,
@@ -84,6 +85,22 @@ def test_new_checkpoints_are_read_as_recorded_and_checked(tmp_path):
         checkpoint_acquisition(ck)
 
 
+def test_reconstructor_reads_the_record_not_the_weights(tmp_path):
+    ck = _old(tmp_path, "r", channels=2, corruption={"name": "MRIUndersampling"}, complex=True)
+    rec = Reconstructor.from_checkpoint(tmp_path / "r.pt", device="cpu")
+    assert rec.acquisition == checkpoint_acquisition(ck) and rec.complex_model and rec.channels == 2
+    assert rec.kind.kind == "cartesian"
+    # a record naming a kind this installation does not know is refused in one line
+    ck["acquisition"] = {**checkpoint_acquisition(ck), "kind": "no_such_kind"}
+    save_checkpoint(tmp_path / "u.pt", ck)
+    with pytest.raises(CheckpointError, match="acquisition kind"):
+        Reconstructor.from_checkpoint(tmp_path / "u.pt", device="cpu")
+    # a model built here says what it is through its config and spec
+    net = build_model("unrolled", in_channels=1, out_channels=1, cascades=1, width=4, depth=2)
+    here = Reconstructor(net, Config(task="mri", size=32, complex=False), device="cpu")
+    assert here.acquisition["channels"] == 1 and not here.complex_model
+
+
 @pytest.mark.parametrize("name", sorted(pretrained()))
 def test_every_shipped_model_records_its_kind_and_its_file_agrees(name):
     entry = pretrained()[name]
@@ -93,3 +110,4 @@ def test_every_shipped_model_records_its_kind_and_its_file_agrees(name):
     ck = load_checkpoint(name, task="mri")
     assert checkpoint_acquisition(ck) == acq
     assert ck["model_spec"]["kwargs"]["in_channels"] == acq["channels"]
+    assert Reconstructor.from_pretrained(name, device="cpu").acquisition == acq

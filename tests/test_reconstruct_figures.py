@@ -62,12 +62,6 @@ def test_single_coil_figure_titles_the_images_it_draws(tmp_path, monkeypatch):
     _title_gap_is_the_drawn_gap(_panel(monkeypatch, rec, src, tmp_path / "out"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the multi-coil preview draws the plain RSS zero-filled image (reconstruction/multicoil.py) "
-    "but batch.py titles it with psnr_zero_filled, the SENSE-1 (1/p compensated) image's PSNR; "
-    "both files belong to the reconstruction refactor (issue 31, item 7)",
-)
 def test_multicoil_figure_titles_the_images_it_draws(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = build_model("unrolled", in_channels=2, out_channels=2, cascades=2, width=8, depth=3, dc="replace")

@@ -402,6 +402,19 @@ class KSpaceInput:
             return bool(self.mask.all())
         return np.count_nonzero(self.kspace) >= 0.5 * self.kspace.size
 
+    @property
+    def recorded_mask(self) -> np.ndarray | None:
+        """The mask as the file records it (:attr:`mask`), ``None`` when it records none (then the
+        non-zero pattern of the k-space is what was sampled, :meth:`sampled`)."""
+        return self.mask
+
+    def sampled(self) -> np.ndarray:
+        """Bool ``(slices, ky, kx)``: the mask, or (none recorded) the non-zero pattern of the
+        k-space (as :meth:`mri_n2n.io.multicoil.MultiCoilKSpace.sampled`)."""
+        if self.mask is not None:
+            return np.asarray(self.mask, bool)
+        return self.kspace != 0
+
 
 def load_npy(path: Path) -> Any:
     """``np.load`` of a ``.npy`` / ``.npz`` file without pickles (an ``.npz`` is returned open).

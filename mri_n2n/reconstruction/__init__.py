@@ -1,7 +1,11 @@
 """MRI reconstruction with a trained network.
 
-- :mod:`~mri_n2n.reconstruction.engine` -- the streaming engine (zero-filling, normalisation,
-  network, data consistency) and retrospective studies; :class:`Reconstruction` results.
+- :mod:`~mri_n2n.reconstruction.engine` -- the one streaming reconstruction loop
+  (:func:`~mri_n2n.reconstruction.engine.stream_reconstruction`: zero-filling, network, data
+  consistency, output image, for every acquisition kind), :class:`Reconstruction` results and
+  the one adaptation call (:func:`~mri_n2n.reconstruction.engine.run_adaptation`).
+- :mod:`~mri_n2n.reconstruction.inputs` -- its single-coil inputs: measured k-space and
+  retrospective studies of image volumes and fully sampled k-space.
 - :mod:`~mri_n2n.reconstruction.api` -- :class:`Reconstructor`, a checkpoint ready to use.
 - :mod:`~mri_n2n.reconstruction.multicoil` -- multi-coil files (:func:`reconstruct_multicoil`,
   :func:`multicoil_affine` for the output's geometry).
@@ -15,11 +19,10 @@ from .engine import (
     Reconstruction,
     ReconstructionError,
     kspace_normalize,
-    reconstruct_kspace,
-    reconstruct_volume,
-    simulate_kspace,
     slice_seed,
+    stream_reconstruction,
 )
+from .inputs import reconstruct_kspace, reconstruct_volume, simulate_kspace
 from .multicoil import multicoil_affine, reconstruct_multicoil
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "reconstruct_volume",
     "simulate_kspace",
     "slice_seed",
+    "stream_reconstruction",
     "multicoil_affine",
     "reconstruct_multicoil",
 ]

@@ -10,6 +10,7 @@ import torch
 from ..checkpoint import (
     DEFAULT_NAME,
     CheckpointError,
+    checkpoint_acquisition,
     default_pretrained,
     load_checkpoint,
     model_from_checkpoint,
@@ -29,8 +30,9 @@ from ..data.measured import (
 from ..devices import resolve_device
 from ..io.kspace import KSpaceInput, as_kspace, expand_mask
 from ..io.multicoil import MultiCoilKSpace
-from ..masks import MaskFamily, family_for, family_from_description
+from ..masks import MaskFamily, SampleLaw, family_for, family_from_description
 from ..models.ensemble import SelfEnsemble
+from ..physics import Acquisition, acquisition_kind
 from .adapt import (
     ADAPT_BATCH_SIZE,
     ADAPT_CHECK_EVERY,
@@ -39,8 +41,6 @@ from .adapt import (
     ADAPT_PATIENCE,
     ADAPT_VALIDATION,
     AdaptReport,
-    adapt_model,
-    adapt_multicoil,
 )
 from .engine import (
     AdaptFn,
@@ -48,12 +48,10 @@ from .engine import (
     ReconstructionError,
     check_batch,
     kspace_normalize,
-    model_channels,
     phase_factors,
-    reconstruct_kspace,
-    reconstruct_volume,
-    simulate_kspace,
+    run_adaptation,
 )
+from .inputs import reconstruct_kspace, reconstruct_volume, simulate_kspace
 from .multicoil import reconstruct_multicoil
 
 __all__ = ["Reconstructor"]
@@ -97,9 +95,14 @@ class Reconstructor:
         adapt: scan-specific self-supervised adaptation before each scan (:meth:`simulate`,
             :meth:`kspace`, :meth:`simulate_kspace`, :meth:`multicoil` and the file methods built
             on them): this many fine-tuning steps on the scan's own measurements
-            (:func:`~mri_n2n.reconstruction.adapt.adapt_model`, for multi-coil files
-            :func:`~mri_n2n.reconstruction.adapt.adapt_multicoil`); 0 (default) uses the weights
-            as trained.
+            (:func:`~mri_n2n.reconstruction.engine.run_adaptation`, for every kind); 0 (default)
+            uses the weights as trained.
+        acquisition: what the model was trained for (a checkpoint's ``acquisition`` block,
+            :func:`~mri_n2n.checkpoint.checkpoint_acquisition`: kind, complex, coils, channels,
+            law); default: derived from ``config`` and the model's spec.
+
+    Attributes:
+        acquisition: the model's acquisition record (read, never guessed from the weights).
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class Reconstructor:
         batch_size: int = 8,
         ensemble: bool = False,
         adapt: int = 0,
+        acquisition: dict | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.ensemble = bool(ensemble)
@@ -136,6 +140,13 @@ class Reconstructor:
         if not isinstance(config, Config):
             config = Config.from_dict(config, where="checkpoint config")
         self.config = config
+        if acquisition is None:  # a model built here: its config and spec say what it is
+            inner = model.module if isinstance(model, SelfEnsemble) else model
+            spec = getattr(inner, "spec", None)
+            acquisition = checkpoint_acquisition(
+                {"config": config.to_dict(), "model_spec": spec if isinstance(spec, dict) else {}}
+            )
+        self.acquisition: dict = dict(acquisition)
         self.amp = amp
         self.batch_size = check_batch(batch_size)
         self.checkpoint: str | None = None
@@ -195,20 +206,27 @@ class Reconstructor:
         if not isinstance(ckpt.get("config"), dict):
             raise CheckpointError(f"{path}: checkpoint has no run configuration")
         try:
+            acquisition = checkpoint_acquisition(ckpt)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        try:
+            kind = acquisition_kind(acquisition["kind"])
+        except ValueError as e:
+            msg = f"trained for an acquisition kind not registered here ({e})"
+            raise CheckpointError(f"{path}: {msg}") from None
+        try:
             config = Config.from_dict(ckpt["config"], where="config")
             model = model_from_checkpoint(ckpt, device=dev)
-            MRIUndersampling.from_config(config, (32, 32))
+            kind.law(config, (32, 32), hermitian=not acquisition["complex"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             msg = " ".join(str(e).split())[:200]
-            raise CheckpointError(f"{path}: cannot build the model or its corruption ({msg})") from None
-        channels = model_channels(model)
-        if channels not in (1, 2):
-            raise CheckpointError(
-                f"{path}: an MRI model must take 1 or 2 channels, this one takes {channels}"
-            )
-        rec = cls(model, config, device=dev, amp=amp, batch_size=batch_size, ensemble=ensemble, adapt=adapt)
+            raise CheckpointError(f"{path}: cannot build the model or its sampling law ({msg})") from None
+        rec = cls(
+            model, config, device=dev, amp=amp, batch_size=batch_size, ensemble=ensemble, adapt=adapt,
+            acquisition=acquisition,
+        )  # fmt: skip
         rec.checkpoint = str(resolve_checkpoint(path))
-        law = (ckpt.get("corruption") or {}).get("measured_law")
+        law = acquisition["measured_law"]
         if law:  # trained on undersampled files: their law, not the config's family
             try:
                 rec.trained_law = family_from_description(law)
@@ -218,8 +236,33 @@ class Reconstructor:
 
     @property
     def complex_model(self) -> bool:
-        """True for two-channel (real, imaginary) models."""
-        return model_channels(self.model) == 2
+        """True for models of complex images (two channels: real, imaginary), as the checkpoint
+        records (:attr:`acquisition`)."""
+        return bool(self.acquisition["complex"])
+
+    @property
+    def channels(self) -> int:
+        """The model's input channels (1 or 2), as the checkpoint records."""
+        return int(self.acquisition["channels"])
+
+    @property
+    def kind(self) -> type[Acquisition]:
+        """The acquisition kind the model was trained for (:func:`~mri_n2n.physics.acquisition_kind`)."""
+        return acquisition_kind(self.acquisition["kind"])
+
+    def law(self, shape: tuple[int, int], fraction: float | None = None) -> SampleLaw:
+        """The law of the checkpoint's kind and settings for images of ``shape``, at mean density
+        ``fraction`` when given (Hermitian draws for real images): what a retrospective study
+        draws its sampled sets from."""
+        return self.kind.law(self.config, shape, fraction=fraction, hermitian=not self.complex_model)
+
+    def _cartesian(self, where: str) -> None:
+        """Refuse k-space files (Cartesian grids) for a model trained for another kind."""
+        if self.acquisition["kind"] != "cartesian":
+            raise ReconstructionError(
+                f"{where}: k-space files are Cartesian; this checkpoint was trained for "
+                f"'{self.acquisition['kind']}' acquisitions (reconstruct image volumes with --simulate)"
+            )
 
     @property
     def normalize(self) -> str:
@@ -272,6 +315,7 @@ class Reconstructor:
         Raises:
             ReconstructionError: non-centred k-space, or a law that does not fit (names ``where``).
         """
+        self._cartesian(where)
         k = as_kspace(kspace, where)
         try:
             m = None if mask is None else expand_mask(mask, k.shape, where)
@@ -306,6 +350,7 @@ class Reconstructor:
             data_range=data_range,
             output_shape=output_shape,
             adapt=self._adapt_hook(fam, where) if self.adapt_steps else None,
+            channels=self.channels,
         )
         if fam is None:
             result.mask_law = {"source": source}
@@ -326,8 +371,9 @@ class Reconstructor:
         outputs cropped to that matrix; a reference (``reconstruction_esc``) gives fastMRI volume
         metrics with the file's ``max`` as data range.
         """
-        k, mask, law = kin.kspace, kin.mask, kin.mask_law
+        k, mask, law = kin.kspace, kin.recorded_mask, kin.mask_law
         where = kin.path
+        self._cartesian(where)
         try:
             fam, source = file_mask_law(k, mask, law, where=where)
         except ValueError as e:
@@ -376,70 +422,63 @@ class Reconstructor:
         if arr.ndim != 3:
             raise ReconstructionError(f"expected a 3-D image volume, got shape {arr.shape}")
         shape = tuple(s for a, s in enumerate(arr.shape) if a != ax)
-        corruption = self.corruption(shape, fraction)  # type: ignore[arg-type]
+        law = self.law(shape, fraction)  # type: ignore[arg-type]
         return reconstruct_volume(
             self.model,
-            corruption,
+            law,
             arr,
-            adapt=self._adapt_hook(corruption.family, "volume", seed) if self.adapt_steps else None,
+            adapt=self._adapt_hook(law, "volume", seed) if self.adapt_steps else None,
             axis=ax,
             seed=seed,
             normalize=self.normalize,
             batch_size=self.batch_size,
             amp=self.amp,
             keep_complex=keep_complex,
+            kind=self.kind,
+            channels=self.channels,
         )
 
-    def adapted(
-        self,
-        family: MaskFamily,
-        mask: torch.Tensor,
-        kspace: torch.Tensor,
-        maps: torch.Tensor | None = None,
-        *,
-        seed: int = 0,
-    ) -> torch.nn.Module:
+    def adapted(self, law: SampleLaw, acq: Acquisition, *, seed: int = 0) -> torch.nn.Module:
         """The network adapted to one scan's measurements by :attr:`adapt_steps` self-supervised
-        steps; a copy (the loaded weights do not change). ``mask`` ``(N, H, W)``; ``kspace``
-        ``(N, H, W)``, or ``(N, C, H, W)`` coil data with their ``maps`` (multi-coil,
-        :func:`~mri_n2n.reconstruction.adapt.adapt_multicoil`), normalised as in training.
-        Raises :class:`ReconstructionError` when it fails."""
-        report = AdaptReport()
-        common = {"steps": self.adapt_steps, "lr": self.adapt_lr, "batch_size": self.adapt_batch_size,
-                  "seed": seed, "report": report}  # fmt: skip
+        steps (:func:`~mri_n2n.reconstruction.engine.run_adaptation`, every kind); a copy (the
+        loaded weights do not change). ``acq`` is the scan's acquisition normalised as in
+        training (single coil: images ``(N, 1, H, W)``; coil data with their maps), ``law`` the
+        law its sampled sets were drawn from. Raises :class:`ReconstructionError` when it fails."""
         try:
-            if maps is not None:
-                net = adapt_multicoil(self.model, family, mask, kspace, maps, **common)
-            else:
-                net = adapt_model(
-                    self.model,
-                    family,
-                    mask,
-                    kspace.to(torch.complex64),
-                    complex_data=self.complex_model,
-                    max_shift=self.adapt_max_shift,
-                    validation=self.adapt_validation,
-                    check_every=self.adapt_check_every,
-                    patience=self.adapt_patience,
-                    **common,
-                )
+            net, report = run_adaptation(
+                self.model,
+                acq,
+                law,
+                real=not self.complex_model,
+                steps=self.adapt_steps,
+                lr=self.adapt_lr,
+                batch_size=self.adapt_batch_size,
+                seed=seed,
+                validation=self.adapt_validation,
+                check_every=self.adapt_check_every,
+                patience=self.adapt_patience,
+                max_shift=self.adapt_max_shift,
+            )
         except ValueError as e:
             raise ReconstructionError(str(e)) from None
         self.last_adaptation = report
         return net
 
-    def _adapt_hook(self, family: MaskFamily | None, where: str, seed: int = 0) -> AdaptFn:
-        """The engine's adaptation hook for a scan from ``family``'s law (``where`` names it)."""
+    def _adapt_hook(self, law: SampleLaw | None, where: str, seed: int = 0) -> AdaptFn:
+        """The engine's adaptation hook for a scan from ``law`` (``where`` names it)."""
 
-        def hook(y: torch.Tensor, mask: torch.Tensor) -> torch.nn.Module:
-            if family is None:
+        def hook(acq: Acquisition) -> torch.nn.Module:
+            if law is None:
                 raise ReconstructionError(f"{where}: adaptation needs the law of the mask (none given)")
-            if not self.complex_model and not bool((phase_factors(y, mask) == 1).all()):
-                raise ReconstructionError(
-                    f"{where}: a one-channel (real-image) model adapts only to the measurements of real "
-                    "images; these are complex (adapt a --complex checkpoint, or reconstruct without --adapt)"
-                )
-            return self.adapted(family, mask, y, seed=seed)
+            cartesian_single = acq.kind == "cartesian" and not acq.multicoil
+            if cartesian_single and not self.complex_model:
+                if not bool((phase_factors(acq.y[:, 0], acq.sampled) == 1).all()):
+                    raise ReconstructionError(
+                        f"{where}: a one-channel (real-image) model adapts only to the measurements of "
+                        "real images; these are complex (adapt a --complex checkpoint, or reconstruct "
+                        "without --adapt)"
+                    )
+            return self.adapted(law, acq, seed=seed)
 
         return hook
 
@@ -454,13 +493,15 @@ class Reconstructor:
         output_shape: tuple[int, int] | None = None,
     ) -> Reconstruction:
         """Retrospective study of fully sampled k-space (see :func:`simulate_kspace`)."""
+        self._cartesian("kspace")
         k = as_kspace(kspace, "kspace")
-        corruption = self.corruption(k.shape[1:], fraction)
+        law = self.law(k.shape[1:], fraction)
         return simulate_kspace(
             self.model,
-            corruption,
+            law,
             k,
-            adapt=self._adapt_hook(corruption.family, "kspace", seed) if self.adapt_steps else None,
+            adapt=self._adapt_hook(law, "kspace", seed) if self.adapt_steps else None,
+            channels=self.channels,
             seed=seed,
             normalize=self.normalize,
             batch_size=self.batch_size,
@@ -491,6 +532,7 @@ class Reconstructor:
         :attr:`multicoil_output` (default ``"rss"``). ``cg_iters``: CG iterations of a ``--dc
         prox`` network's data consistency for this call (fewer: faster, a stated quality cost;
         ``None``: the trained count)."""
+        self._cartesian(mc.path)
         s, c, h, w = mc.kspace.shape
         rows = min(mc.recon_shape[0], h) if mc.recon_shape else h
         family = _mask_family(self.config, (rows, w), simulate, complex_data=True)  # coil data: complex
@@ -506,6 +548,7 @@ class Reconstructor:
             output=self.multicoil_output if output is None else output,
             adapt=self.adapted if self.adapt_steps else None,
             cg_iters=cg_iters,
+            channels=self.channels,
         )
         if note := unidentified_note(str(result.mask_law.get("source", ""))):
             result.warnings = [note, *result.warnings]

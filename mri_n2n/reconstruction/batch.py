@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pydicom
 
 from ..data.multicoil import is_multicoil
@@ -334,11 +333,7 @@ def _process(
         view_axis = None  # k-space slices are shown in their own (row, column) order
         if simulate is not None:
             if not kin.fully_sampled():
-                frac = (
-                    float(kin.mask.mean())
-                    if kin.mask is not None
-                    else np.count_nonzero(kin.kspace) / kin.kspace.size
-                )
+                frac = float(kin.sampled().mean())
                 raise ReconstructionError(
                     f"{item.label}: undersampled k-space (keeps {frac:.0%}): --simulate needs fully sampled "
                     "data; run without --simulate to reconstruct it"

@@ -1,9 +1,15 @@
 """The reconstruction engine: slices stream through zero-filling with ``1/p`` compensation,
 normalisation, the network and data consistency, ``batch_size`` at a time.
 
+One loop, :func:`stream_reconstruction`, serves every input: a batch function gives each batch's
+:class:`~mri_n2n.physics.Acquisition` (normalised) and reference, and the loop runs the network
+on the acquisition's compensated zero-filled image, its data consistency and its output image
+convention, for every acquisition kind, single- and multi-coil.
 :func:`reconstruct_kspace` reconstructs measured k-space; :func:`reconstruct_volume` and
-:func:`simulate_kspace` run retrospective studies (seeded masks per slice, metrics against the
-reference). ``docs/guide/reconstruction.md`` ("The pipeline") describes it step by step.
+:func:`simulate_kspace` run retrospective studies (seeded sampled sets per slice, metrics against
+the reference); :func:`~mri_n2n.reconstruction.multicoil.reconstruct_multicoil` reads multi-coil
+files. :func:`run_adaptation` is the one scan-specific adaptation call of every kind.
+``docs/guide/reconstruction.md`` ("The pipeline") describes it step by step.
 """
 
 from __future__ import annotations
@@ -16,31 +22,52 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..corruptions import MRIUndersampling
-from ..data import center_pad_crop, volume_scale
-from ..fft import to_channels, to_complex
-from ..io.kspace import as_kspace, expand_mask
-from ..masks import complete_measurements
+from ..data import center_pad_crop
+from ..fft import to_complex
+from ..masks import SampleLaw, complete_measurements
 from ..metrics import ssim
 from ..models import apply_model, ends_with_dc
-from ..physics import Acquisition, SpectralSampling
+from ..physics import Acquisition, CartesianAcquisition, SpectralSampling
 from ..sampling import hermitian_mirror, radius_grid
 from ..seeding import seeded_generator, stable_ident
+from .adapt import (
+    ADAPT_BATCH_SIZE,
+    ADAPT_CHECK_EVERY,
+    ADAPT_LR,
+    ADAPT_MAX_SHIFT,
+    ADAPT_PATIENCE,
+    ADAPT_SPLIT,
+    ADAPT_VALIDATION,
+    AdaptReport,
+    adapt_model,
+    adapt_multicoil,
+)
 
 __all__ = [
     "ReconstructionError",
     "Reconstruction",
     "CPU_MAX_PIXELS",
     "model_channels",
-    "reconstruct_kspace",
-    "reconstruct_volume",
-    "simulate_kspace",
     "kspace_normalize",
     "slice_seed",
     "simulated_masks",
     "check_batch",
     "phase_factors",
+    "SliceBatch",
+    "BatchFn",
+    "OutputFn",
+    "AdaptFn",
+    "Streamed",
+    "stream_reconstruction",
+    "consistent",
+    "default_channels_last",
+    "run_adaptation",
+    "network_channels",
+    "model_device",
+    "middle_slice",
+    "cpu_batch_size",
 ]
+
 
 class ReconstructionError(ValueError):
     """An input cannot be reconstructed; the message names the input and why."""
@@ -102,22 +129,60 @@ def _amp_dtype(device: torch.device) -> torch.dtype:
     return torch.float16
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
+def model_device(model: torch.nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
 
 
+def _inner(model: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a wrapper (self-ensemble, DDP, ``torch.compile``)."""
+    for attr in ("module", "_orig_mod"):
+        inner = getattr(model, attr, None)
+        if isinstance(inner, torch.nn.Module):
+            return _inner(inner)
+    return model
+
+
 def model_channels(model: torch.nn.Module) -> int:
-    """The input channels of an MRI network: 1 (real images) or 2 (real, imaginary)."""
-    spec = getattr(model, "spec", None) or {}
+    """The input channels an MRI network's spec records (``spec["kwargs"]["in_channels"]``): 1
+    (real images) or 2 (real, imaginary). A checkpoint says it too
+    (:func:`~mri_n2n.checkpoint.checkpoint_acquisition`), which is what
+    :class:`~mri_n2n.reconstruction.Reconstructor` reads.
+
+    Raises:
+        ReconstructionError: the model records no spec (pass ``channels`` to the engine).
+    """
+    spec = getattr(_inner(model), "spec", None) or {}
     kw = spec.get("kwargs", {}) if isinstance(spec, dict) else {}
-    if "in_channels" in kw:
-        return int(kw["in_channels"])
+    if "in_channels" not in kw:
+        raise ReconstructionError(
+            f"{type(model).__name__} records no input channels (no spec): pass channels= (1 real, 2 complex)"
+        )
+    return int(kw["in_channels"])
+
+
+def network_channels(model: torch.nn.Module, channels: int | None) -> int:
+    """The network's input channels: ``channels`` when given, else what its spec records."""
+    c = model_channels(model) if channels is None else int(channels)
+    if c not in (1, 2):
+        raise ReconstructionError(f"an MRI network takes 1 (real) or 2 (complex) channels, got {c}")
+    return c
+
+
+def default_channels_last(model: torch.nn.Module, device: torch.device) -> bool:
+    """The memory format training uses for ``model`` on ``device`` (the trainer's default): the
+    channels-last layout on CUDA, and on a CPU for networks that prefer it
+    (``prefers_channels_last``: the unrolled network, whose convolutions run faster so)."""
+    return device.type == "cuda" or bool(getattr(_inner(model), "prefers_channels_last", False))
+
+
+def _channels_last_now(model: torch.nn.Module) -> bool:
+    """Whether the model's convolution weights are in the channels-last layout."""
     for p in model.parameters():
-        if p.ndim == 4:
-            return int(p.shape[1])
-    return 1
+        if p.ndim == 4 and p.shape[1] * p.shape[2] * p.shape[3] > 1 and p.shape[1] > 1:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False
 
 
 def phase_factors(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -145,48 +210,97 @@ def phase_factors(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return torch.where(real_like[:, None, None], ones, ph)
 
 
-def _acquisition(
-    y: torch.Tensor,
-    m: torch.Tensor,
-    keep_prob: torch.Tensor,
-    real_keep_prob: torch.Tensor,
-    *,
-    real_model: bool,
-) -> Acquisition:
-    """The acquisition of a batch of slices with signal as the network sees them, images
-    ``(B, 1, H, W)``: measured k-space ``y`` (zero off the mask) and bool masks ``m``, ``(B, H, W)``,
-    with the law's keep probability. For a one-channel (real) model, slices with Hermitian
-    measurements get the Hermitian completion of their data and mask and ``real_keep_prob``;
-    when any slice is not Hermitian, the acquisition carries every slice's
-    :func:`phase_factors` (1 for the Hermitian ones)."""
+def _real_image_view(acq: CartesianAcquisition, real_keep_prob: torch.Tensor | None) -> CartesianAcquisition:
+    """A single-coil Cartesian acquisition ``(B, 1, H, W)`` as a one-channel (real) network sees
+    it: slices with Hermitian measurements get the Hermitian completion of their data and mask
+    with ``real_keep_prob`` (default the acquisition's), as it was trained; when any slice is
+    not Hermitian the acquisition carries every slice's :func:`phase_factors` (1 for the
+    Hermitian ones), and those slices keep the mask as measured."""
+    y, m = acq.y[:, 0], acq.sampled
+    keep_prob = acq.keep_prob
     p: torch.Tensor = keep_prob
-    phase = None
-    if real_model:
-        ph = phase_factors(y, m)
-        real_like = (ph == 1).flatten(1).all(1)
-        if bool(real_like.any()):  # a real image: its Hermitian completion
-            yc, mc = complete_measurements(y, m)
-            rl = real_like[:, None, None]
-            y, m = torch.where(rl, yc, y), torch.where(rl, mc, m)
-            p = torch.where(rl, real_keep_prob, keep_prob)
-        if not bool(real_like.all()):
-            phase = ph
-    return Acquisition(m, None, y[:, None], keep_prob=p, phase=phase)
+    ph = phase_factors(y, m)
+    real_like = (ph == 1).flatten(1).all(1)
+    if bool(real_like.any()):  # a real image: its Hermitian completion
+        yc, mc = complete_measurements(y, m)
+        rl = real_like[:, None, None]
+        y, m = torch.where(rl, yc, y), torch.where(rl, mc, m)
+        p = torch.where(rl, keep_prob if real_keep_prob is None else real_keep_prob, keep_prob)
+    phase = None if bool(real_like.all()) else ph
+    return CartesianAcquisition(m, None, y[:, None], keep_prob=p, phase=phase)
 
 
-BatchFn = Callable[[list[int]], tuple[torch.Tensor, torch.Tensor, np.ndarray | None]]
-#: Scan-specific adaptation hook: ``(normalised k-space (N, H, W), bool masks (N, H, W)) -> the
-#: network to use for this scan`` (:meth:`mri_n2n.reconstruction.Reconstructor.adapted`).
-AdaptFn = Callable[[torch.Tensor, torch.Tensor], torch.nn.Module]
+def _select(acq: Acquisition, sel: torch.Tensor) -> Acquisition:
+    """The acquisition of the samples ``sel`` (indices) of a batched acquisition."""
+    return type(acq).collate([acq.batch(slice(i, i + 1)) for i in sel.tolist()])
 
 
-def _adapt_with(adapt: AdaptFn | None, model: torch.nn.Module, n: int, batch_fn: BatchFn, scale: float):
-    """``model``, or what ``adapt`` makes of it given all ``n`` slices' normalised measurements."""
-    if adapt is None:
-        return model
-    y, m, _ = batch_fn(list(range(n)))
-    acq = SpectralSampling(m.bool()).with_data(y.to(torch.complex64))
-    return adapt(acq.y / scale, acq.mask)
+def _network_view(acq: Acquisition, channels: int, real_keep_prob: torch.Tensor | None) -> Acquisition:
+    """The acquisition the network works with: a one-channel (real) network on single-coil
+    Cartesian data gets :func:`_real_image_view`; every other model and kind the measurements
+    as they are."""
+    if channels == 1 and isinstance(acq, CartesianAcquisition) and not acq.multicoil:
+        return _real_image_view(acq, real_keep_prob)
+    return acq
+
+
+def _network_input(acq: Acquisition, z: torch.Tensor, channels: int) -> torch.Tensor:
+    """The network's channels of its (complex) input image ``z``; a real network sees the real
+    part of the phase-demodulated image when the acquisition carries a phase."""
+    phase = getattr(acq, "phase", None)
+    if channels == 1 and phase is not None:
+        z = z * phase.conj().unsqueeze(1)
+    return acq.channels_of(z, channels)
+
+
+def _network_image(acq: Acquisition, out: torch.Tensor) -> torch.Tensor:
+    """The network's output channels as the acquisition's complex image (a real network's output
+    is a real image, modulated back by the acquisition's phase when it carries one)."""
+    if acq.multicoil:
+        return acq.image_of(out)
+    est = to_complex(out, keepdim=True)  # one channel (a real model): the real part
+    phase = getattr(acq, "phase", None)
+    return est if phase is None else est * phase.unsqueeze(1)
+
+
+def consistent(acq: Acquisition, x: torch.Tensor) -> torch.Tensor:
+    """The data-consistent image of an estimate ``x``: :meth:`Acquisition.data_consistency`
+    (the exact replacement of the measured samples where the kind has one, else the proximal
+    step with ``lam -> 0``). For a kind with the replacement the measurements are passed
+    explicitly: the single-coil Cartesian kind then takes its centred-FFT path, which
+    reconstruction has always used (its uncentred fast path, taken when no ``y`` is passed, is
+    equal up to float round-off)."""
+    if acq.replaces:
+        return acq.project(x, acq.y)
+    return acq.data_consistency(x)
+
+
+@dataclass
+class SliceBatch:
+    """What a batch function (:data:`BatchFn`) gives the engine for some slices.
+
+    Attributes:
+        acq: the slices' acquisition as measured, normalised (network units).
+        reference: their reference magnitudes in the input's units (the output's shape), or
+            ``None``.
+        zero_filled: the network's ``1 / p`` compensated zero-filled input image in network
+            units when the caller already computed it (multi-coil files: for the normalisation);
+            ``None``: ``acq.zero_filled()`` of the acquisition the network works with.
+    """
+
+    acq: Acquisition
+    reference: np.ndarray | None = None
+    zero_filled: torch.Tensor | None = None
+
+
+#: ``batch_fn(indices) -> SliceBatch``: the acquisition of those slices, normalised.
+BatchFn = Callable[[list[int]], SliceBatch]
+#: An output convention: ``(complex image, acquisition) -> magnitude`` (default
+#: :meth:`~mri_n2n.physics.Acquisition.output_image`).
+OutputFn = Callable[[torch.Tensor, Acquisition], torch.Tensor]
+#: Scan-specific adaptation hook: the whole scan's acquisition, normalised as in training ->
+#: the network to use for this scan (:meth:`mri_n2n.reconstruction.Reconstructor.adapted`).
+AdaptFn = Callable[[Acquisition], torch.nn.Module]
 
 
 @dataclass
@@ -241,46 +355,77 @@ class _Accum:
         return out
 
 
-def _run(
+@dataclass
+class Streamed:
+    """What :func:`stream_reconstruction` returns: the volume ``metrics`` (empty without a
+    reference), the ``preview`` of one slice and the mean ``sampled_fraction`` of the slices with
+    signal."""
+
+    metrics: dict[str, float]
+    preview: dict[str, Any]
+    sampled_fraction: float
+
+
+def _plain_image(acq: Acquisition) -> torch.Tensor:
+    """The uncompensated zero-filled image ``A^H y`` in the output convention (the usual
+    baseline of the metrics)."""
+    return acq.output_image(acq.adjoint())
+
+
+def _per_slice(t: torch.Tensor, b: int) -> torch.Tensor:
+    """A batch of images ``(B, 1, H, W)`` or ``(B, H, W)`` as ``(B, H, W)``."""
+    return t.reshape(b, *t.shape[-2:])
+
+
+def stream_reconstruction(
     model: torch.nn.Module,
     *,
     n: int,
     batch_fn: BatchFn,
-    keep_prob: torch.Tensor,
+    channels: int,
     scale: float,
     out_view: np.ndarray,
     batch_size: int,
-    amp: bool | None,
-    data_range: float | None,
     preview_index: int,
+    amp: bool | None = None,
+    data_range: float | None = None,
     complex_view: np.ndarray | None = None,
-    real_keep_prob: torch.Tensor | None = None,
     output_shape: tuple[int, int] | None = None,
-) -> tuple[_Accum, dict[str, Any]]:
-    """Stream ``n`` slices through zero-filling, the network and data consistency.
+    real_keep_prob: torch.Tensor | None = None,
+    output: OutputFn | None = None,
+    plain: Callable[[Acquisition], torch.Tensor] | None = None,
+    project: Callable[[torch.Tensor, Acquisition], torch.Tensor] | None = None,
+    channels_last: bool | None = None,
+) -> Streamed:
+    """The one reconstruction loop: ``n`` slices stream, ``batch_size`` at a time, through the
+    compensated zero-filling, the network, data consistency and the output convention, for every
+    acquisition kind, single- and multi-coil, file and volume inputs.
 
-    ``batch_fn(indices)`` returns the measured k-space ``y`` (complex, input units), the bool
-    mask and the reference magnitude (input units, ``output_shape``) or ``None``, all
-    ``(B, H, W)``. Magnitudes (input units, centre-cropped in image space to ``output_shape``
-    when given) go to ``out_view[indices]`` (a ``(n, H', W')`` view of the output volume).
-
-    Each batch's slices with signal are one :class:`~mri_n2n.physics.Acquisition`: it gives the
-    ``1 / p`` compensated zero-filled input, goes to the network (:func:`~mri_n2n.models.apply_model`)
-    and projects its output onto the measurements. A one-channel (real) model given the
-    measurements of a real image (Hermitian on the frequencies measured with their partner) works
-    with the Hermitian completion of the mask, compensated by ``real_keep_prob`` (default
-    ``keep_prob``), as it was trained; other slices are phase-demodulated (:func:`phase_factors`,
-    the acquisition's ``phase``) and use the mask as measured.
+    ``batch_fn(indices)`` gives the slices' :class:`SliceBatch`: their acquisition as measured,
+    normalised (network units), and their reference magnitudes (input units, ``output_shape``)
+    or ``None``. Per batch, the slices with measurements go to the network as the acquisition
+    it works with (:func:`_network_view`: a one-channel model on single-coil Cartesian data
+    sees the Hermitian completion of a real image's measurements, compensated by
+    ``real_keep_prob``, or phase-demodulated data), its ``1 / p`` compensated zero-filled image
+    as the network's channels (:func:`~mri_n2n.models.apply_model`, in the memory format
+    training uses: ``channels_last``, default :func:`default_channels_last`), then the data
+    consistency of the acquisition (:func:`consistent`, or ``project(output, acq)`` when
+    given; none for a network that ends with its own) and the output convention
+    (``output(image, acq)``, default :meth:`~mri_n2n.physics.Acquisition.output_image`: the
+    magnitude, or for Cartesian coils the root-sum-of-squares of the data-consistent coil
+    images). The compensated zero-filled image is reported in the same convention, and with a
+    reference the uncompensated one (``plain(acq)``, default the output image of ``A^H y``).
+    Magnitudes (input units, centre-cropped in image space to ``output_shape`` when given) go
+    to ``out_view[indices]`` (a ``(n, H', W')`` view of the output volume), complex images to
+    ``complex_view`` when given; slices without measurements give zeros.
     """
-    device = _model_device(model)
-    if device.type == "cpu":  # bound host memory: at most CPU_MAX_PIXELS per network call
-        h, w = out_view.shape[-2:]
-        batch_size = min(batch_size, max(1, CPU_MAX_PIXELS // max(h * w, 1)))
+    device = model_device(model)
     use_amp = (device.type == "cuda") if amp is None else (bool(amp) and device.type == "cuda")
     amp_dtype = _amp_dtype(device)
-    complex_model = model_channels(model) == 2
-    p = keep_prob.to(device=device, dtype=torch.float32)
-    p_real = p if real_keep_prob is None else real_keep_prob.to(device=device, dtype=torch.float32)
+    p_real = None if real_keep_prob is None else real_keep_prob.to(device=device, dtype=torch.float32)
+    cl = default_channels_last(model, device) if channels_last is None else bool(channels_last)
+    out_fn: OutputFn = output or (lambda x, a: a.output_image(x))
+    plain_fn = plain or _plain_image
     acc = _Accum(data_range)
 
     def crop(a: np.ndarray) -> np.ndarray:
@@ -289,62 +434,81 @@ def _run(
     preview: dict[str, Any] = {}
     inv = 1.0 / scale
     model.eval()
-    with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            idx = list(range(start, min(n, start + batch_size)))
-            y_cpu, m_cpu, ref = batch_fn(idx)
-            m = m_cpu.to(device=device, dtype=torch.bool)
-            # the whole batch's measurements M y (its adjoint: the uncompensated zero-filled images)
-            whole = SpectralSampling(m).with_data(y_cpu.to(device, torch.complex64) * inv)
-            y = whole.y
-            active = y.abs().flatten(1).amax(1) > 0
-            msum = m.flatten(1).float().mean(1)
-            for b in range(len(idx)):
-                if bool(active[b]):
-                    acc.frac_sum += float(msum[b])
-                    acc.frac_n += 1
-            z = torch.zeros_like(y)  # the compensated zero-filled images, 0 for slices without signal
-            x = torch.zeros_like(z)
-            if bool(active.any()):
-                sel = active.nonzero().flatten()
-                acq = _acquisition(y[sel], m[sel], p, p_real, real_model=not complex_model)
-                za = acq.zero_filled()[:, 0]
-                z[sel] = za  # the reported compensated zero-filled image is the network's input
-                if complex_model:
-                    inp = to_channels(za)
-                else:
-                    inp = (za * acq.phase.conj()).real[:, None] if acq.phase is not None else za.real[:, None]
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    out = apply_model(model, inp.float(), acq)
-                out = out.float()
-                est = to_complex(out, keepdim=True)  # one channel (a real model): the real part
-                if acq.phase is not None:
-                    est = est * acq.phase[:, None]
-                # the centred projection (acq.project(est) would take the uncentred fast path,
-                # equal up to float round-off)
-                x[sel] = (est if ends_with_dc(model) else acq.project(est, acq.y))[:, 0]
-            rec = crop((x.abs() * scale).float().cpu().numpy())
-            zf = crop((z.abs() * scale).float().cpu().numpy())
-            out_view[idx] = rec
-            if complex_view is not None:
-                complex_view[idx] = crop((x * scale).cpu().numpy())
-            if ref is not None:  # the uncompensated zero-filled image only serves the metrics
-                plain = crop((whole.adjoint().abs() * scale).float().cpu().numpy())
-                acc.add({"zf": zf, "plain": plain, "rec": rec}, ref)
-            if preview_index in idx:
-                b = idx.index(preview_index)
-                preview = {
-                    "slice": preview_index,
-                    "mask": m[b].cpu().numpy(),  # the k-space grid's mask (not cropped)
-                    "zero_filled": zf[b] * inv,
-                    "reconstruction": rec[b] * inv,
-                }
-                if ref is not None:
-                    preview["reference"] = np.asarray(ref[b], np.float32) * inv
-    return acc, preview
+    was_cl = _channels_last_now(model)
+    if cl != was_cl:
+        model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+    try:
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                idx = list(range(start, min(n, start + batch_size)))
+                batch = batch_fn(idx)
+                measured = batch.acq.to(device)
+                b = len(idx)
+                active = measured.y.abs().flatten(1).amax(1) > 0
+                sampled = measured.sampled
+                if sampled.ndim == len(measured.sample_shape):  # shared by the batch
+                    sampled = sampled.expand(b, *sampled.shape)
+                fractions = sampled.flatten(1).float().mean(1)
+                for j in range(b):
+                    if bool(active[j]):
+                        acc.frac_sum += float(fractions[j])
+                        acc.frac_n += 1
+                h, w = measured.image_shape
+                rec_mag = torch.zeros(b, h, w, device=device)
+                zf_mag = torch.zeros_like(rec_mag)
+                x_all = None
+                if complex_view is not None:
+                    x_all = torch.zeros(b, h, w, dtype=torch.complex64, device=device)
+                if bool(active.any()):
+                    sel = active.nonzero().flatten()
+                    part = measured if bool(active.all()) else _select(measured, sel)
+                    acq = _network_view(part, channels, p_real)
+                    z = acq.zero_filled() if batch.zero_filled is None else batch.zero_filled.to(device)[sel]
+                    inp = _network_input(acq, z, channels)
+                    if cl:
+                        inp = inp.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                        out = apply_model(model, inp.float(), acq)
+                    out = out.float()
+                    if ends_with_dc(model):
+                        x = _network_image(acq, out)
+                    elif project is not None:
+                        x = project(out, acq)
+                        x = x if x.is_complex() else acq.image_of(x.float())
+                    else:
+                        x = consistent(acq, _network_image(acq, out))
+                    k = len(sel)
+                    rec_mag[sel] = _per_slice(out_fn(x, acq), k).float()
+                    zf_mag[sel] = _per_slice(out_fn(z, acq), k).float()
+                    if x_all is not None:
+                        x_all[sel] = _per_slice(x, k).to(torch.complex64)
+                rec = crop((rec_mag * scale).cpu().numpy())
+                zf = crop((zf_mag * scale).cpu().numpy())
+                out_view[idx] = rec
+                if complex_view is not None and x_all is not None:
+                    complex_view[idx] = crop((x_all * scale).cpu().numpy())
+                ref = batch.reference
+                if ref is not None:  # the uncompensated zero-filled image only serves the metrics
+                    plain_mag = crop((_per_slice(plain_fn(measured), b).float() * scale).cpu().numpy())
+                    acc.add({"zf": zf, "plain": plain_mag, "rec": rec}, ref)
+                if preview_index in idx:
+                    j = idx.index(preview_index)
+                    preview = {
+                        "slice": preview_index,
+                        "mask": sampled[j].cpu().numpy() if sampled.ndim == 3 else None,  # the grid's mask
+                        "zero_filled": zf[j] * inv,
+                        "reconstruction": rec[j] * inv,
+                    }
+                    if ref is not None:
+                        preview["reference"] = np.asarray(ref[j], np.float32) * inv
+    finally:
+        if cl != was_cl:  # the model's own layout again, even on errors
+            model.to(memory_format=torch.channels_last if was_cl else torch.contiguous_format)
+    frac = acc.frac_sum / acc.frac_n if acc.frac_n else 0.0
+    return Streamed(acc.result(), preview, frac)
 
 
-def _middle_active(energy: np.ndarray) -> int:
+def middle_slice(energy: np.ndarray) -> int:
     """Index of the slice with signal nearest the middle (the middle when none has signal)."""
     n = len(energy)
     nz = np.nonzero(energy > 0)[0]
@@ -359,145 +523,11 @@ def check_batch(batch_size: int) -> int:
     return int(batch_size)
 
 
-def _kspace_batches(kspace: np.ndarray, mask: np.ndarray | None) -> BatchFn:
-    def fn(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, None]:
-        k = torch.from_numpy(np.ascontiguousarray(kspace[idx]))
-        m = torch.from_numpy(np.ascontiguousarray(mask[idx])) if mask is not None else k != 0
-        return k, m, None
-
-    return fn
-
-
-def reconstruct_kspace(
-    model: torch.nn.Module,
-    kspace: np.ndarray,
-    mask: np.ndarray | None = None,
-    keep_prob: torch.Tensor | np.ndarray | None = None,
-    *,
-    real_keep_prob: torch.Tensor | np.ndarray | None = None,
-    normalize: str = "p99.5",
-    batch_size: int = 8,
-    amp: bool | None = None,
-    keep_complex: bool = False,
-    reference: np.ndarray | None = None,
-    data_range: float | None = None,
-    output_shape: tuple[int, int] | None = None,
-    adapt: AdaptFn | None = None,
-) -> Reconstruction:
-    """Reconstruct undersampled k-space directly (zero-filled -> network -> data consistency).
-
-    Args:
-        model: a trained MRI network (one channel: real images; two: real/imaginary), on the
-            device to use (CPU or CUDA).
-        kspace: complex ``(slices, ky, kx)`` or ``(ky, kx)``, DC at ``(ky // 2, kx // 2)``.
-        mask: sampled frequencies, broadcastable to ``kspace`` (1-D masks run over ``kx``);
-            ``None``: the non-zero pattern of ``kspace``. Values outside the mask are ignored.
-        keep_prob: keep probabilities ``(ky, kx)`` of the law the mask was drawn from, for the
-            ``1 / p`` compensation (:meth:`mri_n2n.masks.MaskFamily.keep_probability`);
-            ``None``: no compensation.
-        real_keep_prob: the keep probabilities of the mask's Hermitian completion
-            (:meth:`~mri_n2n.masks.MaskFamily.real_keep_probability`), used by one-channel
-            models on the measurements of a real image; default ``keep_prob``.
-        normalize: how the zero-filled magnitude volume is normalised
-            (:func:`mri_n2n.data.volume_scale`); see :func:`kspace_normalize`.
-        batch_size: slices per network call.
-        amp: autocast on CUDA (default: on for CUDA).
-        keep_complex: also return the complex data-consistent volume.
-        reference: reference magnitudes ``(slices, rows, cols)`` (e.g. fastMRI's
-            ``reconstruction_esc``): the outputs are centre-cropped in image space to its
-            in-plane shape and compared with it (fastMRI volume metrics).
-        data_range: the metrics' data range (fastMRI: the file's ``max``); default the
-            reference's maximum.
-        output_shape: centre-crop the outputs in image space to ``(rows, cols)`` (default the
-            reference's shape, else no crop).
-        adapt: an adaptation hook (:data:`AdaptFn`) given the whole scan once it is normalised.
-
-    Returns:
-        A :class:`Reconstruction` with ``image`` laid out ``(rows, cols, slices)``; without a
-        crop its k-space equals the measured one on every sampled frequency (exactly, up to
-        float32 round-off, for ``complex_image``; for ``image`` too where the complex image is
-        real and non-negative).
-    """
-    k = as_kspace(kspace, "kspace")
-    s, h, w = k.shape
-    m = None if mask is None else expand_mask(mask, k.shape, "mask")
-
-    def as_keep_prob(d: torch.Tensor | np.ndarray | None, what: str) -> torch.Tensor | None:
-        if d is None:
-            return None
-        t = torch.as_tensor(np.asarray(d), dtype=torch.float32)
-        if tuple(t.shape) != (h, w):
-            raise ReconstructionError(
-                f"{what} of shape {tuple(t.shape)} does not match k-space slices {(h, w)}"
-            )
-        return t
-
-    p = as_keep_prob(keep_prob, "keep probability")
-    p = torch.ones(h, w) if p is None else p
-    p_real = as_keep_prob(real_keep_prob, "real keep probability")
-    ref = None
-    if reference is not None:
-        ref = np.asarray(reference, np.float32)
-        ref = ref[None] if ref.ndim == 2 else ref
-        if ref.ndim != 3 or ref.shape[0] != s:
-            raise ReconstructionError(f"reference of shape {ref.shape} does not match {s} k-space slices")
-        output_shape = output_shape or (int(ref.shape[1]), int(ref.shape[2]))
-        if tuple(ref.shape[1:]) != tuple(output_shape):
-            raise ReconstructionError(
-                f"reference slices {ref.shape[1:]} differ from the output shape {output_shape}"
-            )
-    oh, ow = (h, w) if output_shape is None else (int(output_shape[0]), int(output_shape[1]))
-    bs = check_batch(batch_size)
-    out = np.zeros((oh, ow, s), np.float32)
-    view = np.moveaxis(out, 2, 0)
-    cview = None
-    cplx = None
-    if keep_complex:
-        cplx = np.zeros((oh, ow, s), np.complex64)
-        cview = np.moveaxis(cplx, 2, 0)
-    # pass 1: the zero-filled magnitude volume gives the normalisation
-    batches = _kspace_batches(k, m)
-    zf_mag = np.zeros((s, oh, ow), np.float32)
-    energy = np.zeros(s)
-    dev = _model_device(model)
-    p_dev = p.to(dev)
-    for start in range(0, s, bs):
-        idx = list(range(start, min(s, start + bs)))
-        y, mm, _ = batches(idx)
-        acq = SpectralSampling(mm.to(dev), keep_prob=p_dev).with_data(y.to(dev))
-        mag = acq.zero_filled().abs().cpu().numpy()
-        zf_mag[idx] = mag if output_shape is None else center_pad_crop(mag, (oh, ow))
-        energy[idx] = acq.y.abs().flatten(1).amax(1).cpu().numpy()
-    if not energy.any():
-        raise ReconstructionError("no sampled k-space value is non-zero: nothing to reconstruct")
-    scale = volume_scale(zf_mag, normalize)
-    del zf_mag
-    if ref is not None:
-        base = batches
-
-        def batches(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:  # noqa: F811
-            y, mm, _ = base(idx)
-            return y, mm, ref[idx]
-
-    dr = data_range if data_range is not None else (float(ref.max()) if ref is not None else None)
-    model = _adapt_with(adapt, model, s, batches, scale)
-    acc, preview = _run(
-        model,
-        n=s,
-        batch_fn=batches,
-        keep_prob=p,
-        scale=scale,
-        out_view=view,
-        batch_size=bs,
-        amp=amp,
-        data_range=dr,
-        preview_index=_middle_active(energy),
-        complex_view=cview,
-        real_keep_prob=p_real,
-        output_shape=None if output_shape is None else (oh, ow),
-    )
-    frac = acc.frac_sum / acc.frac_n if acc.frac_n else 0.0
-    return Reconstruction(out, scale, frac, acc.result(), preview, cplx)
+def cpu_batch_size(model: torch.nn.Module, batch_size: int, pixels: int, cap: int) -> int:
+    """``batch_size``, on a CPU at most ``cap // pixels`` slices (at least one) per network call."""
+    if model_device(model).type == "cpu":
+        return min(batch_size, max(1, cap // max(pixels, 1)))
+    return batch_size
 
 
 def kspace_normalize(normalize: str) -> str:
@@ -518,172 +548,64 @@ def slice_seed(seed: int, index: int) -> int:
     return stable_ident("mri_n2n.reconstruct", int(seed), int(index))
 
 
-def simulated_masks(corruption: MRIUndersampling, idx: Sequence[int], seed: int) -> torch.Tensor:
-    """The masks ``(len(idx), H, W)`` of slices ``idx`` in a study with ``seed``, drawn on the
-    CPU (:func:`slice_seed`) so that they depend on neither the batching nor the device."""
-    return torch.cat([corruption.draw_masks(1, seeded_generator(slice_seed(seed, k))) for k in idx]).bool()
+def simulated_masks(law: SampleLaw | Any, idx: Sequence[int], seed: int) -> torch.Tensor:
+    """The sampled sets ``(len(idx), *law.shape)`` of slices ``idx`` in a study with ``seed``
+    (``law``: a :class:`~mri_n2n.masks.SampleLaw`, or a corruption holding one as ``family``),
+    drawn on the CPU (:func:`slice_seed`) so that they depend on neither the batching nor the
+    device."""
+    law = getattr(law, "family", law)
+    return torch.cat([law.sample(1, generator=seeded_generator(slice_seed(seed, k))) for k in idx]).bool()
 
 
-def reconstruct_volume(
+def run_adaptation(
     model: torch.nn.Module,
-    corruption: MRIUndersampling,
-    array: np.ndarray,
+    acq: Acquisition,
+    law: SampleLaw,
     *,
-    axis: int = 2,
+    real: bool = False,
+    steps: int,
+    lr: float = ADAPT_LR,
+    split: float = ADAPT_SPLIT,
+    batch_size: int = ADAPT_BATCH_SIZE,
     seed: int = 0,
-    normalize: str = "max",
-    batch_size: int = 8,
-    amp: bool | None = None,
-    keep_complex: bool = False,
-    adapt: AdaptFn | None = None,
-) -> Reconstruction:
-    """Retrospective study of an image volume: undersample each slice, reconstruct, compare.
+    validation: float = ADAPT_VALIDATION,
+    check_every: int = ADAPT_CHECK_EVERY,
+    patience: int = ADAPT_PATIENCE,
+    max_shift: int | None = ADAPT_MAX_SHIFT,
+    progress: bool = False,
+) -> tuple[torch.nn.Module, AdaptReport]:
+    """Adapt ``model`` to one scan's measurements, the one adaptation call of reconstruction and
+    evaluation for every acquisition: ``acq`` is the scan's acquisition normalised as in training
+    (images ``(N, 1, H, W)`` single coil, coil data with their maps), ``law`` the law its sampled
+    sets were drawn from, ``real`` whether the network reconstructs real images (one channel).
+    Returns the adapted copy (``model`` itself for ``steps = 0``) and the :class:`AdaptReport`:
+    the signature of the one kind-neutral ``adapt(model, acq, law, ...)`` of
+    :mod:`mri_n2n.reconstruction.adapt`.
 
-    The slices along ``axis`` are normalised like training (divided by ``volume_scale(array,
-    normalize)``), undersampled with masks from ``corruption`` seeded per slice
-    (:func:`slice_seed`), zero-filled with its ``1 / p`` compensation, passed through the network
-    and projected onto their measurements; outputs are mapped back to the array's units.
+    Until the one kind-neutral :func:`mri_n2n.reconstruction.adapt.adapt` lands, this dispatches
+    to its Cartesian bodies: :func:`~mri_n2n.reconstruction.adapt.adapt_multicoil` for coil data
+    (which takes no validation, check, patience or shift settings: the single-coil tuning chose
+    none) and :func:`~mri_n2n.reconstruction.adapt.adapt_model` otherwise.
 
-    Args:
-        model: the MRI network (on its device).
-        corruption: an :class:`MRIUndersampling` whose mask family matches the slice shape (see
-            :meth:`MRIUndersampling.from_config`).
-        array: real image volume, e.g. :attr:`mri_n2n.data.Volume.array`.
-        axis: slicing axis (the checkpoint's ``axis``).
-        seed: study seed.
-        normalize: the checkpoint's normalisation.
-        batch_size: slices per network call.
-        amp: autocast on CUDA (default: on for CUDA).
-        keep_complex: also return the complex data-consistent volume.
-        adapt: an adaptation hook (:data:`AdaptFn`) given the whole study once it is measured.
-
-    Returns:
-        A :class:`Reconstruction` in ``array``'s layout, with fastMRI volume metrics of the
-        zero-filled image and of the reconstruction against ``array``.
+    Raises:
+        ValueError: the adaptation cannot run (see the bodies).
     """
-    arr = np.asarray(array)
-    if arr.ndim != 3 or np.iscomplexobj(arr):
-        raise ReconstructionError(f"expected a real 3-D image volume, got shape {arr.shape} ({arr.dtype})")
-    if axis not in (0, 1, 2):
-        raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
-    view_in = np.moveaxis(arr, axis, 0)
-    n, h, w = view_in.shape
-    if tuple(corruption.family.shape) != (h, w):
-        raise ReconstructionError(
-            f"the corruption's mask family {tuple(corruption.family.shape)} does not match slices {(h, w)}"
+    report = AdaptReport()
+    common = {"steps": steps, "lr": lr, "split": split, "batch_size": batch_size, "seed": seed,
+              "progress": progress, "report": report}  # fmt: skip
+    if acq.multicoil:
+        net = adapt_multicoil(model, law, acq.sampled, acq.y, acq.maps, **common)
+    else:
+        net = adapt_model(
+            model,
+            law,
+            acq.sampled,
+            acq.y.reshape(-1, *acq.y.shape[-2:]),
+            complex_data=not real,
+            validation=validation,
+            check_every=check_every,
+            patience=patience,
+            max_shift=max_shift,
+            **common,
         )
-    if h < 2 or w < 2:
-        raise ReconstructionError(f"slices of shape {(h, w)} along axis {axis} are too small")
-    scale = volume_scale(arr, normalize)
-    out = np.zeros(arr.shape, np.float32)
-    view = np.moveaxis(out, axis, 0)
-    cplx = np.zeros(arr.shape, np.complex64) if keep_complex else None
-    cview = np.moveaxis(cplx, axis, 0) if cplx is not None else None
-    other = tuple(a for a in range(3) if a != axis)
-    energy = np.maximum(arr.max(axis=other), -arr.min(axis=other))  # max |value| per slice, no copy
-    data_range = float(arr.max())
-    if not data_range > 0:
-        raise ReconstructionError("the image volume is empty (maximum <= 0)")
-
-    def batches(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        ref = np.ascontiguousarray(view_in[idx], dtype=np.float32)
-        m = simulated_masks(corruption, idx, seed)
-        return SpectralSampling(m).forward(torch.from_numpy(ref)), m, ref
-
-    model = _adapt_with(adapt, model, n, batches, scale)
-    acc, preview = _run(
-        model,
-        n=n,
-        batch_fn=batches,
-        keep_prob=corruption.family.keep_probability(),
-        real_keep_prob=corruption.family.real_keep_probability(),
-        scale=scale,
-        out_view=view,
-        batch_size=check_batch(batch_size),
-        amp=amp,
-        data_range=data_range,
-        preview_index=_middle_active(energy),
-        complex_view=cview,
-    )
-    frac = acc.frac_sum / acc.frac_n if acc.frac_n else 0.0
-    return Reconstruction(out, scale, frac, acc.result(), preview, cplx)
-
-
-def simulate_kspace(
-    model: torch.nn.Module,
-    corruption: MRIUndersampling,
-    kspace: np.ndarray,
-    *,
-    seed: int = 0,
-    normalize: str = "max",
-    batch_size: int = 8,
-    amp: bool | None = None,
-    reference: np.ndarray | None = None,
-    data_range: float | None = None,
-    output_shape: tuple[int, int] | None = None,
-    adapt: AdaptFn | None = None,
-) -> Reconstruction:
-    """Retrospective study of fully sampled k-space ``(slices, ky, kx)``: each slice is
-    undersampled with seeded masks from ``corruption`` (:func:`slice_seed`), reconstructed and
-    compared (fastMRI volume metrics) with ``reference`` (default ``|F^-1 kspace|``).
-    Outputs (and the default reference) are centre-cropped in image space to ``output_shape``
-    (default: the reference's shape, else none) and laid out ``(rows, cols, slices)``; the
-    metrics' data range is ``data_range`` (fastMRI: the file's ``max``), default the reference's
-    maximum; ``adapt`` (:data:`AdaptFn`) may replace the network once the study is measured."""
-    k = as_kspace(kspace, "kspace")
-    s, h, w = k.shape
-    if tuple(corruption.family.shape) != (h, w):
-        raise ReconstructionError(
-            f"the corruption's mask family {tuple(corruption.family.shape)} does not match k-space {(h, w)}"
-        )
-    bs = check_batch(batch_size)
-    ref_given = None if reference is None else np.asarray(reference, np.float32)
-    if ref_given is not None:
-        ref_given = ref_given[None] if ref_given.ndim == 2 else ref_given
-        if ref_given.ndim != 3 or ref_given.shape[0] != s:
-            raise ReconstructionError(f"reference of shape {ref_given.shape} does not match {s} slices")
-        output_shape = output_shape or (int(ref_given.shape[1]), int(ref_given.shape[2]))
-    oh, ow = (h, w) if output_shape is None else (int(output_shape[0]), int(output_shape[1]))
-
-    def crop(a: np.ndarray) -> np.ndarray:
-        return a if output_shape is None else center_pad_crop(a, (oh, ow))
-
-    out = np.zeros((oh, ow, s), np.float32)
-    view = np.moveaxis(out, 2, 0)
-    energy = np.zeros(s)
-    full = Acquisition.fully_sampled((h, w))  # F^-1 of the fully sampled k-space
-    for start in range(0, s, bs):  # the reference volume (in the output buffer) gives the scale
-        idx = list(range(start, min(s, start + bs)))
-        if ref_given is None:
-            view[idx] = crop(full.combine(torch.from_numpy(k[idx])).abs().numpy())
-        else:
-            view[idx] = ref_given[idx]
-        energy[idx] = view[idx].reshape(len(idx), -1).max(1)
-    scale = volume_scale(out, normalize)
-    dr = float(out.max()) if data_range is None else float(data_range)
-    if not float(out.max()) > 0:
-        raise ReconstructionError("the k-space is all zero")
-
-    def batches(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        kk = torch.from_numpy(np.ascontiguousarray(k[idx]))
-        ref = crop(full.combine(kk).abs().numpy()) if ref_given is None else ref_given[idx]
-        m = simulated_masks(corruption, idx, seed)
-        return SpectralSampling(m).sample(kk), m, ref
-
-    model = _adapt_with(adapt, model, s, batches, scale)
-    acc, preview = _run(
-        model,
-        n=s,
-        batch_fn=batches,
-        keep_prob=corruption.family.keep_probability(),
-        real_keep_prob=corruption.family.real_keep_probability(),
-        scale=scale,
-        out_view=view,
-        batch_size=bs,
-        amp=amp,
-        data_range=dr,
-        preview_index=_middle_active(energy),
-        output_shape=None if output_shape is None else (oh, ow),
-    )
-    frac = acc.frac_sum / acc.frac_n if acc.frac_n else 0.0
-    return Reconstruction(out, scale, frac, acc.result(), preview, None)
+    return net, report

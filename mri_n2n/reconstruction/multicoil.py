@@ -34,14 +34,21 @@ import torch
 from ..coils import SenseOperator, compress_coils, estimate_maps, find_calibration, rss
 from ..data.measured import crop_readout, file_mask_law
 from ..data.slices import center_pad_crop
-from ..fft import to_channels, to_complex
+from ..fft import to_complex
 from ..io.kspace import kspace_affine
 from ..io.multicoil import MultiCoilKSpace
-from ..masks import MASK_LAW_ATTR, MaskFamily
-from ..models import apply_model, ends_with_dc
+from ..masks import MASK_LAW_ATTR, MaskFamily, SampleLaw
+from ..models import ends_with_dc
 from ..physics import Acquisition, SpectralSampling
 from ..seeding import seeded_generator
-from .engine import Reconstruction, ReconstructionError, _Accum, model_channels, slice_seed
+from .engine import (
+    Reconstruction,
+    ReconstructionError,
+    SliceBatch,
+    model_channels,
+    slice_seed,
+    stream_reconstruction,
+)
 
 __all__ = [
     "reconstruct_multicoil",
@@ -80,7 +87,8 @@ def multicoil_output(
       methods that do not force the measurements (``--dc prox``, CG-SENSE, TV-SENSE).
 
     ``coil_images``: the zero-filled coil images of the measurements
-    (:meth:`~mri_n2n.coils.SenseOperator.coil_images`), when already computed.
+    (:meth:`~mri_n2n.coils.SenseOperator.coil_images`, Cartesian coils), when already computed;
+    ``None``: ``"rss"`` is the acquisition's :meth:`~mri_n2n.physics.Acquisition.output_image`.
 
     Both scale with ``(image, kspace)``: a k-space ``c`` times larger gives a ``c`` times larger
     output (the reconstruction normalises its input and multiplies the output back).
@@ -100,7 +108,9 @@ def multicoil_output(
     if output not in MULTICOIL_OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(MULTICOIL_OUTPUTS)}, got {output!r}")
     x = image if image.is_complex() else to_complex(image.float())
-    out = acq.coil_rss(x, acq.y, coil_images)
+    # the kind's output image (Cartesian coils: the RSS of the data-consistent coil images),
+    # sharing the coil images when the caller already has them
+    out = acq.output_image(x) if coil_images is None else acq.coil_rss(x, acq.y, coil_images)
     if output == "sense":
         norm = rss(acq.maps, dim=-3).expand_as(out)
         out = torch.where(norm > 0, x.abs() * norm, out)
@@ -174,15 +184,19 @@ def reconstruct_multicoil(
     batch_size: int = 4,
     virtual_coils: int | None = None,
     output: str = "rss",
-    adapt=None,
+    adapt: Callable[[SampleLaw, Acquisition], torch.nn.Module] | None = None,
     cg_iters: int | None = None,
+    channels: int | None = None,
+    amp: bool = False,
+    channels_last: bool | None = None,
 ) -> Reconstruction:
-    """Reconstruct one multi-coil file (module docstring).
+    """Reconstruct one multi-coil file (module docstring) with the one reconstruction loop
+    (:func:`~mri_n2n.reconstruction.engine.stream_reconstruction`).
 
     Args:
         model: a two-channel (complex) MRI network, on the device to use.
         corruption_project: ``project(output, acq)`` to use instead of the acquisition's
-            per-coil projection (:meth:`~mri_n2n.physics.Acquisition.project`, what
+            per-coil data consistency (:func:`~mri_n2n.reconstruction.engine.consistent`, what
             :meth:`~mri_n2n.corruptions.multicoil.MultiCoilUndersampling.project` does), given
             the network's channels and the batch's acquisition; ``None``: the acquisition's.
         mc: the file as :func:`~mri_n2n.io.raw.read_raw` returns it.
@@ -200,14 +214,18 @@ def reconstruct_multicoil(
             root-sum-of-squares on fully sampled files) or ``"sense"`` (the network's SENSE
             image scaled by the maps' root-sum-of-squares on their support). Both are in the
             input's units; the report's zero-filled row follows the same convention.
-        adapt: ``adapt(law, mask, kspace, maps) -> model``, called once before reconstructing
-            with the file's mask law, the masks ``(N, H, W)``, the coil measurements
-            ``(N, C, H, W)`` in the network's units and the maps; the model it returns (an adapted
-            copy, :func:`~mri_n2n.reconstruction.adapt.adapt_multicoil`) reconstructs the file.
+        adapt: ``adapt(law, acq) -> model``, called once before reconstructing with the file's
+            mask law and the whole file's acquisition (masks ``(N, H, W)``, coil measurements
+            ``(N, C, H, W)`` in the network's units, maps); the model it returns (an adapted
+            copy, :func:`~mri_n2n.reconstruction.engine.run_adaptation`) reconstructs the file.
         cg_iters: conjugate-gradient iterations of each cascade's proximal data consistency
             (``--dc prox`` networks) for this reconstruction, instead of the trained count: fewer
             are faster and change the output (the benchmark ``bench reconstruct --multicoil``
             states by how much); ``None``: the trained count.
+        channels: the network's input channels (must be 2); default what its spec records.
+        amp: autocast on CUDA (default off: the coil data consistency runs in full precision).
+        channels_last: the network's memory format (default: the one training uses,
+            :func:`~mri_n2n.reconstruction.engine.default_channels_last`).
 
     Raises:
         ReconstructionError: a one-channel model, an undersampled file with ``simulate``, no
@@ -217,7 +235,7 @@ def reconstruct_multicoil(
     if output not in MULTICOIL_OUTPUTS:
         known = ", ".join(MULTICOIL_OUTPUTS)
         raise ReconstructionError(f"{where}: output must be one of {known}, got {output!r}")
-    if model_channels(model) != 2:
+    if (model_channels(model) if channels is None else int(channels)) != 2:
         raise ReconstructionError(f"{where}: multi-coil data need a two-channel (complex) checkpoint")
     if cg_iters is not None and not (ends_with_dc(model) and hasattr(model, "cg_iters")):
         raise ReconstructionError(f"{where}: cg_iters needs a network with --dc prox data consistency")
@@ -225,28 +243,28 @@ def reconstruct_multicoil(
         raise ReconstructionError(f"{where}: cg_iters must be >= 1, got {cg_iters}")
     k = np.asarray(mc.kspace, np.complex64)
     s, c, h, w = k.shape
-    mask = np.ascontiguousarray(mc.sampled())
-    if simulate is not None and not bool(mask.all()):
+    sampled = np.ascontiguousarray(mc.sampled())
+    if simulate is not None and not bool(sampled.all()):
         raise ReconstructionError(f"{where}: --simulate needs fully sampled k-space")
     rows, cols = mc.recon_shape if mc.recon_shape else (h, w)
-    columns = bool((mask == mask[:, :1, :]).all())
+    columns = bool((sampled == sampled[:, :1, :]).all())
     if rows < h and columns:
-        k, mask = _crop_rows(k, mask, rows)
+        k, sampled = _crop_rows(k, sampled, rows)
     h = k.shape[2]
     if simulate is not None:
         if family is None or family.shape != (h, w):
             raise ReconstructionError(f"{where}: no mask family for the {h}x{w} grid")
         draws = [family.sample(1, generator=seeded_generator(slice_seed(seed, i))) for i in range(s)]
-        mask = torch.cat(draws).numpy()
+        sampled = torch.cat(draws).numpy()
         law, source = family, "simulated"
     else:
         try:
             recorded = (mc.meta.get("attrs") or {}).get(MASK_LAW_ATTR)
-            law, source = file_mask_law(k[:, 0], mask, recorded, where=where)
+            law, source = file_mask_law(k[:, 0], sampled, recorded, where=where)
         except ValueError as e:
             raise ReconstructionError(str(e)) from None
     full = None
-    if mc.reference is None and (simulate is not None or bool(mask.all())):
+    if mc.reference is None and (simulate is not None or bool(sampled.all())):
         coil_images = Acquisition.fully_sampled((h, w)).combine(torch.from_numpy(k))
         full = np.sqrt((np.abs(coil_images.numpy()) ** 2).sum(1))  # RSS of all coils
     if virtual_coils is not None and virtual_coils < 1:
@@ -254,7 +272,7 @@ def reconstruct_multicoil(
     if virtual_coils is not None and virtual_coils < c:
         k = compress_coils(k, virtual_coils)
     p = torch.ones(h, w) if law is None else law.keep_probability().float()
-    m_all = torch.from_numpy(mask.astype(bool))
+    m_all = torch.from_numpy(sampled.astype(bool))
     y_all = SpectralSampling(m_all).sample(torch.from_numpy(k).to(torch.complex64))  # every coil's M y
     dev = next(model.parameters()).device
     # per slice: maps, SENSE-1 compensated zero-filled image
@@ -264,70 +282,65 @@ def reconstruct_multicoil(
         step = max(1, min(batch_size, CPU_PIXELS_PER_CALL // (h * w)))
     chunks = [slice(i, i + step) for i in range(0, s, step)]
     zf = torch.cat([SenseOperator(maps[b], m_all[b], y_all[b], keep_prob=p).zero_filled() for b in chunks])
+    # the normalisation: the maximum of the compensated SENSE-1 zero-filled magnitude (docs:
+    # "Normalisation"; within 0.2 % of the training rule's clean RSS maximum on undersampled files)
     scale = float(zf.abs().max()) or 1.0
     if adapt is not None:
         if law is None:
             raise ReconstructionError(f"{where}: adaptation needs the law of the mask (none found)")
-        model = adapt(law, m_all, y_all / scale, maps)
+        model = adapt(law, SenseOperator(maps, m_all, y_all / scale))
     ref = mc.reference if mc.reference is not None else full
     ref = None if ref is None else center_pad_crop(np.asarray(ref, np.float32), (rows, cols))
     data_range = None if ref is None else float(ref.max())
     if mc.max_value and simulate is None and mc.reference is not None:
         data_range = float(mc.max_value)  # fastMRI: the file's max is the metrics' range
-    acc = _Accum(data_range)
-    out = np.zeros((s, rows, cols), np.float32)
-    zf_mag = np.zeros_like(out)
-    plain_mag = np.zeros_like(out)
-    model.eval()
-    if dev.type == "cpu":
-        model.to(memory_format=torch.channels_last)  # CPU convolutions ~1.5x faster; same results
+
+    def batches(idx: list[int]) -> SliceBatch:
+        acq = SenseOperator(maps[idx], m_all[idx], y_all[idx] / scale, keep_prob=p)
+        return SliceBatch(acq, None if ref is None else ref[idx], zf[idx] / scale)
+
+    coil_cache: dict[str, object] = {}
+
+    def coils_of(acq: Acquisition) -> torch.Tensor:
+        """The batch's zero-filled coil images, computed once for its three images."""
+        if coil_cache.get("acq") is not acq:
+            coil_cache.clear()
+            coil_cache.update(acq=acq, coils=acq.coil_images())
+        return coil_cache["coils"]  # type: ignore[return-value]
+
+    active = np.nonzero(y_all.abs().flatten(1).amax(1).numpy() > 0)[0]
+    out = np.zeros((rows, cols, s), np.float32)
     trained_iters = getattr(model, "cg_iters", None)
     if cg_iters is not None:
         model.cg_iters = int(cg_iters)
     try:
-        with torch.inference_mode():
-            for start in range(0, s, step):
-                idx = list(range(start, min(s, start + step)))
-                acq = SenseOperator(maps[idx].to(dev), m_all[idx].to(dev), y_all[idx].to(dev) / scale,
-                                    keep_prob=p.to(dev))  # fmt: skip
-                z = zf[idx].to(dev) / scale
-                est = apply_model(model, to_channels(z), acq).float()
-                if ends_with_dc(model):
-                    x = est
-                elif corruption_project is None:
-                    x = acq.project(to_complex(est))
-                else:
-                    x = corruption_project(est, acq)
-                coils = acq.coil_images()  # shared by the outputs below
-                mag = multicoil_output(x, acq, output, coils) * scale  # in the data's units
-                out[idx] = center_pad_crop(mag.cpu().numpy(), (rows, cols))
-                if ref is not None:  # only the metrics need the compensated zero-filled image
-                    zmag = multicoil_output(z, acq, output, coils) * scale
-                    zf_mag[idx] = center_pad_crop(zmag.cpu().numpy(), (rows, cols))
-                plain = rss(coils, dim=-3) * scale  # RSS of the zero-filled coils
-                plain_mag[idx] = center_pad_crop(plain.cpu().numpy(), (rows, cols))
+        res = stream_reconstruction(
+            model,
+            n=s,
+            batch_fn=batches,
+            channels=2,
+            scale=scale,
+            out_view=np.moveaxis(out, 2, 0),
+            batch_size=step,
+            preview_index=int(active[len(active) // 2]) if active.size else s // 2,
+            amp=amp,
+            data_range=data_range,
+            output_shape=(rows, cols),
+            output=lambda x, acq: multicoil_output(x, acq, output, coils_of(acq)),
+            plain=lambda acq: rss(coils_of(acq), dim=-3),  # the RSS of the zero-filled coils
+            project=corruption_project,
+            channels_last=channels_last,
+        )
     finally:
-        model.to(memory_format=torch.contiguous_format)  # the default layout again, even on errors
         if cg_iters is not None:
             model.cg_iters = trained_iters
-    if ref is not None:
-        acc.add({"zf": zf_mag, "plain": plain_mag, "rec": out}, ref)
-    active = [i for i in range(s) if float(np.abs(plain_mag[i]).max()) > 0]
-    mid = active[len(active) // 2] if active else s // 2
-    inv = 1.0 / scale
-    preview = {
-        "slice": mid, "mask": mask[mid], "zero_filled": plain_mag[mid] * inv, "reconstruction": out[mid] * inv
-    }
-    if ref is not None:
-        preview["reference"] = ref[mid] * inv
     described = {"source": source, **({} if law is None else {"family": law.name, "fraction": law.fraction})}
-    image = np.ascontiguousarray(np.moveaxis(out, 0, -1))
     return Reconstruction(
-        image=image,
+        image=out,
         scale=scale,
-        sampled_fraction=float(mask.mean()),
-        metrics=acc.result(),
-        preview=preview,
+        sampled_fraction=float(sampled.mean()),
+        metrics=res.metrics,
+        preview=res.preview,
         mask_law=described,
     )
 
