@@ -174,8 +174,9 @@ def checkpoint_acquisition(ckpt: dict[str, Any]) -> dict[str, Any]:
     - ``channels``: the model's input channels (1 or 2);
     - ``law``: the description of the sampling law the model was trained on
       (:meth:`~mri_n2n.masks.SampleLaw.describe`), ``None`` when it cannot be rebuilt;
-    - ``measured_law``: the law of the undersampled files it was trained on (a description),
-      ``None`` for retrospectively undersampled training data.
+    - ``measured_law``: the law of the undersampled files it was trained on (a description;
+      a recorded ``True`` flag means the recorded ``law``), ``None`` for retrospectively
+      undersampled training data.
 
     Fallback for older checkpoints (no ``acquisition`` block, or keys missing from it), from the
     saved config, the corruption record and the model spec: kind the config's ``acquisition``
@@ -214,6 +215,8 @@ def checkpoint_acquisition(ckpt: dict[str, Any]) -> dict[str, Any]:
         out["coils"] = "multi" if multi else "single"
     out["channels"] = int(channels) if channels is not None else (2 if out["complex"] else 1)
     measured = block.get("measured_law", corruption.get("measured_law"))
+    if measured is True:  # the trainer's flag: the recorded law is the measured files'
+        measured = block.get("law")
     out["measured_law"] = measured if isinstance(measured, dict) else None
     if "law" in block:
         out["law"] = block["law"]

@@ -73,6 +73,11 @@ def test_new_checkpoints_are_read_as_recorded_and_checked(tmp_path):
              "law": {"law": "recorded"}, "measured_law": None}  # fmt: skip
     ck["acquisition"] = block
     assert checkpoint_acquisition(ck) == block  # as recorded, nothing re-derived
+    # the trainer records measured_law as a flag: the recorded law is then the measured files'
+    ck["acquisition"] = {**block, "law": {"family": "lines_random"}, "measured_law": True}
+    assert checkpoint_acquisition(ck)["measured_law"] == {"family": "lines_random"}
+    ck["acquisition"] = {**block, "measured_law": False}
+    assert checkpoint_acquisition(ck)["measured_law"] is None
     ck["acquisition"] = {"kind": "cartesian", "coils": "multi"}  # missing keys: the fallback fills them
     got = checkpoint_acquisition(ck)
     assert got["coils"] == "multi" and got["complex"] is True and got["channels"] == 2
