@@ -74,7 +74,7 @@ import torch
 from .coils import SenseOperator
 from .corruptions import MRIUndersampling
 from .metrics import psnr
-from .physics import Acquisition, SpectralSampling
+from .physics import Acquisition, CartesianAcquisition, SpectralSampling
 from .sampling import exp_decay_density, symmetric_density
 from .solvers import conjugate_gradient
 
@@ -90,6 +90,7 @@ __all__ = [
     "tune_tv_lambda",
     "tv_sense",
     "tv_sense_objective",
+    "tikhonov",
     "tune_sense_lambda",
     "DEFAULT_SENSE_TV_LAM",
     "SENSE_METHODS",
@@ -207,6 +208,23 @@ def _measurements(acq: Acquisition) -> torch.Tensor:
     return acq.y
 
 
+def _fft_diagonal(acq: Acquisition) -> bool:
+    """Whether CS-TV's ``x``-step is diagonal in Fourier space: single-coil Cartesian data
+    (``A^H A = F^-1 M F``); coils and other kinds solve it by conjugate gradients."""
+    return isinstance(acq, CartesianAcquisition) and not acq.multicoil
+
+
+def tikhonov(acq: Acquisition, lam: float | torch.Tensor = 1e-3, iters: int = 30) -> torch.Tensor:
+    """Tikhonov-regularised least squares ``argmin_x ||A x - y||^2 + lam ||x||^2`` by ``iters``
+    conjugate-gradient iterations from ``x = 0``, for any acquisition kind: CG-SENSE for coil
+    data (the Cartesian kind's :meth:`~mri_n2n.physics.CartesianAcquisition.sense`), else the
+    kind's proximal step from a zero image (:meth:`~mri_n2n.physics.Acquisition.prox`)."""
+    y = _measurements(acq)
+    if isinstance(acq, CartesianAcquisition) and acq.multicoil:
+        return acq.sense(y, lam, iters)
+    return acq.prox(torch.zeros_like(acq.adjoint()), lam, iters)
+
+
 def _shrink(px: torch.Tensor, py: torch.Tensor, thresh: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Isotropic soft thresholding of the vector field ``(px, py)``."""
     n = _magnitude(px, py)
@@ -260,10 +278,16 @@ def cs_tv(
     non-diagonal system, solved approximately by ``inner`` conjugate-gradient iterations
     (:func:`~mri_n2n.solvers.conjugate_gradient` on :meth:`~mri_n2n.physics.Acquisition.normal`)
     warm-started at the current ``x`` (inexact ADMM; each outer iteration costs ``2 (inner + 1)``
-    FFTs per coil), without over-relaxation. The start is CG-SENSE
-    (:meth:`~mri_n2n.physics.Acquisition.sense`, ``lam = 1e-3``, 30 iterations) unless ``x0`` is
-    given. No projection follows: noisy multi-coil measurements overdetermine the image, and
-    forcing them exactly would undo the regularisation.
+    FFTs per coil), without over-relaxation. The start is CG-SENSE (:func:`tikhonov`,
+    ``lam = 1e-3``, 30 iterations) unless ``x0`` is given. No projection follows: noisy
+    multi-coil measurements overdetermine the image, and forcing them exactly would undo the
+    regularisation.
+
+    **Other kinds** (no FFT-diagonal normal operator, e.g. a trajectory): the same ADMM with the
+    ``x``-step by ``inner`` conjugate-gradient iterations on the kind's
+    :meth:`~mri_n2n.physics.Acquisition.normal` (its real part for ``real`` images), started
+    from :func:`tikhonov`; a kind with an exact replacement (``replaces``) ends with its data
+    consistency, others are returned as solved.
 
     Args:
         acq: the acquisition with its measurements ``y`` (entries off its mask ignored).
@@ -294,13 +318,14 @@ def cs_tv(
     y = _measurements(acq)
     if not y.is_complex():
         raise TypeError("the measurements must be complex k-space")
-    if acq.multicoil:
-        if inner < 1 or real or method != "admm":
+    if not _fft_diagonal(acq):
+        if inner < 1 or (real and acq.multicoil) or method != "admm":
             raise ValueError(
-                f"multi-coil CS-TV: complex images by ADMM with inner >= 1, got real={real}, "
-                f"method={method!r}, inner={inner}"
+                f"{'multi-coil' if acq.multicoil else acq.kind} CS-TV: ADMM with inner >= 1 "
+                f"(complex images for coil data), got real={real}, method={method!r}, inner={inner}"
             )
-        return _tv_multicoil(acq, lam=lam, iters=iters, inner=inner, rho=rho, x0=x0, tol=tol)
+        x = _tv_cg(acq, lam=lam, iters=iters, inner=inner, rho=rho, x0=x0, tol=tol, real=real)
+        return acq.data_consistency(x) if acq.replaces and not acq.multicoil else x
     cdtype = torch.complex128 if y.dtype == torch.complex128 else torch.complex64
     rdtype = torch.float64 if cdtype == torch.complex128 else torch.float32
     acq = acq.with_data(y.to(cdtype))
@@ -588,7 +613,7 @@ def tv_sense_objective(
     return cs_tv_objective(SenseOperator(maps, mask, y), x, lam)
 
 
-def _tv_multicoil(
+def _tv_cg(
     acq: Acquisition,
     *,
     lam: float,
@@ -597,20 +622,26 @@ def _tv_multicoil(
     rho: float | None,
     x0: torch.Tensor | None,
     tol: float | None,
+    real: bool = False,
 ) -> torch.Tensor:
-    """TV-SENSE (:func:`cs_tv` of a multi-coil acquisition): ADMM with a CG ``x``-step."""
+    """CS-TV with a CG ``x``-step (:func:`cs_tv` of coil data, TV-SENSE, or of a kind without an
+    FFT-diagonal normal operator): ADMM on ``z = grad x``; ``real`` keeps a real image (the real
+    part of the normal operator and of ``A^H y``)."""
     y = _measurements(acq)
-    if y.ndim != 4:
+    if acq.multicoil and y.ndim != 4:
         raise ValueError(f"multi-coil CS-TV: measurements must be (B, C, H, W), got {tuple(y.shape)}")
     acq = acq.with_data(y)
-    x = acq.sense(None, 1e-3, 30) if x0 is None else x0.to(acq.y.dtype)
+    x = tikhonov(acq, 1e-3, 30) if x0 is None else x0.to(acq.y.dtype)
+    if real:
+        x = x.real
     if lam == 0 or iters == 0:
         return x
     rho = _RHO_PER_LAM * lam if rho is None else float(rho)
-    aty = acq.adjoint()
+    aty = acq.adjoint().real if real else acq.adjoint()
 
     def normal(v: torch.Tensor) -> torch.Tensor:
-        return acq.normal(v) + rho * _grad_adj(*_grad(v))
+        nv = acq.normal(v).real if real else acq.normal(v)
+        return nv + rho * _grad_adj(*_grad(v))
 
     def x_step(x: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor) -> torch.Tensor:
         return conjugate_gradient(normal, x, aty + rho * _grad_adj(vx, vy) - normal(x), inner)

@@ -30,21 +30,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .baselines import DEFAULT_SENSE_TV_LAM, DEFAULT_TV_LAM
+from .baselines import DEFAULT_SENSE_TV_LAM, DEFAULT_TV_LAM, tikhonov
 from .baselines import cs_tv as cs_tv_solve
-from .checkpoint import load_checkpoint, model_from_checkpoint
+from .checkpoint import checkpoint_acquisition, load_checkpoint, model_from_checkpoint
 from .config import Config
-from .corruptions import MRIUndersampling
+from .corruptions import Corruption, MRIUndersampling
 from .corruptions.multicoil import MultiCoilUndersampling
 from .data.datasets import mri_datasets_from_config
 from .devices import resolve_device
 from .fft import to_channels
 from .io import atomic_write_json, atomic_write_text
+from .masks import SampleLaw
 from .metrics import nmse, psnr, ssim, volume_metrics
 from .models import apply_model, ends_with_dc
 from .models.ensemble import ensemble_forward
+from .physics import Acquisition
 from .plots import comparison_grid, provenance_view, psnr_histogram
-from .reconstruction.adapt import adapt_model, adapt_multicoil
+from .reconstruction.engine import consistent, run_adaptation
 from .reconstruction.multicoil import MULTICOIL_OUTPUTS, multicoil_output
 
 __all__ = ["evaluate_mri", "write_evaluation", "evaluation_markdown"]
@@ -120,9 +122,10 @@ def evaluate_mri(
     each checkpoint, its geometric self-ensemble (:func:`~mri_n2n.models.ensemble.ensemble_forward`,
     named ``<name> x8`` or ``x4`` for line masks and non-square slices); ``adapt`` adds each
     checkpoint adapted by this many self-supervised steps to the evaluated slices' own
-    measurements (:func:`~mri_n2n.reconstruction.adapt.adapt_model`, multi-coil data
-    :func:`~mri_n2n.reconstruction.adapt.adapt_multicoil`; named
-    ``<name> adapted``). Returns a dict with
+    measurements (:func:`~mri_n2n.reconstruction.engine.run_adaptation`, every acquisition kind;
+    named ``<name> adapted``). The acquisition of the validation pairs decides the baselines
+    (coil data: CG-SENSE and TV-SENSE; other kinds: CS-TV by :func:`~mri_n2n.baselines.cs_tv`'s
+    generic path), never the dataset's attributes. Returns a dict with
     ``methods`` (names in order), ``per_slice`` (a list of rows: slice identity, source volume,
     and ``<method>/<metric>`` values),
     ``summary`` (per method: mean and std of each metric in both conventions), and
@@ -148,24 +151,28 @@ def evaluate_mri(
             "give fully sampled data (--dataset, --data-dir), or run `mri-n2n reconstruct` on files "
             "that store reconstruction_esc"
         )
-    multicoil = bool(getattr(valid, "multicoil", False))
-    if multicoil:  # coil k-space and maps: SENSE-1 inputs, CG-SENSE in place of CS-TV
-        corruption = MultiCoilUndersampling.from_config(cfg, (cfg.size, cfg.size), coils=valid.coils)
-    else:
-        corruption = MRIUndersampling.from_config(cfg, (cfg.size, cfg.size))
+    corruption = _corruption_for(cfg, valid)
+    law = _law_of(corruption)
+    # the acquisition decides: coil data get SENSE-1 inputs and CG-SENSE/TV-SENSE for CS-TV
+    multicoil = _probe(valid, corruption, dev).multicoil
     baselines = ["CG-SENSE", "TV-SENSE"] if multicoil else ["CS-TV"]
     taken: set[str] = {"zero-filled", *baselines}
     models: list[tuple[str, torch.nn.Module]] = []
+    complex_of: dict[str, bool] = {}
     for path, ck in ckpts:
         name = _method_name(path, ck, taken)
         taken.add(name)
         models.append((name, model_from_checkpoint(ck, device=dev)))
+        complex_of[name] = bool(checkpoint_acquisition(ck)["complex"])
     n = len(valid) if limit is None else min(limit, len(valid))
     if adapt:
-        models += [(f"{name} adapted", _adapted(m, valid, corruption, n, adapt, dev)) for name, m in models]
+        models += [
+            (f"{name} adapted", _adapted(m, valid, corruption, n, adapt, dev, complex_of[name]))
+            for name, m in models
+        ]
     ens_names: set[str] = set()
     if ensemble:
-        tag = " x4" if corruption.family.lines else " x8"
+        tag = " x4" if law.lines else " x8"
         models = [m for name, net in models for m in ((name, net), (name + tag, net))]
         ens_names = {n for n, _ in models[1::2]}
     methods = (
@@ -185,21 +192,18 @@ def evaluate_mri(
     bar = tqdm(total=n, desc="evaluate", unit="slice", disable=not progress)
     for start in range(0, n, batch_size):
         idx = list(range(start, min(start + batch_size, n)))
-        items = [valid[i] for i in idx]
-        clean = torch.stack([it[0] for it in items]).to(dev).float()
-        seeds = torch.tensor([it[1] for it in items])
+        clean, seeds = _batch(valid, idx, dev)
         pair = corruption.validation_pair(clean, seeds)
         acq = pair.acq  # the slices' masks, measurements (and maps)
         outs: dict[str, torch.Tensor] = {"zero-filled": pair.input}
         if plain_zero_filled and multicoil:  # the root-sum-of-squares of the zero-filled coils
-            z = acq.coil_images().abs().square().sum(1).sqrt()
+            z = _zero_filled_rss(acq)
             outs[PLAIN] = torch.stack([z, torch.zeros_like(z)], dim=1)
-        elif plain_zero_filled:  # F^-1 M y: no 1/p compensation
-            z = acq.adjoint()
-            outs[PLAIN] = to_channels(z, keepdim=True) if complex_data else z.real
+        elif plain_zero_filled:  # A^H y: no 1/p compensation
+            outs[PLAIN] = acq.channels_of(acq.adjoint(), pair.input.shape[1])
         if cs_tv and multicoil:
             t0 = time.perf_counter()
-            outs["CG-SENSE"] = to_channels(acq.sense(None, sense_lam, SENSE_ITERS))
+            outs["CG-SENSE"] = to_channels(tikhonov(acq, sense_lam, SENSE_ITERS))
             seconds["CG-SENSE"] += time.perf_counter() - t0
         if cs_tv:  # one CS-TV on the acquisition: TV-SENSE for coils, CS-TV for one coil
             t0 = time.perf_counter()
@@ -213,7 +217,7 @@ def evaluate_mri(
                     out = ensemble_forward(model, pair.input, acq)
                 else:
                     out = apply_model(model, pair.input, acq)
-                outs[name] = out if ends_with_dc(model) else corruption.project(out, acq)
+                outs[name] = out if ends_with_dc(model) else _consistent_channels(acq, out)
             seconds[name] += time.perf_counter() - t0
         ref = _magnitude(pair.target)
         refs = [valid.reference(i) for i in idx] if hasattr(valid, "reference") else []
@@ -255,7 +259,10 @@ def evaluate_mri(
             for k in methods:
                 store[k].append(mags[k][j, 0].cpu().numpy())
         if not examples:
-            examples = {"reference": ref[0, 0].cpu().numpy(), "mask": acq.mask[0].cpu().numpy()}
+            examples = {"reference": ref[0, 0].cpu().numpy()}
+            sampled = acq.sampled
+            if sampled.ndim == 3:  # a sampled set on the image grid (a mask) is shown
+                examples["mask"] = sampled[0].cpu().numpy()
             examples.update({k: mags[k][0, 0].cpu().numpy() for k in methods})
             example_prov = valid.provenance(idx[0]) if hasattr(valid, "provenance") else {}
         bar.update(len(idx))
@@ -289,7 +296,7 @@ def evaluate_mri(
             "fraction": cfg.fraction,
             "acceleration": cfg.acceleration,
             "center_fraction": cfg.center_fraction,
-            "sampled_fraction": corruption.family.fraction,
+            "sampled_fraction": law.fraction,
             "slices": n,
             "volumes": len(vol_store),
             "tv_lam": lam if cs_tv else None,
@@ -302,18 +309,77 @@ def evaluate_mri(
     }
 
 
+def _batch(valid: Any, idx: Sequence[int], dev: torch.device) -> tuple[Any, torch.Tensor]:
+    """The validation items ``idx`` as one batch on ``dev`` (clean images stacked, acquisitions
+    collated by their kind) and their identities."""
+    items = [valid[i] for i in idx]
+    first = items[0][0]
+    if isinstance(first, Acquisition):
+        batch: torch.Tensor | Acquisition = type(first).collate([it[0] for it in items]).to(dev)
+    else:
+        batch = torch.stack([it[0] for it in items]).to(dev).float()
+    return batch, torch.tensor([it[1] for it in items])
+
+
+def _corruption_for(cfg: Config, valid: Any) -> Corruption:
+    """The corruption training validated with, for the validation data: coil data (acquisitions
+    of several coils; until every dataset yields acquisitions, a dataset of coil channels) get
+    the multi-coil corruption of their coil count."""
+    first = valid[0][0] if len(valid) else None
+    if isinstance(first, Acquisition):
+        coils = first.n_coils if first.multicoil else None
+    else:
+        coils = int(valid.coils) if getattr(valid, "multicoil", False) else None
+    shape = (cfg.size, cfg.size)
+    if coils is not None:
+        return MultiCoilUndersampling.from_config(cfg, shape, coils=coils)
+    return MRIUndersampling.from_config(cfg, shape)
+
+
+def _law_of(corruption: Corruption) -> SampleLaw:
+    """The law of a corruption's sampled sets."""
+    law = getattr(corruption, "law", None)
+    return law if isinstance(law, SampleLaw) else corruption.family  # type: ignore[attr-defined]
+
+
+def _probe(valid: Any, corruption: Corruption, dev: torch.device) -> Acquisition:
+    """The acquisition of the first validation slice (what the methods are chosen by)."""
+    batch, idents = _batch(valid, [0], dev)
+    return corruption.validation_pair(batch, idents).acq
+
+
+def _consistent_channels(acq: Acquisition, out: torch.Tensor) -> torch.Tensor:
+    """A network's output channels made consistent with the acquisition's measurements
+    (:func:`~mri_n2n.reconstruction.engine.consistent`), as model channels again."""
+    z = consistent(acq, acq.image_of(out.float()))
+    return acq.channels_of(z, out.shape[1]).to(out.dtype)
+
+
+def _zero_filled_rss(acq: Acquisition) -> torch.Tensor:
+    """The root-sum-of-squares of the zero-filled coil images (the output image of ``A^H y``
+    for a kind without coil images)."""
+    coil_images = getattr(acq, "coil_images", None)
+    if coil_images is None:
+        return acq.output_image(acq.adjoint())
+    return coil_images().abs().square().sum(1).sqrt()
+
+
 def _adapted(
-    model: torch.nn.Module, valid: Any, corruption: MRIUndersampling, n: int, steps: int, dev: torch.device
+    model: torch.nn.Module,
+    valid: Any,
+    corruption: Corruption,
+    n: int,
+    steps: int,
+    dev: torch.device,
+    complex_data: bool,
 ) -> torch.nn.Module:
-    """``model`` adapted to the measurements of the first ``n`` validation slices (the masks and
-    k-space :meth:`~mri_n2n.corruptions.MRIUndersampling.validation_pair` gives them)."""
-    items = [valid[i] for i in range(n)]
-    clean = torch.stack([it[0] for it in items]).to(dev).float()
-    acq = corruption.validation_pair(clean, torch.tensor([it[1] for it in items])).acq
-    if acq.multicoil:  # the coils' measurements and the maps
-        return adapt_multicoil(model, corruption.family, acq.mask, acq.y, acq.maps, steps=steps)
-    family, complex_data = corruption.family, corruption.complex_data
-    return adapt_model(model, family, acq.mask, acq.y[:, 0], complex_data=complex_data, steps=steps)
+    """``model`` adapted to the measurements of the first ``n`` validation slices (the sampled
+    sets and measurements ``corruption.validation_pair`` gives them) by the one adaptation call
+    of every kind (:func:`~mri_n2n.reconstruction.engine.run_adaptation`)."""
+    clean, seeds = _batch(valid, range(n), dev)
+    acq = corruption.validation_pair(clean, seeds).acq
+    net, _ = run_adaptation(model, acq, _law_of(corruption), real=not complex_data, steps=steps)
+    return net
 
 
 def _magnitude(x: torch.Tensor) -> torch.Tensor:
