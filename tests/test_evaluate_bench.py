@@ -205,11 +205,19 @@ def test_bench_speed_cli_reports_consistent_rates(tmp_path, monkeypatch):
         "bare / plain (median of blocks)": f"{res['bare_over_reference']:.2f}",
         "overhead": f"{res['overhead'] * 100:.1f} %",
         "inference 256² (slices/s)": f"{res['inference_slices_per_s']:.2f}",
+        "plain cascade inference (slices/s)": f"{res['reference_inference_slices_per_s']:.2f}",
+        "inference / plain (median of blocks)": f"{res['inference_over_reference']:.2f}",
     }
     # the reference is interleaved with the other steps; the ratio pairs blocks
     assert len(res["reference_block_rates"]) == 3
     pairs = [b / r for b, r in zip(res["bare_block_rates"], res["reference_block_rates"])]
     assert res["bare_over_reference"] == pytest.approx(statistics.median(pairs))
+    # inference (the one engine) is interleaved with the plain cascade's, paired by block
+    assert len(res["inference_block_rates"]) == len(res["reference_inference_block_rates"]) == 3
+    assert res["inference_slices_per_s"] == statistics.median(res["inference_block_rates"])
+    pairs = [o / p for o, p in zip(res["inference_block_rates"], res["reference_inference_block_rates"])]
+    assert res["inference_over_reference"] == pytest.approx(statistics.median(pairs))
+    assert res["inference_channels_last"]  # the unrolled network runs as the trainer runs it on a CPU
     assert res["spread"]["bare"] == [min(res["bare_block_rates"]), max(res["bare_block_rates"])]
 
 

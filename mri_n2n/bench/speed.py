@@ -14,6 +14,14 @@ layout our trainer uses on a CPU, for a like-for-like layout). Blocks of the thr
 interleaved and the median block rate is reported with its spread (the smallest and largest
 block), so slow drifts of a shared machine hit all alike; the ratio of our bare step to the
 reference is the median of the per-block ratios.
+
+*Inference* is timed the same way, interleaved with the peer: our network through the one
+reconstruction engine (:func:`~mri_n2n.reconstruction.engine.stream_reconstruction`: the
+compensated zero-filled input, the network in the memory format training uses, data
+consistency, the output image) against the plain cascade on the same acquisition (zero-filled
+input, the cascade with its data consistency, the magnitude; contiguous layout, as the peer runs
+on a CPU), both without gradients; ``inference_over_reference`` is the median of the per-block
+ratios.
 """
 
 from __future__ import annotations
@@ -24,12 +32,15 @@ import statistics
 import time
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..config import Config, resolve_config
 from ..corruptions import MRIUndersampling
+from ..fft import to_complex
 from ..physics import SpectralSampling
+from ..reconstruction.engine import SliceBatch, default_channels_last, stream_reconstruction
 from ..training import Trainer
 
 __all__ = ["bench_speed", "PlainCascade"]
@@ -83,8 +94,10 @@ def bench_speed(
     """Measure training-step and inference throughput (slices/s) for the default preset.
 
     Returns a dict with ``pipeline_slices_per_s``, ``bare_slices_per_s``, ``overhead``
-    (``bare / pipeline - 1``), ``inference_slices_per_s`` (zero-filled -> network -> data
-    consistency, no gradients, 256x256 slices) and the settings.
+    (``bare / pipeline - 1``), ``inference_slices_per_s`` (the one reconstruction engine:
+    zero-filled -> network -> data consistency -> output image, no gradients, 256x256 slices),
+    ``reference_inference_slices_per_s`` (the plain cascade on the same slices),
+    ``inference_over_reference`` (median of the interleaved blocks' ratios) and the settings.
     """
     blocks = blocks or (9 if quick else 12)  # enough interleaved blocks for a median and a spread
     steps = steps_per_block or (3 if quick else 8)
@@ -166,23 +179,44 @@ def bench_speed(
     ref = statistics.median(rates["reference"])
     paired = [b_ / r_ for b_, r_ in zip(rates["bare"], rates["reference"])]
 
-    # inference: 256x256 slices by default, batch of 8, as volume reconstruction does it
+    # inference: 256x256 slices by default, batch of 8, as volume reconstruction does it, through
+    # the one engine, interleaved with the plain cascade (the peer) on the same acquisition
     inf_size, inf_batch = inference_size, 8
     corr = MRIUndersampling.from_config(cfg, (inf_size, inf_size))
     vol = torch.rand(inf_batch, 1, inf_size, inf_size, generator=g).to(dev)
     masks = corr.draw_masks(inf_batch, torch.Generator(device=dev).manual_seed(1))
+    acq = corr.measure(vol, masks).acq  # the slices' acquisition, normalised (peak about 1)
+    channels = trainer.exp.channels
     model.eval()
-    inf_rates = []
-    with torch.no_grad():
-        for i in range(blocks + 1):
+    ref_net.eval()
+    out_view = np.zeros((inf_batch, inf_size, inf_size), np.float32)
+
+    def ours() -> None:
+        stream_reconstruction(
+            model, n=inf_batch, batch_fn=lambda idx: SliceBatch(acq), channels=channels, scale=1.0,
+            out_view=out_view, batch_size=inf_batch, preview_index=-1,
+        )  # fmt: skip
+
+    def peer() -> None:
+        with torch.inference_mode():
+            x = acq.channels_of(acq.zero_filled(), channels)
+            out = ref_net(x, acq.sampled, acq.y)
+            out_view[:] = to_complex(out, keepdim=True)[:, 0].abs().cpu().numpy()
+
+    inf_steps = max(steps // 2, 2)
+    inf_of = {"ours": ours, "peer": peer}
+    for fn in inf_of.values():  # warm-up
+        fn()
+    inf_rates: dict[str, list[float]] = {name: [] for name in inf_of}
+    for i in range(blocks):
+        for name in (("ours", "peer") if i % 2 == 0 else ("peer", "ours")):  # alternate who goes first
             _sync(dev)
             t0 = time.perf_counter()
-            for _ in range(max(steps // 2, 2)):
-                pair = corr.measure(vol, masks)
-                trainer._predict(model, pair)
+            for _ in range(inf_steps):
+                inf_of[name]()
             _sync(dev)
-            if i:  # the first block is warm-up
-                inf_rates.append(max(steps // 2, 2) * inf_batch / (time.perf_counter() - t0))
+            inf_rates[name].append(inf_steps * inf_batch / (time.perf_counter() - t0))
+    inf_paired = [o / p for o, p in zip(inf_rates["ours"], inf_rates["peer"])]
     return {
         "preset": cfg.preset,
         "preset_reason": why,
@@ -209,5 +243,11 @@ def bench_speed(
         "bare_over_reference_blocks": paired,
         "spread": {k: [min(v), max(v)] for k, v in rates.items()},
         "inference_size": inf_size,
-        "inference_slices_per_s": statistics.median(inf_rates),
+        "inference_slices_per_s": statistics.median(inf_rates["ours"]),
+        "inference_block_rates": inf_rates["ours"],
+        "inference_channels_last": default_channels_last(model, dev),
+        "reference_inference_slices_per_s": statistics.median(inf_rates["peer"]),
+        "reference_inference_block_rates": inf_rates["peer"],
+        "inference_over_reference": statistics.median(inf_paired),
+        "inference_over_reference_blocks": inf_paired,
     }
