@@ -88,10 +88,10 @@ def test_toy_kind_trains_reconstructs_adapts_and_evaluates(tmp_path) -> None:
     vol = np.random.default_rng(0).random((N, N, 3)).astype(np.float32)
     rec = Reconstructor.from_checkpoint(ckpt)
     out = rec.simulate(vol, 0.5, seed=1)
-    assert out.image.shape == (3, N, N) and np.isfinite(out.image).all()
+    assert out.image.shape == vol.shape and np.isfinite(out.image).all()  # the input's layout
     assert out.metrics["psnr"] > out.metrics["psnr_zero_filled"] - 10  # a real reconstruction
     rec.adapt_steps = 2
     adapted = rec.simulate(vol, 0.5, seed=1)
     assert np.isfinite(adapted.image).all()
     res = evaluate_mri([ckpt], limit=2, tv_iters=5, progress=False, device="cpu")
-    assert {"zero-filled", "n2n"} <= set(res["methods"]) and res["summary"]["n2n"]["psnr"]["mean"] > 0
+    assert {"zero-filled", "N2N"} <= set(res["methods"]) and res["summary"]["N2N"]["psnr_mean"] > 0

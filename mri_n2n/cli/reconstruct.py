@@ -26,7 +26,13 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         "Reconstruct undersampled k-space (fastMRI HDF5, .npy/.npz) with a trained mri_n2n MRI "
         "checkpoint, or run a retrospective study on image volumes (NIfTI, DICOM) with --simulate.",
     )
-    p.add_argument("--checkpoint", required=True, help="an MRI checkpoint (.pt) written by the trainer")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="an MRI checkpoint (.pt) written by the trainer, or a shipped model's name; what it records "
+        "(acquisition kind, complex or magnitude, single or multi-coil, law) decides how inputs are "
+        "reconstructed: k-space files need a Cartesian checkpoint",
+    )
     p.add_argument(
         "inputs", nargs="+", help="files and folders (walked): .nii(.gz), DICOM, .h5/.hdf5, .npy, .npz"
     )
@@ -130,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     rec.multicoil_output = getattr(args, "multicoil_output", "rss")
     if args.simulate is not None:
         try:
-            rec.corruption((256, 256), args.simulate)
+            rec.law((256, 256), args.simulate)  # the checkpoint's kind and law at that density
         except ValueError as e:
             return fail(f"--simulate {args.simulate:g}: {one_line(e)}", 2)
 
