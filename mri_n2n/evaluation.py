@@ -35,18 +35,17 @@ from .baselines import cs_tv as cs_tv_solve
 from .checkpoint import checkpoint_acquisition, load_checkpoint, model_from_checkpoint
 from .config import Config
 from .corruptions import Corruption, MRIUndersampling
-from .corruptions.multicoil import MultiCoilUndersampling
 from .data.datasets import mri_datasets_from_config
 from .devices import resolve_device
 from .fft import to_channels
 from .io import atomic_write_json, atomic_write_text
-from .masks import SampleLaw
 from .metrics import nmse, psnr, ssim, volume_metrics
 from .models import apply_model, ends_with_dc
 from .models.ensemble import ensemble_forward
 from .physics import Acquisition
 from .plots import comparison_grid, provenance_view, psnr_histogram
-from .reconstruction.engine import consistent, run_adaptation
+from .reconstruction.adapt import adapt as adapt_to_scan
+from .reconstruction.engine import consistent
 from .reconstruction.multicoil import MULTICOIL_OUTPUTS, multicoil_output
 
 __all__ = ["evaluate_mri", "write_evaluation", "evaluation_markdown"]
@@ -122,7 +121,7 @@ def evaluate_mri(
     each checkpoint, its geometric self-ensemble (:func:`~mri_n2n.models.ensemble.ensemble_forward`,
     named ``<name> x8`` or ``x4`` for line masks and non-square slices); ``adapt`` adds each
     checkpoint adapted by this many self-supervised steps to the evaluated slices' own
-    measurements (:func:`~mri_n2n.reconstruction.engine.run_adaptation`, every acquisition kind;
+    measurements (:func:`~mri_n2n.reconstruction.adapt.adapt`, every acquisition kind;
     named ``<name> adapted``). The acquisition of the validation pairs decides the baselines
     (coil data: CG-SENSE and TV-SENSE; other kinds: CS-TV by :func:`~mri_n2n.baselines.cs_tv`'s
     generic path), never the dataset's attributes. Returns a dict with
@@ -152,7 +151,7 @@ def evaluate_mri(
             "that store reconstruction_esc"
         )
     corruption = _corruption_for(cfg, valid)
-    law = _law_of(corruption)
+    law = corruption.law
     # the acquisition decides: coil data get SENSE-1 inputs and CG-SENSE/TV-SENSE for CS-TV
     multicoil = _probe(valid, corruption, dev).multicoil
     baselines = ["CG-SENSE", "TV-SENSE"] if multicoil else ["CS-TV"]
@@ -321,25 +320,12 @@ def _batch(valid: Any, idx: Sequence[int], dev: torch.device) -> tuple[Any, torc
     return batch, torch.tensor([it[1] for it in items])
 
 
-def _corruption_for(cfg: Config, valid: Any) -> Corruption:
-    """The corruption training validated with, for the validation data: coil data (acquisitions
-    of several coils; until every dataset yields acquisitions, a dataset of coil channels) get
-    the multi-coil corruption of their coil count."""
+def _corruption_for(cfg: Config, valid: Any) -> MRIUndersampling:
+    """The corruption training validated with, for the validation data: coil acquisitions get the
+    corruption of their coil count (:meth:`~mri_n2n.corruptions.MRIUndersampling.from_config`)."""
     first = valid[0][0] if len(valid) else None
-    if isinstance(first, Acquisition):
-        coils = first.n_coils if first.multicoil else None
-    else:
-        coils = int(valid.coils) if getattr(valid, "multicoil", False) else None
-    shape = (cfg.size, cfg.size)
-    if coils is not None:
-        return MultiCoilUndersampling.from_config(cfg, shape, coils=coils)
-    return MRIUndersampling.from_config(cfg, shape)
-
-
-def _law_of(corruption: Corruption) -> SampleLaw:
-    """The law of a corruption's sampled sets."""
-    law = getattr(corruption, "law", None)
-    return law if isinstance(law, SampleLaw) else corruption.family  # type: ignore[attr-defined]
+    coils = first.n_coils if isinstance(first, Acquisition) and first.multicoil else None
+    return MRIUndersampling.from_config(cfg, (cfg.size, cfg.size), coils=coils)
 
 
 def _probe(valid: Any, corruption: Corruption, dev: torch.device) -> Acquisition:
@@ -375,10 +361,10 @@ def _adapted(
 ) -> torch.nn.Module:
     """``model`` adapted to the measurements of the first ``n`` validation slices (the sampled
     sets and measurements ``corruption.validation_pair`` gives them) by the one adaptation call
-    of every kind (:func:`~mri_n2n.reconstruction.engine.run_adaptation`)."""
+    of every kind (:func:`~mri_n2n.reconstruction.adapt.adapt`)."""
     clean, seeds = _batch(valid, range(n), dev)
     acq = corruption.validation_pair(clean, seeds).acq
-    net, _ = run_adaptation(model, acq, _law_of(corruption), real=not complex_data, steps=steps)
+    net, _ = adapt_to_scan(model, acq, corruption.law, real=not complex_data, steps=steps)
     return net
 
 

@@ -113,23 +113,23 @@ def test_the_reconstructor_adapts_per_study_on_the_study_masks(tmp_path):
 
 
 def test_adaptation_sees_only_the_studys_measurements_masks_and_law(tmp_path, monkeypatch):
-    """What reaches adapt_model (through the one adaptation call, engine.run_adaptation): the
+    """What reaches adapt (the one adaptation call of every kind): the
     study's own law (the checkpoint's family for --simulate, the given law for k-space), its
     seeded masks, and k-space that is zero off the mask and equals the normalised measurements on
     it; never the reference image."""
     from mri_n2n.config import Config
     from mri_n2n.data import volume_scale
     from mri_n2n.reconstruction import Reconstructor
-    from mri_n2n.reconstruction import engine as engine_mod
+    from mri_n2n.reconstruction import api as api_mod
     from mri_n2n.reconstruction.engine import simulated_masks
 
     seen: list[tuple] = []
 
-    def spy(model, family, mask, kspace, **kw):
-        seen.append((family, mask.clone(), kspace.clone(), kw))
-        return model
+    def spy(model, acq, law, **kw):  # the one adaptation call, as the Reconstructor makes it
+        seen.append((law, acq.sampled.clone(), acq.y.reshape(-1, *acq.y.shape[-2:]).clone(), kw))
+        return model, None
 
-    monkeypatch.setattr(engine_mod, "adapt_model", spy)
+    monkeypatch.setattr(api_mod, "adapt_to_scan", spy)
     torch.manual_seed(0)
     _, _, path = _checkpoint(tmp_path, Unrolled(1, 1, cascades=1, width=4, depth=2))
     vol = _blocks(4, 32, 3).permute(1, 2, 0).numpy().astype(np.float32) * 7.0

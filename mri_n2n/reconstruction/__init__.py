@@ -3,7 +3,7 @@
 - :mod:`~mri_n2n.reconstruction.engine` -- the one streaming reconstruction loop
   (:func:`~mri_n2n.reconstruction.engine.stream_reconstruction`: zero-filling, network, data
   consistency, output image, for every acquisition kind), :class:`Reconstruction` results and
-  the one adaptation call (:func:`~mri_n2n.reconstruction.engine.run_adaptation`).
+  with its single-coil inputs below.
 - :mod:`~mri_n2n.reconstruction.inputs` -- its single-coil inputs: measured k-space and
   retrospective studies of image volumes and fully sampled k-space.
 - :mod:`~mri_n2n.reconstruction.api` -- :class:`Reconstructor`, a checkpoint ready to use.

@@ -42,6 +42,7 @@ from .adapt import (
     ADAPT_VALIDATION,
     AdaptReport,
 )
+from .adapt import adapt as adapt_to_scan
 from .engine import (
     AdaptFn,
     Reconstruction,
@@ -49,7 +50,6 @@ from .engine import (
     check_batch,
     kspace_normalize,
     phase_factors,
-    run_adaptation,
 )
 from .inputs import reconstruct_kspace, reconstruct_volume, simulate_kspace
 from .multicoil import reconstruct_multicoil
@@ -95,7 +95,7 @@ class Reconstructor:
         adapt: scan-specific self-supervised adaptation before each scan (:meth:`simulate`,
             :meth:`kspace`, :meth:`simulate_kspace`, :meth:`multicoil` and the file methods built
             on them): this many fine-tuning steps on the scan's own measurements
-            (:func:`~mri_n2n.reconstruction.engine.run_adaptation`, for every kind); 0 (default)
+            (:func:`~mri_n2n.reconstruction.adapt.adapt`, for every kind); 0 (default)
             uses the weights as trained.
         acquisition: what the model was trained for (a checkpoint's ``acquisition`` block,
             :func:`~mri_n2n.checkpoint.checkpoint_acquisition`: kind, complex, coils, channels,
@@ -440,12 +440,12 @@ class Reconstructor:
 
     def adapted(self, law: SampleLaw, acq: Acquisition, *, seed: int = 0) -> torch.nn.Module:
         """The network adapted to one scan's measurements by :attr:`adapt_steps` self-supervised
-        steps (:func:`~mri_n2n.reconstruction.engine.run_adaptation`, every kind); a copy (the
+        steps (:func:`~mri_n2n.reconstruction.adapt.adapt`, every kind); a copy (the
         loaded weights do not change). ``acq`` is the scan's acquisition normalised as in
         training (single coil: images ``(N, 1, H, W)``; coil data with their maps), ``law`` the
         law its sampled sets were drawn from. Raises :class:`ReconstructionError` when it fails."""
         try:
-            net, report = run_adaptation(
+            net, report = adapt_to_scan(
                 self.model,
                 acq,
                 law,

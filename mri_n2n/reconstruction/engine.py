@@ -8,7 +8,7 @@ convention, for every acquisition kind, single- and multi-coil.
 :func:`reconstruct_kspace` reconstructs measured k-space; :func:`reconstruct_volume` and
 :func:`simulate_kspace` run retrospective studies (seeded sampled sets per slice, metrics against
 the reference); :func:`~mri_n2n.reconstruction.multicoil.reconstruct_multicoil` reads multi-coil
-files. :func:`run_adaptation` is the one scan-specific adaptation call of every kind.
+files.
 ``docs/guide/reconstruction.md`` ("The pipeline") describes it step by step.
 """
 
@@ -30,18 +30,6 @@ from ..models import apply_model, ends_with_dc
 from ..physics import Acquisition, CartesianAcquisition, SpectralSampling
 from ..sampling import hermitian_mirror, radius_grid
 from ..seeding import seeded_generator, stable_ident
-from .adapt import (
-    ADAPT_BATCH_SIZE,
-    ADAPT_CHECK_EVERY,
-    ADAPT_LR,
-    ADAPT_MAX_SHIFT,
-    ADAPT_PATIENCE,
-    ADAPT_SPLIT,
-    ADAPT_VALIDATION,
-    AdaptReport,
-    adapt_model,
-    adapt_multicoil,
-)
 
 __all__ = [
     "ReconstructionError",
@@ -61,7 +49,6 @@ __all__ = [
     "stream_reconstruction",
     "consistent",
     "default_channels_last",
-    "run_adaptation",
     "network_channels",
     "model_device",
     "middle_slice",
@@ -270,9 +257,7 @@ def consistent(acq: Acquisition, x: torch.Tensor) -> torch.Tensor:
     explicitly: the single-coil Cartesian kind then takes its centred-FFT path, which
     reconstruction has always used (its uncentred fast path, taken when no ``y`` is passed, is
     equal up to float round-off)."""
-    if acq.replaces:
-        return acq.project(x, acq.y)
-    return acq.data_consistency(x)
+    return acq.data_consistency(x, y=acq.y)
 
 
 @dataclass
@@ -556,56 +541,3 @@ def simulated_masks(law: SampleLaw | Any, idx: Sequence[int], seed: int) -> torc
     law = getattr(law, "family", law)
     return torch.cat([law.sample(1, generator=seeded_generator(slice_seed(seed, k))) for k in idx]).bool()
 
-
-def run_adaptation(
-    model: torch.nn.Module,
-    acq: Acquisition,
-    law: SampleLaw,
-    *,
-    real: bool = False,
-    steps: int,
-    lr: float = ADAPT_LR,
-    split: float = ADAPT_SPLIT,
-    batch_size: int = ADAPT_BATCH_SIZE,
-    seed: int = 0,
-    validation: float = ADAPT_VALIDATION,
-    check_every: int = ADAPT_CHECK_EVERY,
-    patience: int = ADAPT_PATIENCE,
-    max_shift: int | None = ADAPT_MAX_SHIFT,
-    progress: bool = False,
-) -> tuple[torch.nn.Module, AdaptReport]:
-    """Adapt ``model`` to one scan's measurements, the one adaptation call of reconstruction and
-    evaluation for every acquisition: ``acq`` is the scan's acquisition normalised as in training
-    (images ``(N, 1, H, W)`` single coil, coil data with their maps), ``law`` the law its sampled
-    sets were drawn from, ``real`` whether the network reconstructs real images (one channel).
-    Returns the adapted copy (``model`` itself for ``steps = 0``) and the :class:`AdaptReport`:
-    the signature of the one kind-neutral ``adapt(model, acq, law, ...)`` of
-    :mod:`mri_n2n.reconstruction.adapt`.
-
-    Until the one kind-neutral :func:`mri_n2n.reconstruction.adapt.adapt` lands, this dispatches
-    to its Cartesian bodies: :func:`~mri_n2n.reconstruction.adapt.adapt_multicoil` for coil data
-    (which takes no validation, check, patience or shift settings: the single-coil tuning chose
-    none) and :func:`~mri_n2n.reconstruction.adapt.adapt_model` otherwise.
-
-    Raises:
-        ValueError: the adaptation cannot run (see the bodies).
-    """
-    report = AdaptReport()
-    common = {"steps": steps, "lr": lr, "split": split, "batch_size": batch_size, "seed": seed,
-              "progress": progress, "report": report}  # fmt: skip
-    if acq.multicoil:
-        net = adapt_multicoil(model, law, acq.sampled, acq.y, acq.maps, **common)
-    else:
-        net = adapt_model(
-            model,
-            law,
-            acq.sampled,
-            acq.y.reshape(-1, *acq.y.shape[-2:]),
-            complex_data=not real,
-            validation=validation,
-            check_every=check_every,
-            patience=patience,
-            max_shift=max_shift,
-            **common,
-        )
-    return net, report

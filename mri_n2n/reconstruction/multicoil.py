@@ -217,7 +217,7 @@ def reconstruct_multicoil(
         adapt: ``adapt(law, acq) -> model``, called once before reconstructing with the file's
             mask law and the whole file's acquisition (masks ``(N, H, W)``, coil measurements
             ``(N, C, H, W)`` in the network's units, maps); the model it returns (an adapted
-            copy, :func:`~mri_n2n.reconstruction.engine.run_adaptation`) reconstructs the file.
+            copy, :func:`~mri_n2n.reconstruction.adapt.adapt`) reconstructs the file.
         cg_iters: conjugate-gradient iterations of each cascade's proximal data consistency
             (``--dc prox`` networks) for this reconstruction, instead of the trained count: fewer
             are faster and change the output (the benchmark ``bench reconstruct --multicoil``
