@@ -71,7 +71,6 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .coils import SenseOperator
 from .corruptions import MRIUndersampling
 from .metrics import psnr
 from .physics import Acquisition, CartesianAcquisition, SpectralSampling
@@ -601,7 +600,7 @@ def tv_sense_objective(
     x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, lam: float
 ) -> torch.Tensor:
     """``0.5 ||A x - y||^2 + lam TV(x)`` per image, ``A = M F S``: :func:`cs_tv_objective` of
-    ``SenseOperator(maps, mask, y)`` (:class:`~mri_n2n.coils.SenseOperator`).
+    ``Acquisition(mask, maps, y)``.
 
     Args:
         x: complex images ``(B, H, W)``.
@@ -610,7 +609,7 @@ def tv_sense_objective(
         mask: sampled set ``(B, H, W)`` or ``(H, W)``.
         lam: TV weight.
     """
-    return cs_tv_objective(SenseOperator(maps, mask, y), x, lam)
+    return cs_tv_objective(Acquisition(mask, maps, y), x, lam)
 
 
 def _tv_cg(
@@ -661,7 +660,7 @@ def tv_sense(
     x0: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CS-TV for multi-coil data: ``argmin_x 0.5 ||M F S x - y||^2 + lam TV(x)`` (complex ``x``),
-    :func:`cs_tv` of ``SenseOperator(maps, mask, y)``.
+    :func:`cs_tv` of ``Acquisition(mask, maps, y)``.
 
     The multi-coil counterpart of :func:`tv_reconstruct` (same isotropic circular TV, scale of
     ``lam`` and ADMM loop, penalty ``rho`` default ``30 lam``), its ``x``-step by ``inner``
@@ -687,7 +686,7 @@ def tv_sense(
         )
     if not y.is_complex() or y.ndim != 4:
         raise ValueError(f"tv_sense: y must be complex (B, C, H, W), got {tuple(y.shape)} {y.dtype}")
-    return cs_tv(SenseOperator(maps, mask, y), lam=lam, iters=iters, inner=inner, rho=rho, x0=x0)
+    return cs_tv(Acquisition(mask, maps, y), lam=lam, iters=iters, inner=inner, rho=rho, x0=x0)
 
 
 def tune_sense_lambda(
@@ -705,7 +704,7 @@ def tune_sense_lambda(
             ``(B, H, W)`` normalised to peak about 1 (PSNR peak 1.0, output clipped).
         lams: candidate weights.
         method: ``"tv"`` (:func:`tv_sense`, ``iters`` ADMM iterations) or ``"tikhonov"``
-            (CG-SENSE, :meth:`~mri_n2n.coils.SenseOperator.sense`, ``iters`` CG iterations).
+            (CG-SENSE, :meth:`~mri_n2n.physics.CartesianAcquisition.sense`, ``iters`` CG iterations).
         iters: solver iterations, as used afterwards.
 
     Returns:

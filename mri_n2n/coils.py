@@ -31,6 +31,7 @@ fallback) and :func:`estimate_maps`, which finds the calibration region itself
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -61,9 +62,10 @@ Array = torch.Tensor | np.ndarray
 
 
 class SenseOperator(CartesianAcquisition):
-    """The multi-coil operator ``A = M F S`` (SENSE) of one batch of maps and masks: an
-    :class:`~mri_n2n.physics.Acquisition` with maps, ``SenseOperator(maps, mask)``, optionally
-    with the measurements and the law's keep probability.
+    """The historical name of the multi-coil Cartesian acquisition ``A = M F S`` (SENSE), with its
+    historical argument order ``SenseOperator(maps, mask)``. Deprecated: every operator is built
+    as ``Acquisition(mask, maps, y, keep_prob=...)`` (one argument order, :mod:`mri_n2n.physics`);
+    this constructor warns and builds the same operator.
 
     Args:
         maps: complex coil sensitivities ``(C, H, W)`` (shared by the batch) or ``(B, C, H, W)``.
@@ -85,6 +87,12 @@ class SenseOperator(CartesianAcquisition):
         *,
         keep_prob: torch.Tensor | None = None,
     ) -> None:
+        warnings.warn(
+            "SenseOperator(maps, mask, ...) is deprecated: build Acquisition(mask, maps, ...) "
+            "(mri_n2n.physics; the same operator, one argument order)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         super().__init__(mask, maps, y, keep_prob=keep_prob)
 
 

@@ -32,8 +32,9 @@ projection works on ``x * phase`` and returns the real part of ``project(...) * 
 **Splits and second masks** are :meth:`Acquisition.restrict`: the same coils and measurements on
 ``M & keep``, with the keep probability of the restricted set.
 
-:class:`SpectralSampling` (``A = M F``) and :class:`~mri_n2n.coils.SenseOperator` (``A = M F S``)
-are the two constructors of the same class under their historical names.
+:class:`SpectralSampling` (``A = M F``) and the deprecated :class:`~mri_n2n.coils.SenseOperator`
+(``A = M F S``, maps first) are the two constructors of the same class under their historical
+names.
 """
 
 from __future__ import annotations

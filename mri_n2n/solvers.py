@@ -2,7 +2,7 @@
 
 - :func:`conjugate_gradient`: batched CG for a Hermitian positive semi-definite operator, in
   lock-step with one step size per sample (the CG of CG-SENSE / MoDL's data consistency,
-  :meth:`mri_n2n.coils.SenseOperator.cg_dc`, and of the TV-SENSE ``x``-step,
+  :meth:`mri_n2n.physics.CartesianAcquisition.cg_dc`, and of the TV-SENSE ``x``-step,
   :func:`mri_n2n.baselines.tv_sense`).
 - :func:`bisect`: bisection for a monotone scalar function (the densities of
   :mod:`mri_n2n.sampling` and :mod:`mri_n2n.masks` solved for a mean, the split laws of

@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_adapt import _blocks  # the same piecewise-constant slices as the single-coil tests
 
-from mri_n2n.coils import SenseOperator, birdcage_maps
+from mri_n2n.coils import birdcage_maps
 from mri_n2n.config import Config
 from mri_n2n.data.synthetic_raw import write_fastmri_multicoil_h5
 from mri_n2n.fft import fft2c
@@ -16,6 +16,7 @@ from mri_n2n.io.raw import read_raw
 from mri_n2n.masks import make_family
 from mri_n2n.metrics import psnr
 from mri_n2n.models import build_model
+from mri_n2n.physics import Acquisition
 from mri_n2n.reconstruction import Reconstructor
 from mri_n2n.reconstruction.adapt import adapt_multicoil
 
@@ -39,10 +40,10 @@ def _scan(n: int = 12):
 
 def _predict(net, fam, maps, mask, y) -> torch.Tensor:
     """SENSE-1 zero-filled (1/p) -> net -> per-coil data consistency, as inference does."""
-    op = SenseOperator(maps, mask)
+    op = Acquisition(mask, maps)
     z = op.zero_filled(y, fam.keep_probability())
     with torch.no_grad():
-        out = net(torch.stack([z.real, z.imag], 1), SenseOperator(maps, mask, y))
+        out = net(torch.stack([z.real, z.imag], 1), Acquisition(mask, maps, y))
     return op.project(torch.complex(out[:, 0], out[:, 1]), y).abs()
 
 

@@ -221,7 +221,7 @@ def test_cuda_matches_cpu(measured):
 def multicoil(camera):
     """A 48x48 complex image seen by 6 birdcage coils, equispaced 3x lines + 6 centre lines,
     complex noise 0.02 per coil."""
-    from mri_n2n.coils import SenseOperator, birdcage_maps
+    from mri_n2n.coils import birdcage_maps
 
     img = torch.nn.functional.interpolate(camera, size=(48, 48), mode="area")[0, 0]
     x = (img * torch.exp(1j * torch.linspace(0, 1.5, 48))[None, :]).to(torch.complex64)[None]
@@ -231,7 +231,7 @@ def multicoil(camera):
     mask[..., 21:27] = True
     g = torch.Generator().manual_seed(0)
     noise = torch.complex(torch.randn(1, 6, 48, 48, generator=g), torch.randn(1, 6, 48, 48, generator=g))
-    y = (SenseOperator(maps, mask).forward(x) + 0.02 / 2**0.5 * noise) * mask[:, None]
+    y = (Acquisition(mask, maps).forward(x) + 0.02 / 2**0.5 * noise) * mask[:, None]
     return x, y, maps, mask
 
 
@@ -239,11 +239,10 @@ def test_tv_sense_minimises_its_objective_and_beats_cg_sense(multicoil):
     """TV-SENSE reaches its objective's minimum (within 0.5 % of a 6x longer run), lowers it from
     the CG-SENSE start, lam = 0 returns that start, and on noisy data it is closer to the truth."""
     from mri_n2n.baselines import tv_sense, tv_sense_objective
-    from mri_n2n.coils import SenseOperator
 
     x, y, maps, mask = multicoil
     lam = 3e-3
-    start = SenseOperator(maps, mask).sense(y, 1e-3, 30)
+    start = Acquisition(mask, maps).sense(y, 1e-3, 30)
     assert torch.equal(tv_sense(y, maps, mask, lam=0.0), start)
     out = tv_sense(y, maps, mask, lam=lam, iters=100)
     long = tv_sense(y, maps, mask, lam=lam, iters=600, inner=6)
@@ -274,10 +273,9 @@ def test_tv_sense_single_coil_matches_cs_tv(measured):
 
 def test_tune_sense_lambda_picks_a_regularising_weight(multicoil):
     from mri_n2n.baselines import tune_sense_lambda
-    from mri_n2n.coils import SenseOperator
 
     x, y, maps, mask = multicoil
-    batches = [(SenseOperator(maps, mask, y), x.abs())]
+    batches = [(Acquisition(mask, maps, y), x.abs())]
     best, table = tune_sense_lambda(batches, [1e-5, 3e-3, 10.0], method="tv", iters=60)
     assert best == 3e-3 and [r["lam"] for r in table] == [1e-5, 3e-3, 10.0]
     # noisy 3x data: a little Tikhonov damping beats none (noise amplification) and too much
@@ -292,7 +290,6 @@ def test_the_operator_is_the_argument(measured, multicoil):
     and the multi-coil ones (coil k-space, maps, mask) are the same computation on the operator
     they build, and an acquisition without measurements or a real multi-coil image is refused."""
     from mri_n2n.baselines import cs_tv, cs_tv_objective, tv_sense, tv_sense_objective
-    from mri_n2n.coils import SenseOperator
 
     pair = measured[1]
     y, mask = pair.acq.y.to(torch.complex64), pair.acq.mask
@@ -302,7 +299,7 @@ def test_the_operator_is_the_argument(measured, multicoil):
         assert torch.equal(out, tv_reconstruct(y, mask, lam=1e-3, iters=20, real=real))
         assert torch.equal(cs_tv_objective(acq, out, 1e-3), tv_objective(out, y, mask, 1e-3))
     x, yc, maps, m = multicoil
-    sense = SenseOperator(maps, m, yc)
+    sense = Acquisition(m, maps, yc)
     out = cs_tv(sense, lam=3e-3, iters=10)
     assert torch.equal(out, tv_sense(yc, maps, m, lam=3e-3, iters=10))
     assert torch.equal(cs_tv_objective(sense, out, 3e-3), tv_sense_objective(out, yc, maps, m, 3e-3))

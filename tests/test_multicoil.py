@@ -21,6 +21,7 @@ from mri_n2n.coils import (
     walsh_maps,
 )
 from mri_n2n.fft import fft2c, ifft2c
+from mri_n2n.physics import Acquisition
 
 C128 = torch.complex128
 
@@ -79,7 +80,7 @@ def test_adjointness_and_normal(batched_maps, batched_mask):
     maps = _random_maps(b if batched_maps else 1, c, h, w, g)
     maps = maps if batched_maps else maps[0]
     mask = torch.rand(*((b,) if batched_mask else ()), h, w, generator=g) < 0.4
-    op = SenseOperator(maps, mask)
+    op = Acquisition(mask, maps)
     x, y = _cplx(b, h, w, g=g), _cplx(b, c, h, w, g=g)
     ax = op.forward(x)
     assert ax.shape == (b, c, h, w) and op.adjoint(y).shape == (b, h, w)
@@ -90,7 +91,7 @@ def test_adjointness_and_normal(batched_maps, batched_mask):
     for hh, ww in ((16, 12), (15, 12), (16, 11)):  # the even-size paths: 2-D masks and whole lines
         sub = (slice(None), slice(0, hh), slice(0, ww))
         for mk in (mask[..., :hh, :ww], (mask[..., :1, :ww] | torch.zeros(hh, ww, dtype=torch.bool))):
-            o = SenseOperator(maps[..., :hh, :ww], mk)
+            o = Acquisition(mk, maps[..., :hh, :ww])
             assert torch.allclose(o.normal(x[sub]), o.adjoint(o.forward(x[sub])), atol=1e-10)
     # masked entries are zero and the adjoint ignores unmeasured data
     m = mask if batched_mask else mask.expand(b, h, w)
@@ -101,7 +102,7 @@ def test_adjointness_and_normal(batched_maps, batched_mask):
 def test_adjointness_complex64():
     g = torch.Generator().manual_seed(2)
     maps = _random_maps(1, 8, 32, 32, g)[0].to(torch.complex64)
-    op = SenseOperator(maps, torch.rand(2, 32, 32, generator=g) < 0.3)
+    op = Acquisition(torch.rand(2, 32, 32, generator=g) < 0.3, maps)
     x, y = _cplx(2, 32, 32, g=g).to(torch.complex64), _cplx(2, 8, 32, 32, g=g).to(torch.complex64)
     lhs = torch.vdot(op.forward(x).flatten(), y.flatten())
     rhs = torch.vdot(x.flatten(), op.adjoint(y).flatten())
@@ -112,7 +113,7 @@ def test_adjointness_complex64():
 def test_sample_masks_every_coil():
     g = torch.Generator().manual_seed(4)
     mask = torch.rand(2, 16, 12, generator=g) < 0.3
-    op = SenseOperator(_random_maps(2, 4, 16, 12, g), mask)
+    op = Acquisition(mask, _random_maps(2, 4, 16, 12, g))
     y = _cplx(2, 4, 16, 12, g=g)
     assert torch.equal(op.sample(y), torch.where(mask[:, None], y, torch.zeros_like(y)))
     x = _cplx(2, 16, 12, g=g)
@@ -124,7 +125,7 @@ def test_full_mask_and_normalised_maps_give_identity():
     g = torch.Generator().manual_seed(3)
     maps = birdcage_maps((20, 24), 6, dtype=C128)
     assert torch.allclose(rss(maps, 0), torch.ones(20, 24, dtype=torch.float64))
-    op = SenseOperator(maps, torch.ones(20, 24, dtype=torch.bool))
+    op = Acquisition(torch.ones(20, 24, dtype=torch.bool), maps)
     x = _cplx(2, 20, 24, g=g)
     assert torch.allclose(op.normal(x), x, atol=1e-12)
     full = fft2c(op.expand(x))
@@ -142,11 +143,11 @@ def test_zero_filled_density_compensation():
     p[6:10, 6:10] = 1.0
     n = 1500
     mask = torch.rand(n, 16, 16, generator=g, dtype=torch.float64) < p
-    op = SenseOperator(maps, mask)
+    op = Acquisition(mask, maps)
     y = op.forward(x.expand(n, 16, 16))
     z = op.zero_filled(y, p)
     assert torch.allclose(op.zero_filled(y), op.adjoint(y))
-    two = SenseOperator(maps, mask[:2])
+    two = Acquisition(mask[:2], maps)
     assert torch.allclose(two.zero_filled(y[:2], p.expand(2, 16, 16)), z[:2])  # a (B, H, W) density
     err, single = (z.mean(0) - x[0]).norm() / x.norm(), (z[0] - x[0]).norm() / x.norm()
     assert err < 0.06 and err < single / 10  # unbiased over masks
@@ -154,9 +155,9 @@ def test_zero_filled_density_compensation():
 
 def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="maps must be"):
-        SenseOperator(torch.ones(8, 8, dtype=C128), torch.ones(8, 8, dtype=torch.bool))
+        Acquisition(torch.ones(8, 8, dtype=torch.bool), torch.ones(8, 8, dtype=C128))
     with pytest.raises(ValueError, match="differ in \\(H, W\\)"):
-        SenseOperator(torch.ones(2, 8, 8, dtype=C128), torch.ones(8, 9, dtype=torch.bool))
+        Acquisition(torch.ones(8, 9, dtype=torch.bool), torch.ones(2, 8, 8, dtype=C128))
 
 
 # --------------------------------------------------------------------------- data consistency
@@ -166,7 +167,7 @@ def test_project_single_coil_is_exact_and_idempotent():
     g = torch.Generator().manual_seed(5)
     maps = torch.exp(1j * _cplx(1, 16, 16, g=g).real)  # |S| = 1, arbitrary phase
     mask = torch.rand(2, 16, 16, generator=g) < 0.3
-    op = SenseOperator(maps, mask)
+    op = Acquisition(mask, maps)
     y = op.forward(_cplx(2, 16, 16, g=g))
     x = _cplx(2, 16, 16, g=g)
     p = op.project(x, y)
@@ -182,7 +183,7 @@ def test_project_multicoil_replaces_per_coil_then_combines():
     g = torch.Generator().manual_seed(6)
     maps = birdcage_maps((24, 24), 8, dtype=C128)
     mask = torch.rand(2, 24, 24, generator=g) < 0.35
-    op = SenseOperator(maps, mask)
+    op = Acquisition(mask, maps)
     truth = _cplx(2, 24, 24, g=g)
     y = op.forward(truth)
     x = _cplx(2, 24, 24, g=g, dtype=torch.float64)
@@ -205,13 +206,13 @@ def test_cg_dc_matches_a_dense_solve():
     b, c, h, w = 2, 3, 6, 5
     maps = _random_maps(b, c, h, w, g)
     mask = torch.rand(b, h, w, generator=g) < 0.5
-    op = SenseOperator(maps, mask)
+    op = Acquisition(mask, maps)
     x, y = _cplx(b, h, w, g=g), op.forward(_cplx(b, h, w, g=g))
     lam = torch.tensor([0.05, 2.0], dtype=torch.float64)
     z = op.cg_dc(x, y, lam, iters=h * w)
     for i in range(b):  # dense A^H A from the operator applied to the identity basis
         basis = torch.eye(h * w, dtype=C128).reshape(h * w, h, w)
-        one = SenseOperator(maps[i], mask[i])
+        one = Acquisition(mask[i], maps[i])
         aha = one.normal(basis).reshape(h * w, h * w).T
         rhs = (one.adjoint(y[i : i + 1]) + lam[i] * x[i]).reshape(-1)
         ref = torch.linalg.solve(aha + lam[i] * torch.eye(h * w, dtype=C128), rhs)
@@ -222,9 +223,9 @@ def test_cg_dc_limits():
     g = torch.Generator().manual_seed(8)
     maps = birdcage_maps((32, 32), 8, dtype=C128)
     truth, x = _cplx(2, 32, 32, g=g), _cplx(2, 32, 32, g=g)
-    full = SenseOperator(maps, torch.ones(32, 32, dtype=torch.bool))
+    full = Acquisition(torch.ones(32, 32, dtype=torch.bool), maps)
     assert torch.allclose(full.cg_dc(x, full.forward(truth), 1e-8, iters=3), truth, atol=1e-6)  # SENSE
-    op = SenseOperator(maps, _lines_mask(32, 32, accel=2, center=8))
+    op = Acquisition(_lines_mask(32, 32, accel=2, center=8), maps)
     y = op.forward(truth)
     assert torch.allclose(op.cg_dc(x, y, 1e8, iters=5), x, atol=1e-6)  # lam -> inf: the prior
     z = op.cg_dc(x, y, 1e-9, iters=60)  # lam -> 0: projection onto {A z = y}
@@ -243,7 +244,7 @@ def test_cg_dc_limits():
 def test_cg_dc_and_project_are_differentiable():
     g = torch.Generator().manual_seed(9)
     maps = birdcage_maps((16, 16), 4)
-    op = SenseOperator(maps, torch.rand(1, 16, 16, generator=g) < 0.4)
+    op = Acquisition(torch.rand(1, 16, 16, generator=g) < 0.4, maps)
     y = op.forward(_cplx(1, 16, 16, g=g, dtype=torch.float32))
     x = torch.randn(1, 16, 16, generator=g, requires_grad=True)
     lam = torch.tensor(0.1, requires_grad=True)
@@ -323,7 +324,7 @@ def test_estimated_maps_match_birdcage_and_reconstruct(scan, method):
     assert mean_corr > 0.999 and min_corr > 0.98 and err < 0.05, (mean_corr, min_corr, err)
     assert torch.allclose(est[0][on > 0].imag, torch.zeros(1, dtype=torch.float64), atol=1e-12)  # phase ref
     # CG-SENSE with the estimated maps; the image is known up to the maps' phase convention
-    rec = SenseOperator(est, scan["mask"]).sense(scan["y"][None], lam=1e-4, iters=30)[0]
+    rec = Acquisition(scan["mask"], est).sense(scan["y"][None], lam=1e-4, iters=30)[0]
     truth = scan["truth"]
     rel = (rec.abs() - truth.abs()).norm() / truth.norm()
     zf = (rss(ifft2c(scan["y"]), 0) - truth.abs()).norm() / truth.norm()
@@ -419,7 +420,7 @@ def test_cuda_matches_cpu(scan):
     maps = birdcage_maps((32, 32), 8)
     mask = torch.rand(2, 32, 32, generator=g) < 0.4
     x, y = _cplx(2, 32, 32, g=g, dtype=torch.float32), _cplx(2, 8, 32, 32, g=g, dtype=torch.float32)
-    cpu, gpu = SenseOperator(maps, mask), SenseOperator(maps.cuda(), mask.cuda())
+    cpu, gpu = Acquisition(mask, maps), Acquisition(mask.cuda(), maps.cuda())
     assert gpu.forward(x).is_cuda
     for fn in ("forward", "adjoint", "project", "cg_dc"):
         args = {"forward": (x,), "adjoint": (y,), "project": (x, y), "cg_dc": (x, y, 0.1, 5)}[fn]
@@ -437,7 +438,7 @@ def test_coils_stays_at_the_bottom(module):
     also the solvers) (plus numpy, scipy, torch); coil_maps never imports coils (no cycle)."""
     mod = importlib.import_module(f"mri_n2n.{module}")
     tree = ast.parse(Path(mod.__file__).read_text())
-    allowed = {"fft", "physics", "numpy", "scipy", "torch", "__future__", "math", "typing"}
+    allowed = {"fft", "physics", "numpy", "scipy", "torch", "__future__", "math", "typing", "warnings"}
     local = ("fft", "physics") if module == "coil_maps" else ("fft", "physics", "coil_maps", "solvers")
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -447,3 +448,17 @@ def test_coils_stays_at_the_bottom(module):
         elif isinstance(node, ast.Import):
             assert all(a.name.split(".")[0] in allowed for a in node.names)
     assert all(getattr(mod, n).__doc__ for n in mod.__all__)
+
+
+def test_sense_operator_is_the_historical_name_of_the_one_constructor():
+    """``SenseOperator(maps, mask, ...)`` (the old argument order) still builds the same operator as
+    ``Acquisition(mask, maps, ...)``, with a deprecation warning naming the one order."""
+    g = torch.Generator().manual_seed(9)
+    maps = _random_maps(1, 3, 8, 8, g)[0]
+    mask = torch.rand(8, 8, generator=g) < 0.5
+    y = _cplx(1, 3, 8, 8, g=g)
+    with pytest.warns(DeprecationWarning, match=r"Acquisition\(mask, maps"):
+        old = SenseOperator(maps, mask, y)
+    new = Acquisition(mask, maps, y)
+    x = _cplx(1, 8, 8, g=g)
+    assert torch.equal(old.forward(x), new.forward(x)) and torch.equal(old.adjoint(), new.adjoint())

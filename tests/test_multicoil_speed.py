@@ -12,9 +12,10 @@ import torch
 
 import mri_n2n.physics as physics
 from mri_n2n.cli.bench import main as bench_main
-from mri_n2n.coils import SenseOperator, birdcage_maps, rss
+from mri_n2n.coils import birdcage_maps, rss
 from mri_n2n.fft import fft2c, ifft2c
 from mri_n2n.models.unrolled import Unrolled
+from mri_n2n.physics import Acquisition
 from mri_n2n.reconstruction.engine import ReconstructionError
 from mri_n2n.reconstruction.multicoil import reconstruct_multicoil
 
@@ -29,19 +30,19 @@ def _problem(b=3, c=4, h=32, w=24, lines=True, seed=0):
     else:
         mask = torch.rand(b, h, w, generator=g) < 0.4
     x = torch.randn(b, h, w, dtype=torch.complex64, generator=g)
-    y = SenseOperator(maps, mask).forward(torch.randn(b, h, w, dtype=torch.complex64, generator=g))
+    y = Acquisition(mask, maps).forward(torch.randn(b, h, w, dtype=torch.complex64, generator=g))
     return maps, mask, x, y
 
 
 @pytest.mark.parametrize("lines", [True, False])
 def test_normal_in_place_equals_the_adjoint_of_the_forward(lines):
     maps, mask, x, _ = _problem(lines=lines)
-    op = SenseOperator(maps, mask)
+    op = Acquisition(mask, maps)
     ref = op.adjoint(op.forward(x))
     with torch.no_grad():  # the in-place path
         fast = op.normal(x)
     xg = x.clone().requires_grad_()
-    graded = SenseOperator(maps, mask).normal(xg)  # the autograd path
+    graded = Acquisition(mask, maps).normal(xg)  # the autograd path
     assert torch.allclose(fast, ref, atol=1e-5)
     assert torch.allclose(graded.detach(), ref, atol=1e-5)
     graded.abs().sum().backward()
@@ -51,31 +52,31 @@ def test_normal_in_place_equals_the_adjoint_of_the_forward(lines):
 @pytest.mark.parametrize("lines", [True, False])
 def test_coil_rss_from_shared_coil_images_is_the_per_coil_replacement(lines):
     maps, mask, x, y = _problem(lines=lines)
-    op = SenseOperator(maps, mask)
+    op = Acquisition(mask, maps)
     k = fft2c(op.expand(x))
     ref = rss(ifft2c(torch.where(mask[:, None], y, k)), dim=-3)  # the definition
     assert torch.allclose(op.coil_rss(x, y), ref, atol=1e-5)
     assert torch.allclose(op.coil_rss(x, y, op.coil_images(y)), ref, atol=1e-5)
     full = torch.ones_like(mask)
-    exact = SenseOperator(maps, full).coil_rss(x, y)
+    exact = Acquisition(full, maps).coil_rss(x, y)
     assert torch.equal(exact, rss(ifft2c(y), dim=-3))  # a full mask: the data's RSS, bit for bit
 
 
 def test_cg_in_chunks_of_samples_gives_the_lock_step_iterates(monkeypatch):
     maps, mask, x, y = _problem(b=5)
     lam = torch.tensor([0.01, 0.1, 0.05, 0.2, 0.03])
-    whole = SenseOperator(maps, mask).cg_dc(x, y, lam, 6)
+    whole = Acquisition(mask, maps).cg_dc(x, y, lam, 6)
     monkeypatch.setattr(physics, "CG_CHUNK_ELEMENTS", y[0].numel() * 2)  # chunks of 2, 2, 1
     xg = x.clone().requires_grad_()
-    chunked = SenseOperator(maps, mask).cg_dc(xg, y, lam, 6)
+    chunked = Acquisition(mask, maps).cg_dc(xg, y, lam, 6)
     assert torch.allclose(chunked.detach(), whole, atol=1e-5, rtol=1e-5)
     chunked.abs().sum().backward()  # differentiable through the chunks
     assert torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
-    shared = SenseOperator(maps[:1], mask[0]).cg_dc(x, y, 0.05, 4)  # shared maps and mask
+    shared = Acquisition(mask[0], maps[:1]).cg_dc(x, y, 0.05, 4)  # shared maps and mask
     monkeypatch.setattr(physics, "CG_CHUNK_ELEMENTS", 10**9)
-    assert torch.allclose(SenseOperator(maps[:1], mask[0]).cg_dc(x, y, 0.05, 4), shared, atol=1e-5)
+    assert torch.allclose(Acquisition(mask[0], maps[:1]).cg_dc(x, y, 0.05, 4), shared, atol=1e-5)
     with pytest.raises(ValueError, match="lam"):
-        SenseOperator(maps, mask).cg_dc(x, y, -1.0, 2)
+        Acquisition(mask, maps).cg_dc(x, y, -1.0, 2)
 
 
 def _file(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mri_n2n.coils import SenseOperator, birdcage_maps
+from mri_n2n.coils import birdcage_maps
 from mri_n2n.config import Config, resolve_config
 from mri_n2n.corruptions import Pair
 from mri_n2n.corruptions.multicoil import MultiCoilUndersampling
@@ -21,6 +21,7 @@ from mri_n2n.data.synthetic_raw import write_fastmri_multicoil_h5
 from mri_n2n.fft import ifft2c
 from mri_n2n.io import VolumeError
 from mri_n2n.losses import kspace_loss
+from mri_n2n.physics import Acquisition
 
 SIZE = 32
 
@@ -59,7 +60,7 @@ def test_dataset_yields_coil_kspace_and_normalised_maps(folder):
     rss = torch.from_numpy(train.reference(0))[None]
     assert float(support[rss > 0.1 * rss.max()].float().mean()) > 0.95  # the maps cover the object
     # the SENSE-1 combination of the coils reproduces their root-sum-of-squares on the support
-    combined = SenseOperator(maps, torch.ones(SIZE, SIZE, dtype=torch.bool)).combine(k).abs()
+    combined = Acquisition(torch.ones(SIZE, SIZE, dtype=torch.bool), maps).combine(k).abs()
     inside = support & (rss > 0.1 * rss.max())
     assert float(((combined - rss).abs()[inside] / rss[inside]).max()) < 0.05
 
@@ -74,7 +75,7 @@ def test_input_is_the_sense1_zero_filled_image_and_dc_never_increases_the_residu
     m = pair.acq.sampled
     want = (maps.conj() * ifft2c(k * m[:, None] / c.keep_prob)).sum(1)
     torch.testing.assert_close(torch.complex(pair.input[:, 0], pair.input[:, 1]), want, atol=1e-5, rtol=1e-4)
-    op = SenseOperator(maps, m)
+    op = Acquisition(m, maps)
     x = torch.randn(3, 2, SIZE, SIZE)
     out = c.data_consistency(x, pair.acq)
     before = (op(torch.complex(x[:, 0], x[:, 1])) - pair.acq.y).norm()
@@ -99,7 +100,7 @@ def test_multicoil_kspace_loss_is_unbiased_over_target_masks():
     k = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(maps * x[:, None], dim=(-2, -1)), norm="ortho"),
                            dim=(-2, -1))
     masks = c.draw_masks(n, torch.Generator().manual_seed(1))
-    target_acq = SenseOperator(maps.expand(n, -1, -1, -1), masks, keep_prob=c.keep_prob).with_data(k)
+    target_acq = Acquisition(masks, maps.expand(n, -1, -1, -1), keep_prob=c.keep_prob).with_data(k)
     out = torch.stack([f.real, f.imag], 1).expand(n, -1, -1, -1)
     loss = kspace_loss(out, out, Pair(out, out, target_acq=target_acq))
     assert float(kspace_loss(out, out, target_acq)) == float(loss)  # the target acquisition alone

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from mri_n2n.coils import SenseOperator, birdcage_maps, rss
+from mri_n2n.coils import birdcage_maps, rss
 from mri_n2n.config import Config
 from mri_n2n.data.measured import crop_readout
 from mri_n2n.data.synthetic import phantom_volume
@@ -24,6 +24,7 @@ from mri_n2n.io.multicoil import MultiCoilKSpace
 from mri_n2n.io.raw import read_raw
 from mri_n2n.masks import MASK_LAW_ATTR
 from mri_n2n.models import build_model
+from mri_n2n.physics import Acquisition
 from mri_n2n.reconstruction import Reconstructor
 
 SIZE = 32
@@ -302,7 +303,7 @@ def test_evaluate_scores_what_reconstruct_writes(tmp_path, monkeypatch, trained,
     s = ssim(img.clamp(0, 1), ref, data_range=1.0, reduction="none").numpy()
     np.testing.assert_allclose([r["N2N/ssim"] for r in ev["per_slice"]], s, atol=1e-5)
     # the baselines in the same convention
-    x = SenseOperator(ctx["maps"], ctx["mask"]).sense(ctx["kspace"], 0.02, SENSE_ITERS)
+    x = Acquisition(ctx["mask"], ctx["maps"]).sense(ctx["kspace"], 0.02, SENSE_ITERS)
     np.testing.assert_allclose(rows("CG-SENSE"), scores(multicoil_output(x, acq, output)[:, None]), atol=1e-3)
     x = tv_sense(ctx["kspace"], ctx["maps"], ctx["mask"], lam=2e-3, iters=10)
     np.testing.assert_allclose(rows("TV-SENSE"), scores(multicoil_output(x, acq, output)[:, None]), atol=1e-3)

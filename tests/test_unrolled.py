@@ -277,7 +277,7 @@ def _dense_prox(op, x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tenso
 def test_proximal_dc_solves_its_least_squares_problem(coils):
     """--dc prox: single-coil closed form and multi-coil CG both equal the dense solution of
     argmin ||A z - y||^2 + lam ||z - x||^2; lam -> 0 gives the exact replacement (single coil)."""
-    from mri_n2n.coils import SenseOperator, birdcage_maps
+    from mri_n2n.coils import birdcage_maps
     from mri_n2n.models.unrolled import data_consistency
     from mri_n2n.physics import Acquisition
 
@@ -289,7 +289,7 @@ def test_proximal_dc_solves_its_least_squares_problem(coils):
     lam = 0.3
     if coils == 1:
         y = torch.complex(torch.randn(1, h, w, generator=g), torch.randn(1, h, w, generator=g)) * mask
-        op = SenseOperator(torch.ones(1, 1, h, w, dtype=torch.complex64), mask)
+        op = Acquisition(mask, torch.ones(1, 1, h, w, dtype=torch.complex64))
         acq = Acquisition(mask, None, y[:, None])
         out = data_consistency(x, acq, lam=lam)
         ref = _dense_prox(op, xc, y[:, None], lam)
@@ -300,9 +300,9 @@ def test_proximal_dc_solves_its_least_squares_problem(coils):
         maps = birdcage_maps((h, w), coils)[None].to(torch.complex64)
         y = torch.complex(torch.randn(1, coils, h, w, generator=g), torch.randn(1, coils, h, w, generator=g))
         y = y * mask[:, None]
-        op = SenseOperator(maps, mask)
+        op = Acquisition(mask, maps)
         maps[..., :2, :] = 0  # no coil sees the first rows: the output is zero there
-        op = SenseOperator(maps, mask)
+        op = Acquisition(mask, maps)
         out = data_consistency(x, Acquisition(mask, maps, y), lam=lam, cg_iters=60)
         ref = _dense_prox(op, xc, y, lam)
         ref[..., :2, :] = 0
@@ -313,8 +313,9 @@ def test_proximal_dc_solves_its_least_squares_problem(coils):
 def test_proximal_model_learns_its_weights_and_is_final():
     """dc="prox": one learned weight per cascade receives gradients, the spec rebuilds the model,
     the output is final (ends_with_dc), and a spec without ``dc`` (older checkpoints) is exact DC."""
-    from mri_n2n.coils import SenseOperator, birdcage_maps
+    from mri_n2n.coils import birdcage_maps
     from mri_n2n.models import ends_with_dc
+    from mri_n2n.physics import Acquisition
 
     torch.manual_seed(0)
     m = build_model("unrolled", in_channels=2, out_channels=2, cascades=3, width=6, depth=3, dc="prox")
@@ -327,7 +328,7 @@ def test_proximal_model_learns_its_weights_and_is_final():
     mask[:, :, ::3] = True
     k = torch.randn(2, 4, 16, 16, dtype=torch.complex64) * mask[:, None]
     x = torch.randn(2, 2, 16, 16)
-    acq = SenseOperator(maps, mask, k)
+    acq = Acquisition(mask, maps, k)
     out = m(x, acq)
     assert torch.equal(out, again(x, acq))
     out.square().mean().backward()

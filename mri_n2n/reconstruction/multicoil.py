@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from ..coils import SenseOperator, compress_coils, estimate_maps, find_calibration, rss
+from ..coils import compress_coils, estimate_maps, find_calibration, rss
 from ..data.measured import crop_readout, file_mask_law
 from ..data.slices import center_pad_crop
 from ..fft import to_complex
@@ -78,7 +78,7 @@ def multicoil_output(
 
     - ``"rss"`` (default; fastMRI's convention, E2E-VarNet's output): the root-sum-of-squares
       of the coil images of the per-coil data-consistent k-space, ``k_c = M y_c + (1 - M) F S_c
-      x`` (:meth:`~mri_n2n.coils.SenseOperator.coil_rss`). On a fully sampled slice this is
+      x`` (:meth:`~mri_n2n.physics.CartesianAcquisition.coil_rss`). On a fully sampled slice this is
       the root-sum-of-squares of the data, exactly, outside the maps' support too; on measured
       bins every coil keeps its measurements (their noise included).
     - ``"sense"``: the SENSE image itself where the maps see the object, ``|x| sqrt(sum_c
@@ -87,7 +87,7 @@ def multicoil_output(
       methods that do not force the measurements (``--dc prox``, CG-SENSE, TV-SENSE).
 
     ``coil_images``: the zero-filled coil images of the measurements
-    (:meth:`~mri_n2n.coils.SenseOperator.coil_images`, Cartesian coils), when already computed;
+    (:meth:`~mri_n2n.physics.CartesianAcquisition.coil_images`, Cartesian coils), when already computed;
     ``None``: ``"rss"`` is the acquisition's :meth:`~mri_n2n.physics.Acquisition.output_image`.
 
     Both scale with ``(image, kspace)``: a k-space ``c`` times larger gives a ``c`` times larger
@@ -281,14 +281,14 @@ def reconstruct_multicoil(
     if dev.type == "cpu":
         step = max(1, min(batch_size, CPU_PIXELS_PER_CALL // (h * w)))
     chunks = [slice(i, i + step) for i in range(0, s, step)]
-    zf = torch.cat([SenseOperator(maps[b], m_all[b], y_all[b], keep_prob=p).zero_filled() for b in chunks])
+    zf = torch.cat([Acquisition(m_all[b], maps[b], y_all[b], keep_prob=p).zero_filled() for b in chunks])
     # the normalisation: the maximum of the compensated SENSE-1 zero-filled magnitude (docs:
     # "Normalisation"; within 0.2 % of the training rule's clean RSS maximum on undersampled files)
     scale = float(zf.abs().max()) or 1.0
     if adapt is not None:
         if law is None:
             raise ReconstructionError(f"{where}: adaptation needs the law of the mask (none found)")
-        model = adapt(law, SenseOperator(maps, m_all, y_all / scale))
+        model = adapt(law, Acquisition(m_all, maps, y_all / scale))
     ref = mc.reference if mc.reference is not None else full
     ref = None if ref is None else center_pad_crop(np.asarray(ref, np.float32), (rows, cols))
     data_range = None if ref is None else float(ref.max())
@@ -296,7 +296,7 @@ def reconstruct_multicoil(
         data_range = float(mc.max_value)  # fastMRI: the file's max is the metrics' range
 
     def batches(idx: list[int]) -> SliceBatch:
-        acq = SenseOperator(maps[idx], m_all[idx], y_all[idx] / scale, keep_prob=p)
+        acq = Acquisition(m_all[idx], maps[idx], y_all[idx] / scale, keep_prob=p)
         return SliceBatch(acq, None if ref is None else ref[idx], zf[idx] / scale)
 
     coil_cache: dict[str, object] = {}
