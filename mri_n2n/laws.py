@@ -88,6 +88,11 @@ class SampleLaw:
         its law. Here: ``n`` independent draws of :meth:`sample`, in order."""
         return torch.stack([self.sample(batch, generator=generator) for _ in range(int(n))]), None
 
+    def at_rate(self, fraction: float) -> SampleLaw:
+        """The law a retrospective study at mean sampling rate ``fraction`` draws from: this law
+        (its own rate is in its settings); a law per item gives one protocol at that rate."""
+        return self
+
     @property
     def fraction(self) -> float:
         """Expected fraction of the samples kept."""

@@ -690,7 +690,7 @@ def family_for(
             acceleration = 1.0 / float(fraction)
         else:
             frac = float(fraction)
-    return make_family(
+    fam = make_family(
         cfg.density,
         (int(shape[0]), int(shape[1])),
         fraction=frac if frac else None,
@@ -699,6 +699,7 @@ def family_for(
         center_fraction=cfg.center_fraction,
         hermitian=hermitian,
     )
+    return fam.at_rate(float(fraction)) if fraction is not None else fam
 
 
 def family_names() -> tuple[str, ...]:

@@ -112,3 +112,44 @@ def test_cli_writes_json_and_markdown_that_agree(ckpt, tmp_path, capsys):
     for row in res["rows"]:
         assert f"| {row['volume']} |" in md and f"{row['tiny/psnr']:.2f} / {row['tiny/ssim']:.3f}" in md
     assert bench_main(["generalization", "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+
+
+@pytest.fixture(scope="module")
+def complex_ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("genc")
+    train(Config(preset="tiny", dataset="mni152", max_steps=3, out=str(out), quiet=True, tensorboard=False,
+                 figures=False, val_limit=4, complex=True, density="mixed", phase_model="realistic",
+                 model="unrolled", cascades=2, dc="prox"))  # fmt: skip
+    return out / "checkpoints" / "last.pt"
+
+
+def test_complex_lines_study_scores_every_method_on_the_same_complex_kspace(complex_ckpt):
+    """The scanner-like study: each slice given the phase model's phase, equispaced 4x lines; the
+    zero-filled row recomputed from the same seeded data, the network and CS-TV scored against the
+    magnitude, CS-TV complex at its best weight."""
+    from mri_n2n.bench.generalization import _complex_lines_volume
+
+    vol = [v for v in real_volumes() if v.name == "t1-small"]
+    res = bench_generalization({"N2N": complex_ckpt}, volumes=vol, lams=(1e-3, 1e-2), tv_iters=5, seed=2,
+                               fraction=0.25, study="complex-lines")  # fmt: skip
+    row = res["rows"][0]
+    assert res["study"] == "complex-lines" and res["methods"] == ["zero-filled", "CS-TV", "N2N"]
+    z, masks, law = _complex_lines_volume(load_real_volume(vol[0]), 0.25, 2)
+    assert law.name == "lines_equispaced" and bool((masks == masks[:, :1]).all())  # whole lines
+    assert float(z.angle()[z.abs() > 0.2].std()) > 0.05  # complex, not a magnitude
+    zf = SpectralSampling(masks).zero_filled(fft2c(z) * masks, law.keep_probability()).abs()
+    assert row["zero-filled/psnr"] == pytest.approx(volume_metrics(zf, z.abs())["psnr"], abs=1e-4)
+    for m in ("N2N", "CS-TV"):
+        assert np.isfinite(row[f"{m}/psnr"]) and row[f"{m}/psnr"] > row["zero-filled/psnr"] - 3
+    assert "| t1-small |" in generalization_markdown(res)
+
+
+def test_a_mixed_law_studied_at_a_rate_is_one_protocol():
+    from mri_n2n.masks import family_for, make_family
+
+    fam = make_family("mixed", (32, 40))
+    assert fam.per_item and fam.at_rate(0.25).name == "lines_equispaced"
+    assert fam.at_rate(0.25).describe()["acceleration"] == pytest.approx(4.0)
+    cfg = Config(density="mixed")
+    assert family_for(cfg, (32, 40)).name == "mixed"  # training: the mixture
+    assert family_for(cfg, (32, 40), fraction=0.125).describe()["acceleration"] == pytest.approx(8.0)

@@ -163,6 +163,7 @@ def _generalization(args) -> int:
     res = bench_generalization(
         named,
         fraction=args.fraction,
+        study=args.study,
         seed=args.seed,
         device=args.device,
         tv_iters=20 if args.quick else 100,
@@ -171,7 +172,8 @@ def _generalization(args) -> int:
     )
     res["machine"] = machine_info(args.device if args.device != "auto" else "cpu")
     md = generalization_markdown(res)
-    write_results(args.results, "generalization_quick" if args.quick else "generalization", res, md)
+    name = "generalization" + ("" if args.study == "magnitude" else f"_{args.study.replace('-', '_')}")
+    write_results(args.results, name + ("_quick" if args.quick else ""), res, md)
     print(md)
     return 0
 
@@ -265,6 +267,14 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
                 help="MRI checkpoints to evaluate, optionally named (e.g. N2N=runs/n2n/checkpoints/best.pt)",
             )
             s.add_argument("--fraction", type=float, default=0.1, help="mean sampling density (default 0.1)")
+            s.add_argument(
+                "--study",
+                choices=("magnitude", "complex-lines"),
+                default="magnitude",
+                help="magnitude (real images, each checkpoint's mask law) or complex-lines (each slice "
+                "given a phase by the phase model, fastMRI equispaced lines at acceleration 1/fraction, "
+                "8 %% centre, reconstructed from k-space; CS-TV complex)",
+            )
             s.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
             s.add_argument(
                 "--ensemble",

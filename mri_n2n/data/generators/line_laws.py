@@ -265,5 +265,13 @@ class MixedLines(MaskFamily):
         p = torch.stack([f.real_keep_probability() if real else f.keep_probability() for f in laws])
         return sets, p.float()
 
+    def at_rate(self, fraction: float) -> MaskFamily:
+        """A retrospective study at rate ``fraction``: fastMRI's equispaced protocol at
+        acceleration ``1 / fraction`` with 8 % central lines (one protocol, not the mixture)."""
+        return make_family(
+            "lines_equispaced", self.shape, acceleration=1.0 / float(fraction), center_fraction=0.08,
+            hermitian=self.hermitian,
+        )
+
     def params(self) -> dict[str, Any]:
         return {}
