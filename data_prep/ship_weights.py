@@ -23,11 +23,19 @@ try:
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mri_n2n.checkpoint import PRETRAINED_DIR, load_checkpoint, save_checkpoint  # noqa: E402
+from mri_n2n.checkpoint import (  # noqa: E402
+    DEFAULT_INPUTS,
+    PRETRAINED_DIR,
+    checkpoint_acquisition,
+    load_checkpoint,
+    save_checkpoint,
+)
 from mri_n2n.evaluation import evaluate_mri  # noqa: E402
 from mri_n2n.io import atomic_write_text  # noqa: E402
 
-KEEP = ("format", "version", "task", "model_spec", "model", "config", "corruption", "step", "epoch")
+KEEP = (
+    "format", "version", "task", "model_spec", "model", "config", "corruption", "acquisition", "step", "epoch",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-seconds", type=float, default=None, help="training wall time (recorded)")
     p.add_argument("--data", default="", help="the training data and its sources (recorded)")
     p.add_argument("--default", action="store_true", help="mark it as the default shipped model")
+    p.add_argument(
+        "--default-for",
+        nargs="+",
+        default=[],
+        choices=DEFAULT_INPUTS,
+        help="the data `--checkpoint default` gives it (magnitude, complex, multicoil)",
+    )
     a = p.parse_args(argv)
     ck = load_checkpoint(a.checkpoint, task="mri")
     slim = {k: ck[k] for k in KEEP if k in ck}
@@ -57,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": cfg["dataset"],
         "target": cfg["target"],
         "model": cfg["model"],
+        "acquisition": checkpoint_acquisition(slim),
         "steps": int(slim.get("step", 0)),
         "seed": cfg["seed"],
         "command": a.command,
@@ -65,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         "data": a.data,
         "bytes": dest.stat().st_size,
     }
+    if a.default_for:  # --checkpoint default gives it these data (one model per kind of data)
+        for rec in registry.values():
+            rec["default_for"] = [d for d in rec.get("default_for", []) if d not in a.default_for]
+            if not rec["default_for"]:
+                rec.pop("default_for")
+        registry[a.name]["default_for"] = list(a.default_for)
     if a.default:  # one default: Reconstructor.from_pretrained() and --checkpoint default load it
         for rec in registry.values():
             rec.pop("default", None)

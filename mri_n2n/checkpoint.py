@@ -46,6 +46,9 @@ __all__ = [
     "PRETRAINED_DIR",
     "pretrained",
     "resolve_checkpoint",
+    "default_pretrained",
+    "DEFAULT_NAME",
+    "DEFAULT_INPUTS",
 ]
 
 FORMAT = "mri_n2n-checkpoint"
@@ -82,10 +85,26 @@ def pretrained() -> dict[str, dict[str, Any]]:
 DEFAULT_NAME = "default"
 
 
-def default_pretrained() -> str:
-    """The name of the shipped model the registry marks ``"default": true`` (the first one when
-    none is marked; ``""`` when nothing is shipped)."""
+#: The kinds of input ``--checkpoint default`` chooses a shipped model for: magnitude images (a
+#: ``--simulate`` study of a volume), single-coil complex k-space, multi-coil k-space.
+DEFAULT_INPUTS = ("magnitude", "complex", "multicoil")
+
+
+def default_pretrained(data: str = "magnitude") -> str:
+    """The name of the shipped model made for ``data`` (one of :data:`DEFAULT_INPUTS`): the entry
+    whose ``default_for`` lists it, else the one the registry marks ``"default": true`` (the
+    magnitude model, and the fallback for data no shipped model serves), else the first one;
+    ``""`` when nothing is shipped.
+
+    Raises:
+        ValueError: ``data`` is not one of :data:`DEFAULT_INPUTS`.
+    """
+    if data not in DEFAULT_INPUTS:
+        raise ValueError(f"data must be one of {DEFAULT_INPUTS}, got {data!r}")
     reg = pretrained()
+    made = [k for k, v in reg.items() if data in v.get("default_for", ())]
+    if made:
+        return made[0]
     marked = [k for k, v in reg.items() if v.get("default")]
     return marked[0] if marked else next(iter(reg), "")
 

@@ -29,12 +29,18 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
     p.add_argument(
         "--checkpoint",
         required=True,
-        help="an MRI checkpoint (.pt) written by the trainer, or a shipped model's name; what it records "
-        "(acquisition kind, complex or magnitude, single or multi-coil, law) decides how inputs are "
-        "reconstructed: k-space files need a Cartesian checkpoint",
+        help="an MRI checkpoint (.pt) written by the trainer, a shipped model's name (see "
+        "mri_n2n/weights/registry.json), or 'default': for each input the shipped model made for its "
+        "data (magnitude volumes with --simulate, single-coil complex k-space, multi-coil k-space; "
+        "the log line and the report say which and why). What a checkpoint records (acquisition "
+        "kind, complex or magnitude, single or multi-coil, law) decides how inputs are reconstructed; "
+        "a model given data it was not trained for warns",
     )
     p.add_argument(
-        "inputs", nargs="+", help="files and folders (walked): .nii(.gz), DICOM, .h5/.hdf5, .npy, .npz"
+        "inputs",
+        nargs="+",
+        help="files and folders (walked): .nii(.gz), DICOM, single- and multi-coil .h5/.hdf5 "
+        "(fastMRI, ISMRMRD), Siemens twix .dat, .mrd, .npy, .npz",
     )
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument(

@@ -18,6 +18,7 @@ from typing import Any
 
 import pydicom
 
+from ..checkpoint import DEFAULT_NAME, default_pretrained, pretrained
 from ..data.multicoil import is_multicoil
 from ..errors import one_line
 from ..io import (
@@ -390,6 +391,40 @@ def _process(
     return row
 
 
+def input_data(item: InputItem) -> str:
+    """What the shipped model for ``item`` must serve (:data:`~mri_n2n.checkpoint.DEFAULT_INPUTS`):
+    ``multicoil`` (multi-coil HDF5, ISMRMRD, twix), ``complex`` (single-coil k-space files) or
+    ``magnitude`` (image volumes, studied with ``--simulate``)."""
+    if item.kind == "kspace":
+        return "multicoil" if _is_multicoil_file(Path(item.paths[0])) else "complex"
+    return "magnitude"
+
+
+class DefaultChooser:
+    """``--checkpoint default`` per input: the shipped model made for the input's data
+    (:func:`~mri_n2n.checkpoint.default_pretrained`), loaded once with ``rec``'s settings (device,
+    precision, batch size, ensemble, adaptation, multi-coil output). Calling it with an item
+    returns ``(reconstructor, name, why)``."""
+
+    def __init__(self, rec: Reconstructor) -> None:
+        self.rec = rec
+        self._loaded: dict[str, Reconstructor] = {}
+
+    def __call__(self, item: InputItem) -> tuple[Reconstructor, str, str]:
+        data = input_data(item)
+        name = default_pretrained(data)
+        if name not in self._loaded:
+            r = Reconstructor.from_pretrained(
+                name, device=self.rec.device, amp=self.rec.amp, batch_size=self.rec.batch_size,
+                ensemble=self.rec.ensemble, adapt=self.rec.adapt_steps,
+            )  # fmt: skip
+            r.multicoil_output = self.rec.multicoil_output
+            self._loaded[name] = r
+        made = data in pretrained()[name].get("default_for", ()) or data == "magnitude"
+        why = f"{data} data" + ("" if made else f": no shipped model is made for {data} data yet")
+        return self._loaded[name], name, why
+
+
 def run_batch(rec: Reconstructor, args: argparse.Namespace) -> BatchResult:
     """Reconstruct every input of ``args`` (the ``reconstruct`` command's options) with ``rec``.
 
@@ -408,6 +443,7 @@ def run_batch(rec: Reconstructor, args: argparse.Namespace) -> BatchResult:
     except OSError as e:
         raise OSError(f"--out {out}: cannot create the folder ({one_line(e)})") from None
     input_files = {Path(p).resolve() for it in items for p in it.paths}
+    choose = DefaultChooser(rec) if str(getattr(args, "checkpoint", "")) == DEFAULT_NAME else None
     rows: list[dict[str, Any]] = []
     failures = 0
     interrupted = False
@@ -429,7 +465,13 @@ def run_batch(rec: Reconstructor, args: argparse.Namespace) -> BatchResult:
             try:
                 if item.kind == "bad":
                     raise ReconstructionError(item.error or f"{item.label}: unusable input")
-                row.update(_process(item, rec, args, input_files))
+                use = rec
+                if choose is not None:  # --checkpoint default: the shipped model made for this input
+                    use, row["checkpoint"], why = choose(item)
+                    if not args.quiet:
+                        print(f"{item.label}: --checkpoint default -> {row['checkpoint']} ({why})",
+                              flush=True)
+                row.update(_process(item, use, args, input_files))
             except Exception as e:  # one bad input must not stop the batch
                 failures += 1
                 msg = one_line(e)
