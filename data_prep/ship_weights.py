@@ -34,7 +34,8 @@ from mri_n2n.evaluation import evaluate_mri  # noqa: E402
 from mri_n2n.io import atomic_write_text  # noqa: E402
 
 KEEP = (
-    "format", "version", "task", "model_spec", "model", "config", "corruption", "acquisition", "step", "epoch",
+    "format", "version", "task", "model_spec", "model", "config", "corruption", "acquisition",
+    "step", "epoch",
 )
 
 
