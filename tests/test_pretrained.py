@@ -63,3 +63,33 @@ def test_load_by_name_everywhere(tmp_path):
     args = ["--checkpoint", "default", str(tmp_path / "p.nii.gz"), "--simulate", "0.1", "--out", str(out)]
     assert reconstruct_main([*args, "--quiet"]) == 0
     assert load_volume(out / "p_recon.nii.gz").array.shape == (64, 64, 6)
+
+
+def test_checkpoint_default_chooses_the_shipped_model_made_for_each_input(tmp_path, capsys):
+    """``--checkpoint default``: a magnitude volume (``--simulate``) gets the magnitude default, a
+    single-coil complex k-space file the model made for complex data (the magnitude default when
+    none is shipped), and the log line and the report name the model and why."""
+    import json
+
+    from mri_n2n.checkpoint import DEFAULT_INPUTS
+    from mri_n2n.data.synthetic import write_fastmri_h5
+
+    reg = pretrained()
+    for data in DEFAULT_INPUTS:
+        made = [k for k, v in reg.items() if data in v.get("default_for", ())]
+        assert default_pretrained(data) == (made[0] if made else default_pretrained())
+        assert len(made) <= 1  # one model per kind of data
+    with pytest.raises(ValueError, match="data must be one of"):
+        default_pretrained("radial")
+    vol = phantom_volume((48, 48, 3), content=(1, 4), seed=3)
+    write_nifti(tmp_path / "v.nii.gz", vol, np.eye(4))
+    z = vol.transpose(2, 0, 1) * np.exp(0.3j * np.linspace(-1, 1, 48))[None, None]
+    write_fastmri_h5(tmp_path / "k.h5", z.astype(np.complex64))
+    out = tmp_path / "out"
+    args = [str(tmp_path / "v.nii.gz"), str(tmp_path / "k.h5"), "--simulate", "0.25", "--out", str(out)]
+    assert reconstruct_main(["--checkpoint", "default", *args]) == 0
+    rows = {r["input"].split("/")[-1]: r for r in json.loads((out / "report.json").read_text())["inputs"]}
+    assert rows["v.nii.gz"]["checkpoint"] == default_pretrained("magnitude")
+    assert rows["k.h5"]["checkpoint"] == default_pretrained("complex")
+    log = capsys.readouterr().out
+    assert f"--checkpoint default -> {default_pretrained('complex')} (complex data" in log
