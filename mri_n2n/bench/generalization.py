@@ -109,19 +109,8 @@ def _cs_tv(
             out = cs_tv(acq, lam=lam, iters=iters, rho=30.0 * lam, real=True)
             scores[lam] = volume_metrics(out.abs().reshape(n, h, w) * scale, ref)
 
-    for lam in lams:
-        run(float(lam))
-    for _ in range(CS_TV_EXTEND):
-        order = sorted(scores)
-        best = max(order, key=lambda v: scores[v]["psnr"])
-        if best == order[0]:
-            run(best / np.sqrt(10.0))
-        elif best == order[-1]:
-            run(best * np.sqrt(10.0))
-        else:
-            break
+    best = _grid_search(run, scores, lams)
     order = sorted(scores)
-    best = max(order, key=lambda v: scores[v]["psnr"])
     interior = order[0] < best < order[-1]
     return {**scores[best], "tried": order}, float(best), time.perf_counter() - t0, interior
 
