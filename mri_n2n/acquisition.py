@@ -313,6 +313,17 @@ class Acquisition:
         acq = self if y is None or y is self.y else self.with_data(y)
         return acq.prox(x, 0.0 if lam is None else lam, iters)
 
+    def real_data(self) -> bool:
+        """Whether the measurements are a real image's (a one-channel model adapts only to those);
+        kinds without a symmetry test: ``True``."""
+        return True
+
+    def real_view(self, real_keep_prob: torch.Tensor | None = None) -> Acquisition:
+        """The acquisition as a one-channel (real-image) network sees it: the kind's completion of
+        a real image's data (Cartesian: Hermitian, with ``real_keep_prob``); here itself (the
+        network reads the real part of the adjoint)."""
+        return self
+
     def output_image(self, x: torch.Tensor) -> torch.Tensor:
         """The output image convention: the magnitude of the (combined) image."""
         return x.abs()

@@ -48,11 +48,12 @@ from .acquisition import KINDS, Acquisition, acquisition_kind, kind_names  # noq
 from .coil_maps import rss
 from .fft import fft2c, ifft2c, promote_complex
 from .masks import SampleLaw, complete_measurements, family_for
+from .sampling import hermitian_mirror, radius_grid
 from .solvers import conjugate_gradient
 
 __all__ = [
     "Acquisition", "CartesianAcquisition", "SpectralSampling", "CG_CHUNK_ELEMENTS", "KINDS",
-    "acquisition_kind", "kind_names",
+    "acquisition_kind", "kind_names", "phase_factors", "HERMITIAN_TOL",
 ]
 
 
@@ -67,6 +68,35 @@ CG_CHUNK_ELEMENTS = 2**21
 def _per_channel(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A per-sample ``(B, H, W)`` map as ``(B, 1, H, W)`` for ``(B, C, H, W)`` data."""
     return t.unsqueeze(-3) if like.ndim == t.ndim + 1 and t.ndim >= 3 else t
+
+
+#: Squared relative Hermitian defect below which k-space counts as data of a real image.
+HERMITIAN_TOL = 1e-6
+
+
+def phase_factors(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Unit phase ``exp(i phi)`` per pixel for a batch ``(B, H, W)`` of measured k-space.
+
+    Slices whose measurements are Hermitian (the k-space of a real image, on the pairs of
+    frequencies that are both sampled) get ``phi = 0``: the paper's real pipeline exactly.
+    Others get the phase of a low-resolution image (Gaussian window of width ``min(H, W) / 32``
+    bins around DC), so the network sees a nearly real image.
+    """
+    h, w = y.shape[-2:]
+    yp = hermitian_mirror(y).conj()
+    both = (m & hermitian_mirror(m)).to(y.real.dtype)
+    num = ((y - yp).abs().square() * both).flatten(1).sum(1)
+    den = (y.abs().square() * both).flatten(1).sum(1)
+    real_like = (den > 0) & (num <= HERMITIAN_TOL * den)
+    ones = torch.ones_like(y)
+    if bool(real_like.all()):
+        return ones
+    sigma = max(min(h, w) / 32.0, 2.0)
+    win = torch.exp(-0.5 * radius_grid((h, w)).square() / sigma**2).to(device=y.device, dtype=y.real.dtype)
+    low = SpectralSampling(m).combine(y * win)  # the low-resolution image of the measurements
+    mag = low.abs()
+    ph = torch.where(mag > 0, low / mag.clamp_min(torch.finfo(mag.dtype).tiny), ones)
+    return torch.where(real_like[:, None, None], ones, ph)
 
 
 class CartesianAcquisition(Acquisition):
@@ -189,6 +219,32 @@ class CartesianAcquisition(Acquisition):
     def output_image(self, x: torch.Tensor) -> torch.Tensor:
         """Single coil: the magnitude; coils: :meth:`coil_rss` (fastMRI's convention)."""
         return self.coil_rss(x) if self.maps is not None else x.abs()
+
+    def real_data(self) -> bool:
+        """Whether every slice's measurements are a real image's (Hermitian on the pairs of
+        sampled frequencies, :func:`phase_factors`); coil data are complex."""
+        if self.maps is not None:
+            return False
+        return bool((phase_factors(self.y[:, 0], self.mask) == 1).all())
+
+    def real_view(self, real_keep_prob: torch.Tensor | None = None) -> CartesianAcquisition:
+        """A single-coil acquisition ``(B, 1, H, W)`` as a one-channel (real) network sees it:
+        slices with Hermitian measurements get the Hermitian completion of their data and mask
+        with ``real_keep_prob`` (default the acquisition's), as it was trained; when any slice
+        is not Hermitian the acquisition carries every slice's :func:`phase_factors` (1 for the
+        Hermitian ones), and those slices keep the mask as measured."""
+        y, m = self.y[:, 0], self.mask
+        keep_prob = self.keep_prob
+        p: torch.Tensor = keep_prob
+        ph = phase_factors(y, m)
+        real_like = (ph == 1).flatten(1).all(1)
+        if bool(real_like.any()):  # a real image: its Hermitian completion
+            yc, mc = complete_measurements(y, m)
+            rl = real_like[:, None, None]
+            y, m = torch.where(rl, yc, y), torch.where(rl, mc, m)
+            p = torch.where(rl, keep_prob if real_keep_prob is None else real_keep_prob, keep_prob)
+        phase = None if bool(real_like.all()) else ph
+        return CartesianAcquisition(m, None, y[:, None], keep_prob=p, phase=phase)
 
     def observe(
         self, k: torch.Tensor, sampled: torch.Tensor, keep_prob: torch.Tensor | None, *, real: bool = False

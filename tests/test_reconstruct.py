@@ -33,9 +33,10 @@ from mri_n2n.masks import (
 )
 from mri_n2n.metrics import volume_metrics
 from mri_n2n.models import build_model
+from mri_n2n.physics import phase_factors
 from mri_n2n.reconstruct import main
 from mri_n2n.reconstruction import Reconstructor, slice_seed
-from mri_n2n.reconstruction.engine import kspace_normalize, phase_factors
+from mri_n2n.reconstruction.engine import kspace_normalize
 from mri_n2n.sampling import bernoulli_mask, exp_decay_density
 from mri_n2n.training import train
 

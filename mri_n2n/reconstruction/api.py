@@ -49,7 +49,6 @@ from .engine import (
     ReconstructionError,
     check_batch,
     kspace_normalize,
-    phase_factors,
 )
 from .inputs import reconstruct_kspace, reconstruct_volume, simulate_kspace
 from .multicoil import reconstruct_multicoil
@@ -470,9 +469,8 @@ class Reconstructor:
         def hook(acq: Acquisition) -> torch.nn.Module:
             if law is None:
                 raise ReconstructionError(f"{where}: adaptation needs the law of the mask (none given)")
-            cartesian_single = acq.kind == "cartesian" and not acq.multicoil
-            if cartesian_single and not self.complex_model:
-                if not bool((phase_factors(acq.y[:, 0], acq.sampled) == 1).all()):
+            if not acq.multicoil and not self.complex_model:
+                if not acq.real_data():
                     raise ReconstructionError(
                         f"{where}: a one-channel (real-image) model adapts only to the measurements of "
                         "real images; these are complex (adapt a --complex checkpoint, or reconstruct "

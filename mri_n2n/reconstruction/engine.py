@@ -24,11 +24,10 @@ import torch
 
 from ..data import center_pad_crop
 from ..fft import to_complex
-from ..masks import SampleLaw, complete_measurements
+from ..masks import SampleLaw
 from ..metrics import ssim
 from ..models import apply_model, ends_with_dc
-from ..physics import Acquisition, CartesianAcquisition, SpectralSampling
-from ..sampling import hermitian_mirror, radius_grid
+from ..physics import Acquisition
 from ..seeding import seeded_generator, stable_ident
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
     "slice_seed",
     "simulated_masks",
     "check_batch",
-    "phase_factors",
     "SliceBatch",
     "BatchFn",
     "OutputFn",
@@ -64,8 +62,6 @@ class ReconstructionError(ValueError):
 #: measured activation memory per 512x512 slice is about 190 MB for the plain U-Net and 400 MB
 #: for the paper's, so a call stays under about 1.6 GB whatever ``--batch-size`` says.
 CPU_MAX_PIXELS = 1 << 20
-#: Squared relative Hermitian defect below which k-space counts as data of a real image.
-_HERMITIAN_TOL = 1e-6
 
 
 # --------------------------------------------------------------------------------------
@@ -172,51 +168,6 @@ def _channels_last_now(model: torch.nn.Module) -> bool:
     return False
 
 
-def phase_factors(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Unit phase ``exp(i phi)`` per pixel for a batch ``(B, H, W)`` of measured k-space.
-
-    Slices whose measurements are Hermitian (the k-space of a real image, on the pairs of
-    frequencies that are both sampled) get ``phi = 0``: the paper's real pipeline exactly.
-    Others get the phase of a low-resolution image (Gaussian window of width ``min(H, W) / 32``
-    bins around DC), so the network sees a nearly real image.
-    """
-    h, w = y.shape[-2:]
-    yp = hermitian_mirror(y).conj()
-    both = (m & hermitian_mirror(m)).to(y.real.dtype)
-    num = ((y - yp).abs().square() * both).flatten(1).sum(1)
-    den = (y.abs().square() * both).flatten(1).sum(1)
-    real_like = (den > 0) & (num <= _HERMITIAN_TOL * den)
-    ones = torch.ones_like(y)
-    if bool(real_like.all()):
-        return ones
-    sigma = max(min(h, w) / 32.0, 2.0)
-    win = torch.exp(-0.5 * radius_grid((h, w)).square() / sigma**2).to(device=y.device, dtype=y.real.dtype)
-    low = SpectralSampling(m).combine(y * win)  # the low-resolution image of the measurements
-    mag = low.abs()
-    ph = torch.where(mag > 0, low / mag.clamp_min(torch.finfo(mag.dtype).tiny), ones)
-    return torch.where(real_like[:, None, None], ones, ph)
-
-
-def _real_image_view(acq: CartesianAcquisition, real_keep_prob: torch.Tensor | None) -> CartesianAcquisition:
-    """A single-coil Cartesian acquisition ``(B, 1, H, W)`` as a one-channel (real) network sees
-    it: slices with Hermitian measurements get the Hermitian completion of their data and mask
-    with ``real_keep_prob`` (default the acquisition's), as it was trained; when any slice is
-    not Hermitian the acquisition carries every slice's :func:`phase_factors` (1 for the
-    Hermitian ones), and those slices keep the mask as measured."""
-    y, m = acq.y[:, 0], acq.sampled
-    keep_prob = acq.keep_prob
-    p: torch.Tensor = keep_prob
-    ph = phase_factors(y, m)
-    real_like = (ph == 1).flatten(1).all(1)
-    if bool(real_like.any()):  # a real image: its Hermitian completion
-        yc, mc = complete_measurements(y, m)
-        rl = real_like[:, None, None]
-        y, m = torch.where(rl, yc, y), torch.where(rl, mc, m)
-        p = torch.where(rl, keep_prob if real_keep_prob is None else real_keep_prob, keep_prob)
-    phase = None if bool(real_like.all()) else ph
-    return CartesianAcquisition(m, None, y[:, None], keep_prob=p, phase=phase)
-
-
 def _select(acq: Acquisition, sel: torch.Tensor) -> Acquisition:
     """The acquisition of the samples ``sel`` (indices) of a batched acquisition."""
     return type(acq).collate([acq.batch(slice(i, i + 1)) for i in sel.tolist()])
@@ -224,10 +175,11 @@ def _select(acq: Acquisition, sel: torch.Tensor) -> Acquisition:
 
 def _network_view(acq: Acquisition, channels: int, real_keep_prob: torch.Tensor | None) -> Acquisition:
     """The acquisition the network works with: a one-channel (real) network on single-coil
-    Cartesian data gets :func:`_real_image_view`; every other model and kind the measurements
-    as they are."""
-    if channels == 1 and isinstance(acq, CartesianAcquisition) and not acq.multicoil:
-        return _real_image_view(acq, real_keep_prob)
+    data gets the kind's :meth:`~mri_n2n.acquisition.Acquisition.real_view` (Cartesian: the
+    Hermitian completion, or the phase of non-Hermitian slices); every other model the
+    measurements as they are."""
+    if channels == 1 and not acq.multicoil:
+        return acq.real_view(real_keep_prob)
     return acq
 
 
