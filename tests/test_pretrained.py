@@ -81,6 +81,8 @@ def test_checkpoint_default_chooses_the_shipped_model_made_for_each_input(tmp_pa
         assert len(made) <= 1  # one model per kind of data
     with pytest.raises(ValueError, match="data must be one of"):
         default_pretrained("radial")
+    rec = Reconstructor.from_pretrained(data="complex", device="cpu")
+    assert rec.complex_model == ("complex" in reg[default_pretrained("complex")].get("default_for", ()))
     vol = phantom_volume((48, 48, 3), content=(1, 4), seed=3)
     write_nifti(tmp_path / "v.nii.gz", vol, np.eye(4))
     z = vol.transpose(2, 0, 1) * np.exp(0.3j * np.linspace(-1, 1, 48))[None, None]

@@ -166,15 +166,19 @@ class Reconstructor:
         batch_size: int = 8,
         ensemble: bool = False,
         adapt: int = 0,
+        data: str = "magnitude",
     ) -> Reconstructor:
         """A shipped checkpoint by name (:func:`mri_n2n.checkpoint.pretrained` lists them);
-        ``None`` or ``"default"``: the one the registry marks as the default.
+        ``None`` or ``"default"``: the shipped model made for ``data`` (``"magnitude"`` images,
+        single-coil ``"complex"`` k-space or ``"multicoil"`` k-space,
+        :func:`~mri_n2n.checkpoint.default_pretrained`).
 
         Raises:
             CheckpointError: no shipped checkpoint of that name.
+            ValueError: ``data`` is not one of those.
         """
         if name is None or name == DEFAULT_NAME:
-            name = default_pretrained()
+            name = default_pretrained(data)
         if name not in pretrained():
             names = ", ".join(pretrained()) or "none"
             raise CheckpointError(f"{name}: no shipped checkpoint of that name (have: {names})")
