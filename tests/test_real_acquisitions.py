@@ -3,6 +3,7 @@ realistic phase model (``--phase-model realistic``) and coil arrays (``--synth-c
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,6 +85,9 @@ def test_synth_coils_are_seeded_padded_and_combine_to_the_image() -> None:
         x = acq.adjoint(acq.y)
         err = (acq.full(x) - acq.y).abs().max() / acq.y.abs().max()
         assert float(err) < 1e-4
+        # the reference is fastMRI's: the RSS of the noise-free coil images, the magnitude of the
+        # coil combination by the normalised maps
+        assert np.allclose(ds.reference(i), acq.adjoint(acq.y)[0].abs().numpy(), atol=1e-5)
     assert min(coils) >= 2 and max(coils) <= 5 and len(set(coils)) > 1
     a1, _ = ds[3]
     a2, _ = SynthCoilDataset(valid, (2, 5), noise=0.0)[3]

@@ -101,7 +101,8 @@ class SynthCoilDataset(Dataset):
     def _generator(self, ident: int) -> torch.Generator:
         return seeded_generator(stable_ident("synth-coils", self.seed, int(ident)))
 
-    def __getitem__(self, i: int) -> tuple[CartesianAcquisition, int]:
+    def _draw(self, i: int) -> tuple[torch.Tensor, Any, torch.Generator, int]:
+        """Item ``i``'s complex image, its coil array and the generator after them."""
         image, ident = self.base[i]
         g = self._generator(ident)
         x = torch.as_tensor(image, dtype=torch.float32)
@@ -114,6 +115,12 @@ class SynthCoilDataset(Dataset):
         n = lo + int(torch.randint(hi - lo + 1, (1,), generator=g))
         support = support_edges(z.abs()[None, None])[0][0]
         arr = random_coil_array((h, w), n, g, self.array, support=support)
+        return z, arr, g, ident
+
+    def __getitem__(self, i: int) -> tuple[CartesianAcquisition, int]:
+        z, arr, g, ident = self._draw(i)
+        h, w = z.shape
+        n, hi = arr.n_coils, self.coils[1]
         k = fft2c(arr.maps * z)  # (n, H, W) coil k-space
         if self.noise > 0:
             scale = float(z.abs().max()) * self.noise
@@ -133,10 +140,11 @@ class SynthCoilDataset(Dataset):
         return {**out, "coils": list(self.coils), "coil_noise": self.noise}
 
     def reference(self, i: int) -> np.ndarray:
-        """The magnitude of item ``i``'s image (its base slice)."""
-        image, _ = self.base[i]
-        x = torch.as_tensor(image, dtype=torch.float32)
-        return (x[0] if x.shape[0] == 1 else torch.complex(x[0], x[1]).abs()).numpy()
+        """Item ``i``'s reference in fastMRI's convention: the root-sum-of-squares of its
+        noise-free coil images, ``|x| sqrt(sum_c |S_c|^2)`` (the magnitude of the coil
+        combination by the normalised maps)."""
+        z, arr, _, _ = self._draw(i)
+        return (arr.maps * z).abs().square().sum(0).sqrt().numpy().astype(np.float32)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
