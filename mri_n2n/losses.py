@@ -33,7 +33,7 @@ are valid in the *target* count. A mask with no valid pixel gives a loss of 0 (w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -323,16 +323,32 @@ def loss_entry(name: str) -> LossEntry:
     return _REGISTRY.get(name)
 
 
-LOSSES: dict[str, LossFn] = {n: _REGISTRY.get(n).fn for n in ("l2", "l1", "l0", "hdr")}
-"""The built-in per-pixel losses (they honour the pair's ``valid`` mask); :func:`loss_names`
-adds the ones registered since."""
+class _LossTable(Mapping[str, LossFn]):
+    """A read-only, always current mapping name -> loss function of the registered losses whose
+    ``kspace`` flag is ``kspace`` (a loss registered after the import is in it)."""
 
-MRI_LOSSES: dict[str, LossFn] = {
-    n: _REGISTRY.get(n).fn
-    for n in ("kspace", "kspace_clipped", "kspace_flat", "kspace_normalized", "kspace_mix")
-}
-"""The built-in k-space losses of the MRI task (they read the target's acquisition,
-``pair.target_acq``)."""
+    def __init__(self, *, kspace: bool) -> None:
+        self._kspace = kspace
+
+    def __getitem__(self, name: str) -> LossFn:
+        if name not in loss_names(kspace=self._kspace):
+            raise KeyError(name)
+        return _REGISTRY.get(name).fn
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(loss_names(kspace=self._kspace))
+
+    def __len__(self) -> int:
+        return len(loss_names(kspace=self._kspace))
+
+
+LOSSES: Mapping[str, LossFn] = _LossTable(kspace=False)
+"""The registered per-pixel losses, always current (the built-in ``l2``, ``l1``, ``l0``, ``hdr``
+and any registered since; they honour the pair's ``valid`` mask)."""
+
+MRI_LOSSES: Mapping[str, LossFn] = _LossTable(kspace=True)
+"""The registered k-space losses of the MRI task, always current (they read the target's
+acquisition, ``pair.target_acq``)."""
 
 
 def get_loss(name: str) -> LossFn:

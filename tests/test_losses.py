@@ -133,7 +133,7 @@ def test_masked_mean_edge_cases():
 
 
 def test_registry():
-    assert set(LOSSES) == {"l2", "l1", "l0", "hdr"}
+    assert {"l2", "l1", "l0", "hdr"} <= set(LOSSES)  # and any loss registered since (a live view)
     assert get_loss("l2") is l2_loss
     with pytest.raises(ValueError, match="unknown loss 'l3'") as err:
         get_loss("l3")
