@@ -240,3 +240,26 @@ def test_self_validated_early_stopping_holds_out_measurements_and_keeps_the_best
     assert rep2.steps == rep2.best_step == 3 and rep2.val_losses == [] and not rep2.stopped_early
     with pytest.raises(ValueError, match="validation < 0.5"):
         adapt_model(net, fam, mask, y, complex_data=False, steps=3, validation=0.6)
+
+
+def test_adaptation_holds_out_less_when_the_line_law_cannot_hold_out_the_asked_share():
+    """A small matrix with a large fully sampled centre (an EPI: 4x lines, 12 central lines of
+    80) leaves too few lines for the second mask to hold out 40 %: the adaptation uses the largest
+    share of FALLBACK_SPLITS it can and says so, instead of failing."""
+    from mri_n2n.checkpoint import load_checkpoint, model_from_checkpoint
+    from mri_n2n.reconstruction.adapt import FALLBACK_SPLITS, adapt
+    from mri_n2n.splits import make_split
+
+    law = make_family("lines_equispaced", (80, 80), acceleration=4, center_fraction=12 / 80)
+    p = law.keep_probability()
+    with pytest.raises(ValueError, match="cannot hold out"):
+        make_split("noisier2noise", law, p, 0.4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.rand(2, 1, 80, 80, generator=g), 5, 1, 2)[:, 0]
+    x = x.to(torch.complex64)
+    m = law.sample(2, generator=g)
+    acq = Acquisition(m, None, (fft2c(x) * m)[:, None])
+    model = model_from_checkpoint(load_checkpoint("synth-complex-n2n", map_location="cpu"))
+    net, rep = adapt(model, acq, law, steps=2, split=0.4)
+    assert rep.steps == 2 and rep.split in FALLBACK_SPLITS and rep.split < 0.4
+    assert all(torch.isfinite(v).all() for v in net.state_dict().values())

@@ -45,7 +45,7 @@ from ..masks import SampleLaw
 from ..models import apply_model, ends_with_dc
 from ..models.ensemble import SelfEnsemble
 from ..physics import Acquisition, CartesianAcquisition, acquisition_kind
-from ..splits import make_split
+from ..splits import SplitLaw, make_split
 
 __all__ = [
     "ADAPT_STEPS", "ADAPT_LR", "ADAPT_SPLIT", "ADAPT_MAX_SHIFT", "ADAPT_VALIDATION", "ADAPT_CHECK_EVERY",
@@ -78,6 +78,9 @@ class AdaptReport:
         seconds: wall time of the adaptation.
         val_losses: ``(step, loss)`` of every self-validation check (empty without validation).
         stopped_early: the validation loss stopped falling before the step budget ran out.
+        split: the held-out share the adaptation used: the asked one, or the largest of
+            :data:`FALLBACK_SPLITS` below it that the law's second mask can hold out (a small
+            matrix with a large fully sampled centre leaves few lines to hold out).
     """
 
     steps: int = 0
@@ -85,6 +88,29 @@ class AdaptReport:
     seconds: float = 0.0
     val_losses: list[tuple[int, float]] = field(default_factory=list)
     stopped_early: bool = False
+    split: float = 0.0
+
+
+#: Held-out shares tried, in order, below the asked one when the law's second mask cannot hold
+#: the asked share out (:func:`adapt`).
+FALLBACK_SPLITS = (0.3, 0.2, 0.1)
+
+
+def _second_split(law: SampleLaw, p: torch.Tensor, split: float, real: bool) -> tuple[SplitLaw, float]:
+    """Noisier2Noise's split of the adaptation at the share ``split``, or at the largest share of
+    :data:`FALLBACK_SPLITS` below it that the law allows; ``(split law, share used)``.
+
+    Raises:
+        ValueError: not even the smallest share can be held out.
+    """
+    shares = [float(split), *(v for v in FALLBACK_SPLITS if v < float(split))]
+    for i, share in enumerate(shares):
+        try:
+            return make_split("noisier2noise", law, p, share, hermitian=real), share
+        except ValueError:
+            if i == len(shares) - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _check_settings(steps: int, lr: float, batch_size: int) -> None:
@@ -231,7 +257,7 @@ def adapt(
     else:
         whole = whole.restrict(whole.sampled, p)
     # the split of what the adaptation learns from: its keep probability is p (1 - validation)
-    second = make_split("noisier2noise", law, p, float(split), hermitian=real)
+    second, rep.split = _second_split(law, p, float(split), real)
     shift = min(acq.image_shape) // 4 if max_shift is None else int(max_shift)
     kind = acquisition_kind(acq.kind)
     corr = MRIUndersampling(
