@@ -36,8 +36,11 @@ def test_a_law_per_item_compensates_each_item_by_its_own_law(complex_data) -> No
     # every item's input is compensated by its own law's keep probability, shared by its pair
     assert pair.acq.keep_prob.shape == (6, *SHAPE) and pair.target_acq.keep_prob.shape == (6, *SHAPE)
     assert torch.equal(pair.acq.keep_prob, pair.target_acq.keep_prob)  # a pair shares its law
-    kept = pair.acq.sampled
-    assert bool((pair.acq.keep_prob[kept] > 0).all())
+    # each item's sets follow its own law: samples of keep probability 0 are never drawn and those
+    # of probability 1 (the law's fully sampled centre) always, in the input and the target
+    for a in (pair.acq, pair.target_acq):
+        assert not bool(a.sampled[a.keep_prob == 0].any())
+        assert bool(a.sampled[a.keep_prob >= 1].all())
     # validation draws are fixed per sample and carry their own laws too
     v1 = corr.validation_pair(clean, torch.arange(6))
     v2 = corr.validation_pair(clean, torch.arange(6))

@@ -152,8 +152,7 @@ def _complex_lines_row(
     z, masks, law = _complex_lines_volume(arr, fraction, seed)
     n, h, w = z.shape
     ref = z.abs().numpy()
-    acq = Acquisition(masks, None, fft2c(z)[:, None], keep_prob=law.keep_probability())
-    acq = acq.with_data(acq.y)
+    acq = Acquisition(masks, keep_prob=law.keep_probability()).with_data(fft2c(z)[:, None])
     y = acq.y[:, 0].numpy()
     row: dict[str, Any] = {}
     zf = acq.zero_filled().abs()[:, 0].numpy()

@@ -408,7 +408,8 @@ class DefaultChooser:
 
     def __init__(self, rec: Reconstructor) -> None:
         self.rec = rec
-        self._loaded: dict[str, Reconstructor] = {}
+        # ``rec`` is what ``--checkpoint default`` loaded: the magnitude default, not loaded again
+        self._loaded: dict[str, Reconstructor] = {default_pretrained("magnitude"): rec}
 
     def __call__(self, item: InputItem) -> tuple[Reconstructor, str, str]:
         data = input_data(item)
