@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from ..corruptions import MRIUndersampling, Pair
 from ..fft import to_complex
+from ..laws import CroppedLaw
 from ..losses import kspace_loss
 from ..masks import SampleLaw
 from ..models import apply_model, ends_with_dc
@@ -49,7 +50,8 @@ from ..splits import SplitLaw, make_split
 
 __all__ = [
     "ADAPT_STEPS", "ADAPT_LR", "ADAPT_SPLIT", "ADAPT_MAX_SHIFT", "ADAPT_VALIDATION", "ADAPT_CHECK_EVERY",
-    "ADAPT_PATIENCE", "ADAPT_BATCH_SIZE", "AdaptReport", "adapt", "adapt_model", "adapt_multicoil",
+    "ADAPT_PATIENCE", "ADAPT_BATCH_SIZE", "ADAPT_PIXELS", "ADAPT_MIN_CROP", "AdaptReport", "adapt",
+    "adapt_model", "adapt_multicoil", "crop_plan",
 ]
 
 #: Default number of adaptation steps, learning rate and held-out share of each acquisition.
@@ -66,6 +68,11 @@ ADAPT_CHECK_EVERY = 5
 ADAPT_PATIENCE = 3
 #: Slices per adaptation step (a step's cost grows with it; fewer slices, more steps per second).
 ADAPT_BATCH_SIZE = 2
+#: Image pixels per adaptation step: larger slices learn from exact windows of their readout
+#: (:func:`crop_plan`), so a step costs what two 128 x 128 slices cost whatever the matrix.
+ADAPT_PIXELS = 2 * 128 * 128
+#: The shortest window (rows of the readout) the adaptation learns from.
+ADAPT_MIN_CROP = 64
 
 
 @dataclass
@@ -81,6 +88,8 @@ class AdaptReport:
         split: the held-out share the adaptation used: the asked one, or the largest of
             :data:`FALLBACK_SPLITS` below it that the law's second mask can hold out (a small
             matrix with a large fully sampled centre leaves few lines to hold out).
+        crop: the readout window (rows) each step learned from (:func:`crop_plan`); ``None``:
+            whole slices.
     """
 
     steps: int = 0
@@ -89,6 +98,7 @@ class AdaptReport:
     val_losses: list[tuple[int, float]] = field(default_factory=list)
     stopped_early: bool = False
     split: float = 0.0
+    crop: int | None = None
 
 
 #: Held-out shares tried, in order, below the asked one when the law's second mask cannot hold
@@ -110,6 +120,24 @@ def _second_split(law: SampleLaw, p: torch.Tensor, split: float, real: bool) -> 
         except ValueError:
             continue
     return make_split("noisier2noise", law, p, last, hermitian=real), last
+
+
+def crop_plan(acq: Acquisition, batch_size: int, pixels: int | None = ADAPT_PIXELS) -> tuple[int | None, int]:
+    """How an adaptation step sees a large scan: ``(window length or None, slices per step)``.
+
+    When ``batch_size`` whole slices hold more than ``pixels`` image pixels and the acquisition
+    has exact windows (:meth:`~mri_n2n.acquisition.Acquisition.crop_axis`: whole Cartesian lines,
+    whose readout is fully sampled), each step learns from windows of ``length`` readout rows,
+    ``length = pixels / (slices x W)`` but at least :data:`ADAPT_MIN_CROP`, with fewer slices
+    when even the shortest windows of ``batch_size`` slices exceed ``pixels``. Otherwise (small
+    slices, ``pixels=None``, or masks without exact windows) whole slices, ``batch_size`` of them.
+    """
+    h, w = (int(v) for v in acq.image_shape)
+    if pixels is None or batch_size * h * w <= int(pixels) or acq.crop_axis() != -2:
+        return None, int(batch_size)
+    length = max(min(ADAPT_MIN_CROP, h), min(h, int(pixels) // (batch_size * w)))
+    batch = max(1, min(int(batch_size), int(pixels) // (length * w)))
+    return (None if length >= h else length), batch
 
 
 def _check_settings(steps: int, lr: float, batch_size: int) -> None:
@@ -179,6 +207,7 @@ def adapt(
     validation: float = ADAPT_VALIDATION,
     check_every: int = ADAPT_CHECK_EVERY,
     patience: int = ADAPT_PATIENCE,
+    pixels: int | None = ADAPT_PIXELS,
     report: AdaptReport | None = None,
 ) -> tuple[nn.Module, AdaptReport]:
     """A copy of ``model`` fine-tuned on one scan's measurements (module docstring), for every
@@ -208,6 +237,9 @@ def adapt(
             stopping, in [0, 0.5); 0 adapts for exactly ``steps`` steps.
         check_every: steps between validation checks.
         patience: checks without a lower validation loss before the adaptation stops.
+        pixels: image pixels per step: slices larger than ``batch_size`` slices of this many
+            pixels learn from exact windows of their readout (:func:`crop_plan`), so the cost
+            of a step does not grow with the matrix; ``None``: whole slices.
         report: an :class:`AdaptReport` to fill in (default: a new one).
 
     Returns:
@@ -255,13 +287,22 @@ def adapt(
         val = (whole.batch(picks).to(device), held.batch(picks).to(device))
     else:
         whole = whole.restrict(whole.sampled, p)
+    # large slices: each step learns from exact windows of the readout (crop_plan)
+    length, batch_size = crop_plan(whole, batch_size, pixels)
+    image_shape = tuple(acq.image_shape)
+    if length is not None:
+        law = CroppedLaw(law, length, axis=-2)
+        p = p[..., :length, :]
+        image_shape = (length, image_shape[1])
+        rep.crop = length
     # the split of what the adaptation learns from: its keep probability is p (1 - validation)
     second, rep.split = _second_split(law, p, float(split), real)
-    shift = min(acq.image_shape) // 4 if max_shift is None else int(max_shift)
+    shift = min(image_shape) // 4 if max_shift is None else int(max_shift)
     kind = acquisition_kind(acq.kind)
     corr = MRIUndersampling(
-        law, kind=kind, image_shape=acq.image_shape, complex_data=not real, split=second, max_shift=shift
+        law, kind=kind, image_shape=image_shape, complex_data=not real, split=second, max_shift=shift
     )
+    height = int(acq.image_shape[0])
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
     best: tuple[float, int, dict] | None = None
     bad = 0
@@ -286,7 +327,10 @@ def adapt(
     step = 0
     for step in tqdm(range(1, int(steps) + 1), desc="adapt", unit="step", disable=not progress, leave=False):
         pick = active[torch.randperm(active.numel(), generator=g)[:batch_size]]
-        _step(net, corr, opt, corr.single_pair(whole.batch(pick), generator=g, seeds=pick), device, step)
+        part = whole.batch(pick)
+        if length is not None:  # a random window of each slice's readout
+            part = part.cropped(torch.randint(0, height, (pick.numel(),), generator=g), length)
+        _step(net, corr, opt, corr.single_pair(part, generator=g, seeds=pick), device, step)
         if val is not None and (step % check_every == 0 or step == steps) and check(step):
             rep.stopped_early = step < steps
             break

@@ -39,6 +39,7 @@ from .adapt import (
     ADAPT_LR,
     ADAPT_MAX_SHIFT,
     ADAPT_PATIENCE,
+    ADAPT_PIXELS,
     ADAPT_VALIDATION,
     AdaptReport,
 )
@@ -129,8 +130,10 @@ class Reconstructor:
         self.adapt_validation: float = ADAPT_VALIDATION
         self.adapt_check_every: int = ADAPT_CHECK_EVERY
         self.adapt_patience: int = ADAPT_PATIENCE
-        #: slices per adaptation step
+        #: slices per adaptation step, and image pixels per step (larger slices learn from exact
+        #: readout windows; ``None``: whole slices)
         self.adapt_batch_size: int = ADAPT_BATCH_SIZE
+        self.adapt_pixels: int | None = ADAPT_PIXELS
         #: what the last adaptation did (steps, kept step, seconds, validation losses)
         self.last_adaptation: AdaptReport | None = None
         if self.ensemble and not isinstance(model, SelfEnsemble):
@@ -461,6 +464,7 @@ class Reconstructor:
                 check_every=self.adapt_check_every,
                 patience=self.adapt_patience,
                 max_shift=self.adapt_max_shift,
+                pixels=self.adapt_pixels,
             )
         except ValueError as e:
             raise ReconstructionError(str(e)) from None
