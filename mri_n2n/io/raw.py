@@ -43,10 +43,12 @@ from .kspace import (
 )
 from .mrd import ISMRMRD_FLAGS, ismrmrd_xml_text, read_ismrmrd
 from .multicoil import RAW_INSTALL, MultiCoilKSpace, h5_errors, mask3d, positive_float, validate_multicoil
+from .noncartesian import NonCartesianKSpace
 from .twix import read_twix
 
 __all__ = [
     "MultiCoilKSpace",
+    "NonCartesianKSpace",
     "RAW_SUFFIXES",
     "RAW_INSTALL",
     "ISMRMRD_FLAGS",
@@ -240,10 +242,12 @@ def _read_array(path: Path, layout: str | None) -> MultiCoilKSpace:
 
 def read_raw(
     path: str | os.PathLike, layout: str | None = None, *, dataset: str = "dataset"
-) -> MultiCoilKSpace:
+) -> MultiCoilKSpace | NonCartesianKSpace:
     """Read any multi-coil or raw k-space file, by content.
 
-    - HDF5 with an ISMRMRD group ``dataset`` holding ``data`` -> :func:`read_ismrmrd`;
+    - HDF5 with an ISMRMRD group ``dataset`` holding ``data`` -> :func:`read_ismrmrd`
+      (a :class:`~mri_n2n.io.noncartesian.NonCartesianKSpace` when its image readouts carry
+      trajectories, radial or spiral; every other format is Cartesian);
     - HDF5 with ``kspace``: 4-D -> :func:`read_fastmri_multicoil`; 3-D fastMRI single-coil
       (with ``ismrmrd_header`` or a ``reconstruction_*`` reference) -> one coil; a bare 3-D
       ``kspace`` needs ``layout``;
