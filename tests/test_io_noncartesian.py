@@ -285,3 +285,52 @@ def test_writer_is_atomic_and_checks_shapes(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         write_ismrmrd_noncartesian(path, 2 * k, t, (N, N))
     assert _digest(path) == good and [p.name for p in tmp_path.iterdir()] == ["out.h5"]
+
+
+# ----------------------------------------------------------------------------- reconstruct
+
+
+def test_reconstruct_refuses_in_one_line_until_the_operator_is_wired(tmp_path, capsys):
+    """``reconstruct`` reads such a file and says, in one line, that no reconstruction takes it yet
+    (the hook: ``batch._process`` and ``Reconstructor.multicoil``); the input stays as it was."""
+    import torch
+
+    from mri_n2n.checkpoint import save_checkpoint
+    from mri_n2n.config import Config
+    from mri_n2n.models import build_model
+    from mri_n2n.reconstruct import main
+    from mri_n2n.reconstruction import Reconstructor
+    from mri_n2n.reconstruction.engine import ReconstructionError
+
+    torch.manual_seed(0)
+    model = build_model("unet", in_channels=2, out_channels=2, base=4, depth=1)
+    ckpt = tmp_path / "complex.pt"
+    cfg = Config(preset="tiny", size=32, complex=True).to_dict()
+    state = {"task": "mri", "model_spec": model.spec, "model": model.state_dict(), "config": cfg}
+    save_checkpoint(ckpt, state)
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "radial.h5"
+    write_ismrmrd_noncartesian(path, _kspace(2, 4, R, N), _radial(R, N) * N, (N, N))
+    before = _digest(path)
+    out = tmp_path / "out"
+    rc = main([str(path), "--checkpoint", str(ckpt), "--out", str(out), "--device", "cpu"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 1 and len(err) == 1, err
+    assert "radial.h5: non-Cartesian k-space (radial trajectory, 8 readouts x 16 samples, 4 coils" in err[0]
+    assert "needs the non-Cartesian (NUFFT) acquisition kind" in err[0]
+    assert _digest(path) == before and [p.name for p in data.iterdir()] == ["radial.h5"]
+    assert not list(out.glob("*.nii*")) and not list(out.rglob(".*"))
+    rec = Reconstructor.from_checkpoint(ckpt, device="cpu")
+    with pytest.raises(ReconstructionError, match="non-Cartesian k-space"):
+        rec.multicoil(read_raw(path))
+
+
+def test_multicoil_training_sets_refuse_them_in_one_line(tmp_path):
+    from mri_n2n.data.multicoil import MultiCoilSliceDataset
+
+    path = tmp_path / "spiral.h5"
+    write_ismrmrd_noncartesian(path, _kspace(1, 2, 4, 32), _spiral(4, 32), (16, 16), trajectory_type="spiral")
+    with pytest.raises(VolumeError) as e:
+        MultiCoilSliceDataset([path], size=16)
+    assert "non-Cartesian k-space (spiral trajectory)" in _one_line(e, "spiral.h5")
