@@ -146,6 +146,10 @@ def test_normalize_trajectory_rules():
     assert scale == pytest.approx((0.5 / (0.5 * np.pi),) * 2)
     with pytest.raises(VolumeError, match="zero along axis 1"):
         normalize_trajectory(np.stack([t[..., 0], 0 * t[..., 1]], -1), (8, 6), "f.h5")
+    bad = t.copy()
+    bad[0, 0] = [np.nan, np.inf]
+    with pytest.raises(VolumeError, match="f.h5: the trajectory holds 1 NaN and 1 infinite coordinates$"):
+        normalize_trajectory(bad, (8, 8), "f.h5")
 
 
 def test_cartesian_files_read_as_before(tmp_path):
@@ -226,8 +230,8 @@ HOSTILE = {
     # name: (trajectory written, edit, what the line says)
     "one_d": (lambda t: t[..., :1], None, "1-D trajectory for a 2-D encoding"),
     "three_d": (lambda t: np.concatenate([t, t[..., :1]], -1), None, "3-D trajectory"),
-    "nan": (lambda t: t, _nan, "1 NaN coordinates"),
-    "inf": (lambda t: t, _inf, "1 infinite coordinates"),
+    "nan": (lambda t: t, _nan, "1 NaN coordinate (first: readout 3 of slice 0)"),
+    "inf": (lambda t: t, _inf, "1 infinite coordinate (first: readout 2 of slice 0)"),
     "some_readouts": (lambda t: t, _some_only, f"a trajectory on {S * R - 2} of {S * R} image readouts"),
     "sample_count": (lambda t: t, _sample_count, "the trajectory does not match the data"),
     "zero_length": (lambda t: t, _zero_length, "zero-length trajectory"),

@@ -100,6 +100,15 @@ class NonCartesianKSpace:
         return tuple(self.kspace.shape)  # type: ignore[return-value]
 
 
+def _non_finite(t: np.ndarray) -> str:
+    """``"2 NaN and 1 infinite coordinates"``: what is not finite in ``t``."""
+    n_nan, n_inf = int(np.isnan(t).sum()), int(np.isinf(t).sum())
+    what = " and ".join(
+        p for p in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else "") if p
+    )
+    return f"{what} coordinate{'s' if n_nan + n_inf != 1 else ''}"
+
+
 def normalize_trajectory(
     trajectory: np.ndarray, matrix: Sequence[int], where: str = "trajectory"
 ) -> tuple[np.ndarray, tuple[float, float]]:
@@ -125,12 +134,7 @@ def normalize_trajectory(
         raise VolumeError(f"{where}: the trajectory is empty")
     finite = np.isfinite(t)
     if not finite.all():
-        n_nan = int(np.isnan(t).sum())
-        n_inf = int(t.size - finite.sum() - n_nan)
-        what = " and ".join(
-            p for p in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else "") if p
-        )
-        raise VolumeError(f"{where}: the trajectory holds {what} coordinates")
+        raise VolumeError(f"{where}: the trajectory holds {_non_finite(t)}")
     rows, cols = (int(v) for v in matrix)
     flat = t.reshape(-1, 2)
     if rows == cols:
@@ -235,7 +239,7 @@ def noncartesian_from_acquisitions(
     n_img = int(imaging.sum())
     dims = head["trajectory_dimensions"].astype(np.int64)
     with_traj = imaging & (dims > 0)
-    if not with_traj.all() and (imaging & (dims == 0)).any():
+    if (imaging & (dims == 0)).any():
         raise VolumeError(
             f"{where}: a trajectory on {int(with_traj.sum())} of {n_img} image readouts; every image "
             "readout needs one (or none, for Cartesian data)"
@@ -318,12 +322,8 @@ def noncartesian_from_acquisitions(
     bad = ~np.isfinite(traj)
     if bad.any():
         s, r = (int(v) for v in np.argwhere(bad)[0][:2])
-        n_nan, n_inf = int(np.isnan(traj).sum()), int(np.isinf(traj).sum())
-        what = " and ".join(
-            p for p in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else "") if p
-        )
         raise VolumeError(
-            f"{where}: the trajectory holds {what} coordinates (first: readout {r} of slice "
+            f"{where}: the trajectory holds {_non_finite(traj)} (first: readout {r} of slice "
             f"{int(slice_ids[s])})"
         )
     if n_dims == 3:
@@ -486,6 +486,8 @@ def write_ismrmrd_noncartesian(
     if trajectory_type not in TRAJECTORY_TYPES:
         raise ValueError(f"trajectory_type {trajectory_type!r} is not one of {', '.join(TRAJECTORY_TYPES)}")
     matrix = tuple(int(v) for v in matrix)
+    if len(matrix) != 2 or min(matrix) < 1:
+        raise ValueError(f"matrix must be (rows, cols) of positive sizes, got {matrix}")
     recon = tuple(int(v) for v in (recon_matrix if recon_matrix is not None else matrix))
     xml = _header_xml(
         matrix, recon, voxel_size, coils=c_, slices=s_, readouts=r_, trajectory_type=trajectory_type
