@@ -14,6 +14,10 @@ Layout is explicit: a 3-D array is never silently read as slices or as coils. fa
 their convention; an ``.npy``/``.npz`` array of more than two axes needs ``layout`` (see
 :func:`~mri_n2n.io.kspace.parse_layout`).
 
+ISMRMRD files whose image readouts carry trajectories (radial, spiral) are the exception: they
+come back as :class:`~mri_n2n.io.noncartesian.NonCartesianKSpace` (readouts and their
+trajectory, no grid).
+
 Raw ISMRMRD acquisitions are read with h5py (the HDF5 layout of the ISMRMRD ``ismrmrd``
 package); Siemens twix needs ``twixtools`` (``pip install mri-n2n[raw]``). Every failure
 raises one :class:`~mri_n2n.io.base.VolumeError` line naming the file; nothing is half-read.
