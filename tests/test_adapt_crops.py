@@ -11,7 +11,7 @@ from mri_n2n.laws import CroppedLaw
 from mri_n2n.masks import make_family
 from mri_n2n.models import build_model
 from mri_n2n.physics import Acquisition
-from mri_n2n.reconstruction.adapt import ADAPT_MIN_CROP, AdaptReport, adapt, crop_plan
+from mri_n2n.reconstruction.adapt import ADAPT_MIN_CROP, AdaptPlan, AdaptReport, adapt, adapt_plan
 
 
 def _lines(h: int, w: int, n: int, seed: int = 0):
@@ -62,15 +62,21 @@ def test_the_plan_bounds_a_step_and_the_adaptation_learns_from_windows() -> None
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, h, w, dtype=torch.complex64, generator=g) * 0.1
     acq = Acquisition(masks, keep_prob=law.keep_probability()).with_data(fft2c(x)[:, None])
-    assert crop_plan(acq, 2, None) == (None, 2)
-    assert crop_plan(acq, 2, 2 * h * w) == (None, 2)  # small enough: whole slices
-    length, batch = crop_plan(acq, 2, 64 * w * 2)
-    assert (length, batch) == (64, 2)
-    assert crop_plan(acq, 2, 10 * w) == (ADAPT_MIN_CROP, 1)  # never thinner than the minimum
+    assert adapt_plan(acq, 2, 2, 40, None) == AdaptPlan(None, 2, 40)
+    assert adapt_plan(acq, 2, 2, 40, 2 * h * w) == AdaptPlan(None, 2, 40)  # small enough: whole slices
+    assert adapt_plan(acq, 2, 2, 40, 64 * w * 2, visits=0) == AdaptPlan(64, 2, 40)
+    assert adapt_plan(acq, 2, 2, 40, 10 * w, visits=0) == AdaptPlan(ADAPT_MIN_CROP, 1, 40)  # never thinner
+    # a larger scan: the budget grows with it (visits pixel-steps per scan pixel), the windows too
+    assert adapt_plan(acq, 80, 2, 40, 4096, visits=0.5) == AdaptPlan(128, 2, 40)
+    # 2-D masks have no exact windows: whole slices, fewer steps, the same pixel-steps
+    two_d = make_family("exp", (h, w), fraction=0.3).sample(2, generator=g)
+    acq2 = Acquisition(two_d, keep_prob=None).with_data(acq.y)
+    assert acq2.crop_axis() is None
+    assert adapt_plan(acq2, 2, 2, 40, h * w // 2, visits=0) == AdaptPlan(None, 1, 20)
     torch.manual_seed(0)
     net = build_model("unrolled", in_channels=2, out_channels=2, cascades=1, width=4, depth=2)
     rep = AdaptReport()
-    adapted, rep = adapt(net, acq, law, steps=2, pixels=64 * w * 2, report=rep)
+    adapted, rep = adapt(net, acq, law, steps=2, pixels=64 * w * 2, visits=0, report=rep)
     assert rep.crop == 64 and rep.steps == 2
     pairs = zip(adapted.state_dict().values(), net.state_dict().values())
     assert any(not torch.equal(a, b) for a, b in pairs)  # it learned, from the windows

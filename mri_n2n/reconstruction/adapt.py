@@ -50,8 +50,8 @@ from ..splits import SplitLaw, make_split
 
 __all__ = [
     "ADAPT_STEPS", "ADAPT_LR", "ADAPT_SPLIT", "ADAPT_MAX_SHIFT", "ADAPT_VALIDATION", "ADAPT_CHECK_EVERY",
-    "ADAPT_PATIENCE", "ADAPT_BATCH_SIZE", "ADAPT_PIXELS", "ADAPT_MIN_CROP", "AdaptReport", "adapt",
-    "adapt_model", "adapt_multicoil", "crop_plan",
+    "ADAPT_PATIENCE", "ADAPT_BATCH_SIZE", "ADAPT_PIXELS", "ADAPT_VISITS", "ADAPT_MIN_CROP", "AdaptPlan",
+    "AdaptReport", "adapt", "adapt_model", "adapt_multicoil", "adapt_plan",
 ]
 
 #: Default number of adaptation steps, learning rate and held-out share of each acquisition.
@@ -68,9 +68,12 @@ ADAPT_CHECK_EVERY = 5
 ADAPT_PATIENCE = 3
 #: Slices per adaptation step (a step's cost grows with it; fewer slices, more steps per second).
 ADAPT_BATCH_SIZE = 2
-#: Image pixels per adaptation step: larger slices learn from exact windows of their readout
-#: (:func:`crop_plan`), so a step costs what two 128 x 128 slices cost whatever the matrix.
+#: The adaptation's cost grows no faster than the scan (:func:`adapt_plan`): a step learns from
+#: at most ``max(ADAPT_PIXELS, ADAPT_VISITS x scan pixels / steps)`` image pixels (two 128 x 128
+#: slices' worth, the budget the defaults were tuned at, or ``ADAPT_VISITS`` pixel-steps per
+#: pixel of a larger scan), from exact windows of the readout of larger line-sampled slices.
 ADAPT_PIXELS = 2 * 128 * 128
+ADAPT_VISITS = 3.0
 #: The shortest window (rows of the readout) the adaptation learns from.
 ADAPT_MIN_CROP = 64
 
@@ -88,7 +91,7 @@ class AdaptReport:
         split: the held-out share the adaptation used: the asked one, or the largest of
             :data:`FALLBACK_SPLITS` below it that the law's second mask can hold out (a small
             matrix with a large fully sampled centre leaves few lines to hold out).
-        crop: the readout window (rows) each step learned from (:func:`crop_plan`); ``None``:
+        crop: the readout window (rows) each step learned from (:func:`adapt_plan`); ``None``:
             whole slices.
     """
 
@@ -122,22 +125,54 @@ def _second_split(law: SampleLaw, p: torch.Tensor, split: float, real: bool) -> 
     return make_split("noisier2noise", law, p, last, hermitian=real), last
 
 
-def crop_plan(acq: Acquisition, batch_size: int, pixels: int | None = ADAPT_PIXELS) -> tuple[int | None, int]:
-    """How an adaptation step sees a large scan: ``(window length or None, slices per step)``.
+@dataclass(frozen=True)
+class AdaptPlan:
+    """How the adaptation's steps see a scan (:func:`adapt_plan`).
 
-    When ``batch_size`` whole slices hold more than ``pixels`` image pixels and the acquisition
-    has exact windows (:meth:`~mri_n2n.acquisition.Acquisition.crop_axis`: whole Cartesian lines,
-    whose readout is fully sampled), each step learns from windows of ``length`` readout rows,
-    ``length = pixels / (slices x W)`` but at least :data:`ADAPT_MIN_CROP`, with fewer slices
-    when even the shortest windows of ``batch_size`` slices exceed ``pixels``. Otherwise (small
-    slices, ``pixels=None``, or masks without exact windows) whole slices, ``batch_size`` of them.
+    Attributes:
+        length: rows of the readout window each step learns from (``None``: whole slices).
+        batch: slices (or windows) per step.
+        steps: Adam steps (fewer than asked only for large scans without exact windows).
+    """
+
+    length: int | None
+    batch: int
+    steps: int
+
+
+def adapt_plan(
+    acq: Acquisition,
+    slices: int,
+    batch_size: int,
+    steps: int,
+    pixels: int | None = ADAPT_PIXELS,
+    visits: float = ADAPT_VISITS,
+) -> AdaptPlan:
+    """The adaptation's plan for a scan of ``slices`` slices with measurements, so that its cost
+    grows no faster than the scan's pixels ``N`` (each step costs about its image pixels).
+
+    A step learns from at most ``P = max(pixels, visits N / steps)`` image pixels: two 128 x 128
+    slices' worth for every scan up to about ``pixels x steps / visits`` pixels (the budget the
+    defaults were tuned at), and ``visits`` pixel-steps per scan pixel beyond. When
+    ``batch_size`` whole slices hold more, slices with exact windows
+    (:meth:`~mri_n2n.acquisition.Acquisition.crop_axis`: whole Cartesian lines, their readout
+    fully sampled) learn from windows of ``P / (slices x W)`` readout rows (at least
+    :data:`ADAPT_MIN_CROP`, with fewer slices per step when those exceed ``P``); other scans
+    (2-D masks) learn from whole slices, one per step, for ``P x steps / (H W)`` steps (at least
+    one). ``pixels=None``: whole slices, the steps asked.
     """
     h, w = (int(v) for v in acq.image_shape)
-    if pixels is None or batch_size * h * w <= int(pixels) or acq.crop_axis() != -2:
-        return None, int(batch_size)
-    length = max(min(ADAPT_MIN_CROP, h), min(h, int(pixels) // (batch_size * w)))
-    batch = max(1, min(int(batch_size), int(pixels) // (length * w)))
-    return (None if length >= h else length), batch
+    if pixels is None or steps <= 0:
+        return AdaptPlan(None, int(batch_size), int(steps))
+    budget = max(float(pixels), float(visits) * max(int(slices), 1) * h * w / int(steps))
+    if batch_size * h * w <= budget:
+        return AdaptPlan(None, int(batch_size), int(steps))
+    if acq.crop_axis() == -2:
+        length = max(min(ADAPT_MIN_CROP, h), min(h, int(budget // (batch_size * w))))
+        batch = max(1, min(int(batch_size), int(budget // (length * w))))
+        return AdaptPlan(None if length >= h else length, batch, int(steps))
+    batch = max(1, min(int(batch_size), int(budget // (h * w))))
+    return AdaptPlan(None, batch, max(1, min(int(steps), round(budget * steps / (batch * h * w)))))
 
 
 def _check_settings(steps: int, lr: float, batch_size: int) -> None:
@@ -208,6 +243,7 @@ def adapt(
     check_every: int = ADAPT_CHECK_EVERY,
     patience: int = ADAPT_PATIENCE,
     pixels: int | None = ADAPT_PIXELS,
+    visits: float = ADAPT_VISITS,
     report: AdaptReport | None = None,
 ) -> tuple[nn.Module, AdaptReport]:
     """A copy of ``model`` fine-tuned on one scan's measurements (module docstring), for every
@@ -237,9 +273,10 @@ def adapt(
             stopping, in [0, 0.5); 0 adapts for exactly ``steps`` steps.
         check_every: steps between validation checks.
         patience: checks without a lower validation loss before the adaptation stops.
-        pixels: image pixels per step: slices larger than ``batch_size`` slices of this many
-            pixels learn from exact windows of their readout (:func:`crop_plan`), so the cost
-            of a step does not grow with the matrix; ``None``: whole slices.
+        pixels: the smallest budget of image pixels per step of :func:`adapt_plan` (large scans
+            learn from exact readout windows, or take fewer steps, so that the cost grows no
+            faster than the scan); ``None``: whole slices and the steps asked.
+        visits: pixel-steps per scan pixel of :func:`adapt_plan` beyond that budget.
         report: an :class:`AdaptReport` to fill in (default: a new one).
 
     Returns:
@@ -287,8 +324,9 @@ def adapt(
         val = (whole.batch(picks).to(device), held.batch(picks).to(device))
     else:
         whole = whole.restrict(whole.sampled, p)
-    # large slices: each step learns from exact windows of the readout (crop_plan)
-    length, batch_size = crop_plan(whole, batch_size, pixels)
+    # large scans: each step learns from exact windows of the readout, or fewer steps (adapt_plan)
+    plan = adapt_plan(whole, active.numel(), batch_size, int(steps), pixels, visits)
+    length, batch_size, steps = plan.length, plan.batch, plan.steps
     image_shape = tuple(acq.image_shape)
     if length is not None:
         law = CroppedLaw(law, length, axis=-2)
