@@ -127,14 +127,14 @@ def test_complex_lines_study_scores_every_method_on_the_same_complex_kspace(comp
     """The scanner-like study: each slice given the phase model's phase, equispaced 4x lines; the
     zero-filled row recomputed from the same seeded data, the network and CS-TV scored against the
     magnitude, CS-TV complex at its best weight."""
-    from mri_n2n.bench.generalization import _complex_lines_volume
+    from mri_n2n.bench.generalization import complex_lines_volume
 
     vol = [v for v in real_volumes() if v.name == "t1-small"]
     res = bench_generalization({"N2N": complex_ckpt}, volumes=vol, lams=(1e-3, 1e-2), tv_iters=5, seed=2,
                                fraction=0.25, study="complex-lines")  # fmt: skip
     row = res["rows"][0]
     assert res["study"] == "complex-lines" and res["methods"] == ["zero-filled", "CS-TV", "N2N"]
-    z, masks, law = _complex_lines_volume(load_real_volume(vol[0]), 0.25, 2)
+    z, masks, law = complex_lines_volume(load_real_volume(vol[0]), 0.25, 2)
     assert law.name == "lines_equispaced" and bool((masks == masks[:, :1]).all())  # whole lines
     assert float(z.angle()[z.abs() > 0.2].std()) > 0.05  # complex, not a magnitude
     zf = SpectralSampling(masks).zero_filled(fft2c(z) * masks, law.keep_probability()).abs()
@@ -182,7 +182,7 @@ def test_multicoil_lines_study_scores_the_networks_and_tv_sense_on_the_same_coil
     correlated noise; the reference is the RSS of the noise-free coil images; zero-filling is the
     RSS of the zero-filled coils; TV-SENSE (same estimated maps) at its best weight; the network
     scored as reconstruct reconstructs the coil k-space."""
-    from mri_n2n.bench.generalization import MULTICOIL_COILS, _complex_lines_volume, _multicoil_lines_volume
+    from mri_n2n.bench.generalization import MULTICOIL_COILS, complex_lines_volume, multicoil_lines_volume
     from mri_n2n.coils import rss
     from mri_n2n.fft import ifft2c
 
@@ -191,8 +191,8 @@ def test_multicoil_lines_study_scores_the_networks_and_tv_sense_on_the_same_coil
                                fraction=0.25, study="multicoil-lines")  # fmt: skip
     row = res["rows"][0]
     assert res["methods"] == ["zero-filled", "TV-SENSE", "N2N"] and row["coils"] == MULTICOIL_COILS
-    y, masks, ref, law = _multicoil_lines_volume(load_real_volume(vol[0]), 0.25, 1)
-    z, masks_c, _ = _complex_lines_volume(load_real_volume(vol[0]), 0.25, 1)
+    y, masks, ref, law = multicoil_lines_volume(load_real_volume(vol[0]), 0.25, 1)
+    z, masks_c, _ = complex_lines_volume(load_real_volume(vol[0]), 0.25, 1)
     assert torch.equal(masks, masks_c) and y.shape[1] == MULTICOIL_COILS  # the complex study's masks
     assert bool((y[~masks[:, None].expand_as(y)] == 0).all())  # measured on the lines only
     # the reference is the RSS of noise-free coil images: |z| times the maps' RSS, not |z|

@@ -57,6 +57,9 @@ __all__ = [
     "bench_generalization",
     "generalization_markdown",
     "inference_seconds",
+    "complex_lines_volume",
+    "multicoil_lines_volume",
+    "multicoil_lines_file",
 ]
 
 
@@ -134,7 +137,7 @@ COMPLEX_LINES_FAMILY, COMPLEX_LINES_CENTER = "lines_equispaced", 0.08
 MULTICOIL_COILS, MULTICOIL_NOISE = 8, 0.01
 
 
-def _complex_lines_volume(
+def complex_lines_volume(
     arr: np.ndarray, fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """``(complex slices (N, H, W), masks (N, H, W), law)`` of the ``complex-lines`` study of a
@@ -158,7 +161,7 @@ def _complex_lines_row(
     k-space (:meth:`~mri_n2n.reconstruction.Reconstructor.kspace` with the law given) and CS-TV
     (complex) at this volume's best weight, all scored on the magnitude in the fastMRI volume
     convention."""
-    z, masks, law = _complex_lines_volume(arr, fraction, seed)
+    z, masks, law = complex_lines_volume(arr, fraction, seed)
     n, h, w = z.shape
     ref = z.abs().numpy()
     acq = Acquisition(masks, keep_prob=law.keep_probability()).with_data(fft2c(z)[:, None])
@@ -190,7 +193,7 @@ def _complex_lines_row(
     return row
 
 
-def _multicoil_lines_volume(
+def multicoil_lines_volume(
     arr: np.ndarray, fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, Any]:
     """``(measured coil k-space (N, C, H, W), masks (N, H, W), reference (N, H, W), law)`` of the
@@ -198,7 +201,7 @@ def _multicoil_lines_volume(
     array of :data:`MULTICOIL_COILS` coils around the volume's object (seeded by ``seed``),
     correlated noise :data:`MULTICOIL_NOISE` of the peak per slice (seeded per slice), and the
     fastMRI reference: the root-sum-of-squares of the noise-free coil images."""
-    z, masks, law = _complex_lines_volume(arr, fraction, seed)
+    z, masks, law = complex_lines_volume(arr, fraction, seed)
     n, h, w = z.shape
     support = z.abs().amax(0) > 0.1 * float(z.abs().max())
     g = seeded_generator(stable_ident("generalization-coils", seed))
@@ -213,6 +216,16 @@ def _multicoil_lines_volume(
     return k * masks[:, None], masks, ref, law
 
 
+def multicoil_lines_file(y: torch.Tensor, masks: torch.Tensor, ref: np.ndarray, name: str) -> MultiCoilKSpace:
+    """The coil k-space of :func:`multicoil_lines_volume` as ``reconstruct`` reads a file (its
+    mask, its RSS reference, named ``name``)."""
+    h, w = (int(v) for v in y.shape[-2:])
+    return MultiCoilKSpace(
+        kspace=y.numpy().astype(np.complex64), mask=masks.numpy(), reference=ref.astype(np.float32),
+        recon_shape=(h, w), voxel_size=None, encoded_fov=None, max_value=None, source="npy", path=name,
+    )
+
+
 def _multicoil_lines_row(
     arr: np.ndarray, name: str, recs: dict[str, Reconstructor], fraction: float, seed: int,
     lams: Sequence[float], iters: int,
@@ -224,12 +237,9 @@ def _multicoil_lines_row(
     noise-free RSS reference in the fastMRI volume convention. The networks are scored in the
     ``sense`` output convention, TV-SENSE's (the coil combination, no measured noise put back),
     and, as ``psnr_rss``, in fastMRI's ``rss`` one (the default of ``reconstruct``)."""
-    y, masks, ref, law = _multicoil_lines_volume(arr, fraction, seed)
+    y, masks, ref, law = multicoil_lines_volume(arr, fraction, seed)
     n, c, h, w = y.shape
-    mc = MultiCoilKSpace(
-        kspace=y.numpy().astype(np.complex64), mask=masks.numpy(), reference=ref.astype(np.float32),
-        recon_shape=(h, w), voxel_size=None, encoded_fov=None, max_value=None, source="npy", path=name,
-    )
+    mc = multicoil_lines_file(y, masks, ref, name)
     row: dict[str, Any] = {"coils": c}
     m = volume_metrics(rss(ifft2c(y), dim=1).numpy(), ref)
     row.update({"zero-filled/psnr": m["psnr"], "zero-filled/ssim": m["ssim"]})
