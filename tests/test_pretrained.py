@@ -124,3 +124,14 @@ def test_evaluate_checkpoint_default_chooses_the_model_made_for_the_files(tmp_pa
     captured = capsys.readouterr()
     assert f"--checkpoint default: {default_pretrained('multicoil')} (multicoil data" in captured.err
     assert f"`{default_pretrained('multicoil')}`" in captured.out
+
+
+def test_a_shipped_model_adapts_with_the_settings_tuned_for_it():
+    """A registry entry's ``adapt`` settings (chosen on the tuning sources for that model) are what
+    ``Reconstructor`` and ``--adapt`` use; models without them keep the library's defaults."""
+    from mri_n2n.reconstruction.adapt import ADAPT_LR
+
+    for name, entry in pretrained().items():
+        rec = Reconstructor.from_pretrained(name, device="cpu", adapt=5)
+        assert rec.adapt_lr == (entry.get("adapt") or {}).get("lr", ADAPT_LR)
+    assert any("adapt" in e for e in pretrained().values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,6 +88,11 @@ def _mask_family(
     """
     real = not (bool(config.complex) if complex_data is None else complex_data)
     return family_for(config, shape, fraction=fraction, hermitian=real)
+
+
+#: Adaptation settings a shipped model's registry entry may set (its ``"adapt"`` mapping, chosen on
+#: the tuning sources for that model; ``data_prep/tune_adaptation.py``), as ``adapt_<key>``.
+ADAPT_SETTINGS = ("lr", "batch_size", "max_shift", "validation", "pixels")
 
 
 class Reconstructor:
@@ -248,6 +254,11 @@ class Reconstructor:
             acquisition=acquisition,
         )  # fmt: skip
         rec.checkpoint = str(resolve_checkpoint(path))
+        name = default_pretrained() if str(path) == DEFAULT_NAME else str(path)
+        entry = None if Path(path).is_file() else pretrained().get(name)
+        for key, value in ((entry or {}).get("adapt") or {}).items():  # settings tuned for this model
+            if key in ADAPT_SETTINGS:
+                setattr(rec, f"adapt_{key}", value)
         law = acquisition["measured_law"]
         if law:  # trained on undersampled files: their law, not the config's family
             try:
