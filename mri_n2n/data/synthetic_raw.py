@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from ..io import atomic_path
+from ..io.mrd_format import ismrmrd_header_xml
 from ._acquire import kspace_of, sampled
 
 __all__ = [
@@ -60,50 +61,6 @@ def coil_kspace(
         noise = rng.standard_normal((2, *k.shape)).astype(np.float32) * (noise_std / np.sqrt(2))
         k = (k + noise[0] + 1j * noise[1]).astype(np.complex64)
     return k, coil
-
-
-def ismrmrd_header_xml(
-    encoded: Sequence[int],
-    recon: Sequence[int],
-    voxel_size: Sequence[float],
-    *,
-    coils: int,
-    slices: int,
-    step1_limits: Sequence[int] | None = None,
-) -> str:
-    """An ISMRMRD XML header (valid against the schema) for a 2-D Cartesian multi-slice scan.
-
-    ``encoded``/``recon``: ``(readout, phase)`` matrices; ``voxel_size``: ``(readout, phase,
-    slice)`` mm, so the fields of view are matrix x voxel size; ``step1_limits``: ``(minimum,
-    maximum, center)`` of ``kspace_encoding_step_1`` (default ``0, W - 1, W // 2``).
-    """
-    vr, vp, vs = (float(v) for v in voxel_size)
-    lo, hi, ctr = step1_limits if step1_limits is not None else (0, encoded[1] - 1, encoded[1] // 2)
-
-    def space(tag: str, m: Sequence[int]) -> str:
-        return (
-            f"<{tag}><matrixSize><x>{m[0]}</x><y>{m[1]}</y><z>1</z></matrixSize>"
-            f"<fieldOfView_mm><x>{m[0] * vr:.6g}</x><y>{m[1] * vp:.6g}</y><z>{vs:.6g}</z></fieldOfView_mm>"
-            f"</{tag}>"
-        )
-
-    def limit(tag: str, a: int, b: int, c: int) -> str:
-        return f"<{tag}><minimum>{a}</minimum><maximum>{b}</maximum><center>{c}</center></{tag}>"
-
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">'
-        f"<acquisitionSystemInformation><receiverChannels>{coils}</receiverChannels>"
-        "</acquisitionSystemInformation>"
-        "<experimentalConditions><H1resonanceFrequency_Hz>127740000</H1resonanceFrequency_Hz>"
-        "</experimentalConditions><encoding>"
-        + space("encodedSpace", encoded)
-        + space("reconSpace", recon)
-        + "<encodingLimits>"
-        + limit("kspace_encoding_step_1", lo, hi, ctr)
-        + limit("kspace_encoding_step_2", 0, 0, 0)
-        + limit("slice", 0, slices - 1, slices // 2)
-        + "</encodingLimits><trajectory>cartesian</trajectory></encoding></ismrmrdHeader>"
-    )
 
 
 def write_fastmri_multicoil_h5(

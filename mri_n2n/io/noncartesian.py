@@ -27,11 +27,12 @@ import numpy as np
 
 from .atomic import atomic_path
 from .base import VolumeError, describe
-from .mrd import (
+from .mrd_format import (
     ReadoutKinds,
-    _ismrmrd_encoding,
     check_single_image,
     coil_count,
+    ismrmrd_encoding,
+    ismrmrd_header_xml,
     read_acquisitions,
     readout_kinds,
     slice_meta,
@@ -212,7 +213,7 @@ def read_ismrmrd_noncartesian(path: str | os.PathLike, dataset: str = "dataset")
     p = Path(path)
     where = str(p)
     xml, rows = read_acquisitions(p, dataset)
-    enc = _ismrmrd_encoding(xml, where)
+    enc = ismrmrd_encoding(xml, where)
     kinds = readout_kinds(rows["head"])
     if not kinds.imaging.any():
         raise VolumeError(f"{where}: no image readouts among {len(rows)} ISMRMRD acquisitions")
@@ -386,47 +387,6 @@ def noncartesian_from_acquisitions(
 # ----------------------------------------------------------------------------- writing
 
 
-def _header_xml(
-    matrix: Sequence[int],
-    recon: Sequence[int],
-    voxel_size: Sequence[float],
-    *,
-    coils: int,
-    slices: int,
-    readouts: int,
-    trajectory_type: str,
-) -> str:
-    """An ISMRMRD XML header (valid against the schema) for a 2-D multi-slice scan along a
-    trajectory: encoded and reconstruction spaces, fields of view from ``voxel_size``, the
-    readout index as ``kspace_encoding_step_1``."""
-    vr, vp, vs = (float(v) for v in voxel_size)
-
-    def space(tag: str, m: Sequence[int]) -> str:
-        return (
-            f"<{tag}><matrixSize><x>{m[0]}</x><y>{m[1]}</y><z>1</z></matrixSize>"
-            f"<fieldOfView_mm><x>{matrix[0] * vr:.6g}</x><y>{matrix[1] * vp:.6g}</y><z>{vs:.6g}</z>"
-            f"</fieldOfView_mm></{tag}>"
-        )
-
-    def limit(tag: str, a: int, b: int, c: int) -> str:
-        return f"<{tag}><minimum>{a}</minimum><maximum>{b}</maximum><center>{c}</center></{tag}>"
-
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">'
-        f"<acquisitionSystemInformation><receiverChannels>{coils}</receiverChannels>"
-        "</acquisitionSystemInformation>"
-        "<experimentalConditions><H1resonanceFrequency_Hz>127740000</H1resonanceFrequency_Hz>"
-        "</experimentalConditions><encoding>"
-        + space("encodedSpace", matrix)
-        + space("reconSpace", recon)
-        + "<encodingLimits>"
-        + limit("kspace_encoding_step_1", 0, readouts - 1, readouts // 2)
-        + limit("kspace_encoding_step_2", 0, 0, 0)
-        + limit("slice", 0, slices - 1, slices // 2)
-        + f"</encodingLimits><trajectory>{trajectory_type}</trajectory></encoding></ismrmrdHeader>"
-    )
-
-
 def write_ismrmrd_noncartesian(
     path: str | os.PathLike,
     kspace: np.ndarray,
@@ -489,9 +449,11 @@ def write_ismrmrd_noncartesian(
     if len(matrix) != 2 or min(matrix) < 1:
         raise ValueError(f"matrix must be (rows, cols) of positive sizes, got {matrix}")
     recon = tuple(int(v) for v in (recon_matrix if recon_matrix is not None else matrix))
-    xml = _header_xml(
-        matrix, recon, voxel_size, coils=c_, slices=s_, readouts=r_, trajectory_type=trajectory_type
-    )
+    fov = (matrix[0] * float(voxel_size[0]), matrix[1] * float(voxel_size[1]))  # one field of view
+    xml = ismrmrd_header_xml(
+        matrix, recon, voxel_size, coils=c_, slices=s_, step1_limits=(0, r_ - 1, r_ // 2),
+        trajectory=trajectory_type, recon_fov=fov,
+    )  # fmt: skip
     ismrmrd.xsd.CreateFromDocument(xml)  # the header is valid against the schema
     vs = float(voxel_size[2])
     rng = np.random.default_rng(seed)

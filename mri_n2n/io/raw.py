@@ -45,7 +45,8 @@ from .kspace import (
     open_h5,
     to_multicoil,
 )
-from .mrd import ISMRMRD_FLAGS, ismrmrd_xml_text, read_ismrmrd
+from .mrd import read_ismrmrd
+from .mrd_format import ISMRMRD_FLAGS, ismrmrd_xml_text
 from .multicoil import RAW_INSTALL, MultiCoilKSpace, h5_errors, mask3d, positive_float, validate_multicoil
 from .noncartesian import NonCartesianKSpace
 from .twix import read_twix
