@@ -149,6 +149,20 @@ class Acquisition:
         raise NotImplementedError
 
     @classmethod
+    def for_law(
+        cls,
+        law: SampleLaw,
+        shape: tuple[int, ...],
+        maps: torch.Tensor | None = None,
+        device: torch.device | str | None = None,
+    ) -> Acquisition:
+        """The fully sampled acquisition whose samples ``law`` draws from, for images of
+        ``shape``: what a corruption or a study measures clean images with. Kinds whose sample
+        space depends on the run's settings (a trajectory's readouts) take it from the law; the
+        default is :meth:`fully_sampled` (the Cartesian grid is the same for every law)."""
+        return cls.fully_sampled(shape, maps, device)
+
+    @classmethod
     def law(
         cls, settings: Any, shape: tuple[int, int], *, fraction: float | None = None, hermitian: bool = False
     ) -> SampleLaw:

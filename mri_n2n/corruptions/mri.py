@@ -340,7 +340,7 @@ class MRIUndersampling(Corruption):
             acq = self._check(batch)
             return acq, acq.y
         x = to_complex(batch.float(), keepdim=True) if self.complex_data else batch.float()
-        full = self.kind.fully_sampled(x.shape, device=x.device)
+        full = self.kind.for_law(self.law_at(tuple(x.shape[-2:]))[0], x.shape, device=x.device)
         return full, full.full(x)
 
     def _reference(self, batch: Batch, full: Acquisition, k: torch.Tensor) -> torch.Tensor:
@@ -435,7 +435,7 @@ class MRIUndersampling(Corruption):
                 clean = augment_batch(clean, g, deform=self.deform)
                 if self.crop:
                     clean = random_crop(clean, g)
-            if self.max_shift > 0 and self.kind.fully_sampled(clean.shape).admits("shift"):
+            if self.max_shift > 0 and "shift" in self.kind.augmentations:
                 clean = random_shift(clean, self.max_shift, g)
             full, k = self._full(clean)
             shape = tuple(clean.shape[-2:])
