@@ -232,8 +232,14 @@ class TrajectoryLaw(SampleLaw):
         return {
             **super().describe(), "trajectory": self.name, "matrix": list(self.matrix),
             "count": self.count, "mode": self.mode, "samples": int(self.trajectory.shape[1]),
-            "acceleration": self.acceleration,
+            "acceleration": self.acceleration, "summary": self.summary(),
         }
+
+    def summary(self) -> str:
+        """One line for tables: the trajectory, the readouts per acquisition and the acceleration."""
+        unit = "interleaves" if self.name == "spiral" else "spokes"
+        acc = f" ({self.acceleration:.1f}x below Nyquist)" if self.acceleration else ""
+        return f"`{self.name}` trajectory, {self.count} {unit} per acquisition{acc}"
 
 
 def trajectory_law(
