@@ -356,6 +356,7 @@ class NonCartesianAcquisition(Acquisition):
         self.keep_prob = keep_prob
         self._dcf = dcf
         self._kernel: torch.Tensor | None = None  # the Toeplitz kernel's FFT, per sample
+        self._act: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
 
     # -- the kind's interface --------------------------------------------------------------
     @property
@@ -478,12 +479,20 @@ class NonCartesianAcquisition(Acquisition):
         return cls(sampled, t.float(), matrix, m, k.to(torch.complex64))
 
     # -- the operator --------------------------------------------------------------------
-    def _active(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The readouts any sample measures and their points ``(2, n * samples)`` in radians."""
-        s = self._sampled if self._sampled.ndim == 1 else self._sampled.any(0)
-        idx = torch.nonzero(s).reshape(-1)
-        pts = self.trajectory.index_select(0, idx).reshape(-1, 2).T * (2 * math.pi)
-        return idx, pts.contiguous()
+    def _active(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The readouts any sample measures, their points ``(2, n * samples)`` in radians, and
+        each sample's mask over them ``(B, 1, n, 1)`` where the samples' sets differ (``None``
+        where every sample measures them all). Computed once per acquisition."""
+        if self._act is None:
+            s = self._sampled
+            union = s if s.ndim == 1 else s.any(0)
+            idx = torch.nonzero(union).reshape(-1)
+            pts = (self.trajectory.index_select(0, idx).reshape(-1, 2).T * (2 * math.pi)).contiguous()
+            sub = None
+            if s.ndim == 2 and not bool((s == union).all()):
+                sub = s.index_select(1, idx)[:, None, :, None]
+            self._act = (idx, pts, sub)
+        return self._act
 
     def _s(self, like: torch.Tensor) -> torch.Tensor:
         s = self.maps
@@ -506,33 +515,38 @@ class NonCartesianAcquisition(Acquisition):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``A x``: measurements ``(..., readouts, samples)`` (multi-coil ``(B, C, ...)``), zero
-        off the sampled readouts."""
+        off the sampled readouts. Only the measured readouts are transformed."""
         nufft = _nufft()
         u = self.expand(x)
         h, w = self.matrix
         if tuple(u.shape[-2:]) != (h, w):
             raise ValueError(f"images {tuple(u.shape[-2:])} for a {h} x {w} trajectory acquisition")
-        idx, pts = self._active()
+        idx, pts, sub = self._active()
         r = self.trajectory.shape[1]
         out = torch.zeros((*u.shape[:-2], self.sample_shape[0], r), dtype=u.dtype, device=u.device)
         if idx.numel():
             v = nufft.finufft_type2(
                 pts, u.contiguous(), isign=-1, modeord=0, eps=NUFFT_EPS, nthreads=_threads()
             )
-            v = v.reshape(*u.shape[:-2], idx.numel(), r) / math.sqrt(h * w)
-            out = out.index_copy(-2, idx, v)
-        return out * self.expand_samples(self._sampled).to(out.real.dtype)
+            v = v.reshape(*u.shape[:-2], idx.numel(), r) * (1.0 / math.sqrt(h * w))
+            if sub is not None:  # the samples' own readouts among the batch's
+                v = v * sub.to(v.real.dtype)
+            out[..., idx, :] = v
+        return out
 
     def adjoint(self, y: torch.Tensor | None = None) -> torch.Tensor:
-        """``A^H y`` (default the acquisition's measurements): single coil ``(..., H, W)``,
-        multi-coil the coil combination ``(B, H, W)``."""
+        """``A^H y`` (default the acquisition's measurements; entries off the sampled readouts
+        are ignored): single coil ``(..., H, W)``, multi-coil the coil combination ``(B, H, W)``."""
         nufft = _nufft()
-        y = self.sample(promote_complex(self._data(y)).to(torch.complex64))
+        y = promote_complex(self._data(y)).to(torch.complex64)
         h, w = self.matrix
-        idx, pts = self._active()
-        v = y.index_select(-2, idx).reshape(*y.shape[:-2], -1).contiguous()
+        idx, pts, sub = self._active()
+        v = y.index_select(-2, idx)
+        if sub is not None:
+            v = v * sub.to(v.real.dtype)
+        v = v.reshape(*y.shape[:-2], -1).contiguous()
         u = nufft.finufft_type1(pts, v, (h, w), isign=1, modeord=0, eps=NUFFT_EPS, nthreads=_threads())
-        return self.reduce(u / math.sqrt(h * w))
+        return self.reduce(u * (1.0 / math.sqrt(h * w)))
 
     def toeplitz_kernel(self) -> torch.Tensor:
         """The FFT of the point-spread function of every sample's readouts on the 2x oversampled
@@ -541,7 +555,7 @@ class NonCartesianAcquisition(Acquisition):
             nufft = _nufft()
             h, w = self.matrix
             s = self._sampled if self._sampled.ndim == 2 else self._sampled[None]
-            idx, pts = self._active()
+            idx, pts, _ = self._active()
             r = self.trajectory.shape[1]
             wts = s.index_select(1, idx)[..., None].expand(-1, -1, r).reshape(s.shape[0], -1)
             wts = wts.to(torch.complex64) / (h * w)

@@ -72,3 +72,17 @@ def test_reconstruct_simulate_takes_a_trajectory(tmp_path):
     assert (out / "vol_recon.nii.gz").exists()
     assert main([str(src), "--checkpoint", ckpt, "--trajectory", "spiral", "--out",
                  str(tmp_path / "x")]) == 2  # --trajectory without --simulate: one line, exit 2
+
+
+def test_the_nufft_bench_runs_and_reports(tmp_path):
+    from mri_n2n.bench import write_results
+    from mri_n2n.bench.nufft import bench_nufft, nufft_markdown
+
+    res = bench_nufft(size=32, coils=2, repeats=1, threads=(1,), cg_iters=2)
+    (row,) = res["rows"]
+    assert row["threads"] == 1 and all(row[k] > 0 for k in ("forward_s", "forward_library_s", "network_s"))
+    assert res["settings"]["spokes"] == 13  # ceil(32 pi / 2) = 51 Nyquist spokes / 4
+    md = nufft_markdown(res)
+    assert "| 1 |" in md and "finufft" in md
+    write_results(tmp_path, "nufft", {**res, "machine": {}}, md)
+    assert (tmp_path / "nufft.json").exists() and (tmp_path / "nufft.md").exists()
