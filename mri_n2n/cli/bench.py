@@ -199,7 +199,7 @@ def _nufft(args) -> int:
     threads = tuple(args.threads) if args.threads else (1, 2)
     if any(t < 1 for t in threads):
         raise ValueError(f"--threads must be >= 1, got {list(threads)}")
-    res = bench_nufft(size=128 if args.quick else 256, repeats=3 if args.quick else 7, threads=threads)
+    res = bench_nufft(size=128 if args.quick else 256, repeats=3 if args.quick else 15, threads=threads)
     res["machine"] = machine_info("cpu")
     md = nufft_markdown(res)
     write_results(args.results, "nufft_quick" if args.quick else "nufft", res, md)
