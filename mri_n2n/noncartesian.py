@@ -480,6 +480,55 @@ class NonCartesianAcquisition(Acquisition):
         sampled = torch.ones(t.shape[0], dtype=torch.bool)
         return cls(sampled, t.float(), matrix, m, k.to(torch.complex64))
 
+    @classmethod
+    def estimate_maps(
+        cls,
+        kspace: torch.Tensor | np.ndarray,
+        trajectory: torch.Tensor | np.ndarray,
+        matrix: tuple[int, int],
+        *,
+        calib: int | None = None,
+        method: str = "espirit",
+    ) -> torch.Tensor:
+        """Coil sensitivities ``(slices, C, H, W)`` from non-Cartesian coil data: every coil's
+        density-compensated adjoint image back to the grid (:meth:`gridded_kspace`), whose centre
+        a radial or spiral trajectory samples densely, then ESPIRiT (or Walsh) on its centred
+        ``calib`` block (default ``min(24, max(16, N // 8))`` for the larger side ``N``;
+        :func:`~mri_n2n.coil_maps.estimate_maps`).
+
+        Args:
+            kspace: ``(slices, coils, readouts, samples)`` complex; trajectory
+                ``(readouts, samples, 2)`` in cycles per pixel; matrix: the image matrix.
+        """
+        from .coil_maps import estimate_maps
+
+        k = torch.as_tensor(np.asarray(kspace) if not torch.is_tensor(kspace) else kspace)
+        t = torch.as_tensor(np.asarray(trajectory) if not torch.is_tensor(trajectory) else trajectory)
+        if k.ndim != 4:
+            raise ValueError(f"kspace must be (slices, coils, readouts, samples), got shape {tuple(k.shape)}")
+        one = cls(torch.ones(t.shape[0], dtype=torch.bool), t.float(), matrix)
+        n = max(int(matrix[0]), int(matrix[1]))
+        size = calib if calib is not None else min(24, max(16, n // 8))
+        # the disc around the block (its corners and a margin): outside it an undersampled
+        # trajectory's aliasing would fold into the block
+        grid = one.gridded_kspace(k.to(torch.complex64), radius=(size / math.sqrt(2) + 3) / n)
+        return estimate_maps(grid, method=method, calib=size)  # type: ignore[arg-type]
+
+    def gridded_kspace(self, y: torch.Tensor | None = None, radius: float | None = None) -> torch.Tensor:
+        """Cartesian k-space of the coils' density-compensated adjoint images (``F`` of
+        ``N_c^H W y_c`` per coil, no coil combination): ``(B, C, H, W)`` for measurements
+        ``(B, C, readouts, samples)``; ``radius``: only the samples with ``|k| <= radius``
+        (cycles per pixel). Close to the coils' own k-space inside a disc the trajectory samples
+        densely (the centre of radial and spiral trajectories)."""
+        from .fft import fft2c
+
+        y = promote_complex(self._data(y)).to(torch.complex64)
+        plain = NonCartesianAcquisition(self._sampled, self.trajectory, self.matrix, None,
+                                        keep_prob=self.keep_prob, dcf=self._dcf)
+        if radius is not None:
+            y = y * (self.trajectory.norm(dim=-1) <= float(radius)).to(y.real.dtype)
+        return fft2c(plain.zero_filled(y))
+
     # -- the operator --------------------------------------------------------------------
     def _active(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The readouts any sample measures, their points ``(2, n * samples)`` in radians, and

@@ -184,3 +184,26 @@ def test_without_the_libraries_one_line_says_what_to_install(monkeypatch):
         acq.forward(torch.zeros(shape))
     assert str(e.value) == NUFFT_MISSING and "pip install" in NUFFT_MISSING
     assert math.isfinite(float(acq.keep_prob.sum()))
+
+
+def test_coil_maps_estimated_from_the_trajectory_centre():
+    """ESPIRiT on the gridded centre of 4x golden-angle coil data: CG-SENSE with the estimated
+    maps is within 3 % of the image (0.2 % with the true maps)."""
+    from mri_n2n.coils import birdcage_maps
+
+    n = 64
+    law = trajectory_law("golden-radial", (n, n), spokes=25)
+    traj = law.trajectory[:25]
+    maps = birdcage_maps((n, n), 6)
+    i = torch.arange(n, dtype=torch.float32)[:, None] - n // 2
+    j = torch.arange(n, dtype=torch.float32)[None] - n // 2
+    img = torch.sigmoid(n / 2.5 - torch.sqrt(i**2 + (1.3 * j) ** 2)) * (1 + 0.3 * torch.cos(i / 5))
+    img = img.to(torch.complex64)
+    k = NonCartesianAcquisition(torch.ones(25, dtype=torch.bool), traj, (n, n), maps).forward(img[None])
+    est = NonCartesianAcquisition.estimate_maps(k, traj, (n, n))
+    assert est.shape == (1, 6, n, n)
+    errs = []
+    for m in (maps, est):
+        rec = NonCartesianAcquisition.from_arrays(k, traj, (n, n), m).sense(lam=1e-4, iters=40)[0]
+        errs.append(float((rec.abs() - img.abs()).norm() / img.abs().norm()))
+    assert errs[0] < 0.01 and errs[1] < 0.03, errs
