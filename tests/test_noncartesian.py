@@ -207,3 +207,17 @@ def test_coil_maps_estimated_from_the_trajectory_centre():
         rec = NonCartesianAcquisition.from_arrays(k, traj, (n, n), m).sense(lam=1e-4, iters=40)[0]
         errs.append(float((rec.abs() - img.abs()).norm() / img.abs().norm()))
     assert errs[0] < 0.01 and errs[1] < 0.03, errs
+
+
+def test_density_compensation_scale_of_an_undersampled_trajectory():
+    """A file's own trajectory, 4x below Nyquist at its edge: the compensated adjoint keeps the
+    scale of the image's low frequencies (the weights are calibrated on the dense centre)."""
+    from mri_n2n.fft import fft2c
+
+    traj = trajectory_law("golden-radial", (N, N), spokes=13).trajectory[:13]
+    img = _smooth()
+    acq = NonCartesianAcquisition(torch.ones(13, dtype=torch.bool), traj, (N, N))
+    z = acq.with_data(acq.forward(img)).zero_filled()
+    c = slice(N // 2 - 2, N // 2 + 3)
+    ratio = (fft2c(z)[..., c, c].abs().sum() / fft2c(img)[..., c, c].abs().sum()).item()
+    assert abs(ratio - 1) < 0.05, ratio
