@@ -468,6 +468,8 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
         upd["acquisition"] = "noncartesian"
     if cfg.spokes is not None and cfg.spokes < 1:
         raise ConfigError(f"--spokes must be >= 1, got {cfg.spokes}")
+    if cfg.spokes is not None and cfg.trajectory is None and cfg.acquisition != "noncartesian":
+        raise ConfigError("--spokes counts the readouts of a trajectory: add --trajectory")
     if cfg.complex is None:  # measured k-space keeps its phase; magnitude datasets are real
         upd["complex"] = task == "mri" and (dataset == "kspace" or cfg.synth_coils is not None)
     if cfg.target in SPLIT_TARGETS:

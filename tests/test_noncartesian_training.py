@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from mri_n2n.config import Config, resolve_config
+from mri_n2n.config import Config, ConfigError, resolve_config
 from mri_n2n.evaluation import evaluate_mri
 from mri_n2n.noncartesian import NonCartesianAcquisition
 from mri_n2n.training import train
@@ -36,6 +36,10 @@ def test_a_trajectory_is_noncartesian_with_the_proximal_step():
     assert cart.acquisition == "cartesian" and cart.dc == "replace"  # Cartesian runs unchanged
     law = NonCartesianAcquisition.law(cfg, (N, N))
     assert law.name == "spiral" and law.describe()["trajectory"] == "spiral"
+    for bad, msg in (({"spokes": 8}, "add --trajectory"), ({"trajectory": "radial", "spokes": 0}, ">= 1"),
+                     ({"trajectory": "rosette"}, "unknown value")):
+        with pytest.raises(ConfigError, match=msg):
+            resolve_config(Config.from_dict({"dataset": "synth", **bad}))
 
 
 def test_trajectory_runs_train_and_evaluate(tmp_path):
