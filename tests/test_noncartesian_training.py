@@ -94,7 +94,7 @@ def test_reconstruct_simulate_takes_a_trajectory(tmp_path):
 
 def test_the_nufft_bench_runs_and_reports(tmp_path):
     from mri_n2n.bench import write_results
-    from mri_n2n.bench.nufft import bench_nufft, nufft_markdown
+    from mri_n2n.bench.nufft import bench_nufft, bench_step_rates, nufft_markdown
 
     res = bench_nufft(size=32, coils=2, repeats=1, threads=(1,), cg_iters=2)
     (row,) = res["rows"]
@@ -104,3 +104,6 @@ def test_the_nufft_bench_runs_and_reports(tmp_path):
     assert "| 1 |" in md and "finufft" in md
     write_results(tmp_path, "nufft", {**res, "machine": {}}, md)
     assert (tmp_path / "nufft.json").exists() and (tmp_path / "nufft.md").exists()
+    steps = bench_step_rates(size=32, blocks=1, steps=1, out=str(tmp_path))
+    assert steps["settings"]["noncartesian"]["dc"] == "prox" and steps["noncartesian_slices_per_s"] > 0
+    assert "slices/s" in nufft_markdown({**res, "steps": steps})

@@ -9,6 +9,8 @@ birdcage coils, golden-angle spokes at 4x: 101 spokes of 512 readout samples):
   and threads). Calls are interleaved; the overhead is ``ours / library - 1`` of the fastest of
   ``repeats`` calls of each (slower calls measure the machine's other load), and the medians
   are reported beside it.
+* **Training step rate** (:func:`bench_step_rates`): the CPU preset's unrolled network trained
+  on trajectory data against the same network on Cartesian masks.
 * **Reconstruction time** of the slice from its measurements, with a new acquisition object
   each time (its Toeplitz kernel computed afresh; the trajectory's density compensation is
   cached per trajectory, computed once beforehand and timed separately): CG-SENSE
@@ -37,7 +39,7 @@ from ..models.registry import model_from_config
 from ..noncartesian import NUFFT_EPS, NonCartesianAcquisition, density_compensation, trajectory_law
 from ..reconstruction.engine import consistent
 
-__all__ = ["bench_nufft", "nufft_markdown"]
+__all__ = ["bench_nufft", "bench_step_rates", "nufft_markdown"]
 
 
 def _phantom(n: int) -> torch.Tensor:
@@ -178,6 +180,51 @@ def bench_nufft(
     }
 
 
+def bench_step_rates(
+    *,
+    size: int = 64,
+    blocks: int = 5,
+    steps: int = 4,
+    trajectory: str = "golden-radial",
+    out: str = "results",
+) -> dict[str, Any]:
+    """Noise2Noise training steps per second of the CPU preset's unrolled network on ``size``
+    slices: Cartesian (its default mask family, exact replacement) against ``trajectory`` at 4x
+    (the proximal step by CG), interleaved blocks of ``steps`` steps, the median block rate.
+
+    Returns:
+        ``{"size", "batch", "cartesian_slices_per_s", "noncartesian_slices_per_s", "ratio",
+        "settings": {kind: {"dc", "cg_iters", "cascades"}}}``.
+    """
+    from ..training import Trainer
+
+    trainers, batches = {}, {}
+    for name, extra in (("cartesian", {}), ("noncartesian", {"trajectory": trajectory, "acceleration": 4.0})):
+        cfg, _ = resolve_config(Config(dataset="synth", preset="cpu", model="unrolled", size=size, quiet=True,
+                                       figures=False, tensorboard=False, device="cpu", max_steps=10_000,
+                                       out=f"{out}/nufft_steps_{name}", **extra))
+        trainers[name] = Trainer(cfg)
+        batches[name] = trainers[name]._batches()
+    for name, tr in trainers.items():  # warm-up
+        for _ in range(2):
+            tr.train_step(next(batches[name])[0])
+    rates: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(blocks):
+        for name, tr in trainers.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                tr.train_step(next(batches[name])[0])
+            rates[name].append(steps * tr.cfg.batch_size / (time.perf_counter() - t0))
+    cart, nc = statistics.median(rates["cartesian"]), statistics.median(rates["noncartesian"])
+    return {
+        "size": size, "batch": trainers["cartesian"].cfg.batch_size, "trajectory": trajectory,
+        "cartesian_slices_per_s": cart, "noncartesian_slices_per_s": nc, "ratio": nc / cart,
+        "block_rates": rates,
+        "settings": {n: {"dc": t.cfg.dc, "cg_iters": t.cfg.cg_iters, "cascades": t.cfg.cascades}
+                     for n, t in trainers.items()},
+    }
+
+
 def nufft_markdown(res: dict[str, Any]) -> str:
     """The operator's overhead and the reconstruction times as a Markdown table."""
     st = res["settings"]
@@ -205,4 +252,15 @@ def nufft_markdown(res: dict[str, Any]) -> str:
         f"once. Network: untrained `{net['model']}`, {net['cascades']} cascades of width "
         f"{net['cascade_width']}, `{net['dc']}` data consistency with {net['cg_iters']} CG iterations.",
     ]
+    st = res.get("steps")
+    if st:
+        c, n = st["settings"]["cartesian"], st["settings"]["noncartesian"]
+        lines += [
+            "",
+            f"Training (Noise2Noise, {st['size']}x{st['size']}, batch {st['batch']}, the CPU preset's "
+            f"unrolled network, {c['cascades']} cascades): Cartesian ({c['dc']} data consistency) "
+            f"{st['cartesian_slices_per_s']:.1f} slices/s, `{st['trajectory']}` 4x ({n['dc']}, "
+            f"{n['cg_iters']} CG iterations) {st['noncartesian_slices_per_s']:.1f} slices/s "
+            f"({st['ratio']:.2f}x; medians of {len(st['block_rates']['cartesian'])} interleaved blocks).",
+        ]
     return "\n".join(lines)

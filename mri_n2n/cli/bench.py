@@ -194,12 +194,13 @@ def _measured(args) -> int:
 
 
 def _nufft(args) -> int:
-    from ..bench.nufft import bench_nufft, nufft_markdown
+    from ..bench.nufft import bench_nufft, bench_step_rates, nufft_markdown
 
     threads = tuple(args.threads) if args.threads else (1, 2)
     if any(t < 1 for t in threads):
         raise ValueError(f"--threads must be >= 1, got {list(threads)}")
     res = bench_nufft(size=128 if args.quick else 256, repeats=3 if args.quick else 15, threads=threads)
+    res["steps"] = bench_step_rates(blocks=3 if args.quick else 7, out=args.results)
     res["machine"] = machine_info("cpu")
     md = nufft_markdown(res)
     write_results(args.results, "nufft_quick" if args.quick else "nufft", res, md)
