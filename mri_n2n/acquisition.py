@@ -83,6 +83,9 @@ class Acquisition:
 
     kind: ClassVar[str] = ""
     replaces: ClassVar[bool] = False
+    #: the kind's default single-coil CS-TV weight (images normalised to peak 1) where the
+    #: baselines' Cartesian one does not fit it; ``None``: :data:`mri_n2n.baselines.DEFAULT_TV_LAM`
+    tv_lam: ClassVar[float | None] = None
     augmentations: ClassVar[frozenset[str]] = frozenset()
     #: per tensor field (:meth:`_fields`), the number of its dims without the batch dim: a
     #: field with more dims is per sample, else shared by the batch (:meth:`batch`, :meth:`collate`)

@@ -185,7 +185,8 @@ def evaluate_mri(
         + (baselines if cs_tv else [])
         + [n for n, _ in models]
     )
-    lam = (DEFAULT_SENSE_TV_LAM if multicoil else DEFAULT_TV_LAM) if tv_lam is None else tv_lam
+    single_lam = probe.tv_lam if probe.tv_lam is not None else DEFAULT_TV_LAM  # the kind's own, if any
+    lam = (DEFAULT_SENSE_TV_LAM if multicoil else single_lam) if tv_lam is None else tv_lam
     sense_lam = SENSE_LAM if sense_lam is None else sense_lam
 
     rows: list[dict[str, Any]] = []
