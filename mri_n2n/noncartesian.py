@@ -88,8 +88,18 @@ def _nufft() -> Any:
     return functional
 
 
-def _threads() -> int:
-    return max(1, int(torch.get_num_threads()))
+def _opts(device: torch.device) -> dict[str, Any]:
+    """finufft's options: the accuracy, and on the CPU torch's thread count (``--threads``)."""
+    if device.type == "cuda":
+        try:
+            import cufinufft  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "non-Cartesian acquisitions on CUDA need cufinufft: pip install 'mri_n2n[nufft-gpu]' "
+                "(or run on the CPU)"
+            ) from None
+        return {"eps": NUFFT_EPS}
+    return {"eps": NUFFT_EPS, "nthreads": max(1, int(torch.get_num_threads()))}
 
 
 # -- trajectories ----------------------------------------------------------------------------
@@ -589,9 +599,7 @@ class NonCartesianAcquisition(Acquisition):
         r = self.trajectory.shape[1]
         out = torch.zeros((*u.shape[:-2], self.sample_shape[0], r), dtype=u.dtype, device=u.device)
         if idx.numel():
-            v = nufft.finufft_type2(
-                pts, u.contiguous(), isign=-1, modeord=0, eps=NUFFT_EPS, nthreads=_threads()
-            )
+            v = nufft.finufft_type2(pts, u.contiguous(), isign=-1, modeord=0, **_opts(u.device))
             v = v.reshape(*u.shape[:-2], idx.numel(), r) * (1.0 / math.sqrt(h * w))
             if sub is not None:  # the samples' own readouts among the batch's
                 v = v * sub.to(v.real.dtype)
@@ -609,7 +617,7 @@ class NonCartesianAcquisition(Acquisition):
         if sub is not None:
             v = v * sub.to(v.real.dtype)
         v = v.reshape(*y.shape[:-2], -1).contiguous()
-        u = nufft.finufft_type1(pts, v, (h, w), isign=1, modeord=0, eps=NUFFT_EPS, nthreads=_threads())
+        u = nufft.finufft_type1(pts, v, (h, w), isign=1, modeord=0, **_opts(v.device))
         return self.reduce(u * (1.0 / math.sqrt(h * w)))
 
     def toeplitz_kernel(self) -> torch.Tensor:
@@ -624,7 +632,7 @@ class NonCartesianAcquisition(Acquisition):
             wts = s.index_select(1, idx)[..., None].expand(-1, -1, r).reshape(s.shape[0], -1)
             wts = wts.to(torch.complex64) / (h * w)
             psf = nufft.finufft_type1(
-                pts, wts.contiguous(), (2 * h, 2 * w), isign=1, modeord=1, eps=NUFFT_EPS, nthreads=_threads()
+                pts, wts.contiguous(), (2 * h, 2 * w), isign=1, modeord=1, **_opts(wts.device)
             )
             self._kernel = torch.fft.fft2(psf)[:, None]
         return self._kernel
