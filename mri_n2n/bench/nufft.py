@@ -218,6 +218,7 @@ def bench_step_rates(
     cart, nc = statistics.median(rates["cartesian"]), statistics.median(rates["noncartesian"])
     return {
         "size": size, "batch": trainers["cartesian"].cfg.batch_size, "trajectory": trajectory,
+        "threads": torch.get_num_threads(),
         "cartesian_slices_per_s": cart, "noncartesian_slices_per_s": nc, "ratio": nc / cart,
         "block_rates": rates,
         "settings": {n: {"dc": t.cfg.dc, "cg_iters": t.cfg.cg_iters, "cascades": t.cfg.cascades}
@@ -257,7 +258,8 @@ def nufft_markdown(res: dict[str, Any]) -> str:
         c, n = st["settings"]["cartesian"], st["settings"]["noncartesian"]
         lines += [
             "",
-            f"Training (Noise2Noise, {st['size']}x{st['size']}, batch {st['batch']}, the CPU preset's "
+            f"Training (Noise2Noise, {st['size']}x{st['size']}, batch {st['batch']}, "
+            f"{st.get('threads', '?')} threads, the CPU preset's "
             f"unrolled network, {c['cascades']} cascades): Cartesian ({c['dc']} data consistency) "
             f"{st['cartesian_slices_per_s']:.1f} slices/s, `{st['trajectory']}` 4x ({n['dc']}, "
             f"{n['cg_iters']} CG iterations) {st['noncartesian_slices_per_s']:.1f} slices/s "
