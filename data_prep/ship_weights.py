@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         choices=DEFAULT_INPUTS,
         help="the data `--checkpoint default` gives it (magnitude, complex, multicoil)",
     )
+    p.add_argument("--adapt-lr", type=float, default=None,
+                   help="the adaptation learning rate chosen for this model on the tuning sources (recorded; "
+                   "Reconstructor and --adapt use it)")  # fmt: skip
+    p.add_argument("--adapt-tuned", default="", help="how --adapt-lr was chosen (the tuning command)")
     a = p.parse_args(argv)
     ck = load_checkpoint(a.checkpoint, task="mri")
     slim = {k: ck[k] for k in KEEP if k in ck}
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         "data": a.data,
         "bytes": dest.stat().st_size,
     }
+    if a.adapt_lr is not None:  # the adaptation settings tuned for this model
+        registry[a.name]["adapt"] = {"lr": a.adapt_lr, "tuned": a.adapt_tuned}
     if a.default_for:  # --checkpoint default gives it these data (one model per kind of data)
         for rec in registry.values():
             rec["default_for"] = [d for d in rec.get("default_for", []) if d not in a.default_for]

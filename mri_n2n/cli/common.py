@@ -87,5 +87,6 @@ def add_adapt_argument(p: argparse.ArgumentParser, what: str) -> None:
         default=0,
         metavar="STEPS",
         help=f"adapt the network to each scan's own measurements (self-supervised, no reference; "
-        f"default {ADAPT_STEPS} steps); {what}",
+        f"default {ADAPT_STEPS} steps, at the learning rate tuned for a shipped model; large scans learn "
+        f"from readout windows or take fewer steps, so the cost grows no faster than the pixels); {what}",
     )

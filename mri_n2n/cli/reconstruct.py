@@ -24,8 +24,10 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         subparsers,
         "reconstruct",
         "reconstruct k-space files, or run retrospective studies on NIfTI/DICOM volumes",
-        "Reconstruct undersampled k-space (fastMRI HDF5, .npy/.npz) with a trained mri_n2n MRI "
-        "checkpoint, or run a retrospective study on image volumes (NIfTI, DICOM) with --simulate.",
+        "Reconstruct undersampled k-space (single- and multi-coil fastMRI HDF5, ISMRMRD, Siemens twix, "
+        ".npy/.npz) with a trained mri_n2n MRI checkpoint or a shipped model (--checkpoint default: the "
+        "one made for each input), or run a retrospective study on image volumes (NIfTI, DICOM) with "
+        "--simulate.",
     )
     p.add_argument(
         "--checkpoint",
