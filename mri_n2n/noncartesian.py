@@ -110,10 +110,11 @@ def nyquist_spokes(n: int) -> int:
 
 def radial_trajectory(angles: torch.Tensor | Sequence[float], samples: int) -> torch.Tensor:
     """Full spokes through the centre at ``angles`` (radians): ``(spokes, samples, 2)`` float32 in
-    cycles per pixel, ``samples`` readout points at ``(j + 1/2 - samples / 2) / samples``
-    (symmetric about the centre, which no spoke samples twice)."""
+    cycles per pixel, ``samples`` readout points at ``(j - samples // 2) / samples``: the centre
+    at ``j = samples // 2`` and the edge ``|k| = 0.5`` at ``j = 0``, as scanners sample a spoke
+    (and as the trajectory reader's normalisation, largest ``|k|`` to 0.5, assumes)."""
     a = torch.as_tensor(angles, dtype=torch.float64).reshape(-1)
-    r = (torch.arange(int(samples), dtype=torch.float64) - int(samples) / 2 + 0.5) / int(samples)
+    r = (torch.arange(int(samples), dtype=torch.float64) - (int(samples) // 2)) / int(samples)
     k = torch.stack([r[None] * torch.cos(a)[:, None], r[None] * torch.sin(a)[:, None]], -1)
     return k.float()
 
