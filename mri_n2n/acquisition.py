@@ -83,6 +83,9 @@ class Acquisition:
 
     kind: ClassVar[str] = ""
     replaces: ClassVar[bool] = False
+    #: the kind's default single-coil CS-TV weight (images normalised to peak 1) where the
+    #: baselines' Cartesian one does not fit it; ``None``: :data:`mri_n2n.baselines.DEFAULT_TV_LAM`
+    tv_lam: ClassVar[float | None] = None
     augmentations: ClassVar[frozenset[str]] = frozenset()
     #: per tensor field (:meth:`_fields`), the number of its dims without the batch dim: a
     #: field with more dims is per sample, else shared by the batch (:meth:`batch`, :meth:`collate`)
@@ -147,6 +150,20 @@ class Acquisition:
         if cls is Acquisition:
             return KINDS.get(DEFAULT_KIND).fully_sampled(shape, maps, device)
         raise NotImplementedError
+
+    @classmethod
+    def for_law(
+        cls,
+        law: SampleLaw,
+        shape: tuple[int, ...],
+        maps: torch.Tensor | None = None,
+        device: torch.device | str | None = None,
+    ) -> Acquisition:
+        """The fully sampled acquisition whose samples ``law`` draws from, for images of
+        ``shape``: what a corruption or a study measures clean images with. Kinds whose sample
+        space depends on the run's settings (a trajectory's readouts) take it from the law; the
+        default is :meth:`fully_sampled` (the Cartesian grid is the same for every law)."""
+        return cls.fully_sampled(shape, maps, device)
 
     @classmethod
     def law(

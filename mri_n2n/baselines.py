@@ -215,13 +215,27 @@ def _fft_diagonal(acq: Acquisition) -> bool:
 
 def tikhonov(acq: Acquisition, lam: float | torch.Tensor = 1e-3, iters: int = 30) -> torch.Tensor:
     """Tikhonov-regularised least squares ``argmin_x ||A x - y||^2 + lam ||x||^2`` by ``iters``
-    conjugate-gradient iterations from ``x = 0``, for any acquisition kind: CG-SENSE for coil
-    data (the Cartesian kind's :meth:`~mri_n2n.physics.CartesianAcquisition.sense`), else the
-    kind's proximal step from a zero image (:meth:`~mri_n2n.physics.Acquisition.prox`)."""
+    conjugate-gradient iterations, for any acquisition kind: CG-SENSE for Cartesian coil data
+    (:meth:`~mri_n2n.physics.CartesianAcquisition.sense`, from ``x = 0``); a kind with an exact
+    replacement, the proximal step from a zero image (:meth:`~mri_n2n.physics.Acquisition.prox`);
+    other kinds (a trajectory) start from their compensated adjoint
+    (:meth:`~mri_n2n.physics.Acquisition.zero_filled`: density compensated), the same solution
+    in fewer iterations."""
     y = _measurements(acq)
     if isinstance(acq, CartesianAcquisition) and acq.multicoil:
         return acq.sense(y, lam, iters)
-    return acq.prox(torch.zeros_like(acq.adjoint()), lam, iters)
+    if acq.replaces:
+        return acq.prox(torch.zeros_like(acq.adjoint()), lam, iters)
+    x0 = acq.zero_filled()
+    lam_t = torch.as_tensor(lam, device=x0.device, dtype=x0.real.dtype)
+    if lam_t.ndim:
+        lam_t = lam_t.reshape(-1, *([1] * (x0.ndim - 1)))
+    r = acq.adjoint(y) - acq.normal(x0) - lam_t * x0  # b - (A^H A + lam) x0
+
+    def normal(v: torch.Tensor) -> torch.Tensor:
+        return acq.normal(v) + lam_t * v
+
+    return conjugate_gradient(normal, x0, r, iters)
 
 
 def _shrink(px: torch.Tensor, py: torch.Tensor, thresh: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,7 +33,8 @@ from .io import atomic_write_text
 from .losses import loss_entry, loss_names
 from .masks import family_names
 from .models import model_names
-from .physics import kind_names
+from .noncartesian import TRAJECTORIES
+from .physics import acquisition_kind, kind_names
 from .splits import SPLIT_TARGETS
 
 __all__ = [
@@ -150,8 +151,16 @@ class Config:
                       "registered by a MaskFamily subclass", family_names)
     fraction: float = _f(0.1, "mean sampling density (0.1 = 10 % of k-space); 0 uses --edge")
     edge: float = _f(0.025, "exp density at the edge of the axis (paper: 0.025), used with --fraction 0")
-    acceleration: float = _f(4.0, "line masks: acceleration (keep 1 line in R)")
+    acceleration: float = _f(4.0, "line masks: acceleration (keep 1 line in R); --trajectory: keep "
+                             "Nyquist / R readouts (radial Nyquist: N pi / 2 spokes)")
     center_fraction: float = _f(0.08, "line masks: fraction of fully sampled central lines")
+    trajectory: str | None = _f(None, "MRI: non-Cartesian k-space (implies --acquisition noncartesian): "
+                                "radial (uniform spokes at a random rotation), golden-radial "
+                                "(consecutive golden-angle spokes from a random start) or spiral "
+                                "(variable-density interleaves at a random rotation); default radial "
+                                "for --acquisition noncartesian", TRAJECTORIES)
+    spokes: int | None = _f(None, "--trajectory: readouts (spokes or spiral interleaves) per acquisition, "
+                            "instead of --acceleration")
     shift: int | None = _f(None, "max random circular shift in px (default size/4; 0 disables)")
     complex: bool | None = _f(None, "MRI: complex images as two channels (real, imaginary) and masks as "
                               "drawn; magnitude data get a random smooth phase; default: on for "
@@ -315,7 +324,8 @@ RESUME_FIXED = (
     "task", "target", "split", "dataset", "data_dir", "size", "slices", "axis", "normalize", "synth_photos",
     "synth_template", "virtual_coils", "synth_coils", "synth_coil_noise", "phase_model", "acquisition",
     "density",
-    "fraction", "edge", "acceleration", "center_fraction", "complex", "kspace_noise", "augment", "deform",
+    "fraction", "edge", "acceleration", "center_fraction", "trajectory", "spokes", "complex",
+    "kspace_noise", "augment", "deform",
     "crop", "noise", "noise_options",
     "loss", "model", "width", "base", "depth", "cascades", "cascade_width", "cascade_depth",
     "share_weights", "dc", "cg_iters", "seed",
@@ -452,6 +462,14 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
     vals = {**PRESETS[preset], **(MRI_PRESETS.get(preset, {}) if task == "mri" else {})}
     vals.update({k: v for k, v in _FALLBACK.items() if k not in vals})
     upd: dict[str, Any] = {"preset": preset, "task": task, "dataset": dataset}
+    if cfg.trajectory is not None:  # a trajectory is non-Cartesian k-space
+        if task != "mri":
+            raise ConfigError(f"--trajectory {cfg.trajectory} is an MRI acquisition, not for --task {task}")
+        upd["acquisition"] = "noncartesian"
+    if cfg.spokes is not None and cfg.spokes < 1:
+        raise ConfigError(f"--spokes must be >= 1, got {cfg.spokes}")
+    if cfg.spokes is not None and cfg.trajectory is None and cfg.acquisition != "noncartesian":
+        raise ConfigError("--spokes counts the readouts of a trajectory: add --trajectory")
     if cfg.complex is None:  # measured k-space keeps its phase; magnitude datasets are real
         upd["complex"] = task == "mri" and (dataset == "kspace" or cfg.synth_coils is not None)
     if cfg.target in SPLIT_TARGETS:
@@ -475,6 +493,8 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
     for k, v in vals.items():
         if getattr(cfg, k) is None:
             upd[k] = v
+    if cfg.dc is None and not acquisition_kind(upd.get("acquisition", cfg.acquisition)).replaces:
+        upd["dc"] = "prox"  # no exact replacement (off the grid): the unrolled nets' proximal step
     # an explicit step or epoch budget wins over the preset's other budget
     if cfg.epochs is not None and cfg.max_steps is None and "max_steps" in vals:
         upd["max_steps"] = None

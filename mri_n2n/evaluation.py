@@ -185,8 +185,13 @@ def evaluate_mri(
     corruption = _corruption_for(cfg, valid)
     law = corruption.law
     # the acquisition decides: coil data get SENSE-1 inputs and CG-SENSE/TV-SENSE for CS-TV
-    multicoil = _probe(valid, corruption, dev).multicoil
+    probe = _probe(valid, corruption, dev)
+    multicoil = probe.multicoil
+    # CG-SENSE (least squares by CG) for coil data and for kinds without an exact replacement
+    # (a trajectory: there it is not the zero-filled image), then the TV baseline
     baselines = ["CG-SENSE", "TV-SENSE"] if multicoil else ["CS-TV"]
+    if not multicoil and not probe.replaces:
+        baselines = ["CG-SENSE", "CS-TV"]
     taken: set[str] = {"zero-filled", *baselines}
     models: list[tuple[str, torch.nn.Module]] = []
     complex_of: dict[str, bool] = {}
@@ -212,7 +217,8 @@ def evaluate_mri(
         + (baselines if cs_tv else [])
         + [n for n, _ in models]
     )
-    lam = (DEFAULT_SENSE_TV_LAM if multicoil else DEFAULT_TV_LAM) if tv_lam is None else tv_lam
+    single_lam = probe.tv_lam if probe.tv_lam is not None else DEFAULT_TV_LAM  # the kind's own, if any
+    lam = (DEFAULT_SENSE_TV_LAM if multicoil else single_lam) if tv_lam is None else tv_lam
     sense_lam = SENSE_LAM if sense_lam is None else sense_lam
 
     rows: list[dict[str, Any]] = []
@@ -232,9 +238,10 @@ def evaluate_mri(
             outs[PLAIN] = torch.stack([z, torch.zeros_like(z)], dim=1)
         elif plain_zero_filled:  # A^H y: no 1/p compensation
             outs[PLAIN] = acq.channels_of(acq.adjoint(), pair.input.shape[1])
-        if cs_tv and multicoil:
+        if cs_tv and "CG-SENSE" in baselines:
             t0 = time.perf_counter()
-            outs["CG-SENSE"] = to_channels(tikhonov(acq, sense_lam, SENSE_ITERS))
+            z = tikhonov(acq, sense_lam, SENSE_ITERS)
+            outs["CG-SENSE"] = to_channels(z) if multicoil else acq.channels_of(z, pair.input.shape[1])
             seconds["CG-SENSE"] += time.perf_counter() - t0
         if cs_tv:  # one CS-TV on the acquisition: TV-SENSE for coils, CS-TV for one coil
             t0 = time.perf_counter()
@@ -328,6 +335,8 @@ def evaluate_mri(
             "acceleration": cfg.acceleration,
             "center_fraction": cfg.center_fraction,
             "sampled_fraction": law.fraction,
+            "acquisition": cfg.acquisition,
+            "sampling": law.describe().get("summary"),  # a law's own words (trajectories)
             "slices": n,
             "volumes": len(vol_store),
             "tv_lam": lam if cs_tv else None,
@@ -425,9 +434,11 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
     st = result["settings"]
     lines = [
         f"Validation: {st['slices']} slices ({st['volumes']} volumes) of `{st['dataset']}` at "
-        f"{st['size']}x{st['size']}, `{st['density']}` masks, "
-        f"{st.get('sampled_fraction', st['fraction']) * 100:.1f} % of k-space sampled, "
-        "fixed masks seeded per slice."
+        f"{st['size']}x{st['size']}, "
+        + (f"{st['sampling']}, fixed draws seeded per slice." if st.get("sampling") else
+           f"`{st['density']}` masks, "
+           f"{st.get('sampled_fraction', st['fraction']) * 100:.1f} % of k-space sampled, "
+           "fixed masks seeded per slice.")
         + (f" `--checkpoint default`: `{d['name']}` ({d['why']})." if (d := st.get("default_checkpoint"))
            else ""),
         "",

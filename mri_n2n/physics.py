@@ -52,8 +52,8 @@ from .sampling import hermitian_mirror, radius_grid
 from .solvers import conjugate_gradient
 
 __all__ = [
-    "Acquisition", "CartesianAcquisition", "SpectralSampling", "CG_CHUNK_ELEMENTS", "KINDS",
-    "acquisition_kind", "kind_names", "phase_factors", "HERMITIAN_TOL",
+    "Acquisition", "CartesianAcquisition", "NonCartesianAcquisition", "SpectralSampling",
+    "CG_CHUNK_ELEMENTS", "KINDS", "acquisition_kind", "kind_names", "phase_factors", "HERMITIAN_TOL",
 ]
 
 
@@ -708,3 +708,8 @@ class SpectralSampling(CartesianAcquisition):
         self, mask: torch.Tensor, y: torch.Tensor | None = None, *, keep_prob: torch.Tensor | None = None
     ) -> None:
         super().__init__(mask, None, y, keep_prob=keep_prob)
+
+
+# the non-Cartesian kind registers itself after the Cartesian one (the default stays the first
+# of the --acquisition choices); its NUFFT libraries are imported only when it is used
+from .noncartesian import NonCartesianAcquisition  # noqa: E402

@@ -193,6 +193,21 @@ def _measured(args) -> int:
     return 0
 
 
+def _nufft(args) -> int:
+    from ..bench.nufft import bench_nufft, bench_step_rates, nufft_markdown
+
+    threads = tuple(args.threads) if args.threads else (1, 2)
+    if any(t < 1 for t in threads):
+        raise ValueError(f"--threads must be >= 1, got {list(threads)}")
+    res = bench_nufft(size=128 if args.quick else 256, repeats=3 if args.quick else 15, threads=threads)
+    res["steps"] = bench_step_rates(blocks=3 if args.quick else 7, out=args.results)
+    res["machine"] = machine_info("cpu")
+    md = nufft_markdown(res)
+    write_results(args.results, "nufft_quick" if args.quick else "nufft", res, md)
+    print(md)
+    return 0
+
+
 def _scale(args) -> int:
     res = bench_scale(quick=args.quick, out_dir=args.results, device=args.device, seed=args.seed)
     res["machine"] = machine_info(args.device if args.device != "auto" else "cpu")
@@ -206,7 +221,8 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
     """The ``bench`` parser: standalone, or registered as ``mri-n2n bench``."""
     p = register(subparsers, "bench", "speed and quality benchmarks", "Speed and quality benchmarks.")
     sub = p.add_subparsers(
-        dest="which", required=True, metavar="{speed,quality,reconstruct,generalization,measured,scale}"
+        dest="which", required=True,
+        metavar="{speed,quality,reconstruct,generalization,measured,scale,nufft}",
     )
     for name, help_ in (
         ("speed", "training-step and inference throughput"),
@@ -215,6 +231,8 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         ("generalization", "checkpoints vs zero-filling and CS-TV on real scans never seen in training"),
         ("measured", "reconstruct on prospectively undersampled fastMRI-style files made from real scans"),
         ("scale", "multi-coil input pipeline vs training step at fastMRI scale (16 coils, 640x320)"),
+        ("nufft", "the non-Cartesian operator against finufft, and a 256x256 8-coil radial slice's "
+         "reconstruction time"),
     ):
         s = sub.add_parser(name, help=help_)
         s.add_argument(
@@ -243,6 +261,8 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
                 metavar="NAME",
                 help="with --only images: run these noises only (gaussian poisson bernoulli text impulse)",
             )
+        if name == "nufft":
+            s.add_argument("--threads", type=int, nargs="+", help="thread counts to time (default 1 2)")
         if name == "scale":
             s.add_argument("--seed", type=int, default=0, help="seed of the data set (default 0)")
         if name == "reconstruct":
@@ -300,10 +320,12 @@ def run(args: argparse.Namespace) -> int:
         "generalization": _generalization,
         "measured": _measured,
         "scale": _scale,
+        "nufft": _nufft,
     }[args.which]
     try:
         return bench(args)
-    except (ValueError, OSError) as e:  # bad --device, --checkpoint, data: one line, no traceback
+    except (ValueError, OSError, ImportError) as e:  # bad --device, --checkpoint, data, a missing
+        # optional library (nufft): one line, no traceback
         return fail(e, 2)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..checkpoint import CheckpointError
 from ..errors import one_line
+from ..noncartesian import TRAJECTORIES
 from ..reconstruction import Reconstructor
 from ..reconstruction.batch import check_out, run_batch
 from .common import add_adapt_argument, fail, parse_and_run, register
@@ -56,6 +57,14 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         type=float,
         metavar="DENSITY",
         help="retrospective study: undersample each slice at this mean density (e.g. 0.1) and report metrics",
+    )
+    p.add_argument(
+        "--trajectory",
+        choices=TRAJECTORIES,
+        default=None,
+        help="--simulate with a non-Cartesian model: acquire along this trajectory (radial, "
+        "golden-radial, spiral) instead of the checkpoint's; DENSITY is the share of the Nyquist "
+        "readout count (0.25: 4x)",
     )
     p.add_argument("--seed", type=int, default=None, help="mask seed of --simulate (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
@@ -111,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--batch-size must be at least 1, got {args.batch_size}", 2)
     if args.seed is not None and args.simulate is None:
         return fail("--seed only applies to --simulate", 2)
+    if getattr(args, "trajectory", None) is not None and args.simulate is None:
+        return fail("--trajectory only applies to --simulate", 2)
     if args.adapt < 0:
         return fail(f"--adapt STEPS must be at least 0, got {args.adapt}", 2)
     if args.virtual_coils is not None and args.virtual_coils < 1:
@@ -142,6 +153,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         return fail(one_line(e), 2)
     rec.multicoil_output = getattr(args, "multicoil_output", "rss")
+    if getattr(args, "trajectory", None) is not None:
+        if not rec.kind.law(rec.config, (32, 32)).describe().get("trajectory"):
+            return fail(
+                f"--trajectory {args.trajectory}: the checkpoint's model was trained for "
+                f"{rec.acquisition['kind']} acquisitions, not trajectories", 2
+            )
+        rec.config = rec.config.replace(trajectory=args.trajectory, spokes=None)
     if args.simulate is not None:
         try:
             rec.law((256, 256), args.simulate)  # the checkpoint's kind and law at that density

@@ -326,7 +326,7 @@ class MRIUndersampling(Corruption):
         return clean
 
     def _check(self, acq: Acquisition) -> Acquisition:
-        if acq.kind != self.kind.kind:
+        if acq.kind != self.kind.kind and is_measured(acq):
             raise ValueError(f"a {acq.kind} batch for a corruption of {self.kind.kind} acquisitions")
         if self.coils is not None and acq.n_coils != self.coils:
             raise ValueError(f"expected {self.coils} coils, the batch has {acq.n_coils}")
@@ -338,15 +338,24 @@ class MRIUndersampling(Corruption):
         sampled data."""
         if isinstance(batch, Acquisition):
             acq = self._check(batch)
-            return acq, acq.y
+            if acq.kind == self.kind.kind:
+                return acq, acq.y
+            # fully sampled data of another kind (synthetic coil k-space on the grid): their
+            # image and maps, acquired by this kind
+            x = acq.adjoint()
+            law = self.law_at(acq.image_shape)[0]
+            full = self.kind.for_law(law, x.shape, maps=acq.maps, device=x.device)
+            return full, full.full(x)
         x = to_complex(batch.float(), keepdim=True) if self.complex_data else batch.float()
-        full = self.kind.fully_sampled(x.shape, device=x.device)
+        full = self.kind.for_law(self.law_at(tuple(x.shape[-2:]))[0], x.shape, device=x.device)
         return full, full.full(x)
 
     def _reference(self, batch: Batch, full: Acquisition, k: torch.Tensor) -> torch.Tensor:
         """The clean target: the clean images, or the image of fully sampled data (its coil
         combination)."""
         if isinstance(batch, Acquisition):
+            if batch.kind != full.kind:  # data of another kind, re-acquired: their own image
+                return batch.channels_of(batch.adjoint(), self.channels)
             return full.channels_of(full.adjoint(k), self.channels)
         return batch
 
@@ -427,7 +436,8 @@ class MRIUndersampling(Corruption):
         if is_measured(clean):
             raise ValueError(f"undersampled data train only with the targets {SPLIT_TARGETS}")
         if isinstance(clean, Acquisition):  # fully sampled data: shift the images, maps alike
-            full, k = self._full(self._shift(self._check(clean), g))
+            clean = self._shift(self._check(clean), g)  # the reference of data of another kind
+            full, k = self._full(clean)
             shape = full.image_shape
         else:
             clean = self._as_model_data(clean, g)
@@ -435,7 +445,7 @@ class MRIUndersampling(Corruption):
                 clean = augment_batch(clean, g, deform=self.deform)
                 if self.crop:
                     clean = random_crop(clean, g)
-            if self.max_shift > 0 and self.kind.fully_sampled(clean.shape).admits("shift"):
+            if self.max_shift > 0 and "shift" in self.kind.augmentations:
                 clean = random_shift(clean, self.max_shift, g)
             full, k = self._full(clean)
             shape = tuple(clean.shape[-2:])

@@ -269,7 +269,7 @@ def reconstruct_volume(
     n, h, w = view_in.shape
     if h < 2 or w < 2:
         raise ReconstructionError(f"slices of shape {(h, w)} along axis {axis} are too small")
-    full = _kind_of(kind).fully_sampled((h, w))
+    full = _kind_of(kind).for_law(law, (h, w))
     if tuple(full.image_shape) != (h, w) or tuple(law.shape) != tuple(full.sample_shape):
         raise ReconstructionError(
             f"the sampling law over {tuple(law.shape)} ({full.kind} acquisitions of "

@@ -56,9 +56,9 @@ def build_experiment(cfg: Config) -> Experiment:
         kind = acquisition_kind(cfg.acquisition)
         family, coils, measured = None, None, is_measured(item)
         if isinstance(item, Acquisition):
-            if item.kind != kind.kind:
+            if item.kind != kind.kind and measured:  # fully sampled data are re-acquired
                 raise ValueError(
-                    f"the data are {item.kind} acquisitions, the run's --acquisition is {kind.kind}"
+                    f"the data are measured {item.kind} acquisitions, the run's --acquisition is {kind.kind}"
                 )
             if item.multicoil:  # the coil-combined complex image
                 if not complex_data:
