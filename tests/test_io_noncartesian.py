@@ -294,9 +294,9 @@ def test_writer_is_atomic_and_checks_shapes(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- reconstruct
 
 
-def test_reconstruct_refuses_in_one_line_until_the_operator_is_wired(tmp_path, capsys):
-    """``reconstruct`` reads such a file and says, in one line, that no reconstruction takes it yet
-    (the hook: ``batch._process`` and ``Reconstructor.multicoil``); the input stays as it was."""
+def test_reconstruct_refuses_a_cartesian_checkpoint_in_one_line(tmp_path, capsys):
+    """``reconstruct`` reads such a file and, given a checkpoint of another kind, says in one line
+    what it needs (a checkpoint trained with ``--trajectory``); the input stays as it was."""
     import torch
 
     from mri_n2n.checkpoint import save_checkpoint
@@ -322,7 +322,7 @@ def test_reconstruct_refuses_in_one_line_until_the_operator_is_wired(tmp_path, c
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert rc == 1 and len(err) == 1, err
     assert "radial.h5: non-Cartesian k-space (radial trajectory, 8 readouts x 16 samples, 4 coils" in err[0]
-    assert "needs the non-Cartesian (NUFFT) acquisition kind" in err[0]
+    assert "needs a checkpoint trained on the non-Cartesian kind" in err[0]
     assert _digest(path) == before and [p.name for p in data.iterdir()] == ["radial.h5"]
     assert not list(out.glob("*.nii*")) and not list(out.rglob(".*"))
     rec = Reconstructor.from_checkpoint(ckpt, device="cpu")

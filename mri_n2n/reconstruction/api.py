@@ -55,23 +55,9 @@ from .engine import (
 )
 from .inputs import reconstruct_kspace, reconstruct_volume, simulate_kspace
 from .multicoil import reconstruct_multicoil
+from .noncartesian import NONCARTESIAN_KIND, reconstruct_noncartesian
 
-__all__ = ["Reconstructor", "noncartesian_pending"]
-
-
-def noncartesian_pending(nc: NonCartesianKSpace, where: str | None = None) -> ReconstructionError:
-    """The one-line error for a file whose readouts carry a trajectory (issue 33): it reads
-    (:class:`~mri_n2n.io.noncartesian.NonCartesianKSpace`), but no reconstruction takes it yet.
-    The hook where that reconstruction plugs in is the ``isinstance(mc, NonCartesianKSpace)``
-    branch of ``mri_n2n.reconstruction.batch._process`` (the CLI) and the first line of
-    :meth:`Reconstructor.multicoil` (the API)."""
-    s, c, r, n = nc.shape
-    return ReconstructionError(
-        f"{where or nc.path}: non-Cartesian k-space ({nc.trajectory_type} trajectory, {r} readouts x "
-        f"{n} samples, {c} coil{'s' if c != 1 else ''}, {s} slice{'s' if s != 1 else ''}): its "
-        "reconstruction needs the non-Cartesian (NUFFT) acquisition kind, which reconstruct does not "
-        "take yet; mri_n2n.io.read_raw reads the file"
-    )
+__all__ = ["Reconstructor"]
 
 
 def _mask_family(
@@ -544,6 +530,27 @@ class Reconstructor:
             output_shape=output_shape,
         )
 
+    def noncartesian(self, scan: NonCartesianKSpace) -> Reconstruction:
+        """Reconstruct a trajectory file (:class:`~mri_n2n.io.noncartesian.NonCartesianKSpace`,
+        ISMRMRD with trajectories) at its encoded matrix with a checkpoint trained on the
+        non-Cartesian kind (``--trajectory``; :mod:`mri_n2n.reconstruction.noncartesian`).
+
+        Raises:
+            ReconstructionError: a checkpoint of another kind (one line: what to train), or data
+                the kind refuses.
+        """
+        if self.kind.kind != NONCARTESIAN_KIND:
+            s, c, r, n = scan.shape
+            raise ReconstructionError(
+                f"{scan.path}: non-Cartesian k-space ({scan.trajectory_type} trajectory, {r} readouts x {n} "
+                f"samples, {c} coil{'s' if c != 1 else ''}) needs a checkpoint trained on the non-Cartesian "
+                f"kind (python -m mri_n2n.train --trajectory golden-radial ...); this one was trained on "
+                f"{self.kind.kind} data"
+            )
+        return reconstruct_noncartesian(
+            self.model, scan, batch_size=min(self.batch_size, 4), amp=bool(self.amp)
+        )
+
     def multicoil(
         self,
         mc: MultiCoilKSpace,
@@ -565,8 +572,8 @@ class Reconstructor:
         :attr:`multicoil_output` (default ``"rss"``). ``cg_iters``: CG iterations of a ``--dc
         prox`` network's data consistency for this call (fewer: faster, a stated quality cost;
         ``None``: the trained count)."""
-        if isinstance(mc, NonCartesianKSpace):  # issue 33: the non-Cartesian reconstruction goes here
-            raise noncartesian_pending(mc)
+        if isinstance(mc, NonCartesianKSpace):  # a trajectory file: the non-Cartesian kind's
+            return self.noncartesian(mc)
         self._cartesian(mc.path)
         s, c, h, w = mc.kspace.shape
         rows = min(mc.recon_shape[0], h) if mc.recon_shape else h

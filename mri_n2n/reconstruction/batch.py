@@ -39,7 +39,7 @@ from ..io.kspace import MASK_SIDECAR
 from ..io.noncartesian import NonCartesianKSpace
 from ..io.raw import read_raw
 from ..plots import radiological_view, reconstruction_panel
-from .api import Reconstructor, noncartesian_pending
+from .api import Reconstructor
 from .engine import ReconstructionError
 from .multicoil import multicoil_affine
 
@@ -315,10 +315,8 @@ def _process(
         description = f"N2N recon (simulated {simulate:g})"
     elif _is_multicoil_file(Path(item.paths[0])):
         mc = read_raw(item.paths[0])
-        if isinstance(mc, NonCartesianKSpace):
-            # issue 33 item 4: an ISMRMRD file whose readouts carry a trajectory; its
-            # reconstruction (NUFFT kind, images at mc.matrix) is dispatched here once it exists
-            raise noncartesian_pending(mc, item.label)
+        if isinstance(mc, NonCartesianKSpace) and simulate is not None:
+            raise ReconstructionError(f"{item.label}: --simulate takes image volumes, not trajectory files")
         result = rec.multicoil(
             mc, simulate=simulate, seed=args.seed or 0, virtual_coils=getattr(args, "virtual_coils", None),
             cg_iters=getattr(args, "cg_iters", None),
