@@ -354,6 +354,25 @@ def test_ddp_a_non_finite_loss_on_one_process_stops_all_at_once(tmp_path):
         assert err.startswith("error: non-finite loss (nan) at step 2 on process 1")
 
 
+def test_every_ddp_process_validates_its_share(tmp_path, monkeypatch):
+    import mri_n2n.training.trainer as trainer_mod
+
+    tr = Trainer(_cfg(tmp_path, max_steps=2, steps_per_epoch=2))
+    full = tr.validate()
+    summed = []
+
+    def all_sum(values, device):  # the peer's share scores like this one's
+        summed.append(values[-1])
+        return [2 * v for v in values]
+
+    monkeypatch.setattr(trainer_mod, "all_sum", all_sum)
+    tr.rank, tr.world, tr.is_main = 1, 2, False
+    tr._end_epoch(0.0, 0, 0.0, 0.0, 0.0)  # a non-main process validates at the epoch's end
+    assert summed == [2.0]  # its share of the 4 validation slices: 2
+    share = tr.history[-1]
+    assert share["val_psnr"] != full["val_psnr"]  # slices 1 and 3 only, scored twice
+
+
 def test_explicit_gpu_index_under_torchrun_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("WORLD_SIZE", "2")
