@@ -366,14 +366,15 @@ class Trainer:
         step = torch.zeros((), dtype=torch.float64, device=loss.device).add_(self.step)  # no copy
         self._bad = torch.where(first, torch.stack([step, loss.double()]), self._bad)
 
-    def _check_finite(self) -> None:
+    def _check_finite(self, *, local: bool = False) -> None:
         """Raise :class:`TrainingError` if a step since the last check had a non-finite loss, on
         any process (all processes take part and stop together, so none waits for the others);
-        one host read (and under DDP one all-reduce)."""
-        if self._bad is None and self.world == 1:
+        one host read (and under DDP one all-gather). ``local``: this process's steps only (an
+        interrupted process, whose peers may be gone)."""
+        if self._bad is None and (self.world == 1 or local):
             return
         bad = self._bad if self._bad is not None else torch.full((2,), -1.0, dtype=torch.float64)
-        if self.world > 1:  # [step, value, rank] of the first bad step of any process
+        if self.world > 1 and not local:  # [step, value, rank] of the first bad step of any process
             dev = collective_device(self.device)
             flag = torch.cat([bad.cpu(), torch.tensor([float(self.rank)], dtype=torch.float64)]).to(dev)
             flags = [torch.zeros(3, dtype=torch.float64, device=dev) for _ in range(self.world)]
@@ -572,7 +573,7 @@ class Trainer:
                     loss_sum, loss_n, t_epoch, seen = None, 0, time.perf_counter(), 0
         except KeyboardInterrupt:
             interrupted = True
-            self._check_finite()  # a non-finite step since the last check: no checkpoint
+            self._check_finite(local=True)  # a non-finite step since the last check: no checkpoint
             self._print(
                 f"\ninterrupted at step {self.step}: saving {self.ckpt_dir / 'last.pt'} (--resume continues)"
             )
