@@ -228,6 +228,18 @@ class Acquisition:
         of an image to one of the transformed image (self-ensembles and augmentations ask)."""
         return transform in self.augmentations
 
+    def crop_axis(self) -> int | None:
+        """The image axis (``-2`` or ``-1``) along which windows of the images have exact
+        measurements of their own (:meth:`cropped`), or ``None``. Kind-neutral default: none.
+        Scan-specific adaptation learns from such windows of large slices."""
+        return None
+
+    def cropped(self, starts: torch.Tensor, length: int) -> Acquisition:
+        """The acquisition of the circular windows ``[start, start + length)`` of every item's
+        images along :meth:`crop_axis` (``starts``: one per item), with its exact measurements and
+        keep probabilities (*kind*, where :meth:`crop_axis` is not ``None``)."""
+        raise NotImplementedError(f"{self.kind} acquisitions have no exact crops")
+
     def sample(self, y: torch.Tensor) -> torch.Tensor:
         """The measurements ``y`` with the unsampled ones zeroed."""
         return y * self.expand_samples(self.sampled).to(y.real.dtype)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,13 +32,21 @@ from tqdm.auto import tqdm
 
 from .baselines import DEFAULT_SENSE_TV_LAM, DEFAULT_TV_LAM, tikhonov
 from .baselines import cs_tv as cs_tv_solve
-from .checkpoint import checkpoint_acquisition, load_checkpoint, model_from_checkpoint
+from .checkpoint import (
+    DEFAULT_NAME,
+    checkpoint_acquisition,
+    default_pretrained,
+    load_checkpoint,
+    model_from_checkpoint,
+)
 from .config import Config
 from .corruptions import Corruption, MRIUndersampling
 from .data.datasets import mri_datasets_from_config
+from .data.multicoil import is_multicoil
 from .devices import Stopwatch, resolve_device
 from .fft import to_channels
 from .io import atomic_write_json, atomic_write_text
+from .io.kspace import find_kspace_files
 from .metrics import nmse, psnr, ssim, volume_metrics
 from .models import apply_model, ends_with_dc
 from .models.ensemble import ensemble_forward
@@ -47,7 +56,7 @@ from .reconstruction.adapt import adapt as adapt_to_scan
 from .reconstruction.engine import consistent
 from .reconstruction.multicoil import MULTICOIL_OUTPUTS, multicoil_output
 
-__all__ = ["evaluate_mri", "write_evaluation", "evaluation_markdown"]
+__all__ = ["evaluate_mri", "default_for_data", "write_evaluation", "evaluation_markdown"]
 
 METRICS = ("psnr", "ssim", "nmse")
 #: Multi-coil studies also score the object alone: the pixels where the reference exceeds this
@@ -80,6 +89,21 @@ def _method_name(path: Path, ckpt: dict[str, Any], taken: set[str]) -> str:
     while name in taken:
         name += "'"
     return name
+
+
+def default_for_data(dataset: str | None, data_dir: str | os.PathLike | None) -> tuple[str, str]:
+    """What ``--checkpoint default`` means for an evaluation on ``dataset`` (``data_dir``):
+    ``(shipped name, why)``. A folder of k-space files (``--dataset kspace``) gets the model made
+    for its files (multi-coil files: the multi-coil model; single-coil files: the complex one,
+    :func:`~mri_n2n.checkpoint.default_pretrained`); every other data set, whose slices the
+    checkpoint's own settings simulate, the magnitude default."""
+    data = "magnitude"
+    if dataset == "kspace" and data_dir is not None and Path(data_dir).exists():
+        files = find_kspace_files(Path(data_dir))
+        if files:
+            data = "multicoil" if any(is_multicoil(f) for f in files) else "complex"
+    source = "k-space files" if dataset == "kspace" else "simulated"
+    return default_pretrained(data), f"{data} data ({source})"
 
 
 def evaluate_mri(
@@ -136,11 +160,19 @@ def evaluate_mri(
     if output not in MULTICOIL_OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(MULTICOIL_OUTPUTS)}, got {output!r}")
     dev = resolve_device(device)
+    chosen = None
+    if any(str(p) == DEFAULT_NAME for p in checkpoints):  # the shipped model made for these data
+        chosen = default_for_data(dataset, data_dir)
+        checkpoints = [chosen[0] if str(p) == DEFAULT_NAME else p for p in checkpoints]
     ckpts = [(Path(p), load_checkpoint(p, task="mri", map_location="cpu")) for p in checkpoints]
     cfg = Config.from_dict(ckpts[0][1]["config"], where=f"{ckpts[0][0]}: config")
     cfg = cfg.replace(
         dataset=dataset or cfg.dataset, data_dir=data_dir or cfg.data_dir, size=size or cfg.size
     )
+    if cfg.dataset != "synth":  # the training data's own mixing settings do not apply to others
+        cfg = cfg.replace(synth_photos=0.0, synth_template=0.0)
+    if cfg.dataset == "kspace":  # k-space files bring their own coils
+        cfg = cfg.replace(synth_coils=None)
     complex_data = cfg.complex
     _, valid = mri_datasets_from_config(cfg)
     if getattr(valid, "measured", False):
@@ -302,6 +334,7 @@ def evaluate_mri(
             "sense_lam": sense_lam if cs_tv and multicoil else None,
             "multicoil_output": output if multicoil else None,
             "checkpoints": [str(p) for p, _ in ckpts],
+            "default_checkpoint": None if chosen is None else {"name": chosen[0], "why": chosen[1]},
             "device": str(dev),
         },
     }
@@ -393,7 +426,9 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
         f"Validation: {st['slices']} slices ({st['volumes']} volumes) of `{st['dataset']}` at "
         f"{st['size']}x{st['size']}, `{st['density']}` masks, "
         f"{st.get('sampled_fraction', st['fraction']) * 100:.1f} % of k-space sampled, "
-        "fixed masks seeded per slice.",
+        "fixed masks seeded per slice."
+        + (f" `--checkpoint default`: `{d['name']}` ({d['why']})." if (d := st.get("default_checkpoint"))
+           else ""),
         "",
         "| method | PSNR (dB) | SSIM | NMSE | fastMRI PSNR | fastMRI SSIM | fastMRI NMSE | s/slice |",
         "|---|---|---|---|---|---|---|---|",

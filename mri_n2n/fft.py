@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["fft2c", "ifft2c", "to_complex", "to_channels", "promote_complex"]
+__all__ = ["fft2c", "ifft2c", "fftc", "ifftc", "to_complex", "to_channels", "promote_complex"]
 
 _DIMS = (-2, -1)
 
@@ -59,6 +59,18 @@ def ifft2c(k: torch.Tensor) -> torch.Tensor:
     k = torch.fft.ifftshift(k, dim=_DIMS)
     x = torch.fft.ifft2(k, dim=_DIMS, norm="ortho")
     return torch.fft.fftshift(x, dim=_DIMS)
+
+
+def fftc(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Centred orthonormal 1-D FFT along ``dim`` (DC at index ``n // 2``, as :func:`fft2c`)."""
+    x = torch.fft.ifftshift(_as_complex(x), dim=dim)
+    return torch.fft.fftshift(torch.fft.fft(x, dim=dim, norm="ortho"), dim=dim)
+
+
+def ifftc(k: torch.Tensor, dim: int) -> torch.Tensor:
+    """Centred orthonormal inverse 1-D FFT along ``dim`` (inverse of :func:`fftc`)."""
+    k = torch.fft.ifftshift(_as_complex(k), dim=dim)
+    return torch.fft.fftshift(torch.fft.ifft(k, dim=dim, norm="ortho"), dim=dim)
 
 
 def to_complex(x: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 
 from .devices import resident
 
-__all__ = ["SampleLaw", "BernoulliLaw", "held_share"]
+__all__ = ["SampleLaw", "BernoulliLaw", "CroppedLaw", "held_share"]
 
 
 def held_share(p: torch.Tensor, q: torch.Tensor) -> float:
@@ -142,3 +142,65 @@ class BernoulliLaw(SampleLaw):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "mean": self.fraction}
+
+
+class CroppedLaw(SampleLaw):
+    """The law of a window of ``length`` samples along ``axis`` of another law's sample space,
+    for laws whose draws are constant along that axis (whole Cartesian lines, cropped along the
+    fully sampled readout: :meth:`~mri_n2n.acquisition.Acquisition.cropped`). Its draws and keep
+    probabilities are the other law's, narrowed, so they are exact; its split laws are the other
+    law's split laws (asked with the keep probability repeated along the axis), narrowed.
+
+    Raises:
+        ValueError: ``length`` outside ``[1, shape[axis]]``.
+    """
+
+    def __init__(self, law: SampleLaw, length: int, axis: int = -2) -> None:
+        self.base = law
+        self.axis = int(axis) % len(law.shape)
+        if not 1 <= int(length) <= law.shape[self.axis]:
+            raise ValueError(f"crop length {length} is not in [1, {law.shape[self.axis]}]")
+        self.length = int(length)
+        shape = list(law.shape)
+        shape[self.axis] = self.length
+        self.shape = tuple(shape)
+        self.name, self.lines, self.hermitian = law.name, law.lines, law.hermitian
+        self.unidentified = law.unidentified
+
+    def _narrow(self, t: torch.Tensor) -> torch.Tensor:
+        return t.narrow(t.ndim - len(self.shape) + self.axis, 0, self.length)
+
+    def _full(self, p: torch.Tensor) -> torch.Tensor:
+        """``p`` over the window, repeated along the axis to the other law's sample space."""
+        dim = p.ndim - len(self.shape) + self.axis
+        return p.narrow(dim, 0, 1).expand(*p.shape[:dim], self.base.shape[self.axis], *p.shape[dim + 1:])
+
+    def keep_probability(self) -> torch.Tensor:
+        return self._narrow(self.base.keep_probability())
+
+    def real_keep_probability(self) -> torch.Tensor:
+        return self._narrow(self.base.real_keep_probability())
+
+    def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        return self._narrow(self.base.sample(b, generator=g, device=device))
+
+    def draw_items(
+        self, batch: int, n: int, *, generator: torch.Generator, real: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        sets, per_item = self.base.draw_items(batch, n, generator=generator, real=real)
+        return self._narrow(sets), None if per_item is None else self._narrow(per_item)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.base.describe(), "shape": list(self.shape), "crop": [self.axis, self.length]}
+
+    def ssdu_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
+        law = CroppedLaw(self.base.ssdu_law(self._full(p), rho, hermitian=hermitian), self.length, self.axis)
+        law.selection = law.base.selection
+        return law
+
+    def second_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
+        law = self.base.second_law(self._full(p), rho, hermitian=hermitian)
+        return CroppedLaw(law, self.length, self.axis)
+
+    def uniform_law(self, q: float, *, hermitian: bool = False) -> SampleLaw:
+        return CroppedLaw(self.base.uniform_law(q, hermitian=hermitian), self.length, self.axis)

@@ -46,7 +46,7 @@ import torch
 
 from .acquisition import KINDS, Acquisition, acquisition_kind, kind_names  # noqa: F401  (re-exported)
 from .coil_maps import rss
-from .fft import fft2c, ifft2c, promote_complex
+from .fft import fft2c, fftc, ifft2c, ifftc, promote_complex
 from .masks import SampleLaw, complete_measurements, family_for
 from .sampling import hermitian_mirror, radius_grid
 from .solvers import conjugate_gradient
@@ -226,6 +226,49 @@ class CartesianAcquisition(Acquisition):
         if transform == "transpose":
             return not bool((self.mask == self.mask[..., :1, :]).all())
         return transform in self.augmentations
+
+    def crop_axis(self) -> int | None:
+        """``-2`` when every mask (and keep probability) is whole lines along ``H``, the fully
+        sampled readout (:meth:`cropped`), else ``None``; data with a :attr:`phase` map have
+        none."""
+        if self.phase is not None or self.y is None:
+            return None
+        m, kp = self.mask, self.keep_prob
+        lines = bool((m == m[..., :1, :]).all()) and (kp is None or bool((kp == kp[..., :1, :]).all()))
+        return -2 if lines else None
+
+    def cropped(self, starts: torch.Tensor, length: int) -> CartesianAcquisition:
+        """The acquisition of rows ``[start, start + length)`` (circular) of every item's images:
+        the readout is fully sampled, so the hybrid data ``F_H^-1 y`` (image rows by measured
+        columns) of those rows, back through a ``length``-point centred FFT, are exactly the
+        measurements of the window on the same columns (ortho FFTs: white noise stays white).
+
+        Raises:
+            ValueError: the masks are not whole lines along ``H`` (:meth:`crop_axis`), or
+                ``length`` is not in ``[1, H]``.
+        """
+        h = self.shape[0]
+        if self.crop_axis() != -2:
+            raise ValueError("only whole-line masks with measurements and no phase map have exact crops")
+        if not 1 <= int(length) <= h:
+            raise ValueError(f"crop length {length} is not in [1, {h}]")
+        length = int(length)
+        y = self.y
+        b = int(y.shape[0])
+        starts = torch.as_tensor(starts).reshape(-1).long().cpu()
+        if starts.numel() != b:
+            raise ValueError(f"{starts.numel()} crop starts for {b} items")
+
+        def rows(t: torch.Tensor) -> torch.Tensor:  # (B, ..., H, W): each item's window of rows
+            return torch.stack([t[i].roll(-int(s), dims=-2)[..., :length, :] for i, s in enumerate(starts)])
+
+        data = fftc(rows(ifftc(y, -2)), -2)
+        maps = None if self.maps is None else rows(self.maps.expand(b, -1, -1, -1))
+        kp = self.keep_prob
+        out = CartesianAcquisition(
+            self.mask[..., :length, :], maps, None, keep_prob=None if kp is None else kp[..., :length, :]
+        )
+        return out.with_data(data)
 
     def output_image(self, x: torch.Tensor) -> torch.Tensor:
         """Single coil: the magnitude; coils: :meth:`coil_rss` (fastMRI's convention)."""

@@ -127,14 +127,14 @@ def test_complex_lines_study_scores_every_method_on_the_same_complex_kspace(comp
     """The scanner-like study: each slice given the phase model's phase, equispaced 4x lines; the
     zero-filled row recomputed from the same seeded data, the network and CS-TV scored against the
     magnitude, CS-TV complex at its best weight."""
-    from mri_n2n.bench.generalization import _complex_lines_volume
+    from mri_n2n.bench.generalization import complex_lines_volume
 
     vol = [v for v in real_volumes() if v.name == "t1-small"]
     res = bench_generalization({"N2N": complex_ckpt}, volumes=vol, lams=(1e-3, 1e-2), tv_iters=5, seed=2,
                                fraction=0.25, study="complex-lines")  # fmt: skip
     row = res["rows"][0]
     assert res["study"] == "complex-lines" and res["methods"] == ["zero-filled", "CS-TV", "N2N"]
-    z, masks, law = _complex_lines_volume(load_real_volume(vol[0]), 0.25, 2)
+    z, masks, law = complex_lines_volume(load_real_volume(vol[0]), 0.25, 2)
     assert law.name == "lines_equispaced" and bool((masks == masks[:, :1]).all())  # whole lines
     assert float(z.angle()[z.abs() > 0.2].std()) > 0.05  # complex, not a magnitude
     zf = SpectralSampling(masks).zero_filled(fft2c(z) * masks, law.keep_probability()).abs()
@@ -165,3 +165,50 @@ def test_a_mixed_law_studied_at_a_rate_is_one_protocol():
     cfg = Config(density="mixed")
     assert family_for(cfg, (32, 40)).name == "mixed"  # training: the mixture
     assert family_for(cfg, (32, 40), fraction=0.125).describe()["acceleration"] == pytest.approx(8.0)
+
+
+@pytest.fixture(scope="module")
+def multicoil_ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("genmc")
+    train(Config(preset="tiny", dataset="mni152", max_steps=2, out=str(out), quiet=True, tensorboard=False,
+                 figures=False, val_limit=2, synth_coils="4", synth_coil_noise=0.01, density="mixed",
+                 phase_model="realistic", model="unrolled", cascades=2, dc="prox", cg_iters=2, loss="kspace",
+                 size=32))  # fmt: skip
+    return out / "checkpoints" / "last.pt"
+
+
+def test_multicoil_lines_study_scores_the_networks_and_tv_sense_on_the_same_coil_data(multicoil_ckpt):
+    """The multi-coil study: the complex-lines slices seen by one random 8-coil array with
+    correlated noise; the reference is the RSS of the noise-free coil images; zero-filling is the
+    RSS of the zero-filled coils; TV-SENSE (same estimated maps) at its best weight; the network
+    scored as reconstruct reconstructs the coil k-space."""
+    from mri_n2n.bench.generalization import MULTICOIL_COILS, complex_lines_volume, multicoil_lines_volume
+    from mri_n2n.coils import rss
+    from mri_n2n.fft import ifft2c
+
+    vol = [v for v in real_volumes() if v.name == "mr-dicom"]
+    res = bench_generalization({"N2N": multicoil_ckpt}, volumes=vol, lams=(1e-3, 1e-2), tv_iters=5, seed=1,
+                               fraction=0.25, study="multicoil-lines")  # fmt: skip
+    row = res["rows"][0]
+    assert res["methods"] == ["zero-filled", "TV-SENSE", "N2N"] and row["coils"] == MULTICOIL_COILS
+    y, masks, ref, law = multicoil_lines_volume(load_real_volume(vol[0]), 0.25, 1)
+    z, masks_c, _ = complex_lines_volume(load_real_volume(vol[0]), 0.25, 1)
+    assert torch.equal(masks, masks_c) and y.shape[1] == MULTICOIL_COILS  # the complex study's masks
+    assert bool((y[~masks[:, None].expand_as(y)] == 0).all())  # measured on the lines only
+    # the reference is the RSS of noise-free coil images: |z| times the maps' RSS, not |z|
+    assert ref.shape == tuple(z.shape) and not np.allclose(ref, z.abs().numpy())
+    zf = rss(ifft2c(y), dim=1).numpy()
+    assert row["zero-filled/psnr"] == pytest.approx(volume_metrics(zf, ref)["psnr"], abs=1e-4)
+    # TV-SENSE: on the same data with the maps reconstruct estimates, at the weight the row reports
+    from mri_n2n.baselines import tv_sense
+    from mri_n2n.coils import estimate_maps
+    from mri_n2n.reconstruction.multicoil import MAPS_MIN_CALIBRATION
+
+    lam = row["TV-SENSE/lam"]
+    assert lam in row["TV-SENSE/lams"] and {1e-3, 1e-2} <= set(row["TV-SENSE/lams"])
+    maps = estimate_maps(y, "walsh", min_calib=MAPS_MIN_CALIBRATION)
+    x = tv_sense(y, maps, masks, lam=lam, iters=5).abs().numpy()
+    assert row["TV-SENSE/psnr"] == pytest.approx(volume_metrics(x, ref)["psnr"], abs=1e-4)
+    assert np.isfinite(row["N2N/psnr"]) and np.isfinite(row["N2N/psnr_rss"])
+    md = generalization_markdown(res)
+    assert "TV-SENSE weight per volume" in md and "`rss` output" in md

@@ -95,3 +95,32 @@ def test_checkpoint_default_chooses_the_shipped_model_made_for_each_input(tmp_pa
     assert rows["k.h5"]["checkpoint"] == default_pretrained("complex")
     log = capsys.readouterr().out
     assert f"--checkpoint default -> {default_pretrained('complex')} (complex data" in log
+
+
+def test_evaluate_checkpoint_default_chooses_the_model_made_for_the_files(tmp_path, capsys):
+    """``evaluate --checkpoint default``: a folder of multi-coil files gets the multi-coil model,
+    of single-coil files the complex model, every simulated data set the magnitude default; the
+    evaluation records the choice and says it."""
+    from mri_n2n.cli.evaluate import main as evaluate_main
+    from mri_n2n.coils import birdcage_maps
+    from mri_n2n.data.synthetic import write_fastmri_h5
+    from mri_n2n.data.synthetic_raw import write_fastmri_multicoil_h5
+    from mri_n2n.evaluation import default_for_data
+
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    single.mkdir(), multi.mkdir()
+    maps = birdcage_maps((32, 32), 4).numpy()
+    for i in range(3):
+        vol = phantom_volume((32, 32, 3), content=(0, 3), seed=5 + i).transpose(2, 0, 1).astype(np.float32)
+        write_fastmri_h5(single / f"a{i}.h5", vol.astype(np.complex64))
+        write_fastmri_multicoil_h5(multi / f"b{i}.h5", vol / vol.max(), maps, noise_std=0.001, seed=i)
+    assert default_for_data("kspace", multi)[0] == default_pretrained("multicoil")
+    assert default_for_data("kspace", single)[0] == default_pretrained("complex")
+    assert default_for_data("synth", None)[0] == default_pretrained("magnitude")
+    out = tmp_path / "ev"
+    args = ["--checkpoint", "default", "--dataset", "kspace", "--data-dir", str(multi), "--size", "32",
+            "--limit", "1", "--no-cs", "--no-figures", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    assert evaluate_main(args) == 0
+    captured = capsys.readouterr()
+    assert f"--checkpoint default: {default_pretrained('multicoil')} (multicoil data" in captured.err
+    assert f"`{default_pretrained('multicoil')}`" in captured.out

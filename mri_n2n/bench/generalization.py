@@ -34,17 +34,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..baselines import cs_tv
+from ..baselines import cs_tv, tv_sense
+from ..coils import estimate_maps, rss
 from ..data import volume_scale
+from ..data.generators.coil_arrays import correlated_noise, random_coil_array
 from ..data.generators.phase import with_random_phase
 from ..data.sources import get_source, sources
-from ..fft import fft2c
+from ..fft import fft2c, ifft2c
+from ..io.multicoil import MultiCoilKSpace
 from ..masks import make_family
 from ..metrics import volume_metrics
 from ..physics import Acquisition, SpectralSampling
 from ..reconstruction import Reconstructor
 from ..reconstruction.engine import simulated_masks, slice_seed
-from ..seeding import SALT_PHASE, seeded_generator
+from ..reconstruction.multicoil import MAPS_MIN_CALIBRATION
+from ..seeding import SALT_NOISE, SALT_PHASE, seeded_generator, stable_ident
 
 __all__ = [
     "RealVolume",
@@ -53,6 +57,9 @@ __all__ = [
     "bench_generalization",
     "generalization_markdown",
     "inference_seconds",
+    "complex_lines_volume",
+    "multicoil_lines_volume",
+    "multicoil_lines_file",
 ]
 
 
@@ -120,12 +127,17 @@ def _cs_tv(
 #: scanner writes: every slice given a phase by the phase model, whole phase-encode lines of
 #: fastMRI's equispaced protocol at acceleration ``1 / fraction`` with 8 % central lines, the
 #: same masks and data for every method, reconstructed from k-space).
-STUDIES = ("magnitude", "complex-lines")
+STUDIES = ("magnitude", "complex-lines", "multicoil-lines")
 #: The ``complex-lines`` study's line law: fastMRI's equispaced protocol, 8 % central lines.
 COMPLEX_LINES_FAMILY, COMPLEX_LINES_CENTER = "lines_equispaced", 0.08
+#: The ``multicoil-lines`` study: the complex slices of ``complex-lines`` seen by one random loop
+#: array of this many coils per volume (:func:`~mri_n2n.data.generators.coil_arrays.random_coil_array`
+#: around the volume's object), with thermal noise correlated between the coils of this standard
+#: deviation (a share of the volume's peak), the same line masks for every coil.
+MULTICOIL_COILS, MULTICOIL_NOISE = 8, 0.01
 
 
-def _complex_lines_volume(
+def complex_lines_volume(
     arr: np.ndarray, fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """``(complex slices (N, H, W), masks (N, H, W), law)`` of the ``complex-lines`` study of a
@@ -149,7 +161,7 @@ def _complex_lines_row(
     k-space (:meth:`~mri_n2n.reconstruction.Reconstructor.kspace` with the law given) and CS-TV
     (complex) at this volume's best weight, all scored on the magnitude in the fastMRI volume
     convention."""
-    z, masks, law = _complex_lines_volume(arr, fraction, seed)
+    z, masks, law = complex_lines_volume(arr, fraction, seed)
     n, h, w = z.shape
     ref = z.abs().numpy()
     acq = Acquisition(masks, keep_prob=law.keep_probability()).with_data(fft2c(z)[:, None])
@@ -164,6 +176,7 @@ def _complex_lines_row(
         row[f"{name}/seconds"] = time.perf_counter() - t0
         m = volume_metrics(_as_slices(out.image, n, (h, w)), ref)
         row.update({f"{name}/psnr": m["psnr"], f"{name}/ssim": m["ssim"]})
+        _record_adaptation(row, name, rec)
     t0 = time.perf_counter()
     scores: dict[float, dict[str, float]] = {}
 
@@ -178,6 +191,93 @@ def _complex_lines_row(
     row.update({"CS-TV/interior": order[0] < best < order[-1], "CS-TV/lams": [float(v) for v in order]})
     row["CS-TV/seconds"] = time.perf_counter() - t0
     return row
+
+
+def multicoil_lines_volume(
+    arr: np.ndarray, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, Any]:
+    """``(measured coil k-space (N, C, H, W), masks (N, H, W), reference (N, H, W), law)`` of the
+    ``multicoil-lines`` study of a volume: the ``complex-lines`` slices and masks, one random
+    array of :data:`MULTICOIL_COILS` coils around the volume's object (seeded by ``seed``),
+    correlated noise :data:`MULTICOIL_NOISE` of the peak per slice (seeded per slice), and the
+    fastMRI reference: the root-sum-of-squares of the noise-free coil images."""
+    z, masks, law = complex_lines_volume(arr, fraction, seed)
+    n, h, w = z.shape
+    support = z.abs().amax(0) > 0.1 * float(z.abs().max())
+    g = seeded_generator(stable_ident("generalization-coils", seed))
+    array = random_coil_array((h, w), MULTICOIL_COILS, g, support=support)
+    coils = array.maps[None] * z[:, None]  # (N, C, H, W) noise-free coil images
+    k = fft2c(coils)
+    for i in range(n):
+        g = seeded_generator(slice_seed(seed, i) ^ SALT_NOISE)
+        noise, _ = correlated_noise((h, w), MULTICOIL_COILS, g, std=MULTICOIL_NOISE, positions=array.centres)
+        k[i] += noise.to(k.dtype)
+    ref = coils.abs().square().sum(1).sqrt().numpy()
+    return k * masks[:, None], masks, ref, law
+
+
+def multicoil_lines_file(y: torch.Tensor, masks: torch.Tensor, ref: np.ndarray, name: str) -> MultiCoilKSpace:
+    """The coil k-space of :func:`multicoil_lines_volume` as ``reconstruct`` reads a file (its
+    mask, its RSS reference, named ``name``)."""
+    h, w = (int(v) for v in y.shape[-2:])
+    return MultiCoilKSpace(
+        kspace=y.numpy().astype(np.complex64), mask=masks.numpy(), reference=ref.astype(np.float32),
+        recon_shape=(h, w), voxel_size=None, encoded_fov=None, max_value=None, source="npy", path=name,
+    )
+
+
+def _multicoil_lines_row(
+    arr: np.ndarray, name: str, recs: dict[str, Reconstructor], fraction: float, seed: int,
+    lams: Sequence[float], iters: int,
+) -> dict[str, Any]:
+    """One volume of the ``multicoil-lines`` study: the root-sum-of-squares of the zero-filled
+    coil images, every network from the coil k-space as ``reconstruct`` reads a file
+    (:meth:`~mri_n2n.reconstruction.Reconstructor.multicoil`: maps estimated from the centre),
+    and TV-SENSE with the same maps at this volume's best weight, all scored against the
+    noise-free RSS reference in the fastMRI volume convention. The networks are scored in the
+    ``sense`` output convention, TV-SENSE's (the coil combination, no measured noise put back),
+    and, as ``psnr_rss``, in fastMRI's ``rss`` one (the default of ``reconstruct``)."""
+    y, masks, ref, law = multicoil_lines_volume(arr, fraction, seed)
+    n, c, h, w = y.shape
+    mc = multicoil_lines_file(y, masks, ref, name)
+    row: dict[str, Any] = {"coils": c}
+    m = volume_metrics(rss(ifft2c(y), dim=1).numpy(), ref)
+    row.update({"zero-filled/psnr": m["psnr"], "zero-filled/ssim": m["ssim"]})
+    for label, rec in recs.items():
+        t0 = time.perf_counter()
+        out = rec.multicoil(mc, output="sense")
+        row[f"{label}/seconds"] = time.perf_counter() - t0
+        m = volume_metrics(_as_slices(out.image, n, (h, w)), ref)
+        row.update({f"{label}/psnr": m["psnr"], f"{label}/ssim": m["ssim"]})
+        _record_adaptation(row, label, rec)
+        if not rec.adapt_steps:  # fastMRI's RSS output, which puts the measured noise back
+            m = volume_metrics(_as_slices(rec.multicoil(mc, output="rss").image, n, (h, w)), ref)
+            row.update({f"{label}/psnr_rss": m["psnr"], f"{label}/ssim_rss": m["ssim"]})
+    t0 = time.perf_counter()
+    maps = estimate_maps(y, "walsh", min_calib=MAPS_MIN_CALIBRATION)
+    scores: dict[float, dict[str, float]] = {}
+
+    def run(lam: float) -> None:
+        if lam not in scores:
+            x = tv_sense(y, maps, masks, lam=lam, iters=iters)
+            scores[lam] = volume_metrics(x.abs().numpy(), ref)
+
+    best = _grid_search(run, scores, lams)
+    order = sorted(scores)
+    row.update({"TV-SENSE/psnr": scores[best]["psnr"], "TV-SENSE/ssim": scores[best]["ssim"]})
+    row.update({"TV-SENSE/lam": best, "TV-SENSE/interior": order[0] < best < order[-1]})
+    row.update({"TV-SENSE/lams": [float(v) for v in order], "TV-SENSE/seconds": time.perf_counter() - t0})
+    return row
+
+
+def _record_adaptation(row: dict[str, Any], label: str, rec: Reconstructor) -> None:
+    """The adaptation's steps taken, kept, seconds and readout window, when ``rec`` adapts."""
+    if rec.adapt_steps and rec.last_adaptation is not None:
+        rep = rec.last_adaptation
+        row[f"{label}/adapt"] = {
+            "steps": rep.steps, "best_step": rep.best_step, "seconds": rep.seconds,
+            "stopped_early": rep.stopped_early, "crop": rep.crop,
+        }
 
 
 def _as_slices(image: np.ndarray, n: int, hw: tuple[int, int]) -> np.ndarray:
@@ -257,6 +357,10 @@ def bench_generalization(
             row.update(_complex_lines_row(arr, recs, fraction, seed, lams, tv_iters))
             rows.append(row)
             continue
+        if study == "multicoil-lines":
+            row.update(_multicoil_lines_row(arr, vol.name, recs, fraction, seed, lams, tv_iters))
+            rows.append(row)
+            continue
         for i, (name, rec) in enumerate(recs.items()):
             t0 = time.perf_counter()
             result = rec.simulate(arr, fraction, seed=seed, axis=2)
@@ -266,20 +370,13 @@ def bench_generalization(
                 row["zero-filled/ssim"] = result.metrics["ssim_zero_filled"]
             row[f"{name}/psnr"] = result.metrics["psnr"]
             row[f"{name}/ssim"] = result.metrics["ssim"]
-            if rec.adapt_steps and rec.last_adaptation is not None:  # steps taken, kept, and their seconds
-                rep = rec.last_adaptation
-                row[f"{name}/adapt"] = {
-                    "steps": rep.steps,
-                    "best_step": rep.best_step,
-                    "seconds": rep.seconds,
-                    "stopped_early": rep.stopped_early,
-                }
+            _record_adaptation(row, name, rec)  # steps taken, kept, and their seconds
         m, lam, seconds, interior = _cs_tv(arr, first, fraction, seed, lams, tv_iters)
         row.update({"CS-TV/psnr": m["psnr"], "CS-TV/ssim": m["ssim"], "CS-TV/lam": lam})
         row.update({"CS-TV/interior": interior, "CS-TV/lams": [float(v) for v in m["tried"]]})
         row["CS-TV/seconds"] = seconds
         rows.append(row)
-    methods = ["zero-filled", "CS-TV", *recs]
+    methods = ["zero-filled", "TV-SENSE" if study == "multicoil-lines" else "CS-TV", *recs]
     mean = {k: {s: float(np.mean([r[f"{k}/{s}"] for r in rows])) for s in ("psnr", "ssim")} for k in methods}
     plain = {name: recs[name] for name in checkpoints}
     return {
@@ -289,7 +386,10 @@ def bench_generalization(
         "fraction": fraction,
         "study": study,
         "seed": seed,
-        "inference_s_per_slice": inference_seconds(plain, fraction=fraction),
+        # single-coil inference (multi-coil: the seconds per volume above)
+        "inference_s_per_slice": {}
+        if study == "multicoil-lines"
+        else inference_seconds(plain, fraction=fraction),
     }
 
 
@@ -328,15 +428,21 @@ def generalization_markdown(res: dict[str, Any]) -> str:
         lines.append(f"| {r['volume']} | {r['contrast']} | {shape} | " + " | ".join(cells) + " |")
     cells = [f"**{res['mean'][m]['psnr']:.2f} / {res['mean'][m]['ssim']:.3f}**" for m in methods]
     lines.append("| mean | | | " + " | ".join(cells) + " |")
+    tv = "TV-SENSE" if "TV-SENSE" in methods else "CS-TV"
     lams = ", ".join(
-        f"{r['volume']} {r['CS-TV/lam']:g}" + ("" if r.get("CS-TV/interior", True) else " (edge of the grid)")
+        f"{r['volume']} {r[f'{tv}/lam']:g}" + ("" if r.get(f"{tv}/interior", True) else " (edge of the grid)")
         for r in res["rows"]
     )
     grid = ", ".join(f"{v:g}" for v in CS_TV_LAMS)
     lines += [
         "",
-        f"CS-TV weight per volume (grid {grid}, extended by half decades past an edge winner): {lams}.",
+        f"{tv} weight per volume (grid {grid}, extended by half decades past an edge winner): {lams}.",
     ]
+    for m in (m for m in methods if all(f"{m}/psnr_rss" in r for r in res["rows"])):
+        vals = [r[f"{m}/psnr_rss"] for r in res["rows"]]
+        cells = ", ".join(f"{r['volume']} {v:.2f}" for r, v in zip(res["rows"], vals))
+        lines += ["", f"{m} in fastMRI's `rss` output (the measured noise put back), PSNR: {cells}; "
+                  f"mean {np.mean(vals):.2f}."]  # fmt: skip
     timed = [m for m in methods if all(f"{m}/seconds" in r for r in res["rows"])]
     if timed:
         lines += ["", "| seconds | " + " | ".join(timed) + " |", "|---|" + "---|" * len(timed)]

@@ -284,11 +284,12 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
             s.add_argument("--fraction", type=float, default=0.1, help="mean sampling density (default 0.1)")
             s.add_argument(
                 "--study",
-                choices=("magnitude", "complex-lines"),
+                choices=("magnitude", "complex-lines", "multicoil-lines"),
                 default="magnitude",
-                help="magnitude (real images, each checkpoint's mask law) or complex-lines (each slice "
+                help="magnitude (real images, each checkpoint's mask law), complex-lines (each slice "
                 "given a phase by the phase model, fastMRI equispaced lines at acceleration 1/fraction, "
-                "8 %% centre, reconstructed from k-space; CS-TV complex)",
+                "8 %% centre, reconstructed from k-space; CS-TV complex) or multicoil-lines (those "
+                "slices seen by a random 8-coil loop array with correlated noise; TV-SENSE, RSS reference)",
             )
             s.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
             s.add_argument(

@@ -4,6 +4,7 @@ on the same validation slices and masks (see :mod:`mri_n2n.evaluation`)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..checkpoint import CheckpointError
 from ..evaluation import evaluate_mri, evaluation_markdown, write_evaluation
@@ -21,7 +22,13 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         "Compare MRI reconstructions (zero-filled, CS-TV, checkpoints) on the same validation "
         "slices and masks, in the paper's and fastMRI's metric conventions.",
     )
-    p.add_argument("--checkpoint", required=True, help="MRI checkpoint (e.g. runs/n2n/checkpoints/best.pt)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="MRI checkpoint (e.g. runs/n2n/checkpoints/best.pt), a shipped model's name, or `default`: the "
+        "shipped model made for the data (multi-coil or single-coil k-space files with --dataset kspace, "
+        "else the magnitude model)",
+    )
     p.add_argument("--compare", nargs="*", default=[], help="more checkpoints to compare (e.g. an N2C run)")
     p.add_argument("--dataset", help="override the checkpoint's dataset")
     p.add_argument("--data-dir", help="override the checkpoint's data folder")
@@ -72,6 +79,8 @@ def run(a: argparse.Namespace) -> int:
             device=a.device,
             progress=not a.quiet,
         )
+        if (d := res["settings"].get("default_checkpoint")) and not a.quiet:
+            print(f"--checkpoint default: {d['name']} ({d['why']})", file=sys.stderr)
         write_evaluation(res, a.out, figures=not a.no_figures)
     except (CheckpointError, ValueError, OSError, ImportError) as e:
         return fail(e, 1)

@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 from ..coils import compress_coils, estimate_maps
 from ..io import VolumeError
 from ..io.kspace import as_complex, open_h5
+from ..io.noncartesian import NonCartesianKSpace
 from ..io.raw import read_raw
 from ..physics import CartesianAcquisition
 from ..seeding import stable_ident
@@ -101,7 +102,13 @@ def crop_coil_kspace(k: np.ndarray, rows: int, size: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def _read(path: str, mtime_ns: int) -> Any:
-    return read_raw(path)
+    mc = read_raw(path)
+    if isinstance(mc, NonCartesianKSpace):
+        raise VolumeError(
+            f"{path}: non-Cartesian k-space ({mc.trajectory_type} trajectory); multi-coil training and "
+            "evaluation read Cartesian files"
+        )
+    return mc
 
 
 @functools.lru_cache(maxsize=256)

@@ -11,6 +11,8 @@
 - :mod:`~mri_n2n.io.raw` -- multi-coil and raw scanner k-space (:func:`read_raw`: fastMRI
   multi-coil, ISMRMRD in :mod:`~mri_n2n.io.mrd`, Siemens twix in :mod:`~mri_n2n.io.twix`) as
   :class:`~mri_n2n.io.multicoil.MultiCoilKSpace`.
+- :mod:`~mri_n2n.io.noncartesian` -- ISMRMRD files whose readouts carry trajectories (radial,
+  spiral) as :class:`~mri_n2n.io.noncartesian.NonCartesianKSpace`, and their writer.
 """
 
 from .atomic import atomic_path, atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -19,6 +21,7 @@ from .dicom import DicomSeriesInfo, load_dicom_series, write_dicom_series
 from .geometry import LPS_TO_RAS, RAS_TO_LPS, lps_to_ras, ras_to_lps
 from .kspace import KSPACE_SUFFIXES, KSpaceInput, read_kspace_h5, read_kspace_input, read_kspace_reference
 from .nifti import load_nifti, write_nifti
+from .noncartesian import NonCartesianKSpace, read_ismrmrd_noncartesian, write_ismrmrd_noncartesian
 from .raw import MultiCoilKSpace, read_fastmri_multicoil, read_ismrmrd, read_raw, read_twix
 from .volume import VolumeSource, find_volumes, load_volume, output_name_safe
 
@@ -55,4 +58,7 @@ __all__ = [
     "read_fastmri_multicoil",
     "read_ismrmrd",
     "read_twix",
+    "NonCartesianKSpace",
+    "read_ismrmrd_noncartesian",
+    "write_ismrmrd_noncartesian",
 ]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -21,7 +23,20 @@ from .base import VolumeError, describe
 from .kspace import ismrmrd_spaces, open_h5
 from .multicoil import MultiCoilKSpace, ReadoutGrid, h5_errors, validate_multicoil
 
-__all__ = ["ISMRMRD_FLAGS", "read_ismrmrd", "ismrmrd_xml_text"]
+if TYPE_CHECKING:
+    from .noncartesian import NonCartesianKSpace
+
+__all__ = [
+    "ISMRMRD_FLAGS",
+    "read_ismrmrd",
+    "ismrmrd_xml_text",
+    "read_acquisitions",
+    "ReadoutKinds",
+    "readout_kinds",
+    "check_single_image",
+    "coil_count",
+    "slice_meta",
+]
 
 #: ISMRMRD acquisition flag bits (1-based, as in the ISMRMRD standard and ``ismrmrd.ACQ_*``).
 ISMRMRD_FLAGS = {
@@ -88,8 +103,138 @@ def _ismrmrd_encoding(xml: Any, where: str) -> dict[str, Any]:
     return out
 
 
-def read_ismrmrd(path: str | os.PathLike, dataset: str = "dataset") -> MultiCoilKSpace:
-    """Read a Cartesian 2-D (multi-slice) ISMRMRD / MRD HDF5 file (group ``dataset``).
+def read_acquisitions(path: Path, dataset: str = "dataset") -> tuple[Any, np.ndarray]:
+    """``(xml, rows)``: the XML header and every acquisition (the compound rows ``head``,
+    ``traj``, ``data``) of an ISMRMRD file's group ``dataset``, read whole with h5py.
+
+    Raises:
+        VolumeError: unreadable file, no such group, header or acquisitions.
+    """
+    where = str(path)
+    with h5_errors(where), open_h5(path) as f:
+        if dataset not in f or not isinstance(f[dataset], h5py.Group):
+            raise VolumeError(
+                f"{where}: no ISMRMRD group {dataset!r} (have: {', '.join(sorted(f.keys())) or 'nothing'})"
+            )
+        g = f[dataset]
+        for name, what in (("xml", "XML header"), ("data", "acquisitions")):
+            if name not in g:
+                raise VolumeError(f"{where}: the ISMRMRD group {dataset!r} has no {what} ({dataset}/{name})")
+        try:
+            xml = g["xml"][0]
+            rows = g["data"][...]
+            for name in ("flags", "idx", "trajectory_dimensions", "active_channels", "encoding_space_ref"):
+                rows["head"][name]  # the fields every reader needs: missing ones are refused here
+            rows["data"]
+        except Exception as exc:
+            raise VolumeError(f"{where}: cannot read the ISMRMRD acquisitions ({describe(exc)})") from None
+    return xml, rows
+
+
+@dataclass
+class ReadoutKinds:
+    """What each acquisition of a file is, as bool arrays over the rows (from their flags).
+
+    Attributes:
+        flag: ``flag(name)`` -> bool array, the :data:`ISMRMRD_FLAGS` bit ``name`` per row.
+        noise: noise readouts.
+        calibration: calibration-only readouts (``ACQ_IS_PARALLEL_CALIBRATION`` without
+            ``..._AND_IMAGING``), not noise nor skipped.
+        imaging: image readouts (``..._CALIBRATION_AND_IMAGING`` ones included).
+        skipped: counts of what is not read, by kind (``noise``, ``navigation``, ...,
+            ``other_encoding`` for readouts of another ``encoding_space_ref``).
+    """
+
+    flag: Callable[[str], np.ndarray]
+    noise: np.ndarray
+    calibration: np.ndarray
+    imaging: np.ndarray
+    skipped: dict[str, int]
+
+
+def readout_kinds(head: np.ndarray) -> ReadoutKinds:
+    """Sort the acquisitions (their ``head`` rows) into noise, skipped (navigator,
+    phase-correction, feedback, dummy, phase-stabilisation, other encodings), calibration-only
+    and image readouts."""
+    flags = head["flags"].astype(np.uint64)
+
+    def flag(name: str) -> np.ndarray:
+        return (flags >> np.uint64(ISMRMRD_FLAGS[name] - 1)) & np.uint64(1) != 0
+
+    noise = flag("noise")
+    calib = flag("calibration") & ~flag("calibration_and_imaging")
+    other = np.zeros(len(head), bool)
+    skipped = {}
+    for name in _ISMRMRD_SKIP:
+        hit = flag(name) & ~noise & ~other
+        if hit.any():
+            skipped[name] = int(hit.sum())
+        other |= hit
+    if noise.any():
+        skipped["noise"] = int(noise.sum())
+    foreign = (head["encoding_space_ref"] != 0) & ~noise & ~other
+    if foreign.any():
+        skipped["other_encoding"] = int(foreign.sum())
+    imaging = ~noise & ~other & ~foreign & ~calib
+    calib &= ~noise & ~other & ~foreign
+    return ReadoutKinds(flag, noise, calib, imaging, skipped)
+
+
+def check_single_image(where: str, idx: np.ndarray, used: np.ndarray) -> None:
+    """Refuse readouts ``used`` that span several 3-D partitions, contrasts, phases, repetitions
+    or sets (one 2-D multi-slice image is read)."""
+    many = []
+    for key, what in (
+        ("kspace_encode_step_2", "3-D partitions"),
+        ("contrast", "contrasts"),
+        ("phase", "phases"),
+        ("repetition", "repetitions"),
+        ("set", "sets"),
+    ):
+        n = len(np.unique(idx[key][used]))
+        if n > 1:
+            many.append(f"{n} {what}")
+    if many:
+        raise VolumeError(f"{where}: {', '.join(many)}; only 2-D multi-slice single-image data are read")
+
+
+def coil_count(where: str, head: np.ndarray, used: np.ndarray) -> int:
+    """The one coil count (``active_channels``) of the readouts ``used``."""
+    coils = np.unique(head["active_channels"][used])
+    if len(coils) != 1 or coils[0] < 1:
+        raise VolumeError(f"{where}: the readouts have {sorted(coils.tolist())} coils; expected one count")
+    return int(coils[0])
+
+
+def slice_meta(
+    head: np.ndarray, imaging: np.ndarray, slice_ids: np.ndarray, skipped: dict[str, int], enc: dict[str, Any]
+) -> dict[str, Any]:
+    """The per-slice geometry (first image readout of each slice ``slice_ids``: ``position``,
+    ``read_dir``, ``phase_dir``, ``slice_dir``) and header facts every ISMRMRD reader returns in
+    ``meta``."""
+    slot = {int(v): n for n, v in enumerate(slice_ids)}
+    idx = head["idx"]
+    first = {slot[int(idx["slice"][i])]: i for i in reversed(np.flatnonzero(imaging))}
+    order = [first[s] for s in range(len(slice_ids))]
+    return {
+        "slice_indices": slice_ids.astype(int).tolist(),
+        "slice_positions": head["position"][order].astype(np.float64),
+        "read_dir": head["read_dir"][order].astype(np.float64),
+        "phase_dir": head["phase_dir"][order].astype(np.float64),
+        "slice_dir": head["slice_dir"][order].astype(np.float64),
+        "skipped": skipped,
+        "encoding_limits": enc["limits"],
+        "encoded_matrix": tuple(int(v) for v in enc["encoded"]),
+    }
+
+
+def read_ismrmrd(path: str | os.PathLike, dataset: str = "dataset") -> MultiCoilKSpace | NonCartesianKSpace:
+    """Read a 2-D (multi-slice) ISMRMRD / MRD HDF5 file (group ``dataset``).
+
+    Files whose image readouts carry trajectories (radial, spiral) come back as
+    :class:`~mri_n2n.io.noncartesian.NonCartesianKSpace`
+    (:func:`~mri_n2n.io.noncartesian.read_ismrmrd_noncartesian` says how); Cartesian files as
+    :class:`~mri_n2n.io.multicoil.MultiCoilKSpace`, as follows.
 
     The XML header gives the encoded matrix ``(x: readout, y: phase)`` and fields of view, the
     reconstruction matrix (``recon_shape``: readout oversampling is kept in ``kspace``) and the
@@ -104,76 +249,36 @@ def read_ismrmrd(path: str | os.PathLike, dataset: str = "dataset") -> MultiCoil
     ``ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING`` ones are image data (and calibration).
 
     Raises:
-        VolumeError: unreadable file, no such group / header / acquisitions, non-Cartesian,
-            3-D, multi-contrast/phase/repetition/set or EPI (reversed) readouts, readouts that do
-            not fit the encoded matrix, varying coil counts, non-finite data.
+        VolumeError: unreadable file, no such group / header / acquisitions, a non-Cartesian
+            header whose readouts carry no trajectory, 3-D, multi-contrast/phase/repetition/set
+            or EPI (reversed) readouts, readouts that do not fit the encoded matrix, varying coil
+            counts, non-finite data; for files with trajectories, what
+            :func:`~mri_n2n.io.noncartesian.read_ismrmrd_noncartesian` refuses.
     """
     p = Path(path)
     where = str(p)
-    with h5_errors(where), open_h5(p) as f:
-        if dataset not in f or not isinstance(f[dataset], h5py.Group):
-            raise VolumeError(
-                f"{where}: no ISMRMRD group {dataset!r} (have: {', '.join(sorted(f.keys())) or 'nothing'})"
-            )
-        g = f[dataset]
-        for name, what in (("xml", "XML header"), ("data", "acquisitions")):
-            if name not in g:
-                raise VolumeError(f"{where}: the ISMRMRD group {dataset!r} has no {what} ({dataset}/{name})")
-        try:
-            xml = g["xml"][0]
-            rows = g["data"][...]
-            head, payload = rows["head"], rows["data"]
-            flags = head["flags"].astype(np.uint64)
-            idx = head["idx"]
-        except Exception as exc:
-            raise VolumeError(f"{where}: cannot read the ISMRMRD acquisitions ({describe(exc)})") from None
+    xml, rows = read_acquisitions(p, dataset)
     enc = _ismrmrd_encoding(xml, where)
-    if enc.get("trajectory", "cartesian") != "cartesian":
-        raise VolumeError(f"{where}: {enc['trajectory']} trajectory; only Cartesian ISMRMRD data are read")
-
-    def flag(name: str) -> np.ndarray:
-        return (flags >> np.uint64(ISMRMRD_FLAGS[name] - 1)) & np.uint64(1) != 0
-
-    noise = flag("noise")
-    calib = flag("calibration") & ~flag("calibration_and_imaging")
-    other = np.zeros(len(rows), bool)
-    skipped = {}
-    for name in _ISMRMRD_SKIP:
-        hit = flag(name) & ~noise & ~other
-        if hit.any():
-            skipped[name] = int(hit.sum())
-        other |= hit
-    if noise.any():
-        skipped["noise"] = int(noise.sum())
-    foreign = (head["encoding_space_ref"] != 0) & ~noise & ~other
-    if foreign.any():
-        skipped["other_encoding"] = int(foreign.sum())
-    imaging = ~noise & ~other & ~foreign & ~calib
-    calib &= ~noise & ~other & ~foreign
+    head, payload = rows["head"], rows["data"]
+    idx = head["idx"]
+    kinds = readout_kinds(head)
+    flag, noise, calib, imaging = kinds.flag, kinds.noise, kinds.calibration, kinds.imaging
     if not imaging.any():
         raise VolumeError(f"{where}: no image readouts among {len(rows)} ISMRMRD acquisitions")
     if (head["trajectory_dimensions"][imaging] > 0).any():
-        raise VolumeError(f"{where}: readouts carry a trajectory (non-Cartesian); not supported")
+        from .noncartesian import noncartesian_from_acquisitions  # it imports this module
+
+        return noncartesian_from_acquisitions(where, enc, rows, kinds)
+    if enc.get("trajectory", "cartesian") != "cartesian":
+        raise VolumeError(
+            f"{where}: {enc['trajectory']} trajectory in the header, but no readout carries its coordinates; "
+            "Cartesian readouts or readouts with trajectories are read"
+        )
     if flag("reverse")[imaging].any():
         raise VolumeError(f"{where}: reversed (EPI) readouts need phase correction; not supported")
     used = imaging | calib
-    many = []
-    for key, what in (
-        ("kspace_encode_step_2", "3-D partitions"),
-        ("contrast", "contrasts"),
-        ("phase", "phases"),
-        ("repetition", "repetitions"),
-        ("set", "sets"),
-    ):
-        n = len(np.unique(idx[key][used]))
-        if n > 1:
-            many.append(f"{n} {what}")
-    if many:
-        raise VolumeError(f"{where}: {', '.join(many)}; only 2-D multi-slice single-image data are read")
-    coils = np.unique(head["active_channels"][used])
-    if len(coils) != 1 or coils[0] < 1:
-        raise VolumeError(f"{where}: the readouts have {sorted(coils.tolist())} coils; expected one count")
-    n_coils = int(coils[0])
+    check_single_image(where, idx, used)
+    n_coils = coil_count(where, head, used)
 
     rows_enc, cols_enc = int(enc["encoded"][0]), int(enc["encoded"][1])
     e1 = idx["kspace_encode_step_1"].astype(np.int64)
@@ -227,18 +332,7 @@ def read_ismrmrd(path: str | os.PathLike, dataset: str = "dataset") -> MultiCoil
     k, mask = grids["image"].result()
     cal = grids["calibration"].result()[0] if "calibration" in grids else None
 
-    first = {slot[int(idx["slice"][i])]: i for i in reversed(np.flatnonzero(imaging))}
-    order = [first[s] for s in range(len(slice_ids))]
-    meta: dict[str, Any] = {
-        "slice_indices": slice_ids.astype(int).tolist(),
-        "slice_positions": head["position"][order].astype(np.float64),
-        "read_dir": head["read_dir"][order].astype(np.float64),
-        "phase_dir": head["phase_dir"][order].astype(np.float64),
-        "slice_dir": head["slice_dir"][order].astype(np.float64),
-        "skipped": skipped,
-        "encoding_limits": enc["limits"],
-        "encoded_matrix": tuple(int(v) for v in enc["encoded"]),
-    }
+    meta = slice_meta(head, imaging, slice_ids, kinds.skipped, enc)
     if noise_data and all(d.shape[0] == n_coils for d in noise_data):
         meta["noise"] = np.concatenate(noise_data, axis=1)
     recon = enc.get("recon", enc["encoded"])

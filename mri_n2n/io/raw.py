@@ -14,6 +14,10 @@ Layout is explicit: a 3-D array is never silently read as slices or as coils. fa
 their convention; an ``.npy``/``.npz`` array of more than two axes needs ``layout`` (see
 :func:`~mri_n2n.io.kspace.parse_layout`).
 
+ISMRMRD files whose image readouts carry trajectories (radial, spiral) are the exception: they
+come back as :class:`~mri_n2n.io.noncartesian.NonCartesianKSpace` (readouts and their
+trajectory, no grid).
+
 Raw ISMRMRD acquisitions are read with h5py (the HDF5 layout of the ISMRMRD ``ismrmrd``
 package); Siemens twix needs ``twixtools`` (``pip install mri-n2n[raw]``). Every failure
 raises one :class:`~mri_n2n.io.base.VolumeError` line naming the file; nothing is half-read.
@@ -43,10 +47,12 @@ from .kspace import (
 )
 from .mrd import ISMRMRD_FLAGS, ismrmrd_xml_text, read_ismrmrd
 from .multicoil import RAW_INSTALL, MultiCoilKSpace, h5_errors, mask3d, positive_float, validate_multicoil
+from .noncartesian import NonCartesianKSpace
 from .twix import read_twix
 
 __all__ = [
     "MultiCoilKSpace",
+    "NonCartesianKSpace",
     "RAW_SUFFIXES",
     "RAW_INSTALL",
     "ISMRMRD_FLAGS",
@@ -240,10 +246,12 @@ def _read_array(path: Path, layout: str | None) -> MultiCoilKSpace:
 
 def read_raw(
     path: str | os.PathLike, layout: str | None = None, *, dataset: str = "dataset"
-) -> MultiCoilKSpace:
+) -> MultiCoilKSpace | NonCartesianKSpace:
     """Read any multi-coil or raw k-space file, by content.
 
-    - HDF5 with an ISMRMRD group ``dataset`` holding ``data`` -> :func:`read_ismrmrd`;
+    - HDF5 with an ISMRMRD group ``dataset`` holding ``data`` -> :func:`read_ismrmrd`
+      (a :class:`~mri_n2n.io.noncartesian.NonCartesianKSpace` when its image readouts carry
+      trajectories, radial or spiral; every other format is Cartesian);
     - HDF5 with ``kspace``: 4-D -> :func:`read_fastmri_multicoil`; 3-D fastMRI single-coil
       (with ``ismrmrd_header`` or a ``reconstruction_*`` reference) -> one coil; a bare 3-D
       ``kspace`` needs ``layout``;

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from ..corruptions import MRIUndersampling, Pair
 from ..fft import to_complex
+from ..laws import CroppedLaw
 from ..losses import kspace_loss
 from ..masks import SampleLaw
 from ..models import apply_model, ends_with_dc
@@ -49,7 +50,8 @@ from ..splits import SplitLaw, make_split
 
 __all__ = [
     "ADAPT_STEPS", "ADAPT_LR", "ADAPT_SPLIT", "ADAPT_MAX_SHIFT", "ADAPT_VALIDATION", "ADAPT_CHECK_EVERY",
-    "ADAPT_PATIENCE", "ADAPT_BATCH_SIZE", "AdaptReport", "adapt", "adapt_model", "adapt_multicoil",
+    "ADAPT_PATIENCE", "ADAPT_BATCH_SIZE", "ADAPT_PIXELS", "ADAPT_VISITS", "ADAPT_MIN_CROP", "AdaptPlan",
+    "AdaptReport", "adapt", "adapt_model", "adapt_multicoil", "adapt_plan",
 ]
 
 #: Default number of adaptation steps, learning rate and held-out share of each acquisition.
@@ -66,6 +68,14 @@ ADAPT_CHECK_EVERY = 5
 ADAPT_PATIENCE = 3
 #: Slices per adaptation step (a step's cost grows with it; fewer slices, more steps per second).
 ADAPT_BATCH_SIZE = 2
+#: The adaptation's cost grows no faster than the scan (:func:`adapt_plan`): a step learns from
+#: at most ``max(ADAPT_PIXELS, ADAPT_VISITS x scan pixels / steps)`` image pixels (two 128 x 128
+#: slices' worth, the budget the defaults were tuned at, or ``ADAPT_VISITS`` pixel-steps per
+#: pixel of a larger scan), from exact windows of the readout of larger line-sampled slices.
+ADAPT_PIXELS = 2 * 128 * 128
+ADAPT_VISITS = 3.0
+#: The shortest window (rows of the readout) the adaptation learns from.
+ADAPT_MIN_CROP = 64
 
 
 @dataclass
@@ -81,6 +91,8 @@ class AdaptReport:
         split: the held-out share the adaptation used: the asked one, or the largest of
             :data:`FALLBACK_SPLITS` below it that the law's second mask can hold out (a small
             matrix with a large fully sampled centre leaves few lines to hold out).
+        crop: the readout window (rows) each step learned from (:func:`adapt_plan`); ``None``:
+            whole slices.
     """
 
     steps: int = 0
@@ -89,6 +101,7 @@ class AdaptReport:
     val_losses: list[tuple[int, float]] = field(default_factory=list)
     stopped_early: bool = False
     split: float = 0.0
+    crop: int | None = None
 
 
 #: Held-out shares tried, in order, below the asked one when the law's second mask cannot hold
@@ -110,6 +123,56 @@ def _second_split(law: SampleLaw, p: torch.Tensor, split: float, real: bool) -> 
         except ValueError:
             continue
     return make_split("noisier2noise", law, p, last, hermitian=real), last
+
+
+@dataclass(frozen=True)
+class AdaptPlan:
+    """How the adaptation's steps see a scan (:func:`adapt_plan`).
+
+    Attributes:
+        length: rows of the readout window each step learns from (``None``: whole slices).
+        batch: slices (or windows) per step.
+        steps: Adam steps (fewer than asked only for large scans without exact windows).
+    """
+
+    length: int | None
+    batch: int
+    steps: int
+
+
+def adapt_plan(
+    acq: Acquisition,
+    slices: int,
+    batch_size: int,
+    steps: int,
+    pixels: int | None = ADAPT_PIXELS,
+    visits: float = ADAPT_VISITS,
+) -> AdaptPlan:
+    """The adaptation's plan for a scan of ``slices`` slices with measurements, so that its cost
+    grows no faster than the scan's pixels ``N`` (each step costs about its image pixels).
+
+    A step learns from at most ``P = max(pixels, visits N / steps)`` image pixels: two 128 x 128
+    slices' worth for every scan up to about ``pixels x steps / visits`` pixels (the budget the
+    defaults were tuned at), and ``visits`` pixel-steps per scan pixel beyond. When
+    ``batch_size`` whole slices hold more, slices with exact windows
+    (:meth:`~mri_n2n.acquisition.Acquisition.crop_axis`: whole Cartesian lines, their readout
+    fully sampled) learn from windows of ``P / (slices x W)`` readout rows (at least
+    :data:`ADAPT_MIN_CROP`, with fewer slices per step when those exceed ``P``); other scans
+    (2-D masks) learn from whole slices, one per step, for ``P x steps / (H W)`` steps (at least
+    one). ``pixels=None``: whole slices, the steps asked.
+    """
+    h, w = (int(v) for v in acq.image_shape)
+    if pixels is None or steps <= 0:
+        return AdaptPlan(None, int(batch_size), int(steps))
+    budget = max(float(pixels), float(visits) * max(int(slices), 1) * h * w / int(steps))
+    if batch_size * h * w <= budget:
+        return AdaptPlan(None, int(batch_size), int(steps))
+    if acq.crop_axis() == -2:
+        length = max(min(ADAPT_MIN_CROP, h), min(h, int(budget // (batch_size * w))))
+        batch = max(1, min(int(batch_size), int(budget // (length * w))))
+        return AdaptPlan(None if length >= h else length, batch, int(steps))
+    batch = max(1, min(int(batch_size), int(budget // (h * w))))
+    return AdaptPlan(None, batch, max(1, min(int(steps), round(budget * steps / (batch * h * w)))))
 
 
 def _check_settings(steps: int, lr: float, batch_size: int) -> None:
@@ -179,6 +242,8 @@ def adapt(
     validation: float = ADAPT_VALIDATION,
     check_every: int = ADAPT_CHECK_EVERY,
     patience: int = ADAPT_PATIENCE,
+    pixels: int | None = ADAPT_PIXELS,
+    visits: float = ADAPT_VISITS,
     report: AdaptReport | None = None,
 ) -> tuple[nn.Module, AdaptReport]:
     """A copy of ``model`` fine-tuned on one scan's measurements (module docstring), for every
@@ -208,6 +273,10 @@ def adapt(
             stopping, in [0, 0.5); 0 adapts for exactly ``steps`` steps.
         check_every: steps between validation checks.
         patience: checks without a lower validation loss before the adaptation stops.
+        pixels: the smallest budget of image pixels per step of :func:`adapt_plan` (large scans
+            learn from exact readout windows, or take fewer steps, so that the cost grows no
+            faster than the scan); ``None``: whole slices and the steps asked.
+        visits: pixel-steps per scan pixel of :func:`adapt_plan` beyond that budget.
         report: an :class:`AdaptReport` to fill in (default: a new one).
 
     Returns:
@@ -255,13 +324,23 @@ def adapt(
         val = (whole.batch(picks).to(device), held.batch(picks).to(device))
     else:
         whole = whole.restrict(whole.sampled, p)
+    # large scans: each step learns from exact windows of the readout, or fewer steps (adapt_plan)
+    plan = adapt_plan(whole, active.numel(), batch_size, int(steps), pixels, visits)
+    length, batch_size, steps = plan.length, plan.batch, plan.steps
+    image_shape = tuple(acq.image_shape)
+    if length is not None:
+        law = CroppedLaw(law, length, axis=-2)
+        p = p[..., :length, :]
+        image_shape = (length, image_shape[1])
+        rep.crop = length
     # the split of what the adaptation learns from: its keep probability is p (1 - validation)
     second, rep.split = _second_split(law, p, float(split), real)
-    shift = min(acq.image_shape) // 4 if max_shift is None else int(max_shift)
+    shift = min(image_shape) // 4 if max_shift is None else int(max_shift)
     kind = acquisition_kind(acq.kind)
     corr = MRIUndersampling(
-        law, kind=kind, image_shape=acq.image_shape, complex_data=not real, split=second, max_shift=shift
+        law, kind=kind, image_shape=image_shape, complex_data=not real, split=second, max_shift=shift
     )
+    height = int(acq.image_shape[0])
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
     best: tuple[float, int, dict] | None = None
     bad = 0
@@ -286,7 +365,10 @@ def adapt(
     step = 0
     for step in tqdm(range(1, int(steps) + 1), desc="adapt", unit="step", disable=not progress, leave=False):
         pick = active[torch.randperm(active.numel(), generator=g)[:batch_size]]
-        _step(net, corr, opt, corr.single_pair(whole.batch(pick), generator=g, seeds=pick), device, step)
+        part = whole.batch(pick)
+        if length is not None:  # a random window of each slice's readout
+            part = part.cropped(torch.randint(0, height, (pick.numel(),), generator=g), length)
+        _step(net, corr, opt, corr.single_pair(part, generator=g, seeds=pick), device, step)
         if val is not None and (step % check_every == 0 or step == steps) and check(step):
             rep.stopped_early = step < steps
             break

@@ -30,6 +30,7 @@ from ..data.measured import (
 from ..devices import resolve_device
 from ..io.kspace import KSpaceInput, as_kspace, expand_mask
 from ..io.multicoil import MultiCoilKSpace
+from ..io.noncartesian import NonCartesianKSpace
 from ..masks import MaskFamily, SampleLaw, family_for, family_from_description
 from ..models.ensemble import SelfEnsemble
 from ..physics import Acquisition, acquisition_kind
@@ -39,6 +40,7 @@ from .adapt import (
     ADAPT_LR,
     ADAPT_MAX_SHIFT,
     ADAPT_PATIENCE,
+    ADAPT_PIXELS,
     ADAPT_VALIDATION,
     AdaptReport,
 )
@@ -53,7 +55,22 @@ from .engine import (
 from .inputs import reconstruct_kspace, reconstruct_volume, simulate_kspace
 from .multicoil import reconstruct_multicoil
 
-__all__ = ["Reconstructor"]
+__all__ = ["Reconstructor", "noncartesian_pending"]
+
+
+def noncartesian_pending(nc: NonCartesianKSpace, where: str | None = None) -> ReconstructionError:
+    """The one-line error for a file whose readouts carry a trajectory (issue 33): it reads
+    (:class:`~mri_n2n.io.noncartesian.NonCartesianKSpace`), but no reconstruction takes it yet.
+    The hook where that reconstruction plugs in is the ``isinstance(mc, NonCartesianKSpace)``
+    branch of ``mri_n2n.reconstruction.batch._process`` (the CLI) and the first line of
+    :meth:`Reconstructor.multicoil` (the API)."""
+    s, c, r, n = nc.shape
+    return ReconstructionError(
+        f"{where or nc.path}: non-Cartesian k-space ({nc.trajectory_type} trajectory, {r} readouts x "
+        f"{n} samples, {c} coil{'s' if c != 1 else ''}, {s} slice{'s' if s != 1 else ''}): its "
+        "reconstruction needs the non-Cartesian (NUFFT) acquisition kind, which reconstruct does not "
+        "take yet; mri_n2n.io.read_raw reads the file"
+    )
 
 
 def _mask_family(
@@ -130,8 +147,10 @@ class Reconstructor:
         self.adapt_validation: float = ADAPT_VALIDATION
         self.adapt_check_every: int = ADAPT_CHECK_EVERY
         self.adapt_patience: int = ADAPT_PATIENCE
-        #: slices per adaptation step
+        #: slices per adaptation step, and image pixels per step (larger slices learn from exact
+        #: readout windows; ``None``: whole slices)
         self.adapt_batch_size: int = ADAPT_BATCH_SIZE
+        self.adapt_pixels: int | None = ADAPT_PIXELS
         #: what the last adaptation did (steps, kept step, seconds, validation losses)
         self.last_adaptation: AdaptReport | None = None
         if self.ensemble and not isinstance(model, SelfEnsemble):
@@ -462,6 +481,7 @@ class Reconstructor:
                 check_every=self.adapt_check_every,
                 patience=self.adapt_patience,
                 max_shift=self.adapt_max_shift,
+                pixels=self.adapt_pixels,
             )
         except ValueError as e:
             raise ReconstructionError(str(e)) from None
@@ -535,6 +555,8 @@ class Reconstructor:
         :attr:`multicoil_output` (default ``"rss"``). ``cg_iters``: CG iterations of a ``--dc
         prox`` network's data consistency for this call (fewer: faster, a stated quality cost;
         ``None``: the trained count)."""
+        if isinstance(mc, NonCartesianKSpace):  # issue 33: the non-Cartesian reconstruction goes here
+            raise noncartesian_pending(mc)
         self._cartesian(mc.path)
         s, c, h, w = mc.kspace.shape
         rows = min(mc.recon_shape[0], h) if mc.recon_shape else h

@@ -36,9 +36,10 @@ from ..io import (
 )
 from ..io.dicom import DICOMDIR_CLASS
 from ..io.kspace import MASK_SIDECAR
+from ..io.noncartesian import NonCartesianKSpace
 from ..io.raw import read_raw
 from ..plots import radiological_view, reconstruction_panel
-from .api import Reconstructor
+from .api import Reconstructor, noncartesian_pending
 from .engine import ReconstructionError
 from .multicoil import multicoil_affine
 
@@ -314,6 +315,10 @@ def _process(
         description = f"N2N recon (simulated {simulate:g})"
     elif _is_multicoil_file(Path(item.paths[0])):
         mc = read_raw(item.paths[0])
+        if isinstance(mc, NonCartesianKSpace):
+            # issue 33 item 4: an ISMRMRD file whose readouts carry a trajectory; its
+            # reconstruction (NUFFT kind, images at mc.matrix) is dispatched here once it exists
+            raise noncartesian_pending(mc, item.label)
         result = rec.multicoil(
             mc, simulate=simulate, seed=args.seed or 0, virtual_coils=getattr(args, "virtual_coils", None),
             cg_iters=getattr(args, "cg_iters", None),
