@@ -22,7 +22,6 @@ import csv
 import io
 import os
 import statistics
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from .config import Config
 from .corruptions import Corruption, MRIUndersampling
 from .data.datasets import mri_datasets_from_config
 from .data.multicoil import is_multicoil
-from .devices import resolve_device
+from .devices import Stopwatch, resolve_device
 from .fft import to_channels
 from .io import atomic_write_json, atomic_write_text
 from .io.kspace import find_kspace_files
@@ -239,24 +238,24 @@ def evaluate_mri(
         elif plain_zero_filled:  # A^H y: no 1/p compensation
             outs[PLAIN] = acq.channels_of(acq.adjoint(), pair.input.shape[1])
         if cs_tv and "CG-SENSE" in baselines:
-            t0 = time.perf_counter()
-            z = tikhonov(acq, sense_lam, SENSE_ITERS)
-            outs["CG-SENSE"] = to_channels(z) if multicoil else acq.channels_of(z, pair.input.shape[1])
-            seconds["CG-SENSE"] += time.perf_counter() - t0
+            with Stopwatch(dev) as sw:
+                z = tikhonov(acq, sense_lam, SENSE_ITERS)
+                outs["CG-SENSE"] = to_channels(z) if multicoil else acq.channels_of(z, pair.input.shape[1])
+            seconds["CG-SENSE"] += sw.seconds
         if cs_tv:  # one CS-TV on the acquisition: TV-SENSE for coils, CS-TV for one coil
-            t0 = time.perf_counter()
-            z = cs_tv_solve(acq, lam=lam, iters=tv_iters, real=not (complex_data or multicoil))
-            outs[baselines[-1]] = acq.channels_of(z, pair.input.shape[1])
-            seconds[baselines[-1]] += time.perf_counter() - t0
+            with Stopwatch(dev) as sw:
+                z = cs_tv_solve(acq, lam=lam, iters=tv_iters, real=not (complex_data or multicoil))
+                outs[baselines[-1]] = acq.channels_of(z, pair.input.shape[1])
+            seconds[baselines[-1]] += sw.seconds
         for name, model in models:
-            t0 = time.perf_counter()
-            with torch.no_grad():  # unrolled nets: DC with the acquisition after every cascade
+            # a stopwatch that waits for the device at both ends: each method's GPU time is its own
+            with Stopwatch(dev) as sw, torch.no_grad():  # unrolled nets: DC after every cascade
                 if name in ens_names:
                     out = ensemble_forward(model, pair.input, acq)
                 else:
                     out = apply_model(model, pair.input, acq)
                 outs[name] = out if ends_with_dc(model) else _consistent_channels(acq, out)
-            seconds[name] += time.perf_counter() - t0
+            seconds[name] += sw.seconds
         ref = _magnitude(pair.target)
         refs = [valid.reference(i) for i in idx] if hasattr(valid, "reference") else []
         if refs and all(r is not None for r in refs):  # the file's own reference (fastMRI's esc)

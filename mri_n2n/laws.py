@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from .devices import resident
+
 __all__ = ["SampleLaw", "BernoulliLaw", "CroppedLaw", "held_share"]
 
 
@@ -136,7 +138,7 @@ class BernoulliLaw(SampleLaw):
 
     def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
         u = torch.rand((b, *self.shape), generator=g, device=g.device if g is not None else device)
-        return (u < self.q.to(u.device)).to(device)
+        return (u < resident(self, "q", self.q, u.device)).to(device)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "mean": self.fraction}

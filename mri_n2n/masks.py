@@ -49,6 +49,7 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
+from .devices import resident
 from .laws import BernoulliLaw, SampleLaw, held_share
 from .registry import NameView, Registry
 from .sampling import (
@@ -285,7 +286,8 @@ class Bernoulli2D(MaskFamily):
         return torch.where(self_partner, p, p + q - p * q)
 
     def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
-        return bernoulli_mask(self.density.to(device), generator=g, batch_size=b, hermitian=self.hermitian)
+        density = resident(self, "density", self.density, device)  # copied to the device once
+        return bernoulli_mask(density, generator=g, batch_size=b, hermitian=self.hermitian)
 
     def second_law(self, p: torch.Tensor, rho: float, *, hermitian: bool = False) -> SampleLaw:
         """A named 2-D density (``exp``, ``gaussian``, ``uniform``): the same density at the mean
@@ -355,7 +357,7 @@ class IndependentLines(MaskFamily):
         u = torch.rand((b, w), generator=g, device=device, dtype=torch.float64)
         if self.hermitian:
             u = share_partner_draws(u, ndim=1)
-        cols = u < self.column_p.to(device)
+        cols = u < resident(self, "column_p", self.column_p, device)
         return cols[:, None, :].expand(b, *self.shape).clone()
 
     def params(self) -> dict[str, Any]:
@@ -514,7 +516,7 @@ class EquispacedLines(MaskFamily):
 
     def _draw(self, b: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
         rows = torch.randint(0, self.table.shape[0], (b,), generator=g, device=device)
-        cols = self.table.to(device)[rows]
+        cols = resident(self, "table", self.table, device)[rows]
         return cols[:, None, :].expand(b, *self.shape).clone()
 
     def params(self) -> dict[str, Any]:

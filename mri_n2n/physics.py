@@ -53,7 +53,8 @@ from .solvers import conjugate_gradient
 
 __all__ = [
     "Acquisition", "CartesianAcquisition", "NonCartesianAcquisition", "SpectralSampling",
-    "CG_CHUNK_ELEMENTS", "KINDS", "acquisition_kind", "kind_names", "phase_factors", "HERMITIAN_TOL",
+    "CG_CHUNK_ELEMENTS", "CG_CHUNK_ELEMENTS_DEVICE", "cg_chunk_elements", "KINDS",
+    "acquisition_kind", "kind_names", "phase_factors", "HERMITIAN_TOL",
 ]
 
 
@@ -63,6 +64,16 @@ __all__ = [
 #: one slice ran the 6-iteration solve 2.7x faster than four slices at once, whose 52 MB
 #: temporaries were allocated and page-faulted afresh in every operation.
 CG_CHUNK_ELEMENTS = 2**21
+#: The same bound on a GPU, where the cache argument does not hold and every chunk costs kernel
+#: launches: 2^26 elements (512 MB per complex temporary) keep a ``multicoil-gpu`` batch (8 x 16
+#: coils x 320 x 320, 13 M) in one solve.
+CG_CHUNK_ELEMENTS_DEVICE = 2**26
+
+
+def cg_chunk_elements(device: torch.device) -> int:
+    """The most k-space elements one CG solve of :meth:`Acquisition.cg_dc` works on at once on
+    ``device`` (:data:`CG_CHUNK_ELEMENTS` on a CPU, :data:`CG_CHUNK_ELEMENTS_DEVICE` elsewhere)."""
+    return CG_CHUNK_ELEMENTS if device.type == "cpu" else CG_CHUNK_ELEMENTS_DEVICE
 
 
 def _per_channel(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -326,10 +337,13 @@ class CartesianAcquisition(Acquisition):
             return t[sl] if t is not None and t.ndim >= ndim and t.shape[0] > 1 else t
 
         maps = None if self.maps is None else part(self.maps, 4)
-        return CartesianAcquisition(
+        out = CartesianAcquisition(
             part(self.mask, 3), maps, part(self.y, 3), keep_prob=part(self.keep_prob, 3),
             phase=part(self.phase, 3),
         )
+        if self._lines and self.maps is not None:  # whole lines here: whole lines in every part
+            out._shifted, out._lines = part(self._shifted, 3), True
+        return out
 
     def translated(
         self, roll: Callable[[torch.Tensor], torch.Tensor], *, real: bool = False
@@ -438,15 +452,20 @@ class CartesianAcquisition(Acquisition):
         h, w = self.mask.shape[-2:]
         return h % 2 == 0 and w % 2 == 0
 
+    def _masked_operator(self, like: torch.Tensor) -> None:
+        """Resolve the mask in uncentred FFT order and whether it is whole lines along ``H``,
+        once per operator (the line test is a device sync; :meth:`batch` passes both on)."""
+        if self._shifted is None:
+            m = torch.fft.ifftshift(self._m(like), dim=(-2, -1))
+            self._lines = bool((m == m[..., :1, :]).all())
+            self._shifted = m[..., :1, :] if self._lines else m
+
     def _masked(self, u: torch.Tensor, keep: bool = True, inplace: bool = False) -> torch.Tensor:
         """``F^-1 M F u`` (``keep``) or ``F^-1 (1 - M) F u`` for (coil) images of even sizes.
         ``F_c^-1 M F_c = F^-1 ifftshift(M) F`` (the shifts' sign flips cancel), and a mask of
         whole lines (constant along ``H``) leaves 1-D FFTs along ``W``: twice as fast.
         ``inplace`` (outside autograd) reuses the transform's buffer for the masking."""
-        if self._shifted is None:  # once per operator (the line test is a device sync)
-            m = torch.fft.ifftshift(self._m(u), dim=(-2, -1))
-            self._lines = bool((m == m[..., :1, :]).all())
-            self._shifted = m[..., :1, :] if self._lines else m
+        self._masked_operator(u)
         m = self._shifted if keep else ~self._shifted
         m = m.to(u.real.dtype)
         if self._lines:  # whole lines along H
@@ -662,8 +681,10 @@ class CartesianAcquisition(Acquisition):
         if not torch.is_tensor(lam) and float(lam) < 0:
             raise ValueError(f"lam must be >= 0, got {lam}")
         per = y[0].numel()
-        step = max(1, CG_CHUNK_ELEMENTS // max(per, 1))
+        step = max(1, cg_chunk_elements(y.device) // max(per, 1))
         if y.shape[0] > step:  # samples are independent: chunks keep the coil images in cache
+            if self._even():  # the line test once (a device sync); lines are lines in every chunk
+                self._masked_operator(y)
             lam_b = torch.as_tensor(lam)
             parts = []
             for i in range(0, y.shape[0], step):

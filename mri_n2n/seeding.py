@@ -15,7 +15,10 @@ import hashlib
 
 import torch
 
-__all__ = ["seeded_generator", "stable_ident", "SALT_PHASE", "SALT_NOISE", "SALT_ACQUISITION"]
+__all__ = [
+    "seeded_generator", "stable_ident", "restore_generator", "restore_cuda_rng", "SALT_PHASE", "SALT_NOISE",
+    "SALT_ACQUISITION",
+]
 
 _IDENT_MASK = (1 << 62) - 1
 
@@ -46,3 +49,23 @@ def stable_ident(*parts: object) -> int:
     """
     text = "/".join(str(p) for p in parts)
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") & _IDENT_MASK
+
+
+def restore_generator(gen: torch.Generator, state: torch.Tensor) -> bool:
+    """Set ``gen`` to a saved ``state``; ``False`` (``gen`` untouched) when the state comes from
+    a generator of another device kind (its size differs: a CPU generator's state is 5056
+    bytes, a CUDA one's 16), as when a run saved on a laptop resumes on a GPU node."""
+    state = torch.as_tensor(state, dtype=torch.uint8).cpu()
+    if state.numel() != gen.get_state().numel():
+        return False
+    gen.set_state(state)
+    return True
+
+
+def restore_cuda_rng(states: list[torch.Tensor]) -> int:
+    """Restore saved CUDA RNG states on the GPUs visible now: a run saved with more GPUs than
+    are visible sets the first ones, one saved on a CPU has none; returns how many were set."""
+    n = min(len(states), torch.cuda.device_count())
+    for i in range(n):
+        torch.cuda.set_rng_state(torch.as_tensor(states[i], dtype=torch.uint8).cpu(), i)
+    return n

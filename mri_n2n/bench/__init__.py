@@ -1,4 +1,4 @@
-"""Speed and quality benchmarks: ``python -m mri_n2n.bench {speed,quality,reconstruct} [--quick]``.
+"""Speed and quality benchmarks: ``python -m mri_n2n.bench {speed,quality,reconstruct,...,gpu} [--quick]``.
 
 Results go to ``<results>/<name>.json`` and ``<results>/<name>.md`` (a Markdown table with
 the machine and the command). Benchmarks measure; tests never assert wall-clock times.

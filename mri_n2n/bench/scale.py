@@ -144,13 +144,21 @@ def _files(folder: Path, settings: dict[str, int]) -> list[Path]:
 
 
 def write_scale_data(
-    folder: str | os.PathLike, *, quick: bool = False, seed: int = 0, progress: bool = True
+    folder: str | os.PathLike,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    shape: dict[str, int] | None = None,
 ) -> Path:
     """Write the data set (module docstring) under ``folder`` (``train/``, ``val/``), or reuse it:
     every file is written atomically and the manifest (settings and file sizes) last, so a
-    folder whose manifest matches is complete. Returns ``folder``."""
+    folder whose manifest matches is complete. ``shape``: other ``volumes``, ``valid_volumes``,
+    ``slices``, ``coils`` and ``size`` than :func:`scale_settings` (``bench gpu``'s smaller
+    set). Returns ``folder``."""
     folder = Path(folder)
-    settings = {**scale_settings(quick), "oversample": OVERSAMPLE, "noise": NOISE, "seed": seed}
+    base = scale_settings(quick) if shape is None else {**scale_settings(quick), **shape}
+    settings = {**base, "oversample": OVERSAMPLE, "noise": NOISE, "seed": seed}
     files = _files(folder, settings)
     manifest = folder / MANIFEST
     with contextlib.suppress(OSError, ValueError):

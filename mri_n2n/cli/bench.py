@@ -10,6 +10,7 @@ from pathlib import Path
 from ..bench import machine_info, markdown_table, write_results
 from ..bench.cartesian import bench_cartesian, cartesian_markdown
 from ..bench.generalization import bench_generalization, generalization_markdown
+from ..bench.gpu import NoCudaError, bench_gpu, gpu_markdown
 from ..bench.images import bench_image_quality, image_quality_markdown
 from ..bench.multicoil import bench_multicoil, multicoil_markdown
 from ..bench.quality import bench_mri_quality, mri_quality_markdown
@@ -217,12 +218,24 @@ def _scale(args) -> int:
     return 0
 
 
+def _gpu(args) -> int:
+    try:
+        res = bench_gpu(device=args.device, quick=args.quick)
+    except NoCudaError as e:  # the check needs a GPU: one line, exit 1
+        return fail(e, 1)
+    res["machine"] = machine_info(args.device if args.device != "auto" else "cuda")
+    md = gpu_markdown(res)
+    write_results(args.results, "gpu_quick" if args.quick else "gpu", res, md)
+    print(md)
+    return 0
+
+
 def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
     """The ``bench`` parser: standalone, or registered as ``mri-n2n bench``."""
     p = register(subparsers, "bench", "speed and quality benchmarks", "Speed and quality benchmarks.")
     sub = p.add_subparsers(
         dest="which", required=True,
-        metavar="{speed,quality,reconstruct,generalization,measured,scale,nufft}",
+        metavar="{speed,quality,reconstruct,generalization,measured,scale,nufft,gpu}",
     )
     for name, help_ in (
         ("speed", "training-step and inference throughput"),
@@ -233,6 +246,8 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         ("scale", "multi-coil input pipeline vs training step at fastMRI scale (16 coils, 640x320)"),
         ("nufft", "the non-Cartesian operator against finufft, and a 256x256 8-coil radial slice's "
          "reconstruction time"),
+        ("gpu", "the prepared CUDA check: CUDA tests, step rates with AMP on and off, time to quality, "
+         "fp32 vs AMP PSNR (under 8 min on one GPU; exits 1 without CUDA)"),
     ):
         s = sub.add_parser(name, help=help_)
         s.add_argument(
@@ -321,6 +336,7 @@ def run(args: argparse.Namespace) -> int:
         "measured": _measured,
         "scale": _scale,
         "nufft": _nufft,
+        "gpu": _gpu,
     }[args.which]
     try:
         return bench(args)

@@ -94,7 +94,10 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         "input's units",
     )
     p.add_argument(
-        "--amp", action=argparse.BooleanOptionalAction, default=None, help="autocast on CUDA (default on)"
+        "--amp", action=argparse.BooleanOptionalAction, default=None,
+        help="mixed precision for the network: bf16 on GPUs of compute capability 8.0 or newer and on "
+        "CPUs, fp16 on 7.x, none below (default off: float32, the precision evaluate and training's "
+        "validation use, so GPU and CPU numbers agree)",
     )
     p.add_argument("--figures", action="store_true", help="write figures/<output>.png per volume")
     p.add_argument(

@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..devices import reads_sync
+
 __all__ = ["augment_batch", "random_crop", "random_deformation"]
 
 #: Ranges of :func:`random_deformation` (radians, scale factor, shear, fraction of the half-width).
@@ -92,14 +94,41 @@ def random_crop(
     g = generator
     if float(torch.rand((), generator=g, device=g.device)) < keep_whole:
         return x
-    hh = int(torch.randint(min(min_size, h), h + 1, (), generator=g, device=g.device))
-    ww = int(torch.randint(min(min_size, w), w + 1, (), generator=g, device=g.device))
+    # the crop's shape is read on the host (one read for both sides)
+    hh, ww = (int(v) for v in torch.stack([
+        torch.randint(min(min_size, h), h + 1, (), generator=g, device=g.device),
+        torch.randint(min(min_size, w), w + 1, (), generator=g, device=g.device),
+    ]).tolist())
     mag = x.abs().sum(1).flatten(1).float() if c == 1 else x.square().sum(1).sqrt().flatten(1).float()
     weights = mag + 1e-12  # an empty slice: uniform
-    centre = torch.multinomial(weights.to(g.device), 1, generator=g)[:, 0].cpu()
+    centre = torch.multinomial(weights.to(g.device), 1, generator=g)[:, 0]
+    if reads_sync(centre.device):  # the windows gathered on the device, without host reads
+        top = (centre // w - hh // 2).clamp(0, h - hh).to(x.device)
+        left = (centre % w - ww // 2).clamp(0, w - ww).to(x.device)
+        rows = (top[:, None] + torch.arange(hh, device=x.device)).view(b, 1, hh, 1).expand(b, c, hh, w)
+        y = torch.gather(x, -2, rows)
+        cols = (left[:, None] + torch.arange(ww, device=x.device)).view(b, 1, 1, ww).expand(b, c, hh, ww)
+        return torch.gather(y, -1, cols)
+    centre = centre.cpu()
     rows = (centre // w - hh // 2).clamp(0, h - hh).tolist()
     cols = (centre % w - ww // 2).clamp(0, w - ww).tolist()
     return torch.stack([x[i, :, r : r + hh, q : q + ww] for i, (r, q) in enumerate(zip(rows, cols))])
+
+
+def _dihedral(x: torch.Tensor, flips: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """Sample ``i`` of ``x`` flipped along the dims ``(-2, -1)`` where ``flips[i]`` says, then
+    turned by ``turns[i]`` quarter turns (square images), chosen on the device: the same values
+    as flipping and turning each sample, without host reads."""
+    sel = flips[:, :, None, None, None]
+    x = torch.where(sel[:, 0], x.flip(-2), x)
+    x = torch.where(sel[:, 1], x.flip(-1), x)
+    if x.shape[-1] != x.shape[-2]:
+        return x
+    k = turns.view(-1, 1, 1, 1)
+    out = x
+    for q in (1, 2, 3):
+        out = torch.where(k == q, torch.rot90(x, q, dims=(-2, -1)), out)
+    return out
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, *, deform: bool = False) -> torch.Tensor:
@@ -113,16 +142,19 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, *, deform: bool =
     turns = torch.randint(0, 4, (b,), generator=g, device=g.device)
     if h != w:  # a quarter turn would change the shape
         turns = torch.zeros_like(turns)
-    out = []
-    for i in range(b):
-        xi = x[i]
-        dims = [d for d, f in zip((-2, -1), flips[i].tolist()) if f]
-        if dims:
-            xi = torch.flip(xi, dims)
-        if int(turns[i]):
-            xi = torch.rot90(xi, int(turns[i]), dims=(-2, -1))
-        out.append(xi)
-    x = torch.stack(out)
+    if reads_sync(flips.device):
+        x = _dihedral(x, flips.to(x.device), turns.to(x.device))
+    else:
+        out = []
+        for i in range(b):
+            xi = x[i]
+            dims = [d for d, f in zip((-2, -1), flips[i].tolist()) if f]
+            if dims:
+                xi = torch.flip(xi, dims)
+            if int(turns[i]):
+                xi = torch.rot90(xi, int(turns[i]), dims=(-2, -1))
+            out.append(xi)
+        x = torch.stack(out)
     bias = torch.exp(_smooth_field(b, h, w, g, x, 0.3))
     if c == 1:
         gamma = _uniform(b, 0.7, 1.4, g, x)[:, None, None, None]

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.generators.phase import with_random_phase
+from ..devices import reads_sync, resident
 from ..fft import to_complex
 from ..masks import Bernoulli2D, MaskFamily, SampleLaw, family_from_description
 from ..physics import Acquisition, acquisition_kind
@@ -103,10 +104,23 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     offsets = torch.randint(
         -max_shift, max_shift + 1, (x.shape[0], 2), generator=generator, device=generator.device
     )
-    offsets = offsets.tolist()
+    if reads_sync(offsets.device):  # no host read of the offsets: an exact per-sample gather
+        return roll_each(x, offsets.to(x.device))
     return torch.stack(
-        [torch.roll(x[i], shifts=(dy, dx), dims=(-2, -1)) for i, (dy, dx) in enumerate(offsets)]
+        [torch.roll(x[i], shifts=(dy, dx), dims=(-2, -1)) for i, (dy, dx) in enumerate(offsets.tolist())]
     )
+
+
+def roll_each(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(B, ..., H, W)`` with sample ``i`` rolled circularly by ``offsets[i] = (dy, dx)``
+    along the last two dims (``torch.roll`` per sample, the same values), as two gathers that
+    never read the offsets on the host."""
+    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    rows = (torch.arange(h, device=x.device) - offsets[:, :1]) % h  # out[i] = x[(i - dy) mod H]
+    cols = (torch.arange(w, device=x.device) - offsets[:, 1:]) % w
+    lead = (b,) + (1,) * (x.ndim - 3)
+    y = torch.gather(x, -2, rows.view(*lead, h, 1).expand(x.shape))
+    return torch.gather(y, -1, cols.view(*lead, 1, w).expand(x.shape))
 
 
 class MRIUndersampling(Corruption):
@@ -301,7 +315,7 @@ class MRIUndersampling(Corruption):
     def keep_probability(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The probability that the set the model works with keeps each sample: the law's keep
         probability (complex data) or that of its completion (real)."""
-        return self.keep_prob.to(device)
+        return resident(self, f"keep_prob{tuple(self.keep_prob.shape)}", self.keep_prob, device)
 
     # -- the pieces of every path ----------------------------------------------------------
     def _as_model_data(self, clean: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -384,6 +398,8 @@ class MRIUndersampling(Corruption):
         with ``keep_prob`` (default the corruption's own). Real data use the kind's completion of
         the set (a law drawn symmetric is complete already)."""
         p = self.keep_prob if keep_prob is None else keep_prob
+        if p is self.keep_prob or any(p is law[1] for law in self._laws.values()):  # the laws' own:
+            p = resident(self, f"keep_prob{tuple(p.shape)}", p, k.device)  # copied to the device once
         # a law drawn symmetric needs no completion (laws per item: some of theirs are not)
         real = not self.complex_data and (not self.family.hermitian or self.family.per_item)
         return full.observe(k, sampled.to(k.device), p, real=real)

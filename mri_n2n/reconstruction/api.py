@@ -95,7 +95,8 @@ class Reconstructor:
         config: the run's :class:`~mri_n2n.config.Config` (density, fraction, edge, normalize,
             axis, ...), or its dict as stored in a checkpoint.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or a :class:`torch.device`.
-        amp: autocast on CUDA (default: on for CUDA).
+        amp: mixed precision in the device's dtype (:func:`~mri_n2n.devices.amp_dtype`);
+            default off: float32, as evaluate runs.
         batch_size: slices per network call.
         ensemble: run the network as a geometric self-ensemble
             (:class:`~mri_n2n.models.ensemble.SelfEnsemble`: the mean over flips, and transposes

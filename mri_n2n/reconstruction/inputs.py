@@ -102,7 +102,8 @@ def reconstruct_kspace(
         normalize: how the zero-filled magnitude volume is normalised
             (:func:`mri_n2n.data.volume_scale`); see :func:`kspace_normalize`.
         batch_size: slices per network call.
-        amp: autocast on CUDA (default: on for CUDA).
+        amp: mixed precision in the device's dtype (:func:`~mri_n2n.devices.amp_dtype`);
+            default off: float32, as evaluate runs.
         keep_complex: also return the complex data-consistent volume.
         reference: reference magnitudes ``(slices, rows, cols)`` (e.g. fastMRI's
             ``reconstruction_esc``): the outputs are centre-cropped in image space to its
@@ -248,7 +249,8 @@ def reconstruct_volume(
         seed: study seed.
         normalize: the checkpoint's normalisation.
         batch_size: slices per network call.
-        amp: autocast on CUDA (default: on for CUDA).
+        amp: mixed precision in the device's dtype (:func:`~mri_n2n.devices.amp_dtype`);
+            default off: float32, as evaluate runs.
         keep_complex: also return the complex data-consistent volume.
         adapt: an adaptation hook (:data:`AdaptFn`) given the whole study once it is measured.
         kind: the acquisition kind (:func:`~mri_n2n.physics.acquisition_kind`).

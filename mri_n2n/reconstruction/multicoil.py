@@ -223,7 +223,9 @@ def reconstruct_multicoil(
             are faster and change the output (the benchmark ``bench reconstruct --multicoil``
             states by how much); ``None``: the trained count.
         channels: the network's input channels (must be 2); default what its spec records.
-        amp: autocast on CUDA (default off: the coil data consistency runs in full precision).
+        amp: mixed precision for the network in the device's dtype
+            (:func:`~mri_n2n.devices.amp_dtype`); default off: float32 (the coil data consistency
+            always runs in full precision).
         channels_last: the network's memory format (default: the one training uses,
             :func:`~mri_n2n.reconstruction.engine.default_channels_last`).
 

@@ -2,6 +2,8 @@
 
 - :mod:`~mri_n2n.training.experiment` -- datasets, corruption, loss and network from a config.
 - :mod:`~mri_n2n.training.trainer` -- :class:`Trainer`, :func:`train`, :func:`resume`.
+- :mod:`~mri_n2n.training.distributed` -- DDP plumbing: the process group, sums over processes,
+  one clear line on every process when one fails.
 - :mod:`~mri_n2n.training.schedule` -- the learning-rate and Adam beta1 schedules (``cosine``,
   and the reference's per-epoch ``paper`` one).
 """

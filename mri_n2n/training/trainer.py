@@ -20,14 +20,22 @@ order, the corruption generator, the global RNG, the optimiser and the step are 
 restored from ``last.pt`` (written at every epoch end and when interrupted).
 
 Distributed: ``torchrun --nproc_per_node=N -m mri_n2n.train ...`` uses DDP (NCCL on GPU,
-gloo on CPU); every rank draws its own shard of each epoch and its own masks; only rank 0
-writes.
+gloo on CPU); every rank draws its own shard of each epoch and its own masks, validates its
+share of the validation slices (the sums are all-reduced); only rank 0 writes. A non-finite
+loss on any rank stops every rank at the same check; a rank that fails otherwise posts its error,
+and its peers end with one line naming it (:mod:`~mri_n2n.training.distributed`).
+
+Device work is queued without host reads: the loss is summed on the device and checked for
+non-finite values every :data:`CHECK_EVERY` steps (the step that went wrong is recorded exactly);
+mixed precision follows the device (:func:`~mri_n2n.devices.amp_dtype`: bf16 from compute
+capability 8.0, fp16 with a gradient scaler on 7.x, none below; ``--amp`` on a CPU: bf16).
+A run saved on another kind or number of devices resumes (the corruption generator is then
+reseeded from the seed and the step: not bit-exact, and said).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import math
 import os
@@ -48,49 +56,33 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import Config, resolve_config, resume_config, save_yaml
 from ..corruptions.base import AcquisitionLike, Pair, as_acquisition
 from ..data.loader import Batch, collate, to_device
-from ..devices import resolve_device
+from ..devices import autocast_dtype, configure_backend, resolve_device
 from ..io import atomic_write_json, atomic_write_text
 from ..losses import get_loss
 from ..metrics import psnr, ssim
 from ..models import apply_model, ends_with_dc
 from ..physics import Acquisition
 from ..plots import image_panel, provenance_view, reconstruction_panel
-from ..seeding import seeded_generator
+from ..seeding import restore_cuda_rng, restore_generator, seeded_generator
 from ..splits import SPLIT_TARGETS
+from .distributed import all_sum, collective_device, init_distributed, param_checksum, peer_failure
 from .experiment import acquisition_signature, build_experiment, build_model_for
 from .schedule import learning_rate, optimizer_schedule
 
 __all__ = ["TrainingError", "Trainer", "train", "resume"]
 
 
+#: Steps between the training loop's reads of the device (the non-finite-loss check, the
+#: progress bar's loss): the steps in between queue their work without waiting.
+CHECK_EVERY = 10
+
+
 class TrainingError(RuntimeError):
     """A run cannot go on (bad data, non-finite loss, ...); the message says why."""
 
 
-# --------------------------------------------------------------------------------------
-# distributed helpers
-# --------------------------------------------------------------------------------------
-
-
-def _dist_env() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _init_distributed(device: torch.device) -> tuple[int, int]:
-    rank, world = _dist_env()
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
-    return rank, world
-
-
-def _param_checksum(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for p in model.state_dict().values():
-        h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+class _StoppedTogether(TrainingError):
+    """An error every process of a DDP run raises at the same step (a non-finite loss on any)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -138,7 +130,7 @@ class Trainer:
         :func:`~mri_n2n.config.resume_config` gives it (see :func:`resume`).
         """
         self.device = resolve_device(cfg.device)
-        self.rank, self.world = _init_distributed(self.device)
+        self.rank, self.world = init_distributed(self.device)
         self.is_main = self.rank == 0
         self.out = Path(cfg.out)
         self.ckpt_dir = self.out / "checkpoints"
@@ -152,8 +144,12 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         cuda = self.device.type == "cuda"
-        self.amp = cuda if cfg.amp is None else (cfg.amp and cuda)
-        self.amp_dtype = torch.bfloat16 if (cuda and torch.cuda.is_bf16_supported()) else torch.float16
+        configure_backend(self.device)
+        # mixed precision: on by default on CUDA, --amp on a CPU too (bf16 autocast); the dtype
+        # from the device's capability (devices.amp_dtype: none on cards where fp16 is unsafe)
+        amp_dtype = autocast_dtype(cfg.amp, self.device, default=cuda)
+        self.amp = amp_dtype is not None
+        self.amp_dtype = amp_dtype or torch.float32
 
         self.exp = build_experiment(cfg)
         if len(self.exp.train_set) == 0:
@@ -171,7 +167,8 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        fp16 = self.amp and self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
 
         n = len(self.exp.train_set)
         per_rank = n // self.world
@@ -188,6 +185,7 @@ class Trainer:
         self.best = -math.inf
         self.history: list[dict[str, Any]] = []
         self.gen = seeded_generator(cfg.seed * 1000 + 17 + self.rank, self.device)
+        self._bad: torch.Tensor | None = None  # [step, loss] of the first non-finite loss (on the device)
         if ckpt is not None:
             self._restore(ckpt)
         self.net: nn.Module = self.model
@@ -235,10 +233,14 @@ class Trainer:
         rng = ckpt.get("rng", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
-        if "corruption" in rng and self.world == 1:
-            self.gen.set_state(rng["corruption"].to(self.gen.get_state().device))
-        if rng.get("cuda") and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        if "corruption" in rng and self.world == 1 and not restore_generator(self.gen, rng["corruption"]):
+            # saved on another device kind (a CPU generator's state is 5056 bytes, a CUDA one's
+            # 16): the masks go on from a fresh stream, seeded by the run's seed and the step
+            self.gen = seeded_generator((self.cfg.seed * 1000 + 17) ^ (self.step * 0x9E3779B1), self.device)
+            self._print(f"note: the corruption generator was saved on another kind of device; "
+                        f"step {self.step} goes on with masks from a fresh seeded stream (not bit-exact)")
+        if self.device.type == "cuda":
+            restore_cuda_rng(rng.get("cuda") or [])
 
     def save(self, name: str) -> None:
         """Write ``checkpoints/<name>.pt`` atomically (rank 0 only)."""
@@ -305,7 +307,18 @@ class Trainer:
     def train_step(self, clean: Batch, ident: torch.Tensor | None = None) -> float:
         """One optimisation step on a batch of clean images or acquisitions (fully sampled, or
         measured for the single-acquisition targets); returns the loss. ``ident``: the samples'
-        identities, which seed each slice's one acquisition for ``--target ssdu|noisier2noise``."""
+        identities, which seed each slice's one acquisition for ``--target ssdu|noisier2noise``.
+
+        Raises:
+            TrainingError: the loss is not finite (checked before the update; reading it waits
+                for the device, which :meth:`fit` avoids by checking every few steps).
+        """
+        return float(self._step(clean, ident, check=True))
+
+    def _step(self, clean: Batch, ident: torch.Tensor | None, *, check: bool) -> torch.Tensor:
+        """One optimisation step; returns the detached loss on the device. Without ``check`` a
+        non-finite loss is only recorded on the device (:meth:`_check_finite` reads it), so the
+        step queues its work without waiting for the device."""
         lr, beta1 = optimizer_schedule(self.step, self.total_steps, self.cfg, self.steps_per_epoch)
         for group in self.opt.param_groups:  # from the step alone, so a resumed run agrees
             group["lr"] = lr
@@ -322,11 +335,11 @@ class Trainer:
         out = self._predict(self.net, pair)
         progress = self.step / max(self.total_steps, 1)
         loss = self.loss_fn(out, pair.target, pair, progress)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"non-finite loss ({loss.item()}) at step {self.step}; stopping "
-                f"(the last good checkpoint is kept in {self.ckpt_dir}); try a lower --lr"
-            )
+        if check:
+            if not torch.isfinite(loss):
+                raise TrainingError(self._non_finite_message(self.step, loss.item()))
+        else:
+            self._note_finite(loss.detach())
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip:
@@ -335,7 +348,45 @@ class Trainer:
         self.scaler.step(self.opt)
         self.scaler.update()
         self.step += 1
-        return float(loss.detach())
+        return loss.detach()
+
+    def _non_finite_message(self, step: int, value: float, rank: int | None = None) -> str:
+        where = f" on process {rank}" if rank is not None and self.world > 1 else ""
+        return (
+            f"non-finite loss ({value}) at step {step}{where}; stopping "
+            f"(the last good checkpoint is kept in {self.ckpt_dir}); try a lower --lr"
+        )
+
+    def _note_finite(self, loss: torch.Tensor) -> None:
+        """Record the first step with a non-finite loss, on the device (no host read)."""
+        bad = ~torch.isfinite(loss)
+        if self._bad is None:
+            self._bad = torch.full((2,), -1.0, dtype=torch.float64, device=loss.device)
+        first = bad & (self._bad[0] < 0)
+        step = torch.zeros((), dtype=torch.float64, device=loss.device).add_(self.step)  # no copy
+        self._bad = torch.where(first, torch.stack([step, loss.double()]), self._bad)
+
+    def _check_finite(self, *, local: bool = False) -> None:
+        """Raise :class:`TrainingError` if a step since the last check had a non-finite loss, on
+        any process (all processes take part and stop together, so none waits for the others);
+        one host read (and under DDP one all-gather). ``local``: this process's steps only (an
+        interrupted process, whose peers may be gone)."""
+        if self._bad is None and (self.world == 1 or local):
+            return
+        bad = self._bad if self._bad is not None else torch.full((2,), -1.0, dtype=torch.float64)
+        if self.world > 1 and not local:  # [step, value, rank] of the first bad step of any process
+            dev = collective_device(self.device)
+            flag = torch.cat([bad.cpu(), torch.tensor([float(self.rank)], dtype=torch.float64)]).to(dev)
+            flags = [torch.zeros(3, dtype=torch.float64, device=dev) for _ in range(self.world)]
+            dist.all_gather(flags, flag)
+            hits = [f.cpu().tolist() for f in flags if f[0] >= 0]
+            if hits:
+                step, value, rank = min(hits)
+                raise _StoppedTogether(self._non_finite_message(int(step), value, int(rank)))
+            return
+        step, value = bad.tolist()
+        if step >= 0:
+            raise TrainingError(self._non_finite_message(int(step), value))
 
     # -- validation -------------------------------------------------------------------
     @torch.no_grad()
@@ -347,7 +398,7 @@ class Trainer:
         self.model.eval()
         vs = self.exp.valid_set
         n = len(vs) if self.cfg.val_limit is None else min(len(vs), self.cfg.val_limit)
-        idx = list(range(n))
+        idx = list(range(n))[self.rank :: self.world]  # this process's share
         bs = self.cfg.val_batch_size or (1 if getattr(vs, "variable_size", False) else self.cfg.batch_size)
         loader = DataLoader(
             torch.utils.data.Subset(vs, idx), batch_size=bs, num_workers=self.cfg.num_workers,
@@ -370,10 +421,12 @@ class Trainer:
             b = int(content.argmax())
             if shown is None or float(content[b]) > shown[0]:
                 panel = None if pair.acq is None else _sampled_view(pair.acq, b)
-                shown = (float(content[b]), start + b, pair.acq is not None, panel, ref[b], inp[b], rec[b])
+                at = idx[start + b]  # the dataset's index (this process's share under DDP)
+                shown = (float(content[b]), at, pair.acq is not None, panel, ref[b], inp[b], rec[b])
             count += _count(clean)
             start += _count(clean)
         self.model.train()
+        count = self._all_sum(sums, count)
         res = {k: v / max(count, 1) for k, v in sums.items()}
         if figure is not None and shown is not None and self.is_main:
             self._figure(figure, shown[1:], res)
@@ -387,7 +440,8 @@ class Trainer:
         vs = self.exp.valid_set
         n = len(vs) if self.cfg.val_limit is None else min(len(vs), self.cfg.val_limit)
         bs = self.cfg.val_batch_size or self.cfg.batch_size
-        loader = DataLoader(torch.utils.data.Subset(vs, list(range(n))), batch_size=bs, collate_fn=collate)
+        share = list(range(n))[self.rank :: self.world]
+        loader = DataLoader(torch.utils.data.Subset(vs, share), batch_size=bs, collate_fn=collate)
         sums = {"val_heldout_loss": 0.0, "val_heldout_loss_input": 0.0}
         count = 0
         for batch, ident in loader:
@@ -399,7 +453,18 @@ class Trainer:
                 sums[key] += float(self.loss_fn(img, pair.target, pair, 1.0)) * b
             count += b
         self.model.train()
+        count = self._all_sum(sums, count)
         return {k: v / max(count, 1) for k, v in sums.items()}
+
+    def _all_sum(self, sums: dict[str, float], count: int) -> int:
+        """Under DDP: ``sums`` (in place) and ``count`` summed over the processes' validation
+        shares; returns the total count. One process: unchanged."""
+        if self.world == 1:
+            return count
+        keys = sorted(sums)
+        vals = all_sum([sums[k] for k in keys] + [float(count)], self.device)
+        sums.update(zip(keys, vals[:-1]))
+        return int(vals[-1])
 
     def _figure(self, path, shown, res) -> None:
         index, mri, mask, ref, inp, rec = shown
@@ -482,7 +547,8 @@ class Trainer:
             unit="step",
             dynamic_ncols=True,
         )
-        loss_sum, loss_n, t_epoch, seen = 0.0, 0, time.perf_counter(), 0
+        # the epoch's loss sum stays on the device (float64: the same sum as Python floats)
+        loss_sum, loss_n, t_epoch, seen = None, 0, time.perf_counter(), 0
         stream = self._batches()
         old_handler = None
         if self.is_main and threading_is_main():
@@ -490,19 +556,24 @@ class Trainer:
         try:
             while self.step < stop_at:
                 clean, ident = next(stream)
-                loss = self.train_step(clean, ident)
-                loss_sum += loss
+                loss = self._step(clean, ident, check=False).double()
+                loss_sum = loss if loss_sum is None else loss_sum + loss
                 loss_n += 1
                 seen += _count(clean) * self.world
                 bar.update(1)
-                if self.step % 10 == 0 or self.step == stop_at:
-                    rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
-                    bar.set_postfix(loss=f"{loss_sum / loss_n:.4g}", slices_s=f"{rate:.1f}")
-                if self.step % self.steps_per_epoch == 0 or self.step == self.total_steps:
-                    self._end_epoch(loss_sum / max(loss_n, 1), seen, t_epoch, t_start, seconds_before)
-                    loss_sum, loss_n, t_epoch, seen = 0.0, 0, time.perf_counter(), 0
+                epoch_end = self.step % self.steps_per_epoch == 0 or self.step == self.total_steps
+                if self.step % CHECK_EVERY == 0 or self.step == stop_at or epoch_end:
+                    self._check_finite()  # the steps' only host read (every process at once)
+                    if not bar.disable:
+                        rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
+                        bar.set_postfix(loss=f"{float(loss_sum) / loss_n:.4g}", slices_s=f"{rate:.1f}")
+                if epoch_end:
+                    mean = float(loss_sum) / max(loss_n, 1) if loss_sum is not None else 0.0
+                    self._end_epoch(mean, seen, t_epoch, t_start, seconds_before)
+                    loss_sum, loss_n, t_epoch, seen = None, 0, time.perf_counter(), 0
         except KeyboardInterrupt:
             interrupted = True
+            self._check_finite(local=True)  # a non-finite step since the last check: no checkpoint
             self._print(
                 f"\ninterrupted at step {self.step}: saving {self.ckpt_dir / 'last.pt'} (--resume continues)"
             )
@@ -522,7 +593,9 @@ class Trainer:
         self.epoch += 1
         elapsed = time.perf_counter() - t_epoch
         res: dict[str, float] = {}
-        if self.is_main and (self.epoch % self.cfg.val_every == 0 or self.step == self.total_steps):
+        # every process validates its share (a peer waiting in the next all-reduce while rank 0
+        # validated alone could trip the NCCL watchdog); the sums are all-reduced
+        if self.epoch % self.cfg.val_every == 0 or self.step == self.total_steps:
             fig = self.out / "figures" / "validation.png" if self.cfg.figures else None
             res = self.validate(figure=fig)
         row = {
@@ -579,7 +652,7 @@ class Trainer:
         }
         if self.world > 1:
             sums = [None] * self.world
-            dist.all_gather_object(sums, _param_checksum(self.model))
+            dist.all_gather_object(sums, param_checksum(self.model))
             summary["rank_param_checksums"] = sums
         if self.is_main:
             atomic_write_json(self.out / "summary.json", summary)
@@ -643,6 +716,12 @@ def train(cfg: Config, *, resume: bool = False) -> dict[str, Any]:
             # that tears gloo down while its peer is still mid-collective aborts the peer
             # ("terminate called without an active exception")
             dist.barrier()
+    except Exception as e:
+        if trainer.world > 1 and dist.is_initialized() and not isinstance(e, _StoppedTogether):
+            said = peer_failure(trainer.rank, e)  # a peer's failure, or this one's posted for them
+            if said is not None:
+                raise TrainingError(said) from e
+        raise
     finally:
         if trainer.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
