@@ -38,6 +38,7 @@ from .checkpoint import (
     default_pretrained,
     load_checkpoint,
     model_from_checkpoint,
+    pretrained,
 )
 from .config import Config
 from .corruptions import Corruption, MRIUndersampling
@@ -52,6 +53,7 @@ from .models import apply_model, ends_with_dc
 from .models.ensemble import ensemble_forward
 from .physics import Acquisition
 from .plots import comparison_grid, provenance_view, psnr_histogram
+from .reconstruction.adapt import ADAPT_LR
 from .reconstruction.adapt import adapt as adapt_to_scan
 from .reconstruction.engine import consistent
 from .reconstruction.multicoil import MULTICOIL_OUTPUTS, multicoil_output
@@ -194,17 +196,21 @@ def evaluate_mri(
     taken: set[str] = {"zero-filled", *baselines}
     models: list[tuple[str, torch.nn.Module]] = []
     complex_of: dict[str, bool] = {}
+    adapt_lr: dict[str, float] = {}
     for path, ck in ckpts:
         name = _method_name(path, ck, taken)
         taken.add(name)
         models.append((name, model_from_checkpoint(ck, device=dev)))
         complex_of[name] = bool(checkpoint_acquisition(ck)["complex"])
+        tuned = (pretrained().get(str(path), {}) if not path.is_file() else {}).get("adapt") or {}
+        adapt_lr[name] = float(tuned.get("lr", ADAPT_LR))  # a shipped model's tuned rate
     n = len(valid) if limit is None else min(limit, len(valid))
     if adapt:
         models += [
-            (f"{name} adapted", _adapted(m, valid, corruption, n, adapt, dev, complex_of[name]))
+            (f"{name} adapted",
+             _adapted(m, valid, corruption, n, adapt, dev, complex_of[name], adapt_lr[name]))
             for name, m in models
-        ]
+        ]  # fmt: skip
     ens_names: set[str] = set()
     if ensemble:
         tag = " x4" if law.lines else " x8"
@@ -399,13 +405,14 @@ def _adapted(
     steps: int,
     dev: torch.device,
     complex_data: bool,
+    lr: float = ADAPT_LR,
 ) -> torch.nn.Module:
     """``model`` adapted to the measurements of the first ``n`` validation slices (the sampled
     sets and measurements ``corruption.validation_pair`` gives them) by the one adaptation call
-    of every kind (:func:`~mri_n2n.reconstruction.adapt.adapt`)."""
+    of every kind (:func:`~mri_n2n.reconstruction.adapt.adapt`) at learning rate ``lr``."""
     clean, seeds = _batch(valid, range(n), dev)
     acq = corruption.validation_pair(clean, seeds).acq
-    net, _ = adapt_to_scan(model, acq, corruption.law, real=not complex_data, steps=steps)
+    net, _ = adapt_to_scan(model, acq, corruption.law, real=not complex_data, steps=steps, lr=lr)
     return net
 
 

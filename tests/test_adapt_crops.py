@@ -80,3 +80,29 @@ def test_the_plan_bounds_a_step_and_the_adaptation_learns_from_windows() -> None
     assert rep.crop == 64 and rep.steps == 2
     pairs = zip(adapted.state_dict().values(), net.state_dict().values())
     assert any(not torch.equal(a, b) for a, b in pairs)  # it learned, from the windows
+
+
+def test_reconstruct_adapt_whole_turns_the_plan_off(tmp_path, monkeypatch):
+    """``--adapt-whole`` adapts whole slices for every asked step (``pixels=None``); the default
+    passes the plan's budget."""
+    import numpy as np
+
+    import mri_n2n.reconstruction.api as api
+    from mri_n2n.cli.reconstruct import main
+    from mri_n2n.data.synthetic import phantom_volume
+    from mri_n2n.io import write_nifti
+    from mri_n2n.reconstruction.adapt import ADAPT_PIXELS
+
+    seen = []
+
+    def spy(model, acq, law, **kw):
+        seen.append(kw["pixels"])
+        return model, AdaptReport()
+
+    monkeypatch.setattr(api, "adapt_to_scan", spy)
+    vol = phantom_volume((32, 32, 2), content=(0, 2), seed=1).astype(np.float32)
+    src = write_nifti(tmp_path / "v.nii.gz", vol, np.eye(4))
+    base = [str(src), "--checkpoint", "mni152-n2n", "--simulate", "0.3", "--adapt", "1", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--adapt-whole", "--out", str(tmp_path / "b")]) == 0
+    assert seen == [ADAPT_PIXELS, None]

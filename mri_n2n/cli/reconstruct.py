@@ -108,6 +108,13 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
     )
     add_adapt_argument(p, "before reconstructing; seconds per volume on a CPU; single- and multi-coil")
     p.add_argument(
+        "--adapt-whole",
+        action="store_true",
+        help="with --adapt: learn from whole slices for every step asked, however large the scan (the "
+        "default plan bounds each step's pixels: readout windows of large line-sampled slices, fewer "
+        "steps for large 2-D-masked ones; whole slices gain more on single large slices and cost more)",
+    )
+    p.add_argument(
         "--force",
         action="store_true",
         help="replace existing outputs; allow --out inside an input folder",
@@ -156,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         return fail(one_line(e), 2)
     rec.multicoil_output = getattr(args, "multicoil_output", "rss")
+    if getattr(args, "adapt_whole", False):  # whole slices for the asked steps, whatever the cost
+        rec.adapt_pixels = None
     if getattr(args, "trajectory", None) is not None:
         if not rec.kind.law(rec.config, (32, 32)).describe().get("trajectory"):
             return fail(

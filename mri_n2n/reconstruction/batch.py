@@ -423,6 +423,8 @@ class DefaultChooser:
                 ensemble=self.rec.ensemble, adapt=self.rec.adapt_steps,
             )  # fmt: skip
             r.multicoil_output = self.rec.multicoil_output
+            if self.rec.adapt_pixels is None:  # --adapt-whole
+                r.adapt_pixels = None
             self._loaded[name] = r
         made = data in pretrained()[name].get("default_for", ()) or data == "magnitude"
         why = f"{data} data" + ("" if made else f": no shipped model is made for {data} data yet")
