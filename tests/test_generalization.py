@@ -182,7 +182,12 @@ def test_multicoil_lines_study_scores_the_networks_and_tv_sense_on_the_same_coil
     correlated noise; the reference is the RSS of the noise-free coil images; zero-filling is the
     RSS of the zero-filled coils; TV-SENSE (same estimated maps) at its best weight; the network
     scored as reconstruct reconstructs the coil k-space."""
-    from mri_n2n.bench.generalization import MULTICOIL_COILS, complex_lines_volume, multicoil_lines_volume
+    from mri_n2n.bench.generalization import (
+        MULTICOIL_CENTER_LINES,
+        MULTICOIL_COILS,
+        complex_lines_volume,
+        multicoil_lines_volume,
+    )
     from mri_n2n.coils import rss
     from mri_n2n.fft import ifft2c
 
@@ -192,8 +197,9 @@ def test_multicoil_lines_study_scores_the_networks_and_tv_sense_on_the_same_coil
     row = res["rows"][0]
     assert res["methods"] == ["zero-filled", "TV-SENSE", "N2N"] and row["coils"] == MULTICOIL_COILS
     y, masks, ref, law = multicoil_lines_volume(load_real_volume(vol[0]), 0.25, 1)
-    z, masks_c, _ = complex_lines_volume(load_real_volume(vol[0]), 0.25, 1)
+    z, masks_c, _ = complex_lines_volume(load_real_volume(vol[0]), 0.25, 1, MULTICOIL_CENTER_LINES)
     assert torch.equal(masks, masks_c) and y.shape[1] == MULTICOIL_COILS  # the complex study's masks
+    assert int(masks[0, 0].sum()) >= MULTICOIL_CENTER_LINES + 64 // 8  # a calibration region
     assert bool((y[~masks[:, None].expand_as(y)] == 0).all())  # measured on the lines only
     # the reference is the RSS of noise-free coil images: |z| times the maps' RSS, not |z|
     assert ref.shape == tuple(z.shape) and not np.allclose(ref, z.abs().numpy())

@@ -133,20 +133,23 @@ COMPLEX_LINES_FAMILY, COMPLEX_LINES_CENTER = "lines_equispaced", 0.08
 #: The ``multicoil-lines`` study: the complex slices of ``complex-lines`` seen by one random loop
 #: array of this many coils per volume (:func:`~mri_n2n.data.generators.coil_arrays.random_coil_array`
 #: around the volume's object), with thermal noise correlated between the coils of this standard
-#: deviation (a share of the volume's peak), the same line masks for every coil.
-MULTICOIL_COILS, MULTICOIL_NOISE = 8, 0.01
+#: deviation (a share of the volume's peak), the same line masks for every coil, with at least
+#: :data:`MULTICOIL_CENTER_LINES` central lines (a parallel-imaging protocol's calibration: 8 % of
+#: a 41-line matrix is 3 lines, too few to estimate coil maps from).
+MULTICOIL_COILS, MULTICOIL_NOISE, MULTICOIL_CENTER_LINES = 8, 0.01, 8
 
 
 def complex_lines_volume(
-    arr: np.ndarray, fraction: float, seed: int
+    arr: np.ndarray, fraction: float, seed: int, center_lines: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """``(complex slices (N, H, W), masks (N, H, W), law)`` of the ``complex-lines`` study of a
-    volume normalised to peak 1: the phase model's phase seeded per slice, equispaced lines."""
+    volume normalised to peak 1: the phase model's phase seeded per slice, equispaced lines
+    (8 % central lines, at least ``center_lines``)."""
     ref = torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, 2, 0))).float()
     ref = ref / float(ref.max())
     n, h, w = ref.shape
-    law = make_family(COMPLEX_LINES_FAMILY, (h, w), acceleration=1.0 / fraction,
-                      center_fraction=COMPLEX_LINES_CENTER)
+    center = max(COMPLEX_LINES_CENTER, (int(center_lines) + 0.5) / w if center_lines else 0.0)
+    law = make_family(COMPLEX_LINES_FAMILY, (h, w), acceleration=1.0 / fraction, center_fraction=center)
     gens = [seeded_generator(slice_seed(seed, i) ^ SALT_PHASE) for i in range(n)]
     z = torch.cat([with_random_phase(ref[i][None, None], g)[:, 0] for i, g in enumerate(gens)])
     masks = torch.cat([law.sample(1, generator=seeded_generator(slice_seed(seed, i))) for i in range(n)])
@@ -201,7 +204,7 @@ def multicoil_lines_volume(
     array of :data:`MULTICOIL_COILS` coils around the volume's object (seeded by ``seed``),
     correlated noise :data:`MULTICOIL_NOISE` of the peak per slice (seeded per slice), and the
     fastMRI reference: the root-sum-of-squares of the noise-free coil images."""
-    z, masks, law = complex_lines_volume(arr, fraction, seed)
+    z, masks, law = complex_lines_volume(arr, fraction, seed, MULTICOIL_CENTER_LINES)
     n, h, w = z.shape
     support = z.abs().amax(0) > 0.1 * float(z.abs().max())
     g = seeded_generator(stable_ident("generalization-coils", seed))
