@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from ..io import atomic_path
-from ..io.mrd_format import ismrmrd_header_xml
+from ..io.mrd_format import ismrmrd_header_xml, place_readout
 from ._acquire import kspace_of, sampled
 
 __all__ = [
@@ -225,18 +225,11 @@ def write_ismrmrd_file(
 
     def acquisition(data: np.ndarray, s: int, line: int, average: int, *flags: int) -> Any:
         acq = ismrmrd.Acquisition.from_array(np.ascontiguousarray(data, np.complex64))
-        acq.idx.kspace_encode_step_1 = line
-        acq.idx.slice = s
         acq.idx.average = average
         acq.center_sample = rows // 2
-        acq.sample_time_us = 5.0
-        acq.position[:] = (0.0, 0.0, (s - (s_ - 1) / 2) * vs)
-        acq.read_dir[:] = (1.0, 0.0, 0.0)
-        acq.phase_dir[:] = (0.0, 1.0, 0.0)
-        acq.slice_dir[:] = (0.0, 0.0, 1.0)
-        for f in flags:
-            acq.set_flag(f)
-        return acq
+        return place_readout(
+            acq, line=line, slice_index=s, slices=s_, slice_mm=vs, sample_time_us=5.0, flags=flags
+        )
 
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -26,6 +26,7 @@ __all__ = [
     "ismrmrd_xml_text",
     "ismrmrd_encoding",
     "ismrmrd_header_xml",
+    "place_readout",
     "read_acquisitions",
     "ReadoutKinds",
     "readout_kinds",
@@ -273,3 +274,23 @@ def ismrmrd_header_xml(
         + limit("slice", 0, slices - 1, slices // 2)
         + f"</encodingLimits><trajectory>{trajectory}</trajectory></encoding></ismrmrdHeader>"
     )
+
+
+def place_readout(
+    acq: Any, *, line: int, slice_index: int, slices: int, slice_mm: float, sample_time_us: float,
+    flags: Sequence[int] = (),
+) -> Any:
+    """Fill in what the test and benchmark writers give every ISMRMRD readout (an
+    ``ismrmrd.Acquisition``): its encoding step and slice, the dwell time, the slice's position
+    (axial slices centred on the isocentre, ``slice_mm`` apart), axis-aligned directions and the
+    flags (1-based :data:`ISMRMRD_FLAGS` bits); returns ``acq``."""
+    acq.idx.kspace_encode_step_1 = int(line)
+    acq.idx.slice = int(slice_index)
+    acq.sample_time_us = float(sample_time_us)
+    acq.position[:] = (0.0, 0.0, (slice_index - (slices - 1) / 2) * float(slice_mm))
+    acq.read_dir[:] = (1.0, 0.0, 0.0)
+    acq.phase_dir[:] = (0.0, 1.0, 0.0)
+    acq.slice_dir[:] = (0.0, 0.0, 1.0)
+    for f in flags:
+        acq.set_flag(f)
+    return acq

@@ -33,6 +33,7 @@ from .mrd_format import (
     coil_count,
     ismrmrd_encoding,
     ismrmrd_header_xml,
+    place_readout,
     read_acquisitions,
     readout_kinds,
     slice_meta,
@@ -470,16 +471,9 @@ def write_ismrmrd_noncartesian(
                 else coords[:, 0] ** 2
             )
             acq.center_sample = int(np.nanargmin(radius)) if np.isfinite(radius).any() else 0
-        acq.idx.kspace_encode_step_1 = line
-        acq.idx.slice = s
-        acq.sample_time_us = 2.0
-        acq.position[:] = (0.0, 0.0, (s - (s_ - 1) / 2) * vs)
-        acq.read_dir[:] = (1.0, 0.0, 0.0)
-        acq.phase_dir[:] = (0.0, 1.0, 0.0)
-        acq.slice_dir[:] = (0.0, 0.0, 1.0)
-        for f in flags:
-            acq.set_flag(f)
-        return acq
+        return place_readout(
+            acq, line=line, slice_index=s, slices=s_, slice_mm=vs, sample_time_us=2.0, flags=flags
+        )
 
     with atomic_path(Path(path)) as tmp:
         ds = ismrmrd.Dataset(str(tmp), dataset, mode="w")
