@@ -47,6 +47,7 @@ __all__ = [
     "pretrained",
     "resolve_checkpoint",
     "default_pretrained",
+    "tuned_adaptation",
     "DEFAULT_NAME",
     "DEFAULT_INPUTS",
 ]
@@ -107,6 +108,16 @@ def default_pretrained(data: str = "magnitude") -> str:
         return made[0]
     marked = [k for k, v in reg.items() if v.get("default")]
     return marked[0] if marked else next(iter(reg), "")
+
+
+def tuned_adaptation(path_or_name: str | os.PathLike) -> dict[str, Any]:
+    """The adaptation settings chosen for a shipped model on the tuning sources (its registry
+    entry's ``adapt`` mapping, e.g. ``{"lr": 0.001, "tuned": "..."}``); ``{}`` for a file on disk
+    or a model with none (the library's defaults serve it). ``"default"`` is the magnitude default."""
+    if Path(path_or_name).is_file():
+        return {}
+    name = default_pretrained() if str(path_or_name) == DEFAULT_NAME else str(path_or_name)
+    return dict(pretrained().get(name, {}).get("adapt") or {})
 
 
 def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:

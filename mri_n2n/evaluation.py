@@ -38,7 +38,7 @@ from .checkpoint import (
     default_pretrained,
     load_checkpoint,
     model_from_checkpoint,
-    pretrained,
+    tuned_adaptation,
 )
 from .config import Config
 from .corruptions import Corruption, MRIUndersampling
@@ -202,8 +202,7 @@ def evaluate_mri(
         taken.add(name)
         models.append((name, model_from_checkpoint(ck, device=dev)))
         complex_of[name] = bool(checkpoint_acquisition(ck)["complex"])
-        tuned = (pretrained().get(str(path), {}) if not path.is_file() else {}).get("adapt") or {}
-        adapt_lr[name] = float(tuned.get("lr", ADAPT_LR))  # a shipped model's tuned rate
+        adapt_lr[name] = float(tuned_adaptation(path).get("lr", ADAPT_LR))  # a shipped model's tuned rate
     n = len(valid) if limit is None else min(limit, len(valid))
     if adapt:
         models += [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +16,7 @@ from ..checkpoint import (
     model_from_checkpoint,
     pretrained,
     resolve_checkpoint,
+    tuned_adaptation,
 )
 from ..config import Config
 from ..corruptions import MRIUndersampling
@@ -241,9 +241,7 @@ class Reconstructor:
             acquisition=acquisition,
         )  # fmt: skip
         rec.checkpoint = str(resolve_checkpoint(path))
-        name = default_pretrained() if str(path) == DEFAULT_NAME else str(path)
-        entry = None if Path(path).is_file() else pretrained().get(name)
-        for key, value in ((entry or {}).get("adapt") or {}).items():  # settings tuned for this model
+        for key, value in tuned_adaptation(path).items():  # the settings tuned for a shipped model
             if key in ADAPT_SETTINGS:
                 setattr(rec, f"adapt_{key}", value)
         law = acquisition["measured_law"]
