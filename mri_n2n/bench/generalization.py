@@ -148,7 +148,8 @@ def complex_lines_volume(
     ref = torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, 2, 0))).float()
     ref = ref / float(ref.max())
     n, h, w = ref.shape
-    center = max(COMPLEX_LINES_CENTER, (int(center_lines) + 0.5) / w if center_lines else 0.0)
+    # the protocol's centre, or at least ``center_lines`` lines (a fraction of whole lines)
+    center = max(COMPLEX_LINES_CENTER, int(center_lines) / w)
     law = make_family(COMPLEX_LINES_FAMILY, (h, w), acceleration=1.0 / fraction, center_fraction=center)
     gens = [seeded_generator(slice_seed(seed, i) ^ SALT_PHASE) for i in range(n)]
     z = torch.cat([with_random_phase(ref[i][None, None], g)[:, 0] for i, g in enumerate(gens)])
