@@ -87,8 +87,9 @@ DEFAULT_NAME = "default"
 
 
 #: The kinds of input ``--checkpoint default`` chooses a shipped model for: magnitude images (a
-#: ``--simulate`` study of a volume), single-coil complex k-space, multi-coil k-space.
-DEFAULT_INPUTS = ("magnitude", "complex", "multicoil")
+#: ``--simulate`` study of a volume), single-coil complex k-space, multi-coil k-space, and
+#: non-Cartesian k-space (files whose readouts carry trajectories, one coil or many).
+DEFAULT_INPUTS = ("magnitude", "complex", "multicoil", "noncartesian")
 
 
 def default_pretrained(data: str = "magnitude") -> str:

@@ -157,8 +157,9 @@ class Config:
     trajectory: str | None = _f(None, "MRI: non-Cartesian k-space (implies --acquisition noncartesian): "
                                 "radial (uniform spokes at a random rotation), golden-radial "
                                 "(consecutive golden-angle spokes from a random start) or spiral "
-                                "(variable-density interleaves at a random rotation); default radial "
-                                "for --acquisition noncartesian", TRAJECTORIES)
+                                "(variable-density interleaves at a random rotation), or mixed (all three "
+                                "at 2, 3, 4, 6 and 8x, one protocol per batch: a model for any of "
+                                "them); default radial for --acquisition noncartesian", TRAJECTORIES)
     spokes: int | None = _f(None, "--trajectory: readouts (spokes or spiral interleaves) per acquisition, "
                             "instead of --acceleration")
     shift: int | None = _f(None, "max random circular shift in px (default size/4; 0 disables)")
@@ -477,6 +478,9 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
     if cfg.complex is None:  # measured k-space keeps its phase; magnitude datasets are real
         upd["complex"] = task == "mri" and (dataset == "kspace" or cfg.synth_coils is not None)
     if cfg.target in SPLIT_TARGETS:
+        if cfg.trajectory == "mixed":
+            raise ConfigError(f"--target {cfg.target}: --trajectory mixed changes protocol between batches, "
+                              "which one acquisition per slice cannot; choose one trajectory")
         if task != "mri":
             raise ConfigError(f"--target {cfg.target} is an MRI target (it splits k-space acquisitions)")
         if cfg.augment:

@@ -22,7 +22,7 @@ import csv
 import io
 import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,14 +126,18 @@ def evaluate_mri(
     ensemble: bool = False,
     adapt: int = 0,
     output: str = "rss",
+    acquisition: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate zero-filling, CS-TV and checkpoints on the same validation slices and masks.
 
     The data set, slice size and sampling density come from the first checkpoint's config
-    unless overridden. Slices whose dataset has a reference (``--dataset kspace`` files with
-    ``reconstruction_esc``, :meth:`~mri_n2n.data.kspace.KSpaceSliceDataset.reference`) are
-    scored against it; others against the clean slice's magnitude. Multi-coil data get two
-    baselines in place of CS-TV: CG-SENSE (Tikhonov weight ``sense_lam``, default
+    unless overridden (``acquisition``: config fields of the acquisition, e.g. ``{"trajectory":
+    "spiral", "acceleration": 8.0, "synth_coils": "8:8"}``, one protocol of a model trained on
+    ``--trajectory mixed`` at a coil count). Slices whose dataset has a reference
+    (``--dataset kspace`` files with ``reconstruction_esc``,
+    :meth:`~mri_n2n.data.kspace.KSpaceSliceDataset.reference`) are scored against it; others
+    against the clean slice's magnitude. Multi-coil data get two baselines in place of CS-TV:
+    CG-SENSE (Tikhonov weight ``sense_lam``, default
     :data:`SENSE_LAM`) and TV-SENSE (:func:`~mri_n2n.baselines.tv_sense`, weight ``tv_lam``,
     default :data:`~mri_n2n.baselines.DEFAULT_SENSE_TV_LAM`). Every multi-coil method (the SENSE-1
     zero-filled image, the baselines, the networks after their data consistency) is scored as
@@ -171,6 +175,18 @@ def evaluate_mri(
     cfg = cfg.replace(
         dataset=dataset or cfg.dataset, data_dir=data_dir or cfg.data_dir, size=size or cfg.size
     )
+    if acquisition:
+        try:
+            cfg = cfg.replace(**dict(acquisition))
+        except TypeError as e:
+            raise ValueError(f"acquisition overrides: {e}") from None
+        if "acceleration" in acquisition and "spokes" not in acquisition:
+            cfg = cfg.replace(spokes=None)  # the asked acceleration, not the checkpoint's count
+        if acquisition.get("trajectory") and cfg.acquisition != "noncartesian":
+            raise ValueError(
+                f"--trajectory {acquisition['trajectory']}: {ckpts[0][0]} was trained for {cfg.acquisition} "
+                "acquisitions, not trajectories"
+            )
     if cfg.dataset != "synth":  # the training data's own mixing settings do not apply to others
         cfg = cfg.replace(synth_photos=0.0, synth_template=0.0)
     if cfg.dataset == "kspace":  # k-space files bring their own coils

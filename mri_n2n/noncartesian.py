@@ -41,11 +41,22 @@ from .solvers import conjugate_gradient
 __all__ = [
     "NonCartesianAcquisition", "TrajectoryLaw", "TRAJECTORIES", "NUFFT_MISSING", "nyquist_spokes",
     "radial_trajectory", "spiral_trajectory", "trajectory_law", "density_compensation",
-    "nufft_available",
+    "nufft_available", "TrajectoryMixture", "MIXED_ACCELERATIONS", "FAMILIES",
 ]
 
-#: the trajectory families of ``--trajectory``
-TRAJECTORIES = ("radial", "golden-radial", "spiral")
+#: the trajectory families
+FAMILIES = ("radial", "golden-radial", "spiral")
+
+#: the choices of ``--trajectory``: a family, or ``mixed`` (every family at every one of
+#: :data:`MIXED_ACCELERATIONS`, one protocol per batch: :class:`TrajectoryMixture`)
+TRAJECTORIES = (*FAMILIES, "mixed")
+
+#: the accelerations of ``--trajectory mixed`` (against each family's Nyquist readout count)
+MIXED_ACCELERATIONS = (2.0, 3.0, 4.0, 6.0, 8.0)
+
+#: the protocol that stands for ``--trajectory mixed`` where one protocol is needed (a simulated
+#: acquisition, a description): golden-angle radial at the asked acceleration
+MIXED_BASE = "golden-radial"
 
 #: what to install for the kind (the one line of every failure without the libraries)
 NUFFT_MISSING = (
@@ -261,6 +272,56 @@ class TrajectoryLaw(SampleLaw):
         return f"`{self.name}` trajectory, {self.count} {unit} per acquisition{acc}"
 
 
+class TrajectoryMixture(TrajectoryLaw):
+    """Scan protocols mixed: every trajectory family at every acceleration of a list, one protocol
+    per batch (a non-Cartesian batch shares one trajectory). A model trained on it serves radial,
+    golden-angle and spiral data at any of those accelerations.
+
+    The mixture is a :class:`TrajectoryLaw` itself, that of its ``base`` protocol: where a single
+    protocol is needed (a simulated acquisition, ``reconstruct --simulate``) the base serves. The
+    corruption asks :meth:`component` for each batch's protocol and draws that batch's sets, keep
+    probabilities and splits from it, so every draw's law stays exact.
+
+    Attributes:
+        components: the protocols (families by accelerations); base: the stand-in protocol;
+        accelerations: the nominal accelerations (each protocol's readout count is rounded).
+    """
+
+    def __init__(
+        self, components: Sequence[TrajectoryLaw], base: TrajectoryLaw, accelerations: Sequence[float] = ()
+    ) -> None:
+        if not components:
+            raise ValueError("a trajectory mixture needs at least one protocol")
+        super().__init__(base.name, base.trajectory, base.matrix, base.count, base.mode, nyquist=base.nyquist)
+        self.name = "mixed"
+        self.components = tuple(components)
+        self.base = base
+        self.accelerations = tuple(float(a) for a in accelerations)
+
+    def component(
+        self, *, generator: torch.Generator | None = None, seed: int | None = None
+    ) -> TrajectoryLaw:
+        """One protocol: uniform over :attr:`components` from ``generator``, or ``seed`` modulo
+        their count (validation and single acquisitions: fixed per seed)."""
+        n = len(self.components)
+        if seed is not None:
+            return self.components[int(seed) % n]
+        dev = generator.device if generator is not None else torch.device("cpu")
+        return self.components[int(torch.randint(n, (1,), generator=generator, device=dev))]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(), "trajectory": "mixed", "base": self.base.summary(),
+            "components": [c.summary() for c in self.components],
+        }
+
+    def summary(self) -> str:
+        fams = sorted({c.name for c in self.components}, key=FAMILIES.index)
+        accs = ", ".join(f"{a:g}" for a in self.accelerations)
+        return (f"`mixed` trajectories ({', '.join(fams)}{f' at {accs}x' if accs else ''}; "
+                "one protocol per batch)")
+
+
 def trajectory_law(
     name: str,
     matrix: tuple[int, int],
@@ -273,8 +334,10 @@ def trajectory_law(
 
     Args:
         name: ``"radial"`` (uniform spokes at a random rotation), ``"golden-radial"``
-            (consecutive golden-angle spokes from a random start) or ``"spiral"`` (uniform
-            interleaves of a variable-density spiral at a random rotation).
+            (consecutive golden-angle spokes from a random start), ``"spiral"`` (uniform
+            interleaves of a variable-density spiral at a random rotation), or ``"mixed"``: every
+            family at each of :data:`MIXED_ACCELERATIONS` (a :class:`TrajectoryMixture` whose
+            base is golden-angle radial at ``acceleration`` or ``spokes``).
         matrix: the image matrix ``(H, W)``; the trajectory is for ``max(H, W)``.
         acceleration: readouts ``Nyquist / acceleration`` (radial Nyquist ``N pi / 2`` spokes;
             spiral: :func:`spiral_parameters`).
@@ -286,6 +349,13 @@ def trajectory_law(
     """
     if name not in TRAJECTORIES:
         raise ValueError(f"unknown trajectory {name!r} (choose from {', '.join(TRAJECTORIES)})")
+    if name == "mixed":
+        base = trajectory_law(
+            MIXED_BASE, matrix, acceleration=acceleration, spokes=spokes, rotations=rotations
+        )
+        parts = [trajectory_law(f, matrix, acceleration=a, rotations=rotations)
+                 for f in FAMILIES for a in MIXED_ACCELERATIONS]
+        return TrajectoryMixture(parts, base, MIXED_ACCELERATIONS)
     h, w = int(matrix[0]), int(matrix[1])
     n = max(h, w)
     if name == "spiral":

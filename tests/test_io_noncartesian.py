@@ -163,6 +163,27 @@ def test_cartesian_files_read_as_before(tmp_path):
     assert "no image readout carries a trajectory" in _one_line(e, "cart.h5")
 
 
+def test_inputs_with_trajectories_are_told_apart_from_headers_alone(tmp_path):
+    """``--checkpoint default`` asks what each input is: trajectory files are ``noncartesian``
+    (read from the acquisition headers only), Cartesian ISMRMRD files ``multicoil``; files that
+    are not ISMRMRD are not trajectory files (their reader says why)."""
+    from mri_n2n.data.synthetic_raw import write_ismrmrd_file
+    from mri_n2n.io.mrd_format import has_trajectories
+    from mri_n2n.reconstruction.batch import InputItem, input_data
+
+    ones = np.ones((2, 8, 8), np.complex64)
+    write_ismrmrd_file(tmp_path / "cart.h5", ones[:1], ones)
+    write_ismrmrd_noncartesian(tmp_path / "rad.h5", _kspace(1, 2, 8, 16), _radial(8, 16) * 8, (8, 8))
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    assert has_trajectories(tmp_path / "rad.h5") and not has_trajectories(tmp_path / "cart.h5")
+    assert not has_trajectories(tmp_path / "junk.h5") and not has_trajectories(tmp_path / "none.h5")
+
+    def kind(name: str) -> str:
+        return input_data(InputItem(str(tmp_path / name), "kspace", (str(tmp_path / name),), name=name))
+
+    assert kind("rad.h5") == "noncartesian" and kind("cart.h5") == "multicoil"
+
+
 # ----------------------------------------------------------------------------- hostile files
 
 

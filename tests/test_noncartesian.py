@@ -14,9 +14,11 @@ import torch
 
 from mri_n2n.coils import normalize_maps
 from mri_n2n.noncartesian import (
+    FAMILIES,
+    MIXED_ACCELERATIONS,
     NUFFT_MISSING,
-    TRAJECTORIES,
     NonCartesianAcquisition,
+    TrajectoryMixture,
     nyquist_spokes,
     trajectory_law,
 )
@@ -49,7 +51,7 @@ def _smooth(n: int = N) -> torch.Tensor:
     return (disc + blob).to(torch.complex64)[None, None]
 
 
-@pytest.mark.parametrize("name", TRAJECTORIES)
+@pytest.mark.parametrize("name", FAMILIES)
 @pytest.mark.parametrize("coils", [1, 4])
 def test_adjoint_and_toeplitz_normal(name, coils):
     acq, _, shape, g = _acq(name, coils)
@@ -75,7 +77,7 @@ def test_a_cartesian_trajectory_is_the_centred_fft():
     torch.testing.assert_close(acq.forward(x), fft2c(x), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", TRAJECTORIES)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_density_compensated_adjoint_of_a_full_acquisition_is_the_image(name):
     """Every candidate readout of the Nyquist-rate law (8x Nyquist in all): the Pipe-Menon
     compensated adjoint of a smooth image is the image within 2 %; the plain adjoint is not."""
@@ -93,7 +95,7 @@ def test_density_compensated_adjoint_of_a_full_acquisition_is_the_image(name):
     assert float((one.zero_filled() - img).norm() / img.norm()) < 0.15
 
 
-@pytest.mark.parametrize("name", TRAJECTORIES)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_laws_keep_their_probability(name):
     law = trajectory_law(name, (N, N), acceleration=4.0)
     nyq = nyquist_spokes(N) if name != "spiral" else None
@@ -123,7 +125,7 @@ def test_spokes_and_fraction_choose_the_count():
         trajectory_law("radial", (N, N), acceleration=0)
 
 
-@pytest.mark.parametrize("name", TRAJECTORIES)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_batch_collate_and_restrict_round_trip(name):
     acq, _, _, _ = _acq(name, 3, batch=3)
     back = NonCartesianAcquisition.collate([acq.batch(slice(i, i + 1)) for i in range(3)])
@@ -248,3 +250,50 @@ def test_an_ismrmrd_trajectory_file_reconstructs_through_the_kind(tmp_path):
     acq = NonCartesianAcquisition.from_arrays(nc.kspace, nc.trajectory, nc.matrix, est)
     rec = acq.sense(lam=1e-4, iters=40)[0]
     assert float((rec.abs() - img.abs()).norm() / img.abs().norm()) < 0.03
+
+
+def test_a_mixture_holds_every_family_at_every_acceleration_and_draws_one_per_batch():
+    """``--trajectory mixed``: every family at each of the accelerations, each protocol its own
+    exact law; a batch draws one protocol (uniformly), a seed fixes one; the mixture stands in for
+    its golden-angle base where one protocol is needed."""
+    law = trajectory_law("mixed", (N, N), acceleration=4.0)
+    assert isinstance(law, TrajectoryMixture) and law.name == "mixed"
+    assert len(law.components) == len(FAMILIES) * len(MIXED_ACCELERATIONS)
+    for part in law.components:  # each is the family's own law at its acceleration
+        twin = trajectory_law(part.name, (N, N), acceleration=part.nyquist / part.count)
+        assert part.count == twin.count and torch.equal(part.trajectory, twin.trajectory)
+    assert {(c.name, c.count) for c in law.components} == {
+        (f, trajectory_law(f, (N, N), acceleration=a).count) for f in FAMILIES for a in MIXED_ACCELERATIONS
+    }
+    base = trajectory_law("golden-radial", (N, N), acceleration=4.0)
+    assert law.count == base.count and torch.equal(law.trajectory, base.trajectory)
+    g = torch.Generator().manual_seed(0)
+    picks = [law.component(generator=g) for _ in range(3000)]
+    counts = torch.tensor([sum(p is c for p in picks) for c in law.components], dtype=torch.float32)
+    assert float(counts.min()) > 0.6 * 3000 / len(law.components)  # uniform over the protocols
+    assert law.component(seed=7) is law.component(seed=7) is law.components[7 % len(law.components)]
+    d = law.describe()
+    assert d["trajectory"] == "mixed" and len(d["components"]) == len(law.components)
+    assert "spiral" in law.summary() and "8x" in law.summary()
+
+
+def test_a_mixed_corruption_pairs_a_batch_on_one_protocol_with_its_exact_law():
+    from mri_n2n.corruptions.mri import MRIUndersampling
+
+    law = trajectory_law("mixed", (N, N))
+    corr = MRIUndersampling(law, kind="noncartesian", image_shape=(N, N), complex_data=True)
+    x = _smooth().real.expand(3, 1, N, N).clone()
+    seen = set()
+    for step in range(6):
+        pair = corr.pair(x, generator=torch.Generator().manual_seed(step), target="noisy")
+        a, b = pair.acq, pair.target_acq
+        part = next(c for c in law.components if c.trajectory.shape == a.trajectory.shape
+                    and torch.equal(c.trajectory, a.trajectory))
+        seen.add(id(part))
+        assert torch.equal(b.trajectory, a.trajectory)  # both halves of the pair: one protocol
+        assert bool((a.sampled.sum(-1) == part.count).all()) and bool((b.sampled.sum(-1) == part.count).all())
+        torch.testing.assert_close(a.keep_prob, part.keep_probability())
+    assert len(seen) > 1  # batches draw different protocols
+    val = [corr.validation_pair(x, torch.tensor([5, 6, 7])) for _ in range(2)]
+    assert torch.equal(val[0].acq.sampled, val[1].acq.sampled)  # fixed by the seeds
+    assert torch.equal(val[0].acq.trajectory, law.component(seed=5).trajectory)

@@ -134,6 +134,53 @@ def test_reconstruct_reads_a_trajectory_file_with_a_trajectory_checkpoint(tmp_pa
     assert main([str(path), "--checkpoint", "default", "--out", str(tmp_path / "d"), "--quiet"]) == 1
 
 
+def test_mixed_trajectories_train_and_adapt_to_a_trajectory_file(tmp_path):
+    """``--trajectory mixed`` trains (coil counts from one, the protocols drawn per batch) and
+    refuses the single-acquisition targets in one line; its checkpoint reconstructs a spiral file
+    nobody drew from a law, and ``--adapt`` fine-tunes it on the file's own readouts (the certain
+    law: every readout measured) for the steps asked, changing the images, the file untouched."""
+    pytest.importorskip("ismrmrd")
+    import torch
+
+    from mri_n2n.coils import birdcage_maps
+    from mri_n2n.io.noncartesian import write_ismrmrd_noncartesian
+    from mri_n2n.io.raw import read_raw
+    from mri_n2n.noncartesian import trajectory_law
+    from mri_n2n.reconstruction import Reconstructor
+
+    with pytest.raises(ConfigError, match="mixed"):
+        resolve_config(Config(dataset="synth", trajectory="mixed", target="ssdu"))
+    assert math.isfinite(train(_cfg(tmp_path, "mix", trajectory="mixed", synth_coils="1:3"))["best_val_psnr"])
+    ckpt = tmp_path / "mix" / "checkpoints" / "best.pt"
+    law = trajectory_law("spiral", (N, N), acceleration=2.0)
+    traj = law.trajectory[law.sample(generator=torch.Generator().manual_seed(0))]
+    i, j = torch.meshgrid(torch.arange(N) - N // 2, torch.arange(N) - N // 2, indexing="ij")
+    img = (torch.hypot(i.float(), j.float()) < 10).to(torch.complex64)[None]
+    maps = birdcage_maps((N, N), 3)
+    k = NonCartesianAcquisition(torch.ones(len(traj), dtype=torch.bool), traj, (N, N), maps).forward(img)
+    path = tmp_path / "spiral.h5"
+    write_ismrmrd_noncartesian(path, k.numpy(), traj.numpy() * N, (N, N), trajectory_type="spiral")
+    before = path.read_bytes()
+    scan = read_raw(path)
+    plain = Reconstructor.from_checkpoint(ckpt, device="cpu").noncartesian(scan).image
+    rec = Reconstructor.from_checkpoint(ckpt, device="cpu", adapt=3)
+    rec.adapt_validation = 0.0  # exactly the steps asked
+    adapted = rec.noncartesian(scan).image
+    assert rec.last_adaptation is not None and rec.last_adaptation.steps == 3
+    assert np.isfinite(adapted).all() and not np.allclose(adapted, plain)
+    assert path.read_bytes() == before
+    # the non-Cartesian quality bench: every method on each study, TV's best weight of the grid
+    from mri_n2n.bench.trajectories import bench_trajectories, trajectories_markdown
+
+    res = bench_trajectories([("N2N", str(ckpt))], studies=(("spiral", 8.0, 2),), lams=(1e-3, 1e-1),
+                             limit=2, tv_iters=5)
+    (row,) = res["studies"]
+    assert row["coils"] == 2 and "spiral" in row["sampling"] and row["slices"] == 2
+    assert row["TV"] == max(row["tv_by_lam"].values()) and row["tv_edge"]
+    assert all(math.isfinite(row[m]) for m in ("zero-filled", "CG-SENSE", "N2N"))
+    assert "| spiral 8x | 2 |" in trajectories_markdown(res)
+
+
 def test_the_nufft_bench_runs_and_reports(tmp_path):
     from mri_n2n.bench import write_results
     from mri_n2n.bench.nufft import bench_nufft, bench_step_rates, nufft_markdown

@@ -17,6 +17,7 @@ from ..bench.quality import bench_mri_quality, mri_quality_markdown
 from ..bench.reconstruct import bench_reconstruct
 from ..bench.scale import bench_scale, scale_markdown
 from ..bench.speed import bench_speed
+from ..bench.trajectories import QUICK, TV_GRID, bench_trajectories, trajectories_markdown
 from .common import add_adapt_argument, fail, parse_and_run, register
 
 __all__ = ["build_parser", "run", "main"]
@@ -209,6 +210,20 @@ def _nufft(args) -> int:
     return 0
 
 
+def _trajectories(args) -> int:
+    named = []
+    for item in args.checkpoint:
+        name, sep, path = item.partition("=")
+        named.append((name if sep else f"model {len(named) + 1}", path if sep else item))
+    opts: dict = dict(QUICK) if args.quick else {"lams": tuple(args.tv_lams or TV_GRID), "limit": args.limit}
+    res = bench_trajectories(named, device="cpu" if args.device == "auto" else args.device, **opts)
+    res["machine"] = machine_info("cpu")
+    md = trajectories_markdown(res)
+    write_results(args.results, "trajectories_quick" if args.quick else "trajectories", res, md)
+    print(md)
+    return 0
+
+
 def _scale(args) -> int:
     res = bench_scale(quick=args.quick, out_dir=args.results, device=args.device, seed=args.seed)
     res["machine"] = machine_info(args.device if args.device != "auto" else "cpu")
@@ -235,7 +250,7 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
     p = register(subparsers, "bench", "speed and quality benchmarks", "Speed and quality benchmarks.")
     sub = p.add_subparsers(
         dest="which", required=True,
-        metavar="{speed,quality,reconstruct,generalization,measured,scale,nufft,gpu}",
+        metavar="{speed,quality,reconstruct,generalization,measured,scale,nufft,trajectories,gpu}",
     )
     for name, help_ in (
         ("speed", "training-step and inference throughput"),
@@ -246,6 +261,8 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         ("scale", "multi-coil input pipeline vs training step at fastMRI scale (16 coils, 640x320)"),
         ("nufft", "the non-Cartesian operator against finufft, and a 256x256 8-coil radial slice's "
          "reconstruction time"),
+        ("trajectories", "non-Cartesian networks vs the compensated adjoint, CG-SENSE and TV at an "
+         "oracle weight, radial and spiral at 4x and 8x, one and 8 coils"),
         ("gpu", "the prepared CUDA check: CUDA tests, step rates with AMP on and off, time to quality, "
          "fp32 vs AMP PSNR (under 8 min on one GPU; exits 1 without CUDA)"),
     ):
@@ -278,6 +295,12 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
             )
         if name == "nufft":
             s.add_argument("--threads", type=int, nargs="+", help="thread counts to time (default 1 2)")
+        if name == "trajectories":
+            s.add_argument("--checkpoint", nargs="+", required=True, metavar="[NAME=]CKPT",
+                           help="non-Cartesian checkpoints (the first one's held-out data are evaluated), "
+                           "e.g. N2N=synth-noncartesian-n2n N2C=runs/n2c/checkpoints/best.pt")
+            s.add_argument("--limit", type=int, default=12, help="validation slices per study (default 12)")
+            s.add_argument("--tv-lams", type=float, nargs="+", help=f"TV weights (default {list(TV_GRID)})")
         if name == "scale":
             s.add_argument("--seed", type=int, default=0, help="seed of the data set (default 0)")
         if name == "reconstruct":
@@ -336,6 +359,7 @@ def run(args: argparse.Namespace) -> int:
         "measured": _measured,
         "scale": _scale,
         "nufft": _nufft,
+        "trajectories": _trajectories,
         "gpu": _gpu,
     }[args.which]
     try:

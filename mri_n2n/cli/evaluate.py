@@ -8,6 +8,7 @@ import sys
 
 from ..checkpoint import CheckpointError
 from ..evaluation import evaluate_mri, evaluation_markdown, write_evaluation
+from ..noncartesian import FAMILIES
 from .common import add_adapt_argument, fail, parse_and_run, register
 
 __all__ = ["build_parser", "run", "main"]
@@ -34,6 +35,14 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
     p.add_argument("--data-dir", help="override the checkpoint's data folder")
     p.add_argument("--size", type=int, help="override the slice size")
     p.add_argument("--limit", type=int, help="evaluate at most this many validation slices")
+    p.add_argument(
+        "--trajectory", choices=FAMILIES,
+        help="a non-Cartesian checkpoint: acquire along this trajectory instead of the checkpoint's "
+        "(e.g. one protocol of a --trajectory mixed model)",
+    )
+    p.add_argument("--acceleration", type=float, help="override the checkpoint's acceleration (line masks, "
+                   "trajectories)")
+    p.add_argument("--synth-coils", help="--dataset synth: override the synthetic coil count (e.g. 8:8)")
     p.add_argument("--no-cs", action="store_true", help="skip CS-TV (multi-coil: CG-, TV-SENSE)")
     p.add_argument("--tv-lam", type=float, help="CS-TV / TV-SENSE weight (default: the tuned value)")
     p.add_argument("--sense-lam", type=float, help="multi-coil: CG-SENSE's Tikhonov weight (default 1e-3)")
@@ -78,6 +87,8 @@ def run(a: argparse.Namespace) -> int:
             batch_size=a.batch_size,
             device=a.device,
             progress=not a.quiet,
+            acquisition={k: v for k, v in (("trajectory", a.trajectory), ("acceleration", a.acceleration),
+                                           ("synth_coils", a.synth_coils)) if v is not None},
         )
         if (d := res["settings"].get("default_checkpoint")) and not a.quiet:
             print(f"--checkpoint default: {d['name']} ({d['why']})", file=sys.stderr)

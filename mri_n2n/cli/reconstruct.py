@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..checkpoint import CheckpointError
 from ..errors import one_line
-from ..noncartesian import TRAJECTORIES
+from ..noncartesian import FAMILIES
 from ..reconstruction import Reconstructor
 from ..reconstruction.batch import check_out, run_batch
 from .common import add_adapt_argument, fail, parse_and_run, register
@@ -60,7 +60,7 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
     )
     p.add_argument(
         "--trajectory",
-        choices=TRAJECTORIES,
+        choices=FAMILIES,
         default=None,
         help="--simulate with a non-Cartesian model: acquire along this trajectory (radial, "
         "golden-radial, spiral) instead of the checkpoint's; DENSITY is the share of the Nyquist "

@@ -208,6 +208,8 @@ class MRIUndersampling(Corruption):
         if self.crop and not (isinstance(family, MaskFamily) and family.name not in ("bernoulli", "lines")):
             raise ValueError(f"crops need a named mask family to rebuild at each size, not '{family.name}'")
         self._laws: dict[tuple[int, int], tuple[SampleLaw, torch.Tensor]] = {}
+        #: a mixture of protocols' components (one per batch) and their keep probabilities
+        self._protocols: dict[int, tuple[SampleLaw, torch.Tensor]] = {}
         if not noise_std >= 0:
             raise ValueError(f"k-space noise must be >= 0, got {noise_std}")
         self.noise_std = float(noise_std)
@@ -308,6 +310,22 @@ class MRIUndersampling(Corruption):
             self._laws[shape] = (fam, p.float())
         return self._laws[shape]
 
+    def protocol(
+        self, law: SampleLaw, keep_prob: torch.Tensor, *, generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> tuple[SampleLaw, torch.Tensor]:
+        """A batch's law and keep probability: ``law`` itself, or for a mixture of protocols that
+        a batch must share (a :class:`~mri_n2n.noncartesian.TrajectoryMixture`: one trajectory per
+        batch) one component, drawn from ``generator`` or fixed by ``seed``."""
+        pick = getattr(law, "component", None)
+        if pick is None:
+            return law, keep_prob
+        part = pick(generator=generator, seed=seed)
+        if id(part) not in self._protocols:
+            p = part.keep_probability() if self.complex_data else part.real_keep_probability()
+            self._protocols[id(part)] = (part, p.float())
+        return self._protocols[id(part)]
+
     def draw_masks(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Draw ``batch`` independent sampled sets ``(B, *sample_shape)`` on the generator's device."""
         return self.family.sample(batch, generator=generator)
@@ -346,10 +364,10 @@ class MRIUndersampling(Corruption):
             raise ValueError(f"expected {self.coils} coils, the batch has {acq.n_coils}")
         return acq
 
-    def _full(self, batch: Batch) -> tuple[Acquisition, torch.Tensor]:
+    def _full(self, batch: Batch, law: SampleLaw | None = None) -> tuple[Acquisition, torch.Tensor]:
         """``(fully sampled acquisition, all its measurements k)`` of clean images in the model's
         layout (the kind's :meth:`~mri_n2n.physics.Acquisition.fully_sampled`) or of fully
-        sampled data."""
+        sampled data; ``law``: the batch's law (default the corruption's at the images' size)."""
         if isinstance(batch, Acquisition):
             acq = self._check(batch)
             if acq.kind == self.kind.kind:
@@ -357,11 +375,12 @@ class MRIUndersampling(Corruption):
             # fully sampled data of another kind (synthetic coil k-space on the grid): their
             # image and maps, acquired by this kind
             x = acq.adjoint()
-            law = self.law_at(acq.image_shape)[0]
+            law = law or self.law_at(acq.image_shape)[0]
             full = self.kind.for_law(law, x.shape, maps=acq.maps, device=x.device)
             return full, full.full(x)
         x = to_complex(batch.float(), keepdim=True) if self.complex_data else batch.float()
-        full = self.kind.for_law(self.law_at(tuple(x.shape[-2:]))[0], x.shape, device=x.device)
+        law = law or self.law_at(tuple(x.shape[-2:]))[0]
+        full = self.kind.for_law(law, x.shape, device=x.device)
         return full, full.full(x)
 
     def _reference(self, batch: Batch, full: Acquisition, k: torch.Tensor) -> torch.Tensor:
@@ -398,7 +417,8 @@ class MRIUndersampling(Corruption):
         with ``keep_prob`` (default the corruption's own). Real data use the kind's completion of
         the set (a law drawn symmetric is complete already)."""
         p = self.keep_prob if keep_prob is None else keep_prob
-        if p is self.keep_prob or any(p is law[1] for law in self._laws.values()):  # the laws' own:
+        own = (*self._laws.values(), *self._protocols.values())
+        if p is self.keep_prob or any(p is law[1] for law in own):  # the laws' own:
             p = resident(self, f"keep_prob{tuple(p.shape)}", p, k.device)  # copied to the device once
         # a law drawn symmetric needs no completion (laws per item: some of theirs are not)
         real = not self.complex_data and (not self.family.hermitian or self.family.per_item)
@@ -453,8 +473,7 @@ class MRIUndersampling(Corruption):
             raise ValueError(f"undersampled data train only with the targets {SPLIT_TARGETS}")
         if isinstance(clean, Acquisition):  # fully sampled data: shift the images, maps alike
             clean = self._shift(self._check(clean), g)  # the reference of data of another kind
-            full, k = self._full(clean)
-            shape = full.image_shape
+            shape = tuple(clean.image_shape)
         else:
             clean = self._as_model_data(clean, g)
             if self.augment:
@@ -463,11 +482,11 @@ class MRIUndersampling(Corruption):
                     clean = random_crop(clean, g)
             if self.max_shift > 0 and "shift" in self.kind.augmentations:
                 clean = random_shift(clean, self.max_shift, g)
-            full, k = self._full(clean)
             shape = tuple(clean.shape[-2:])
+        law, keep_prob = self.protocol(*self.law_at(shape), generator=g)
+        full, k = self._full(clean, law)
         noisy = self._acquire(k, [g])
         b = k.shape[0]
-        law, keep_prob = self.law_at(shape)
         # the sets of both observations (an item's law may be its own: both from it)
         sets, per_item = law.draw_items(b, 2 if target == "noisy" else 1, generator=g, real=self._real())
         keep_prob = keep_prob if per_item is None else per_item
@@ -490,19 +509,21 @@ class MRIUndersampling(Corruption):
         *,
         phase_seeds: torch.Tensor | None = None,
         keep_prob: torch.Tensor | None = None,
+        law: SampleLaw | None = None,
     ) -> Pair:
         """Undersample ``clean`` (clean images or fully sampled data) with given sampled sets
         ``mask`` (of the law's keep probability ``keep_prob``, per item or shared; default the
         corruption's); the target is the clean batch (of fully sampled data: its image).
 
         A magnitude batch for complex data gets the smooth phase, and every slice its k-space
-        noise, seeded per sample by ``phase_seeds`` (default: the sample's index).
+        noise, seeded per sample by ``phase_seeds`` (default: the sample's index). ``law``: the
+        law the sets are of (one protocol of a mixture; default the corruption's).
         """
         n = clean.batch_size if isinstance(clean, Acquisition) else clean.shape[0]
         seeds = (torch.arange(n) if phase_seeds is None else torch.as_tensor(phase_seeds)).tolist()
         if not isinstance(clean, Acquisition):
             clean = self._seeded_phase(clean, seeds)
-        full, k = self._full(clean)
+        full, k = self._full(clean, law)
         noisy = self._acquire(k, [seeded_generator(int(s) ^ SALT_NOISE) for s in seeds])
         acq, img = self._observe(full, noisy, mask.to(k.device), keep_prob)
         return Pair(img, self._reference(clean, full, k), acq)
@@ -519,11 +540,22 @@ class MRIUndersampling(Corruption):
             acq = self._check(clean)
             draws = [self.split.draw(1, seeded_generator(int(s) ^ SALT_ACQUISITION)) for s in seeds.tolist()]
             return self._split_pair(acq, torch.cat(draws).to(acq.sampled.device))
-        draws = [self.family.draw_items(1, 1, generator=seeded_generator(int(s)), real=self._real())
-                 for s in seeds.tolist()]
+        ids = seeds.tolist()
+        law, mixed, p = self._fixed_protocol(ids)
+        draws = [law.draw_items(1, 1, generator=seeded_generator(int(s)), real=self._real()) for s in ids]
         masks = torch.cat([d[0][0] for d in draws], dim=0)
         per_item = None if draws[0][1] is None else torch.cat([d[1] for d in draws]).to(masks.device)
-        return self.measure(clean, masks, phase_seeds=seeds, keep_prob=per_item)
+        p = p if per_item is None else per_item
+        return self.measure(clean, masks, phase_seeds=seeds, keep_prob=p, law=mixed)
+
+    def _fixed_protocol(self, ids: list[int]) -> tuple[SampleLaw, SampleLaw | None, torch.Tensor | None]:
+        """``(law to draw from, the batch's protocol or None, its keep probability or None)``:
+        for a mixture of protocols the one fixed by the batch's first seed, else the corruption's
+        own law (``None, None``: the law at the data's size serves)."""
+        if getattr(self.family, "component", None) is None:
+            return self.family, None, None
+        law, p = self.protocol(self.family, self.keep_prob, seed=int(ids[0]) if ids else 0)
+        return law, law, p
 
     # -- single acquisitions (SSDU, Noisier2Noise) --------------------------------------------
     def acquire_once(self, clean: Batch, seeds: torch.Tensor) -> Acquisition:
@@ -534,12 +566,13 @@ class MRIUndersampling(Corruption):
         ids = [int(v) ^ SALT_ACQUISITION for v in torch.as_tensor(seeds).tolist()]
         if not isinstance(clean, Acquisition):
             clean = self._seeded_phase(clean, ids)
-        full, k = self._full(clean)
+        law, mixed, p = self._fixed_protocol(ids)
+        full, k = self._full(clean, mixed)
         noisy = self._acquire(k, [seeded_generator(v ^ SALT_NOISE) for v in ids])
-        draws = [self.family.draw_items(1, 1, generator=seeded_generator(v), real=self._real()) for v in ids]
+        draws = [law.draw_items(1, 1, generator=seeded_generator(v), real=self._real()) for v in ids]
         masks = torch.cat([d[0][0] for d in draws], dim=0)
         per_item = None if draws[0][1] is None else torch.cat([d[1] for d in draws]).to(noisy.device)
-        return self._acquisition(full, noisy, masks, per_item)
+        return self._acquisition(full, noisy, masks, p if per_item is None else per_item)
 
     def single_pair(self, batch: Batch, *, generator: torch.Generator, seeds: torch.Tensor) -> Pair:
         """A training pair from one acquisition per slice (``ssdu`` / ``noisier2noise``).

@@ -149,6 +149,21 @@ class ReadoutKinds:
     skipped: dict[str, int]
 
 
+def has_trajectories(path: str | Path, dataset: str = "dataset") -> bool:
+    """Whether an ISMRMRD file's readouts carry trajectories (non-Cartesian k-space): reads only
+    the acquisition headers. ``False`` for files that are not ISMRMRD or cannot be read (their
+    reader says why)."""
+    try:
+        with open_h5(path) as f:
+            g = f.get(dataset)
+            if not isinstance(g, h5py.Group) or "data" not in g:
+                return False
+            head = g["data"].fields("head")[...]
+            return bool((head["trajectory_dimensions"] > 0).any())
+    except Exception:
+        return False
+
+
 def readout_kinds(head: np.ndarray) -> ReadoutKinds:
     """Sort the acquisitions (their ``head`` rows) into noise, skipped (navigator,
     phase-correction, feedback, dummy, phase-stabilisation, other encodings), calibration-only

@@ -36,6 +36,7 @@ from ..io import (
 )
 from ..io.dicom import DICOMDIR_CLASS
 from ..io.kspace import MASK_SIDECAR
+from ..io.mrd_format import has_trajectories
 from ..io.noncartesian import NonCartesianKSpace
 from ..io.raw import read_raw
 from ..plots import radiological_view, reconstruction_panel
@@ -396,10 +397,14 @@ def _process(
 
 def input_data(item: InputItem) -> str:
     """What the shipped model for ``item`` must serve (:data:`~mri_n2n.checkpoint.DEFAULT_INPUTS`):
-    ``multicoil`` (multi-coil HDF5, ISMRMRD, twix), ``complex`` (single-coil k-space files) or
-    ``magnitude`` (image volumes, studied with ``--simulate``)."""
+    ``noncartesian`` (ISMRMRD files whose readouts carry trajectories), ``multicoil`` (multi-coil
+    HDF5, ISMRMRD, twix), ``complex`` (single-coil k-space files) or ``magnitude`` (image volumes,
+    studied with ``--simulate``)."""
     if item.kind == "kspace":
-        return "multicoil" if _is_multicoil_file(Path(item.paths[0])) else "complex"
+        path = Path(item.paths[0])
+        if path.name.lower().endswith((".h5", ".hdf5", ".mrd")) and has_trajectories(path):
+            return "noncartesian"
+        return "multicoil" if _is_multicoil_file(path) else "complex"
     return "magnitude"
 
 

@@ -11,21 +11,33 @@ in training, and the one reconstruction loop
 (:func:`~mri_n2n.reconstruction.engine.stream_reconstruction`) applies the network, its data
 consistency and the output magnitude. Images come out at the encoded matrix, ``(rows, cols,
 slices)`` as the other raw readers' outputs.
+
+``--adapt``: the file's readouts are all measured (no law drew them), so the adaptation's law is
+the certain one, every readout kept with probability 1 (:func:`measured_law`); Noisier2Noise's
+second law then holds a share of the readouts out at random, as for any kind.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ..acquisition import Acquisition, acquisition_kind
 from ..io.noncartesian import NonCartesianKSpace
+from ..laws import BernoulliLaw, SampleLaw
 from .engine import Reconstruction, ReconstructionError, SliceBatch, model_channels, stream_reconstruction
 
-__all__ = ["NONCARTESIAN_KIND", "reconstruct_noncartesian"]
+__all__ = ["NONCARTESIAN_KIND", "measured_law", "reconstruct_noncartesian"]
 
 #: The registered kind that reconstructs trajectory files.
 NONCARTESIAN_KIND = "noncartesian"
+
+
+def measured_law(readouts: int) -> SampleLaw:
+    """The law of a trajectory file's readouts: every one of them measured (keep probability 1)."""
+    return BernoulliLaw(torch.ones(int(readouts)), name="measured")
 
 
 def reconstruct_noncartesian(
@@ -35,9 +47,12 @@ def reconstruct_noncartesian(
     batch_size: int = 4,
     amp: bool = False,
     channels_last: bool | None = None,
+    adapt: Callable[[SampleLaw, Acquisition], torch.nn.Module] | None = None,
 ) -> Reconstruction:
     """Reconstruct one trajectory file (module docstring) with a two-channel network trained on
-    the non-Cartesian kind.
+    the non-Cartesian kind. ``adapt``: ``adapt(law, acq) -> model``, called once with the file's
+    law (:func:`measured_law`) and its acquisition in the network's units; the model it returns
+    reconstructs the file.
 
     Raises:
         ReconstructionError: a one-channel model, the kind's libraries missing, maps that cannot
@@ -57,6 +72,8 @@ def reconstruct_noncartesian(
         raise ReconstructionError(f"{where}: {' '.join(str(e).split())[:300]}") from None
     scale = float(zf.abs().max()) or 1.0
     rows, cols = matrix
+    if adapt is not None:
+        model = adapt(measured_law(whole.sample_shape[0]), whole.with_data(whole.y / scale))
 
     def batches(idx: list[int]) -> SliceBatch:
         part: Acquisition = whole.batch(torch.as_tensor(idx))
