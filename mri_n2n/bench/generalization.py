@@ -42,8 +42,10 @@ from ..data.generators.phase import with_random_phase
 from ..data.sources import get_source, sources
 from ..fft import fft2c, ifft2c
 from ..io.multicoil import MultiCoilKSpace
+from ..io.noncartesian import NonCartesianKSpace
 from ..masks import make_family
 from ..metrics import volume_metrics
+from ..noncartesian import NonCartesianAcquisition, trajectory_law
 from ..physics import Acquisition, SpectralSampling
 from ..reconstruction import Reconstructor
 from ..reconstruction.engine import simulated_masks, slice_seed
@@ -127,7 +129,7 @@ def _cs_tv(
 #: scanner writes: every slice given a phase by the phase model, whole phase-encode lines of
 #: fastMRI's equispaced protocol at acceleration ``1 / fraction`` with 8 % central lines, the
 #: same masks and data for every method, reconstructed from k-space).
-STUDIES = ("magnitude", "complex-lines", "multicoil-lines")
+STUDIES = ("magnitude", "complex-lines", "multicoil-lines", "multicoil-radial")
 #: The ``complex-lines`` study's line law: fastMRI's equispaced protocol, 8 % central lines.
 COMPLEX_LINES_FAMILY, COMPLEX_LINES_CENTER = "lines_equispaced", 0.08
 #: The ``multicoil-lines`` study: the complex slices of ``complex-lines`` seen by one random loop
@@ -137,6 +139,14 @@ COMPLEX_LINES_FAMILY, COMPLEX_LINES_CENTER = "lines_equispaced", 0.08
 #: :data:`MULTICOIL_CENTER_LINES` central lines (a parallel-imaging protocol's calibration: 8 % of
 #: a 41-line matrix is 3 lines, too few to estimate coil maps from).
 MULTICOIL_COILS, MULTICOIL_NOISE, MULTICOIL_CENTER_LINES = 8, 0.01, 8
+#: The ``multicoil-radial`` study (non-Cartesian): the coil data of ``multicoil-lines`` (the same
+#: phase, array and noise level) for the volume's :data:`RADIAL_SLICES` central slices, acquired
+#: along golden-angle spokes at acceleration ``1 / fraction`` (one draw per volume: a scanner
+#: repeats the spokes for every slice), and reconstructed as ``reconstruct`` reads a trajectory
+#: file (maps estimated from the data). TV-SENSE uses the same estimated maps, over
+#: :data:`RADIAL_TV_LAMS` (extended past an edge winner).
+RADIAL_SLICES, RADIAL_TRAJECTORY = 4, "golden-radial"
+RADIAL_TV_LAMS = (1e-3, 3e-3, 1e-2, 3e-2)
 
 
 def complex_lines_volume(
@@ -274,6 +284,79 @@ def _multicoil_lines_row(
     return row
 
 
+def multicoil_radial_volume(arr: np.ndarray, fraction: float, seed: int, name: str) -> NonCartesianKSpace:
+    """The ``multicoil-radial`` study's trajectory file of a volume (:data:`RADIAL_SLICES`), its
+    reference (the root-sum-of-squares of the noise-free coil images) in ``meta["reference"]``."""
+    z, _, _ = complex_lines_volume(arr, fraction, seed)
+    n, h, w = z.shape
+    keep = sorted({int(v) for v in np.linspace(n // 2 - RADIAL_SLICES // 2, n // 2 + (RADIAL_SLICES - 1) // 2,
+                                                RADIAL_SLICES).clip(0, n - 1)})
+    support = z.abs().amax(0) > 0.1 * float(z.abs().max())
+    z = z[keep]
+    g = seeded_generator(stable_ident("generalization-coils", seed))
+    array = random_coil_array((h, w), MULTICOIL_COILS, g, support=support)
+    law = trajectory_law(RADIAL_TRAJECTORY, (h, w), acceleration=1.0 / fraction)
+    traj = law.trajectory[law.sample(generator=seeded_generator(stable_ident("generalization-radial", seed)))]
+    full = NonCartesianAcquisition(torch.ones(traj.shape[0], dtype=torch.bool), traj, (h, w), array.maps)
+    k = full.forward(z)  # (N, C, readouts, samples)
+    for i in range(len(keep)):
+        g = seeded_generator(slice_seed(seed, keep[i]) ^ SALT_NOISE)
+        noise, _ = correlated_noise(tuple(k.shape[-2:]), MULTICOIL_COILS, g, std=MULTICOIL_NOISE,
+                                    positions=array.centres)
+        k[i] += noise.to(k.dtype)
+    ref = (array.maps[None] * z[:, None]).abs().square().sum(1).sqrt().numpy()
+    return NonCartesianKSpace(
+        kspace=k.numpy().astype(np.complex64), trajectory=traj.numpy(), matrix=(h, w), recon_shape=(h, w),
+        voxel_size=None, encoded_fov=None, trajectory_type="goldenangle", source="npy", path=name,
+        meta={"reference": ref.astype(np.float32), "slices": keep},
+    )
+
+
+def _multicoil_radial_row(
+    arr: np.ndarray, name: str, recs: dict[str, Reconstructor], fraction: float, seed: int,
+    lams: Sequence[float], iters: int,
+) -> dict[str, Any]:
+    """One volume of the ``multicoil-radial`` study: the density-compensated SENSE-1 adjoint,
+    CG-SENSE, every network from the trajectory file (:meth:`Reconstructor.noncartesian`) and
+    TV-SENSE at this volume's best weight, all with the maps estimated from the data and scored
+    against the RSS reference in the fastMRI volume convention."""
+    scan = multicoil_radial_volume(arr, fraction, seed, name)
+    ref = scan.meta["reference"]
+    n, c, _, _ = scan.shape
+    h, w = scan.matrix
+    kind = NonCartesianAcquisition
+    maps = kind.estimate_maps(scan.kspace, scan.trajectory, scan.matrix)
+    acq = kind.from_arrays(scan.kspace, scan.trajectory, scan.matrix, maps)
+    zf = acq.zero_filled()
+    scale = float(zf.abs().max()) or 1.0
+    row: dict[str, Any] = {"coils": c, "slices": scan.meta["slices"], "spokes": int(scan.shape[2])}
+    for label, img in (("zero-filled", zf), ("CG-SENSE", acq.sense())):
+        m = volume_metrics(img.abs().numpy(), ref)
+        row.update({f"{label}/psnr": m["psnr"], f"{label}/ssim": m["ssim"]})
+    for label, rec in recs.items():
+        t0 = time.perf_counter()
+        out = rec.noncartesian(scan)
+        row[f"{label}/seconds"] = time.perf_counter() - t0
+        m = volume_metrics(_as_slices(out.image, n, (h, w)), ref)
+        row.update({f"{label}/psnr": m["psnr"], f"{label}/ssim": m["ssim"]})
+        _record_adaptation(row, label, rec)
+    t0 = time.perf_counter()
+    unit = acq.with_data(acq.y / scale)
+    scores: dict[float, dict[str, float]] = {}
+
+    def run(lam: float) -> None:
+        if lam not in scores:
+            x = cs_tv(unit, lam=lam, iters=iters)
+            scores[lam] = volume_metrics(x.abs().numpy() * scale, ref)
+
+    best = _grid_search(run, scores, lams)
+    order = sorted(scores)
+    row.update({"TV-SENSE/psnr": scores[best]["psnr"], "TV-SENSE/ssim": scores[best]["ssim"]})
+    row.update({"TV-SENSE/lam": best, "TV-SENSE/interior": order[0] < best < order[-1]})
+    row.update({"TV-SENSE/lams": [float(v) for v in order], "TV-SENSE/seconds": time.perf_counter() - t0})
+    return row
+
+
 def _record_adaptation(row: dict[str, Any], label: str, rec: Reconstructor) -> None:
     """The adaptation's steps taken, kept, seconds and readout window, when ``rec`` adapts."""
     if rec.adapt_steps and rec.last_adaptation is not None:
@@ -313,7 +396,7 @@ def bench_generalization(
     study: str = "magnitude",
     seed: int = 0,
     tv_iters: int = 100,
-    lams: Sequence[float] = CS_TV_LAMS,
+    lams: Sequence[float] | None = None,
     device: str = "cpu",
     volumes: Sequence[RealVolume] | None = None,
     ensemble: bool = False,
@@ -327,7 +410,8 @@ def bench_generalization(
         study: ``magnitude`` or ``complex-lines`` (:data:`STUDIES`).
         seed: mask seed (masks depend on the seed and the slice only).
         tv_iters: CS-TV solver iterations.
-        lams: CS-TV weights tried per volume.
+        lams: CS-TV weights tried per volume (default :data:`CS_TV_LAMS`; ``multicoil-radial``
+            :data:`RADIAL_TV_LAMS`).
         device: where the networks run.
         volumes: the volumes (default :func:`real_volumes`).
         ensemble: also score each checkpoint's geometric self-ensemble, as ``"<name> ens"``
@@ -344,6 +428,8 @@ def bench_generalization(
         raise ValueError("give at least one checkpoint")
     if study not in STUDIES:
         raise ValueError(f"study must be one of {STUDIES}, got {study!r}")
+    if lams is None:
+        lams = RADIAL_TV_LAMS if study == "multicoil-radial" else CS_TV_LAMS
     recs = {}
     for name, p in checkpoints.items():
         variants = [("", False, 0)] + ([(" ens", True, 0)] if ensemble else [])
@@ -365,6 +451,10 @@ def bench_generalization(
             row.update(_multicoil_lines_row(arr, vol.name, recs, fraction, seed, lams, tv_iters))
             rows.append(row)
             continue
+        if study == "multicoil-radial":
+            row.update(_multicoil_radial_row(arr, vol.name, recs, fraction, seed, lams, tv_iters))
+            rows.append(row)
+            continue
         for i, (name, rec) in enumerate(recs.items()):
             t0 = time.perf_counter()
             result = rec.simulate(arr, fraction, seed=seed, axis=2)
@@ -380,7 +470,9 @@ def bench_generalization(
         row.update({"CS-TV/interior": interior, "CS-TV/lams": [float(v) for v in m["tried"]]})
         row["CS-TV/seconds"] = seconds
         rows.append(row)
-    methods = ["zero-filled", "TV-SENSE" if study == "multicoil-lines" else "CS-TV", *recs]
+    multicoil = study in ("multicoil-lines", "multicoil-radial")
+    methods = ["zero-filled", *(["CG-SENSE"] if study == "multicoil-radial" else []),
+               "TV-SENSE" if multicoil else "CS-TV", *recs]
     mean = {k: {s: float(np.mean([r[f"{k}/{s}"] for r in rows])) for s in ("psnr", "ssim")} for k in methods}
     plain = {name: recs[name] for name in checkpoints}
     return {
@@ -390,10 +482,9 @@ def bench_generalization(
         "fraction": fraction,
         "study": study,
         "seed": seed,
+        "lams": [float(v) for v in lams],
         # single-coil inference (multi-coil: the seconds per volume above)
-        "inference_s_per_slice": {}
-        if study == "multicoil-lines"
-        else inference_seconds(plain, fraction=fraction),
+        "inference_s_per_slice": {} if multicoil else inference_seconds(plain, fraction=fraction),
     }
 
 
@@ -437,11 +528,17 @@ def generalization_markdown(res: dict[str, Any]) -> str:
         f"{r['volume']} {r[f'{tv}/lam']:g}" + ("" if r.get(f"{tv}/interior", True) else " (edge of the grid)")
         for r in res["rows"]
     )
-    grid = ", ".join(f"{v:g}" for v in CS_TV_LAMS)
+    grid = ", ".join(f"{v:g}" for v in res.get("lams", CS_TV_LAMS))
     lines += [
         "",
         f"{tv} weight per volume (grid {grid}, extended by half decades past an edge winner): {lams}.",
     ]
+    if res.get("study") == "multicoil-radial":
+        spokes = ", ".join(f"{r['volume']} {r['spokes']}" for r in res["rows"])
+        lines += ["", f"Golden-angle radial at {1 / res['fraction']:g}x, {MULTICOIL_COILS} coils, the "
+                  f"central {RADIAL_SLICES} slices of each volume (fewer where it has fewer); spokes: "
+                  f"{spokes}. Every method with the coil maps estimated from the data (ESPIRiT on the "
+                  "gridded centre)."]
     for m in (m for m in methods if all(f"{m}/psnr_rss" in r for r in res["rows"])):
         vals = [r[f"{m}/psnr_rss"] for r in res["rows"]]
         cells = ", ".join(f"{r['volume']} {v:.2f}" for r, v in zip(res["rows"], vals))

@@ -327,12 +327,14 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
             s.add_argument("--fraction", type=float, default=0.1, help="mean sampling density (default 0.1)")
             s.add_argument(
                 "--study",
-                choices=("magnitude", "complex-lines", "multicoil-lines"),
+                choices=("magnitude", "complex-lines", "multicoil-lines", "multicoil-radial"),
                 default="magnitude",
                 help="magnitude (real images, each checkpoint's mask law), complex-lines (each slice "
                 "given a phase by the phase model, fastMRI equispaced lines at acceleration 1/fraction, "
                 "8 %% centre, reconstructed from k-space; CS-TV complex) or multicoil-lines (those "
-                "slices seen by a random 8-coil loop array with correlated noise; TV-SENSE, RSS reference)",
+                "slices seen by a random 8-coil loop array with correlated noise; TV-SENSE, RSS reference) "
+                "or multicoil-radial (those coil data of the central 4 slices along golden-angle spokes at "
+                "1/fraction, read as a trajectory file; CG-SENSE and TV-SENSE with the estimated maps)",
             )
             s.add_argument("--seed", type=int, default=0, help="mask seed (default 0)")
             s.add_argument(
