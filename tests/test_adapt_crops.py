@@ -106,3 +106,6 @@ def test_reconstruct_adapt_whole_turns_the_plan_off(tmp_path, monkeypatch):
     assert main([*base, "--out", str(tmp_path / "a")]) == 0
     assert main([*base, "--adapt-whole", "--out", str(tmp_path / "b")]) == 0
     assert seen == [ADAPT_PIXELS, None]
+    # without --adapt there is nothing to adapt: one line, exit 2, nothing written
+    plain = [str(src), "--checkpoint", "mni152-n2n", "--simulate", "0.3", "--adapt-whole", "--quiet"]
+    assert main([*plain, "--out", str(tmp_path / "c")]) == 2 and not (tmp_path / "c").exists()

@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         return fail("--trajectory only applies to --simulate", 2)
     if args.adapt < 0:
         return fail(f"--adapt STEPS must be at least 0, got {args.adapt}", 2)
+    if getattr(args, "adapt_whole", False) and not args.adapt:
+        return fail("--adapt-whole only applies to --adapt", 2)
     if args.virtual_coils is not None and args.virtual_coils < 1:
         return fail(f"--virtual-coils must be at least 1, got {args.virtual_coils}", 2)
     if args.cg_iters is not None and args.cg_iters < 1:
