@@ -7,8 +7,9 @@ held-out validation slices of the first checkpoint's data (``--dataset synth``: 
 from its training slices), each slice seen through that many coils of the synthetic loop array
 with its correlated noise, with the **true** coil maps (single coil: one coil, a phase-only map).
 Every method sees the same draws (:func:`~mri_n2n.evaluation.evaluate_mri` with the study's
-acquisition settings). TV (TV-SENSE, :func:`~mri_n2n.baselines.tv_sense`) runs at every weight
-of a grid and the table reports the best mean (an oracle weight chosen on the evaluated slices
+acquisition settings). TV (TV-SENSE: :func:`~mri_n2n.baselines.cs_tv` on the coil acquisition,
+its data term solved by CG on the Toeplitz normal operator) runs at every weight of a grid
+and the table reports the best mean (an oracle weight chosen on the evaluated slices
 themselves: TV's best case), with a flag when the best weight sits at an edge of the grid.
 """
 
