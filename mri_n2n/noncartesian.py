@@ -278,9 +278,10 @@ class TrajectoryMixture(TrajectoryLaw):
     golden-angle and spiral data at any of those accelerations.
 
     The mixture is a :class:`TrajectoryLaw` itself, that of its ``base`` protocol: where a single
-    protocol is needed (a simulated acquisition, ``reconstruct --simulate``) the base serves. The
-    corruption asks :meth:`component` for each batch's protocol and draws that batch's sets, keep
-    probabilities and splits from it, so every draw's law stays exact.
+    protocol is needed (a simulated acquisition, ``reconstruct --simulate``, the fixed validation
+    draws, which must not depend on how slices are batched) the base serves. The corruption asks
+    :meth:`component` for each training batch's protocol and draws that batch's sets and keep
+    probabilities from it, so every draw's law stays exact.
 
     Attributes:
         components: the protocols (families by accelerations); base: the stand-in protocol;
@@ -298,16 +299,13 @@ class TrajectoryMixture(TrajectoryLaw):
         self.base = base
         self.accelerations = tuple(float(a) for a in accelerations)
 
-    def component(
-        self, *, generator: torch.Generator | None = None, seed: int | None = None
-    ) -> TrajectoryLaw:
-        """One protocol: uniform over :attr:`components` from ``generator``, or ``seed`` modulo
-        their count (validation and single acquisitions: fixed per seed)."""
+    def component(self, generator: torch.Generator | None = None) -> TrajectoryLaw:
+        """One protocol: uniform over :attr:`components` from ``generator``; without one, the
+        :attr:`base` (fixed draws)."""
+        if generator is None:
+            return self.base
         n = len(self.components)
-        if seed is not None:
-            return self.components[int(seed) % n]
-        dev = generator.device if generator is not None else torch.device("cpu")
-        return self.components[int(torch.randint(n, (1,), generator=generator, device=dev))]
+        return self.components[int(torch.randint(n, (1,), generator=generator, device=generator.device))]
 
     def describe(self) -> dict[str, Any]:
         return {

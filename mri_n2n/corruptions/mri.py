@@ -311,16 +311,15 @@ class MRIUndersampling(Corruption):
         return self._laws[shape]
 
     def protocol(
-        self, law: SampleLaw, keep_prob: torch.Tensor, *, generator: torch.Generator | None = None,
-        seed: int | None = None,
+        self, law: SampleLaw, keep_prob: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[SampleLaw, torch.Tensor]:
         """A batch's law and keep probability: ``law`` itself, or for a mixture of protocols that
         a batch must share (a :class:`~mri_n2n.noncartesian.TrajectoryMixture`: one trajectory per
-        batch) one component, drawn from ``generator`` or fixed by ``seed``."""
+        batch) one component drawn from ``generator``, without one the mixture's fixed base."""
         pick = getattr(law, "component", None)
         if pick is None:
             return law, keep_prob
-        part = pick(generator=generator, seed=seed)
+        part = pick(generator)
         if id(part) not in self._protocols:
             p = part.keep_probability() if self.complex_data else part.real_keep_probability()
             self._protocols[id(part)] = (part, p.float())
@@ -483,7 +482,7 @@ class MRIUndersampling(Corruption):
             if self.max_shift > 0 and "shift" in self.kind.augmentations:
                 clean = random_shift(clean, self.max_shift, g)
             shape = tuple(clean.shape[-2:])
-        law, keep_prob = self.protocol(*self.law_at(shape), generator=g)
+        law, keep_prob = self.protocol(*self.law_at(shape), g)
         full, k = self._full(clean, law)
         noisy = self._acquire(k, [g])
         b = k.shape[0]
@@ -541,20 +540,20 @@ class MRIUndersampling(Corruption):
             draws = [self.split.draw(1, seeded_generator(int(s) ^ SALT_ACQUISITION)) for s in seeds.tolist()]
             return self._split_pair(acq, torch.cat(draws).to(acq.sampled.device))
         ids = seeds.tolist()
-        law, mixed, p = self._fixed_protocol(ids)
+        law, mixed, p = self._fixed_protocol()
         draws = [law.draw_items(1, 1, generator=seeded_generator(int(s)), real=self._real()) for s in ids]
         masks = torch.cat([d[0][0] for d in draws], dim=0)
         per_item = None if draws[0][1] is None else torch.cat([d[1] for d in draws]).to(masks.device)
         p = p if per_item is None else per_item
         return self.measure(clean, masks, phase_seeds=seeds, keep_prob=p, law=mixed)
 
-    def _fixed_protocol(self, ids: list[int]) -> tuple[SampleLaw, SampleLaw | None, torch.Tensor | None]:
-        """``(law to draw from, the batch's protocol or None, its keep probability or None)``:
-        for a mixture of protocols the one fixed by the batch's first seed, else the corruption's
-        own law (``None, None``: the law at the data's size serves)."""
+    def _fixed_protocol(self) -> tuple[SampleLaw, SampleLaw | None, torch.Tensor | None]:
+        """``(law to draw from, the protocol or None, its keep probability or None)`` of fixed
+        draws: for a mixture of protocols its base (the same whatever the batching), else the
+        corruption's own law (``None, None``: the law at the data's size serves)."""
         if getattr(self.family, "component", None) is None:
             return self.family, None, None
-        law, p = self.protocol(self.family, self.keep_prob, seed=int(ids[0]) if ids else 0)
+        law, p = self.protocol(self.family, self.keep_prob)
         return law, law, p
 
     # -- single acquisitions (SSDU, Noisier2Noise) --------------------------------------------
@@ -566,7 +565,7 @@ class MRIUndersampling(Corruption):
         ids = [int(v) ^ SALT_ACQUISITION for v in torch.as_tensor(seeds).tolist()]
         if not isinstance(clean, Acquisition):
             clean = self._seeded_phase(clean, ids)
-        law, mixed, p = self._fixed_protocol(ids)
+        law, mixed, p = self._fixed_protocol()
         full, k = self._full(clean, mixed)
         noisy = self._acquire(k, [seeded_generator(v ^ SALT_NOISE) for v in ids])
         draws = [law.draw_items(1, 1, generator=seeded_generator(v), real=self._real()) for v in ids]
