@@ -26,6 +26,7 @@ EXPECTED = (
     "04_batch_reconstruction.ipynb",
     "05_multicoil_raw.ipynb",
     "06_single_acquisition.ipynb",
+    "07_noncartesian.ipynb",
 )
 QUICK_FLAG = 'QUICK = os.environ.get("MRI_N2N_QUICK", "0") == "1"'
 #: Seconds a cell may run before the test fails (QUICK runs take seconds per notebook).
