@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,19 +191,10 @@ def _complex_lines_row(
         m = volume_metrics(_as_slices(out.image, n, (h, w)), ref)
         row.update({f"{name}/psnr": m["psnr"], f"{name}/ssim": m["ssim"]})
         _record_adaptation(row, name, rec)
-    t0 = time.perf_counter()
-    scores: dict[float, dict[str, float]] = {}
+    def solve(lam: float) -> np.ndarray:
+        return cs_tv(acq, lam=lam, iters=iters, rho=30.0 * lam, real=False).abs().reshape(n, h, w).numpy()
 
-    def run(lam: float) -> None:
-        if lam not in scores:
-            x = cs_tv(acq, lam=lam, iters=iters, rho=30.0 * lam, real=False)
-            scores[lam] = volume_metrics(x.abs().reshape(n, h, w).numpy(), ref)
-
-    best = _grid_search(run, scores, lams)
-    order = sorted(scores)
-    row.update({"CS-TV/psnr": scores[best]["psnr"], "CS-TV/ssim": scores[best]["ssim"], "CS-TV/lam": best})
-    row.update({"CS-TV/interior": order[0] < best < order[-1], "CS-TV/lams": [float(v) for v in order]})
-    row["CS-TV/seconds"] = time.perf_counter() - t0
+    row.update(_tv_oracle("CS-TV", solve, ref, lams))
     return row
 
 
@@ -269,18 +260,11 @@ def _multicoil_lines_row(
             row.update({f"{label}/psnr_rss": m["psnr"], f"{label}/ssim_rss": m["ssim"]})
     t0 = time.perf_counter()
     maps = estimate_maps(y, "walsh", min_calib=MAPS_MIN_CALIBRATION)
-    scores: dict[float, dict[str, float]] = {}
 
-    def run(lam: float) -> None:
-        if lam not in scores:
-            x = tv_sense(y, maps, masks, lam=lam, iters=iters)
-            scores[lam] = volume_metrics(x.abs().numpy(), ref)
+    def solve(lam: float) -> np.ndarray:
+        return tv_sense(y, maps, masks, lam=lam, iters=iters).abs().numpy()
 
-    best = _grid_search(run, scores, lams)
-    order = sorted(scores)
-    row.update({"TV-SENSE/psnr": scores[best]["psnr"], "TV-SENSE/ssim": scores[best]["ssim"]})
-    row.update({"TV-SENSE/lam": best, "TV-SENSE/interior": order[0] < best < order[-1]})
-    row.update({"TV-SENSE/lams": [float(v) for v in order], "TV-SENSE/seconds": time.perf_counter() - t0})
+    row.update(_tv_oracle("TV-SENSE", solve, ref, lams, t0))
     return row
 
 
@@ -340,21 +324,37 @@ def _multicoil_radial_row(
         m = volume_metrics(_as_slices(out.image, n, (h, w)), ref)
         row.update({f"{label}/psnr": m["psnr"], f"{label}/ssim": m["ssim"]})
         _record_adaptation(row, label, rec)
-    t0 = time.perf_counter()
     unit = acq.with_data(acq.y / scale)
+
+    def solve(lam: float) -> np.ndarray:
+        return cs_tv(unit, lam=lam, iters=iters).abs().numpy() * scale
+
+    row.update(_tv_oracle("TV-SENSE", solve, ref, lams))
+    return row
+
+
+def _tv_oracle(
+    label: str, solve: Callable[[float], np.ndarray], ref: np.ndarray, lams: Sequence[float],
+    t0: float | None = None,
+) -> dict[str, Any]:
+    """A TV baseline at this volume's best weight: ``solve(lam)`` gives its magnitude images, run
+    over ``lams`` (extended past an edge winner, :func:`_grid_search`) and scored against ``ref``;
+    the row's entries under ``label`` (metrics, weight, whether it is interior, the weights tried,
+    seconds since ``t0``, default now)."""
+    t0 = time.perf_counter() if t0 is None else t0
     scores: dict[float, dict[str, float]] = {}
 
     def run(lam: float) -> None:
         if lam not in scores:
-            x = cs_tv(unit, lam=lam, iters=iters)
-            scores[lam] = volume_metrics(x.abs().numpy() * scale, ref)
+            scores[lam] = volume_metrics(solve(lam), ref)
 
     best = _grid_search(run, scores, lams)
     order = sorted(scores)
-    row.update({"TV-SENSE/psnr": scores[best]["psnr"], "TV-SENSE/ssim": scores[best]["ssim"]})
-    row.update({"TV-SENSE/lam": best, "TV-SENSE/interior": order[0] < best < order[-1]})
-    row.update({"TV-SENSE/lams": [float(v) for v in order], "TV-SENSE/seconds": time.perf_counter() - t0})
-    return row
+    return {
+        f"{label}/psnr": scores[best]["psnr"], f"{label}/ssim": scores[best]["ssim"], f"{label}/lam": best,
+        f"{label}/interior": order[0] < best < order[-1], f"{label}/lams": [float(v) for v in order],
+        f"{label}/seconds": time.perf_counter() - t0,
+    }
 
 
 def _record_adaptation(row: dict[str, Any], label: str, rec: Reconstructor) -> None:
