@@ -130,8 +130,18 @@ def test_reconstruct_reads_a_trajectory_file_with_a_trajectory_checkpoint(tmp_pa
         r = [np.corrcoef(vol[..., i].ravel(), truth[j].ravel())[0, 1] for j in range(2)]
         assert r[i] > 0.8 and r[i] > r[1 - i], r
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
-    # --checkpoint default: no shipped model is made for trajectory files yet: one line, exit 1
-    assert main([str(path), "--checkpoint", "default", "--out", str(tmp_path / "d"), "--quiet"]) == 1
+    # --checkpoint default: the shipped model made for trajectory files reconstructs it, and the
+    # report names it
+    import json
+
+    from mri_n2n.checkpoint import default_pretrained, pretrained
+
+    name = default_pretrained("noncartesian")
+    assert "noncartesian" in pretrained()[name].get("default_for", ())
+    assert main([str(path), "--checkpoint", "default", "--out", str(tmp_path / "d"), "--quiet"]) == 0
+    (row,) = json.loads((tmp_path / "d" / "report.json").read_text())["inputs"]
+    assert row["checkpoint"] == name and row["status"] == "ok"
+    assert load_volume(tmp_path / "d" / "radial_recon.nii.gz").array.shape == (N, N, 2)
 
 
 def test_mixed_trajectories_train_and_adapt_to_a_trajectory_file(tmp_path):
