@@ -16,7 +16,9 @@ weights. The project's defaults (``mri_n2n.reconstruction.adapt``) are the best 
 ``--study complex-lines`` / ``multicoil-lines`` tune the scanner-data models the same way, on the
 studies of ``bench generalization`` (the phase model's phase, 4x equispaced lines, 8 % centre;
 for coils one random 8-coil array with correlated noise), with the model made for those data
-(``synth-complex-n2n``, ``synth-multicoil-n2n``) and the grid ``scanner``.
+(``synth-complex-n2n``, ``synth-multicoil-n2n``) and the grid ``scanner``; ``--study
+multicoil-radial`` the non-Cartesian model (``synth-noncartesian-n2n``) on that study's
+trajectory files (8 coils, golden-angle radial 4x, the central slices), grid ``trajectory``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ import time
 
 import numpy as np
 
-from mri_n2n.bench.generalization import complex_lines_volume, multicoil_lines_file, multicoil_lines_volume
+from mri_n2n.bench.generalization import (
+    complex_lines_volume,
+    multicoil_lines_file,
+    multicoil_lines_volume,
+    multicoil_radial_volume,
+)
 from mri_n2n.data.sources import check_disjoint, sources
 from mri_n2n.fft import fft2c
 from mri_n2n.metrics import volume_metrics
@@ -47,12 +54,17 @@ GRIDS = {
     # the scanner-data models (issue 30): the magnitude default's setting against larger steps
     # and rates at the same cost, and twice the steps
     "scanner": [(0, 40, 3e-4, 0.0, 2), (0, 40, 1e-3, 0.0, 2), (0, 40, 3e-3, 0.0, 2), (0, 80, 3e-4, 0.0, 2)],
+    # the non-Cartesian model (issue 33): the library's default rate against smaller ones, and
+    # with self-validated early stopping
+    "trajectory": [(0, 40, 3e-5, 0.0, 2), (0, 40, 1e-4, 0.0, 2), (0, 40, 3e-4, 0.0, 2), (0, 40, 3e-4, 0.1, 2),
+                   (0, 40, 1e-3, 0.0, 2)],
 }
 #: the shipped model each study tunes by default
 STUDY_MODELS = {
     "magnitude": "default",
     "complex-lines": "synth-complex-n2n",
     "multicoil-lines": "synth-multicoil-n2n",
+    "multicoil-radial": "synth-noncartesian-n2n",
 }
 
 
@@ -71,6 +83,9 @@ def study_runner(study: str, vol: np.ndarray, name: str):
         z, masks, law = complex_lines_volume(vol, 0.25, 0)
         y, ref = (fft2c(z) * masks).numpy(), z.abs().numpy()
         return lambda rec: psnr(rec.kspace(y, masks.numpy(), law=law), ref)
+    if study == "multicoil-radial":
+        scan = multicoil_radial_volume(vol, 0.25, 0, name)
+        return lambda rec: psnr(rec.noncartesian(scan), scan.meta["reference"])
     y, masks, ref, _ = multicoil_lines_volume(vol, 0.25, 0)
     mc = multicoil_lines_file(y, masks, ref, name)
     return lambda rec: psnr(rec.multicoil(mc, output="sense"), ref)
