@@ -3,6 +3,8 @@
 - :func:`init_distributed`: the process group (NCCL on GPUs, gloo on CPUs) from torchrun's
   environment; :func:`collective_device`: where collectives take their tensors.
 - :func:`all_sum`: numbers summed over the processes (validation shares).
+- :func:`leave_together`: on success, no process tears the process group down before every
+  process has come out of the last collective.
 - :func:`peer_failure`: when one process fails, its error is posted to the run's store first, so
   that its peers, whose next collective then fails, end with one line naming the failed process
   and its error instead of a collective's traceback (or a hang).
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 
@@ -19,10 +22,16 @@ from torch import nn
 
 from ..errors import one_line
 
-__all__ = ["dist_env", "init_distributed", "collective_device", "all_sum", "param_checksum", "peer_failure"]
+__all__ = [
+    "dist_env", "init_distributed", "collective_device", "all_sum", "param_checksum", "leave_together",
+    "peer_failure",
+]
 
 #: The store key a failed process posts its error under.
 FAILED_KEY = "mri_n2n/failed"
+
+#: The store keys of :func:`leave_together` (one per process) and how long a process waits there.
+LEFT_KEY, LEAVE_TIMEOUT_S = "mri_n2n/left/", 60.0
 
 
 def dist_env() -> tuple[int, int]:
@@ -59,6 +68,27 @@ def param_checksum(model: nn.Module) -> str:
     for p in model.state_dict().values():
         h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def leave_together(rank: int, world: int) -> None:
+    """After the run's last collective (a barrier), wait through the run's store until every
+    process has come out of it, process 0 last (it hosts the store). gloo's barrier returns on
+    one process while its last messages may still be in flight to a peer, and a process that
+    tears its pairs down then makes the peer abort ("terminate called without an active
+    exception", pytorch/gloo#155; seen under load). The store is not a gloo pair; a store that
+    is already gone (process 0 left) or slow ends the wait quietly."""
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        keys = [f"{LEFT_KEY}{r}" for r in range(world)]
+        timeout = datetime.timedelta(seconds=LEAVE_TIMEOUT_S)
+        if rank == 0:
+            store.wait(keys[1:], timeout)  # every peer is out of the barrier
+            store.set(keys[0], "1")
+        else:
+            store.set(keys[rank], "1")
+            store.wait(keys[:1], timeout)
+    except Exception:  # process 0 left with its store, or the wait timed out: nothing to keep
+        pass
 
 
 def peer_failure(rank: int, exc: BaseException) -> str | None:

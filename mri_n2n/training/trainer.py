@@ -65,7 +65,14 @@ from ..physics import Acquisition
 from ..plots import image_panel, provenance_view, reconstruction_panel
 from ..seeding import restore_cuda_rng, restore_generator, seeded_generator
 from ..splits import SPLIT_TARGETS
-from .distributed import all_sum, collective_device, init_distributed, param_checksum, peer_failure
+from .distributed import (
+    all_sum,
+    collective_device,
+    init_distributed,
+    leave_together,
+    param_checksum,
+    peer_failure,
+)
 from .experiment import acquisition_signature, build_experiment, build_model_for
 from .schedule import learning_rate, optimizer_schedule
 
@@ -716,6 +723,7 @@ def train(cfg: Config, *, resume: bool = False) -> dict[str, Any]:
             # that tears gloo down while its peer is still mid-collective aborts the peer
             # ("terminate called without an active exception")
             dist.barrier()
+            leave_together(trainer.rank, trainer.world)
     except Exception as e:
         if trainer.world > 1 and dist.is_initialized() and not isinstance(e, _StoppedTogether):
             said = peer_failure(trainer.rank, e)  # a peer's failure, or this one's posted for them
