@@ -58,6 +58,8 @@ GRIDS = {
     # with self-validated early stopping
     "trajectory": [(0, 40, 3e-5, 0.0, 2), (0, 40, 1e-4, 0.0, 2), (0, 40, 3e-4, 0.0, 2), (0, 40, 3e-4, 0.1, 2),
                    (0, 40, 1e-3, 0.0, 2)],
+    # its short form: the three rates that did not hurt
+    "trajectory-rates": [(0, 40, 3e-5, 0.0, 2), (0, 40, 1e-4, 0.0, 2), (0, 40, 3e-4, 0.0, 2)],
 }
 #: the shipped model each study tunes by default
 STUDY_MODELS = {
