@@ -160,6 +160,10 @@ def test_mixed_trajectories_train_and_adapt_to_a_trajectory_file(tmp_path):
 
     with pytest.raises(ConfigError, match="mixed"):
         resolve_config(Config(dataset="synth", trajectory="mixed", target="ssdu"))
+    # evaluate's acquisition overrides: a trajectory for a Cartesian model is one clear error
+    with pytest.raises(ValueError, match="trained for cartesian acquisitions, not trajectories"):
+        evaluate_mri(["synth-n2n"], acquisition={"trajectory": "spiral"}, limit=1, progress=False,
+                     device="cpu")
     assert math.isfinite(train(_cfg(tmp_path, "mix", trajectory="mixed", synth_coils="1:3"))["best_val_psnr"])
     ckpt = tmp_path / "mix" / "checkpoints" / "best.pt"
     law = trajectory_law("spiral", (N, N), acceleration=2.0)

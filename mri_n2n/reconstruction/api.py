@@ -546,12 +546,9 @@ class Reconstructor:
                 f"kind (python -m mri_n2n.train --trajectory golden-radial ...); this one was trained on "
                 f"{self.kind.kind} data"
             )
-        adapt = None
-        if self.adapt_steps:
-            def adapt(law: SampleLaw, acq: Acquisition) -> torch.nn.Module:
-                return self.adapted(law, acq)
         return reconstruct_noncartesian(
-            self.model, scan, batch_size=min(self.batch_size, 4), amp=bool(self.amp), adapt=adapt
+            self.model, scan, batch_size=min(self.batch_size, 4), amp=bool(self.amp),
+            adapt=self.adapted if self.adapt_steps else None,
         )
 
     def multicoil(
