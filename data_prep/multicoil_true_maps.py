@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
         return truth["maps"].expand(y.shape[0], -1, -1, -1).clone()
 
     G.multicoil_lines_volume = volume
-    rm._maps = true_maps  # what reconstruct estimates for the network
-    G.estimate_maps = true_maps  # what the bench estimates for TV-SENSE
+    rm.inference_maps = true_maps  # what reconstruct estimates for the network
+    G.inference_maps = true_maps  # what the bench estimates for TV-SENSE
     res = G.bench_generalization(
         {"N2N-multicoil": "synth-multicoil-n2n"}, fraction=0.25, study="multicoil-lines"
     )

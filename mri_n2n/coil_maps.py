@@ -157,10 +157,9 @@ def _top_eig(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return vals[..., -1], vecs[..., -1].permute(2, 0, 1)
 
 
-def _espirit_one(
-    k: torch.Tensor, calib: tuple[int, int], kernel: int, thresh: float, crop: float, phase_ref: PhaseRef
-) -> torch.Tensor:
-    C, H, W = k.shape
+def _espirit_kernel(k: torch.Tensor, calib: tuple[int, int], kernel: int, thresh: float) -> torch.Tensor:
+    """ESPIRiT's k-space convolution kernel ``h`` ``(C, C, 2 kh - 1, 2 kw - 1)`` of ``k`` ``(C, H, W)``."""
+    C = k.shape[0]
     block = _calib_block(k, calib)
     kh, kw = min(kernel, calib[0]), min(kernel, calib[1])
     if kh < 2 or kw < 2:
@@ -175,19 +174,60 @@ def _espirit_one(
     proj = (basis @ basis.conj().T).reshape(C, kh, kw, C, kh, kw)
     # Every patch equals its projection; averaging that identity over the patch positions of a
     # target bin makes it a k-space convolution y_c = sum_c' h_cc' * y_c' whose kernel
-    # h_cc'(d) sums proj[c, a, c', a'] over a - a' = d.
+    # h_cc'(d) sums proj[c, a, c', a'] over a - a' = d (divided by the kh kw positions).
     h = torch.zeros(C, C, 2 * kh - 1, 2 * kw - 1, dtype=k.dtype, device=k.device)
     for a in range(kh):
         for b in range(kw):
             rows, cols = slice(kh - 1 - a, 2 * kh - 1 - a), slice(kw - 1 - b, 2 * kw - 1 - b)
             h[:, :, rows, cols] += proj[..., a, b].permute(0, 3, 1, 2)
-    big = torch.zeros(C, C, H, W, dtype=k.dtype, device=k.device)
-    big[:, :, _centred(H, 2 * kh - 1), _centred(W, 2 * kw - 1)] = h
-    # Convolution in k-space = per-pixel C x C matrix in image space (orthonormal FFT: sqrt(HW)).
-    g = ifft2c(big) * (math.sqrt(H * W) / (kh * kw))
-    lam, vec = _top_eig(g.permute(2, 3, 0, 1))
-    maps = _align_phase(vec, block, phase_ref)
-    return maps * (lam > crop)
+    return h / (kh * kw)
+
+
+def _espirit_one(
+    k: torch.Tensor, calib: tuple[int, int], kernel: int, thresh: float, crop: float, phase_ref: PhaseRef,
+    grid: int | None = None, power_iters: int = 3,
+) -> torch.Tensor:
+    C, H, W = k.shape
+    block = _calib_block(k, calib)
+    h = _espirit_kernel(k, calib, kernel, thresh)
+    dh, dw = h.shape[-2:]
+    if grid is None:
+        big = torch.zeros(C, C, H, W, dtype=k.dtype, device=k.device)
+        big[:, :, _centred(H, dh), _centred(W, dw)] = h
+        # Convolution in k-space = per-pixel C x C matrix in image space (orthonormal FFT: sqrt(HW)).
+        g = ifft2c(big) * math.sqrt(H * W)
+        lam, vec = _top_eig(g.permute(2, 3, 0, 1))
+        return _align_phase(vec, block, phase_ref) * (lam > crop)
+    # The per-pixel matrices are a trigonometric polynomial of degree kernel - 1. Their top
+    # eigenvectors are found on a coarse centred grid (exact samples), aligned to the smooth
+    # virtual body coil, interpolated linearly to full resolution, and refined there by power
+    # iterations with the exact full-resolution matrices (built a block of rows at a time).
+    gh, gw = min(H, grid), min(W, grid)
+
+    def dft(n: int, d: int) -> torch.Tensor:  # (n, d): frequencies -(d // 2).. at n centred pixels
+        f = torch.arange(d, dtype=torch.float64) - d // 2
+        q = (torch.arange(n, dtype=torch.float64) - n // 2) / n
+        return torch.polar(torch.ones(n, d, dtype=torch.float64), 2 * math.pi * q[:, None] * f[None]).to(k)
+
+    ew = dft(W, dw)
+    g = dft(gh, dh) @ h @ dft(gw, dw).T  # (C, C, gh, gw)
+    _, vec = _top_eig(g.permute(2, 3, 0, 1))
+    vec = _align_phase(vec, block, "virtual")
+    v = _lerp(_lerp(vec, W, -1), H, -2).permute(1, 2, 0).unsqueeze(-1)  # (H, W, C, 1)
+    eh = dft(H, dh)
+    hw = h @ ew.T  # (C, C, dh, W)
+    lam = torch.empty(H, W, dtype=torch.float64, device=k.device)
+    rows = max(1, 2**20 // (C * C * W))  # rows per block of full-resolution matrices
+    for r in range(0, H, rows):
+        block_g = (eh[r : r + rows] @ hw).permute(2, 3, 0, 1)  # (rows, W, C, C)
+        x = v[r : r + rows]
+        for _ in range(power_iters):
+            x = block_g @ x
+            x = x / x.abs().square().sum(-2, keepdim=True).sqrt().clamp_min(1e-30)
+        v[r : r + rows] = x
+        lam[r : r + rows] = (x.conj().transpose(-1, -2) @ block_g @ x)[..., 0, 0].real
+    maps = v[..., 0].permute(2, 0, 1)
+    return _align_phase(maps, block, phase_ref) * (lam > crop)
 
 
 def _per_item(kspace: Array, fn) -> Array:
@@ -204,6 +244,8 @@ def espirit_maps(
     crop: float = 0.95,
     *,
     phase_ref: PhaseRef = "first",
+    grid: int | None = None,
+    power_iters: int = 3,
 ) -> Array:
     """ESPIRiT coil sensitivities from the fully sampled centre of multi-coil k-space.
 
@@ -222,6 +264,13 @@ def espirit_maps(
         crop: eigenvalue threshold of the support (ESPIRiT's ``c``).
         phase_ref: ``"first"`` (coil 0 has zero phase; sigpy/BART) or ``"virtual"`` (the virtual
             body coil, the calibration data's principal coil combination, has zero phase).
+        grid: ``None`` (default): every pixel's own ``C x C`` eigenproblem. A number: the
+            per-pixel matrices (a trigonometric polynomial of degree ``kernel - 1``) are
+            evaluated exactly on a coarse ``min(grid, H) x min(grid, W)`` grid, their top
+            eigenvectors (aligned to the virtual body coil) interpolated linearly to full
+            resolution and refined there by ``power_iters`` power iterations with the exact
+            matrices: ``(H W) / grid^2`` times fewer eigenproblems.
+        power_iters: power iterations at full resolution after the coarse grid (with ``grid``).
 
     Returns:
         Maps of the input's shape, kind (numpy/torch), device and complex dtype, with
@@ -232,7 +281,9 @@ def espirit_maps(
     """
     k = kspace if isinstance(kspace, np.ndarray | torch.Tensor) else np.asarray(kspace)
     cal = _calib_size(calib, tuple(k.shape[-2:]))
-    return _per_item(k, lambda x: _espirit_one(x, cal, kernel, thresh, crop, phase_ref))
+    if grid is not None and grid < 1:
+        raise ValueError(f"grid must be a positive number of pixels or None, got {grid}")
+    return _per_item(k, lambda x: _espirit_one(x, cal, kernel, thresh, crop, phase_ref, grid, power_iters))
 
 
 def _walsh_one(

@@ -207,12 +207,11 @@ def test_multicoil_lines_study_scores_the_networks_and_tv_sense_on_the_same_coil
     assert row["zero-filled/psnr"] == pytest.approx(volume_metrics(zf, ref)["psnr"], abs=1e-4)
     # TV-SENSE: on the same data with the maps reconstruct estimates, at the weight the row reports
     from mri_n2n.baselines import tv_sense
-    from mri_n2n.coils import estimate_maps
-    from mri_n2n.reconstruction.multicoil import MAPS_MIN_CALIBRATION
+    from mri_n2n.reconstruction.multicoil import inference_maps
 
     lam = row["TV-SENSE/lam"]
     assert lam in row["TV-SENSE/lams"] and {1e-3, 1e-2} <= set(row["TV-SENSE/lams"])
-    maps = estimate_maps(y, "walsh", min_calib=MAPS_MIN_CALIBRATION)
+    maps = inference_maps(y)
     x = tv_sense(y, maps, masks, lam=lam, iters=5).abs().numpy()
     assert row["TV-SENSE/psnr"] == pytest.approx(volume_metrics(x, ref)["psnr"], abs=1e-4)
     assert np.isfinite(row["N2N/psnr"]) and np.isfinite(row["N2N/psnr_rss"])

@@ -352,6 +352,49 @@ def test_walsh_coarse_grid_matches_full_resolution(scan, phase_ref):
     assert rss(fine - full, 0)[scan["support"]].max() < err.max()
 
 
+def test_espirit_coarse_grid_matches_full_resolution(scan):
+    """ESPIRiT with ``grid`` (eigenproblems on a coarse grid, interpolated, refined by power
+    iterations with the exact full-resolution matrices) agrees with the per-pixel eigenproblems
+    on the object; the refinement is what makes it agree (one iteration of none is further off),
+    and a finer grid gets closer."""
+    kw = {"calib": (48, 24), "kernel": 4, "crop": 0.0}
+    full = espirit_maps(scan["y"], **kw)
+    coarse = espirit_maps(scan["y"], grid=24, **kw)
+    assert coarse.shape == full.shape and coarse.dtype == full.dtype
+    assert torch.allclose(rss(coarse, 0), torch.ones(1, dtype=torch.float64))  # crop 0: no support cut
+    assert torch.allclose(coarse[0].imag, torch.zeros(1, dtype=torch.float64), atol=1e-12)  # phase ref
+    err = rss(coarse - full, 0)[scan["support"]]
+    assert err.max() < 1e-2 and err.mean() < 2e-3, (err.max(), err.mean())
+    none = rss(espirit_maps(scan["y"], grid=24, power_iters=0, **kw) - full, 0)[scan["support"]]
+    assert none.mean() > err.mean()
+    fine = rss(espirit_maps(scan["y"], grid=48, **kw) - full, 0)[scan["support"]]
+    assert fine.mean() < err.mean()
+    # with the default crop the support is where the interpolated eigenvalue passes it
+    cut = rss(espirit_maps(scan["y"], calib=(48, 24), kernel=4, grid=24), 0) > 0
+    want = rss(espirit_maps(scan["y"], calib=(48, 24), kernel=4), 0) > 0
+    assert 0.2 < want.float().mean() < 0.9 and (cut != want).float().mean() < 0.01
+    with pytest.raises(ValueError, match="grid"):
+        espirit_maps(scan["y"], grid=0, **kw)
+
+
+def test_inference_maps_follow_the_settings_and_the_default(scan):
+    """``reconstruct``'s maps: the library default (:data:`MAPS`), or the settings given, per slice."""
+    from mri_n2n.reconstruction.multicoil import MAPS, inference_maps
+
+    y = torch.stack([scan["y"], 2 * scan["y"]]).to(torch.complex64)
+    default = inference_maps(y)
+    opts = dict(MAPS)
+    assert torch.allclose(default[1], estimate_maps(y[1], opts.pop("method"), min_calib=4, **opts), atol=1e-6)
+    walsh = inference_maps(y, {"method": "walsh"})
+    assert torch.allclose(walsh[0], estimate_maps(y[0], "walsh", min_calib=4), atol=1e-6)
+    assert not torch.allclose(walsh, default, atol=1e-3)
+    for maps in (default, walsh):  # both fit the birdcage maps on the object
+        mean_corr, _, _ = _map_scores(maps[0].to(C128), scan["maps"], scan["support"])
+        assert mean_corr > 0.999
+    with pytest.raises(Exception, match="slices.h5: .*method must be one of"):
+        inference_maps(y, {"method": "sense"}, "slices.h5")
+
+
 def test_walsh_batch_equals_items_and_complex64(scan):
     y = scan["y"]
     ramp = torch.exp(0.7j * torch.linspace(0, 1, 96, dtype=torch.float64))

@@ -120,14 +120,14 @@ class _MapsSpy:
         import mri_n2n.reconstruction.multicoil as mcmod
 
         self.maps: list[torch.Tensor] = []
-        real = mcmod._maps
+        real = mcmod.inference_maps
 
-        def spy(k, where):
-            out = real(k, where)
+        def spy(k, settings=None, where="k-space"):
+            out = real(k, settings, where)
             self.maps.append(out)
             return out
 
-        monkeypatch.setattr(mcmod, "_maps", spy)
+        monkeypatch.setattr(mcmod, "inference_maps", spy)
 
 
 @pytest.mark.parametrize("fmt", ["h5", "twix"])
@@ -140,7 +140,9 @@ def test_fully_sampled_file_gives_its_rss_outside_the_support_too(
     mc = read_raw(path)
     assert mc.kspace.shape[2] == 2 * SIZE and mc.recon_shape == (SIZE, SIZE)  # readout oversampled
     spy = _MapsSpy(monkeypatch)
-    out = _networks(net, trained).multicoil(mc)
+    rec = _networks(net, trained)
+    rec.maps = {"method": "walsh"}  # maps with a support (the default ESPIRiT maps have none)
+    out = rec.multicoil(mc)
     want = _data_rss(mc)
     support = np.moveaxis((rss(spy.maps[0], dim=1) > 0).numpy(), 0, -1)
     outside = ~support & (want > 0)
@@ -227,6 +229,7 @@ def test_sense_output_option_keeps_the_network_image_on_the_support(tmp_path, mo
 
     mc = read_raw(_write(tmp_path / "full.h5", "h5", 8))
     rec = _networks("prox-perturbed", Path("unused"))
+    rec.maps = {"method": "walsh"}  # maps with a support (the default ESPIRiT maps have none)
     spy = _MapsSpy(monkeypatch)
     seen, _ = _capture(rec)
     out = rec.multicoil(mc, output="sense")
@@ -290,7 +293,7 @@ def test_evaluate_scores_what_reconstruct_writes(tmp_path, monkeypatch, trained,
         return psnr(img.clamp(0, 1), ref, data_range=1.0, reduction="none").numpy()
 
     # reconstruct on the same measurements, masks (their law recorded) and maps
-    monkeypatch.setattr(mcmod, "_maps", lambda k, where: ctx["maps"].clone())
+    monkeypatch.setattr(mcmod, "inference_maps", lambda k, settings=None, where="": ctx["maps"].clone())
     mc = MultiCoilKSpace(kspace=ctx["kspace"].numpy().astype(np.complex64), mask=ctx["mask"].numpy(),
                          reference=None, recon_shape=(cfg.size, cfg.size), voxel_size=None, encoded_fov=None,
                          max_value=None, source="npy", path="eval-slices",
@@ -351,3 +354,27 @@ def test_object_psnr_scores_only_the_object():
     assert torch.allclose(object_psnr(rec, ref), torch.full((2,), 40.0), atol=1e-3)
     assert torch.allclose(object_psnr(noisy, ref), object_psnr(rec, ref))
     assert float(psnr(noisy, ref, data_range=1.0)) < float(psnr(rec, ref, data_range=1.0)) - 10
+
+
+def test_coil_maps_option_reaches_the_estimator(tmp_path, monkeypatch):
+    """``reconstruct --coil-maps walsh`` estimates the maps with Walsh's method; without it the
+    library's default (:data:`~mri_n2n.reconstruction.multicoil.MAPS`, ESPIRiT) is used; through
+    ``--checkpoint default`` too (the shipped multi-coil model)."""
+    import mri_n2n.reconstruction.multicoil as mcmod
+    from mri_n2n.cli.reconstruct import main as reconstruct_main
+
+    path = _write(tmp_path / "full.h5", "h5", 4)
+    seen: list = []
+    real = mcmod.inference_maps
+
+    def spy(k, settings=None, where="k-space"):
+        seen.append(settings)
+        return real(k, settings, where)
+
+    monkeypatch.setattr(mcmod, "inference_maps", spy)
+    for flag, want in (([], None), (["--coil-maps", "walsh"], {"method": "walsh"})):
+        seen.clear()
+        out = tmp_path / f"out{len(flag)}"
+        assert reconstruct_main(["--checkpoint", "default", str(path), "--out", str(out), *flag]) == 0
+        assert seen == [want], flag
+    assert mcmod.MAPS["method"] == "espirit"

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..baselines import cs_tv, tv_sense
-from ..coils import estimate_maps, rss
+from ..coils import rss
 from ..data import volume_scale
 from ..data.generators.coil_arrays import correlated_noise, random_coil_array
 from ..data.generators.phase import with_random_phase
@@ -49,7 +49,7 @@ from ..noncartesian import NonCartesianAcquisition, trajectory_law
 from ..physics import Acquisition, SpectralSampling
 from ..reconstruction import Reconstructor
 from ..reconstruction.engine import simulated_masks, slice_seed
-from ..reconstruction.multicoil import MAPS_MIN_CALIBRATION
+from ..reconstruction.multicoil import inference_maps
 from ..seeding import SALT_NOISE, SALT_PHASE, seeded_generator, stable_ident
 
 __all__ = [
@@ -259,7 +259,7 @@ def _multicoil_lines_row(
             m = volume_metrics(_as_slices(rec.multicoil(mc, output="rss").image, n, (h, w)), ref)
             row.update({f"{label}/psnr_rss": m["psnr"], f"{label}/ssim_rss": m["ssim"]})
     t0 = time.perf_counter()
-    maps = estimate_maps(y, "walsh", min_calib=MAPS_MIN_CALIBRATION)
+    maps = inference_maps(y, next((r.maps for r in recs.values() if r.maps is not None), None), name)
 
     def solve(lam: float) -> np.ndarray:
         return tv_sense(y, maps, masks, lam=lam, iters=iters).abs().numpy()

@@ -94,6 +94,15 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         "input's units",
     )
     p.add_argument(
+        "--coil-maps",
+        choices=("espirit", "walsh"),
+        default=None,
+        help="multi-coil files: how each slice's coil maps are estimated from its fully sampled "
+        "centre: espirit (default; ESPIRiT, 4x4 kernels, no support crop: the best on the tuning "
+        "data, about 1.4 s per 8-coil 300x484 slice and thread) or walsh (adaptive combination, "
+        "about 20x faster, 2.5 dB lower for the shipped multi-coil model on the tuning data)",
+    )
+    p.add_argument(
         "--amp", action=argparse.BooleanOptionalAction, default=None,
         help="mixed precision for the network: bf16 on GPUs of compute capability 8.0 or newer and on "
         "CPUs, fp16 on 7.x, none below (default off: float32, the precision evaluate and training's "
@@ -165,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         return fail(one_line(e), 2)
     rec.multicoil_output = getattr(args, "multicoil_output", "rss")
+    if getattr(args, "coil_maps", None) == "walsh":
+        rec.maps = {"method": "walsh"}
     if getattr(args, "adapt_whole", False):  # whole slices for the asked steps, whatever the cost
         rec.adapt_pixels = None
     if getattr(args, "trajectory", None) is not None:

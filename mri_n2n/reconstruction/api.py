@@ -166,6 +166,10 @@ class Reconstructor:
         #: multi-coil files' output convention when :meth:`multicoil` is given none: ``"rss"``
         #: (fastMRI's) or ``"sense"`` (:func:`~mri_n2n.reconstruction.multicoil.multicoil_output`)
         self.multicoil_output = "rss"
+        #: how :meth:`multicoil` estimates coil maps (``{"method": ..., **keywords}``,
+        #: :func:`~mri_n2n.reconstruction.multicoil.inference_maps`); ``None``: the library's
+        #: :data:`~mri_n2n.reconstruction.multicoil.MAPS`
+        self.maps: dict | None = None
         self._keep_probs: dict[tuple[int, int], torch.Tensor] = {}
 
     @classmethod
@@ -591,6 +595,7 @@ class Reconstructor:
             adapt=self.adapted if self.adapt_steps else None,
             cg_iters=cg_iters,
             channels=self.channels,
+            maps_settings=self.maps,
         )
         if note := unidentified_note(str(result.mask_law.get("source", ""))):
             result.warnings = [note, *result.warnings]

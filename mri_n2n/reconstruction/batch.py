@@ -428,6 +428,7 @@ class DefaultChooser:
                 ensemble=self.rec.ensemble, adapt=self.rec.adapt_steps,
             )  # fmt: skip
             r.multicoil_output = self.rec.multicoil_output
+            r.maps = self.rec.maps
             if self.rec.adapt_pixels is None:  # --adapt-whole
                 r.adapt_pixels = None
             self._loaded[name] = r

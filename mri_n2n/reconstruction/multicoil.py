@@ -25,8 +25,9 @@ root-sum-of-squares of the zero-filled coil images.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,6 +57,8 @@ __all__ = [
     "multicoil_output",
     "MULTICOIL_OUTPUTS",
     "MAPS_MIN_CALIBRATION",
+    "MAPS",
+    "inference_maps",
 ]
 
 #: The multi-coil output conventions of :func:`multicoil_output` (the first is the default).
@@ -143,10 +146,30 @@ CPU_PIXELS_PER_CALL = 2**18
 MAPS_CHUNK = 2
 
 
-def _maps(k: torch.Tensor, where: str) -> torch.Tensor:
-    """Walsh maps ``(S, C, H, W)`` of k-space ``(S, C, H, W)``: each slice from its own fully
-    sampled centre (the slices are grouped by its size and estimated in chunks, one chunk per
-    thread of ``torch.get_num_threads()``, each chunk single-threaded)."""
+#: How ``reconstruct`` estimates each slice's coil maps from its fully sampled centre: the
+#: :func:`~mri_n2n.coils.estimate_maps` method and its keywords. ESPIRiT with 4 x 4 kernels and no
+#: support crop was the best of 13 candidates on the tuning sources (``data_prep/tune_maps.py``:
+#: the shipped multi-coil model's mean PSNR 32.02 dB against Walsh's 29.47 over 33 x 41 to
+#: 256 x 256 matrices; docs/results.md, "Multi-coil data on whole lines"); it costs about 1.4 s
+#: per 8-coil 300 x 484 slice on one thread. ``{"method": "walsh"}`` is the fast estimator
+#: (about 0.07 s there).
+MAPS: dict[str, Any] = {"method": "espirit", "kernel": 4, "crop": 0.0}
+
+
+def inference_maps(
+    k: torch.Tensor, settings: Mapping[str, Any] | None = None, where: str = "k-space"
+) -> torch.Tensor:
+    """Coil maps ``(S, C, H, W)`` of k-space ``(S, C, H, W)`` as ``reconstruct`` estimates them:
+    each slice from its own fully sampled centre, with ``settings`` (``{"method": "walsh" or
+    "espirit", **keywords of that estimator}``; ``None``: :data:`MAPS`). The slices are grouped by
+    their calibration size and estimated in chunks, one chunk per thread of
+    ``torch.get_num_threads()``, each chunk single-threaded.
+
+    Raises:
+        ReconstructionError: no usable calibration region (one line naming ``where``).
+    """
+    opts = dict(MAPS if settings is None else settings)
+    method = opts.pop("method", "walsh")
     groups: dict[tuple[int, int], list[int]] = {}
     for i in range(k.shape[0]):
         groups.setdefault(find_calibration(k[i]), []).append(i)
@@ -155,7 +178,7 @@ def _maps(k: torch.Tensor, where: str) -> torch.Tensor:
 
     def one(chunk: list[int]) -> torch.Tensor:
         torch.set_num_threads(1)  # small eigenproblems and elementwise work: one thread is faster
-        return estimate_maps(k[chunk], "walsh", min_calib=MAPS_MIN_CALIBRATION)
+        return estimate_maps(k[chunk], method, min_calib=MAPS_MIN_CALIBRATION, **opts)
 
     threads = torch.get_num_threads()
     try:
@@ -189,6 +212,7 @@ def reconstruct_multicoil(
     channels: int | None = None,
     amp: bool = False,
     channels_last: bool | None = None,
+    maps_settings: Mapping[str, Any] | None = None,
 ) -> Reconstruction:
     """Reconstruct one multi-coil file (module docstring) with the one reconstruction loop
     (:func:`~mri_n2n.reconstruction.engine.stream_reconstruction`).
@@ -228,6 +252,8 @@ def reconstruct_multicoil(
             always runs in full precision).
         channels_last: the network's memory format (default: the one training uses,
             :func:`~mri_n2n.reconstruction.engine.default_channels_last`).
+        maps_settings: how the coil maps are estimated (:func:`inference_maps`); ``None``:
+            :data:`MAPS`.
 
     Raises:
         ReconstructionError: a one-channel model, an undersampled file with ``simulate``, no
@@ -278,7 +304,7 @@ def reconstruct_multicoil(
     y_all = SpectralSampling(m_all).sample(torch.from_numpy(k).to(torch.complex64))  # every coil's M y
     dev = next(model.parameters()).device
     # per slice: maps, SENSE-1 compensated zero-filled image
-    maps = _maps(y_all, where)
+    maps = inference_maps(y_all, maps_settings, where)
     step = batch_size  # slices per call below: on a CPU, few enough to stay in cache
     if dev.type == "cpu":
         step = max(1, min(batch_size, CPU_PIXELS_PER_CALL // (h * w)))
