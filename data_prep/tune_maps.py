@@ -9,12 +9,17 @@ correlated noise, 4x equispaced lines with 8 % of the lines, at least 8, fully s
 the ``tuning`` sources (pixel-disjoint from every evaluation volume, checked first by
 :func:`mri_n2n.data.sources.check_disjoint`) at the matrix sizes users have: ``tuning-synth``
 at 128², resampled to 64² and to 33 x 41 (the smallest evaluation matrix's shape, nothing of
-its pixels), and ``tuning-photos`` at 256². For each estimator it prints, per case, the
+its pixels), and ``tuning-photos`` (which fill their field of view) at 256² and resampled to
+64² and 33 x 41. For each estimator it prints, per case, the
 SENSE model's mismatch (the share of the noise-free coil images' energy that ``S S^H`` does not
 keep) and the PSNR of the shipped multi-coil model's reconstruction (fastMRI volume PSNR, the
 ``sense`` output), then the means. The project's default (``MAPS``) is the best mean PSNR.
+``--study multicoil-radial`` does the same for trajectory files (that study of ``bench
+generalization``: the same coil arrays, golden-angle spokes at 4x, the central slices, the maps
+estimated from the gridded centre; the shipped non-Cartesian model; ``NONCARTESIAN_MAPS``).
 
-    python data_prep/tune_maps.py [--checkpoint NAME_OR_PATH] [--json out.json]
+    python data_prep/tune_maps.py [--study multicoil-lines|multicoil-radial] [--checkpoint NAME_OR_PATH]
+        [--only NAME,...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ import numpy as np
 import torch
 from scipy.ndimage import zoom
 
+from mri_n2n.acquisition import acquisition_kind
 from mri_n2n.bench.generalization import (
     MULTICOIL_CENTER_LINES,
     MULTICOIL_COILS,
     complex_lines_volume,
     multicoil_lines_file,
     multicoil_lines_volume,
+    multicoil_radial_volume,
     random_coil_array,
 )
 from mri_n2n.coils import normalize_maps
@@ -40,6 +47,8 @@ from mri_n2n.data.sources import check_disjoint, sources
 from mri_n2n.metrics import volume_metrics
 from mri_n2n.reconstruction import Reconstructor
 from mri_n2n.reconstruction.multicoil import inference_maps
+from mri_n2n.reconstruction.noncartesian import NONCARTESIAN_KIND
+from mri_n2n.reconstruction.noncartesian import inference_maps as noncartesian_maps
 from mri_n2n.seeding import seeded_generator, stable_ident
 
 #: candidate estimators: name -> ``MapsSettings`` keywords
@@ -58,6 +67,8 @@ CANDIDATES: dict[str, dict] = {
     "espirit-k4-c0-g48": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 48},
     "espirit-k4-c0-g48-p1": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 48, "power_iters": 1},
     "espirit-k4-c0-g24": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 24},
+    "espirit-k4-c0-virtual": {"method": "espirit", "kernel": 4, "crop": 0.0, "phase_ref": "virtual"},
+    "walsh-virtual": {"method": "walsh", "phase_ref": "virtual"},
 }
 
 
@@ -71,12 +82,15 @@ def cases() -> dict[str, np.ndarray]:
         "synth 64x64x24": zoom(synth, (0.5, 0.5, 1), order=1),
         "synth 128x128x24": synth,
         "photos 256x256x2": photos,
+        "photos 64x64x2": zoom(photos, (0.25, 0.25, 1), order=1),
+        "photos 33x41x2": zoom(photos, (33 / photos.shape[0], 41 / photos.shape[1], 1), order=1),
     }
 
 
-def true_maps(vol: np.ndarray, seed: int = 0) -> torch.Tensor:
-    """The study's normalised true maps ``(C, H, W)`` of a volume (as the bench draws them)."""
-    z, _, _ = complex_lines_volume(vol, 0.25, seed, MULTICOIL_CENTER_LINES)
+def true_maps(vol: np.ndarray, seed: int = 0, centre: int = MULTICOIL_CENTER_LINES):
+    """The study's normalised true maps ``(C, H, W)`` of a volume (as the bench draws them) and
+    its noise-free coil images ``(N, C, H, W)``."""
+    z, _, _ = complex_lines_volume(vol, 0.25, seed, centre)
     support = z.abs().amax(0) > 0.1 * float(z.abs().max())
     array = random_coil_array(tuple(z.shape[-2:]), MULTICOIL_COILS,
                               seeded_generator(stable_ident("generalization-coils", seed)), support=support)
@@ -89,30 +103,40 @@ def mismatch(coils: torch.Tensor, maps: torch.Tensor) -> float:
     return float((coils - maps * x).abs().square().sum() / coils.abs().square().sum())
 
 
+def study_case(study: str, vol: np.ndarray, name: str):
+    """``(file, reference (N, H, W), noise-free coil images (N, C, H, W), maps(settings))`` of a
+    tuning volume in ``study``."""
+    if study == "multicoil-radial":
+        scan = multicoil_radial_volume(vol, 0.25, 0, name)
+        coils = true_maps(vol, centre=0)[1][scan.meta["slices"]]
+        kind = acquisition_kind(NONCARTESIAN_KIND)
+        return scan, scan.meta["reference"], coils, lambda settings: noncartesian_maps(kind, scan, settings)
+    y, masks, ref, _ = multicoil_lines_volume(vol, 0.25, 0)
+    return multicoil_lines_file(y, masks, ref, name), ref, true_maps(vol)[1], lambda s: inference_maps(y, s)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", default="synth-multicoil-n2n")
+    ap.add_argument("--study", choices=("multicoil-lines", "multicoil-radial"), default="multicoil-lines")
+    ap.add_argument("--checkpoint", default=None, help="default: the shipped model for the study's data")
     ap.add_argument("--only", default=None, help="comma-separated candidate names")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     names = args.only.split(",") if args.only else list(CANDIDATES)
-    data = {}
-    for case, vol in cases().items():
-        y, masks, ref, _ = multicoil_lines_volume(vol, 0.25, 0)
-        _, coils = true_maps(vol)
-        data[case] = (y, multicoil_lines_file(y, masks, ref, case), ref, coils)
+    data = {case: study_case(args.study, vol, case) for case, vol in cases().items()}
+    kind = "noncartesian" if args.study == "multicoil-radial" else "multicoil"
     results: dict[str, dict] = {}
     for name in names:
         settings = CANDIDATES[name]
-        rec = Reconstructor.from_pretrained(args.checkpoint, data="multicoil")
+        rec = Reconstructor.from_pretrained(args.checkpoint, data=kind)
         rec.maps = settings
         row: dict[str, float] = {}
         t0 = time.perf_counter()
-        for case, (y, mc, ref, coils) in data.items():
+        for case, (mc, ref, coils, maps) in data.items():
             out = rec.multicoil(mc, output="sense")
             image = np.moveaxis(np.asarray(out.image), -1, 0)  # written (H, W, N)
             row[f"{case}/psnr"] = volume_metrics(image, ref)["psnr"]
-            row[f"{case}/mismatch"] = mismatch(coils, inference_maps(y, rec.maps))
+            row[f"{case}/mismatch"] = mismatch(coils, maps(rec.maps).to(coils.dtype))
         row["seconds"] = time.perf_counter() - t0
         row["mean psnr"] = float(np.mean([v for k, v in row.items() if k.endswith("/psnr")]))
         row["mean mismatch"] = float(np.mean([v for k, v in row.items() if k.endswith("/mismatch")]))

@@ -581,12 +581,13 @@ class NonCartesianAcquisition(Acquisition):
         *,
         calib: int | None = None,
         method: str = "espirit",
+        **kwargs,
     ) -> torch.Tensor:
         """Coil sensitivities ``(slices, C, H, W)`` from non-Cartesian coil data: every coil's
         density-compensated adjoint image back to the grid (:meth:`gridded_kspace`), whose centre
         a radial or spiral trajectory samples densely, then ESPIRiT (or Walsh) on its centred
         ``calib`` block (default ``min(24, max(16, N // 8))`` for the larger side ``N``;
-        :func:`~mri_n2n.coil_maps.estimate_maps`).
+        :func:`~mri_n2n.coil_maps.estimate_maps`, given ``kwargs``: ``kernel``, ``crop``, ...).
 
         Args:
             kspace: ``(slices, coils, readouts, samples)`` complex; trajectory
@@ -604,7 +605,7 @@ class NonCartesianAcquisition(Acquisition):
         # the disc around the block (its corners and a margin): outside it an undersampled
         # trajectory's aliasing would fold into the block
         grid = one.gridded_kspace(k.to(torch.complex64), radius=(size / math.sqrt(2) + 3) / n)
-        return estimate_maps(grid, method=method, calib=size)  # type: ignore[arg-type]
+        return estimate_maps(grid, method=method, calib=size, **kwargs)  # type: ignore[arg-type]
 
     def gridded_kspace(self, y: torch.Tensor | None = None, radius: float | None = None) -> torch.Tensor:
         """Cartesian k-space of the coils' density-compensated adjoint images (``F`` of

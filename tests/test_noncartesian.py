@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mri_n2n.coils import normalize_maps
+from mri_n2n.coils import normalize_maps, rss
 from mri_n2n.noncartesian import (
     FAMILIES,
     MIXED_ACCELERATIONS,
@@ -250,6 +250,18 @@ def test_an_ismrmrd_trajectory_file_reconstructs_through_the_kind(tmp_path):
     acq = NonCartesianAcquisition.from_arrays(nc.kspace, nc.trajectory, nc.matrix, est)
     rec = acq.sense(lam=1e-4, iters=40)[0]
     assert float((rec.abs() - img.abs()).norm() / img.abs().norm()) < 0.03
+    # reconstruct's maps: the kind's estimator with NONCARTESIAN_MAPS, or the settings given
+    from mri_n2n.acquisition import acquisition_kind
+    from mri_n2n.reconstruction.noncartesian import NONCARTESIAN_KIND, NONCARTESIAN_MAPS, inference_maps
+
+    kind = acquisition_kind(NONCARTESIAN_KIND)
+    assert NONCARTESIAN_MAPS["method"] == "espirit" and torch.equal(inference_maps(kind, nc), est)
+    walsh = inference_maps(kind, nc, {"method": "walsh"})
+    assert torch.equal(walsh, NonCartesianAcquisition.estimate_maps(nc.kspace, nc.trajectory, nc.matrix,
+                                                                    method="walsh"))
+    assert not torch.allclose(walsh, est, atol=1e-3)
+    k4 = inference_maps(kind, nc, {"method": "espirit", "kernel": 4, "crop": 0.0})
+    assert torch.allclose(rss(k4, 1), torch.ones(1))  # no support crop: every pixel has maps
 
 
 def test_a_mixture_holds_every_family_at_every_acceleration_and_draws_one_per_batch():

@@ -50,6 +50,7 @@ from ..physics import Acquisition, SpectralSampling
 from ..reconstruction import Reconstructor
 from ..reconstruction.engine import simulated_masks, slice_seed
 from ..reconstruction.multicoil import inference_maps
+from ..reconstruction.noncartesian import inference_maps as nc_inference_maps
 from ..seeding import SALT_NOISE, SALT_PHASE, seeded_generator, stable_ident
 
 __all__ = [
@@ -309,7 +310,7 @@ def _multicoil_radial_row(
     n, c, _, _ = scan.shape
     h, w = scan.matrix
     kind = NonCartesianAcquisition
-    maps = kind.estimate_maps(scan.kspace, scan.trajectory, scan.matrix)
+    maps = nc_inference_maps(kind, scan, next((r.maps for r in recs.values() if r.maps is not None), None))
     acq = kind.from_arrays(scan.kspace, scan.trajectory, scan.matrix, maps)
     zf = acq.zero_filled()
     scale = float(zf.abs().max()) or 1.0

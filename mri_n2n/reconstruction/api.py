@@ -552,7 +552,7 @@ class Reconstructor:
             )
         return reconstruct_noncartesian(
             self.model, scan, batch_size=min(self.batch_size, 4), amp=bool(self.amp),
-            adapt=self.adapted if self.adapt_steps else None,
+            adapt=self.adapted if self.adapt_steps else None, maps_settings=self.maps,
         )
 
     def multicoil(

@@ -19,7 +19,8 @@ second law then holds a share of the readouts out at random, as for any kind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,13 @@ from ..io.noncartesian import NonCartesianKSpace
 from ..laws import BernoulliLaw, SampleLaw
 from .engine import Reconstruction, ReconstructionError, SliceBatch, model_channels, stream_reconstruction
 
-__all__ = ["NONCARTESIAN_KIND", "measured_law", "reconstruct_noncartesian"]
+__all__ = [
+    "NONCARTESIAN_KIND",
+    "NONCARTESIAN_MAPS",
+    "inference_maps",
+    "measured_law",
+    "reconstruct_noncartesian",
+]
 
 #: The registered kind that reconstructs trajectory files.
 NONCARTESIAN_KIND = "noncartesian"
@@ -40,6 +47,20 @@ def measured_law(readouts: int) -> SampleLaw:
     return BernoulliLaw(torch.ones(int(readouts)), name="measured")
 
 
+#: How ``reconstruct`` estimates the coil maps of trajectory files from their gridded centre
+#: (:meth:`~mri_n2n.noncartesian.NonCartesianAcquisition.estimate_maps`).
+NONCARTESIAN_MAPS: dict[str, Any] = {"method": "espirit"}
+
+
+def inference_maps(
+    kind: Any, scan: NonCartesianKSpace, settings: Mapping[str, Any] | None = None
+) -> torch.Tensor:
+    """The coil maps ``(slices, C, H, W)`` ``reconstruct`` estimates for a trajectory file with the
+    kind's estimator and ``settings`` (``None``: :data:`NONCARTESIAN_MAPS`)."""
+    opts = dict(NONCARTESIAN_MAPS if settings is None else settings)
+    return kind.estimate_maps(scan.kspace, scan.trajectory, tuple(int(v) for v in scan.matrix), **opts)
+
+
 def reconstruct_noncartesian(
     model: torch.nn.Module,
     scan: NonCartesianKSpace,
@@ -48,11 +69,14 @@ def reconstruct_noncartesian(
     amp: bool = False,
     channels_last: bool | None = None,
     adapt: Callable[[SampleLaw, Acquisition], torch.nn.Module] | None = None,
+    maps_settings: Mapping[str, Any] | None = None,
 ) -> Reconstruction:
     """Reconstruct one trajectory file (module docstring) with a two-channel network trained on
     the non-Cartesian kind. ``adapt``: ``adapt(law, acq) -> model``, called once with the file's
     law (:func:`measured_law`) and its acquisition in the network's units; the model it returns
-    reconstructs the file.
+    reconstructs the file. ``maps_settings``: how the coil maps are estimated from the gridded
+    centre (``{"method": ..., **keywords}`` of :func:`~mri_n2n.coil_maps.estimate_maps`);
+    ``None``: :data:`NONCARTESIAN_MAPS`.
 
     Raises:
         ReconstructionError: a one-channel model, the kind's libraries missing, maps that cannot
@@ -65,7 +89,7 @@ def reconstruct_noncartesian(
         kind = acquisition_kind(NONCARTESIAN_KIND)
         s, c, _, _ = scan.shape
         matrix = tuple(int(v) for v in scan.matrix)
-        maps = kind.estimate_maps(scan.kspace, scan.trajectory, matrix) if c > 1 else None
+        maps = inference_maps(kind, scan, maps_settings) if c > 1 else None
         whole = kind.from_arrays(scan.kspace, scan.trajectory, matrix, maps)
         zf = torch.cat([whole.batch(slice(i, i + batch_size)).zero_filled() for i in range(0, s, batch_size)])
     except (ValueError, ImportError, RuntimeError) as e:
