@@ -67,6 +67,8 @@ CANDIDATES: dict[str, dict] = {
     "espirit-k4-c0-g48": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 48},
     "espirit-k4-c0-g48-p1": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 48, "power_iters": 1},
     "espirit-k4-c0-g24": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 24},
+    "espirit-k4-c0-g64": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 64},
+    "espirit-k4-c0-g128": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 128},
     "espirit-k4-c0-virtual": {"method": "espirit", "kernel": 4, "crop": 0.0, "phase_ref": "virtual"},
     "walsh-virtual": {"method": "walsh", "phase_ref": "virtual"},
 }

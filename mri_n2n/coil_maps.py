@@ -209,14 +209,15 @@ def _espirit_one(
         q = (torch.arange(n, dtype=torch.float64) - n // 2) / n
         return torch.polar(torch.ones(n, d, dtype=torch.float64), 2 * math.pi * q[:, None] * f[None]).to(k)
 
-    ew = dft(W, dw)
     g = dft(gh, dh) @ h @ dft(gw, dw).T  # (C, C, gh, gw)
     _, vec = _top_eig(g.permute(2, 3, 0, 1))
     vec = _align_phase(vec, block, "virtual")
-    v = _lerp(_lerp(vec, W, -1), H, -2).permute(1, 2, 0).unsqueeze(-1)  # (H, W, C, 1)
-    eh = dft(H, dh)
-    hw = h @ ew.T  # (C, C, dh, W)
-    lam = torch.empty(H, W, dtype=torch.float64, device=k.device)
+    # full resolution in single precision (the maps are returned in the input's precision anyway)
+    work = torch.complex64
+    v = _lerp(_lerp(vec, W, -1), H, -2).permute(1, 2, 0).unsqueeze(-1).to(work)  # (H, W, C, 1)
+    eh = dft(H, dh).to(work)
+    hw = h.to(work) @ dft(W, dw).to(work).T  # (C, C, dh, W)
+    lam = torch.empty(H, W, dtype=torch.float32, device=k.device)
     rows = max(1, 2**20 // (C * C * W))  # rows per block of full-resolution matrices
     for r in range(0, H, rows):
         block_g = (eh[r : r + rows] @ hw).permute(2, 3, 0, 1)  # (rows, W, C, C)
@@ -226,7 +227,7 @@ def _espirit_one(
             x = x / x.abs().square().sum(-2, keepdim=True).sqrt().clamp_min(1e-30)
         v[r : r + rows] = x
         lam[r : r + rows] = (x.conj().transpose(-1, -2) @ block_g @ x)[..., 0, 0].real
-    maps = v[..., 0].permute(2, 0, 1)
+    maps = v[..., 0].permute(2, 0, 1).to(k.dtype)
     return _align_phase(maps, block, phase_ref) * (lam > crop)
 
 

@@ -148,12 +148,14 @@ MAPS_CHUNK = 2
 
 #: How ``reconstruct`` estimates each slice's coil maps from its fully sampled centre: the
 #: :func:`~mri_n2n.coils.estimate_maps` method and its keywords. ESPIRiT with 4 x 4 kernels and no
-#: support crop was the best of 13 candidates on the tuning sources (``data_prep/tune_maps.py``:
-#: the shipped multi-coil model's mean PSNR 32.02 dB against Walsh's 29.47 over 33 x 41 to
-#: 256 x 256 matrices; docs/results.md, "Multi-coil data on whole lines"); it costs about 1.4 s
-#: per 8-coil 300 x 484 slice on one thread. ``{"method": "walsh"}`` is the fast estimator
-#: (about 0.07 s there).
-MAPS: dict[str, Any] = {"method": "espirit", "kernel": 4, "crop": 0.0}
+#: support crop was the best estimator on the tuning sources (``data_prep/tune_maps.py``: the
+#: shipped multi-coil model's mean PSNR 28.02 dB against Walsh's 26.52 over 33 x 41 to 256 x 256
+#: matrices; docs/results.md, "Coil maps"). Its eigenproblems are solved on a 64 x 64 grid and
+#: refined at full resolution (``grid=64``; exact up to 64 pixels a side): 0.10 dB below the
+#: per-pixel eigenproblems on the tuning sources (on the 256 x 256 photographs only), 8x faster
+#: on a 16-coil 320 x 320 slice (0.44 s against 3.7 s on one thread). ``{"method": "walsh"}``
+#: is the fast estimator (``--coil-maps walsh``).
+MAPS: dict[str, Any] = {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 64}
 
 
 def inference_maps(
