@@ -67,6 +67,7 @@ CANDIDATES: dict[str, dict] = {
     "espirit-k4-c0-g48": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 48},
     "espirit-k4-c0-g48-p1": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 48, "power_iters": 1},
     "espirit-k4-c0-g24": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 24},
+    "default": {},  # the library's MAPS (reconstruction.multicoil) or NONCARTESIAN_MAPS
     "espirit-k4-c0-g64": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 64},
     "espirit-k4-c0-g128": {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 128},
     "espirit-k4-c0-virtual": {"method": "espirit", "kernel": 4, "crop": 0.0, "phase_ref": "virtual"},
@@ -130,8 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, dict] = {}
     for name in names:
         settings = CANDIDATES[name]
-        rec = Reconstructor.from_pretrained(args.checkpoint, data=kind)
-        rec.maps = settings
+        rec = (Reconstructor.from_checkpoint(args.checkpoint, device="cpu") if args.checkpoint
+               else Reconstructor.from_pretrained(data=kind, device="cpu"))
+        rec.maps = settings or None
         row: dict[str, float] = {}
         t0 = time.perf_counter()
         for case, (mc, ref, coils, maps) in data.items():
