@@ -115,6 +115,7 @@ def test_multicoil_reconstruct_benchmark_writes_each_option(tmp_path):
     assert list(rows)[0] == "full" and {"cg_iters=3", "virtual_coils=8"} <= set(rows)
     assert rows["full"]["psnr_vs_full"] == float("inf")
     assert np.isfinite(rows["cg_iters=3"]["psnr_vs_full"])  # fewer iterations change the image
+    assert np.isfinite(rows["coil_maps=walsh"]["psnr_vs_full"])  # other maps, another image
     assert all(r["seconds"] > 0 and np.isfinite(r["psnr"]) for r in rows.values())
     assert res["shape"] == [4, 8, 64, 64]
     assert "| full |" in (tmp_path / "reconstruct_multicoil_quick.md").read_text()

@@ -49,8 +49,9 @@ __all__ = ["OPTIONS", "NOISE", "write_multicoil_speed_file", "bench_reconstruct_
 #: Complex k-space noise per coil, relative to the image peak (as the multi-coil study).
 NOISE = 0.01
 #: The speed options timed, by name: keyword arguments of :meth:`Reconstructor.multicoil`.
-OPTIONS: dict[str, dict[str, int]] = {
+OPTIONS: dict[str, dict[str, Any]] = {
     "full": {},
+    "coil_maps=walsh": {"maps": {"method": "walsh"}},
     "cg_iters=4": {"cg_iters": 4},
     "cg_iters=3": {"cg_iters": 3},
     "virtual_coils=8": {"virtual_coils": 8},
@@ -109,7 +110,7 @@ def bench_reconstruct_multicoil(
     size: int = 320,
     batch_size: int = 8,
     device: str = "cpu",
-    options: dict[str, dict[str, int]] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
     repeats: int = 3,
 ) -> dict[str, Any]:
     """Time ``reconstruct`` of the module docstring's volume with each speed option, ``repeats``

@@ -564,6 +564,7 @@ class Reconstructor:
         virtual_coils: int | None = None,
         output: str | None = None,
         cg_iters: int | None = None,
+        maps: dict | None = None,
     ) -> Reconstruction:
         """Reconstruct a multi-coil file as :func:`~mri_n2n.io.raw.read_raw` read it (fastMRI
         multi-coil, ISMRMRD, twix; :func:`~mri_n2n.reconstruction.multicoil.reconstruct_multicoil`),
@@ -575,7 +576,8 @@ class Reconstructor:
         SENSE image on the maps' support), both in the input's units; ``None``:
         :attr:`multicoil_output` (default ``"rss"``). ``cg_iters``: CG iterations of a ``--dc
         prox`` network's data consistency for this call (fewer: faster, a stated quality cost;
-        ``None``: the trained count)."""
+        ``None``: the trained count). ``maps``: how the coil maps are estimated for this call
+        (``{"method": "walsh"}`` is the fast estimator); ``None``: :attr:`maps`."""
         if isinstance(mc, NonCartesianKSpace):  # a trajectory file: the non-Cartesian kind's
             return self.noncartesian(mc)
         self._cartesian(mc.path)
@@ -595,7 +597,7 @@ class Reconstructor:
             adapt=self.adapted if self.adapt_steps else None,
             cg_iters=cg_iters,
             channels=self.channels,
-            maps_settings=self.maps,
+            maps_settings=self.maps if maps is None else maps,
         )
         if note := unidentified_note(str(result.mask_law.get("source", ""))):
             result.warnings = [note, *result.warnings]
