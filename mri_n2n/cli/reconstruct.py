@@ -100,7 +100,8 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
         help="multi-coil files: how each slice's coil maps are estimated from its fully sampled "
         "centre: espirit (default; ESPIRiT, 4x4 kernels, no support crop: the best on the tuning "
         "data, about 0.4 s per 16-coil 320x320 slice and thread) or walsh (adaptive combination, "
-        "about 6x faster, 1.5 dB lower for the shipped multi-coil model on the tuning data)",
+        "about 6x faster, 1.5 dB lower for the shipped multi-coil model on the tuning data); "
+        "trajectory files: from their gridded centre, ESPIRiT with 6x6 kernels by default",
     )
     p.add_argument(
         "--amp", action=argparse.BooleanOptionalAction, default=None,
