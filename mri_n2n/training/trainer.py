@@ -725,7 +725,12 @@ def train(cfg: Config, *, resume: bool = False) -> dict[str, Any]:
             dist.barrier()
             leave_together(trainer.rank, trainer.world)
     except Exception as e:
-        if trainer.world > 1 and dist.is_initialized() and not isinstance(e, _StoppedTogether):
+        if trainer.world > 1 and dist.is_initialized() and isinstance(e, _StoppedTogether):
+            # every process stops after the same collective (the all-gather of the loss check):
+            # leave together there too, or the first to tear gloo down aborts a peer whose last
+            # messages are still in flight (seen once in CI under load: SIGABRT in process 1)
+            leave_together(trainer.rank, trainer.world)
+        elif trainer.world > 1 and dist.is_initialized():
             said = peer_failure(trainer.rank, e)  # a peer's failure, or this one's posted for them
             if said is not None:
                 raise TrainingError(said) from e
