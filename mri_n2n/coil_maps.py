@@ -157,13 +157,13 @@ def _top_eig(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return vals[..., -1], vecs[..., -1].permute(2, 0, 1)
 
 
-def _espirit_kernel(k: torch.Tensor, calib: tuple[int, int], kernel: int, thresh: float) -> torch.Tensor:
-    """ESPIRiT's k-space convolution kernel ``h`` ``(C, C, 2 kh - 1, 2 kw - 1)`` of ``k`` ``(C, H, W)``."""
-    C = k.shape[0]
-    block = _calib_block(k, calib)
-    kh, kw = min(kernel, calib[0]), min(kernel, calib[1])
+def _espirit_kernel(block: torch.Tensor, kernel: int, thresh: float) -> torch.Tensor:
+    """ESPIRiT's k-space convolution kernel ``h`` ``(C, C, 2 kh - 1, 2 kw - 1)`` of a calibration
+    block ``(C, h, w)``."""
+    C, ch, cw = block.shape
+    kh, kw = min(kernel, ch), min(kernel, cw)
     if kh < 2 or kw < 2:
-        raise ValueError(f"ESPIRiT needs a calibration region of at least 2x2, got {calib[0]}x{calib[1]}")
+        raise ValueError(f"ESPIRiT needs a calibration region of at least 2x2, got {ch}x{cw}")
     # Calibration matrix: one row per kh x kw patch position, all coils stacked.
     patches = block.unfold(1, kh, 1).unfold(2, kw, 1)  # (C, nh, nw, kh, kw)
     x = patches.permute(1, 2, 0, 3, 4).reshape(-1, C * kh * kw)
@@ -175,7 +175,7 @@ def _espirit_kernel(k: torch.Tensor, calib: tuple[int, int], kernel: int, thresh
     # Every patch equals its projection; averaging that identity over the patch positions of a
     # target bin makes it a k-space convolution y_c = sum_c' h_cc' * y_c' whose kernel
     # h_cc'(d) sums proj[c, a, c', a'] over a - a' = d (divided by the kh kw positions).
-    h = torch.zeros(C, C, 2 * kh - 1, 2 * kw - 1, dtype=k.dtype, device=k.device)
+    h = torch.zeros(C, C, 2 * kh - 1, 2 * kw - 1, dtype=block.dtype, device=block.device)
     for a in range(kh):
         for b in range(kw):
             rows, cols = slice(kh - 1 - a, 2 * kh - 1 - a), slice(kw - 1 - b, 2 * kw - 1 - b)
@@ -189,7 +189,7 @@ def _espirit_one(
 ) -> torch.Tensor:
     C, H, W = k.shape
     block = _calib_block(k, calib)
-    h = _espirit_kernel(k, calib, kernel, thresh)
+    h = _espirit_kernel(block, kernel, thresh)
     dh, dw = h.shape[-2:]
     if grid is None:
         big = torch.zeros(C, C, H, W, dtype=k.dtype, device=k.device)
