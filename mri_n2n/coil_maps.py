@@ -174,13 +174,13 @@ def _espirit_kernel(block: torch.Tensor, kernel: int, thresh: float) -> torch.Te
     proj = (basis @ basis.conj().T).reshape(C, kh, kw, C, kh, kw)
     # Every patch equals its projection; averaging that identity over the patch positions of a
     # target bin makes it a k-space convolution y_c = sum_c' h_cc' * y_c' whose kernel
-    # h_cc'(d) sums proj[c, a, c', a'] over a - a' = d (divided by the kh kw positions).
+    # h_cc'(d) sums proj[c, a, c', a'] over a - a' = d (the caller divides by the kh kw positions).
     h = torch.zeros(C, C, 2 * kh - 1, 2 * kw - 1, dtype=block.dtype, device=block.device)
     for a in range(kh):
         for b in range(kw):
             rows, cols = slice(kh - 1 - a, 2 * kh - 1 - a), slice(kw - 1 - b, 2 * kw - 1 - b)
             h[:, :, rows, cols] += proj[..., a, b].permute(0, 3, 1, 2)
-    return h / (kh * kw)
+    return h
 
 
 def _espirit_one(
@@ -191,11 +191,12 @@ def _espirit_one(
     block = _calib_block(k, calib)
     h = _espirit_kernel(block, kernel, thresh)
     dh, dw = h.shape[-2:]
+    positions = ((dh + 1) // 2) * ((dw + 1) // 2)  # kh kw: the patch positions averaged over
     if grid is None:
         big = torch.zeros(C, C, H, W, dtype=k.dtype, device=k.device)
         big[:, :, _centred(H, dh), _centred(W, dw)] = h
         # Convolution in k-space = per-pixel C x C matrix in image space (orthonormal FFT: sqrt(HW)).
-        g = ifft2c(big) * math.sqrt(H * W)
+        g = ifft2c(big) * (math.sqrt(H * W) / positions)
         lam, vec = _top_eig(g.permute(2, 3, 0, 1))
         return _align_phase(vec, block, phase_ref) * (lam > crop)
     # The per-pixel matrices are a trigonometric polynomial of degree kernel - 1. Their top
@@ -209,6 +210,7 @@ def _espirit_one(
         q = (torch.arange(n, dtype=torch.float64) - n // 2) / n
         return torch.polar(torch.ones(n, d, dtype=torch.float64), 2 * math.pi * q[:, None] * f[None]).to(k)
 
+    h = h / positions
     g = dft(gh, dh) @ h @ dft(gw, dw).T  # (C, C, gh, gw)
     _, vec = _top_eig(g.permute(2, 3, 0, 1))
     vec = _align_phase(vec, block, "virtual")

@@ -393,6 +393,9 @@ def test_inference_maps_follow_the_settings_and_the_default(scan):
         assert mean_corr > 0.999
     with pytest.raises(Exception, match="slices.h5: .*method must be one of"):
         inference_maps(y, {"method": "sense"}, "slices.h5")
+    with pytest.raises(Exception, match=r"slices.h5: coil-map settings .*'kernal'") as err:  # a typo
+        inference_maps(y, {"method": "espirit", "kernal": 4}, "slices.h5")
+    assert "\n" not in str(err.value)
 
 
 def test_walsh_batch_equals_items_and_complex64(scan):

@@ -262,6 +262,8 @@ def test_an_ismrmrd_trajectory_file_reconstructs_through_the_kind(tmp_path):
     assert not torch.allclose(walsh, est, atol=1e-3)
     k4 = inference_maps(kind, nc, {"method": "espirit", "kernel": 4, "crop": 0.0})
     assert torch.allclose(rss(k4, 1), torch.ones(1))  # no support crop: every pixel has maps
+    with pytest.raises(ValueError, match="coil-map settings .*'kernal'"):
+        inference_maps(kind, nc, {"method": "espirit", "kernal": 4})
 
 
 def test_a_mixture_holds_every_family_at_every_acceleration_and_draws_one_per_batch():

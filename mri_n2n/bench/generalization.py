@@ -260,7 +260,7 @@ def _multicoil_lines_row(
             m = volume_metrics(_as_slices(rec.multicoil(mc, output="rss").image, n, (h, w)), ref)
             row.update({f"{label}/psnr_rss": m["psnr"], f"{label}/ssim_rss": m["ssim"]})
     t0 = time.perf_counter()
-    maps = inference_maps(y, next((r.maps for r in recs.values() if r.maps is not None), None), name)
+    maps = inference_maps(y, _maps_settings(recs), name)
 
     def solve(lam: float) -> np.ndarray:
         return tv_sense(y, maps, masks, lam=lam, iters=iters).abs().numpy()
@@ -310,7 +310,7 @@ def _multicoil_radial_row(
     n, c, _, _ = scan.shape
     h, w = scan.matrix
     kind = NonCartesianAcquisition
-    maps = nc_inference_maps(kind, scan, next((r.maps for r in recs.values() if r.maps is not None), None))
+    maps = nc_inference_maps(kind, scan, _maps_settings(recs))
     acq = kind.from_arrays(scan.kspace, scan.trajectory, scan.matrix, maps)
     zf = acq.zero_filled()
     scale = float(zf.abs().max()) or 1.0
@@ -356,6 +356,12 @@ def _tv_oracle(
         f"{label}/interior": order[0] < best < order[-1], f"{label}/lams": [float(v) for v in order],
         f"{label}/seconds": time.perf_counter() - t0,
     }
+
+
+def _maps_settings(recs: dict[str, Reconstructor]) -> dict | None:
+    """The coil-map settings the baselines share with the networks: the first network's that
+    sets them, else the library's (``None``)."""
+    return next((r.maps for r in recs.values() if r.maps is not None), None)
 
 
 def _record_adaptation(row: dict[str, Any], label: str, rec: Reconstructor) -> None:

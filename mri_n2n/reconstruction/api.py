@@ -166,9 +166,10 @@ class Reconstructor:
         #: multi-coil files' output convention when :meth:`multicoil` is given none: ``"rss"``
         #: (fastMRI's) or ``"sense"`` (:func:`~mri_n2n.reconstruction.multicoil.multicoil_output`)
         self.multicoil_output = "rss"
-        #: how :meth:`multicoil` estimates coil maps (``{"method": ..., **keywords}``,
-        #: :func:`~mri_n2n.reconstruction.multicoil.inference_maps`); ``None``: the library's
-        #: :data:`~mri_n2n.reconstruction.multicoil.MAPS`
+        #: how :meth:`multicoil` and :meth:`noncartesian` estimate coil maps (``{"method": ...,
+        #: **keywords}`` of :func:`~mri_n2n.coils.estimate_maps`); ``None``: the library's choice
+        #: for each (:data:`~mri_n2n.reconstruction.multicoil.MAPS`,
+        #: :data:`~mri_n2n.reconstruction.noncartesian.NONCARTESIAN_MAPS`)
         self.maps: dict | None = None
         self._keep_probs: dict[tuple[int, int], torch.Tensor] = {}
 

@@ -168,7 +168,8 @@ def inference_maps(
     ``torch.get_num_threads()``, each chunk single-threaded.
 
     Raises:
-        ReconstructionError: no usable calibration region (one line naming ``where``).
+        ReconstructionError: no usable calibration region, or settings the estimator does not
+            take (one line naming ``where``).
     """
     opts = dict(MAPS if settings is None else settings)
     method = opts.pop("method", "walsh")
@@ -180,7 +181,10 @@ def inference_maps(
 
     def one(chunk: list[int]) -> torch.Tensor:
         torch.set_num_threads(1)  # small eigenproblems and elementwise work: one thread is faster
-        return estimate_maps(k[chunk], method, min_calib=MAPS_MIN_CALIBRATION, **opts)
+        try:
+            return estimate_maps(k[chunk], method, min_calib=MAPS_MIN_CALIBRATION, **opts)
+        except TypeError as e:  # a keyword the estimator does not take
+            raise ValueError(f"coil-map settings {dict(settings or MAPS)}: {e}") from None
 
     threads = torch.get_num_threads()
     try:

@@ -58,7 +58,10 @@ def inference_maps(
     """The coil maps ``(slices, C, H, W)`` ``reconstruct`` estimates for a trajectory file with the
     kind's estimator and ``settings`` (``None``: :data:`NONCARTESIAN_MAPS`)."""
     opts = dict(NONCARTESIAN_MAPS if settings is None else settings)
-    return kind.estimate_maps(scan.kspace, scan.trajectory, tuple(int(v) for v in scan.matrix), **opts)
+    try:
+        return kind.estimate_maps(scan.kspace, scan.trajectory, tuple(int(v) for v in scan.matrix), **opts)
+    except TypeError as e:  # a keyword the estimator does not take (reconstruct says it in one line)
+        raise ValueError(f"coil-map settings {opts}: {e}") from None
 
 
 def reconstruct_noncartesian(
