@@ -177,6 +177,10 @@ class Config:
     crop: bool | None = _f(None, "MRI, with --augment: cut half of the training batches to a random "
                            "matrix size (32 to the full size per side, one per batch) around the "
                            "slices' content, with masks of the same law at that size")
+    rescale: bool | None = _f(None, "MRI, with --augment: resample half of the training batches to a random "
+                              "coarser matrix (32 to the full size per side, one per batch) by "
+                              "truncating their k-space, as a lower-resolution scan of the same field "
+                              "of view measures them, with masks of the same law at that size")
     # image corruption
     noise: str = _f("gaussian", "image noise: gaussian, poisson, bernoulli, text, impulse, montecarlo, pairs")
     noise_options: dict[str, Any] = _f({}, "image noise: constructor options (YAML only), "
@@ -217,6 +221,10 @@ class Config:
     stop_after: int | None = _f(None, "stop this invocation after N steps (resumable with --resume)")
     grad_clip: float | None = _f(None, "clip the gradient norm to this value")
     seed: int = _f(0, "random seed (weights, masks, noise, data order)")
+    init_from: str | None = _f(None, "fine-tune: start the network from the weights of this checkpoint "
+                               "(a path or a shipped name) instead of random ones; its network must "
+                               "be this run's (same model, layout and channels); the optimiser and "
+                               "schedule start afresh")
     # hardware
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     amp: bool | None = _f(None, "mixed precision: bf16 on GPUs of compute capability 8.0 or newer, fp16 with "
@@ -313,7 +321,8 @@ MRI_PRESETS: dict[str, dict[str, Any]] = {
 }
 #: Values for fields that are still ``None`` after the preset (the plain U-Net's layout, no
 #: augmentation, the cosine schedule).
-_FALLBACK = {"base": 16, "depth": 3, "augment": False, "deform": False, "crop": False, "schedule": "cosine",
+_FALLBACK = {"base": 16, "depth": 3, "augment": False, "deform": False, "crop": False, "rescale": False,
+             "schedule": "cosine",
              "cascades": 5, "cascade_width": 16, "cascade_depth": 5, "dc": "replace", "cg_iters": 6,
              "num_workers": 0}
 
@@ -331,9 +340,9 @@ RESUME_FIXED = (
     "density",
     "fraction", "edge", "acceleration", "center_fraction", "trajectory", "spokes", "complex",
     "kspace_noise", "augment", "deform",
-    "crop", "noise", "noise_options",
+    "crop", "rescale", "noise", "noise_options",
     "loss", "model", "width", "base", "depth", "cascades", "cascade_width", "cascade_depth",
-    "share_weights", "dc", "cg_iters", "seed",
+    "share_weights", "dc", "cg_iters", "seed", "init_from",
 )  # fmt: skip
 
 
@@ -496,7 +505,7 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
         if not 0.0 < cfg.split < 1.0:
             raise ConfigError(f"--split must lie in (0, 1), got {cfg.split}")
         # the papers' weightings: SSDU's loss is unweighted, Noisier2Noise's weighted by 1/(1-K)
-        vals = {**vals, "augment": False, "deform": False, "crop": False,
+        vals = {**vals, "augment": False, "deform": False, "crop": False, "rescale": False,
                 "loss": "kspace_flat" if cfg.target == "ssdu" else "kspace"}
     for k, v in vals.items():
         if getattr(cfg, k) is None:
@@ -516,6 +525,8 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
         raise ConfigError("--deform warps the slices as part of the augmentation: add --augment")
     if cfg.crop and not cfg.augment:
         raise ConfigError("--crop cuts the slices as part of the augmentation: add --augment")
+    if cfg.rescale and not cfg.augment:
+        raise ConfigError("--rescale resamples the slices as part of the augmentation: add --augment")
     if not 0.0 <= cfg.synth_photos <= 0.9:
         raise ConfigError(f"--synth-photos must lie in [0, 0.9], got {cfg.synth_photos}")
     if not 0.0 <= cfg.synth_template <= 0.9:

@@ -177,3 +177,71 @@ def test_crop_pairs_use_the_mask_law_at_the_crop_size():
         resolve_config(Config(task="mri", preset="tiny", crop=True))
     with pytest.raises(ValueError, match="named mask family"):
         MRIUndersampling(exp_decay_density((32, 32), fraction=0.3), augment=True, crop=True)
+
+
+def test_random_rescale_is_a_truncated_spectrum_of_the_same_field_of_view():
+    """random_rescale: seeded, one coarser matrix per batch within [min_size, full]; each output
+    is exactly the central block of its input's centred spectrum (the orthonormal factor undone),
+    so a band-limited image keeps its values at the coarse grid's points and its mean; a real
+    one-channel image stays real; ``keep_whole=1`` is the identity; --rescale needs --augment."""
+    from mri_n2n.config import Config, ConfigError, resolve_config
+    from mri_n2n.corruptions.augment import random_rescale
+    from mri_n2n.fft import fft2c
+
+    g = seeded_generator(3)
+    x = torch.randn(4, 2, 64, 48, generator=g)
+    sizes = set()
+    for seed in range(12):
+        a = random_rescale(x, seeded_generator(seed), min_size=8, keep_whole=0.0)
+        assert torch.equal(a, random_rescale(x, seeded_generator(seed), min_size=8, keep_whole=0.0))
+        h, w = a.shape[-2:]
+        assert 8 <= h <= 64 and 8 <= w <= 48 and a.shape[:2] == x.shape[:2]
+        sizes.add((h, w))
+        k = fft2c(torch.complex(x[:, 0], x[:, 1]))
+        ks = fft2c(torch.complex(a[:, 0], a[:, 1])) * ((64 * 48) / (h * w)) ** 0.5
+        top, left = 32 - h // 2, 24 - w // 2
+        assert torch.allclose(ks, k[..., top : top + h, left : left + w], atol=1e-4)
+    assert len(sizes) >= 10
+    assert torch.equal(random_rescale(x, seeded_generator(0), keep_whole=1.0), x)
+
+    # a smooth (band-limited) image sampled on the coarse grid: the same function, same scale
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    smooth = 1 + 0.5 * torch.cos(2 * torch.pi * 2 * yy / 64) * torch.sin(2 * torch.pi * 3 * xx / 64)
+    small = random_rescale(smooth[None, None], seeded_generator(5), min_size=16, keep_whole=0.0)
+    h, w = small.shape[-2:]
+    assert small.shape[1] == 1
+    # coarse pixel j sits at 32 + (j - n // 2) * 64 / n of the fine grid (the centres coincide)
+    ys, xs = torch.meshgrid(32 + (torch.arange(h) - h // 2) * 64.0 / h,
+                            32 + (torch.arange(w) - w // 2) * 64.0 / w, indexing="ij")
+    expect = 1 + 0.5 * torch.cos(2 * torch.pi * 2 * ys / 64) * torch.sin(2 * torch.pi * 3 * xs / 64)
+    assert torch.allclose(small[0, 0], expect, atol=1e-4)
+    try:
+        resolve_config(Config(task="mri", preset="tiny", rescale=True))
+    except ConfigError as e:
+        assert "--augment" in str(e)
+    else:
+        raise AssertionError("--rescale without --augment was accepted")
+
+
+def test_rescale_pairs_use_the_mask_law_at_the_coarse_size():
+    """--rescale: a pair of a resampled batch is observed through the family rebuilt at that
+    size, and its input is the compensated zero-filled image of exactly those measurements."""
+    from mri_n2n.masks import make_family
+    from mri_n2n.physics import Acquisition
+
+    fam = make_family("lines_equispaced", (64, 64), acceleration=4.0, center_fraction=0.08)
+    corr = MRIUndersampling(fam, augment=True, rescale=True, complex_data=True)
+    assert corr.config()["rescale"] is True
+    clean = torch.rand(2, 2, 64, 64)
+    cut = None
+    for seed in range(40):
+        pair = corr.pair(clean, generator=seeded_generator(seed), target="noisy")
+        if pair.input.shape[-2:] != (64, 64):
+            cut = pair
+            break
+    assert cut is not None
+    shape = tuple(cut.input.shape[-2:])
+    law, d = corr.law_at(shape)
+    assert law.name == "lines_equispaced" and torch.equal(cut.target_acq.keep_prob, d)
+    zf = Acquisition(cut.acq.mask, keep_prob=d).with_data(cut.acq.y).zero_filled()
+    assert torch.allclose(cut.input, torch.cat([zf.real, zf.imag], 1), atol=1e-5)

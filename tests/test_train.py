@@ -342,3 +342,32 @@ def test_complex_lines_on_magnitude_data_train_from_the_command_line(tmp_path, c
     assert main(argv + ["--no-tensorboard", "--device", "cpu"]) == 0
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["finished"] and summary["val_psnr"] > summary["val_psnr_input"] - 3
+
+
+def test_init_from_starts_from_another_runs_weights_and_refuses_another_network(tmp_path):
+    """--init-from: a new run's network starts as the given checkpoint's (bit for bit, before
+    any step), its optimiser and step count start afresh, and the checkpoint records where it
+    came from; a checkpoint of another layout, or no checkpoint, is refused in one line."""
+    kw = dict(max_steps=3, steps_per_epoch=3, batch_size=4, figures=False)
+    train(_cfg(tmp_path / "a", **kw))
+    source = tmp_path / "a" / "run" / "checkpoints" / "last.pt"
+    cfg, _ = resolve_config(_cfg(tmp_path / "b", init_from=str(source), **kw))
+    trainer = Trainer(cfg)
+    want = load_checkpoint(source)["model"]
+    got = trainer.model.state_dict()
+    assert all(torch.equal(got[k].cpu(), want[k]) for k in want)
+    assert trainer.step == 0 and not trainer.opt.state_dict()["state"]
+    cold, _ = resolve_config(_cfg(tmp_path / "c", **kw))
+    assert not all(torch.equal(Trainer(cold).model.state_dict()[k].cpu(), want[k]) for k in want)
+    out = train(cfg)
+    assert out["finished"]
+    saved = load_checkpoint(tmp_path / "b" / "run" / "checkpoints" / "last.pt")["config"]
+    assert saved["init_from"] == str(source)
+
+    other, _ = resolve_config(_cfg(tmp_path / "d", init_from=str(source), base=4, **kw))
+    with pytest.raises(TrainingError, match="is not this run's") as e:
+        Trainer(other)
+    assert "\n" not in str(e.value)
+    missing, _ = resolve_config(_cfg(tmp_path / "e", init_from=str(tmp_path / "nope.pt"), **kw))
+    with pytest.raises(TrainingError, match="--init-from"):
+        Trainer(missing)

@@ -38,7 +38,7 @@ from ..masks import Bernoulli2D, MaskFamily, SampleLaw, family_from_description
 from ..physics import Acquisition, acquisition_kind
 from ..seeding import SALT_ACQUISITION, SALT_NOISE, SALT_PHASE, seeded_generator
 from ..splits import SPLIT_TARGETS, SplitLaw, make_split, split_loss_density
-from .augment import augment_batch, random_crop
+from .augment import augment_batch, random_crop, random_rescale
 from .base import TARGETS, AcquisitionLike, Corruption, Pair, as_acquisition
 
 
@@ -57,6 +57,7 @@ class SamplingSettings(Protocol):
     augment: bool | None
     deform: bool | None
     crop: bool | None
+    rescale: bool | None
     kspace_noise: float
     target: str
     split: float
@@ -178,6 +179,7 @@ class MRIUndersampling(Corruption):
         augment: bool = False,
         deform: bool = False,
         crop: bool = False,
+        rescale: bool = False,
         noise_std: float = 0.0,
         split: SplitLaw | None = None,
         phase_model: str = "smooth",
@@ -205,8 +207,12 @@ class MRIUndersampling(Corruption):
         self.augment = bool(augment) and "flip" in self.kind.augmentations
         self.deform = bool(deform) and self.augment
         self.crop = bool(crop) and self.augment
-        if self.crop and not (isinstance(family, MaskFamily) and family.name not in ("bernoulli", "lines")):
-            raise ValueError(f"crops need a named mask family to rebuild at each size, not '{family.name}'")
+        self.rescale = bool(rescale) and self.augment
+        named = isinstance(family, MaskFamily) and family.name not in ("bernoulli", "lines")
+        if (self.crop or self.rescale) and not named:
+            raise ValueError(
+                f"crops and rescales need a named mask family to rebuild at each size, not '{family.name}'"
+            )
         self._laws: dict[tuple[int, int], tuple[SampleLaw, torch.Tensor]] = {}
         #: a mixture of protocols' components (one per batch) and their keep probabilities
         self._protocols: dict[int, tuple[SampleLaw, torch.Tensor]] = {}
@@ -276,6 +282,7 @@ class MRIUndersampling(Corruption):
             augment=bool(cfg.augment) and split is None and coils is None,
             deform=bool(getattr(cfg, "deform", False)),
             crop=bool(getattr(cfg, "crop", False)),
+            rescale=bool(getattr(cfg, "rescale", False)),
             noise_std=float(getattr(cfg, "kspace_noise", 0.0) or 0.0),
             split=split,
             phase_model=str(getattr(cfg, "phase_model", "smooth") or "smooth"),
@@ -477,6 +484,8 @@ class MRIUndersampling(Corruption):
             clean = self._as_model_data(clean, g)
             if self.augment:
                 clean = augment_batch(clean, g, deform=self.deform)
+                if self.rescale:
+                    clean = random_rescale(clean, g)
                 if self.crop:
                     clean = random_crop(clean, g)
             if self.max_shift > 0 and "shift" in self.kind.augmentations:
@@ -629,6 +638,7 @@ class MRIUndersampling(Corruption):
             "augment": self.augment,
             "deform": self.deform,
             "crop": self.crop,
+            **({"rescale": True} if self.rescale else {}),
             "noise_std": self.noise_std,
             "split": None if self.split is None else self.split.describe(),
             "measured_law": self.family.describe() if self.measured_law else None,
