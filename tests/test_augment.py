@@ -245,3 +245,72 @@ def test_rescale_pairs_use_the_mask_law_at_the_coarse_size():
     assert law.name == "lines_equispaced" and torch.equal(cut.target_acq.keep_prob, d)
     zf = Acquisition(cut.acq.mask, keep_prob=d).with_data(cut.acq.y).zero_filled()
     assert torch.allclose(cut.input, torch.cat([zf.real, zf.imag], 1), atol=1e-5)
+
+
+def _coil_batch(b: int = 3, shape: tuple[int, int] = (64, 48), coils: int = 6):
+    from mri_n2n.coils import birdcage_maps
+    from mri_n2n.fft import fft2c
+    from mri_n2n.physics import CartesianAcquisition
+
+    maps = birdcage_maps(shape, coils)[None].expand(b, -1, -1, -1)
+    x = torch.zeros(b, *shape, dtype=torch.complex64)
+    x[:, 20:40, 10:30] = 1 + 0.5j
+    x[:, 25:30, 15:20] = 0.3
+    full = torch.ones(b, *shape, dtype=torch.bool)
+    return CartesianAcquisition(full, maps, None).with_data(fft2c(maps * x[:, None])), x
+
+
+def test_coil_data_are_cut_and_resampled_with_their_maps():
+    """resize_acquisition (multi-coil --crop / --rescale): a crop is an exact window of the coil
+    images and of the maps alike (the SENSE model stays exact, the maps keep sum |S|^2 = 1);
+    a rescale truncates the coil images' spectra and renormalises the resampled maps (the
+    model's mismatch stays small); the new acquisition is fully sampled at the new matrix."""
+    from mri_n2n.corruptions.augment import resize_acquisition, truncate_spectrum
+
+    acq, _ = _coil_batch()
+    u0 = acq.coil_images()
+    for seed in range(6):
+        cut = resize_acquisition(acq, seeded_generator(seed), crop=True, keep_whole=0.0, min_size=16)
+        u, m = cut.coil_images(), cut.maps
+        h, w = u.shape[-2:]
+        assert (h, w) != (64, 48) and cut.mask.all() and cut.mask.shape == (3, h, w)
+        for i in range(3):  # one window for the coil images and the maps
+            hits = [(r, q) for r in range(64 - h + 1) for q in range(48 - w + 1)
+                    if torch.allclose(u[i], u0[i, :, r : r + h, q : q + w], atol=1e-5)]
+            assert hits and any(torch.allclose(m[i], acq.maps[i, :, r : r + h, q : q + w]) for r, q in hits)
+        x = (m.conj() * u).sum(1, keepdim=True)
+        assert (u - m * x).abs().square().sum() < 1e-10 * u.abs().square().sum()
+
+        small = resize_acquisition(acq, seeded_generator(seed), rescale=True, keep_whole=0.0, min_size=16)
+        u, m = small.coil_images(), small.maps
+        assert torch.allclose(u, truncate_spectrum(u0, tuple(u.shape[-2:])), atol=1e-5)
+        assert torch.allclose(m.abs().square().sum(1), torch.ones(()), atol=1e-5)
+        x = (m.conj() * u).sum(1, keepdim=True)
+        assert (u - m * x).abs().square().sum() < 2e-3 * u.abs().square().sum()
+    assert resize_acquisition(acq, seeded_generator(0), crop=True, rescale=True, keep_whole=1.0) is acq
+
+
+def test_multicoil_pairs_with_crop_and_rescale_use_the_law_at_the_new_size():
+    """A multi-coil corruption built from a config with --augment --crop --rescale cuts and
+    resamples its fully sampled coil batches, and observes them through the law rebuilt at the
+    new matrix (keep probabilities and masks of that size)."""
+    from mri_n2n.config import Config, resolve_config
+    from mri_n2n.corruptions.mri import MultiCoilUndersampling
+
+    cfg = Config(task="mri", preset="cpu", density="mixed", augment=True, crop=True, rescale=True)
+    cfg, _ = resolve_config(cfg)
+    corr = MRIUndersampling.from_config(cfg, (64, 48), coils=6)
+    assert isinstance(corr, MultiCoilUndersampling) and corr.crop and corr.rescale
+    acq, _ = _coil_batch()
+    shapes = set()
+    for seed in range(12):
+        pair = corr.pair(acq, generator=seeded_generator(seed), target="noisy")
+        shape = tuple(pair.input.shape[-2:])
+        shapes.add(shape)
+        assert pair.acq.mask.shape[-2:] == shape and pair.acq.maps.shape[-2:] == shape
+        # "mixed" draws a protocol per item: each item's keep probability is its own, at that size
+        assert pair.target_acq.keep_prob.shape == (3, *shape)
+        assert ((pair.acq.mask.float().mean(0) > 0) <= (pair.target_acq.keep_prob.amax(0) > 0)).all()
+    assert (64, 48) in shapes and len(shapes) >= 4
+    plain = MRIUndersampling.from_config(cfg.replace(crop=False, rescale=False), (64, 48), coils=6)
+    assert not (plain.crop or plain.rescale)

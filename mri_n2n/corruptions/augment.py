@@ -31,8 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import reads_sync
+from ..physics import CartesianAcquisition
 
-__all__ = ["augment_batch", "random_crop", "random_deformation", "random_rescale"]
+__all__ = [
+    "augment_batch", "random_crop", "random_deformation", "random_rescale", "resize_acquisition",
+    "truncate_spectrum",
+]
 
 #: Ranges of :func:`random_deformation` (radians, scale factor, shear, fraction of the half-width).
 MAX_ROTATION = 0.26
@@ -101,14 +105,33 @@ def random_crop(
     """
     b, c, h, w = x.shape
     g = generator
-    if float(torch.rand((), generator=g, device=g.device)) < keep_whole:
+    size = _draw_size(h, w, g, min_size, keep_whole)
+    if size is None:
         return x
-    # the crop's shape is read on the host (one read for both sides)
+    mag = x.abs().sum(1).flatten(1).float() if c == 1 else x.square().sum(1).sqrt().flatten(1).float()
+    return _windows(x, mag, size, g)
+
+
+def _draw_size(
+    h: int, w: int, g: torch.Generator, min_size: int, keep_whole: float
+) -> tuple[int, int] | None:
+    """A batch's random matrix ``(hh, ww)`` (each side uniform in ``[min(min_size, side), side]``),
+    or ``None`` (keep the whole matrix) with probability ``keep_whole``."""
+    if float(torch.rand((), generator=g, device=g.device)) < keep_whole:
+        return None
+    # the shape is read on the host (one read for both sides)
     hh, ww = (int(v) for v in torch.stack([
         torch.randint(min(min_size, h), h + 1, (), generator=g, device=g.device),
         torch.randint(min(min_size, w), w + 1, (), generator=g, device=g.device),
     ]).tolist())
-    mag = x.abs().sum(1).flatten(1).float() if c == 1 else x.square().sum(1).sqrt().flatten(1).float()
+    return hh, ww
+
+
+def _windows(x: torch.Tensor, mag: torch.Tensor, size: tuple[int, int], g: torch.Generator) -> torch.Tensor:
+    """One ``size`` window of each sample of ``x`` ``(B, C, H, W)``, centred on a pixel drawn with
+    probability proportional to ``mag`` ``(B, H * W)`` and moved inside the image."""
+    b, c, h, w = x.shape
+    hh, ww = size
     weights = mag + 1e-12  # an empty slice: uniform
     centre = torch.multinomial(weights.to(g.device), 1, generator=g)[:, 0]
     if reads_sync(centre.device):  # the windows gathered on the device, without host reads
@@ -143,24 +166,66 @@ def random_rescale(
     real image, of which the real part is kept (the truncated spectrum of a real image is
     Hermitian but for its Nyquist row and column).
     """
-    from ..fft import fft2c, ifft2c  # the fft layer; imported here to keep augment light
-
     b, c, h, w = x.shape
-    g = generator
-    if float(torch.rand((), generator=g, device=g.device)) < keep_whole:
-        return x
-    hh, ww = (int(v) for v in torch.stack([
-        torch.randint(min(min_size, h), h + 1, (), generator=g, device=g.device),
-        torch.randint(min(min_size, w), w + 1, (), generator=g, device=g.device),
-    ]).tolist())
-    if (hh, ww) == (h, w):
+    size = _draw_size(h, w, generator, min_size, keep_whole)
+    if size is None or size == (h, w):
         return x
     z = torch.complex(x[:, 0].float(), x[:, 1].float()) if c == 2 else x[:, 0].float().to(torch.complex64)
-    k = fft2c(z)
-    top, left = h // 2 - hh // 2, w // 2 - ww // 2  # keeps the centre index (n // 2) at the centre
-    small = ifft2c(k[..., top : top + hh, left : left + ww]) * float(((hh * ww) / (h * w)) ** 0.5)
+    small = truncate_spectrum(z, size)
     out = torch.stack([small.real, small.imag], 1) if c == 2 else small.real[:, None]
     return out.to(x.dtype)
+
+
+def truncate_spectrum(z: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Complex images ``(..., H, W)`` resampled to ``size`` ``(h, w)`` by keeping the central
+    ``h x w`` of their centred spectrum, scaled by ``sqrt(hw / HW)`` so that intensities keep
+    their scale; the centre pixel ``(H // 2, W // 2)`` stays the centre ``(h // 2, w // 2)``."""
+    from ..fft import fft2c, ifft2c  # the fft layer; imported here to keep augment light
+
+    h, w = z.shape[-2:]
+    hh, ww = size
+    top, left = h // 2 - hh // 2, w // 2 - ww // 2  # keeps the centre index (n // 2) at the centre
+    return ifft2c(fft2c(z)[..., top : top + hh, left : left + ww]) * float(((hh * ww) / (h * w)) ** 0.5)
+
+
+def resize_acquisition(
+    acq: CartesianAcquisition,
+    generator: torch.Generator,
+    *,
+    rescale: bool = False,
+    crop: bool = False,
+    min_size: int = CROP_MIN_SIZE,
+    keep_whole: float = CROP_KEEP_WHOLE,
+) -> CartesianAcquisition:
+    """:func:`random_rescale` then :func:`random_crop` for a batch of fully sampled coil data
+    (multi-coil training): the coil images and their maps are resampled (the maps renormalised,
+    ``sum_c |S_c|^2 = 1``) and cut together, windows centred on the coil images' root-sum-of-
+    squares, and acquired again on a full mask at the new matrix. Data consistent before are
+    consistent after: the coil images stay ``S_c x`` up to the maps' own resampling."""
+    from ..coils import normalize_maps, rss
+    from ..fft import fft2c
+
+    g = generator
+    u = acq.coil_images()
+    b, c, h, w = u.shape
+    maps = acq.maps.expand(b, -1, -1, -1)
+    changed = False
+    if rescale:
+        size = _draw_size(h, w, g, min_size, keep_whole)
+        if size is not None and size != (h, w):
+            u, maps = truncate_spectrum(u, size), normalize_maps(truncate_spectrum(maps, size))
+            changed, (h, w) = True, size
+    if crop:
+        size = _draw_size(h, w, g, min_size, keep_whole)
+        if size is not None:
+            both = torch.view_as_real(torch.cat([u, maps], 1)).permute(0, 1, 4, 2, 3).flatten(1, 2)
+            cut = _windows(both, rss(u, dim=1).flatten(1).float(), size, g)
+            cut = torch.view_as_complex(cut.unflatten(1, (2 * c, 2)).permute(0, 1, 3, 4, 2).contiguous())
+            u, maps, changed = cut[:, :c], cut[:, c:], True
+    if not changed:
+        return acq
+    full = torch.ones(b, *u.shape[-2:], dtype=torch.bool, device=u.device)
+    return CartesianAcquisition(full, maps.to(acq.maps.dtype), None).with_data(fft2c(u))
 
 
 def _dihedral(x: torch.Tensor, flips: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:

@@ -35,10 +35,10 @@ from ..data.generators.phase import with_random_phase
 from ..devices import reads_sync, resident
 from ..fft import to_complex
 from ..masks import Bernoulli2D, MaskFamily, SampleLaw, family_from_description
-from ..physics import Acquisition, acquisition_kind
+from ..physics import Acquisition, CartesianAcquisition, acquisition_kind
 from ..seeding import SALT_ACQUISITION, SALT_NOISE, SALT_PHASE, seeded_generator
 from ..splits import SPLIT_TARGETS, SplitLaw, make_split, split_loss_density
-from .augment import augment_batch, random_crop, random_rescale
+from .augment import augment_batch, random_crop, random_rescale, resize_acquisition
 from .base import TARGETS, AcquisitionLike, Corruption, Pair, as_acquisition
 
 
@@ -206,8 +206,10 @@ class MRIUndersampling(Corruption):
         self.max_shift = int(max_shift)
         self.augment = bool(augment) and "flip" in self.kind.augmentations
         self.deform = bool(deform) and self.augment
-        self.crop = bool(crop) and self.augment
-        self.rescale = bool(rescale) and self.augment
+        # coil data (fully sampled acquisitions) are cut and resampled with their maps
+        resizable = self.augment or (coils is not None and "shift" in self.kind.augmentations)
+        self.crop = bool(crop) and resizable
+        self.rescale = bool(rescale) and resizable
         named = isinstance(family, MaskFamily) and family.name not in ("bernoulli", "lines")
         if (self.crop or self.rescale) and not named:
             raise ValueError(
@@ -281,8 +283,8 @@ class MRIUndersampling(Corruption):
             complex_data=complex_data,
             augment=bool(cfg.augment) and split is None and coils is None,
             deform=bool(getattr(cfg, "deform", False)),
-            crop=bool(getattr(cfg, "crop", False)),
-            rescale=bool(getattr(cfg, "rescale", False)),
+            crop=bool(getattr(cfg, "crop", False)) and bool(cfg.augment) and split is None,
+            rescale=bool(getattr(cfg, "rescale", False)) and bool(cfg.augment) and split is None,
             noise_std=float(getattr(cfg, "kspace_noise", 0.0) or 0.0),
             split=split,
             phase_model=str(getattr(cfg, "phase_model", "smooth") or "smooth"),
@@ -479,6 +481,9 @@ class MRIUndersampling(Corruption):
             raise ValueError(f"undersampled data train only with the targets {SPLIT_TARGETS}")
         if isinstance(clean, Acquisition):  # fully sampled data: shift the images, maps alike
             clean = self._shift(self._check(clean), g)  # the reference of data of another kind
+            resizable = isinstance(clean, CartesianAcquisition) and clean.maps is not None
+            if (self.rescale or self.crop) and resizable:
+                clean = resize_acquisition(clean, g, rescale=self.rescale, crop=self.crop)
             shape = tuple(clean.image_shape)
         else:
             clean = self._as_model_data(clean, g)
