@@ -12,7 +12,7 @@ zero elsewhere (the conventions of :mod:`mri_n2n.coils`, which re-exports everyt
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,10 +20,28 @@ import torch.nn.functional as F
 
 from .fft import ifft2c, promote_complex
 
-__all__ = ["rss", "find_calibration", "espirit_maps", "walsh_maps", "estimate_maps"]
+__all__ = [
+    "rss", "find_calibration", "espirit_maps", "walsh_maps", "estimate_maps", "INFERENCE_MAPS",
+    "MAPS_MIN_CALIBRATION",
+]
 
 PhaseRef = Literal["first", "virtual"]
 Array = torch.Tensor | np.ndarray
+
+#: How ``reconstruct`` estimates each slice's coil maps from its fully sampled centre (and how
+#: ``--train-maps estimated`` trains with them): the :func:`estimate_maps` method and its
+#: keywords. ESPIRiT with 4 x 4 kernels and no support crop was the best estimator on the
+#: tuning sources (``data_prep/tune_maps.py``: the
+#: shipped multi-coil model's mean PSNR 28.02 dB against Walsh's 26.52 over 33 x 41 to 256 x 256
+#: matrices; docs/results.md, "Coil maps"). Its eigenproblems are solved on a 64 x 64 grid and
+#: refined at full resolution (``grid=64``; exact up to 64 pixels a side): 0.10 dB below the
+#: per-pixel eigenproblems on the tuning sources (on the 256 x 256 photographs only), 8x faster
+#: on a 16-coil 320 x 320 slice (0.44 s against 3.7 s on one thread). ``{"method": "walsh"}``
+#: is the fast estimator (``--coil-maps walsh``).
+INFERENCE_MAPS: dict[str, Any] = {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 64}
+#: Smallest side of the fully sampled centre from which maps are estimated at inference (8x line
+#: masks keep 4 % of the lines: 5 at 128 columns).
+MAPS_MIN_CALIBRATION = 4
 
 
 def rss(coil_images: Array, dim: int = -3) -> Array:

@@ -138,6 +138,9 @@ class Config:
                                  "(mri_n2n.data.generators); default: single-coil images")
     synth_coil_noise: float = _f(0.0, "with --synth-coils: thermal noise std, correlated between the "
                                  "coils, relative to the image maximum")
+    train_maps: str = _f("true", "multi-coil training: the coil maps the network is given: true (the "
+                         "data's own) or estimated (from each input's fully sampled centre, as "
+                         "reconstruct estimates them from a file)", ("true", "estimated"))
     phase_model: str = _f("smooth", "MRI --complex on magnitude data: the random phase given to each "
                           "slice: smooth (a 4x4 bicubic field and a constant) or realistic (ramps, "
                           "quadratic terms, off-resonance at air boundaries, flow; "
@@ -340,7 +343,7 @@ RESUME_FIXED = (
     "density",
     "fraction", "edge", "acceleration", "center_fraction", "trajectory", "spokes", "complex",
     "kspace_noise", "augment", "deform",
-    "crop", "rescale", "noise", "noise_options",
+    "crop", "rescale", "train_maps", "noise", "noise_options",
     "loss", "model", "width", "base", "depth", "cascades", "cascade_width", "cascade_depth",
     "share_weights", "dc", "cg_iters", "seed", "init_from",
 )  # fmt: skip

@@ -344,3 +344,49 @@ def test_multicoil_study_holds_out_the_mni152_validation_slices(tmp_path):
     gap = min(abs(a - b) for a in tr for b in va) * spacing
     assert gap > GAP_MM
     assert not set(tr) & set(va)
+
+
+def test_train_maps_estimated_gives_the_network_the_maps_reconstruct_would_estimate():
+    """--train-maps estimated: every item's input and target acquisitions carry the maps that
+    estimate_maps (the inference settings) gives from that input's own measurements; padded
+    silent coils stay silent; an item whose centre is too small keeps its true maps; the clean
+    reference stays the true coil combination; --train-maps true (the default) keeps the data's
+    maps."""
+    from mri_n2n.coil_maps import INFERENCE_MAPS, MAPS_MIN_CALIBRATION, estimate_maps
+    from mri_n2n.fft import fft2c
+    from mri_n2n.masks import make_family
+    from mri_n2n.seeding import seeded_generator
+
+    h, w, c = 48, 40, 6
+    maps = birdcage_maps((h, w), c)
+    maps = torch.cat([maps, torch.zeros(2, h, w, dtype=maps.dtype)])  # two silent (padded) coils
+    x = torch.zeros(3, h, w, dtype=torch.complex64)
+    x[:, 10:38, 8:32] = 1.0
+    x[:, 18:24, 12:20] = 0.4 + 0.2j
+    full = torch.ones(3, h, w, dtype=torch.bool)
+    data = Acquisition(full, maps[None].expand(3, -1, -1, -1), None).with_data(fft2c(maps * x[:, None]))
+    fam = make_family("lines_equispaced", (h, w), acceleration=4.0, center_fraction=0.25)
+    est = MultiCoilUndersampling(fam, coils=c + 2, estimate_maps=INFERENCE_MAPS)
+    assert est.config()["estimate_maps"] == INFERENCE_MAPS
+    pair = est.pair(data, generator=seeded_generator(0), target="noisy")
+    for i in range(3):
+        y = pair.acq.y[i]
+        want = estimate_maps(y[:c], INFERENCE_MAPS["method"], min_calib=MAPS_MIN_CALIBRATION,
+                             **{k: v for k, v in INFERENCE_MAPS.items() if k != "method"})
+        assert torch.allclose(pair.acq.maps[i, :c], want.to(pair.acq.maps.dtype), atol=1e-5)
+        assert not pair.acq.maps[i, c:].abs().any()
+    assert torch.equal(pair.target_acq.maps, pair.acq.maps)
+    assert not torch.allclose(pair.acq.maps[:, :c], maps[:c].expand(3, -1, -1, -1), atol=1e-2)
+    clean = est.pair(data, generator=seeded_generator(0), target="clean")
+    assert torch.allclose(clean.target, torch.stack([x.real, x.imag], 1), atol=1e-4)
+
+    narrow = make_family("lines_equispaced", (h, w), acceleration=4.0, center_fraction=0.04)  # 2 lines
+    kept = MultiCoilUndersampling(narrow, coils=c + 2, estimate_maps=INFERENCE_MAPS)
+    pair = kept.pair(data, generator=seeded_generator(1), target="noisy")
+    assert torch.equal(pair.acq.maps, data.maps.to(pair.acq.maps.dtype))
+
+    cfg, _ = resolve_config(Config(task="mri", preset="cpu", density="mixed"))
+    assert cfg.train_maps == "true"
+    assert MultiCoilUndersampling.from_config(cfg, (h, w), coils=c).estimate_maps is None
+    on = MultiCoilUndersampling.from_config(cfg.replace(train_maps="estimated"), (h, w), coils=c)
+    assert on.estimate_maps == INFERENCE_MAPS

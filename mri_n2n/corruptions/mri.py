@@ -26,11 +26,12 @@ is the coil combination by the maps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 
+from ..coil_maps import INFERENCE_MAPS, MAPS_MIN_CALIBRATION, estimate_maps
 from ..data.generators.phase import with_random_phase
 from ..devices import reads_sync, resident
 from ..fft import to_complex
@@ -66,6 +67,11 @@ class SamplingSettings(Protocol):
 __all__ = ["MRIUndersampling", "MultiCoilUndersampling", "random_shift", "smooth_phase", "is_measured"]
 
 Batch = torch.Tensor | Acquisition
+#: ``--train-maps``: the coil maps a multi-coil network trains with: the data's true maps, or
+#: maps estimated from each input's fully sampled centre with these settings, those of
+#: ``reconstruct`` (:data:`mri_n2n.coil_maps.INFERENCE_MAPS`), so that the network learns to
+#: live with the estimate's errors.
+TRAIN_MAPS: dict[str, dict[str, Any] | None] = {"true": None, "estimated": INFERENCE_MAPS}
 #: The phase models of magnitudes trained as complex (``--phase-model``).
 PHASE_MODELS = ("smooth", "realistic")
 
@@ -180,6 +186,7 @@ class MRIUndersampling(Corruption):
         deform: bool = False,
         crop: bool = False,
         rescale: bool = False,
+        estimate_maps: dict[str, Any] | None = None,
         noise_std: float = 0.0,
         split: SplitLaw | None = None,
         phase_model: str = "smooth",
@@ -210,6 +217,9 @@ class MRIUndersampling(Corruption):
         resizable = self.augment or (coils is not None and "shift" in self.kind.augmentations)
         self.crop = bool(crop) and resizable
         self.rescale = bool(rescale) and resizable
+        #: coil data: the network sees maps estimated from each input with these settings
+        #: (``{"method": ..., **estimator keywords}``) instead of the data's true maps
+        self.estimate_maps = None if estimate_maps is None or coils is None else dict(estimate_maps)
         named = isinstance(family, MaskFamily) and family.name not in ("bernoulli", "lines")
         if (self.crop or self.rescale) and not named:
             raise ValueError(
@@ -285,6 +295,7 @@ class MRIUndersampling(Corruption):
             deform=bool(getattr(cfg, "deform", False)),
             crop=bool(getattr(cfg, "crop", False)) and bool(cfg.augment) and split is None,
             rescale=bool(getattr(cfg, "rescale", False)) and bool(cfg.augment) and split is None,
+            estimate_maps=TRAIN_MAPS.get(str(getattr(cfg, "train_maps", None) or "true")),
             noise_std=float(getattr(cfg, "kspace_noise", 0.0) or 0.0),
             split=split,
             phase_model=str(getattr(cfg, "phase_model", "smooth") or "smooth"),
@@ -503,13 +514,35 @@ class MRIUndersampling(Corruption):
         # the sets of both observations (an item's law may be its own: both from it)
         sets, per_item = law.draw_items(b, 2 if target == "noisy" else 1, generator=g, real=self._real())
         keep_prob = keep_prob if per_item is None else per_item
-        acq, inp = self._observe(full, noisy, sets[0], keep_prob)
+        seen = self._seen_maps(full, noisy, sets[0])
+        acq, inp = self._observe(seen, noisy, sets[0], keep_prob)
         if target != "noisy":
             return Pair(inp, self._reference(clean, full, k), acq)
         # what a k-space loss needs (mri_n2n.losses.kspace_loss): the target's own sampled set,
         # its measured (unscaled) k-space and each sample's keep probability
-        target_acq, tgt = self._observe(full, noisy, sets[1], keep_prob)
+        target_acq, tgt = self._observe(seen, noisy, sets[1], keep_prob)
         return Pair(inp, tgt, acq, target_acq)
+
+    def _seen_maps(self, full: Acquisition, k: torch.Tensor, sampled: torch.Tensor) -> Acquisition:
+        """``full`` with the coil maps the network is given: its own (the data's true maps), or
+        with ``estimate_maps`` set, each item's maps estimated from the measurements ``k`` on
+        its input's sampled set ``sampled``, as ``reconstruct`` estimates them from a file
+        (:func:`~mri_n2n.coil_maps.estimate_maps` on the fully sampled centre; an item whose
+        centre is too small for an estimate keeps its true maps)."""
+        if self.estimate_maps is None or not isinstance(full, CartesianAcquisition) or full.maps is None:
+            return full
+        opts = dict(self.estimate_maps)
+        method = opts.pop("method", "espirit")
+        y = full.sample(k) * sampled.to(k.device).reshape(sampled.shape[0], 1, *sampled.shape[-2:])
+        maps = full.maps.expand(y.shape[0], -1, -1, -1).clone()
+        for i in range(y.shape[0]):
+            live = y[i].flatten(1).abs().amax(1) > 0  # padded silent coils stay silent
+            try:
+                est = estimate_maps(y[i, live], method, min_calib=MAPS_MIN_CALIBRATION, **opts)
+            except ValueError:
+                continue
+            maps[i, live] = est.to(maps.dtype)
+        return CartesianAcquisition(full.mask, maps, full.y, keep_prob=full.keep_prob, phase=full.phase)
 
     def _real(self) -> bool:
         """The model's images are real: the kind's completion of the sets applies."""
@@ -538,7 +571,8 @@ class MRIUndersampling(Corruption):
             clean = self._seeded_phase(clean, seeds)
         full, k = self._full(clean, law)
         noisy = self._acquire(k, [seeded_generator(int(s) ^ SALT_NOISE) for s in seeds])
-        acq, img = self._observe(full, noisy, mask.to(k.device), keep_prob)
+        seen = self._seen_maps(full, noisy, mask)
+        acq, img = self._observe(seen, noisy, mask.to(k.device), keep_prob)
         return Pair(img, self._reference(clean, full, k), acq)
 
     def validation_pair(self, clean: Batch, seeds: torch.Tensor) -> Pair:
@@ -644,6 +678,7 @@ class MRIUndersampling(Corruption):
             "deform": self.deform,
             "crop": self.crop,
             **({"rescale": True} if self.rescale else {}),
+            **({"estimate_maps": self.estimate_maps} if self.estimate_maps else {}),
             "noise_std": self.noise_std,
             "split": None if self.split is None else self.split.describe(),
             "measured_law": self.family.describe() if self.measured_law else None,

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..coil_maps import INFERENCE_MAPS
+from ..coil_maps import MAPS_MIN_CALIBRATION as _MIN_CALIBRATION
 from ..coils import compress_coils, estimate_maps, find_calibration, rss
 from ..data.measured import crop_readout, file_mask_law
 from ..data.slices import center_pad_crop
@@ -120,9 +122,9 @@ def multicoil_output(
     return out.float()
 
 
-#: Smallest side of the fully sampled centre from which maps are estimated at inference (8x line
-#: masks keep 4 % of the lines: 5 at 128 columns).
-MAPS_MIN_CALIBRATION = 4
+#: Smallest side of the fully sampled centre from which maps are estimated at inference
+#: (:data:`mri_n2n.coil_maps.MAPS_MIN_CALIBRATION`).
+MAPS_MIN_CALIBRATION = _MIN_CALIBRATION
 
 
 def _crop_rows(k: np.ndarray, mask: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,16 +148,9 @@ CPU_PIXELS_PER_CALL = 2**18
 MAPS_CHUNK = 2
 
 
-#: How ``reconstruct`` estimates each slice's coil maps from its fully sampled centre: the
-#: :func:`~mri_n2n.coils.estimate_maps` method and its keywords. ESPIRiT with 4 x 4 kernels and no
-#: support crop was the best estimator on the tuning sources (``data_prep/tune_maps.py``: the
-#: shipped multi-coil model's mean PSNR 28.02 dB against Walsh's 26.52 over 33 x 41 to 256 x 256
-#: matrices; docs/results.md, "Coil maps"). Its eigenproblems are solved on a 64 x 64 grid and
-#: refined at full resolution (``grid=64``; exact up to 64 pixels a side): 0.10 dB below the
-#: per-pixel eigenproblems on the tuning sources (on the 256 x 256 photographs only), 8x faster
-#: on a 16-coil 320 x 320 slice (0.44 s against 3.7 s on one thread). ``{"method": "walsh"}``
-#: is the fast estimator (``--coil-maps walsh``).
-MAPS: dict[str, Any] = {"method": "espirit", "kernel": 4, "crop": 0.0, "grid": 64}
+#: How ``reconstruct`` estimates each slice's coil maps from its fully sampled centre
+#: (:data:`mri_n2n.coil_maps.INFERENCE_MAPS`, where the choice is documented; the same dict).
+MAPS: dict[str, Any] = INFERENCE_MAPS
 
 
 def inference_maps(
