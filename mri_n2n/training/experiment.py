@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from ..config import Config, with_fallbacks
 from ..corruptions import Corruption, MRIUndersampling, default_loss, make_corruption
 from ..corruptions.mri import is_measured
@@ -106,3 +107,27 @@ def acquisition_signature(cfg: Config, corruption: MRIUndersampling) -> dict[str
         "law": corruption.family.describe(),
         "measured_law": bool(corruption.measured_law),
     }
+
+
+def init_weights(model: nn.Module, source: str, task: str = "mri") -> None:
+    """Load the network weights of checkpoint (or shipped name) ``source`` into ``model``
+    (``--init-from``: fine-tuning starts from them).
+
+    Raises:
+        ValueError: not a checkpoint of ``task``, or a network that is not ``model``'s (one line,
+            naming ``--init-from`` and the checkpoint's layout).
+    """
+    try:
+        ckpt = load_checkpoint(resolve_checkpoint(source), map_location="cpu", task=task)
+    except CheckpointError as e:
+        raise ValueError(f"--init-from: {e}") from None
+    state, own = ckpt.get("model"), model.state_dict()
+    theirs = {k: tuple(v.shape) for k, v in state.items()} if isinstance(state, dict) else {}
+    if theirs != {k: tuple(v.shape) for k, v in own.items()}:
+        saved = ckpt.get("config") or {}
+        layout = ", ".join(f"{k}={saved.get(k)}" for k in ("model", "cascades", "cascade_width", "dc"))
+        raise ValueError(
+            f"--init-from {source}: its network ({layout}) is not this run's: give the same "
+            "--model, --cascades, widths and data channels"
+        )
+    model.load_state_dict(state)

@@ -52,7 +52,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import Config, resolve_config, resume_config, save_yaml
 from ..corruptions.base import AcquisitionLike, Pair, as_acquisition
 from ..data.loader import Batch, collate, to_device
@@ -73,7 +73,7 @@ from .distributed import (
     param_checksum,
     peer_failure,
 )
-from .experiment import acquisition_signature, build_experiment, build_model_for
+from .experiment import acquisition_signature, build_experiment, build_model_for, init_weights
 from .schedule import learning_rate, optimizer_schedule
 
 __all__ = ["TrainingError", "Trainer", "train", "resume"]
@@ -196,7 +196,10 @@ class Trainer:
         if ckpt is not None:
             self._restore(ckpt)
         elif cfg.init_from:
-            self._init_from(cfg.init_from)
+            try:
+                init_weights(self.model, cfg.init_from, self.corruption.task)
+            except ValueError as e:
+                raise TrainingError(str(e)) from None
         self.net: nn.Module = self.model
         if self.world > 1:
             self.net = nn.parallel.DistributedDataParallel(
@@ -229,27 +232,6 @@ class Trainer:
         if self.corruption.task == "mri":  # what the model was trained for (inference reads it)
             state["acquisition"] = acquisition_signature(self.cfg, self.corruption)
         return state
-
-    def _init_from(self, source: str) -> None:
-        """Load the network weights of checkpoint (or shipped name) ``source`` (``--init-from``).
-
-        Raises:
-            TrainingError: not a checkpoint of this task, or a network that is not this run's.
-        """
-        try:
-            ckpt = load_checkpoint(resolve_checkpoint(source), map_location="cpu", task=self.corruption.task)
-        except CheckpointError as e:
-            raise TrainingError(f"--init-from: {e}") from None
-        state, own = ckpt.get("model"), self.model.state_dict()
-        theirs = {k: tuple(v.shape) for k, v in state.items()} if isinstance(state, dict) else {}
-        if theirs != {k: tuple(v.shape) for k, v in own.items()}:
-            saved = ckpt.get("config") or {}
-            layout = ", ".join(f"{k}={saved.get(k)}" for k in ("model", "cascades", "cascade_width", "dc"))
-            raise TrainingError(
-                f"--init-from {source}: its network ({layout}) is not this run's: give the same "
-                "--model, --cascades, widths and data channels"
-            )
-        self.model.load_state_dict(state)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
