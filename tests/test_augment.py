@@ -110,6 +110,17 @@ def test_deformations_warp_every_channel_alike_and_keep_their_range():
         raise AssertionError("--deform without --augment was accepted")
 
 
+def _resized_draws(fn, x: torch.Tensor, n: int = 12):
+    """``fn(x)`` (a crop or rescale, never kept whole, sides of at least 8) for seeds ``0..n-1``,
+    each checked to be seeded (the same output twice) and within ``[8, full]`` per side."""
+    for seed in range(n):
+        a = fn(x, seeded_generator(seed), min_size=8, keep_whole=0.0)
+        assert torch.equal(a, fn(x, seeded_generator(seed), min_size=8, keep_whole=0.0))
+        h, w = a.shape[-2:]
+        assert 8 <= h <= x.shape[-2] and 8 <= w <= x.shape[-1] and a.shape[:2] == x.shape[:2]
+        yield a
+
+
 def test_random_crops_are_windows_on_content_one_size_per_batch():
     """random_crop: seeded; every sample of a batch gets the same matrix, within
     [min_size, full]; each output is an exact window of its input (no resampling); windows are
@@ -121,11 +132,8 @@ def test_random_crops_are_windows_on_content_one_size_per_batch():
     x[:, 0, 40:44, 5:9] = torch.rand(16, 4, 4) + 0.5  # the only content, off-centre
     x[:, 1] = 0.5 * x[:, 0]
     sizes = set()
-    for seed in range(12):
-        a = random_crop(x, seeded_generator(seed), min_size=8, keep_whole=0.0)
-        assert torch.equal(a, random_crop(x, seeded_generator(seed), min_size=8, keep_whole=0.0))
+    for a in _resized_draws(random_crop, x):
         h, w = a.shape[-2:]
-        assert 8 <= h <= 64 and 8 <= w <= 48 and a.shape[:2] == x.shape[:2]
         sizes.add((h, w))
         assert (a[:, 0].flatten(1).sum(1) > 0).all()  # the blob is in every window
         assert torch.allclose(a[:, 1], 0.5 * a[:, 0])
@@ -134,6 +142,15 @@ def test_random_crops_are_windows_on_content_one_size_per_batch():
             assert any(torch.equal(a[i], x[i, :, r : r + h, q : q + w]) for r, q in windows)
     assert len(sizes) >= 10  # the size is drawn, not fixed
     assert torch.equal(random_crop(x, seeded_generator(0), keep_whole=1.0), x)
+
+
+def _first_resized_pair(corr: MRIUndersampling, clean: torch.Tensor):
+    """The first Noise2Noise pair (seeds 0, 1, ...) whose batch was cut or resampled."""
+    for seed in range(40):
+        pair = corr.pair(clean, generator=seeded_generator(seed), target="noisy")
+        if pair.input.shape[-2:] != clean.shape[-2:]:
+            return pair
+    raise AssertionError("no batch was resized in 40 draws")
 
 
 def test_crop_pairs_use_the_mask_law_at_the_crop_size():
@@ -157,13 +174,7 @@ def test_crop_pairs_use_the_mask_law_at_the_crop_size():
     assert (rate - dens).abs().max() < 0.035  # 4000 draws: 4.5 standard errors at p = 0.5
 
     clean = torch.rand(4, 1, 64, 64)
-    cut = None
-    for seed in range(40):
-        pair = corr.pair(clean, generator=seeded_generator(seed), target="noisy")
-        if pair.input.shape[-2:] != (64, 64):
-            cut = pair
-            break
-    assert cut is not None
+    cut = _first_resized_pair(corr, clean)
     shape = tuple(cut.input.shape[-2:])
     _, d = corr.law_at(shape)
     assert torch.equal(cut.target_acq.keep_prob, d)
@@ -191,11 +202,8 @@ def test_random_rescale_is_a_truncated_spectrum_of_the_same_field_of_view():
     g = seeded_generator(3)
     x = torch.randn(4, 2, 64, 48, generator=g)
     sizes = set()
-    for seed in range(12):
-        a = random_rescale(x, seeded_generator(seed), min_size=8, keep_whole=0.0)
-        assert torch.equal(a, random_rescale(x, seeded_generator(seed), min_size=8, keep_whole=0.0))
+    for a in _resized_draws(random_rescale, x):
         h, w = a.shape[-2:]
-        assert 8 <= h <= 64 and 8 <= w <= 48 and a.shape[:2] == x.shape[:2]
         sizes.add((h, w))
         k = fft2c(torch.complex(x[:, 0], x[:, 1]))
         ks = fft2c(torch.complex(a[:, 0], a[:, 1])) * ((64 * 48) / (h * w)) ** 0.5
@@ -215,12 +223,8 @@ def test_random_rescale_is_a_truncated_spectrum_of_the_same_field_of_view():
                             32 + (torch.arange(w) - w // 2) * 64.0 / w, indexing="ij")
     expect = 1 + 0.5 * torch.cos(2 * torch.pi * 2 * ys / 64) * torch.sin(2 * torch.pi * 3 * xs / 64)
     assert torch.allclose(small[0, 0], expect, atol=1e-4)
-    try:
+    with pytest.raises(ConfigError, match="--augment"):
         resolve_config(Config(task="mri", preset="tiny", rescale=True))
-    except ConfigError as e:
-        assert "--augment" in str(e)
-    else:
-        raise AssertionError("--rescale without --augment was accepted")
 
 
 def test_rescale_pairs_use_the_mask_law_at_the_coarse_size():
@@ -233,13 +237,7 @@ def test_rescale_pairs_use_the_mask_law_at_the_coarse_size():
     corr = MRIUndersampling(fam, augment=True, rescale=True, complex_data=True)
     assert corr.config()["rescale"] is True
     clean = torch.rand(2, 2, 64, 64)
-    cut = None
-    for seed in range(40):
-        pair = corr.pair(clean, generator=seeded_generator(seed), target="noisy")
-        if pair.input.shape[-2:] != (64, 64):
-            cut = pair
-            break
-    assert cut is not None
+    cut = _first_resized_pair(corr, clean)
     shape = tuple(cut.input.shape[-2:])
     law, d = corr.law_at(shape)
     assert law.name == "lines_equispaced" and torch.equal(cut.target_acq.keep_prob, d)
