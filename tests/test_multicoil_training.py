@@ -379,6 +379,13 @@ def test_train_maps_estimated_gives_the_network_the_maps_reconstruct_would_estim
     assert not torch.allclose(pair.acq.maps[:, :c], maps[:c].expand(3, -1, -1, -1), atol=1e-2)
     clean = est.pair(data, generator=seeded_generator(0), target="clean")
     assert torch.allclose(clean.target, torch.stack([x.real, x.imag], 1), atol=1e-4)
+    # measure() with one mask shared by the batch: every item's maps from that mask's samples
+    shared = fam.sample(1, generator=seeded_generator(2))[0]
+    one = est.measure(data, shared)
+    for i in range(3):
+        want = estimate_maps(one.acq.y[i, :c], INFERENCE_MAPS["method"], min_calib=MAPS_MIN_CALIBRATION,
+                             **{k: v for k, v in INFERENCE_MAPS.items() if k != "method"})
+        assert torch.allclose(one.acq.maps[i, :c], want.to(one.acq.maps.dtype), atol=1e-5)
 
     narrow = make_family("lines_equispaced", (h, w), acceleration=4.0, center_fraction=0.04)  # 2 lines
     kept = MultiCoilUndersampling(narrow, coils=c + 2, estimate_maps=INFERENCE_MAPS)

@@ -30,7 +30,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..coils import normalize_maps, rss
 from ..devices import reads_sync
+from ..fft import fft2c, ifft2c
 from ..physics import CartesianAcquisition
 
 __all__ = [
@@ -180,8 +182,6 @@ def truncate_spectrum(z: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Complex images ``(..., H, W)`` resampled to ``size`` ``(h, w)`` by keeping the central
     ``h x w`` of their centred spectrum, scaled by ``sqrt(hw / HW)`` so that intensities keep
     their scale; the centre pixel ``(H // 2, W // 2)`` stays the centre ``(h // 2, w // 2)``."""
-    from ..fft import fft2c, ifft2c  # the fft layer; imported here to keep augment light
-
     h, w = z.shape[-2:]
     hh, ww = size
     top, left = h // 2 - hh // 2, w // 2 - ww // 2  # keeps the centre index (n // 2) at the centre
@@ -202,9 +202,6 @@ def resize_acquisition(
     ``sum_c |S_c|^2 = 1``) and cut together, windows centred on the coil images' root-sum-of-
     squares, and acquired again on a full mask at the new matrix. Data consistent before are
     consistent after: the coil images stay ``S_c x`` up to the maps' own resampling."""
-    from ..coils import normalize_maps, rss
-    from ..fft import fft2c
-
     g = generator
     u = acq.coil_images()
     b, c, h, w = u.shape

@@ -160,7 +160,15 @@ class MRIUndersampling(Corruption):
             deformation (:func:`~mri_n2n.corruptions.augment.random_deformation`).
         crop: with ``augment``, also cut each training batch to a random matrix size
             (:func:`~mri_n2n.corruptions.augment.random_crop`); its masks are drawn from the
-            family rebuilt at that size (a named family, see :meth:`law_at`).
+            family rebuilt at that size (a named family, see :meth:`law_at`). Fully sampled coil
+            data are cut with their maps
+            (:func:`~mri_n2n.corruptions.augment.resize_acquisition`).
+        rescale: likewise, resample each training batch to a random coarser matrix by k-space
+            truncation (:func:`~mri_n2n.corruptions.augment.random_rescale`; coil data with their
+            maps).
+        estimate_maps: coil data: the settings (``{"method": ..., **keywords}``) with which every
+            input's maps are estimated from its own fully sampled centre and given to the network
+            in place of the data's true maps (``--train-maps estimated``); ``None``: the true maps.
         noise_std: standard deviation of complex Gaussian noise (real and imaginary parts each
             ``noise_std / sqrt(2)``) added to the measurements of each (normalised) slice: one
             noisy acquisition per slice, from which both observations of a pair are drawn, as a
@@ -533,7 +541,8 @@ class MRIUndersampling(Corruption):
             return full
         opts = dict(self.estimate_maps)
         method = opts.pop("method", "espirit")
-        y = full.sample(k) * sampled.to(k.device).reshape(sampled.shape[0], 1, *sampled.shape[-2:])
+        m = sampled.to(k.device)
+        y = full.sample(k) * m.reshape(-1, 1, *m.shape[-2:])  # per-item (B, H, W) or shared (H, W) sets
         maps = full.maps.expand(y.shape[0], -1, -1, -1).clone()
         for i in range(y.shape[0]):
             live = y[i].flatten(1).abs().amax(1) > 0  # padded silent coils stay silent
