@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--machine", default="", help="where it trained (recorded)")
     p.add_argument("--train-seconds", type=float, default=None, help="training wall time (recorded)")
     p.add_argument("--data", default="", help="the training data and its sources (recorded)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="the optimisation steps in all, when the run continued another's weights "
+                   "(--init-from restarts the step count; default: the checkpoint's step)")
     p.add_argument("--default", action="store_true", help="mark it as the default shipped model")
     p.add_argument(
         "--default-for",
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": cfg["target"],
         "model": cfg["model"],
         "acquisition": checkpoint_acquisition(slim),
-        "steps": int(slim.get("step", 0)),
+        "steps": int(slim.get("step", 0)) if a.steps is None else a.steps,
         "seed": cfg["seed"],
         "command": a.command,
         "machine": a.machine,
