@@ -201,7 +201,15 @@ class Config:
     cascades: int | None = _f(None, "unrolled: number of cascades (a CNN, then data consistency); "
                               "preset default (5)")
     cascade_width: int | None = _f(None, "unrolled: channels of each cascade's CNN; preset default (16)")
-    cascade_depth: int | None = _f(None, "unrolled: convolution layers per cascade; preset default (5)")
+    cascade_depth: int | None = _f(None, "unrolled: convolution layers per cascade (cnn), or the U-Net's "
+                                   "poolings (unet); preset default (5)")
+    cascade_block: str | None = _f(None, "unrolled: each cascade's network: cnn (a residual CNN, receptive "
+                                   "field 2*depth+1 pixels), unet (a residual U-Net, --cascade-width "
+                                   "channels at the top, --cascade-depth poolings: it sees across the "
+                                   "aliasing of line masks) or hybrid (the CNN plus a 4-pooling U-Net "
+                                   "branch of half its width, starting at zero: a CNN checkpoint's "
+                                   "weights load into it with --init-from); preset default (cnn)",
+                                   ("cnn", "unet", "hybrid"))
     share_weights: bool = _f(False, "unrolled: one CNN for every cascade (MoDL), else one per cascade")
     dc: str | None = _f(None, "unrolled: data consistency of each cascade: replace (exact; per coil for "
                         "multi-coil data) or prox (MoDL: a learned-weight proximal step, CG-SENSE for "
@@ -326,7 +334,8 @@ MRI_PRESETS: dict[str, dict[str, Any]] = {
 #: augmentation, the cosine schedule).
 _FALLBACK = {"base": 16, "depth": 3, "augment": False, "deform": False, "crop": False, "rescale": False,
              "schedule": "cosine",
-             "cascades": 5, "cascade_width": 16, "cascade_depth": 5, "dc": "replace", "cg_iters": 6,
+             "cascades": 5, "cascade_width": 16, "cascade_depth": 5, "cascade_block": "cnn", "dc": "replace",
+             "cg_iters": 6,
              "num_workers": 0}
 
 
@@ -345,7 +354,7 @@ RESUME_FIXED = (
     "kspace_noise", "augment", "deform",
     "crop", "rescale", "train_maps", "noise", "noise_options",
     "loss", "model", "width", "base", "depth", "cascades", "cascade_width", "cascade_depth",
-    "share_weights", "dc", "cg_iters", "seed", "init_from",
+    "cascade_block", "share_weights", "dc", "cg_iters", "seed", "init_from",
 )  # fmt: skip
 
 

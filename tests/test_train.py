@@ -371,3 +371,26 @@ def test_init_from_starts_from_another_runs_weights_and_refuses_another_network(
     missing, _ = resolve_config(_cfg(tmp_path / "e", init_from=str(tmp_path / "nope.pt"), **kw))
     with pytest.raises(TrainingError, match="--init-from"):
         Trainer(missing)
+
+
+def test_init_from_a_cnn_model_starts_a_hybrid_one_where_it_ended(tmp_path):
+    """--cascade-block hybrid --init-from a CNN run: the CNN's weights load under their own
+    names, the new U-Net branch starts with a zero output, so before any step the network
+    reconstructs exactly as the source did; another CNN layout is still refused."""
+    kw = dict(model="unrolled", cascades=2, cascade_width=4, cascade_depth=3, max_steps=2,
+              steps_per_epoch=2, batch_size=2, figures=False)  # fmt: skip
+    train(_cfg(tmp_path / "a", **kw))
+    source = tmp_path / "a" / "run" / "checkpoints" / "last.pt"
+    cfg, _ = resolve_config(_cfg(tmp_path / "b", init_from=str(source), cascade_block="hybrid", **kw))
+    model = Trainer(cfg).model.cpu()
+    want = load_checkpoint(source)["model"]
+    got = model.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    new = [k for k in got if k not in want]
+    assert new and all(".glob." in k for k in new)
+    assert all(not model.block(k).glob.out_conv.weight.any() for k in range(2))
+    wider, _ = resolve_config(
+        _cfg(tmp_path / "c", init_from=str(source), cascade_block="hybrid", **{**kw, "cascade_width": 6})
+    )
+    with pytest.raises(TrainingError, match="is not this run's"):
+        Trainer(wider)

@@ -72,6 +72,36 @@ def test_unet_block_and_bad_arguments():
         Unrolled(cascades=1)(torch.zeros(1, 1, 8, 8), mask=torch.ones(1, 8, 8, dtype=torch.bool))
 
 
+def test_hybrid_block_starts_as_the_cnn_and_sees_across_the_slice():
+    """The hybrid cascade is the CNN under the same parameter names plus a U-Net branch whose
+    output starts at zero: a CNN model's weights make it the same function; once its branch is
+    trained, one cascade's output at a pixel depends on input pixels far beyond the CNN's
+    receptive field (``2 * depth + 1`` pixels), which line-mask aliases need."""
+    torch.manual_seed(0)
+    cnn = Unrolled(2, 2, cascades=2, width=8, depth=3, dc="prox")
+    hyb = Unrolled(2, 2, cascades=2, width=8, depth=3, dc="prox", block="hybrid")
+    assert hyb.spec["kwargs"]["block"] == "hybrid" and hyb.multiple == 16
+    missing, unexpected = hyb.load_state_dict(cnn.state_dict(), strict=False)
+    assert not unexpected and missing and all(".glob." in k for k in missing)
+    x = torch.randn(2, 2, 33, 41)  # not a multiple of the branch's 16: padded inside
+    torch.testing.assert_close(hyb(x), cnn(x), rtol=0, atol=0)
+    clone = build_model("unrolled", **hyb.spec["kwargs"])
+    assert clone.state_dict().keys() == hyb.state_dict().keys()
+
+    def reach(model: Unrolled) -> float:
+        """|d out[0, 0, 0, 0] / d in| summed beyond the CNN's reach, one cascade, no DC."""
+        z = torch.randn(1, 2, 32, 32, requires_grad=True)
+        model.block(0)(z)[0, 0, 0, 0].backward()
+        return float(z.grad[..., 8:, 8:].abs().sum())
+
+    for p in hyb.block(0).glob.out_conv.parameters():
+        torch.nn.init.normal_(p, std=0.1)  # as after training
+    assert reach(cnn) == 0.0 and reach(hyb) > 0.0
+    assert Unrolled(cascades=1, block="hybrid", depth=3).multiple == 16
+    with pytest.raises(ValueError, match="depth >= 2"):
+        Unrolled(block="hybrid", depth=1)
+
+
 @pytest.mark.parametrize("complex_data", [False, True])
 def test_data_consistency_is_exact_after_every_cascade(complex_data):
     corr = _corruption(complex_data=complex_data)
@@ -258,6 +288,8 @@ def test_config_fields_reach_the_model():
     }
     prox = build_model_for(cfg.replace(dc="prox", cg_iters=4), 2)
     assert prox.spec["kwargs"]["dc"] == "prox" and prox.cg_iters == 4
+    for block in ("unet", "hybrid"):
+        assert build_model_for(cfg.replace(cascade_block=block), 2).spec["kwargs"]["block"] == block
 
 
 def _dense_prox(op, x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:

@@ -91,14 +91,66 @@ class _ResCNN(nn.Module):
 
 
 class _ResUNet(nn.Module):
-    """A small plain U-Net (:meth:`UNet.plain`) used as a residual cascade: ``x + unet(x)``."""
+    """A small plain U-Net (:meth:`UNet.plain`) used as a residual cascade: ``x + unet(x)``.
+
+    Its receptive field spans the image (``depth`` poolings), where the CNN's is ``2*depth+1``
+    pixels: line masks alias a pixel onto copies ``H/R`` rows away, which one CNN cascade cannot
+    see together. The final 1x1 conv starts 10x smaller than PyTorch's default, so the untrained
+    net is close to the identity plus DC, as the CNN's is."""
 
     def __init__(self, channels: int, width: int, depth: int) -> None:
         super().__init__()
         self.net = UNet.plain(channels, channels, base=width, depth=depth)
+        with torch.no_grad():
+            self.net.out_conv.weight.mul_(0.1)
+            self.net.out_conv.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.net(x)
+
+
+class _ResHybrid(_ResCNN):
+    """The residual CNN plus a global branch: ``x + cnn(x) + unet(x)``.
+
+    The CNN is :class:`_ResCNN` under the same parameter names, so a CNN model's weights load
+    into it (``--init-from``). The U-Net branch (``glob``) has ``max(4, width // 2)`` channels at
+    the top, doubling per level up to :data:`HYBRID_MAX_WIDTH`, and :data:`HYBRID_POOLS`
+    poolings; it starts with a zero output layer, so the loaded model starts exactly where the
+    CNN model ended and fine-tuning adds what the CNN cannot see: the aliases of line masks
+    ``H/R`` rows away, objects that fill the field of view.
+    """
+
+    def __init__(self, channels: int, width: int, depth: int) -> None:
+        super().__init__(channels, width, depth)
+        ch = [min(max(4, width // 2) * 2**lvl, HYBRID_MAX_WIDTH) for lvl in range(HYBRID_POOLS + 1)]
+        self.glob = UNet(
+            channels,
+            channels,
+            enc=[(c, c) for c in ch[:-1]],
+            bottleneck=(ch[-1], ch[-1]),
+            dec=[(c, c) for c in ch[:-1]],
+            skip="output",
+            out_kernel=1,
+        )
+        self.zero_global()
+
+    def zero_global(self) -> None:
+        """Zero the U-Net branch's output layer (the block is then the CNN alone)."""
+        with torch.no_grad():
+            self.glob.out_conv.weight.zero_()
+            self.glob.out_conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.out(self.body(x)) + self.glob(x)
+
+
+#: Poolings of the hybrid block's U-Net branch (a 16x coarser bottom: 8x8 for a 128x128 slice).
+HYBRID_POOLS = 4
+#: The hybrid branch's channels double per level up to this (its coarse levels see the whole
+#: slice; wider ones would add parameters, not reach).
+HYBRID_MAX_WIDTH = 32
+#: The cascade networks by ``block`` name.
+BLOCKS = {"cnn": _ResCNN, "unet": _ResUNet, "hybrid": _ResHybrid}
 
 
 @register_model("unrolled")
@@ -109,10 +161,12 @@ class Unrolled(nn.Module):
         in_channels: 1 (real) or 2 (real/imag).
         out_channels: must equal ``in_channels`` (residual cascades).
         cascades: number of cascades ``K`` (>= 1).
-        width: CNN width (``block="cnn"``) or the U-Net's base channels (``block="unet"``).
+        width: CNN width (``block="cnn"`` or ``"hybrid"``) or the U-Net's base channels
+            (``block="unet"``).
         depth: conv layers per CNN cascade (>= 2), or the U-Net's number of poolings.
         share_weights: one CNN applied in every cascade (MoDL) instead of one per cascade.
-        block: ``"cnn"`` (plain residual CNN) or ``"unet"`` (small plain U-Net).
+        block: ``"cnn"`` (plain residual CNN), ``"unet"`` (small plain U-Net) or ``"hybrid"``
+            (the CNN plus a U-Net branch whose output starts at zero: :class:`_ResHybrid`).
         dc: ``"replace"`` (exact data consistency) or ``"prox"`` (MoDL's proximal step with a
             learned weight per cascade, initialised to ``lam_init``; module docstring).
         cg_iters: conjugate-gradient iterations of the multi-coil proximal step.
@@ -121,7 +175,8 @@ class Unrolled(nn.Module):
     Attributes:
         spec: ``{"name": "unrolled", "kwargs": {...}}`` for ``build_model``.
         uses_measurements: ``True``: call as ``model(x, acq)`` for DC.
-        multiple: 1 for the CNN (any size), ``2**depth`` for the U-Net block (padded inside).
+        multiple: 1 for the CNN (any size), ``2**depth`` for the U-Net block and
+            ``2**HYBRID_POOLS`` for the hybrid's branch (padded inside).
         ends_with_dc: ``True`` for ``dc="prox"``: the output is final, callers do not project it
             again (:func:`mri_n2n.models.ends_with_dc`).
     """
@@ -140,6 +195,7 @@ class Unrolled(nn.Module):
             cascades=cfg.cascades,
             width=cfg.cascade_width,
             depth=cfg.cascade_depth,
+            block=getattr(cfg, "cascade_block", None) or "cnn",
             share_weights=cfg.share_weights,
             dc=cfg.dc,
             cg_iters=cfg.cg_iters,
@@ -166,12 +222,12 @@ class Unrolled(nn.Module):
             )
         if cascades < 1 or width < 1:
             raise ValueError(f"unrolled: cascades and width must be >= 1, got {cascades}, {width}")
-        if block == "cnn" and depth < 2:
+        if block in ("cnn", "hybrid") and depth < 2:
             raise ValueError(f"unrolled: a CNN cascade needs depth >= 2 conv layers, got {depth}")
         if block == "unet" and depth < 1:
             raise ValueError(f"unrolled: a U-Net cascade needs depth >= 1, got {depth}")
-        if block not in ("cnn", "unet"):
-            raise ValueError(f"unrolled: block must be 'cnn' or 'unet', got {block!r}")
+        if block not in BLOCKS:
+            raise ValueError(f"unrolled: block must be one of {tuple(BLOCKS)}, got {block!r}")
         if dc not in DC_MODES:
             raise ValueError(f"unrolled: dc must be one of {DC_MODES}, got {dc!r}")
         if cg_iters < 1 or not lam_init > 0:
@@ -181,10 +237,10 @@ class Unrolled(nn.Module):
         self.cg_iters = int(cg_iters)
         self.ends_with_dc = dc == "prox"
         self.share_weights = bool(share_weights)
-        make = _ResCNN if block == "cnn" else _ResUNet
+        make = BLOCKS[block]
         n_blocks = 1 if share_weights else self.cascades
         self.blocks = nn.ModuleList(make(in_channels, int(width), int(depth)) for _ in range(n_blocks))
-        self.multiple = 1 if block == "cnn" else 2 ** int(depth)
+        self.multiple = {"cnn": 1, "unet": 2 ** int(depth), "hybrid": 2**HYBRID_POOLS}[block]
         # log of the proximal weights, one per cascade (learned; only for dc="prox")
         self.log_lam = (
             nn.Parameter(torch.full((self.cascades,), math.log(lam_init))) if dc == "prox" else None
@@ -203,7 +259,7 @@ class Unrolled(nn.Module):
         }
         if dc != "replace":  # older checkpoints' specs stay valid: replace is the default
             self.spec["kwargs"].update(dc=dc, cg_iters=self.cg_iters, lam_init=float(lam_init))
-        if block == "cnn":
+        if block != "unet":
             self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -213,6 +269,8 @@ class Unrolled(nn.Module):
             for m in blk.modules():
                 if isinstance(m, nn.Conv2d):
                     fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+                    if isinstance(blk, _ResHybrid) and any(m is g for g in blk.glob.modules()):
+                        continue  # the U-Net branch keeps PyTorch's init (its output zeroed)
                     gain = 0.1 if m is blk.out else math.sqrt(2.0 / (1.0 + LEAKY_SLOPE**2))
                     with torch.no_grad():
                         m.weight.normal_(0.0, gain / math.sqrt(fan_in))

@@ -123,11 +123,14 @@ def init_weights(model: nn.Module, source: str, task: str = "mri") -> None:
         raise ValueError(f"--init-from: {e}") from None
     state, own = ckpt.get("model"), model.state_dict()
     theirs = {k: tuple(v.shape) for k, v in state.items()} if isinstance(state, dict) else {}
-    if theirs != {k: tuple(v.shape) for k, v in own.items()}:
+    # a hybrid cascade's U-Net branch (".glob."; its output starts at zero) may be new: a CNN
+    # model's weights then start the hybrid exactly where the CNN ended
+    needed = {k: tuple(v.shape) for k, v in own.items() if k in theirs or ".glob." not in k}
+    if theirs != needed:
         saved = ckpt.get("config") or {}
         layout = ", ".join(f"{k}={saved.get(k)}" for k in ("model", "cascades", "cascade_width", "dc"))
         raise ValueError(
             f"--init-from {source}: its network ({layout}) is not this run's: give the same "
             "--model, --cascades, widths and data channels"
         )
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=False)
