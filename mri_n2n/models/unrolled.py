@@ -263,14 +263,13 @@ class Unrolled(nn.Module):
             self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """He-normal init for the LeakyReLU convs; the last conv of each cascade starts small
-        (std ``0.1 / sqrt(fan_in)``), so the untrained net is close to the identity plus DC."""
+        """He-normal init for the CNN's LeakyReLU convs; the last conv of each cascade starts small
+        (std ``0.1 / sqrt(fan_in)``), so the untrained net is close to the identity plus DC (a
+        hybrid's U-Net branch keeps PyTorch's init, its output zeroed)."""
         for blk in self.blocks:
-            for m in blk.modules():
+            for m in (*blk.body, blk.out):
                 if isinstance(m, nn.Conv2d):
                     fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
-                    if isinstance(blk, _ResHybrid) and any(m is g for g in blk.glob.modules()):
-                        continue  # the U-Net branch keeps PyTorch's init (its output zeroed)
                     gain = 0.1 if m is blk.out else math.sqrt(2.0 / (1.0 + LEAKY_SLOPE**2))
                     with torch.no_grad():
                         m.weight.normal_(0.0, gain / math.sqrt(fan_in))
