@@ -62,6 +62,38 @@ def test_mixed_items_are_unbiased_for_their_own_law() -> None:
         assert float(((mean - 1).abs() / se).max()) < 5.5
 
 
+def test_mixed_equispaced_draws_only_equispaced_laws_across_the_range() -> None:
+    """``--density mixed-equispaced``: every item's law is equispaced lines at 2-8x with a 4-12 %
+    centre, each item compensated by its own law, and the family rebuilds from its description."""
+    from mri_n2n.masks import family_from_description
+
+    shape = (64, 128)
+    fam = make_family("mixed-equispaced", shape, hermitian=False)
+    assert fam.name == "mixed-equispaced" and fam.lines and fam.per_item
+    assert family_from_description(fam.describe()).name == "mixed-equispaced"
+    g = seeded_generator(7)
+    accs, centres = [], []
+    for _ in range(40):
+        d = fam.draw_law(g).describe()
+        assert d["family"] == "lines_equispaced"
+        accs.append(d["acceleration"])
+        centres.append(d["center_fraction"])
+    assert 2.0 <= min(accs) < 3.0 and 5.0 < max(accs) <= 8.0  # the range, not one protocol
+    assert min(centres) >= 0.04 - 1e-9 and max(centres) <= 0.12 + 1e-9
+    sets, p = fam.draw_items(5, 2, generator=seeded_generator(2))
+    assert sets.shape == (2, 5, *shape) and p.shape == (5, *shape)
+    for i in range(5):  # whole lines, the centre always kept, nothing of probability 0 drawn
+        assert torch.equal(sets[:, i], sets[:, i, :1].expand_as(sets[:, i]))
+        assert bool(sets[:, i][:, p[i] >= 1].all()) and not bool(sets[:, i][:, p[i] == 0].any())
+    # the full mixture still draws its 2-D share and every line family
+    mixed = make_family("mixed", shape, hermitian=False)
+    names = {mixed.draw_law(g).describe()["family"] for _ in range(80)}
+    assert {"lines_random", "lines_equispaced", "lines_lattice", "lines_gaussian"} <= names
+    assert names - {"lines_random", "lines_equispaced", "lines_lattice", "lines_gaussian"}
+    cfg, _ = resolve_config(Config(task="mri", preset="cpu", density="mixed-equispaced", complex=True))
+    assert cfg.density == "mixed-equispaced"
+
+
 def test_realistic_phase_keeps_the_magnitude() -> None:
     corr = MRIUndersampling(make_family("lines_random", SHAPE), complex_data=True, phase_model="realistic")
     clean = _images(3, 5)
