@@ -126,6 +126,30 @@ def test_evaluate_checkpoint_default_chooses_the_model_made_for_the_files(tmp_pa
     assert f"`{default_pretrained('multicoil')}`" in captured.out
 
 
+def test_evaluate_density_overrides_the_checkpoints_law(tmp_path, capsys):
+    """``evaluate --density``: the shipped complex model (last trained on ``mixed-equispaced``)
+    is scored on the full mixture when asked, the settings say so, and the masks differ from its
+    own law's; an unknown law is refused in one line that lists the laws."""
+    import json
+
+    from mri_n2n.cli.evaluate import main as evaluate_main
+
+    base = ["--checkpoint", "synth-complex-n2n", "--limit", "2", "--no-cs", "--no-figures", "--device", "cpu",
+            "--quiet"]  # fmt: skip
+    fractions = {}
+    for law in ("mixed", None):
+        out = tmp_path / f"ev-{law}"
+        assert evaluate_main([*base, "--out", str(out), *(["--density", law] if law else [])]) == 0
+        settings = json.loads((out / "summary.json").read_text())["settings"]
+        assert settings["density"] == (law or "mixed-equispaced")
+        fractions[law] = settings["sampled_fraction"]
+    assert fractions["mixed"] != fractions[None]
+    assert evaluate_main([*base, "--out", str(tmp_path / "bad"), "--density", "wild"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "unknown density 'wild'" in err[-1] and "mixed-equispaced" in err[-1]
+    assert not (tmp_path / "bad" / "summary.json").exists()
+
+
 def test_a_shipped_model_adapts_with_the_settings_tuned_for_it():
     """A registry entry's ``adapt`` settings (chosen on the tuning sources for that model) are what
     ``Reconstructor`` and ``--adapt`` use; models without them keep the library's defaults."""

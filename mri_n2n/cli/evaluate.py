@@ -43,6 +43,8 @@ def build_parser(subparsers: argparse._SubParsersAction | None = None) -> argpar
     p.add_argument("--acceleration", type=float, help="override the checkpoint's acceleration (line masks, "
                    "trajectories)")
     p.add_argument("--synth-coils", help="--dataset synth: override the synthetic coil count (e.g. 8:8)")
+    p.add_argument("--density", help="override the checkpoint's sampling law "
+                   "(e.g. mixed: a law per slice, for a model whose last steps trained on mixed-equispaced)")
     p.add_argument("--no-cs", action="store_true", help="skip CS-TV (multi-coil: CG-, TV-SENSE)")
     p.add_argument("--tv-lam", type=float, help="CS-TV / TV-SENSE weight (default: the tuned value)")
     p.add_argument("--sense-lam", type=float, help="multi-coil: CG-SENSE's Tikhonov weight (default 1e-3)")
@@ -88,7 +90,8 @@ def run(a: argparse.Namespace) -> int:
             device=a.device,
             progress=not a.quiet,
             acquisition={k: v for k, v in (("trajectory", a.trajectory), ("acceleration", a.acceleration),
-                                           ("synth_coils", a.synth_coils)) if v is not None},
+                                           ("synth_coils", a.synth_coils), ("density", a.density))
+                         if v is not None},
         )
         if (d := res["settings"].get("default_checkpoint")) and not a.quiet:
             print(f"--checkpoint default: {d['name']} ({d['why']})", file=sys.stderr)
