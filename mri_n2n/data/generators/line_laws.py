@@ -288,9 +288,9 @@ class MixedEquispaced(MixedLines):
     (fastMRI's ``lines_equispaced`` at accelerations 2 to 8 with 4 to 12 % central lines, no 2-D
     masks). Regular undersampling is what parallel-imaging protocols write, and its aliasing is
     coherent: whole copies of the object a quarter of the field of view away at 4x, which the
-    full mixture shows a network in under a quarter of its items. A model trained on it serves
-    files whose mask is equispaced (``--checkpoint default`` picks it for them where one is
-    shipped)."""
+    full mixture shows a network in under a quarter of its items. The shipped complex and
+    multi-coil models end their training on it (after the full mixture); on the tuning sources
+    that lifted every law, random lines and 2-D masks included (docs/results.md)."""
 
     names = ("mixed-equispaced",)
     lines = True
