@@ -94,6 +94,32 @@ def test_mixed_equispaced_draws_only_equispaced_laws_across_the_range() -> None:
     assert cfg.density == "mixed-equispaced"
 
 
+def test_a_mixture_warns_only_for_files_outside_what_its_items_cover() -> None:
+    """``law_mismatch`` checks a per-item mixture against the kinds and rates its items draw, not
+    against its marginal: the shipped complex model once warned "trained on 2-D masks" for every
+    line file and "a sampled fraction of 0.273" for 8x lines, both inside its training laws."""
+    from mri_n2n.data.measured import law_mismatch
+
+    shape = (64, 64)
+    mixed, equi = make_family("mixed", shape), make_family("mixed-equispaced", shape)
+    inside = [make_family("lines_equispaced", shape, acceleration=a, center_fraction=c)
+              for a, c in ((2, 0.08), (4, 0.08), (8, 0.04))]  # fmt: skip
+    for fam in inside:
+        assert law_mismatch(mixed, fam) is None and law_mismatch(equi, fam) is None
+    two_d = make_family("gaussian", shape, fraction=0.25)
+    assert law_mismatch(mixed, two_d) is None  # the mixture draws 2-D laws in 10 % of its items
+    note = law_mismatch(equi, two_d)
+    assert note is not None and "1-D lines masks only (mixed-equispaced)" in note and "2-D" in note
+    sparse = make_family("lines_random", shape, acceleration=16, center_fraction=0.04)
+    note = law_mismatch(mixed, sparse)
+    assert note is not None and "sampled fractions of 0.125 to 0.620" in note
+    # a single law is still compared with its own kind and rate
+    lines4 = make_family("lines_random", shape, acceleration=4, center_fraction=0.08)
+    assert law_mismatch(lines4, inside[1]) is None
+    assert "2-D" in (law_mismatch(lines4, two_d) or "")
+    assert "sampled fraction" in (law_mismatch(lines4, inside[2]) or "")
+
+
 def test_realistic_phase_keeps_the_magnitude() -> None:
     corr = MRIUndersampling(make_family("lines_random", SHAPE), complex_data=True, phase_model="realistic")
     clean = _images(3, 5)

@@ -145,15 +145,26 @@ def crop_readout(
 
 def law_mismatch(trained: MaskFamily, measured: MaskFamily, *, tolerance: float = 1.25) -> str | None:
     """A one-line warning when ``measured`` differs from the ``trained`` family in kind (2-D
-    versus lines) or in rate (by more than ``tolerance`` either way); else ``None``."""
-    kind_t = "1-D lines" if trained.name in LINE_FAMILIES or trained.lines else "2-D"
+    versus lines) or in rate (by more than ``tolerance`` either way); else ``None``. A family that
+    draws a law per item (``per_item``, e.g. ``--density mixed``) is checked against what its items
+    cover (its ``serves(lines)`` and ``fraction_range()``), not against its marginal."""
     kind_m = "1-D lines" if measured.lines else "2-D"
-    ft, fm = trained.fraction, measured.fraction
+    fm = measured.fraction
     notes = []
-    if kind_t != kind_m:
-        notes.append(f"{kind_t} masks ({trained.name}), the file has {kind_m}")
-    if fm > 0 and abs(math.log(ft / fm)) > math.log(tolerance):
-        notes.append(f"a sampled fraction of {ft:.3f}, the file {fm:.3f}")
+    if getattr(trained, "per_item", False) and hasattr(trained, "fraction_range"):
+        if not trained.serves(measured.lines):
+            served = "1-D lines" if trained.serves(True) else "2-D"
+            notes.append(f"{served} masks only ({trained.name}), the file has {kind_m}")
+        lo, hi = trained.fraction_range()
+        if fm > 0 and not lo / tolerance <= fm <= hi * tolerance:
+            notes.append(f"sampled fractions of {lo:.3f} to {hi:.3f}, the file {fm:.3f}")
+    else:
+        kind_t = "1-D lines" if trained.name in LINE_FAMILIES or trained.lines else "2-D"
+        ft = trained.fraction
+        if kind_t != kind_m:
+            notes.append(f"{kind_t} masks ({trained.name}), the file has {kind_m}")
+        if fm > 0 and abs(math.log(ft / fm)) > math.log(tolerance):
+            notes.append(f"a sampled fraction of {ft:.3f}, the file {fm:.3f}")
     if not notes:
         return None
     return "the checkpoint was trained on " + "; ".join(notes) + ": expect a worse reconstruction"

@@ -226,6 +226,9 @@ class MixedLines(MaskFamily):
     #: the line families an item's law is drawn from, and the share of 2-D laws
     line_families: tuple[str, ...] = LINE_LAW_FAMILIES
     two_d_share: float = 0.1
+    #: the ranges an item's acceleration and centre fraction are drawn from
+    accelerations: tuple[float, float] = (2.0, 8.0)
+    center_fractions: tuple[float, float] = (0.04, 0.12)
 
     @classmethod
     def build(
@@ -241,8 +244,20 @@ class MixedLines(MaskFamily):
     def draw_law(self, generator: torch.Generator) -> MaskFamily:
         """One item's law."""
         return draw_line_law(
-            generator, self.shape, self.line_families, two_d_share=self.two_d_share, hermitian=self.hermitian
+            generator, self.shape, self.line_families, self.accelerations, self.center_fractions,
+            two_d_share=self.two_d_share, hermitian=self.hermitian,
         ).family
+
+    def serves(self, lines: bool) -> bool:
+        """Whether items of this mixture draw whole-line masks (``lines``) or 2-D masks."""
+        return bool(self.line_families) if lines else self.two_d_share > 0
+
+    def fraction_range(self) -> tuple[float, float]:
+        """The sampled fractions an item's law can have: from the highest acceleration without a
+        centre to the lowest one plus the largest centre (the rates a model of it was trained on,
+        which :func:`~mri_n2n.data.measured.law_mismatch` checks a file against)."""
+        lo, hi = self.accelerations
+        return 1.0 / hi, min(1.0, 1.0 / lo + self.center_fractions[1])
 
     def _marginal_of(self, real: bool) -> torch.Tensor:
         if real not in self._marginal:
