@@ -43,7 +43,7 @@ from ..data.sources import get_source, sources
 from ..fft import fft2c, ifft2c
 from ..io.multicoil import MultiCoilKSpace
 from ..io.noncartesian import NonCartesianKSpace
-from ..masks import make_family
+from ..masks import is_line_family, make_family
 from ..metrics import volume_metrics
 from ..noncartesian import NonCartesianAcquisition, trajectory_law
 from ..physics import Acquisition, SpectralSampling
@@ -151,17 +151,21 @@ RADIAL_TV_LAMS = (1e-3, 3e-3, 1e-2, 3e-2)
 
 
 def complex_lines_volume(
-    arr: np.ndarray, fraction: float, seed: int, center_lines: int = 0
+    arr: np.ndarray, fraction: float, seed: int, center_lines: int = 0, family: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """``(complex slices (N, H, W), masks (N, H, W), law)`` of the ``complex-lines`` study of a
     volume normalised to peak 1: the phase model's phase seeded per slice, equispaced lines
-    (8 % central lines, at least ``center_lines``)."""
+    (8 % central lines, at least ``center_lines``). ``family`` draws another registered family
+    instead (a line family at acceleration ``1 / fraction``, a 2-D one at density ``fraction``),
+    for scoring other laws on the same slices."""
     ref = torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, 2, 0))).float()
     ref = ref / float(ref.max())
     n, h, w = ref.shape
     # the protocol's centre, or at least ``center_lines`` lines (a fraction of whole lines)
     center = max(COMPLEX_LINES_CENTER, int(center_lines) / w)
-    law = make_family(COMPLEX_LINES_FAMILY, (h, w), acceleration=1.0 / fraction, center_fraction=center)
+    name = COMPLEX_LINES_FAMILY if family is None else family
+    extra = {} if is_line_family(name) else {"fraction": fraction}
+    law = make_family(name, (h, w), acceleration=1.0 / fraction, center_fraction=center, **extra)
     gens = [seeded_generator(slice_seed(seed, i) ^ SALT_PHASE) for i in range(n)]
     z = torch.cat([with_random_phase(ref[i][None, None], g)[:, 0] for i, g in enumerate(gens)])
     masks = torch.cat([law.sample(1, generator=seeded_generator(slice_seed(seed, i))) for i in range(n)])
