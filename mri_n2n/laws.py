@@ -100,6 +100,17 @@ class SampleLaw:
         """Expected fraction of the samples kept."""
         return float(self.keep_probability().double().mean())
 
+    def serves(self, lines: bool) -> bool:
+        """Whether this law draws whole-line sets (``lines``) or 2-D ones; a law drawn per item
+        answers for what its items draw."""
+        return bool(self.lines) == bool(lines)
+
+    def fraction_range(self) -> tuple[float, float]:
+        """The sampled fractions its sets can have on average (one law: its :attr:`fraction`; a
+        law drawn per item: the range of its items' rates)."""
+        f = self.fraction
+        return f, f
+
     def describe(self) -> dict[str, Any]:
         """A JSON-able description (recorded with a run)."""
         name = self.name or type(self).__name__
@@ -166,6 +177,12 @@ class CroppedLaw(SampleLaw):
         self.shape = tuple(shape)
         self.name, self.lines, self.hermitian = law.name, law.lines, law.hermitian
         self.unidentified = law.unidentified
+
+    def serves(self, lines: bool) -> bool:
+        return self.base.serves(lines)
+
+    def fraction_range(self) -> tuple[float, float]:
+        return self.base.fraction_range()
 
     def _narrow(self, t: torch.Tensor) -> torch.Tensor:
         return t.narrow(t.ndim - len(self.shape) + self.axis, 0, self.length)

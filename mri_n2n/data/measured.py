@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 
 from ..io.kspace import ismrmrd_recon_shape
 from ..mask_estimation import estimate_family
-from ..masks import LINE_FAMILIES, MaskFamily, family_from_description
+from ..masks import MaskFamily, family_from_description
 from ._acquire import image_of, kspace_of, sampled
 
 __all__ = [
@@ -144,27 +143,22 @@ def crop_readout(
 
 
 def law_mismatch(trained: MaskFamily, measured: MaskFamily, *, tolerance: float = 1.25) -> str | None:
-    """A one-line warning when ``measured`` differs from the ``trained`` family in kind (2-D
-    versus lines) or in rate (by more than ``tolerance`` either way); else ``None``. A family that
-    draws a law per item (``per_item``, e.g. ``--density mixed``) is checked against what its items
-    cover (its ``serves(lines)`` and ``fraction_range()``), not against its marginal."""
+    """A one-line warning when ``measured`` differs from the ``trained`` law in kind (2-D versus
+    lines) or in rate (more than ``tolerance`` outside the rates it was trained on); else ``None``.
+    The trained law answers for what it covers (:meth:`~mri_n2n.laws.SampleLaw.serves`,
+    :meth:`~mri_n2n.laws.SampleLaw.fraction_range`): one law its own kind and rate, a law drawn
+    per item (e.g. ``--density mixed``) the kinds and rates of its items, not its marginal."""
     kind_m = "1-D lines" if measured.lines else "2-D"
     fm = measured.fraction
     notes = []
-    if getattr(trained, "per_item", False) and hasattr(trained, "fraction_range"):
-        if not trained.serves(measured.lines):
-            served = "1-D lines" if trained.serves(True) else "2-D"
-            notes.append(f"{served} masks only ({trained.name}), the file has {kind_m}")
-        lo, hi = trained.fraction_range()
-        if fm > 0 and not lo / tolerance <= fm <= hi * tolerance:
-            notes.append(f"sampled fractions of {lo:.3f} to {hi:.3f}, the file {fm:.3f}")
-    else:
-        kind_t = "1-D lines" if trained.name in LINE_FAMILIES or trained.lines else "2-D"
-        ft = trained.fraction
-        if kind_t != kind_m:
-            notes.append(f"{kind_t} masks ({trained.name}), the file has {kind_m}")
-        if fm > 0 and abs(math.log(ft / fm)) > math.log(tolerance):
-            notes.append(f"a sampled fraction of {ft:.3f}, the file {fm:.3f}")
+    if not trained.serves(measured.lines):
+        served = "1-D lines" if trained.serves(True) else "2-D"
+        notes.append(f"{served} masks ({trained.name}), the file has {kind_m}")
+    lo, hi = trained.fraction_range()
+    if fm > 0 and not lo / tolerance <= fm <= hi * tolerance:
+        span = f"{lo:.3f}" if lo == hi else f"{lo:.3f} to {hi:.3f}"
+        rates = f"a sampled fraction of {span}" if lo == hi else f"sampled fractions of {span}"
+        notes.append(f"{rates}, the file {fm:.3f}")
     if not notes:
         return None
     return "the checkpoint was trained on " + "; ".join(notes) + ": expect a worse reconstruction"
