@@ -77,12 +77,16 @@ class Acquisition:
     Attributes:
         kind: the registered name of the kind.
         replaces: the kind has an exact replacement projection (:meth:`project`).
+        compensated: the kind's candidate samples do not tile k-space evenly, so it has a
+            density compensation (:meth:`density`) and trains with the ``kspace_density`` loss
+            by default instead of ``kspace``.
         augmentations: the image transforms that map an acquisition of an image to one of the
             transformed image (:meth:`transformed`): ``"flip"``, ``"transpose"``, ``"shift"``.
     """
 
     kind: ClassVar[str] = ""
     replaces: ClassVar[bool] = False
+    compensated: ClassVar[bool] = False
     #: the kind's default single-coil CS-TV weight (images normalised to peak 1) where the
     #: baselines' Cartesian one does not fit it; ``None``: :data:`mri_n2n.baselines.DEFAULT_TV_LAM`
     tv_lam: ClassVar[float | None] = None
@@ -286,6 +290,13 @@ class Acquisition:
     def full(self, x: torch.Tensor) -> torch.Tensor:
         """All the measurements of an image (for the acquisition of :meth:`fully_sampled`)."""
         return self.forward(x)
+
+    def density(self) -> torch.Tensor | None:
+        """The density compensation of every candidate measurement, broadcastable against the
+        measurements (``None``: uniform, as on a Cartesian grid, where each measured frequency
+        stands for one grid cell). With it, ``sum_k d(k) |(A_full e)(k)|^2`` over the candidates
+        approximates ``||e||^2``: the k-space loss's ``density`` weighting reads it."""
+        return None
 
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """``A^H A x``."""

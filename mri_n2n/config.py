@@ -189,8 +189,9 @@ class Config:
     noise_options: dict[str, Any] = _f({}, "image noise: constructor options (YAML only), "
                                        "e.g. {train_range: [0, 50], test_level: 25}")
     loss: str | None = _f(None, "l2, l1, l0 (annealed), hdr; MRI also kspace (1/p-weighted L2 on the "
-                          "target's samples) and its variants, or any registered loss; default: l2 "
-                          "for MRI, the noise's own", loss_names)
+                          "target's samples) and its variants (kspace_density: also weighted by the "
+                          "trajectory's density compensation, the presets' choice off the grid), or "
+                          "any registered loss; default: l2 for MRI, the noise's own", loss_names)
     # model
     model: str | None = _f(None, "unet (plain, fast), unet_paper (paper Table 2), unrolled (CNN cascades "
                            "with data consistency), red30, or any registered model; preset default",
@@ -519,10 +520,15 @@ def resolve_config(cfg: Config) -> tuple[Config, str]:
         # the papers' weightings: SSDU's loss is unweighted, Noisier2Noise's weighted by 1/(1-K)
         vals = {**vals, "augment": False, "deform": False, "crop": False, "rescale": False,
                 "loss": "kspace_flat" if cfg.target == "ssdu" else "kspace"}
+    kind = acquisition_kind(upd.get("acquisition", cfg.acquisition))
+    if kind.compensated and vals.get("loss") == "kspace":
+        # off the grid 1/p alone counts each frequency as often as the trajectory visits it (radial:
+        # the centre many times over the edge); the density-compensated weights make it the image L2
+        vals = {**vals, "loss": "kspace_density"}
     for k, v in vals.items():
         if getattr(cfg, k) is None:
             upd[k] = v
-    if cfg.dc is None and not acquisition_kind(upd.get("acquisition", cfg.acquisition)).replaces:
+    if cfg.dc is None and not kind.replaces:
         upd["dc"] = "prox"  # no exact replacement (off the grid): the unrolled nets' proximal step
     # an explicit step or epoch budget wins over the preset's other budget
     if cfg.epochs is not None and cfg.max_steps is None and "max_steps" in vals:

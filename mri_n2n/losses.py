@@ -18,8 +18,8 @@ name      per-pixel value                                 minimiser (targets' ..
 ========  ==============================================  ====================================
 
 MRI also has ``kspace`` (and its variants ``kspace_clipped``, ``kspace_flat``,
-``kspace_normalized``, ``kspace_mix``): a Noise2Noise L2 in k-space on the target's sampled set,
-weighted by ``1 / p`` (see :func:`kspace_loss`).
+``kspace_normalized``, ``kspace_density``, ``kspace_mix``): a Noise2Noise L2 in k-space on the
+target's sampled set, weighted by ``1 / p`` (see :func:`kspace_loss`).
 
 **Adding a loss** is one registered function (:func:`register_loss`): it becomes a ``--loss``
 choice and :func:`get_loss` returns it; ``kspace=True`` marks an MRI loss that reads the
@@ -156,7 +156,7 @@ def hdr_loss(
 # --------------------------------------------------------------------------------------
 
 #: Weightings of :func:`kspace_loss` on the target's sampled set (``p`` = keep probability).
-KSPACE_WEIGHTINGS = ("inverse", "clipped", "flat", "normalized")
+KSPACE_WEIGHTINGS = ("inverse", "clipped", "flat", "normalized", "density")
 #: ``clipped``: ``1 / max(p, KSPACE_P_FLOOR)`` (weights at most 10 instead of up to 1/p_min).
 KSPACE_P_FLOOR = 0.1
 
@@ -196,6 +196,15 @@ def kspace_loss(
     ``normalized`` (``1 / p`` rescaled per sample so its mean over the sampled set is
     ``1 / mean(p)``; a slightly biased, self-normalised estimate).
 
+    ``density`` (``d / p``, with ``d`` the kind's density compensation of every candidate
+    measurement, :meth:`~mri_n2n.physics.Acquisition.density`) makes the expectation the
+    image-domain L2 for kinds whose candidates do not tile k-space: off the grid ``1 / p``
+    alone gives ``||A_full (f - x)||^2``, which weighs each frequency by how densely the
+    whole trajectory samples it (radial: about ``1 / |k|``, so the edges of k-space, which
+    carry the detail, barely count); ``d / p`` gives ``sum_k d(k) |A_full (f - x)|^2 ~
+    ||f - x||^2`` on the trajectory's disc. On a Cartesian grid ``d`` is 1 and it is
+    ``inverse``.
+
     Without a target acquisition (clean targets), the target's full spectrum is used with
     weight 1, which equals the image-domain L2.
     """
@@ -220,7 +229,7 @@ def kspace_loss(
     m2 = a2.expand_samples(a2.sampled)
     p = a2.keep_prob.to(dtype=torch.float32)
     p = a2.expand_samples(p.clamp_min(torch.finfo(torch.float32).tiny))
-    if weighting == "inverse":
+    if weighting in ("inverse", "density"):
         wt = 1.0 / p
     elif weighting == "clipped":
         wt = 1.0 / p.clamp_min(KSPACE_P_FLOOR)
@@ -235,6 +244,9 @@ def kspace_loss(
         cnt = m2.flatten(1).sum(1).clamp_min(1).float()
         scale = cnt / inv.flatten(1).sum(1).clamp_min(torch.finfo(torch.float32).tiny)
         wt = inv * scale.reshape(-1, *([1] * (inv.ndim - 1))) / float(p.mean())
+    d = a2.density() if weighting == "density" else None
+    if d is not None:  # each candidate measurement's share of k-space
+        wt = wt * d.to(device=wt.device, dtype=wt.dtype)
     return (wt * resid.abs().square()).sum() / denom
 
 
@@ -304,6 +316,7 @@ for _name, _weighting in (
     ("kspace_clipped", "clipped"),
     ("kspace_flat", "flat"),
     ("kspace_normalized", "normalized"),
+    ("kspace_density", "density"),
 ):
     register_loss(_name, split=True)(_kspace_variant(_weighting))
 register_loss("kspace_mix", kspace=True)(kspace_mix_loss)  # its image-domain half needs the whole target

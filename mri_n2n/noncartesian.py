@@ -404,6 +404,7 @@ class NonCartesianAcquisition(Acquisition):
 
     kind = "noncartesian"
     replaces = False
+    compensated = True
     #: CS-TV's default weight: no exact projection follows the solve, so the Cartesian default
     #: (3e-6, which relies on it) leaves CS-TV near least squares. Mean PSNR on 16 synthetic
     #: training slices (64x64, 4x, 100 iterations) against the weight: golden-angle radial best
@@ -474,6 +475,11 @@ class NonCartesianAcquisition(Acquisition):
         if self._dcf is None:
             self._dcf = density_compensation(self.trajectory, self.matrix).to(self.trajectory.device)
         return self._dcf
+
+    def density(self) -> torch.Tensor:
+        """The Pipe-Menon weights of the whole candidate trajectory (:attr:`dcf`), ``(readouts,
+        samples)``: the area of k-space each candidate sample stands for."""
+        return self.dcf
 
     def _fields(self) -> dict[str, Any]:
         return {

@@ -147,6 +147,8 @@ def test_registration_flags_of_the_built_in_losses():
 
     assert {"l2", "l1", "l0", "hdr"} <= set(loss_names(kspace=False))
     assert set(MRI_LOSSES) <= set(loss_names(kspace=True))
-    assert set(loss_names(split=True)) >= {"kspace", "kspace_flat", "kspace_clipped", "kspace_normalized"}
+    assert set(loss_names(split=True)) >= {
+        "kspace", "kspace_flat", "kspace_clipped", "kspace_normalized", "kspace_density"
+    }
     assert not loss_entry("kspace_mix").split and loss_entry("kspace_mix").kspace
     assert all(get_loss(n) is f for n, f in {**LOSSES, **MRI_LOSSES}.items())

@@ -314,3 +314,58 @@ def test_a_mixed_corruption_pairs_a_batch_on_one_protocol_with_its_exact_law():
     assert torch.equal(val[0].acq.trajectory, law.base.trajectory)
     one = corr.validation_pair(x[1:2], torch.tensor([6]))
     assert torch.equal(one.acq.sampled[0], val[0].acq.sampled[1])
+
+
+def _band_error(lo: float, hi: float, seed: int) -> torch.Tensor:
+    """A random complex image error ``(1, 2, N, N)`` (real/imag channels) whose spectrum fills the
+    ring ``lo <= |k| < hi`` (cycles per pixel)."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.fft.fftfreq(N)
+    r = (k[:, None] ** 2 + k[None] ** 2).sqrt()
+    white = torch.randn(N, N, dtype=torch.complex64, generator=g)
+    e = torch.fft.ifft2(torch.fft.fft2(white) * ((r >= lo) & (r < hi)))
+    return torch.stack([e.real, e.imag])[None]
+
+
+@pytest.mark.parametrize("name", ["golden-radial", "spiral"])
+def test_the_density_weighted_kspace_loss_estimates_the_image_l2(name):
+    """``kspace_density`` (``d / p``) is, over the law's draws, the image-domain L2 of the error on
+    the trajectory's disc at every frequency band; ``kspace`` (``1 / p``) weighs each band by the
+    trajectory's density, so a band near the centre counts many times one near the edge."""
+    from mri_n2n.losses import get_loss
+
+    law = trajectory_law(name, (N, N), acceleration=4.0)
+    full = NonCartesianAcquisition.for_law(law, (N, N))
+    g = torch.Generator().manual_seed(5)
+    draws = law.sample(48, generator=g)
+    zero = torch.zeros(1, N, N, dtype=torch.complex64)
+    ratios = {}
+    for band, (lo, hi) in {"low": (0.0, 0.12), "high": (0.3, 0.45)}.items():
+        err = _band_error(lo, hi, seed=7)
+        image_l2 = float(err.square().sum()) / err.numel()
+        for loss in ("kspace", "kspace_density"):
+            vals = []
+            for keep in draws:
+                a2 = full.observe(full.full(zero[:, None]), keep[None], law.keep_probability())
+                vals.append(float(get_loss(loss)(err, torch.zeros_like(err), a2)))
+            ratios[band, loss] = float(np.mean(vals)) / image_l2
+    for band in ("low", "high"):
+        assert abs(ratios[band, "kspace_density"] - 1) < 0.15, ratios
+    # the plain 1/p weighting overweights the centre against the edge several times over
+    assert ratios["low", "kspace"] / ratios["high", "kspace"] > 3, ratios
+    assert 0.8 < ratios["low", "kspace_density"] / ratios["high", "kspace_density"] < 1.25, ratios
+
+
+def test_on_the_grid_the_density_weighting_is_the_inverse_one():
+    from mri_n2n.losses import get_loss
+    from mri_n2n.physics import Acquisition
+
+    g = torch.Generator().manual_seed(2)
+    keep = torch.rand(2, 1, N, N, generator=g) < 0.3
+    p = torch.full((N, N), 0.3)
+    full = Acquisition.fully_sampled((2, 1, N, N))
+    x = torch.randn(2, 1, N, N, dtype=torch.complex64, generator=g)
+    a2 = full.observe(full.full(x), keep, p)
+    out = torch.randn(2, 2, N, N, generator=g)
+    assert a2.density() is None
+    torch.testing.assert_close(get_loss("kspace_density")(out, out, a2), get_loss("kspace")(out, out, a2))

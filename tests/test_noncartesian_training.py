@@ -42,6 +42,22 @@ def test_a_trajectory_is_noncartesian_with_the_proximal_step():
             resolve_config(Config.from_dict({"dataset": "synth", **bad}))
 
 
+def test_off_the_grid_the_presets_train_with_the_density_weighted_kspace_loss():
+    """The presets' ``kspace`` loss becomes ``kspace_density`` for a trajectory (Noise2Noise and
+    Noisier2Noise); an explicit ``--loss`` wins, SSDU keeps its unweighted loss, and Cartesian
+    runs keep ``kspace``."""
+    radial = dict(dataset="synth", trajectory="golden-radial", preset="cpu")
+    for target in ("noisy", "noisier2noise"):
+        cfg, _ = resolve_config(Config(**radial, target=target))
+        assert cfg.loss == "kspace_density", target
+    ssdu, _ = resolve_config(Config(**radial, target="ssdu"))
+    assert ssdu.loss == "kspace_flat"
+    mine, _ = resolve_config(Config(dataset="synth", trajectory="radial", preset="cpu", loss="kspace"))
+    assert mine.loss == "kspace"
+    cart, _ = resolve_config(Config(dataset="synth", preset="cpu"))
+    assert cart.loss == "kspace"
+
+
 def test_trajectory_runs_train_and_evaluate(tmp_path):
     runs = {
         "n2n": _cfg(tmp_path, "n2n", trajectory="golden-radial", acceleration=4.0),

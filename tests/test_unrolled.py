@@ -200,7 +200,8 @@ def test_kspace_variants_and_clean_targets():
     pair = corr.pair(x, generator=seeded_generator(5), target="noisy")
     assert pair.target_acq.y is not None and pair.target_acq.keep_prob is not None
     f = corr.project(pair.input, pair.acq)
-    for name in ("kspace", "kspace_clipped", "kspace_flat", "kspace_normalized", "kspace_mix"):
+    variants = ("kspace_clipped", "kspace_flat", "kspace_normalized", "kspace_density", "kspace_mix")
+    for name in ("kspace", *variants):
         v = get_loss(name)(f, pair.target, pair, 0.0)
         assert torch.isfinite(v) and float(v) > 0, name
     clean = corr.pair(x, generator=seeded_generator(5), target="clean")
