@@ -172,7 +172,7 @@ def test_mixed_trajectories_train_and_adapt_to_a_trajectory_file(tmp_path):
     from mri_n2n.io.noncartesian import write_ismrmrd_noncartesian
     from mri_n2n.io.raw import read_raw
     from mri_n2n.noncartesian import trajectory_law
-    from mri_n2n.reconstruction import Reconstructor
+    from mri_n2n.reconstruction import ReconstructionError, Reconstructor
 
     with pytest.raises(ConfigError, match="mixed"):
         resolve_config(Config(dataset="synth", trajectory="mixed", target="ssdu"))
@@ -198,6 +198,19 @@ def test_mixed_trajectories_train_and_adapt_to_a_trajectory_file(tmp_path):
     adapted = rec.noncartesian(scan).image
     assert rec.last_adaptation is not None and rec.last_adaptation.steps == 3
     assert np.isfinite(adapted).all() and not np.allclose(adapted, plain)
+    assert path.read_bytes() == before
+    # a model adapts with the weighting it trained with: this one (l2) with 1/p, a kspace_density
+    # one with the density-compensated weights, its self-validation weighted alike
+    assert rec.adapt_weighting == "inverse"
+    dens = Reconstructor(rec.model, rec.config.replace(loss="kspace_density"), device="cpu", adapt=4)
+    assert dens.adapt_weighting == "density"
+    dens.adapt_validation, dens.adapt_check_every = 0.25, 2
+    out = dens.noncartesian(scan).image
+    assert np.isfinite(out).all() and dens.last_adaptation.val_losses
+    assert all(math.isfinite(v) for _, v in dens.last_adaptation.val_losses)
+    dens.adapt_weighting = "bogus"
+    with pytest.raises(ReconstructionError, match="weighting must be one of"):
+        dens.noncartesian(scan)
     assert path.read_bytes() == before
     # the non-Cartesian quality bench: every method on each study, TV's best weight of the grid
     from mri_n2n.bench.trajectories import bench_trajectories, trajectories_markdown

@@ -11,7 +11,8 @@ al. 2022, "zero-shot self-supervised learning"): every step draws a second set o
 (the law's own :meth:`~mri_n2n.masks.SampleLaw.second_law`), the network sees the zero-filled
 image of the doubly undersampled set (the SENSE-1 image for coil data), and the loss is the
 ``1/p``-weighted k-space L2 on the measured samples it did not see
-(:func:`mri_n2n.losses.kspace_loss`). The weights move from the trained ones for at most
+(:func:`mri_n2n.losses.kspace_loss`; also weighted by the trajectory's density compensation for a
+model trained with ``kspace_density``). The weights move from the trained ones for at most
 :data:`ADAPT_STEPS` Adam steps at the learning rate :data:`ADAPT_LR` (chosen on tuning volumes
 that share no pixel with any evaluation volume, see ``docs/results.md``), then the adapted copy
 reconstructs the scan with all its measurements as usual; the trained model is not changed.
@@ -41,7 +42,7 @@ from tqdm.auto import tqdm
 from ..corruptions import MRIUndersampling, Pair
 from ..fft import to_complex
 from ..laws import CroppedLaw
-from ..losses import kspace_loss
+from ..losses import KSPACE_WEIGHTINGS, kspace_loss
 from ..masks import SampleLaw
 from ..models import apply_model, ends_with_dc
 from ..models.ensemble import SelfEnsemble
@@ -191,14 +192,22 @@ def _check_validation(validation: float, check_every: int, patience: int) -> Non
         )
 
 
-def _val_loss(net: nn.Module, fit: Acquisition, held: Acquisition, channels: int) -> float:
+def _val_loss(
+    net: nn.Module, fit: Acquisition, held: Acquisition, channels: int, weighting: str = "inverse"
+) -> float:
     """Mean ``|A_held f - y_held|^2`` over the held-out measurements of the reconstruction ``f``
-    from the other measurements ``fit`` (compensated by their keep probability)."""
+    from the other measurements ``fit`` (compensated by their keep probability); ``weighting=
+    "density"`` weighs each measurement by the kind's density compensation, as the loss."""
     inp = fit.channels_of(fit.zero_filled(), channels)
     with torch.no_grad():
         out = apply_model(net, inp, fit).float()
     f = held.image_of(to_complex(out, keepdim=True) if out.shape[1] == 1 else out)
     err = held.residual(f).abs().square()  # one channel: a real image
+    d = held.density() if weighting == "density" else None
+    if d is not None:  # the mean stays a mean: weights of mean 1 over the held-out measurements
+        d = torch.broadcast_to(d.to(err.device, err.dtype), err.shape)
+        sel = torch.broadcast_to(held.expand_samples(held.sampled), err.shape)
+        err = err * d / d[sel].mean().clamp_min(torch.finfo(d.dtype).tiny)
     count = torch.broadcast_to(held.expand_samples(held.sampled), err.shape).sum()
     return float(err.sum() / count.clamp_min(1))
 
@@ -210,6 +219,7 @@ def _step(
     pair: Pair,
     device: torch.device,
     step: int,
+    weighting: str = "inverse",
 ) -> None:
     """One adaptation step on a pair of the measurements' own split: the network (then the
     corruption's data consistency, unless the network ends with its own), the k-space loss on
@@ -218,7 +228,7 @@ def _step(
     out = apply_model(net, pair.input, pair.acq)
     if not ends_with_dc(net):
         out = corr.data_consistency(out, pair.acq)
-    loss = kspace_loss(out, pair.target, pair)
+    loss = kspace_loss(out, pair.target, pair, weighting=weighting)
     if not torch.isfinite(loss):
         raise ValueError(f"adaptation: the loss is not finite at step {step} (lower the learning rate)")
     opt.zero_grad(set_to_none=True)
@@ -245,6 +255,7 @@ def adapt(
     pixels: int | None = ADAPT_PIXELS,
     visits: float = ADAPT_VISITS,
     report: AdaptReport | None = None,
+    weighting: str = "inverse",
 ) -> tuple[nn.Module, AdaptReport]:
     """A copy of ``model`` fine-tuned on one scan's measurements (module docstring), for every
     acquisition kind and coil count.
@@ -278,6 +289,8 @@ def adapt(
             faster than the scan); ``None``: whole slices and the steps asked.
         visits: pixel-steps per scan pixel of :func:`adapt_plan` beyond that budget.
         report: an :class:`AdaptReport` to fill in (default: a new one).
+        weighting: the k-space loss's weighting (:func:`~mri_n2n.losses.kspace_loss`): the one
+            the model trained with (``"density"`` for a ``kspace_density`` model off the grid).
 
     Returns:
         ``(adapted model, report)``.
@@ -288,6 +301,8 @@ def adapt(
     """
     _check_settings(steps, lr, batch_size)
     _check_validation(validation, check_every, patience)
+    if weighting not in KSPACE_WEIGHTINGS:
+        raise ValueError(f"adaptation: the loss weighting must be one of {KSPACE_WEIGHTINGS}: {weighting!r}")
     rep = report if report is not None else AdaptReport()
     t_start = time.perf_counter()
     if steps == 0:
@@ -349,7 +364,7 @@ def adapt(
         """Score the weights after ``step`` steps; True when the adaptation should stop."""
         nonlocal best, bad
         net.eval()
-        loss = _val_loss(net, *val, channels)
+        loss = _val_loss(net, *val, channels, weighting)
         net.train()
         rep.val_losses.append((step, loss))
         if best is None or loss < best[0]:
@@ -368,7 +383,7 @@ def adapt(
         part = whole.batch(pick)
         if length is not None:  # a random window of each slice's readout
             part = part.cropped(torch.randint(0, height, (pick.numel(),), generator=g), length)
-        _step(net, corr, opt, corr.single_pair(part, generator=g, seeds=pick), device, step)
+        _step(net, corr, opt, corr.single_pair(part, generator=g, seeds=pick), device, step, weighting)
         if val is not None and (step % check_every == 0 or step == steps) and check(step):
             rep.stopped_early = step < steps
             break

@@ -151,6 +151,9 @@ class Reconstructor:
         if not isinstance(config, Config):
             config = Config.from_dict(config, where="checkpoint config")
         self.config = config
+        #: the adaptation loss's weighting: the one the model trained with (a ``kspace_density``
+        #: model adapts with the density-compensated weights, every other with ``1 / p``)
+        self.adapt_weighting: str = "density" if config.loss == "kspace_density" else "inverse"
         if acquisition is None:  # a model built here: its config and spec say what it is
             inner = model.module if isinstance(model, SelfEnsemble) else model
             spec = getattr(inner, "spec", None)
@@ -482,6 +485,7 @@ class Reconstructor:
                 patience=self.adapt_patience,
                 max_shift=self.adapt_max_shift,
                 pixels=self.adapt_pixels,
+                weighting=self.adapt_weighting,
             )
         except ValueError as e:
             raise ReconstructionError(str(e)) from None
