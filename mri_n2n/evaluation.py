@@ -48,6 +48,7 @@ from .devices import Stopwatch, resolve_device
 from .fft import to_channels
 from .io import atomic_write_json, atomic_write_text
 from .io.kspace import find_kspace_files
+from .losses import adaptation_weighting
 from .metrics import nmse, psnr, ssim, volume_metrics
 from .models import apply_model, ends_with_dc
 from .models.ensemble import ensemble_forward
@@ -213,17 +214,20 @@ def evaluate_mri(
     models: list[tuple[str, torch.nn.Module]] = []
     complex_of: dict[str, bool] = {}
     adapt_lr: dict[str, float] = {}
+    adapt_weighting: dict[str, str] = {}
     for path, ck in ckpts:
         name = _method_name(path, ck, taken)
         taken.add(name)
         models.append((name, model_from_checkpoint(ck, device=dev)))
         complex_of[name] = bool(checkpoint_acquisition(ck)["complex"])
         adapt_lr[name] = float(tuned_adaptation(path).get("lr", ADAPT_LR))  # a shipped model's tuned rate
+        adapt_weighting[name] = adaptation_weighting(ck.get("config", {}).get("loss"))
     n = len(valid) if limit is None else min(limit, len(valid))
     if adapt:
         models += [
             (f"{name} adapted",
-             _adapted(m, valid, corruption, n, adapt, dev, complex_of[name], adapt_lr[name]))
+             _adapted(m, valid, corruption, n, adapt, dev, complex_of[name], adapt_lr[name],
+                      adapt_weighting[name]))
             for name, m in models
         ]  # fmt: skip
     ens_names: set[str] = set()
@@ -421,13 +425,17 @@ def _adapted(
     dev: torch.device,
     complex_data: bool,
     lr: float = ADAPT_LR,
+    weighting: str = "inverse",
 ) -> torch.nn.Module:
     """``model`` adapted to the measurements of the first ``n`` validation slices (the sampled
     sets and measurements ``corruption.validation_pair`` gives them) by the one adaptation call
-    of every kind (:func:`~mri_n2n.reconstruction.adapt.adapt`) at learning rate ``lr``."""
+    of every kind (:func:`~mri_n2n.reconstruction.adapt.adapt`) at learning rate ``lr``, with
+    the loss weighting ``weighting`` (:func:`~mri_n2n.losses.adaptation_weighting`)."""
     clean, seeds = _batch(valid, range(n), dev)
     acq = corruption.validation_pair(clean, seeds).acq
-    net, _ = adapt_to_scan(model, acq, corruption.law, real=not complex_data, steps=steps, lr=lr)
+    net, _ = adapt_to_scan(
+        model, acq, corruption.law, real=not complex_data, steps=steps, lr=lr, weighting=weighting
+    )
     return net
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "hdr_loss",
     "kspace_loss",
     "kspace_mix_loss",
+    "adaptation_weighting",
     "l0_gamma",
     "masked_mean",
     "LOSSES",
@@ -248,6 +249,13 @@ def kspace_loss(
     if d is not None:  # each candidate measurement's share of k-space
         wt = wt * d.to(device=wt.device, dtype=wt.dtype)
     return (wt * resid.abs().square()).sum() / denom
+
+
+def adaptation_weighting(loss: str | None) -> str:
+    """The :func:`kspace_loss` weighting that scan-specific adaptation uses for a model trained
+    with ``loss``: ``"density"`` for ``kspace_density`` (the objective it was trained on off the
+    grid), else ``"inverse"`` (the weighting the adaptation settings were tuned with)."""
+    return "density" if loss == "kspace_density" else "inverse"
 
 
 def _kspace_variant(weighting: str) -> LossFn:

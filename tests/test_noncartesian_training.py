@@ -58,7 +58,7 @@ def test_off_the_grid_the_presets_train_with_the_density_weighted_kspace_loss():
     assert cart.loss == "kspace"
 
 
-def test_trajectory_runs_train_and_evaluate(tmp_path):
+def test_trajectory_runs_train_and_evaluate(tmp_path, monkeypatch):
     runs = {
         "n2n": _cfg(tmp_path, "n2n", trajectory="golden-radial", acceleration=4.0),
         "n2c": _cfg(tmp_path, "n2c", trajectory="radial", target="clean"),
@@ -75,6 +75,22 @@ def test_trajectory_runs_train_and_evaluate(tmp_path):
     summ = res["summary"]
     # the baselines start from the density-compensated adjoint and improve on it
     assert summ["CG-SENSE"]["psnr_mean"] > summ["zero-filled"]["psnr_mean"]
+    # evaluate --adapt adapts each model with the weighting it trained with: the Noisier2Noise run
+    # (the presets' kspace_density off the grid) with d/p, the l2 one with 1/p
+    import mri_n2n.evaluation as evaluation
+
+    seen, real_adapt = [], evaluation.adapt_to_scan
+
+    def spy(*args, **kw):
+        seen.append(kw["weighting"])
+        return real_adapt(*args, **kw)
+
+    monkeypatch.setattr(evaluation, "adapt_to_scan", spy)
+    n2 = tmp_path / "n2" / "checkpoints" / "best.pt"
+    for path in (n2, ckpt):
+        res = evaluate_mri([path], limit=1, tv_iters=2, adapt=1, progress=False, device="cpu")
+        assert all(math.isfinite(v["psnr_mean"]) for v in res["summary"].values())
+    assert seen == ["density", "inverse"]
 
 
 def test_synthetic_coil_data_are_reacquired_along_the_trajectory(tmp_path):

@@ -32,6 +32,7 @@ from ..devices import resolve_device
 from ..io.kspace import KSpaceInput, as_kspace, expand_mask
 from ..io.multicoil import MultiCoilKSpace
 from ..io.noncartesian import NonCartesianKSpace
+from ..losses import adaptation_weighting
 from ..masks import MaskFamily, SampleLaw, family_for, family_from_description
 from ..models.ensemble import SelfEnsemble
 from ..physics import Acquisition, acquisition_kind
@@ -153,7 +154,7 @@ class Reconstructor:
         self.config = config
         #: the adaptation loss's weighting: the one the model trained with (a ``kspace_density``
         #: model adapts with the density-compensated weights, every other with ``1 / p``)
-        self.adapt_weighting: str = "density" if config.loss == "kspace_density" else "inverse"
+        self.adapt_weighting: str = adaptation_weighting(config.loss)
         if acquisition is None:  # a model built here: its config and spec say what it is
             inner = model.module if isinstance(model, SelfEnsemble) else model
             spec = getattr(inner, "spec", None)
